@@ -6,6 +6,7 @@ export type Command = (argv: string[]) => Promise<number>;
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
   detect: { summary: 'run the detector on an image or video and print detections', load: async () => (await import('./detect.js')).detectCommand },
   run: { summary: 'run the agent with a config file', load: async () => (await import('./run.js')).runCommand },
+  tail: { summary: 'subscribe to a broker and print what gateways publish', load: async () => (await import('./tail.js')).tailCommand },
 };
 
 function usage(): string {
