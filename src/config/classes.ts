@@ -1,0 +1,26 @@
+import type { Config } from './schema.js';
+import type { ConfigIssue } from './load.js';
+
+/**
+ * Issues for rule classes the model does not know, e.g. `cameras[0].zones[1].rules[0].classes[2]`.
+ * Kept apart from parsing so the config can be validated without loading a model.
+ */
+export function checkClasses(config: Config, classNames: readonly string[]): ConfigIssue[] {
+  const known = new Set(classNames);
+  const issues: ConfigIssue[] = [];
+  config.cameras.forEach((cam, ci) => {
+    cam.zones.forEach((zone, zi) => {
+      zone.rules.forEach((rule, ri) => {
+        rule.classes.forEach((name, k) => {
+          if (known.has(name)) return;
+          const lower = classNames.find((c) => c.toLowerCase() === name.toLowerCase());
+          issues.push({
+            path: `cameras[${ci}].zones[${zi}].rules[${ri}].classes[${k}]`,
+            message: `the model has no class '${name}'${lower ? ` (did you mean '${lower}'?)` : ''}; its classes are listed in models/manifest.json, e.g. ${classNames.slice(0, 4).join(', ')}`,
+          });
+        });
+      });
+    });
+  });
+  return issues;
+}

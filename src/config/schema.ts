@@ -1,0 +1,281 @@
+import { z } from 'zod';
+import { polygonProblem } from '../rules/geometry.js';
+
+/**
+ * The gateway config file: this one schema is the TypeScript type (`Config`), the validator, and the source of
+ * docs/config.schema.json. Every key is documented in docs/config.md.
+ *
+ * Checks that relate several places of the file (unique ids, mqtt url vs tls) sit in one root refinement that
+ * runs even when other parts are invalid, so a technician sees every problem in one pass.
+ */
+
+const IDENTIFIER = /^[A-Za-z0-9_-]+$/;
+const EVENT_TYPE = /^[a-z][a-z0-9_]*$/;
+
+function identifier(what: string) {
+  return z
+    .string()
+    .min(1, { error: `${what} must not be empty` })
+    .max(64, { error: `${what} is too long; use at most 64 characters` })
+    .regex(IDENTIFIER, { error: `${what} may contain only letters, digits, '_' and '-' (it is used in MQTT topics and event ids)` });
+}
+
+/**
+ * Whole numbers via multipleOf rather than z.int(): zod's integer check aborts the whole parse, which would
+ * hide the cross-checks' issues from the technician.
+ */
+const wholeNumber = () => z.number().multipleOf(1, { error: 'expected a whole number' });
+
+const fraction = (what: string) =>
+  z.number().min(0, { error: `${what} must be between 0 and 1` }).max(1, { error: `${what} must be between 0 and 1` });
+
+/** A path on the gateway; a relative one is resolved against the folder of the config file. */
+const filePath = z.string().min(1, { error: 'path must not be empty' });
+
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function urlScheme(text: string): string | null {
+  try {
+    return new URL(text).protocol.replace(/:$/, '');
+  } catch {
+    return null;
+  }
+}
+
+function urlWithScheme(schemes: readonly string[], example: string) {
+  return z.string().superRefine((text, ctx) => {
+    const scheme = urlScheme(text);
+    if (scheme === null) {
+      ctx.addIssue({ code: 'custom', message: `not a valid URL; expected e.g. ${example} (percent-encode special characters in user and password, e.g. '@' as %40)` });
+    } else if (!schemes.includes(scheme)) {
+      ctx.addIssue({ code: 'custom', message: `unsupported scheme '${scheme}:'; expected ${schemes.map((s) => `${s}://`).join(', ')}` });
+    }
+  });
+}
+
+const MQTT_SCHEMES = ['mqtt', 'mqtts', 'ws', 'wss'] as const;
+const MQTT_TLS_SCHEMES = ['mqtts', 'wss'];
+
+const gatewaySchema = z.strictObject({
+  id: identifier('gateway id').describe('Unique id of this gateway; part of every MQTT topic ({prefix}/{id}/…). [A-Za-z0-9_-]+'),
+  dataDir: filePath.default('/var/lib/edgepatrol').describe('Folder for the outbox database and evidence images.'),
+  timezone: z
+    .string()
+    .refine(isTimeZone, { error: 'unknown time zone; expected an IANA name such as Asia/Shanghai or UTC' })
+    .default('UTC')
+    .describe('IANA time zone used for local times shown to people (evidence captions). Event times are always UTC.'),
+});
+
+const tlsSchema = z.strictObject({
+  ca: filePath.optional().describe('PEM file of the CA that signed the broker certificate (default: the system CAs).'),
+  cert: filePath.optional().describe('PEM file of this gateway\'s client certificate (mutual TLS).'),
+  key: filePath.optional().describe('PEM file of the client certificate\'s private key; must not be readable by group or others.'),
+  rejectUnauthorized: z.boolean().default(true).describe('Verify the broker certificate. Turn off only on a bench.'),
+}).superRefine((tls, ctx) => {
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    ctx.addIssue({ code: 'custom', path: [tls.cert === undefined ? 'cert' : 'key'], message: 'cert and key go together; set both for a client certificate, or neither' });
+  }
+});
+
+const mqttSchema = z.strictObject({
+  url: urlWithScheme(MQTT_SCHEMES, 'mqtts://broker.example:8883').describe('Broker URL: mqtt://, mqtts://, ws:// or wss://.'),
+  prefix: z
+    .string()
+    .regex(/^[^/+#\s]+(\/[^/+#\s]+)*$/, { error: "topic prefix must be one or more topic levels separated by '/', without '+', '#', spaces, or a leading/trailing '/'" })
+    .default('edgepatrol')
+    .describe('First topic level(s) of every topic this gateway uses.'),
+  clientId: z.string().min(1).max(128).optional().describe('MQTT client id (default: edgepatrol-{gateway.id}).'),
+  username: z.string().optional().describe('Broker user name.'),
+  password: z.string().optional().describe('Broker password. A config file holding it must have mode 600.'),
+  tls: tlsSchema.optional().describe('TLS settings for mqtts:// and wss:// URLs.'),
+});
+
+const modelSchema = z.strictObject({
+  name: z.string().min(1).optional().describe('Model name from models/manifest.json (default: the manifest\'s default model).'),
+  threads: wholeNumber().min(1).max(64).default(2).describe('Inference threads shared by all cameras.'),
+  scoreThreshold: fraction('scoreThreshold').default(0.35).describe('Detections below this score are dropped before tracking.'),
+});
+
+const evidenceSchema = z.strictObject({
+  jpegQuality: wholeNumber().min(1).max(100).default(80).describe('JPEG quality of evidence images, 1..100.'),
+});
+
+const sourceSchema = z
+  .strictObject({
+    url: urlWithScheme(['rtsp', 'rtsps'], 'rtsp://user:password@192.0.2.10:554/stream1').optional().describe('RTSP stream of the camera: rtsp:// or rtsps://.'),
+    file: filePath.optional().describe('A video file instead of a camera (bench, demo, tests).'),
+    loop: z.boolean().optional().describe('With file: start again at the end (default false).'),
+  }, { error: (iss) => (iss.input === undefined ? 'missing; every camera needs a source: { url: rtsp://… } or { file: path }' : undefined) })
+  .transform((src, ctx) => {
+    if (src.url !== undefined && src.file !== undefined) {
+      ctx.issues.push({ code: 'custom', input: src, message: 'has both url and file; expected exactly one of them' });
+      return z.NEVER;
+    }
+    if (src.url !== undefined) {
+      if (src.loop !== undefined) ctx.issues.push({ code: 'custom', input: src, path: ['loop'], message: 'loop applies only to a file source; remove it' });
+      return { url: src.url };
+    }
+    if (src.file !== undefined) return { file: src.file, loop: src.loop ?? false };
+    ctx.issues.push({ code: 'custom', input: src, message: 'has neither url nor file; expected { url: rtsp://… } or { file: path }' });
+    return z.NEVER;
+  });
+
+const detectSchema = z.strictObject({
+  fps: z.number().positive().max(30).default(2).describe('Frames per second handed to the detector.'),
+  width: wholeNumber().min(64).max(4096).default(640).describe('Frames are scaled to this width before detection and evidence.'),
+  height: wholeNumber().min(64).max(4096).default(480).describe('Frames are scaled to this height before detection and evidence.'),
+});
+
+const locationSchema = z
+  .strictObject({
+    lat: z.number().min(-90).max(90).optional().describe('WGS84 latitude of the scene.'),
+    lon: z.number().min(-180).max(180).optional().describe('WGS84 longitude of the scene.'),
+    address: z.string().optional().describe('Street address, as the dispatchers know it.'),
+    grid: z.string().optional().describe('Grid cell id used by the district for dispatch.'),
+  })
+  .superRefine((loc, ctx) => {
+    if ((loc.lat === undefined) !== (loc.lon === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [loc.lat === undefined ? 'lat' : 'lon'], message: 'lat and lon go together; set both or neither' });
+    }
+  });
+
+const point = z.tuple([fraction('x'), fraction('y')], {
+  error: 'expected a point [x, y] of two numbers between 0 and 1 ([0,0] is the top-left corner of the frame, [1,1] the bottom-right)',
+});
+
+const polygonSchema = z
+  .array(point)
+  .min(3, { error: 'a zone polygon needs at least 3 points' })
+  .superRefine((polygon, ctx) => {
+    const problem = polygonProblem(polygon);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
+const ruleCommon = {
+  id: identifier('rule id').optional().describe('Rule id, unique in its zone (default: the event type).'),
+  type: z
+    .string()
+    .regex(EVENT_TYPE, { error: "event type must be snake_case: a lowercase letter, then lowercase letters, digits or '_' (e.g. street_vending); it becomes the topic level …/event/{type}" })
+    .describe('Event type reported when the rule fires, e.g. street_vending, fire_lane_parking.'),
+  classes: z.array(z.string().min(1)).min(1, { error: 'list at least one object class, e.g. [person]' }).describe('Detector classes the rule looks at.'),
+  minScore: fraction('minScore').default(0.5).describe('Ignore detections scoring below this.'),
+  minBoxArea: fraction('minBoxArea').default(0).describe('Ignore boxes smaller than this fraction of the frame area.'),
+};
+
+const presenceRule = z.strictObject({
+  kind: z.literal('presence'),
+  ...ruleCommon,
+  cooldownSeconds: z.number().min(0).default(60).describe('At most one event of this rule per this many seconds.'),
+});
+
+const dwellRule = z.strictObject({
+  kind: z.literal('dwell'),
+  ...ruleCommon,
+  seconds: z.number().positive().describe('How long an object must stay still in the zone before the rule fires.'),
+  maxMovement: fraction('maxMovement').default(0.05).describe('Still means the ground point moved less than this (fraction of the frame) from where dwelling started.'),
+  cooldownSeconds: z.number().min(0).default(300).describe('At most one event of this rule per this many seconds.'),
+});
+
+const ruleSchema = z
+  .discriminatedUnion('kind', [presenceRule, dwellRule])
+  .transform((rule) => ({ ...rule, id: rule.id ?? rule.type }));
+
+const zoneSchema = z.strictObject({
+  id: identifier('zone id').describe('Zone id, unique per camera.'),
+  polygon: polygonSchema.describe('Zone outline, [x, y] points as fractions of the frame (0..1), at least 3, edges not crossing.'),
+  rules: z.array(ruleSchema).default([]).describe('What turns objects in this zone into events.'),
+});
+
+const cameraSchema = z
+  .strictObject({
+    id: identifier('camera id').describe('Unique camera id. [A-Za-z0-9_-]+'),
+    name: z.string().min(1).optional().describe('Name people know the camera by (default: the id).'),
+    source: sourceSchema.describe('Where frames come from: { url } for a camera, { file, loop } for a video file.'),
+    detect: detectSchema.prefault({}).describe('Frame rate and size for detection.'),
+    stallSeconds: z.number().positive().default(10).describe('Restart the stream when no frame arrived for this long.'),
+    location: locationSchema.optional().describe('Where the camera looks; copied into every event.'),
+    zones: z.array(zoneSchema).default([]).describe('Zones and their rules.'),
+  })
+  .transform((cam) => ({ ...cam, name: cam.name ?? cam.id }));
+
+type Ctx = z.core.$RefinementCtx<unknown>;
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function asList(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : [];
+}
+
+/** Reports every id that repeats an earlier one in the same list; `idOf` may return undefined for unusable entries. */
+function checkUnique(items: unknown[], idOf: (item: Record<string, unknown>) => unknown, path: (i: number) => (string | number)[], what: string, ctx: Ctx): void {
+  const first = new Map<string, number>();
+  items.forEach((item, i) => {
+    if (!isRecord(item)) return;
+    const id = idOf(item);
+    if (typeof id !== 'string') return;
+    const earlier = first.get(id);
+    if (earlier === undefined) first.set(id, i);
+    else ctx.addIssue({ code: 'custom', path: path(i), message: `duplicate ${what} '${id}' (first used at index ${earlier}); ${what}s must be unique` });
+  });
+}
+
+/** Cross-checks on the partly parsed file; written defensively because the parts may themselves be invalid. */
+function crossChecks(root: unknown, ctx: Ctx): void {
+  if (!isRecord(root)) return;
+  const cameras = asList(root.cameras);
+  checkUnique(cameras, (c) => c.id, (i) => ['cameras', i, 'id'], 'camera id', ctx);
+  cameras.forEach((cam, ci) => {
+    if (!isRecord(cam)) return;
+    const zones = asList(cam.zones);
+    checkUnique(zones, (z) => z.id, (zi) => ['cameras', ci, 'zones', zi, 'id'], 'zone id', ctx);
+    zones.forEach((zone, zi) => {
+      if (!isRecord(zone)) return;
+      checkUnique(asList(zone.rules), (r) => r.id ?? r.type, (ri) => ['cameras', ci, 'zones', zi, 'rules', ri, 'id'], 'rule id', ctx);
+    });
+  });
+
+  const mqtt = root.mqtt;
+  if (!isRecord(mqtt)) return;
+  if (mqtt.password !== undefined && mqtt.username === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['mqtt', 'username'], message: 'password is set but username is not; MQTT sends a password only with a user name' });
+  }
+  const scheme = typeof mqtt.url === 'string' ? urlScheme(mqtt.url) : null;
+  if (mqtt.tls !== undefined && scheme !== null && !MQTT_TLS_SCHEMES.includes(scheme)) {
+    ctx.addIssue({ code: 'custom', path: ['mqtt', 'url'], message: `tls is configured but the url uses ${scheme}://; use mqtts:// or wss://` });
+  }
+}
+
+export const configSchema = z
+  .strictObject({
+    gateway: gatewaySchema.describe('This gateway.'),
+    mqtt: mqttSchema.describe('The central broker.'),
+    model: modelSchema.prefault({}).describe('The on-device detector.'),
+    evidence: evidenceSchema.prefault({}).describe('Evidence images.'),
+    cameras: z.array(cameraSchema).min(1, { error: 'list at least one camera' }).describe('The cameras this gateway watches.'),
+  })
+  .superRefine(crossChecks, { when: () => true })
+  .transform((cfg) => ({ ...cfg, mqtt: { ...cfg.mqtt, clientId: cfg.mqtt.clientId ?? `edgepatrol-${cfg.gateway.id}` } }));
+
+/** A validated config with every default filled in and every path absolute. */
+export type Config = z.output<typeof configSchema>;
+export type GatewayConfig = Config['gateway'];
+export type MqttConfig = Config['mqtt'];
+export type ModelConfig = Config['model'];
+export type CameraConfig = Config['cameras'][number];
+export type SourceConfig = CameraConfig['source'];
+export type LocationConfig = NonNullable<CameraConfig['location']>;
+export type ZoneConfig = CameraConfig['zones'][number];
+export type RuleConfig = ZoneConfig['rules'][number];
+export type PresenceRuleConfig = Extract<RuleConfig, { kind: 'presence' }>;
+export type DwellRuleConfig = Extract<RuleConfig, { kind: 'dwell' }>;
+/** What a person writes: defaults and derived values may be left out. */
+export type ConfigInput = z.input<typeof configSchema>;
