@@ -1,0 +1,332 @@
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { constants, promises as fs } from 'node:fs';
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { safeUrl } from '../log.js';
+import type { RgbFrame } from '../vision/types.js';
+import { backoffDelay, defaultBackoff, type BackoffOptions } from './backoff.js';
+import { ffmpegArgs, parseInput, scrubCredentials, StderrTail, type Input } from './ffmpeg.js';
+
+/**
+ * connecting: ffmpeg started, no frame yet · streaming: frames arrive · stalled: no frame within
+ * stallSeconds, ffmpeg is being killed · backoff: waiting to restart after a disconnect · failed: will not
+ * retry by itself (missing file, ffmpeg not runnable); start() tries again · ended: a file source without
+ * loop reached its end.
+ */
+export type StreamState = 'connecting' | 'streaming' | 'stalled' | 'backoff' | 'failed' | 'ended';
+
+export interface SourceState {
+  cameraId: string;
+  state: StreamState;
+  reason?: string;
+  /** In 'backoff': how long until the next attempt. */
+  retryInMs?: number;
+}
+
+export interface FrameSourceOptions {
+  cameraId: string;
+  /** rtsp://…, rtsps://…, file://… or a local file path. May carry credentials: never logged as is. */
+  url: string;
+  /** File sources only: start over at the end instead of ending. */
+  loop?: boolean;
+  fps: number;
+  width: number;
+  height: number;
+  /** No frame for this long (also after a start) counts as a stall: ffmpeg is killed and restarted. */
+  stallSeconds?: number;
+  backoff?: BackoffOptions;
+  ffmpegPath?: string;
+  log: Logger;
+}
+
+export interface FrameSourceStats {
+  /** Frames handed to 'frame' listeners. */
+  frames: number;
+  /** Frames replaced by a newer one before listeners got them, because the event loop was behind. */
+  dropped: number;
+  /** ffmpeg processes started. */
+  spawns: number;
+}
+
+interface FrameSourceEvents {
+  frame: [RgbFrame];
+  state: [SourceState];
+}
+
+type FfmpegChild = ChildProcessByStdio<null, Readable, Readable>;
+
+/** A stop() that ffmpeg ignores (it does, when blocked on a frozen server) ends in SIGKILL after this. */
+const stopGraceMs = 2000;
+
+/**
+ * One camera's frames: a supervised ffmpeg child that decodes the stream to raw RGB24 at the configured
+ * size and rate. Any ffmpeg exit is a disconnect (on server loss it exits 0); a last-frame watchdog kills
+ * a silent one; restarts back off exponentially with jitter. ffmpeg is started through
+ * `setpriv --pdeathsig KILL` so that it dies with this process even when this process is SIGKILLed
+ * (docs/decisions.md, "ffmpeg dies with the agent").
+ *
+ * Each 'frame' carries a fresh buffer the listener may keep. Listeners that fall behind do not build a
+ * queue here: a completed frame waits in a single slot until the event loop is free, and a newer one
+ * replaces it (counted in stats().dropped).
+ */
+export class FrameSource extends EventEmitter<FrameSourceEvents> {
+  readonly cameraId: string;
+  private readonly input: Input;
+  private readonly width: number;
+  private readonly height: number;
+  private readonly loop: boolean;
+  private readonly frameBytes: number;
+  private readonly stallMs: number;
+  private readonly backoffOpts: BackoffOptions;
+  private readonly ffmpegPath: string;
+  private readonly args: string[];
+  private readonly log: Logger;
+
+  private state: StreamState | undefined;
+  private running = false;
+  private child: FfmpegChild | undefined;
+  private childExited: Promise<void> | undefined;
+  /** Why the current child is being killed by us, so its exit is not reported as a plain disconnect. */
+  private killReason: string | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private lastProgressAt = 0;
+  private attempt = 0;
+  private assembling: Buffer;
+  private filled = 0;
+  private pending: RgbFrame | undefined;
+  private deliverScheduled: NodeJS.Immediate | undefined;
+  private readonly counters: FrameSourceStats = { frames: 0, dropped: 0, spawns: 0 };
+
+  constructor(opts: FrameSourceOptions) {
+    super();
+    for (const key of ['fps', 'width', 'height'] as const) {
+      if (!(opts[key] > 0)) throw new Error(`camera ${opts.cameraId}: ${key} must be a positive number, got ${opts[key]}`);
+    }
+    this.cameraId = opts.cameraId;
+    this.input = parseInput(opts.cameraId, opts.url);
+    this.frameBytes = opts.width * opts.height * 3;
+    this.stallMs = (opts.stallSeconds ?? 10) * 1000;
+    this.backoffOpts = opts.backoff ?? defaultBackoff;
+    this.ffmpegPath = opts.ffmpegPath ?? 'ffmpeg';
+    this.args = ffmpegArgs(this.input, opts, opts.loop ?? false);
+    this.log = opts.log;
+    this.assembling = Buffer.allocUnsafe(this.frameBytes);
+    this.width = opts.width;
+    this.height = opts.height;
+    this.loop = opts.loop ?? false;
+  }
+
+  /** The stream's address for people and logs: credentials stripped. */
+  get displayUrl(): string {
+    return this.input.kind === 'rtsp' ? safeUrl(this.input.url) : this.input.path;
+  }
+
+  get currentState(): StreamState | undefined {
+    return this.state;
+  }
+
+  /** The running ffmpeg's pid, if one is running. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  stats(): FrameSourceStats {
+    return { ...this.counters };
+  }
+
+  /** Starts (or, after 'failed' or 'ended', starts again) supervising the stream. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.attempt = 0;
+    void this.connect();
+  }
+
+  /** Stops supervision and ffmpeg; resolves once ffmpeg has exited and been reaped. */
+  async stop(): Promise<void> {
+    this.running = false;
+    clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    this.clearStallTimer();
+    clearImmediate(this.deliverScheduled);
+    this.deliverScheduled = undefined;
+    this.pending = undefined;
+    const child = this.child;
+    const exited = this.childExited;
+    if (!child || !exited) return;
+    this.killReason = 'stopped';
+    child.kill('SIGTERM');
+    const escalate = setTimeout(() => child.kill('SIGKILL'), stopGraceMs);
+    try {
+      await exited;
+    } finally {
+      clearTimeout(escalate);
+    }
+  }
+
+  private setState(state: StreamState, reason?: string, retryInMs?: number): void {
+    this.state = state;
+    const change: SourceState = { cameraId: this.cameraId, state };
+    if (reason !== undefined) change.reason = reason;
+    if (retryInMs !== undefined) change.retryInMs = retryInMs;
+    // Debug only: the owner of the source reports state changes (it gets them as 'state' events).
+    this.log.debug({ stream: this.displayUrl, state, reason, retryInMs }, `camera ${this.cameraId}: ${state}`);
+    this.emit('state', change);
+  }
+
+  private async connect(): Promise<void> {
+    if (this.input.kind === 'file') {
+      const problem = await unreadableFile(this.input.path);
+      if (!this.running) return;
+      if (problem) {
+        // Retrying cannot help until someone fixes the file or the config; start() tries again.
+        this.running = false;
+        this.setState('failed', `camera ${this.cameraId}: cannot read video file ${this.input.path}: ${problem}`);
+        return;
+      }
+    }
+    this.setState('connecting');
+    this.spawnFfmpeg();
+  }
+
+  private spawnFfmpeg(): void {
+    const child: FfmpegChild = spawn('setpriv', ['--pdeathsig', 'KILL', '--', this.ffmpegPath, ...this.args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: a Ctrl-C on the agent's terminal reaches the agent, which then stops ffmpeg.
+      detached: true,
+    });
+    this.child = child;
+    this.counters.spawns++;
+    this.killReason = undefined;
+    this.filled = 0;
+    let spawnError: string | undefined;
+    let sawFrame = false;
+    const tail = new StderrTail();
+    this.childExited = new Promise((resolve) => {
+      child.on('error', (err) => { spawnError = `cannot run setpriv: ${err.message}`; });
+      child.stderr.on('data', (chunk: Buffer) => tail.push(chunk));
+      child.stdout.on('data', (chunk: Buffer) => {
+        if (this.child !== child) return;
+        if (this.assemble(chunk) && !sawFrame) {
+          sawFrame = true;
+          this.attempt = 0;
+          this.setState('streaming');
+        }
+      });
+      // 'close' rather than 'exit': by then stdout is drained, so no frame arrives after the run ended.
+      child.on('close', (code, signal) => {
+        // A child that a stop() replaced (start() called before it exited) has no say in the new run.
+        if (this.child === child) {
+          this.child = undefined;
+          this.runEnded(code, signal, spawnError ?? tail.reason(this.input), sawFrame);
+        }
+        resolve();
+      });
+    });
+    this.log.debug({ ffmpegPid: child.pid, args: this.args.map(scrubCredentials) }, `camera ${this.cameraId}: ffmpeg started`);
+    this.lastProgressAt = Date.now();
+    this.armStallTimer(this.stallMs);
+  }
+
+  /** Copies stdout bytes into whole frames; returns whether at least one frame completed. */
+  private assemble(chunk: Buffer): boolean {
+    let completed = false;
+    let offset = 0;
+    while (offset < chunk.length) {
+      const n = Math.min(chunk.length - offset, this.frameBytes - this.filled);
+      chunk.copy(this.assembling, this.filled, offset, offset + n);
+      this.filled += n;
+      offset += n;
+      if (this.filled === this.frameBytes) {
+        this.offer(this.assembling);
+        this.assembling = Buffer.allocUnsafe(this.frameBytes);
+        this.filled = 0;
+        completed = true;
+      }
+    }
+    if (completed) this.lastProgressAt = Date.now();
+    return completed;
+  }
+
+  private offer(data: Buffer): void {
+    if (this.pending) this.counters.dropped++;
+    this.pending = { width: this.width, height: this.height, data, ts: Date.now() };
+    // Delivered after the current burst of pipe reads: when the loop is behind, only the newest frame goes out.
+    this.deliverScheduled ??= setImmediate(() => {
+      this.deliverScheduled = undefined;
+      const frame = this.pending;
+      this.pending = undefined;
+      if (!frame || !this.running) return;
+      this.counters.frames++;
+      this.emit('frame', frame);
+    });
+  }
+
+  private armStallTimer(delayMs: number): void {
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined;
+      const silentMs = Date.now() - this.lastProgressAt;
+      // Re-armed lazily rather than per frame: one timer per stall period, whatever the frame rate.
+      if (silentMs < this.stallMs) return this.armStallTimer(this.stallMs - silentMs);
+      const child = this.child;
+      if (!child) return;
+      this.killReason = `no frame for ${Math.round(silentMs / 1000)} s`;
+      this.setState('stalled', this.killReason);
+      // SIGKILL: a stalled ffmpeg ignores SIGTERM (measured, shared/notes/infra-facts.md).
+      child.kill('SIGKILL');
+    }, delayMs);
+  }
+
+  private clearStallTimer(): void {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+  }
+
+  private runEnded(code: number | null, signal: NodeJS.Signals | null, stderrReason: string | undefined, sawFrame: boolean): void {
+    this.clearStallTimer();
+    if (!this.running) return;
+    const exit = signal ? `ffmpeg killed by ${signal}` : `ffmpeg exited with code ${code}`;
+    if (this.input.kind === 'file') {
+      if (code === 0 && !this.killReason && !this.loop) {
+        this.running = false;
+        this.setState('ended', `end of file ${this.input.path}`);
+        return;
+      }
+      if (!sawFrame && !this.killReason) {
+        // A local file that ffmpeg cannot decode (or an ffmpeg that cannot run) fails the same way every time.
+        this.running = false;
+        this.setState('failed', `camera ${this.cameraId}: cannot decode video file ${this.input.path}: ${stderrReason ?? exit}`);
+        return;
+      }
+    } else if (code === 127 && !sawFrame) {
+      // setpriv's "failed to execute": ffmpeg is missing; backing off would not install it.
+      this.running = false;
+      this.setState('failed', stderrReason ?? exit);
+      return;
+    }
+    const reason = this.killReason ?? stderrReason ?? (code === 0 ? 'stream ended' : exit);
+    const delay = backoffDelay(this.attempt++, this.backoffOpts);
+    this.setState('backoff', reason, delay);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      void this.connect();
+    }, delay);
+  }
+}
+
+/** Why a local file cannot be read, or undefined if it can. */
+async function unreadableFile(path: string): Promise<string | undefined> {
+  try {
+    const st = await fs.stat(path);
+    if (!st.isFile()) return 'not a regular file';
+    await fs.access(path, constants.R_OK);
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return 'no such file (check the camera url in the config)';
+    if (code === 'EACCES') return 'permission denied (the agent user cannot read it)';
+    return (err as Error).message;
+  }
+}

@@ -1,0 +1,3 @@
+export { FrameSource } from './frame-source.js';
+export type { FrameSourceOptions, FrameSourceStats, SourceState, StreamState } from './frame-source.js';
+export type { BackoffOptions } from './backoff.js';

@@ -1,0 +1,119 @@
+#!/usr/bin/python3
+"""RTSP test server: serves one H.264 file, looped forever, at one or more mount points.
+
+usage: /usr/bin/python3 rtsp-server.py --port N --file clip.mkv cam1 [cam2 ...]
+
+--port 0 lets the kernel choose; the bound port is printed on the ready line:
+    READY port=<n>
+
+Why two pipelines per served stream: `multifilesrc loop=true` restarts every loop at timestamp 0, so
+clients never advance (see shared/notes/infra-facts.md). Instead a reader pipeline
+(filesrc ! demux ! h264parse ! appsink, synced to the clock so it runs at real-time pace) rewinds with a
+flushing seek at end of file, and hands each access unit, with its timestamps cleared, to a live appsrc
+in the RTSP media pipeline that stamps it with its own running time. Timestamps therefore grow forever.
+
+The server exits when its stdin reaches end of file, so it never outlives the test that started it,
+even if that test is killed.
+"""
+import argparse
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+MEDIA_LAUNCH = (
+    "( appsrc name=src is-live=true do-timestamp=true format=time "
+    "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+)
+
+
+class Reader:
+    """Reads the file at real-time pace, forever, into one media's appsrc."""
+
+    def __init__(self, path, appsrc):
+        self.appsrc = appsrc
+        self.pipeline = Gst.parse_launch(
+            "filesrc name=file ! parsebin ! h264parse config-interval=-1 "
+            "! video/x-h264,stream-format=byte-stream,alignment=au "
+            "! appsink name=sink sync=true emit-signals=true max-buffers=4"
+        )
+        self.pipeline.get_by_name("file").set_property("location", path)
+        sink = self.pipeline.get_by_name("sink")
+        sink.connect("new-sample", self.on_sample)
+        bus = self.pipeline.get_bus()
+        bus.add_signal_watch()
+        bus.connect("message::eos", self.on_eos)
+        bus.connect("message::error", self.on_error)
+        self.caps_set = False
+
+    def start(self):
+        self.pipeline.set_state(Gst.State.PLAYING)
+
+    def stop(self):
+        self.pipeline.get_bus().remove_signal_watch()
+        self.pipeline.set_state(Gst.State.NULL)
+
+    def on_sample(self, sink):
+        sample = sink.emit("pull-sample")
+        if not self.caps_set:
+            self.appsrc.set_property("caps", sample.get_caps())
+            self.caps_set = True
+        buf = sample.get_buffer().copy()
+        # appsrc's do-timestamp only stamps buffers that carry no timestamp of their own.
+        buf.pts = Gst.CLOCK_TIME_NONE
+        buf.dts = Gst.CLOCK_TIME_NONE
+        self.appsrc.emit("push-buffer", buf)
+        return Gst.FlowReturn.OK
+
+    def on_eos(self, _bus, _msg):
+        self.pipeline.seek_simple(Gst.Format.TIME, Gst.SeekFlags.FLUSH | Gst.SeekFlags.KEY_UNIT, 0)
+
+    def on_error(self, _bus, msg):
+        err, debug = msg.parse_error()
+        print(f"reader error: {err.message} ({debug})", file=sys.stderr, flush=True)
+
+
+class LoopingFactory(GstRtspServer.RTSPMediaFactory):
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.set_launch(MEDIA_LAUNCH)
+        # One media (and one reader) per mount, whatever the number of clients.
+        self.set_shared(True)
+        self.connect("media-configure", self.on_media_configure)
+
+    def on_media_configure(self, _factory, media):
+        reader = Reader(self.path, media.get_element().get_by_name("src"))
+        media.connect("unprepared", lambda _m: reader.stop())
+        reader.start()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--file", required=True)
+    parser.add_argument("mounts", nargs="+")
+    args = parser.parse_args()
+
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(args.port))
+    for mount in args.mounts:
+        server.get_mount_points().add_factory("/" + mount, LoopingFactory(args.file))
+    if server.attach(None) == 0:
+        print(f"cannot listen on port {args.port}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+    loop = GLib.MainLoop()
+    GLib.io_add_watch(sys.stdin.fileno(), GLib.PRIORITY_DEFAULT, GLib.IO_IN | GLib.IO_HUP | GLib.IO_ERR,
+                      lambda *_: (loop.quit(), False)[1])
+    print(f"READY port={server.get_bound_port()}", flush=True)
+    loop.run()
+
+
+if __name__ == "__main__":
+    main()
