@@ -38,14 +38,6 @@ export function boxArea(box: Box): number {
   return Math.max(0, box[2] - box[0]) * Math.max(0, box[3] - box[1]);
 }
 
-export function iou(a: Box, b: Box): number {
-  const w = Math.min(a[2], b[2]) - Math.max(a[0], b[0]);
-  const h = Math.min(a[3], b[3]) - Math.max(a[1], b[1]);
-  if (w <= 0 || h <= 0) return 0;
-  const inter = w * h;
-  return inter / (boxArea(a) + boxArea(b) - inter);
-}
-
 function cross(o: Point, a: Point, b: Point): number {
   return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
 }
@@ -66,14 +58,6 @@ export function segmentsIntersect(a: Point, b: Point, c: Point, d: Point): boole
     || (Math.abs(d2) <= EPS && onSegment(b, c, d))
     || (Math.abs(d3) <= EPS && onSegment(c, a, b))
     || (Math.abs(d4) <= EPS && onSegment(d, a, b));
-}
-
-export function polygonArea(polygon: readonly Point[]): number {
-  let twice = 0;
-  for (let i = 0, j = polygon.length - 1; i < polygon.length; j = i++) {
-    twice += polygon[j]![0] * polygon[i]![1] - polygon[i]![0] * polygon[j]![1];
-  }
-  return Math.abs(twice) / 2;
 }
 
 /**
