@@ -1,0 +1,23 @@
+import sharp from 'sharp';
+import type { Canvas } from './draw.js';
+
+/** Encodes an RGB24 image as baseline JPEG (quality 1–100, default 80). */
+export async function encodeJpeg(img: Canvas, quality = 80): Promise<Buffer> {
+  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .jpeg({ quality, chromaSubsampling: '4:2:0' })
+    .toBuffer();
+}
+
+/**
+ * Decodes an image file (JPEG, PNG, WebP, TIFF, GIF, AVIF — whatever sharp's libvips reads) to RGB24,
+ * turned upright per its EXIF orientation and with any alpha dropped, so pixel boxes match what a viewer shows.
+ */
+export async function decodeImage(file: string): Promise<{ width: number; height: number; data: Buffer }> {
+  const { data, info } = await sharp(file, { autoOrient: true })
+    .removeAlpha()
+    .toColourspace('srgb')
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`${file}: decoded to ${info.channels} channels, expected 3`);
+  return { width: info.width, height: info.height, data };
+}

@@ -1,0 +1,162 @@
+import type { Preprocess } from './manifest.js';
+
+/** An RGB24 image: width*height*3 bytes, rows top to bottom, no padding. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/**
+ * Resampling weights along one axis: output i is the sum over k < taps of
+ * weights[i*taps+k] * source[start[i]+k]. Unused taps have weight 0 and are skipped before their
+ * (possibly out-of-range) source index is read.
+ */
+interface AxisTable {
+  start: Int32Array;
+  taps: number;
+  weights: Float32Array;
+}
+
+/**
+ * Downscaling averages the source pixels each output pixel covers (area), so small details are not
+ * aliased away as plain bilinear sampling would; upscaling interpolates bilinearly with half-pixel centres.
+ */
+function axisTable(src: number, dst: number): AxisTable {
+  const scale = src / dst;
+  if (scale > 1) {
+    const taps = Math.ceil(scale) + 1;
+    const start = new Int32Array(dst);
+    const weights = new Float32Array(dst * taps);
+    for (let i = 0; i < dst; i++) {
+      const lo = i * scale;
+      const hi = Math.min((i + 1) * scale, src);
+      const first = Math.floor(lo);
+      start[i] = first;
+      for (let j = first; j < hi; j++) {
+        const overlap = Math.min(j + 1, hi) - Math.max(j, lo);
+        if (overlap > 0) weights[i * taps + (j - first)] = overlap / (hi - lo);
+      }
+    }
+    return { start, taps, weights };
+  }
+  const taps = 2;
+  const start = new Int32Array(dst);
+  const weights = new Float32Array(dst * taps);
+  for (let i = 0; i < dst; i++) {
+    const pos = Math.min(Math.max((i + 0.5) * scale - 0.5, 0), src - 1);
+    const j0 = Math.min(Math.floor(pos), Math.max(src - 2, 0));
+    const f = pos - j0;
+    start[i] = j0;
+    weights[i * taps] = 1 - f;
+    if (src > 1) weights[i * taps + 1] = f;
+  }
+  return { start, taps, weights };
+}
+
+/**
+ * Turns RGB24 frames into the model's NCHW float input: stretch resize to the input size, channel order,
+ * (v − mean) / std. Buffers and weight tables are kept between calls, so a stream of same-sized frames
+ * allocates nothing; `run` returns the same Float32Array every time (valid until the next call).
+ */
+export class Preprocessor {
+  readonly output: Float32Array;
+  private readonly planeOf: Int32Array;
+  private readonly gain: Float32Array;
+  private readonly offset: Float32Array;
+  private srcWidth = 0;
+  private srcHeight = 0;
+  private xTable: AxisTable | undefined;
+  private yTable: AxisTable | undefined;
+  private rows = new Float32Array(0);
+  private readonly acc: Float32Array;
+
+  constructor(readonly width: number, readonly height: number, preprocess: Preprocess) {
+    this.output = new Float32Array(3 * width * height);
+    this.acc = new Float32Array(width * 3);
+    // planeOf[source channel] = output plane; gain/offset indexed by source channel, folded from mean/std.
+    const order = preprocess.channels === 'rgb' ? [0, 1, 2] : [2, 1, 0];
+    this.planeOf = new Int32Array(3);
+    this.gain = new Float32Array(3);
+    this.offset = new Float32Array(3);
+    for (let plane = 0; plane < 3; plane++) {
+      const c = order[plane]!;
+      this.planeOf[c] = plane;
+      this.gain[c] = 1 / preprocess.std[plane]!;
+      this.offset[c] = -preprocess.mean[plane]! / preprocess.std[plane]!;
+    }
+  }
+
+  run(image: RgbImage): Float32Array {
+    const { width: sw, height: sh, data } = image;
+    if (data.length < sw * sh * 3) {
+      throw new RangeError(`frame of ${sw}x${sh} needs ${sw * sh * 3} bytes of RGB24, got ${data.length}`);
+    }
+    if (sw !== this.srcWidth || sh !== this.srcHeight || !this.xTable || !this.yTable) {
+      this.xTable = axisTable(sw, this.width);
+      this.yTable = axisTable(sh, this.height);
+      this.rows = new Float32Array(sh * this.width * 3);
+      this.srcWidth = sw;
+      this.srcHeight = sh;
+    }
+    const dw = this.width;
+    const dh = this.height;
+    const rows = this.rows;
+
+    // Horizontal pass: every source row resampled to the output width, interleaved RGB floats.
+    const xt = this.xTable;
+    const xTaps = xt.taps;
+    for (let y = 0; y < sh; y++) {
+      const srcRow = y * sw * 3;
+      const dstRow = y * dw * 3;
+      for (let x = 0; x < dw; x++) {
+        let r = 0;
+        let g = 0;
+        let b = 0;
+        let p = srcRow + xt.start[x]! * 3;
+        const wBase = x * xTaps;
+        for (let k = 0; k < xTaps; k++, p += 3) {
+          const w = xt.weights[wBase + k]!;
+          if (w === 0) continue;
+          r += data[p]! * w;
+          g += data[p + 1]! * w;
+          b += data[p + 2]! * w;
+        }
+        const o = dstRow + x * 3;
+        rows[o] = r;
+        rows[o + 1] = g;
+        rows[o + 2] = b;
+      }
+    }
+
+    // Vertical pass: accumulate weighted rows, then normalise into the three output planes.
+    const yt = this.yTable;
+    const yTaps = yt.taps;
+    const acc = this.acc;
+    const out = this.output;
+    const plane = dw * dh;
+    const rowLen = dw * 3;
+    const p0 = this.planeOf[0]! * plane;
+    const p1 = this.planeOf[1]! * plane;
+    const p2 = this.planeOf[2]! * plane;
+    const g0 = this.gain[0]!, g1 = this.gain[1]!, g2 = this.gain[2]!;
+    const o0 = this.offset[0]!, o1 = this.offset[1]!, o2 = this.offset[2]!;
+    for (let y = 0; y < dh; y++) {
+      acc.fill(0);
+      const wBase = y * yTaps;
+      for (let k = 0; k < yTaps; k++) {
+        const w = yt.weights[wBase + k]!;
+        if (w === 0) continue;
+        const src = (yt.start[y]! + k) * rowLen;
+        for (let i = 0; i < rowLen; i++) acc[i]! += rows[src + i]! * w;
+      }
+      const line = y * dw;
+      for (let x = 0; x < dw; x++) {
+        out[p0 + line + x] = acc[x * 3]! * g0 + o0;
+        out[p1 + line + x] = acc[x * 3 + 1]! * g1 + o1;
+        out[p2 + line + x] = acc[x * 3 + 2]! * g2 + o2;
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,110 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import type { RgbFrame } from './types.js';
+
+/** A frame sampled from a video file, with its position in the sampled sequence and in the video. */
+export interface VideoFrame extends RgbFrame {
+  /** 0-based index among the sampled frames. */
+  index: number;
+  /** Seconds from the start of the video. */
+  time: number;
+}
+
+export interface VideoInfo {
+  width: number;
+  height: number;
+}
+
+export class VideoError extends Error {
+  override name = 'VideoError';
+}
+
+function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.on('error', (err) => reject(new VideoError(`cannot start ${cmd}: ${err.message}; install Debian's ffmpeg (scripts/setup.sh)`)));
+    child.on('close', (code) => resolveRun({ code, stdout, stderr }));
+  });
+}
+
+/** Width and height of the first video stream, from ffprobe (part of Debian's ffmpeg). */
+export async function probeVideo(file: string): Promise<VideoInfo> {
+  const { code, stdout, stderr } = await run('ffprobe', [
+    '-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height', '-of', 'json', file,
+  ]);
+  const stream = code === 0 ? (JSON.parse(stdout) as { streams?: { width?: number; height?: number }[] }).streams?.[0] : undefined;
+  if (!stream?.width || !stream.height) {
+    throw new VideoError(`${file} is not a readable video${stderr.trim() ? `: ${stderr.trim().split('\n').pop()}` : ' (no video stream)'}`);
+  }
+  return { width: stream.width, height: stream.height };
+}
+
+export interface ReadVideoOptions {
+  /** Sampled frames per second of video time. */
+  fps: number;
+  /** Stop after this many sampled frames. */
+  maxFrames?: number;
+  /** `ts` of the frame at time 0 (ms since the epoch); default: when reading starts. */
+  startTs?: number;
+}
+
+/**
+ * Decodes a video file with ffmpeg into RGB24 frames at its own size, sampled at `fps`. Each frame has
+ * its own buffer (the caller may keep it). Leaving the loop early kills ffmpeg; a failing ffmpeg throws
+ * with the last line it printed.
+ */
+export async function* readVideoFrames(file: string, opts: ReadVideoOptions): AsyncGenerator<VideoFrame> {
+  if (!(opts.fps > 0)) throw new RangeError(`fps must be > 0, got ${opts.fps}`);
+  const { width, height } = await probeVideo(file);
+  const frameBytes = width * height * 3;
+  const startTs = opts.startTs ?? Date.now();
+  const args = ['-hide_banner', '-loglevel', 'error', '-nostdin', '-i', file, '-an', '-sn', '-vf', `fps=${opts.fps}`];
+  if (opts.maxFrames !== undefined) args.push('-frames:v', String(opts.maxFrames));
+  args.push('-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
+  const child = spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-4000); });
+  const spawnError = new Promise<never>((_, reject) => {
+    child.once('error', (err) => reject(new VideoError(`cannot start ffmpeg: ${err.message}; install Debian's ffmpeg (scripts/setup.sh)`)));
+  });
+  spawnError.catch(() => undefined);
+  const exited = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
+
+  let frame = Buffer.allocUnsafe(frameBytes);
+  let filled = 0;
+  let index = 0;
+  let finished = false;
+  try {
+    for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+      let off = 0;
+      while (off < chunk.length) {
+        const n = Math.min(frameBytes - filled, chunk.length - off);
+        chunk.copy(frame, filled, off, off + n);
+        filled += n;
+        off += n;
+        if (filled === frameBytes) {
+          const time = index / opts.fps;
+          yield { width, height, data: frame, ts: startTs + time * 1000, index, time };
+          index++;
+          frame = Buffer.allocUnsafe(frameBytes);
+          filled = 0;
+        }
+      }
+    }
+    const [code, signal] = await Promise.race([exited, spawnError]);
+    finished = true;
+    if (code !== 0) {
+      const last = stderr.trim().split('\n').pop();
+      throw new VideoError(`ffmpeg failed on ${file} (${signal ?? `exit code ${code}`})${last ? `: ${last}` : ''}`);
+    }
+  } finally {
+    if (!finished && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+}

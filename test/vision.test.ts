@@ -1,0 +1,176 @@
+import t, { type Test } from 'tap';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Candidates, decodeNanodet, iou, loadManifest, ModelError, nanodetCellCount, nms, Preprocessor, readVerifiedModel, resolveModel, type NanodetLayout } from '../src/vision/index.js';
+import { drawLabel, drawRect, drawText, textSize, type Canvas } from '../src/evidence/draw.js';
+
+const close = (t: Test, got: ArrayLike<number>, want: number[], eps = 1e-4, msg = ''): void => {
+  t.equal(got.length, want.length, `${msg} length`);
+  const diffs = want.map((w, i) => Math.abs((got[i] ?? NaN) - w));
+  t.ok(diffs.every((d) => d <= eps), `${msg} [${Array.from(got).map((v) => v.toFixed(4)).join(', ')}] ≈ [${want.join(', ')}]`);
+};
+
+t.test('NanoDet decoder', async (t) => {
+  // 32×32 input, strides 8 and 16: a 4×4 grid then a 2×2 grid; 3 classes, 11 bins a side.
+  const layout: NanodetLayout = { inputWidth: 32, inputHeight: 32, strides: [8, 16], regMax: 10, numClasses: 3 };
+  const C = 3 + 4 * 11;
+  t.equal(nanodetCellCount(layout), 20);
+  const out = new Float32Array(20 * C).fill(0);
+  for (let cell = 0; cell < 20; cell++) out.fill(0.01, cell * C, cell * C + 3);
+  /** Side logits at `cell`: a spike at `bin` (softmax ≈ one-hot), or equal logits at each of `bins`. */
+  const side = (cell: number, s: number, bins: number[]): void => {
+    for (const b of bins) out[cell * C + 3 + s * 11 + b] = 60;
+  };
+  // Stride 8, cell (x=1, y=2) → centre (12, 20); l=1, t=2, r=0, b=1 bins → box (4, 4, 12, 28); best class 2.
+  const a = 2 * 4 + 1;
+  out[a * C + 0] = 0.3;
+  out[a * C + 2] = 0.9;
+  side(a, 0, [1]); side(a, 1, [2]); side(a, 2, [0]); side(a, 3, [1]);
+  // Stride 16, cell (x=1, y=0) → centre (24, 8); each side split evenly over bins 0 and 1 → 0.5 × 16 = 8 px.
+  const b = 16 + 1;
+  out[b * C + 1] = 0.6;
+  for (let s = 0; s < 4; s++) side(b, s, [0, 1]);
+  // Stride 8, cell (x=3, y=3) → centre (28, 28); b = 10 bins → 80 px, clipped to the 32 px input.
+  const c = 15;
+  out[c * C + 0] = 0.5;
+  side(c, 0, [0]); side(c, 1, [0]); side(c, 2, [0]); side(c, 3, [10]);
+
+  const cand = decodeNanodet(out, layout, 0.4, new Candidates(1));
+  t.equal(cand.count, 3, 'three cells pass 0.4 (the store grows past its initial capacity)');
+  close(t, cand.boxes.subarray(0, 4), [4, 4, 12, 28], 1e-4, 'peaked bins');
+  t.equal(cand.classIds[0], 2, 'best class of the cell');
+  t.ok(Math.abs(cand.scores[0]! - 0.9) < 1e-6);
+  // Cells come out in output order: stride 8 (cells a, c) before stride 16 (cell b).
+  close(t, cand.boxes.subarray(4, 8), [28, 28, 28, 32], 1e-4, 'clipped to the input');
+  close(t, cand.boxes.subarray(8, 12), [16, 0, 32, 16], 1e-4, 'expected value of a two-bin distribution');
+  t.equal(cand.classIds[2], 1);
+
+  t.equal(decodeNanodet(out, layout, 0.95, cand).count, 0, 'nothing above 0.95; store cleared');
+  t.throws(() => decodeNanodet(out.subarray(0, 10), layout, 0.4, cand), RangeError, 'short output is refused');
+
+  // Uniform logits over 11 bins → expected bin 5 on every side.
+  const u = new Float32Array(20 * C);
+  u[0] = 0.9;
+  const ucand = decodeNanodet(u, { ...layout, inputWidth: 200, inputHeight: 200, strides: [8, 16].map(() => 100) }, 0.5, new Candidates());
+  t.equal(ucand.count, 1);
+  close(t, ucand.boxes.subarray(0, 4), [0, 0, 200, 200], 1e-3, 'uniform bins, clipped');
+});
+
+t.test('NMS', async (t) => {
+  const c = new Candidates(2);
+  c.push(0, 0, 10, 10, 0.9, 0);
+  c.push(1, 1, 11, 11, 0.8, 0); // IoU with #0 = 81/119 ≈ 0.68 → suppressed at 0.5
+  c.push(1, 1, 11, 11, 0.7, 1); // same box, other class → kept
+  c.push(20, 20, 30, 30, 0.95, 0); // disjoint → kept
+  c.push(0, 0, 10, 20, 0.6, 0); // IoU with #0 = 0.5 exactly → kept (suppression needs > threshold)
+  t.ok(Math.abs(iou(c.boxes, 0, 1) - 81 / 119) < 1e-6, 'iou');
+  t.equal(iou(c.boxes, 0, 3), 0);
+  t.same(nms(c, 0.5), [3, 0, 2, 4], 'class-wise, best first');
+  t.same(nms(c, 0.5, 2), [3, 0], 'top-k');
+  t.same(nms(c, 0.9), [3, 0, 1, 2, 4], 'loose threshold keeps all');
+  t.same(nms(new Candidates(), 0.5), []);
+});
+
+t.test('preprocess', async (t) => {
+  const unit = { resize: 'stretch' as const, channels: 'rgb' as const, mean: [0, 0, 0] as [number, number, number], std: [255, 255, 255] as [number, number, number] };
+  const img = (w: number, h: number, px: number[]): { width: number; height: number; data: Uint8Array } => ({ width: w, height: h, data: Uint8Array.from(px) });
+
+  // 2×2 → 2×2 is the identity; planes R, G, B.
+  const same = new Preprocessor(2, 2, unit).run(img(2, 2, [255, 0, 0, 0, 255, 0, 0, 0, 255, 51, 102, 153]));
+  close(t, same, [1, 0, 0, 0.2, 0, 1, 0, 0.4, 0, 0, 1, 0.6], 1e-6, 'identity NCHW');
+
+  // 4×2 → 2×1 area average: each output is the mean of a 2×2 block.
+  const down = new Preprocessor(2, 1, unit).run(img(4, 2, [
+    0, 0, 0, 100, 100, 100, 10, 10, 10, 30, 30, 30,
+    50, 50, 50, 50, 50, 50, 20, 20, 20, 40, 40, 40,
+  ]));
+  close(t, down, [50 / 255, 25 / 255, 50 / 255, 25 / 255, 50 / 255, 25 / 255], 1e-6, 'area downscale');
+
+  // 3×1 → 2×1: output pixels cover 1.5 source pixels each.
+  const frac = new Preprocessor(2, 1, unit).run(img(3, 1, [0, 0, 0, 90, 90, 90, 180, 180, 180]));
+  close(t, frac.subarray(0, 2), [30 / 255, 150 / 255], 1e-6, 'area downscale, fractional coverage');
+
+  // 2×1 → 4×1 bilinear with half-pixel centres: 0, 25, 75, 100.
+  const up = new Preprocessor(4, 1, unit).run(img(2, 1, [0, 0, 0, 100, 100, 100]));
+  close(t, up.subarray(0, 4), [0, 25 / 255, 75 / 255, 100 / 255], 1e-6, 'bilinear upscale');
+
+  // BGR planes with mean/std: (v − mean) / std per model channel.
+  const bgr = new Preprocessor(1, 1, { resize: 'stretch', channels: 'bgr', mean: [10, 20, 30], std: [2, 4, 5] });
+  const first = bgr.run(img(1, 1, [130, 120, 110]));
+  close(t, first, [(110 - 10) / 2, (120 - 20) / 4, (130 - 30) / 5], 1e-5, 'bgr mean/std');
+  const second = bgr.run(img(1, 1, [0, 0, 0]));
+  t.equal(second, first, 'the output buffer is reused');
+  t.throws(() => bgr.run(img(2, 2, [1, 2, 3])), RangeError, 'short frame refused');
+});
+
+t.test('manifest', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgepatrol-manifest-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const bytes = Buffer.from('not really onnx');
+  writeFileSync(join(dir, 'm.onnx'), bytes);
+  const spec = {
+    file: 'm.onnx', sha256: createHash('sha256').update(bytes).digest('hex'), format: 'onnx', precision: 'fp32',
+    input: { name: 'input', shape: [1, 3, 32, 32], layout: 'NCHW' },
+    output: { name: 'output', shape: [1, 20, 3 + 44] },
+    preprocess: { resize: 'stretch', channels: 'rgb', mean: [0, 0, 0], std: [255, 255, 255] },
+    decoder: { kind: 'nanodet', strides: [8, 16], regMax: 10, numClasses: 3 },
+    classes: ['a', 'b', 'c'],
+  };
+  const write = (m: unknown): void => writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m));
+
+  write({ schema: 1, default: 'tiny', models: { tiny: spec, other: { ...spec, file: 'gone.onnx' } } });
+  const manifest = loadManifest(dir);
+  const model = resolveModel(manifest);
+  t.equal(model.name, 'tiny');
+  t.equal(model.path, join(dir, 'm.onnx'));
+  t.same(model.classes, ['a', 'b', 'c']);
+  t.same(await readVerifiedModel(model), bytes);
+  t.throws(() => resolveModel(manifest, 'nope'), { name: 'ModelError', message: /unknown model 'nope'.*known models: tiny, other/ });
+  await t.rejects(readVerifiedModel(resolveModel(manifest, 'other')), { message: new RegExp(`model file ${join(dir, 'gone.onnx')}.*missing: run scripts/setup.sh`) });
+  writeFileSync(join(dir, 'm.onnx'), 'tampered');
+  await t.rejects(readVerifiedModel(model), { name: 'ModelError', message: new RegExp(`${join(dir, 'm.onnx')}.*expected ${spec.sha256}, found [0-9a-f]{64}.*Refusing`) });
+
+  write({ schema: 1, default: 'tiny', models: { tiny: { ...spec, output: { name: 'output', shape: [1, 21, 47] } } } });
+  t.throws(() => loadManifest(dir), { message: /output\.shape: is \[1,21,47\] but .* need \[1,20,47\]/ });
+  write({ schema: 1, default: 'x', models: { tiny: { ...spec, classes: ['a'] } } });
+  t.throws(() => loadManifest(dir), { message: /models\.tiny\.classes: has 1 names but decoder\.numClasses is 3/ });
+  t.throws(() => loadManifest(dir), { message: /default: names 'x', which is not in models/ });
+  writeFileSync(join(dir, 'manifest.json'), '{');
+  t.throws(() => loadManifest(dir), { message: /manifest\.json is not valid JSON/ });
+  t.throws(() => loadManifest(join(dir, 'none')), new ModelError(`model manifest ${join(dir, 'none', 'manifest.json')} is missing: run scripts/setup.sh (builds the default model)`, join(dir, 'none', 'manifest.json')));
+});
+
+t.test('draw', async (t) => {
+  const canvas = (w: number, h: number): Canvas => ({ width: w, height: h, data: new Uint8Array(w * h * 3) });
+  const at = (c: Canvas, x: number, y: number): number[] => Array.from(c.data.subarray((y * c.width + x) * 3, (y * c.width + x) * 3 + 3));
+  const red = [255, 0, 0] as const;
+
+  const r = canvas(10, 10);
+  drawRect(r, [2, 2, 8, 8], red, 2);
+  t.same(at(r, 2, 2), [255, 0, 0], 'corner');
+  t.same(at(r, 3, 5), [255, 0, 0], 'inside the 2-px left edge');
+  t.same(at(r, 4, 5), [0, 0, 0], 'interior untouched');
+  t.same(at(r, 7, 7), [255, 0, 0], 'last pixel inside x2, y2');
+  t.same(at(r, 8, 8), [0, 0, 0], 'x2, y2 exclusive');
+  drawRect(r, [-5, -5, 50, 50], red, 1);
+  t.same(at(r, 0, 9), [255, 0, 0], 'a box larger than the image is outlined at the image border');
+
+  const txt = canvas(40, 12);
+  drawText(txt, 1, 1, 'Hi!', [255, 255, 255]);
+  const { width, height } = textSize('Hi!');
+  t.same([width, height], [17, 8]);
+  let lit = 0;
+  let outside = 0;
+  for (let y = 0; y < 12; y++) for (let x = 0; x < 40; x++) {
+    if (at(txt, x, y)[0]) { lit++; if (x < 1 || x >= 1 + width || y < 1 || y >= 1 + height) outside++; }
+  }
+  t.ok(lit > 20, `text lights pixels (${lit})`);
+  t.equal(outside, 0, 'text stays inside its measured box');
+  t.same(at(txt, 1, 1), [255, 255, 255], 'H top-left stroke');
+
+  const lab = canvas(30, 30);
+  t.same(drawLabel(lab, 25, 5, 'ab', { color: [0, 0, 0], background: [0, 255, 0], padding: 1 }), [17, 5, 30, 15],
+    'no room above → placed below the anchor, pushed left to stay inside');
+});
