@@ -1,0 +1,43 @@
+import { existsSync } from 'node:fs';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+
+/**
+ * The writer's view of models/manifest.json; src/vision/manifest.ts validates what the agent reads.
+ * Entries are kept as plain JSON so that fields this side does not know survive a rewrite.
+ */
+export interface ManifestFile {
+  schema: 1;
+  default: string;
+  models: Record<string, Record<string, unknown>>;
+}
+
+export async function readManifestFile(file: string): Promise<ManifestFile | undefined> {
+  if (!existsSync(file)) return undefined;
+  try {
+    const m = JSON.parse(await readFile(file, 'utf8')) as ManifestFile;
+    if (m.schema !== 1 || typeof m.models !== 'object' || m.models === null) throw new Error('not a schema 1 manifest');
+    return m;
+  } catch (err) {
+    throw new Error(`${file}: cannot read the model manifest: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Sets models[name] to `entry`, keeping from an existing entry the fields named in `keep` (choices
+ * that are made by measuring, not by the build). Creates the manifest, with `name` as default, if absent.
+ */
+export async function writeManifestEntry(file: string, name: string, entry: Record<string, unknown>, keep: string[] = []): Promise<void> {
+  const manifest = (await readManifestFile(file)) ?? { schema: 1, default: name, models: {} };
+  const old = manifest.models[name];
+  const merged = { ...entry };
+  for (const key of keep) if (old && key in old) merged[key] = old[key];
+  manifest.models[name] = merged;
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, formatJson(manifest));
+  await rename(tmp, file);
+}
+
+/** Two-space JSON with arrays of numbers on one line, so shapes and means read as they are written. */
+function formatJson(value: unknown): string {
+  return `${JSON.stringify(value, null, 2).replace(/\[\s+([-\d.eE+,\s]+?)\s+\]/g, (_, inner: string) => `[${inner.split(/,\s+/).join(', ')}]`)}\n`;
+}
