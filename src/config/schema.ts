@@ -154,6 +154,7 @@ const polygonSchema = z
   .array(point)
   .min(3, { error: 'a zone polygon needs at least 3 points' })
   .superRefine((polygon, ctx) => {
+    if (polygon.length < 3) return; // reported by min(3) above
     const problem = polygonProblem(polygon);
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   });
