@@ -1,0 +1,225 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t, { type Test } from 'tap';
+import { FrameSource, type FrameSourceOptions, type SourceState, type StreamState } from '../src/ingest/index.js';
+import { createLogger } from '../src/log.js';
+import type { RgbFrame } from '../src/vision/types.js';
+import { defaultClip, startRtspServer } from './helpers/rtsp.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const log = createLogger({ level: 'silent' });
+const W = 160;
+const H = 120;
+
+const work = mkdtempSync(join(tmpdir(), 'edgepatrol-ingest-'));
+t.teardown(() => rmSync(work, { recursive: true, force: true }));
+
+/** 2 s of the real clip, so that a loop is reached within a test. */
+const shortClip = join(work, 'short.avi');
+const cut = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-i', defaultClip, '-t', '2', '-c', 'copy', shortClip], { encoding: 'utf8' });
+if (cut.status !== 0) throw new Error(`cutting the test clip failed: ${cut.stderr}`);
+
+/** A FrameSource that records its states and frames and is stopped when the test ends. */
+function source(tt: Test, opts: Partial<FrameSourceOptions> & { url: string }) {
+  const src = new FrameSource({ cameraId: 'cam-test', fps: 5, width: W, height: H, log, ...opts });
+  const states: SourceState[] = [];
+  const frames: RgbFrame[] = [];
+  src.on('state', (s) => states.push(s));
+  src.on('frame', (f) => frames.push(f));
+  tt.teardown(() => src.stop());
+  return { src, states, frames };
+}
+
+/** Resolves with the next state change to one of `wanted`. */
+function nextState(src: FrameSource, wanted: StreamState[], timeoutMs: number): Promise<SourceState> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      src.off('state', onState);
+      reject(new Error(`no ${wanted.join('|')} state within ${timeoutMs} ms (now ${src.currentState})`));
+    }, timeoutMs);
+    const onState = (s: SourceState): void => {
+      if (!wanted.includes(s.state)) return;
+      clearTimeout(timer);
+      src.off('state', onState);
+      resolve(s);
+    };
+    src.on('state', onState);
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Whether a pid has exited: gone from /proc, or a zombie (an orphan waiting for its new parent to reap it). */
+function exited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+async function waitExited(pid: number, timeoutMs: number): Promise<boolean> {
+  for (const end = Date.now() + timeoutMs; Date.now() < end; await sleep(50)) {
+    if (exited(pid)) return true;
+  }
+  return exited(pid);
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer().listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const addr = srv.address();
+  srv.close();
+  if (addr === null || typeof addr === 'string') throw new Error('no port');
+  return addr.port;
+}
+
+t.test('file source: exact frames at about the configured rate, looping past the end of the clip', async (tt) => {
+  const { src, frames } = source(tt, { url: shortClip, loop: true });
+  src.start();
+  await nextState(src, ['streaming'], 20_000);
+  await sleep(5000);
+  const got = frames.slice();
+  tt.ok(got.length > 0);
+  tt.ok(got.every((f) => f.width === W && f.height === H && f.data.length === W * H * 3), 'every frame is W×H×3');
+  const span = (got[got.length - 1]!.ts - got[0]!.ts) / 1000;
+  tt.ok(span > 4, `frames keep coming past the 2 s clip (span ${span} s)`);
+  const rate = (got.length - 1) / span;
+  tt.ok(rate > 3.5 && rate < 6.5, `about 5 fps (got ${rate.toFixed(2)})`);
+  tt.equal(src.stats().spawns, 1, 'the loop is ffmpeg\'s, not a restart');
+  const pid = src.pid!;
+  await src.stop();
+  tt.ok(exited(pid), 'stop() leaves no ffmpeg');
+  tt.equal(src.pid, undefined);
+});
+
+t.test('file source without loop ends', async (tt) => {
+  const { src } = source(tt, { url: shortClip, fps: 10 });
+  src.start();
+  const s = await nextState(src, ['ended', 'failed', 'backoff'], 20_000);
+  tt.equal(s.state, 'ended');
+  tt.equal(src.stats().spawns, 1);
+});
+
+t.test('missing file: failed at once, naming camera and file; start() tries again', async (tt) => {
+  const missing = join(work, 'no-such-clip.avi');
+  const { src, states } = source(tt, { url: missing, cameraId: 'gate-3' });
+  src.start();
+  const s = await nextState(src, ['failed', 'connecting'], 5000);
+  tt.equal(s.state, 'failed');
+  tt.match(s.reason, /gate-3/);
+  tt.match(s.reason, missing);
+  await sleep(1500);
+  tt.equal(states.length, 1, 'no restarts of its own');
+  tt.equal(src.stats().spawns, 0, 'ffmpeg never started');
+  src.start();
+  tt.equal((await nextState(src, ['failed'], 5000)).state, 'failed');
+});
+
+t.test('a file ffmpeg cannot decode fails without restarting', async (tt) => {
+  const { src } = source(tt, { url: join(here, 'ingest.test.ts') });
+  src.start();
+  const s = await nextState(src, ['failed', 'backoff'], 20_000);
+  tt.equal(s.state, 'failed');
+  tt.match(s.reason, /Invalid data/);
+});
+
+t.test('refused RTSP: backoff with the reason, retrying with growing delays', async (tt) => {
+  const port = await freePort();
+  const { src, states } = source(tt, { url: `rtsp://user:secret@127.0.0.1:${port}/cam1`, backoff: { initialMs: 200, maxMs: 1000 } });
+  src.start();
+  for (let i = 0; i < 3; i++) await nextState(src, ['backoff'], 20_000);
+  const backoffs = states.filter((s) => s.state === 'backoff');
+  tt.ok(backoffs.every((s) => /Connection refused/.test(s.reason ?? '')), 'reason from ffmpeg\'s stderr');
+  tt.ok(states.every((s) => !JSON.stringify(s).includes('secret')), 'no credentials in states');
+  tt.ok(src.stats().spawns >= 3, 'retries');
+  const delays = backoffs.map((s) => s.retryInMs!);
+  tt.ok(delays[0]! >= 100 && delays[0]! <= 200 && delays[2]! >= 400 && delays[2]! <= 800, `delays double with jitter: ${delays}`);
+});
+
+t.test('RTSP from the GStreamer server: frames, server loss, stall, recovery', async (tt) => {
+  const server = await startRtspServer({ mounts: ['cam1', 'cam2'] });
+  tt.teardown(() => server.stop());
+  const { src, frames, states } = source(tt, {
+    url: server.url('cam1'), stallSeconds: 4, backoff: { initialMs: 300, maxMs: 1000 },
+  });
+  const other = source(tt, { url: server.url('cam2'), cameraId: 'cam-2' });
+  src.start();
+  other.src.start();
+  await nextState(src, ['streaming'], 20_000);
+  await nextState(other.src, ['streaming'], 20_000).catch(() => undefined);
+  tt.equal(other.src.currentState, 'streaming', 'a second mount streams too');
+  await sleep(2000);
+  tt.ok(frames.length >= 5, `frames arrive (${frames.length})`);
+  tt.ok(frames.every((f) => f.data.length === W * H * 3), 'exact frame size');
+
+  await tt.test('server killed → leaves streaming, streams again after restart', async (st) => {
+    await server.stop();
+    const lost = await nextState(src, ['backoff', 'stalled'], 20_000);
+    st.pass(`left streaming: ${lost.state} (${lost.reason})`);
+    await sleep(1500);
+    await server.restart();
+    await nextState(src, ['streaming'], 30_000);
+    const before = frames.length;
+    await sleep(1500);
+    st.ok(frames.length > before, 'frames again');
+  });
+
+  await tt.test('server frozen → stalled, ffmpeg killed, recovers when it thaws', async (st) => {
+    const pid = src.pid!;
+    process.kill(server.pid, 'SIGSTOP');
+    try {
+      const s = await nextState(src, ['stalled', 'backoff'], 20_000);
+      st.equal(s.state, 'stalled');
+      st.match(s.reason, /no frame for \d+ s/);
+      st.ok(await waitExited(pid, 5000), 'the stalled ffmpeg is gone');
+    } finally {
+      process.kill(server.pid, 'SIGCONT');
+    }
+    await nextState(src, ['streaming'], 30_000);
+    st.ok(states.some((s) => s.state === 'backoff' && s.reason?.startsWith('no frame')), 'backoff keeps the stall reason');
+  });
+
+  await tt.test('stop() leaves no ffmpeg process', async (st) => {
+    const pid = src.pid!;
+    await src.stop();
+    st.ok(exited(pid));
+  });
+});
+
+/** Starts the owner fixture, waits for its ffmpeg, SIGKILLs the owner; reports whether ffmpeg exited within 3 s. */
+async function killOwner(tt: Test, url: string, freeze?: () => void): Promise<{ pid: number; gone: boolean }> {
+  const owner = spawn(process.execPath, ['--import', '@tapjs/typescript/import', join(here, 'fixtures', 'frame-source-owner.ts'), url],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' } });
+  tt.teardown(() => { owner.kill('SIGKILL'); });
+  let out = '';
+  const pid = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('owner never streamed')), 30_000);
+    owner.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /FFMPEG (\d+)/.exec(out);
+      if (m?.[1]) { clearTimeout(timer); resolve(Number(m[1])); }
+    });
+  });
+  tt.teardown(() => { if (!exited(pid)) process.kill(pid, 'SIGKILL'); });
+  freeze?.();
+  owner.kill('SIGKILL');
+  return { pid, gone: await waitExited(pid, 3000) };
+}
+
+t.test('ffmpeg dies when its owner is SIGKILLed', async (tt) => {
+  const streaming = await killOwner(tt, shortClip);
+  tt.ok(streaming.gone, `streaming ffmpeg ${streaming.pid} exits`);
+
+  // A frozen server: ffmpeg writes nothing, so EPIPE cannot stop it; only the parent-death signal does.
+  const server = await startRtspServer({ mounts: ['cam1'] });
+  tt.teardown(() => server.stop());
+  const frozen = await killOwner(tt, server.url('cam1'), () => process.kill(server.pid, 'SIGSTOP'));
+  tt.ok(frozen.gone, `ffmpeg ${frozen.pid} blocked on a frozen server exits`);
+});
