@@ -1,0 +1,304 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import mqtt from 'mqtt';
+import t, { type Test } from 'tap';
+import { v7 as uuidv7 } from 'uuid';
+import { createLogger } from '../src/log.js';
+import { Outbox } from '../src/outbox/index.js';
+import { Uplink, type UplinkOptions } from '../src/uplink/index.js';
+import { collect, startMosquitto, type Mosquitto, type Received } from './helpers/mosquitto.js';
+
+const prefix = 'ep';
+const gatewayId = 'gw-1';
+const eventTopic = `${prefix}/${gatewayId}/event/presence`;
+const availabilityTopic = `${prefix}/${gatewayId}/availability`;
+
+/** Child mode for the last-will test: a gateway process that the parent SIGKILLs once it is online. */
+if (process.env.EDGEPATROL_UPLINK_CHILD) {
+  const { url, file } = JSON.parse(process.env.EDGEPATROL_UPLINK_CHILD) as { url: string; file: string };
+  const outbox = Outbox.open(file);
+  const uplink = new Uplink({ url, prefix, gatewayId, outbox, log: createLogger({ level: 'silent' }), version: '0.0.0-test' });
+  uplink.on('connected', () => process.send!('connected'));
+  uplink.start();
+} else {
+  tests();
+}
+
+function tempDir(tt: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'edgepatrol-uplink-'));
+  tt.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function broker(tt: Test, opts: Parameters<typeof startMosquitto>[0] = {}): Promise<Mosquitto> {
+  const b = await startMosquitto(opts);
+  tt.teardown(() => b.stop());
+  return b;
+}
+
+/** An outbox in a temp dir and an uplink on it whose log lines are captured. */
+function rig(tt: Test, url: string, extra: Partial<UplinkOptions> = {}) {
+  const outbox = Outbox.open(join(tempDir(tt), 'outbox.db'));
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  const log = createLogger({ level: 'debug', destination });
+  const uplink = new Uplink({ url, prefix, gatewayId, outbox, log, version: '0.0.0-test', reconnectMs: 500, ...extra });
+  tt.teardown(async () => {
+    await uplink.stop();
+    outbox.close();
+  });
+  const added: { seq: number; id: string }[] = [];
+  return {
+    outbox,
+    uplink,
+    added,
+    logText: () => lines.join(''),
+    /** Adds n events whose payload carries their id and seq, telling the uplink after each, as the agent does. */
+    add(n: number): void {
+      for (let i = 0; i < n; i++) {
+        const id = uuidv7();
+        const { seq } = outbox.add({ id, cameraId: 'cam-1', type: 'presence', topic: eventTopic }, (s) => ({ id, seq: s }));
+        added.push({ seq, id });
+        uplink.notify();
+      }
+    },
+  };
+}
+
+function connected(uplink: Uplink): Promise<unknown> {
+  return once(uplink, 'connected', { signal: AbortSignal.timeout(20_000) });
+}
+
+async function until(what: string, done: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function eventsIn(messages: Received[]): { id: string; seq: number }[] {
+  return messages.filter((m) => m.topic === eventTopic).map((m) => JSON.parse(m.payload) as { id: string; seq: number });
+}
+
+/** Every added event arrived; first copies in seq order; any duplicate is a copy of the same event. */
+function checkDelivery(tt: Test, messages: Received[], added: { seq: number; id: string }[]): void {
+  const got = eventsIn(messages);
+  const seqOf = new Map(added.map((e) => [e.id, e.seq]));
+  tt.ok(got.every((e) => seqOf.get(e.id) === e.seq), 'every message is an added event carrying its own seq');
+  const firstCopies = [...new Set(got.map((e) => e.seq))];
+  tt.same(firstCopies, added.map((e) => e.seq), `all ${added.length} events arrived, in seq order`);
+  tt.comment(`${got.length - firstCopies.length} duplicate(s)`);
+}
+
+function tests(): void {
+  t.test('events reach a separate subscriber with their payload and are acked in the outbox', async (t) => {
+    const b = await broker(t);
+    const sub = await collect(b.url, `${prefix}/${gatewayId}/#`);
+    t.teardown(() => sub.close());
+    const r = rig(t, b.url);
+    const acked: number[] = [];
+    r.uplink.on('acked', (seq) => acked.push(seq));
+    r.uplink.start();
+    await connected(r.uplink);
+    r.add(3);
+    await sub.waitFor((m) => eventsIn(m).length >= 3);
+    checkDelivery(t, sub.messages, r.added);
+    const first = sub.messages.find((m) => m.topic === eventTopic)!;
+    t.equal(first.properties?.contentType, 'application/json');
+    await until('3 acks', () => acked.length === 3);
+    t.same(acked, [1, 2, 3]);
+    t.match(r.outbox.stats(), { pending: 0, acked: 3, lastSeq: 3 });
+    t.ok(r.outbox.pending(10).length === 0);
+  });
+
+  t.test('availability: retained online on connect, retained offline on stop', async (t) => {
+    const b = await broker(t);
+    const live = await collect(b.url, availabilityTopic);
+    t.teardown(() => live.close());
+    const r = rig(t, b.url);
+    r.uplink.start();
+    await live.waitFor(1);
+    const online = await collect(b.url, availabilityTopic);
+    await online.waitFor(1);
+    await online.close();
+    t.equal(online.messages[0]!.retain, true, 'online is retained');
+    t.match(JSON.parse(online.messages[0]!.payload), { state: 'online', version: '0.0.0-test', since: /^\d{4}-\d\d-\d\dT/ });
+
+    await r.uplink.stop();
+    await live.waitFor(2);
+    const offline = await collect(b.url, availabilityTopic);
+    await offline.waitFor(1);
+    await offline.close();
+    t.equal(offline.messages[0]!.retain, true, 'offline is retained');
+    t.match(JSON.parse(offline.messages[0]!.payload), { state: 'offline', version: '0.0.0-test', since: /^\d{4}-/ });
+    t.equal(live.messages.length, 2, 'a clean stop does not also fire the last will');
+  });
+
+  t.test('last will: availability goes offline when the gateway process is SIGKILLed', async (t) => {
+    const b = await broker(t);
+    const live = await collect(b.url, availabilityTopic);
+    t.teardown(() => live.close());
+    // Only the TypeScript loader: the child must not report into this test run.
+    const execArgv = process.execArgv.filter((a) => a.includes('@tapjs/typescript'));
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^_?TAP/.test(k)));
+    const child = spawn(process.execPath, [...execArgv, fileURLToPath(import.meta.url)], {
+      env: { ...env, EDGEPATROL_UPLINK_CHILD: JSON.stringify({ url: b.url, file: join(tempDir(t), 'outbox.db') }) },
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+    const exited = once(child, 'exit');
+    t.teardown(() => { child.kill('SIGKILL'); });
+    await Promise.race([
+      once(child, 'message'),
+      exited.then(() => { throw new Error(`gateway child exited before connecting: ${stderr}`); }),
+    ]);
+    await live.waitFor((m) => m.some((x) => JSON.parse(x.payload).state === 'online'));
+    child.kill('SIGKILL');
+    await exited;
+    await live.waitFor((m) => m.some((x) => JSON.parse(x.payload).state === 'offline'));
+    const will = JSON.parse(live.messages.at(-1)!.payload) as Record<string, unknown>;
+    t.same(will, { state: 'offline', version: '0.0.0-test' }, 'the will carries no since: the broker sends it as registered');
+    const late = await collect(b.url, availabilityTopic);
+    await late.waitFor(1);
+    await late.close();
+    t.equal(late.messages[0]!.retain, true);
+    t.equal(JSON.parse(late.messages[0]!.payload).state, 'offline', 'offline is retained after the will');
+  });
+
+  t.test('broker down: events added meanwhile are all delivered in order after a restart on the same port', async (t) => {
+    // Persistence keeps the subscriber's session across the restart, as a central service's broker would.
+    const b = await broker(t, { persistence: true });
+    const sub = await collect(b.url, `${prefix}/${gatewayId}/event/#`, { session: `central-${process.pid}` });
+    t.teardown(() => sub.close());
+    const r = rig(t, b.url);
+    r.uplink.start();
+    await connected(r.uplink);
+    r.add(300);
+    // Stop the broker in the middle of the drain, so some publishes are in flight when it goes.
+    await until('some acks', () => r.outbox.stats().acked >= 20);
+    const down = once(r.uplink, 'disconnected', { signal: AbortSignal.timeout(20_000) });
+    await b.stop();
+    await down;
+    t.ok(r.outbox.stats().pending > 0, `events still pending while down: ${r.outbox.stats().pending}`);
+    r.add(50);
+    t.equal(r.uplink.status().inFlight, 0, 'nothing is published while the broker is down');
+    const port = b.port;
+    await b.restart();
+    t.equal(b.port, port);
+    await until('the outbox to drain', () => r.outbox.stats().pending === 0, 60_000);
+    await sub.waitFor((m) => new Set(eventsIn(m).map((e) => e.id)).size >= 350, 30_000);
+    checkDelivery(t, sub.messages, r.added);
+    t.match(r.outbox.stats(), { pending: 0, acked: 350 });
+  });
+
+  t.test('a backlog of 2,000 pending rows drains in order with a bounded in-flight window', async (t) => {
+    const b = await broker(t);
+    const sub = await collect(b.url, `${prefix}/${gatewayId}/event/#`);
+    t.teardown(() => sub.close());
+    const window = 32;
+    const r = rig(t, b.url, { window });
+    r.add(2_000);
+    let largestRead = 0;
+    let largestInFlight = 0;
+    const pending = r.outbox.pending.bind(r.outbox);
+    r.outbox.pending = (limit, afterSeq) => {
+      largestRead = Math.max(largestRead, limit);
+      largestInFlight = Math.max(largestInFlight, r.uplink.status().inFlight + limit);
+      return pending(limit, afterSeq);
+    };
+    const started = performance.now();
+    r.uplink.start();
+    await until('the backlog to drain', () => r.outbox.stats().pending === 0, 120_000);
+    const ms = performance.now() - started;
+    await sub.waitFor((m) => eventsIn(m).length >= 2_000, 30_000);
+    checkDelivery(t, sub.messages, r.added);
+    t.ok(largestRead <= window, `never read more than the window (${largestRead} ≤ ${window})`);
+    t.ok(largestInFlight <= window, `never more than the window in flight (${largestInFlight} ≤ ${window})`);
+    t.comment(`drained 2000 events in ${Math.round(ms)} ms (${Math.round(2000 / (ms / 1000))} events/s, window ${r.uplink.status().window})`);
+  });
+
+  t.test('credentials never appear in the log, through connect, outage and reconnect', async (t) => {
+    const b = await broker(t);
+    const user = 'edge-user-7f3a';
+    const password = 's3cret-pass-91c2';
+    const url = b.url.replace('mqtt://', `mqtt://${user}:${password}@`);
+    const r = rig(t, url, { username: user, password });
+    r.uplink.start();
+    await connected(r.uplink);
+    r.add(2);
+    await until('acks', () => r.outbox.stats().pending === 0);
+    await b.stop();
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    await b.restart();
+    await connected(r.uplink);
+    await r.uplink.stop();
+    const text = r.logText();
+    t.match(text, /mqtt connected/);
+    t.match(text, /mqtt connection lost/);
+    t.match(text, /\*\*\*@127\.0\.0\.1/, 'the broker is logged without its credentials');
+    t.notMatch(text, password);
+    t.notMatch(text, user);
+  });
+
+  t.test('an unreadable TLS file stops start() with the file named', async (t) => {
+    const r = rig(t, 'mqtts://127.0.0.1:1', { tls: { ca: '/nonexistent/ca.pem' } });
+    t.throws(() => r.uplink.start(), /TLS CA file \/nonexistent\/ca\.pem/);
+  });
+
+  t.test('mutual TLS: client certificate required by the broker', async (t) => {
+    const dir = tempDir(t);
+    const pki = makePki(dir);
+    const b = await broker(t, { tls: { cafile: pki.ca, certfile: pki.serverCert, keyfile: pki.serverKey } });
+    const tlsClient = { ca: pki.caPem(), cert: pki.clientPem().cert, key: pki.clientPem().key };
+    const sub = await collect(b.url, `${prefix}/${gatewayId}/#`, { clientOptions: tlsClient });
+    t.teardown(() => sub.close());
+
+    await t.rejects(mqtt.connectAsync(b.url, { protocolVersion: 5, ca: tlsClient.ca, reconnectPeriod: 0, connectTimeout: 10_000 }),
+      'a client without a certificate is refused');
+
+    const r = rig(t, b.url, { tls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey } });
+    r.uplink.start();
+    await connected(r.uplink);
+    r.add(5);
+    await sub.waitFor((m) => eventsIn(m).length >= 5);
+    checkDelivery(t, sub.messages, r.added);
+    await until('acks', () => r.outbox.stats().pending === 0);
+  });
+}
+
+/** A CA, a server certificate for localhost/127.0.0.1 and a client certificate for gw-1, made with openssl. */
+function makePki(dir: string) {
+  const p = (name: string) => join(dir, name);
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ecKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl('req', '-x509', ...ecKey, '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '2', '-subj', '/CN=edgepatrol test CA');
+  writeFileSync(p('server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  writeFileSync(p('client.ext'), 'extendedKeyUsage=clientAuth\n');
+  for (const [name, cn] of [['server', 'localhost'], ['client', gatewayId]] as const) {
+    openssl('req', ...ecKey, '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`), '-subj', `/CN=${cn}`);
+    openssl('x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial',
+      '-out', p(`${name}.crt`), '-days', '2', '-extfile', p(`${name}.ext`));
+  }
+  const read = (name: string) => readFileSync(p(name));
+  return {
+    ca: p('ca.crt'),
+    serverCert: p('server.crt'),
+    serverKey: p('server.key'),
+    clientCert: p('client.crt'),
+    clientKey: p('client.key'),
+    caPem: () => read('ca.crt'),
+    clientPem: () => ({ cert: read('client.crt'), key: read('client.key') }),
+  };
+}
