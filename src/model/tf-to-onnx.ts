@@ -205,10 +205,6 @@ class Converter implements ConvertedGraph {
       case 'AddV2': {
         const a = c(0);
         const b = c(1);
-        if (b.shape.length === 0 || numel(b.shape) === 1) {
-          const s = b.data[0]!;
-          return this.set(node, { kind: 'const', tensor: withData(a, a.shape, Array.from(a.data, (v) => v + s)) });
-        }
         if (a.shape.join() !== b.shape.join()) throw new Error(`constant Add of [${a.shape}] and [${b.shape}] is not supported`);
         return this.set(node, { kind: 'const', tensor: withData(a, a.shape, Array.from(a.data, (v, i) => v + b.data[i]!)) });
       }
@@ -248,20 +244,14 @@ class Converter implements ConvertedGraph {
   private spatialPads(node: TfNode, x: Value, accepts: (padValue: number) => boolean): { input: string; pads: number[] } {
     if (stringAttr(node, 'data_format') !== 'NHWC') throw new Error(`data_format ${stringAttr(node, 'data_format')} is not supported`);
     const padding = stringAttr(node, 'padding');
-    let explicit = [0, 0, 0, 0];
-    if (padding === 'EXPLICIT') {
-      const e = intsAttr(node, 'explicit_paddings');
-      explicit = [e[2]!, e[4]!, e[3]!, e[5]!];
-    } else if (padding !== 'VALID') {
-      throw new Error(`padding ${padding} is not supported`);
-    }
+    if (padding !== 'VALID') throw new Error(`padding ${padding} is not supported`);
     const p = x.pad;
     if (p && accepts(p.value) && p.pads[0]!.every((n) => n === 0) && p.pads[3]!.every((n) => n === 0)) {
       const [[t, b], [l, r]] = [p.pads[1]!, p.pads[2]!];
       const unpadded: Value = { kind: 'value', name: x.name, shape: x.shape, perm: x.perm };
-      return { input: this.materialize(unpadded, NHWC_AS_NCHW), pads: [t + explicit[0]!, l + explicit[1]!, b + explicit[2]!, r + explicit[3]!] };
+      return { input: this.materialize(unpadded, NHWC_AS_NCHW), pads: [t, l, b, r] };
     }
-    return { input: this.materialize(x, NHWC_AS_NCHW), pads: explicit };
+    return { input: this.materialize(x, NHWC_AS_NCHW), pads: [0, 0, 0, 0] };
   }
 
   private conv2d(node: TfNode): void {
@@ -322,13 +312,7 @@ class Converter implements ConvertedGraph {
       return this.set(node, { kind: 'value', name: out, shape: v.shape, perm: v.perm });
     }
     const w = c as Value;
-    if (v.shape.length !== w.shape.length) {
-      const out = this.outName(node);
-      const rank = Math.max(v.shape.length, w.shape.length);
-      this.g.addNode('Add', [this.materialize(v, identity(v.shape.length)), this.materialize(w, identity(w.shape.length))], [out], {}, node.name);
-      const shape = broadcast(v.shape, w.shape);
-      return this.set(node, { kind: 'value', name: out, shape, perm: identity(rank) });
-    }
+    if (v.shape.length !== w.shape.length) throw new Error(`Add of rank ${v.shape.length} and rank ${w.shape.length} tensors is not supported`);
     const out = this.outName(node);
     this.g.addNode('Add', [this.materialize(v, v.perm), this.materialize(w, v.perm)], [out], {}, node.name);
     this.set(node, { kind: 'value', name: out, shape: broadcast(v.shape, w.shape), perm: v.perm });
