@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
+import { backoffDelay } from '../src/ingest/backoff.js';
+import { ffmpegArgs, parseInput, StderrTail } from '../src/ingest/ffmpeg.js';
 import { FrameSource, type FrameSourceOptions, type SourceState, type StreamState } from '../src/ingest/index.js';
 import { createLogger } from '../src/log.js';
 import type { RgbFrame } from '../src/vision/types.js';
@@ -79,6 +81,30 @@ async function freePort(): Promise<number> {
   if (addr === null || typeof addr === 'string') throw new Error('no port');
   return addr.port;
 }
+
+t.test('pure parts: input kinds, arguments, reasons, backoff', async (tt) => {
+  const rtsp = parseInput('c', 'rtsp://admin:pa:ss@10.0.0.5:554/Streaming/101');
+  tt.same(parseInput('c', 'clips/a b.avi'), { kind: 'file', path: join(process.cwd(), 'clips/a b.avi') });
+  tt.throws(() => parseInput('gate-3', 'http://x/y.mjpg'), /gate-3.*http:\/\//);
+  const args = ffmpegArgs(rtsp, { fps: 5, width: 640, height: 480 }, true);
+  tt.same(args.slice(args.indexOf('-vf')), ['-vf', 'fps=5,scale=640:480', '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1']);
+  tt.notOk(args.includes('-stream_loop'), 'loop applies to files only');
+  tt.same(ffmpegArgs({ kind: 'file', path: '/v/a:b.avi' }, { fps: 5, width: 640, height: 480 }, true).slice(5, 10),
+    ['-re', '-stream_loop', '-1', '-i', 'file:/v/a:b.avi']);
+
+  const tail = new StderrTail(200);
+  tail.push(Buffer.from('x'.repeat(500) + '\n[rtsp @ 0x55ecca7bc980] method DESCRIBE failed: 401 Unauthorized\n'));
+  tail.push(Buffer.from('rtsp://admin:pa:ss@10.0.0.5:554/Streaming/101: Server returned 401 Unauthorized (authorization failed)\n'));
+  tt.equal(tail.reason(rtsp), 'Server returned 401 Unauthorized (authorization failed)');
+  const other = new StderrTail();
+  other.push(Buffer.from('[tcp @ 0x1] Connection to tcp://u:secret@10.0.0.9:554?timeout=5000000 failed: Connection refused\n'));
+  tt.equal(other.reason(rtsp), 'Connection to tcp://***@10.0.0.9:554?timeout=5000000 failed: Connection refused');
+  tt.equal(new StderrTail().reason(rtsp), undefined);
+
+  const b = { initialMs: 1000, maxMs: 30_000 };
+  tt.same([0, 1, 2, 5, 40].map((n) => backoffDelay(n, b, () => 0)), [500, 1000, 2000, 15_000, 15_000]);
+  tt.same([0, 1, 2, 5, 40].map((n) => backoffDelay(n, b, () => 1)), [1000, 2000, 4000, 30_000, 30_000]);
+});
 
 t.test('file source: exact frames at about the configured rate, looping past the end of the clip', async (tt) => {
   const { src, frames } = source(tt, { url: shortClip, loop: true });

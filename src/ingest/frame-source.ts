@@ -156,7 +156,6 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     const child = this.child;
     const exited = this.childExited;
     if (!child || !exited) return;
-    this.killReason = 'stopped';
     child.kill('SIGTERM');
     const escalate = setTimeout(() => child.kill('SIGKILL'), stopGraceMs);
     try {
