@@ -219,3 +219,15 @@ t.test('docs/config.schema.json is up to date and docs/config.md names every key
   const doc = readFileSync(join(root, 'docs/config.md'), 'utf8');
   for (const key of keys) t.match(doc, new RegExp('`[^`\\s]*\\b' + key + '\\b[^`\\s]*`'), `docs/config.md documents \`${key}\``);
 });
+
+t.test('the examples in docs/config.md are what the code does', async (t) => {
+  const doc = readFileSync(join(root, 'docs/config.md'), 'utf8');
+  const blocks = [...doc.matchAll(/```(\w*)\n([\s\S]*?)```/g)].map((m) => ({ lang: m[1], body: m[2]! }));
+  const badIndex = blocks.findIndex((b) => b.lang === 'yaml');
+  const bad = blocks[badIndex]!.body;
+  const printed = blocks[badIndex + 1]!.body;
+  const err = t.throws(() => parseConfig(bad, '/etc/edgepatrol/gateway.yaml')) as unknown as ConfigError;
+  t.equal(formatConfigError(err) + '\n', printed, 'the printed problems match the example file');
+  const example = blocks.filter((b) => b.lang === 'yaml').at(-1)!.body;
+  t.equal(parseConfig(example, join(root, 'docs/gateway.yaml')).cameras[0]!.id, 'cam-01', 'the closing example is valid');
+});
