@@ -151,6 +151,21 @@ function tests(): void {
     t.end();
   });
 
+  t.test('add latency with an fsync per commit (informational)', (t) => {
+    const outbox = Outbox.open(tempFile(t));
+    t.teardown(() => outbox.close());
+    const n = 200;
+    let started = performance.now();
+    for (let i = 0; i < n; i++) outbox.add(event(i));
+    const addMs = (performance.now() - started) / n;
+    started = performance.now();
+    for (let seq = 1; seq <= n; seq += 20) outbox.markAcked(...Array.from({ length: 20 }, (_v, k) => seq + k));
+    const ackBatchMs = (performance.now() - started) / (n / 20);
+    t.comment(`add: ${addMs.toFixed(2)} ms each; markAcked of 20 rows: ${ackBatchMs.toFixed(2)} ms per batch (${tmpdir()})`);
+    t.equal(outbox.stats().acked, n);
+    t.end();
+  });
+
   t.test('add is durable: a writer SIGKILLed mid-stream loses nothing it reported', async (t) => {
     const file = tempFile(t);
     // Only the TypeScript loader: the writer child must not report into this test run.

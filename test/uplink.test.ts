@@ -252,6 +252,41 @@ function tests(): void {
     t.notMatch(text, user);
   });
 
+  t.test('an event the broker refuses stays pending and is retried; the others are not held back', async (t) => {
+    const dir = tempDir(t);
+    const acl = join(dir, 'acl');
+    writeFileSync(acl, `topic readwrite ${availabilityTopic}\ntopic readwrite ${eventTopic}\n`);
+    const b = await broker(t, { extraConfig: [`acl_file ${acl}`] });
+    const sub = await collect(b.url, `${prefix}/${gatewayId}/event/#`);
+    t.teardown(() => sub.close());
+    const r = rig(t, b.url, { retryMs: 200 });
+    r.uplink.start();
+    await connected(r.uplink);
+    r.add(1);
+    const forbidden = r.outbox.add({ id: uuidv7(), cameraId: 'cam-1', type: 'x', topic: `${prefix}/${gatewayId}/event/forbidden`, payload: {} });
+    r.uplink.notify();
+    r.add(1);
+    await sub.waitFor((m) => eventsIn(m).length >= 2);
+    await until('a few retries', () => (r.outbox.pending(1)[0]?.attempts ?? 0) >= 3, 20_000);
+    const [row] = r.outbox.pending(10);
+    t.equal(row?.seq, forbidden.seq, 'only the refused event is still pending');
+    t.match(r.outbox.stats(), { pending: 1, acked: 2 });
+    t.match(r.logText(), /broker refused an event/);
+  });
+
+  t.test('stop() while the broker is unreachable returns promptly and keeps events pending', async (t) => {
+    const b = await broker(t);
+    const r = rig(t, b.url);
+    await b.stop();
+    r.add(3);
+    r.uplink.start();
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    const started = performance.now();
+    await r.uplink.stop();
+    t.ok(performance.now() - started < 2_000, 'no wait for a broker that is not there');
+    t.match(r.outbox.stats(), { pending: 3, acked: 0 });
+  });
+
   t.test('an unreadable TLS file stops start() with the file named', async (t) => {
     const r = rig(t, 'mqtts://127.0.0.1:1', { tls: { ca: '/nonexistent/ca.pem' } });
     t.throws(() => r.uplink.start(), /TLS CA file \/nonexistent\/ca\.pem/);
