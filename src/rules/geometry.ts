@@ -48,7 +48,7 @@ function onSegment(p: Point, a: Point, b: Point): boolean {
 }
 
 /** True when the closed segments ab and cd share at least one point. */
-export function segmentsIntersect(a: Point, b: Point, c: Point, d: Point): boolean {
+function segmentsIntersect(a: Point, b: Point, c: Point, d: Point): boolean {
   const d1 = cross(c, d, a);
   const d2 = cross(c, d, b);
   const d3 = cross(a, b, c);
