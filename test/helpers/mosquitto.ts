@@ -96,6 +96,8 @@ function configText(port: number, dir: string, opts: MosquittoOptions): string {
     'log_type error',
     'log_type warning',
     'log_type notice',
+    // "mosquitto version X running" is an information line, printed once every listener is open.
+    'log_type information',
     'log_timestamp_format %H:%M:%S',
     `persistence ${opts.persistence ? 'true' : 'false'}`,
     `persistence_location ${dir}/`,
@@ -128,7 +130,7 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
   exitCleanups.add(killNow);
   exitCleanups.add(removeDir);
 
-  /** One attempt: spawn, then wait until the port accepts a TCP connection or the broker exits. */
+  /** One attempt: spawn, then wait until the broker reports running and accepts a connection, or exits. */
   async function launch(): Promise<void> {
     writeFileSync(confFile, configText(port, dir, opts));
     output = '';
@@ -155,7 +157,8 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
         throw new Error(`mosquitto (${mosquittoBin} -c ${confFile}) exited during start with ${exitInfo} on port ${port}; ` +
           `its output:\n${output.trim() || '(none)'}`);
       }
-      if (await canConnect(port)) return;
+      // Both: "running" proves the listener is ours, not another process that grabbed the port.
+      if (/ running\b/.test(output) && await canConnect(port)) return;
       if (Date.now() > deadline) {
         proc.kill('SIGKILL');
         await exited;
@@ -228,7 +231,8 @@ export interface Collector {
 }
 
 /**
- * Subscribes (MQTT 5, QoS 1) to topicFilter and records every message. With `session`, the subscriber keeps
+ * Subscribes (MQTT 5, QoS 1) to topicFilter and records every message; after a reconnect mqtt.js subscribes
+ * again unless the broker kept the session. With `session`, the subscriber keeps
  * a persistent session (fixed client id, no clean start, 5 min expiry), so with a persistent broker it also
  * receives what was published while it was reconnecting after a broker restart.
  */
@@ -249,8 +253,6 @@ export async function collect(url: string, topicFilter: string,
     messages.push({ topic, payload: payload.toString('utf8'), retain: packet.retain, properties: packet.properties });
     for (const wake of waiters) wake();
   });
-  // A persistent session survives broker restarts only if the broker restored it; resubscribing is harmless.
-  client.on('connect', () => void client.subscribeAsync(topicFilter, { qos: 1 }).catch(() => undefined));
   await client.subscribeAsync(topicFilter, { qos: 1 });
   return {
     messages,
