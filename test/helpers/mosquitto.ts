@@ -140,7 +140,8 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     proc.stderr.setEncoding('utf8').on('data', (s: string) => { output += s; });
     let exitInfo: string | undefined;
     exited = new Promise((resolve) => {
-      proc.once('exit', (code, signal) => {
+      // 'close', not 'exit': by then stdout/stderr are drained, so an error message carries all of the output.
+      proc.once('close', (code, signal) => {
         exitInfo = signal ? `signal ${signal}` : `code ${code}`;
         if (child === proc) child = undefined;
         resolve();
