@@ -8,12 +8,12 @@ export interface RgbImage {
 }
 
 /**
- * Resampling weights along one axis: output i is the sum over k < taps of
- * weights[i*taps+k] * source[start[i]+k]. Unused taps have weight 0 and are skipped before their
- * (possibly out-of-range) source index is read.
+ * Resampling weights along one axis: output i is the sum over k < count[i] of
+ * weights[i*taps+k] * source[start[i]+k], every such source index inside the axis.
  */
 interface AxisTable {
   start: Int32Array;
+  count: Int32Array;
   taps: number;
   weights: Float32Array;
 }
@@ -24,34 +24,29 @@ interface AxisTable {
  */
 function axisTable(src: number, dst: number): AxisTable {
   const scale = src / dst;
-  if (scale > 1) {
-    const taps = Math.ceil(scale) + 1;
-    const start = new Int32Array(dst);
-    const weights = new Float32Array(dst * taps);
-    for (let i = 0; i < dst; i++) {
+  const taps = scale > 1 ? Math.ceil(scale) + 1 : 2;
+  const start = new Int32Array(dst);
+  const count = new Int32Array(dst);
+  const weights = new Float32Array(dst * taps);
+  for (let i = 0; i < dst; i++) {
+    if (scale > 1) {
       const lo = i * scale;
       const hi = Math.min((i + 1) * scale, src);
       const first = Math.floor(lo);
+      const last = Math.min(Math.ceil(hi), src);
       start[i] = first;
-      for (let j = first; j < hi; j++) {
-        const overlap = Math.min(j + 1, hi) - Math.max(j, lo);
-        if (overlap > 0) weights[i * taps + (j - first)] = overlap / (hi - lo);
-      }
+      count[i] = last - first;
+      for (let j = first; j < last; j++) weights[i * taps + (j - first)] = (Math.min(j + 1, hi) - Math.max(j, lo)) / (hi - lo);
+    } else {
+      const pos = Math.min(Math.max((i + 0.5) * scale - 0.5, 0), src - 1);
+      const j0 = Math.min(Math.floor(pos), Math.max(src - 2, 0));
+      start[i] = j0;
+      count[i] = Math.min(2, src);
+      weights[i * taps] = 1 - (pos - j0);
+      weights[i * taps + 1] = pos - j0;
     }
-    return { start, taps, weights };
   }
-  const taps = 2;
-  const start = new Int32Array(dst);
-  const weights = new Float32Array(dst * taps);
-  for (let i = 0; i < dst; i++) {
-    const pos = Math.min(Math.max((i + 0.5) * scale - 0.5, 0), src - 1);
-    const j0 = Math.min(Math.floor(pos), Math.max(src - 2, 0));
-    const f = pos - j0;
-    start[i] = j0;
-    weights[i * taps] = 1 - f;
-    if (src > 1) weights[i * taps + 1] = f;
-  }
-  return { start, taps, weights };
+  return { start, count, taps, weights };
 }
 
 /**
@@ -104,8 +99,7 @@ export class Preprocessor {
     const rows = this.rows;
 
     // Horizontal pass: every source row resampled to the output width, interleaved RGB floats.
-    const xt = this.xTable;
-    const xTaps = xt.taps;
+    const { start: xStart, count: xCount, taps: xTaps, weights: xWeights } = this.xTable;
     for (let y = 0; y < sh; y++) {
       const srcRow = y * sw * 3;
       const dstRow = y * dw * 3;
@@ -113,11 +107,11 @@ export class Preprocessor {
         let r = 0;
         let g = 0;
         let b = 0;
-        let p = srcRow + xt.start[x]! * 3;
+        let p = srcRow + xStart[x]! * 3;
         const wBase = x * xTaps;
-        for (let k = 0; k < xTaps; k++, p += 3) {
-          const w = xt.weights[wBase + k]!;
-          if (w === 0) continue;
+        const n = xCount[x]!;
+        for (let k = 0; k < n; k++, p += 3) {
+          const w = xWeights[wBase + k]!;
           r += data[p]! * w;
           g += data[p + 1]! * w;
           b += data[p + 2]! * w;
@@ -130,8 +124,7 @@ export class Preprocessor {
     }
 
     // Vertical pass: accumulate weighted rows, then normalise into the three output planes.
-    const yt = this.yTable;
-    const yTaps = yt.taps;
+    const { start: yStart, count: yCount, taps: yTaps, weights: yWeights } = this.yTable;
     const acc = this.acc;
     const out = this.output;
     const plane = dw * dh;
@@ -142,12 +135,14 @@ export class Preprocessor {
     const g0 = this.gain[0]!, g1 = this.gain[1]!, g2 = this.gain[2]!;
     const o0 = this.offset[0]!, o1 = this.offset[1]!, o2 = this.offset[2]!;
     for (let y = 0; y < dh; y++) {
-      acc.fill(0);
       const wBase = y * yTaps;
-      for (let k = 0; k < yTaps; k++) {
-        const w = yt.weights[wBase + k]!;
-        if (w === 0) continue;
-        const src = (yt.start[y]! + k) * rowLen;
+      let src = yStart[y]! * rowLen;
+      const w0 = yWeights[wBase]!;
+      for (let i = 0; i < rowLen; i++) acc[i] = rows[src + i]! * w0;
+      const n = yCount[y]!;
+      for (let k = 1; k < n; k++) {
+        const w = yWeights[wBase + k]!;
+        src += rowLen;
         for (let i = 0; i < rowLen; i++) acc[i]! += rows[src + i]! * w;
       }
       const line = y * dw;
