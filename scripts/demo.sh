@@ -18,7 +18,8 @@ persistence false
 CONF
 chmod 0644 "$work/mosquitto.conf"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+tailpid=
+cleanup() { [[ -n $tailpid ]] && kill "$tailpid" 2>/dev/null; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
 /usr/sbin/mosquitto -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
@@ -27,8 +28,8 @@ for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
 
 url="mqtt://127.0.0.1:$port"
 echo "[demo] Mosquitto on $url; a subscriber prints each message below (agent log: var/demo/agent.log)"
-node bin/edgepatrol.js tail --url "$url" --prefix edgepatrol | tee "$work/received.txt" &
-pids+=($!)
+node bin/edgepatrol.js tail --url "$url" --prefix edgepatrol > >(tee "$work/received.txt") &
+tailpid=$!
 sleep 0.5
 mkdir -p var/demo
 node bin/edgepatrol.js run --config examples/demo.yaml --mqtt-url "$url" 2>var/demo/agent.log &

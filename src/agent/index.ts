@@ -1,18 +1,15 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { v7 as uuidv7 } from 'uuid';
 import type { Config, CameraConfig } from '../config/index.js';
 import { FrameSource, type SourceState } from '../ingest/index.js';
 import { openDetector, type Detector } from '../vision/index.js';
 import type { RgbFrame } from '../vision/types.js';
-import { CameraRules, type RuleHit } from '../rules/index.js';
-import { annotateEvidence } from '../evidence/annotate.js';
-import { storeEvidence } from '../evidence/store.js';
+import { CameraRules } from '../rules/index.js';
 import { Outbox } from '../outbox/index.js';
 import { Uplink } from '../uplink/index.js';
 import { version } from '../version.js';
-import { EVENT_SCHEMA_ID, type EventPayload } from './event.js';
+import { EventRecorder } from './recorder.js';
 
 export interface AgentOptions {
   config: Config;
@@ -52,6 +49,7 @@ export class Agent {
   private detector: Detector | null = null;
   private outbox: Outbox | null = null;
   private uplink: Uplink | null = null;
+  private recorder: EventRecorder | null = null;
   private nextCamera = 0;
   private inferring = false;
   private stopping = false;
@@ -96,6 +94,7 @@ export class Agent {
       version,
     });
     this.uplink.start();
+    this.recorder = new EventRecorder({ config, dataDir: this.dataDir, outbox: this.outbox, uplink: this.uplink, model: this.detector.model, log });
     for (const cam of config.cameras) this.cameras.push(this.openCamera(cam));
     log.info({ cameras: this.cameras.length, model: this.detector.model.name, dataDir: this.dataDir }, 'agent started');
   }
@@ -165,59 +164,11 @@ export class Agent {
         pipe.stats.framesDetected++;
         const hits = pipe.rules.evaluate(frame.ts, frame.width, frame.height, detections);
         for (const hit of hits) {
-          pipe.eventChain = pipe.eventChain.then(() => this.recordEvent(pipe, frame, hit));
+          pipe.eventChain = pipe.eventChain.then(async () => { if (await this.recorder!.record(pipe.config, frame, hit)) pipe.stats.events++; });
         }
       } catch (err) {
         this.opts.log.error({ camera: pipe.config.id, err }, `camera ${pipe.config.id}: detection failed`);
       }
-    }
-  }
-
-  /** Evidence first, made durable; then the event, committed to the outbox; only then is it handed to the uplink. */
-  private async recordEvent(pipe: CameraPipeline, frame: RgbFrame, hit: RuleHit): Promise<void> {
-    const { config, log } = this.opts;
-    const cam = pipe.config;
-    const id = uuidv7();
-    try {
-      const zone = cam.zones.find((z) => z.id === hit.zoneId);
-      const jpeg = await annotateEvidence(frame, {
-        title: `${cam.name ?? cam.id} | ${hit.eventType} | ${formatLocal(frame.ts, config.gateway.timezone)}`,
-        zone: zone?.polygon,
-        objects: hit.objects,
-        quality: config.evidence.jpegQuality,
-      });
-      const ev = storeEvidence(this.dataDir, id, frame.ts, jpeg);
-      const payloadFor = (seq: number): EventPayload => ({
-        schema: EVENT_SCHEMA_ID,
-        id,
-        seq,
-        gatewayId: config.gateway.id,
-        type: hit.eventType,
-        camera: cam.name ? { id: cam.id, name: cam.name } : { id: cam.id },
-        zone: hit.zoneId,
-        rule: { id: hit.ruleId, kind: hit.rule },
-        startedAt: new Date(hit.startedAt).toISOString(),
-        detectedAt: new Date(hit.ts).toISOString(),
-        dwellSeconds: Math.round(hit.dwellSeconds * 10) / 10,
-        objects: hit.objects.map((o) => ({ class: o.class, score: round3(o.score), box: o.box.map(round4) as [number, number, number, number], trackId: o.trackId })),
-        location: { ...cam.location },
-        model: { ...this.detector!.model },
-        evidence: { annotated: { file: ev.file, sha256: ev.sha256, bytes: ev.bytes, width: frame.width, height: frame.height, contentType: 'image/jpeg' } },
-        agentVersion: version,
-      });
-      const { seq } = this.outbox!.add({
-        id,
-        cameraId: cam.id,
-        type: hit.eventType,
-        topic: `${config.mqtt.prefix}/${config.gateway.id}/event/${hit.eventType}`,
-        evidencePath: ev.file,
-        evidenceSha256: ev.sha256,
-      }, payloadFor);
-      pipe.stats.events++;
-      log.info({ camera: cam.id, event: id, seq, type: hit.eventType, zone: hit.zoneId }, `event ${hit.eventType} on ${cam.id}/${hit.zoneId} stored (seq ${seq})`);
-      this.uplink!.notify();
-    } catch (err) {
-      log.error({ camera: cam.id, err }, `camera ${cam.id}: could not store ${hit.eventType} event`);
     }
   }
 
@@ -237,13 +188,4 @@ export class Agent {
     await this.detector?.close();
     this.opts.log.info('agent stopped');
   }
-}
-
-function round3(x: number): number { return Math.round(x * 1000) / 1000; }
-function round4(x: number): number { return Math.min(1, Math.max(0, Math.round(x * 10000) / 10000)); }
-
-/** Local wall-clock time for the evidence caption, in the gateway's configured time zone. */
-function formatLocal(ts: number, timeZone: string | undefined): string {
-  const f = new Intl.DateTimeFormat('sv-SE', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short' });
-  return f.format(new Date(ts));
 }
