@@ -118,6 +118,10 @@ export async function detectCommand(argv: string[], io: CommandIo = process): Pr
     return 1;
   }
 
+  // A reader that goes away (`edgepatrol detect clip.avi | head`) ends the run quietly instead of crashing it.
+  let outputClosed = false;
+  const onStdoutError = (): void => { outputClosed = true; };
+  if (io.stdout === process.stdout) process.stdout.on('error', onStdoutError);
   let detector: Detector | undefined;
   try {
     const open = (): Promise<Detector> =>
@@ -146,6 +150,7 @@ export async function detectCommand(argv: string[], io: CommandIo = process): Pr
       if (opts.json) io.stdout.write(JSON.stringify({ frame: frame.index, time, detections: jsonDetections(dets) }) + '\n');
       else for (const d of dets) io.stdout.write(plainLine(d, `frame ${frame.index} t=${time.toFixed(2)}s `));
       if (!chosen || (chosen.dets.length === 0 && dets.length > 0)) chosen = { frame, dets };
+      if (outputClosed) break;
     }
     if (!chosen) throw new VideoError(`${input}: no frames decoded`);
     if (opts.annotate) await writeAnnotated(opts.annotate, chosen.frame, chosen.dets);
@@ -155,6 +160,7 @@ export async function detectCommand(argv: string[], io: CommandIo = process): Pr
     io.stderr.write(`edgepatrol detect: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   } finally {
+    process.stdout.off('error', onStdoutError);
     await detector?.close();
   }
 }
