@@ -61,3 +61,80 @@ t.test('low overlap starts a new track; returned tracks are copies', async (t) =
   tracks[1]!.box[0] = 0.9;
   t.equal(tracker.update(1000, [det('car', 0.15, 0.1)]).find((x) => x.id === 2)?.missed, 0);
 });
+
+/** Shuffles the detections of a frame deterministically, so no test depends on the detector's output order. */
+function shuffled<T>(xs: T[], seed: number): T[] {
+  const out = xs.slice();
+  let s = seed * 2654435761 >>> 0;
+  for (let i = out.length - 1; i > 0; i--) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    const j = s % (i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+t.test('crossing: two people walking through each other keep their ids, also when one is hidden at the crossing', async (t) => {
+  for (const hideAtCrossing of [false, true]) {
+    const tracker = new Tracker({ maxMissed: 10 });
+    const idAt = new Map<string, Set<number>>([['east', new Set()], ['west', new Set()]]);
+    for (let i = 0; i < 30; i++) {
+      const east = det('person', 0.1 + i * 0.02, 0.4, 0.1, 0.3); // walks right
+      const west = det('person', 0.68 - i * 0.02, 0.41, 0.1, 0.3); // walks left; boxes coincide around frame 14-15
+      const hidden = hideAtCrossing && i >= 13 && i <= 16; // the west walker is behind the east walker
+      const tracks = tracker.update(i * 500, shuffled(hidden ? [east] : [east, west], i));
+      for (const track of tracks.filter((x) => x.missed === 0)) {
+        const x = track.box[0];
+        const which = Math.abs(x - east.box[0]) < 1e-9 ? 'east' : Math.abs(x - west.box[0]) < 1e-9 ? 'west' : '?';
+        idAt.get(which)?.add(track.id);
+      }
+    }
+    t.same([...idAt.get('east')!], [1], `east walker keeps id 1 (hidden west: ${hideAtCrossing})`);
+    t.same([...idAt.get('west')!], [2], `west walker keeps id 2 (hidden west: ${hideAtCrossing})`);
+  }
+});
+
+t.test('occlusion gap: a moving car hidden for 2 s is found again where it should be, with its id', async (t) => {
+  const tracker = new Tracker({ maxMissed: 10 });
+  const ids = new Set<number>();
+  for (let i = 0; i < 24; i++) {
+    const hidden = i >= 10 && i < 14; // moves 0.12 while hidden: its last box no longer overlaps it at all
+    const tracks = tracker.update(i * 500, hidden ? [] : [det('car', 0.05 + i * 0.03, 0.5, 0.1, 0.08)]);
+    for (const track of tracks) ids.add(track.id);
+  }
+  t.same([...ids], [1]);
+});
+
+t.test('the assignment is optimal, not greedy: an ambiguous detection goes where it leaves no one unmatched', async (t) => {
+  const tracker = new Tracker();
+  tracker.update(0, [det('person', 0.1, 0.1, 0.2, 0.2), det('person', 0.26, 0.1, 0.2, 0.2)]);
+  // d1 overlaps both tracks, best with track 1; d2 overlaps only track 1. Greedy would give d1 to track 1
+  // and start a new track for d2 while track 2 coasts.
+  const tracks = tracker.update(500, [det('person', 0.2, 0.1, 0.2, 0.2), det('person', 0.04, 0.1, 0.2, 0.2)]);
+  t.same(tracks.map((x) => [x.id, x.missed, +x.box[0].toFixed(2)]), [[1, 0, 0.04], [2, 0, 0.2]]);
+});
+
+t.test('weak detections continue tracks but never start one', async (t) => {
+  const tracker = new Tracker();
+  t.same(tracker.update(0, [det('person', 0.5, 0.5, 0.1, 0.2, 0.3)]), [], 'a weak detection alone is no track');
+  tracker.update(500, [det('person', 0.2, 0.2, 0.1, 0.2, 0.8)]);
+  const partly = tracker.update(1000, [det('person', 0.205, 0.2, 0.1, 0.2, 0.25), det('person', 0.7, 0.7, 0.1, 0.2, 0.3)]);
+  t.same(partly.map((x) => [x.id, x.missed, x.score]), [[1, 0, 0.25]], 'half hidden, scoring 0.25: same track, seen');
+  t.same(tracker.update(1500, [det('person', 0.21, 0.2, 0.1, 0.2, 0.05)]).map((x) => x.missed), [1], 'below lowThreshold: ignored');
+});
+
+t.test('stationary: a car that drives in and parks becomes stationary after stationaryMs despite detector jitter', async (t) => {
+  const tracker = new Tracker({ stationaryMs: 3000 });
+  const states: [number, boolean, number][] = [];
+  for (let i = 0; i < 30; i++) {
+    const x = 0.1 + Math.min(i, 10) * 0.03 + (i % 2 ? 0.004 : -0.004);
+    const [track] = tracker.update(i * 500, [det('car', x, 0.5, 0.2, 0.15)]);
+    states.push([i, track!.stationary, track!.stillSince]);
+  }
+  t.ok(states.slice(0, 10).every(([, s]) => !s), 'moving: not stationary');
+  const firstStill = states.find(([, s]) => s)!;
+  // Its last step (frame 9 → 10) is smaller than the tolerance, so "still" may begin at frame 9 or 10.
+  t.ok(firstStill[2] === 9 * 500 || firstStill[2] === 10 * 500, `still since it stopped (${firstStill[2]} ms)`);
+  t.equal(firstStill[0] * 500, firstStill[2] + 3000, 'stationary 3 s later');
+  t.ok(states.slice(16).every(([, s]) => s), 'jitter of 0.008 does not reset it');
+});
