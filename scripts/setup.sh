@@ -26,6 +26,7 @@ fi
 
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
   say "npm ci"
+  export ONNXRUNTIME_NODE_INSTALL=skip
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
