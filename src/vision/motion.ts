@@ -54,8 +54,8 @@ export class MotionDetector {
   private active = new Uint8Array(0);
   private activeCount = 0;
   /** Source byte offsets of each small column's sample columns (×3), and each small row's sample rows. */
-  private colSamples = new Int32Array(0);
-  private rowSamples = new Int32Array(0);
+  private colSamples: Int32Array = new Int32Array(0);
+  private rowSamples: Int32Array = new Int32Array(0);
   private colN = 0;
   private rowN = 0;
   private lastTs = 0;
