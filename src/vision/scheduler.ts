@@ -1,0 +1,124 @@
+/**
+ * The one inference queue all cameras share: a single worker runs one item at a time (one onnxruntime
+ * session per model, given all its threads), visiting the cameras ("lanes") round-robin so a busy camera
+ * cannot starve a quiet one. Each lane holds at most `depth` items; when the worker is behind, a new item
+ * pushes out the lane's oldest, which is counted as dropped (Frigate's skipped fps). Within a lane items run
+ * in arrival order, so a tracker sees its frames in time order. Memory is bounded by lanes × depth items.
+ */
+
+export interface LaneStats {
+  /** Items waiting now. */
+  queued: number;
+  /** Items pushed. */
+  pushed: number;
+  /** Items pushed out by newer ones before they ran. */
+  dropped: number;
+  /** Items run (successfully or not). */
+  done: number;
+  /** Items whose run threw. */
+  failed: number;
+  /** Sum over run items of the time they waited in the queue, ms. */
+  waitMs: number;
+  /** Sum over run items of their run time, ms. */
+  runMs: number;
+}
+
+export interface SchedulerOptions<T> {
+  /** Items a lane may hold; at least 1. */
+  depth: number;
+  /** Does the work for one item. A throw is counted and passed to `onError`; the worker carries on. */
+  run: (lane: string, item: T) => Promise<void>;
+  onError?: (lane: string, err: unknown) => void;
+  /** Clock, ms (tests). */
+  now?: () => number;
+}
+
+interface Lane<T> {
+  id: string;
+  items: { item: T; at: number }[];
+  stats: LaneStats;
+}
+
+export class InferenceScheduler<T> {
+  private readonly depth: number;
+  private readonly lanes: Lane<T>[] = [];
+  private readonly byId = new Map<string, Lane<T>>();
+  private next = 0;
+  private running: Promise<void> | null = null;
+  private closed = false;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: SchedulerOptions<T>) {
+    if (!Number.isInteger(opts.depth) || opts.depth < 1) throw new RangeError(`queue depth must be a whole number ≥ 1, got ${opts.depth}`);
+    this.depth = opts.depth;
+    this.now = opts.now ?? (() => performance.now());
+  }
+
+  /** Adds a lane (a camera); pushing to an unknown lane adds it too. */
+  addLane(id: string): void {
+    if (this.byId.has(id)) return;
+    const lane: Lane<T> = { id, items: [], stats: { queued: 0, pushed: 0, dropped: 0, done: 0, failed: 0, waitMs: 0, runMs: 0 } };
+    this.lanes.push(lane);
+    this.byId.set(id, lane);
+  }
+
+  /** Queues an item; drops (and counts) the lane's oldest when the lane is full. Ignored once closed. */
+  push(laneId: string, item: T): void {
+    if (this.closed) return;
+    this.addLane(laneId);
+    const lane = this.byId.get(laneId)!;
+    lane.stats.pushed++;
+    if (lane.items.length >= this.depth) {
+      lane.items.shift();
+      lane.stats.dropped++;
+    }
+    lane.items.push({ item, at: this.now() });
+    this.running ??= this.work().finally(() => { this.running = null; });
+  }
+
+  stats(laneId: string): LaneStats {
+    const lane = this.byId.get(laneId);
+    if (!lane) return { queued: 0, pushed: 0, dropped: 0, done: 0, failed: 0, waitMs: 0, runMs: 0 };
+    return { ...lane.stats, queued: lane.items.length };
+  }
+
+  /** Resolves when nothing is queued or running. */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  /** Refuses new items, discards queued ones (not counted as dropped) and waits for the running one. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const lane of this.lanes) lane.items.length = 0;
+    await this.idle();
+  }
+
+  private take(): { lane: Lane<T>; item: T; at: number } | null {
+    for (let i = 0; i < this.lanes.length; i++) {
+      const lane = this.lanes[(this.next + i) % this.lanes.length]!;
+      const head = lane.items.shift();
+      if (head) {
+        this.next = (this.next + i + 1) % this.lanes.length;
+        return { lane, ...head };
+      }
+    }
+    return null;
+  }
+
+  private async work(): Promise<void> {
+    for (let job = this.take(); job; job = this.take()) {
+      const { lane, item, at } = job;
+      const start = this.now();
+      lane.stats.waitMs += start - at;
+      try {
+        await this.opts.run(lane.id, item);
+      } catch (err) {
+        lane.stats.failed++;
+        this.opts.onError?.(lane.id, err);
+      }
+      lane.stats.done++;
+      lane.stats.runMs += this.now() - start;
+    }
+  }
+}
