@@ -100,6 +100,7 @@ const mqttSchema = z.strictObject({
 const modelSchema = z.strictObject({
   name: z.string().min(1).optional().describe('Model name from models/manifest.json (default: the manifest\'s default model).'),
   threads: wholeNumber().min(1).max(64).default(2).describe('Inference threads shared by all cameras.'),
+  queueDepth: wholeNumber().min(1).max(10).default(2).describe('Frames of one camera waiting for the detector at most; when it is behind, the oldest are dropped and counted as skipped.'),
   scoreThreshold: fraction('scoreThreshold').default(0.35).describe('Detections below this score are dropped before tracking.'),
 });
 
@@ -109,7 +110,8 @@ const evidenceSchema = z.strictObject({
 
 const sourceSchema = z
   .strictObject({
-    url: urlWithScheme(['rtsp', 'rtsps'], 'rtsp://user:password@192.0.2.10:554/stream1').optional().describe('RTSP stream of the camera: rtsp:// or rtsps://.'),
+    url: urlWithScheme(['rtsp', 'rtsps'], 'rtsp://user:password@192.0.2.10:554/stream1').optional().describe('RTSP stream of the camera: rtsp:// or rtsps://. With detectUrl: the main stream, grabbed for evidence.'),
+    detectUrl: urlWithScheme(['rtsp', 'rtsps'], 'rtsp://user:password@192.0.2.10:554/stream2').optional().describe('The camera\'s sub-stream (lower resolution), decoded continuously for detection; url then only serves evidence images.'),
     file: filePath.optional().describe('A video file instead of a camera (bench, demo, tests).'),
     loop: z.boolean().optional().describe('With file: start again at the end (default false).'),
   }, { error: (iss) => (iss.input === undefined ? 'missing; every camera needs a source: { url: rtsp://… } or { file: path }' : undefined) })
@@ -120,8 +122,9 @@ const sourceSchema = z
     }
     if (src.url !== undefined) {
       if (src.loop !== undefined) ctx.issues.push({ code: 'custom', input: src, path: ['loop'], message: 'loop applies only to a file source; remove it' });
-      return { url: src.url };
+      return src.detectUrl === undefined ? { url: src.url } : { url: src.url, detectUrl: src.detectUrl };
     }
+    if (src.detectUrl !== undefined) ctx.issues.push({ code: 'custom', input: src, path: ['detectUrl'], message: 'detectUrl is the sub-stream of a camera url; it needs url, not file' });
     if (src.file !== undefined) return { file: src.file, loop: src.loop ?? false };
     ctx.issues.push({ code: 'custom', input: src, message: 'has neither url nor file; expected { url: rtsp://… } or { file: path }' });
     return z.NEVER;
@@ -188,6 +191,15 @@ const ruleSchema = z
   .discriminatedUnion('kind', [presenceRule, dwellRule])
   .transform((rule) => ({ ...rule, id: rule.id ?? rule.type }));
 
+const motionSchema = z.strictObject({
+  enabled: z.boolean().default(true).describe('Run the detector only on frames with motion, plus refreshes while objects are tracked; false runs it on every frame.'),
+  threshold: wholeNumber().min(1).max(255).default(25).describe('A pixel of the small grey image moved when it differs from the background by more than this many grey levels (0..255).'),
+  minArea: fraction('minArea').default(0.002).describe('Motion when the moved pixels cover at least this fraction of the unmasked frame.'),
+  backgroundSeconds: z.number().positive().default(10).describe('Time constant of the background: a change that stays about this long stops counting as motion.'),
+  refreshSeconds: z.number().positive().default(5).describe('While objects are tracked and nothing moves, detect anyway once per this many seconds (a parked car\'s dwell keeps counting).'),
+  masks: z.array(polygonSchema).default([]).describe('Areas where motion is ignored (trees, a clock overlay): outlines like a zone polygon.'),
+});
+
 const zoneSchema = z.strictObject({
   id: identifier('zone id').describe('Zone id, unique per camera.'),
   polygon: polygonSchema.describe('Zone outline, [x, y] points as fractions of the frame (0..1), at least 3, edges not crossing.'),
@@ -201,6 +213,7 @@ const cameraSchema = z
     source: sourceSchema.describe('Where frames come from: { url } for a camera, { file, loop } for a video file.'),
     detect: detectSchema.prefault({}).describe('Frame rate and size for detection.'),
     stallSeconds: z.number().positive().default(10).describe('Restart the stream when no frame arrived for this long.'),
+    motion: motionSchema.prefault({}).describe('Motion gating: which frames the detector runs on.'),
     location: locationSchema.optional().describe('Where the camera looks; copied into every event.'),
     zones: z.array(zoneSchema).default([]).describe('Zones and their rules.'),
   })
