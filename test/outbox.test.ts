@@ -39,13 +39,14 @@ function tests(): void {
     t.teardown(() => outbox.close());
     const a = outbox.add(event(1));
     const id = uuidv7();
-    const b = outbox.add({ id, cameraId: 'cam-2', type: 'dwell', topic: 'ep/gw-1/event/dwell', evidencePath: '/ev/x.jpg', evidenceSha256: 'ab'.repeat(32) },
+    const b = outbox.add({ id, cameraId: 'cam-2', type: 'dwell', topic: 'ep/gw-1/event/dwell', evidencePath: '/ev/x.jpg', evidenceSha256: 'ab'.repeat(32), evidenceBytes: 1234 },
       (seq) => ({ id, seq }));
     t.equal(a.seq, 1);
     t.equal(b.seq, 2);
     const [r1, r2] = outbox.pending(10);
-    t.match(r1, { seq: 1, cameraId: 'cam-1', type: 'presence', payload: '{"n":1}', evidencePath: null, state: 'pending', attempts: 0, ackedAt: null });
-    t.match(r2, { seq: 2, id, cameraId: 'cam-2', type: 'dwell', topic: 'ep/gw-1/event/dwell', evidencePath: '/ev/x.jpg', evidenceSha256: 'ab'.repeat(32) });
+    t.match(r1, { seq: 1, cameraId: 'cam-1', type: 'presence', payload: '{"n":1}', priority: 'normal', bytes: 7, evidencePath: null, evidenceState: null, state: 'pending', attempts: 0, ackedAt: null });
+    t.match(r2, { seq: 2, id, cameraId: 'cam-2', type: 'dwell', topic: 'ep/gw-1/event/dwell', evidencePath: '/ev/x.jpg', evidenceSha256: 'ab'.repeat(32), evidenceBytes: 1234, evidenceState: 'kept' });
+    t.equal(outbox.stats().bytes, 7 + r2!.bytes + 1234, 'bytes count payloads and kept evidence');
     t.same(JSON.parse(r2!.payload), { id, seq: 2 });
     t.ok(Math.abs(r1!.createdAt - Date.now()) < 60_000, 'created_at is ms since the epoch');
     t.end();
@@ -55,7 +56,7 @@ function tests(): void {
     const outbox = Outbox.open(tempFile(t));
     t.teardown(() => outbox.close());
     t.throws(() => outbox.add(event(1), () => { throw new Error('boom'); }), /boom/);
-    t.same(outbox.stats(), { pending: 0, acked: 0, oldestPendingTs: null, lastSeq: 0 });
+    t.match(outbox.stats(), { pending: 0, acked: 0, oldestPendingTs: null, lastSeq: 0, bytes: 0 });
     t.end();
   });
 
@@ -69,6 +70,7 @@ function tests(): void {
     t.ok(err instanceof OutboxError);
     t.match(err.message, e.id);
     t.match(err.message, file);
+    t.equal((err as OutboxError).code, 'duplicate');
     t.end();
   });
 
@@ -81,13 +83,13 @@ function tests(): void {
     t.equal(outbox.markAcked(1, 3, 5), 3);
     t.equal(outbox.markAcked(3), 0, 'acking twice changes nothing');
     t.same(outbox.pending(100).map((r) => r.seq), [2, 4, 6, 7, 8, 9, 10]);
-    outbox.markAttempted([2, 2, 4]);
-    t.same(outbox.pending(2).map((r) => r.attempts), [2, 1]);
+    outbox.markSent([2, 2, 4]);
+    t.same(outbox.pending(2).map((r) => [r.state, r.attempts]), [['sent', 2], ['sent', 1]]);
     const stats = outbox.stats();
-    t.match(stats, { pending: 7, acked: 3, lastSeq: 10 });
+    t.match(stats, { pending: 5, sent: 2, acked: 3, lastSeq: 10 });
     t.equal(stats.oldestPendingTs, outbox.pending(1)[0]!.createdAt);
     outbox.markAcked(2, 4, 6, 7, 8, 9, 10);
-    t.same(outbox.stats(), { pending: 0, acked: 10, oldestPendingTs: null, lastSeq: 10 });
+    t.match(outbox.stats(), { pending: 0, sent: 0, acked: 10, oldestPendingTs: null, lastSeq: 10 });
     t.end();
   });
 
@@ -119,7 +121,7 @@ function tests(): void {
     const raw = new Database(file, { readonly: true });
     t.teardown(() => raw.close());
     t.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
-    t.equal(raw.pragma('user_version', { simple: true }), 1);
+    t.equal(raw.pragma('user_version', { simple: true }), 2);
     t.end();
   });
 
@@ -130,7 +132,8 @@ function tests(): void {
     const err = t.throws(() => Outbox.open(file)) as Error;
     t.ok(err instanceof OutboxError);
     t.equal((err as OutboxError).file, file);
-    t.match(err.message, `outbox ${file} is not a SQLite database`);
+    t.match(err.message, `outbox ${file} is not a readable SQLite database`);
+    t.equal((err as OutboxError).code, 'corrupt');
     t.same(readFileSync(file), junk, 'contents unchanged');
     t.same(readdirSync(join(file, '..')), ['notadb.db'], 'no -wal/-shm left beside it');
     t.end();

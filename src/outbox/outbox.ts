@@ -1,8 +1,25 @@
+import { renameSync, statSync, unlinkSync, existsSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
+import { v7 as uuidv7 } from 'uuid';
 import { migrations } from './migrations.js';
+import { ALERT_SCHEMA_ID, type AlertKind, type AlertPayload } from './alert.js';
 
-export type OutboxState = 'pending' | 'acked';
+export type Priority = 'high' | 'normal' | 'low';
+/** Eviction order: low goes first. */
+export const priorities: readonly Priority[] = ['low', 'normal', 'high'];
+const rank: Record<Priority, number> = { low: 0, normal: 1, high: 2 };
+
+/**
+ * pending: committed, not yet handed to MQTT on any connection; sent: handed to MQTT, no PUBACK yet;
+ * acked: the broker's PUBACK arrived; confirmed: the task service's own ack arrived (delivery: service).
+ */
+export type OutboxState = 'pending' | 'sent' | 'acked' | 'confirmed';
+/** broker: a row is delivered at its PUBACK. service: only at the task service's ack on {prefix}/{gw}/ack. */
+export type Delivery = 'broker' | 'service';
+/** full: the byte cap; ttl: older than its priority's time-to-live; disk_full: SQLite or the file system said ENOSPC; missing: the evidence file was gone when it was to be published. */
+export type DropReason = 'full' | 'ttl' | 'disk_full' | 'missing';
 
 /** One stored event, as the uplink reads it. Times are ms since the Unix epoch. */
 export interface OutboxRow {
@@ -13,12 +30,20 @@ export interface OutboxRow {
   topic: string;
   /** JSON text, published as is. */
   payload: string;
+  priority: Priority;
+  /** UTF-8 bytes of payload. */
+  bytes: number;
+  /** Relative to the outbox file's folder (the gateway data folder), or absolute. */
   evidencePath: string | null;
   evidenceSha256: string | null;
+  evidenceBytes: number;
+  /** null: the event has no evidence; dropped: its evidence was evicted (the event still goes out). */
+  evidenceState: 'kept' | 'dropped' | null;
   createdAt: number;
   state: OutboxState;
   attempts: number;
   ackedAt: number | null;
+  confirmedAt: number | null;
 }
 
 export type Payload = object | string;
@@ -31,29 +56,80 @@ export interface NewEvent {
   topic: string;
   /** The event JSON: an object, or a string that already is JSON. Omit it to build it from the seq (see add). */
   payload?: Payload;
+  /** Default normal. Decides what the byte cap evicts first and which time-to-live applies. */
+  priority?: Priority;
+  /** A file already written and fsynced; relative paths count from the outbox file's folder. */
   evidencePath?: string;
   evidenceSha256?: string;
+  /** Size of the evidence file; read from the file when omitted. */
+  evidenceBytes?: number;
+}
+
+export interface DropCount {
+  what: 'event' | 'evidence';
+  reason: DropReason;
+  priority: Priority;
+  count: number;
+  bytes: number;
 }
 
 export interface OutboxStats {
+  /** Rows not yet handed to MQTT. */
   pending: number;
+  /** Rows handed to MQTT, PUBACK outstanding. */
+  sent: number;
   acked: number;
-  /** created_at of the oldest pending event, null when nothing is pending. */
+  confirmed: number;
+  /** created_at of the oldest row not yet delivered (see Delivery), null when there is none. */
   oldestPendingTs: number | null;
   /** The highest seq ever assigned (0 for a new outbox); survives eviction of rows. */
   lastSeq: number;
+  /** Bytes held: payloads plus kept evidence files. */
+  bytes: number;
+  maxBytes: number | null;
+  /** Everything ever dropped, by what (event rows, evidence images). */
+  dropped: { events: number; evidence: number };
+}
+
+export interface OutboxOptions {
+  log?: Logger;
+  /** Cap on payload + evidence bytes; when an add would exceed it, eviction runs (see docs/delivery.md). */
+  maxBytes?: number;
+  /** Time-to-live of an undelivered row per priority, ms; absent: kept until delivered or evicted. */
+  ttlMs?: Partial<Record<Priority, number>>;
+  delivery?: Delivery;
+  /** delivery: service — an acked row not confirmed within this long is sent again (default 60 s). */
+  confirmTimeoutMs?: number;
+  /** Where alert events (drops, a replaced corrupt file) are published; absent: no alert rows are written. */
+  alerts?: { prefix: string; gatewayId: string; intervalMs?: number };
+  /** A file that is not a database or fails SQLite's quick_check: refuse to start (default) or move it aside and start afresh. */
+  onCorrupt?: 'refuse' | 'move-aside';
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+export interface MaintainResult {
+  expired: number;
+  requeued: number;
+  alerts: number;
 }
 
 /** An outbox that cannot be opened or used; `file` names the SQLite file so a technician can find it. */
 export class OutboxError extends Error {
   override name = 'OutboxError';
-  constructor(message: string, readonly file: string, options?: { cause?: unknown }) {
+  constructor(message: string, readonly file: string, options?: { cause?: unknown; code?: 'duplicate' | 'full' | 'corrupt' }) {
     super(message, options);
+    this.code = options?.code;
   }
+  readonly code: 'duplicate' | 'full' | 'corrupt' | undefined;
 }
 
-const rowColumns = `seq, id, camera_id AS cameraId, type, topic, payload, evidence_path AS evidencePath,
-  evidence_sha256 AS evidenceSha256, created_at AS createdAt, state, attempts, acked_at AS ackedAt`;
+const rowColumns = `seq, id, camera_id AS cameraId, type, topic, payload, priority, bytes, evidence_path AS evidencePath,
+  evidence_sha256 AS evidenceSha256, evidence_bytes AS evidenceBytes, evidence_state AS evidenceState,
+  created_at AS createdAt, state, attempts, acked_at AS ackedAt, confirmed_at AS confirmedAt`;
+
+/** Camera id of rows the outbox writes itself (alerts): they keep their own order, apart from every camera's. */
+export const GATEWAY_STREAM = '_gateway';
 
 function sqliteCode(err: unknown): string | undefined {
   return err instanceof Database.SqliteError ? err.code : undefined;
@@ -67,62 +143,117 @@ function toText(payload: Payload): string {
   return typeof payload === 'string' ? payload : JSON.stringify(payload);
 }
 
+/** Thrown inside the add transaction to roll it back when the event cannot fit. */
+class DoesNotFit extends Error {
+  index = 0;
+}
+
+interface Victim { seq: number; priority: Priority; bytes: number; evidencePath: string | null; evidenceState: string | null; evidenceBytes: number }
+
 /**
  * The durable queue between event creation and MQTT. Durability: WAL journal with synchronous=FULL, so a
  * transaction is fsynced to the WAL before it commits — an event `add` returned for survives a process
  * crash and a power loss (given a disk that honours fsync). Synchronous by design: better-sqlite3 calls take
  * microseconds to a few ms and the agent has one writer.
+ *
+ * The outbox owns the evidence files its rows point to from the moment they are added: it deletes them when
+ * it evicts them or prunes delivered rows.
  */
 export class Outbox {
   readonly file: string;
+  readonly delivery: Delivery;
   private readonly db: Database.Database;
   private readonly log: Logger | undefined;
-  private readonly insertRow: Database.Statement;
-  private readonly setPayload: Database.Statement;
-  private readonly selectPending: Database.Statement;
-  private readonly ackRow: Database.Statement;
-  private readonly attemptRow: Database.Statement;
-  private readonly selectStats: Database.Statement;
-  private readonly addTx: Database.Transaction<(e: NewEvent, build?: (seq: number) => Payload) => { seq: number }>;
-  private readonly ackTx: Database.Transaction<(seqs: readonly number[], at: number) => number>;
-  private readonly attemptTx: Database.Transaction<(seqs: readonly number[]) => void>;
+  private readonly folder: string;
+  private readonly maxBytes: number;
+  private readonly opts: OutboxOptions;
+  private readonly now: () => number;
+  private readonly st: Record<string, Database.Statement>;
+  /** Evidence files of committed deletions; unlinked after the commit, so a rolled-back eviction keeps its files. */
+  private unlinkAfterCommit: string[] = [];
+  private lastAlertAt = -Infinity;
 
-  private constructor(db: Database.Database, file: string, log: Logger | undefined) {
+  private constructor(db: Database.Database, file: string, opts: OutboxOptions) {
     this.db = db;
     this.file = file;
-    this.log = log;
-    this.insertRow = db.prepare(`INSERT INTO events (id, camera_id, type, topic, payload, evidence_path, evidence_sha256, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
-    this.setPayload = db.prepare('UPDATE events SET payload = ? WHERE seq = ?');
-    this.selectPending = db.prepare(`SELECT ${rowColumns} FROM events WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?`);
-    this.ackRow = db.prepare(`UPDATE events SET state = 'acked', acked_at = ? WHERE seq = ? AND state = 'pending'`);
-    this.attemptRow = db.prepare('UPDATE events SET attempts = attempts + 1 WHERE seq = ?');
-    this.selectStats = db.prepare(`SELECT
-      (SELECT count(*) FROM events WHERE state = 'pending') AS pending,
-      (SELECT count(*) FROM events WHERE state = 'acked') AS acked,
-      (SELECT created_at FROM events WHERE state = 'pending' ORDER BY seq LIMIT 1) AS oldestPendingTs,
-      coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0) AS lastSeq`);
-
-    this.addTx = db.transaction((e: NewEvent, build?: (seq: number) => Payload) => {
-      const { lastInsertRowid } = this.insertRow.run(e.id, e.cameraId, e.type, e.topic,
-        build ? '' : toText(e.payload as Payload), e.evidencePath ?? null, e.evidenceSha256 ?? null, Date.now());
-      const seq = Number(lastInsertRowid);
-      // The payload embeds its own seq, so it is written in the same transaction as the row.
-      if (build) this.setPayload.run(toText(build(seq)), seq);
-      return { seq };
-    });
-    this.ackTx = db.transaction((seqs: readonly number[], at: number) => {
-      let changed = 0;
-      for (const seq of seqs) changed += this.ackRow.run(at, seq).changes;
-      return changed;
-    });
-    this.attemptTx = db.transaction((seqs: readonly number[]) => {
-      for (const seq of seqs) this.attemptRow.run(seq);
-    });
+    this.opts = opts;
+    this.log = opts.log;
+    this.folder = dirname(file);
+    this.delivery = opts.delivery ?? 'broker';
+    this.maxBytes = opts.maxBytes ?? Infinity;
+    this.now = opts.now ?? Date.now;
+    const delivered = this.delivery === 'service' ? `state = 'confirmed'` : `state IN ('acked', 'confirmed')`;
+    const undelivered = `NOT (${delivered})`;
+    const p = (sql: string) => db.prepare(sql);
+    this.st = {
+      insert: p(`INSERT INTO events (id, camera_id, type, topic, payload, bytes, priority, evidence_path, evidence_sha256,
+        evidence_bytes, evidence_state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      setPayload: p('UPDATE events SET payload = ?, bytes = ? WHERE seq = ?'),
+      unsent: p(`SELECT ${rowColumns} FROM events WHERE state IN ('pending', 'sent') AND seq > ? ORDER BY seq LIMIT ?`),
+      ack: p(`UPDATE events SET state = 'acked', acked_at = ? WHERE seq = ? AND state IN ('pending', 'sent')`),
+      confirm: p(`UPDATE events SET state = 'confirmed', confirmed_at = ?, acked_at = coalesce(acked_at, ?) WHERE id = ? AND state != 'confirmed'`),
+      sent: p(`UPDATE events SET attempts = attempts + 1, state = CASE WHEN state = 'pending' THEN 'sent' ELSE state END WHERE seq = ?`),
+      usage: p('SELECT bytes FROM usage WHERE id = 1'),
+      delivered: p(`SELECT seq, priority, bytes, evidence_path AS evidencePath, evidence_state AS evidenceState, evidence_bytes AS evidenceBytes
+        FROM events WHERE ${delivered} AND seq != ? ORDER BY seq LIMIT 64`),
+      evidenceOf: p(`SELECT seq, priority, bytes, evidence_path AS evidencePath, evidence_state AS evidenceState, evidence_bytes AS evidenceBytes
+        FROM events WHERE priority = ? AND evidence_state = 'kept' AND ${undelivered} AND seq != ? ORDER BY seq LIMIT 64`),
+      eventsOf: p(`SELECT seq, priority, bytes, evidence_path AS evidencePath, evidence_state AS evidenceState, evidence_bytes AS evidenceBytes
+        FROM events WHERE priority = ? AND ${undelivered} AND seq != ? ORDER BY seq LIMIT 64`),
+      expiredOf: p(`SELECT seq, priority, bytes, evidence_path AS evidencePath, evidence_state AS evidenceState, evidence_bytes AS evidenceBytes
+        FROM events WHERE priority = ? AND ${undelivered} AND created_at < ? ORDER BY seq LIMIT 256`),
+      dropEvidence: p(`UPDATE events SET evidence_state = 'dropped' WHERE seq = ?`),
+      deleteRow: p('DELETE FROM events WHERE seq = ?'),
+      countDrop: p(`INSERT INTO drops (what, reason, priority, count, bytes) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (what, reason, priority) DO UPDATE SET count = count + excluded.count, bytes = bytes + excluded.bytes`),
+      unreported: p(`SELECT what, reason, priority, count - reported AS count, bytes FROM drops WHERE count > reported`),
+      markReported: p('UPDATE drops SET reported = count'),
+      drops: p('SELECT what, reason, priority, count, bytes FROM drops ORDER BY what, reason, priority'),
+      requeue: p(`UPDATE events SET state = 'pending' WHERE state = 'acked' AND acked_at < ?`),
+      stats: p(`SELECT
+        (SELECT count(*) FROM events WHERE state = 'pending') AS pending,
+        (SELECT count(*) FROM events WHERE state = 'sent') AS sent,
+        (SELECT count(*) FROM events WHERE state = 'acked') AS acked,
+        (SELECT count(*) FROM events WHERE state = 'confirmed') AS confirmed,
+        (SELECT min(created_at) FROM events WHERE ${undelivered}) AS oldestPendingTs,
+        coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0) AS lastSeq,
+        (SELECT bytes FROM usage WHERE id = 1) AS bytes,
+        coalesce((SELECT sum(count) FROM drops WHERE what = 'event'), 0) AS droppedEvents,
+        coalesce((SELECT sum(count) FROM drops WHERE what = 'evidence'), 0) AS droppedEvidence`),
+      byId: p(`SELECT ${rowColumns} FROM events WHERE id = ?`),
+      bySeq: p(`SELECT ${rowColumns} FROM events WHERE seq = ?`),
+      list: p(`SELECT ${rowColumns} FROM events WHERE seq > ? AND created_at >= ? AND (? IS NULL OR state = ?) ORDER BY seq LIMIT ?`),
+      replay: p(`UPDATE events SET state = 'pending' WHERE created_at >= ? AND state != 'pending'`),
+      replayCount: p(`SELECT count(*) AS n FROM events WHERE created_at >= ? AND state != 'pending'`),
+      spaceVictims: p(`SELECT seq, priority, bytes, evidence_path AS evidencePath, evidence_state AS evidenceState, evidence_bytes AS evidenceBytes,
+        (${delivered}) AS delivered FROM events WHERE evidence_state = 'kept'
+        ORDER BY delivered DESC, CASE priority WHEN 'low' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END, seq`),
+    };
   }
 
-  /** Opens (creating if absent) and migrates the outbox file. Throws OutboxError naming the file. */
-  static open(file: string, opts: { log?: Logger } = {}): Outbox {
+  /**
+   * Opens (creating if absent) and migrates the outbox file. Throws OutboxError naming the file. With
+   * onCorrupt 'move-aside', a damaged file is renamed to `<file>.corrupt-<time>` (kept for inspection), a new
+   * outbox is made and an `outbox_corrupt` alert event is its first row.
+   */
+  static open(file: string, opts: OutboxOptions = {}): Outbox {
+    try {
+      return Outbox.openOnce(file, opts);
+    } catch (err) {
+      if (!(err instanceof OutboxError) || err.code !== 'corrupt' || opts.onCorrupt !== 'move-aside') throw err;
+      const movedTo = `${file}.corrupt-${new Date(opts.now?.() ?? Date.now()).toISOString().replace(/[:.]/g, '-')}`;
+      for (const suffix of ['', '-wal', '-shm']) {
+        if (existsSync(file + suffix)) renameSync(file + suffix, movedTo + suffix);
+      }
+      opts.log?.error({ file, movedTo, err: err.message }, `outbox ${file} is damaged; moved it to ${movedTo} and started a new outbox (events in the old file are not sent; keep it for inspection)`);
+      const outbox = Outbox.openOnce(file, opts);
+      outbox.afterWrite(() => outbox.transaction(() => outbox.addAlert('outbox_corrupt', `outbox ${file} was damaged and replaced by a new one; the old file is kept as ${movedTo}`,
+        { movedTo, error: err.message })));
+      return outbox;
+    }
+  }
+
+  private static openOnce(file: string, opts: OutboxOptions): Outbox {
     let db: Database.Database;
     try {
       db = new Database(file);
@@ -131,15 +262,16 @@ export class Outbox {
     }
     try {
       const from = prepare(db, file);
-      const outbox = new Outbox(db, file, opts.log);
+      const outbox = new Outbox(db, file, opts);
       opts.log?.info({ file, schema: migrations.length, migratedFrom: from, ...outbox.stats() }, 'outbox open');
       return outbox;
     } catch (err) {
       db.close();
       if (err instanceof OutboxError) throw err;
-      if (sqliteCode(err) === 'SQLITE_NOTADB') {
-        throw new OutboxError(`outbox ${file} is not a SQLite database (${message(err)}); it was left untouched: ` +
-          'move it aside to start a new outbox, or keep it for inspection', file, { cause: err });
+      const code = sqliteCode(err);
+      if (code === 'SQLITE_NOTADB' || code?.startsWith('SQLITE_CORRUPT')) {
+        throw new OutboxError(`outbox ${file} is not a readable SQLite database (${message(err)}); it was left untouched: ` +
+          'move it aside to start a new outbox, or keep it for inspection', file, { cause: err, code: 'corrupt' });
       }
       throw new OutboxError(`cannot open outbox ${file}: ${message(err)}`, file, { cause: err });
     }
@@ -148,38 +280,252 @@ export class Outbox {
   /**
    * Stores an event; it is committed (fsynced) when this returns. With `build`, the payload is made from the
    * seq the outbox assigns, inside the insert transaction, so an event carries its own per-gateway seq.
+   * Over the byte cap, older data is evicted first (docs/delivery.md); an event that cannot fit even then is
+   * refused with OutboxError code 'full' and counted as dropped.
    */
   add(e: NewEvent & { payload: Payload }): { seq: number };
   add(e: NewEvent, build: (seq: number) => Payload): { seq: number };
   add(e: NewEvent, build?: (seq: number) => Payload): { seq: number } {
-    if (!build && e.payload === undefined) throw new TypeError(`outbox add: event ${e.id} has neither a payload nor a payload builder`);
+    const [result] = this.addMany([e], build ? (_e, seq) => build(seq) : undefined);
+    return result!;
+  }
+
+  /** Stores several events in one transaction (one fsync): the batched form of add, same rules. */
+  addMany(events: readonly NewEvent[], build?: (e: NewEvent, seq: number) => Payload): { seq: number }[] {
+    for (const e of events) {
+      if (!build && e.payload === undefined) throw new TypeError(`outbox add: event ${e.id} has neither a payload nor a payload builder`);
+    }
+    const sizes = events.map((e) => (e.evidencePath ? (e.evidenceBytes ?? this.fileSize(e.evidencePath)) : 0));
+    const run = () => this.transaction(() => events.map((e, i) => {
+      try {
+        return this.insertOne(e, sizes[i]!, build);
+      } catch (err) {
+        if (err instanceof DoesNotFit) err.index = i;
+        throw err;
+      }
+    }));
     try {
-      return this.addTx.immediate(e, build);
+      const added = this.afterWrite(run);
+      this.reportDropsIfDue();
+      return added;
     } catch (err) {
+      if (err instanceof DoesNotFit) {
+        const e = events[err.index]!;
+        const priority = e.priority ?? 'normal';
+        this.transaction(() => {
+          this.st.countDrop!.run('event', 'full', priority, 1, 0);
+          if (e.evidencePath) this.st.countDrop!.run('evidence', 'full', priority, 1, sizes[err.index]!);
+        });
+        if (e.evidencePath) this.unlink(e.evidencePath);
+        this.log?.error({ file: this.file, event: e.id, priority, maxBytes: this.maxBytes }, `outbox ${this.file} is full: ${priority} event ${e.id} dropped (nothing of lower priority left to evict)`);
+        this.reportDropsIfDue();
+        throw new OutboxError(`outbox ${this.file} is full (max ${this.maxBytes} bytes); event ${e.id} was dropped`, this.file, { code: 'full' });
+      }
       if (sqliteCode(err) === 'SQLITE_CONSTRAINT_UNIQUE') {
-        throw new OutboxError(`event id ${e.id} is already in outbox ${this.file}`, this.file, { cause: err });
+        const dup = events.find((e) => this.st.byId!.get(e.id)) ?? events[0]!;
+        throw new OutboxError(`event id ${dup.id} is already in outbox ${this.file}`, this.file, { cause: err, code: 'duplicate' });
+      }
+      if (sqliteCode(err) === 'SQLITE_FULL') {
+        const freed = this.freeDiskSpace(4 * 1024 * 1024 + sizes.reduce((a, b) => a + b, 0));
+        this.log?.error({ file: this.file, freedFiles: freed.files, freedBytes: freed.bytes },
+          `disk full under ${this.folder}: dropped ${freed.files} evidence image(s) (${freed.bytes} bytes) to keep events; free space on that disk`);
+        return this.afterWrite(run);
       }
       throw err;
     }
   }
 
-  /** Up to `limit` pending rows with seq > afterSeq, in seq order. */
+  private insertOne(e: NewEvent, evidenceBytes: number, build: ((e: NewEvent, seq: number) => Payload) | undefined, capped = true): { seq: number } {
+    const priority = e.priority ?? 'normal';
+    if (!(priority in rank)) throw new TypeError(`outbox add: event ${e.id} has unknown priority ${String(priority)}`);
+    const text = build ? '' : toText(e.payload as Payload);
+    const { lastInsertRowid } = this.st.insert!.run(e.id, e.cameraId, e.type, e.topic, text, Buffer.byteLength(text), priority,
+      e.evidencePath ?? null, e.evidenceSha256 ?? null, evidenceBytes, e.evidencePath ? 'kept' : null, this.now());
+    const seq = Number(lastInsertRowid);
+    if (build) {
+      // The payload embeds its own seq, so it is written in the same transaction as the row.
+      const built = toText(build(e, seq));
+      this.st.setPayload!.run(built, Buffer.byteLength(built), seq);
+    }
+    if (capped) this.makeRoom(seq, priority);
+    return { seq };
+  }
+
+  /**
+   * Brings the byte total under the cap after inserting row `seq`, in this order: delivered rows (no loss),
+   * then evidence of undelivered rows, then the new row's own evidence, then undelivered rows; each step from
+   * low priority to the new row's priority, oldest first. Nothing of higher priority than the new row is touched.
+   */
+  private makeRoom(seq: number, priority: Priority): void {
+    if (this.usage() <= this.maxBytes) return;
+    const over = () => this.usage() > this.maxBytes;
+    const allowed = priorities.filter((p) => rank[p] <= rank[priority]);
+    for (let batch = this.st.delivered!.all(seq) as Victim[]; batch.length && over(); batch = this.st.delivered!.all(seq) as Victim[]) {
+      for (const v of batch) {
+        if (!over()) break;
+        this.deleteRow(v, null);
+      }
+    }
+    for (const p of allowed) {
+      for (let batch = this.st.evidenceOf!.all(p, seq) as Victim[]; batch.length && over(); batch = this.st.evidenceOf!.all(p, seq) as Victim[]) {
+        for (const v of batch) {
+          if (!over()) break;
+          this.dropEvidence(v, 'full');
+        }
+      }
+    }
+    const own = this.st.bySeq!.get(seq) as OutboxRow;
+    if (over() && own.evidenceState === 'kept') this.dropEvidence({ ...own }, 'full');
+    for (const p of allowed) {
+      for (let batch = this.st.eventsOf!.all(p, seq) as Victim[]; batch.length && over(); batch = this.st.eventsOf!.all(p, seq) as Victim[]) {
+        for (const v of batch) {
+          if (!over()) break;
+          this.deleteRow(v, 'full');
+        }
+      }
+    }
+    if (over()) throw new DoesNotFit();
+  }
+
+  private dropEvidence(v: Victim, reason: DropReason): void {
+    this.st.dropEvidence!.run(v.seq);
+    this.st.countDrop!.run('evidence', reason, v.priority, 1, v.evidenceBytes);
+    if (v.evidencePath) this.unlinkAfterCommit.push(v.evidencePath);
+  }
+
+  /** Deletes a row and its evidence file; `reason` null means it was delivered (pruned, not a drop). */
+  private deleteRow(v: Victim, reason: DropReason | null): void {
+    this.st.deleteRow!.run(v.seq);
+    if (reason) {
+      this.st.countDrop!.run('event', reason, v.priority, 1, v.bytes);
+      if (v.evidenceState === 'kept') this.st.countDrop!.run('evidence', reason, v.priority, 1, v.evidenceBytes);
+    }
+    if (v.evidencePath && v.evidenceState === 'kept') this.unlinkAfterCommit.push(v.evidencePath);
+  }
+
+  /** Up to `limit` rows not yet acknowledged (pending or sent) with seq > afterSeq, in seq order. */
   pending(limit: number, afterSeq = 0): OutboxRow[] {
-    return this.selectPending.all(afterSeq, limit) as OutboxRow[];
+    return this.st.unsent!.all(afterSeq, limit) as OutboxRow[];
   }
 
-  /** Marks rows acked (by the broker's PUBACK) in one transaction; returns how many were still pending. */
+  /** Records that rows were handed to MQTT (state sent, attempts + 1): a row with attempts > 1 went out more than once. */
+  markSent(seqs: readonly number[]): void {
+    this.transaction(() => { for (const seq of seqs) this.st.sent!.run(seq); });
+  }
+
+  /** Marks rows acked (by the broker's PUBACK) in one transaction; returns how many were still unacknowledged. */
   markAcked(...seqs: number[]): number {
-    return this.ackTx.immediate(seqs, Date.now());
+    const at = this.now();
+    return this.transaction(() => seqs.reduce((n, seq) => n + this.st.ack!.run(at, seq).changes, 0));
   }
 
-  /** Counts one more publish of each row: a row with attempts > 1 has been sent more than once. */
-  markAttempted(seqs: readonly number[]): void {
-    this.attemptTx.immediate(seqs);
+  /** Marks events confirmed by the task service's ack (by event id); returns how many changed. Unknown ids are ignored. */
+  markConfirmed(ids: readonly string[]): number {
+    const at = this.now();
+    return this.transaction(() => ids.reduce((n, id) => n + this.st.confirm!.run(at, at, id).changes, 0));
+  }
+
+  /** The evidence file of a row was gone when it was to be published: the event goes out without it, counted. */
+  markEvidenceMissing(seq: number): void {
+    const row = this.st.bySeq!.get(seq) as OutboxRow | undefined;
+    if (!row || row.evidenceState !== 'kept') return;
+    this.transaction(() => {
+      this.st.dropEvidence!.run(seq);
+      this.st.countDrop!.run('evidence', 'missing', row.priority, 1, row.evidenceBytes);
+    });
+    this.log?.warn({ file: this.file, seq, event: row.id, evidence: row.evidencePath }, `evidence file ${row.evidencePath} of event ${row.id} is missing; the event is sent without it`);
+    this.reportDropsIfDue();
+  }
+
+  /**
+   * Periodic upkeep, called by the uplink every few seconds: expires rows past their priority's time-to-live,
+   * (delivery: service) re-queues acked rows the service has not confirmed in time, and writes a drop alert
+   * when drops are unreported and the alert interval has passed.
+   */
+  maintain(): MaintainResult {
+    const now = this.now();
+    let expired = 0;
+    let requeued = 0;
+    this.afterWrite(() => this.transaction(() => {
+      for (const p of priorities) {
+        const ttl = this.opts.ttlMs?.[p];
+        if (ttl === undefined) continue;
+        for (let batch = this.st.expiredOf!.all(p, now - ttl) as Victim[]; batch.length; batch = this.st.expiredOf!.all(p, now - ttl) as Victim[]) {
+          for (const v of batch) this.deleteRow(v, 'ttl');
+          expired += batch.length;
+        }
+      }
+      if (this.delivery === 'service') requeued = this.st.requeue!.run(now - (this.opts.confirmTimeoutMs ?? 60_000)).changes;
+    }));
+    if (expired) this.log?.warn({ file: this.file, expired }, `outbox: ${expired} undelivered event(s) expired (time-to-live) and were dropped`);
+    const alerts = this.reportDropsIfDue() ? 1 : 0;
+    return { expired, requeued, alerts };
+  }
+
+  /**
+   * Deletes evidence files to free at least `bytes` on the disk: delivered rows' first, then undelivered ones
+   * from low priority, oldest first (counted as disk_full drops). For the caller that got ENOSPC writing a file.
+   */
+  freeDiskSpace(bytes: number): { files: number; bytes: number } {
+    let files = 0;
+    let freed = 0;
+    // Files go first: with the disk full, SQLite may not be able to write until some space is back.
+    for (const v of this.st.spaceVictims!.all() as (Victim & { delivered: number })[]) {
+      if (freed >= bytes) break;
+      if (v.evidencePath) this.unlink(v.evidencePath);
+      freed += v.evidenceBytes;
+      files++;
+      try {
+        this.transaction(() => {
+          this.st.dropEvidence!.run(v.seq);
+          if (!v.delivered) this.st.countDrop!.run('evidence', 'disk_full', v.priority, 1, v.evidenceBytes);
+        });
+      } catch (err) {
+        // Still no room to record it: the uplink will find the file gone and count it as missing.
+        if (sqliteCode(err) !== 'SQLITE_FULL') throw err;
+      }
+    }
+    return { files, bytes: freed };
+  }
+
+  /** Sets rows created at or after `sinceMs` (all rows by default) back to pending, so they are published again. */
+  replay(sinceMs = 0): number {
+    return this.transaction(() => this.st.replay!.run(sinceMs).changes);
+  }
+
+  get(idOrSeq: string | number): OutboxRow | undefined {
+    const seq = typeof idOrSeq === 'number' ? idOrSeq : /^\d+$/.test(idOrSeq) ? Number(idOrSeq) : undefined;
+    return (seq === undefined ? this.st.byId!.get(idOrSeq) : this.st.bySeq!.get(seq)) as OutboxRow | undefined;
+  }
+
+  /** Rows in seq order, for the CLI. */
+  list(opts: { afterSeq?: number; sinceMs?: number; state?: OutboxState; limit?: number } = {}): OutboxRow[] {
+    const state = opts.state ?? null;
+    return this.st.list!.all(opts.afterSeq ?? 0, opts.sinceMs ?? 0, state, state, opts.limit ?? 100) as OutboxRow[];
+  }
+
+  drops(): DropCount[] {
+    return this.st.drops!.all() as DropCount[];
+  }
+
+  /** Absolute path of an evidence file named by a row. */
+  evidenceFile(path: string): string {
+    return isAbsolute(path) ? path : join(this.folder, path);
   }
 
   stats(): OutboxStats {
-    return this.selectStats.get() as OutboxStats;
+    const s = this.st.stats!.get() as Record<string, number | null>;
+    return {
+      pending: s.pending as number,
+      sent: s.sent as number,
+      acked: s.acked as number,
+      confirmed: s.confirmed as number,
+      oldestPendingTs: s.oldestPendingTs ?? null,
+      lastSeq: s.lastSeq as number,
+      bytes: s.bytes as number,
+      maxBytes: Number.isFinite(this.maxBytes) ? this.maxBytes : null,
+      dropped: { events: s.droppedEvents as number, evidence: s.droppedEvidence as number },
+    };
   }
 
   close(): void {
@@ -187,15 +533,95 @@ export class Outbox {
     this.db.close();
     this.log?.info({ file: this.file }, 'outbox closed');
   }
+
+  /** Writes an alert row (high priority, its own stream, outside the byte cap), when alerts are configured. */
+  private addAlert(kind: AlertKind, text: string, detail: Record<string, unknown>): void {
+    const alerts = this.opts.alerts;
+    if (!alerts) return;
+    const id = uuidv7();
+    const at = new Date(this.now()).toISOString();
+    this.insertOne({ id, cameraId: GATEWAY_STREAM, type: kind, topic: `${alerts.prefix}/${alerts.gatewayId}/alert/${kind}`, priority: 'high' }, 0,
+      (_e, seq): AlertPayload => ({ schema: ALERT_SCHEMA_ID, id, seq, gatewayId: alerts.gatewayId, kind, at, message: text, detail }),
+      // Exempt from the cap: an alert is small and rare (one per interval), and evicting for it would create
+      // drops that only the next alert could announce.
+      false);
+  }
+
+  /** One alert per interval summarising drops not yet announced; returns true when it wrote one. */
+  private reportDropsIfDue(): boolean {
+    if (!this.opts.alerts) return false;
+    const now = this.now();
+    if (now - this.lastAlertAt < (this.opts.alerts.intervalMs ?? 60_000)) return false;
+    let wrote = false;
+    this.afterWrite(() => this.transaction(() => {
+      const fresh = this.st.unreported!.all() as DropCount[];
+      if (fresh.length === 0) return;
+      const total = this.stats().dropped;
+      const events = fresh.filter((d) => d.what === 'event').reduce((n, d) => n + d.count, 0);
+      const evidence = fresh.filter((d) => d.what === 'evidence').reduce((n, d) => n + d.count, 0);
+      this.st.markReported!.run();
+      this.addAlert('outbox_drop', `outbox dropped ${events} event(s) and ${evidence} evidence image(s) since the last alert`,
+        { since: Number.isFinite(this.lastAlertAt) ? new Date(this.lastAlertAt).toISOString() : null,
+          dropped: fresh.map(({ what, reason, priority, count }) => ({ what, reason, priority, count })), total });
+      wrote = true;
+    }));
+    if (wrote) this.lastAlertAt = now;
+    return wrote;
+  }
+
+  private usage(): number {
+    return (this.st.usage!.get() as { bytes: number }).bytes;
+  }
+
+  private transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  /** Runs a write; evidence files of rows it deleted are removed once it has committed. */
+  private afterWrite<T>(fn: () => T): T {
+    this.unlinkAfterCommit = [];
+    let result: T;
+    try {
+      result = fn();
+    } catch (err) {
+      this.unlinkAfterCommit = [];
+      throw err;
+    }
+    const paths = this.unlinkAfterCommit;
+    this.unlinkAfterCommit = [];
+    for (const path of paths) this.unlink(path);
+    return result;
+  }
+
+  private unlink(path: string): void {
+    try {
+      unlinkSync(this.evidenceFile(path));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log?.warn({ file: this.evidenceFile(path), err: message(err) }, 'cannot delete an evidence file');
+    }
+  }
+
+  private fileSize(path: string): number {
+    try {
+      return statSync(this.evidenceFile(path)).size;
+    } catch (err) {
+      throw new OutboxError(`evidence file ${this.evidenceFile(path)} cannot be read: ${message(err)}`, this.file, { cause: err });
+    }
+  }
 }
 
-/** Sets the durability pragmas and migrates; returns the schema version the file had. */
+/** Sets the durability pragmas, checks the file and migrates; returns the schema version the file had. */
 function prepare(db: Database.Database, file: string): number {
   // Read before any write: a file that is not a database fails here, before SQLite could touch it.
   const from = db.pragma('user_version', { simple: true }) as number;
   if (from > migrations.length) {
     throw new OutboxError(`outbox ${file} has schema version ${from}, newer than this edgepatrol knows ` +
       `(${migrations.length}); run the newer edgepatrol or move the file aside`, file);
+  }
+  // quick_check reads every page once (a few ms per MB): damage found now is handled at start, not mid-drain.
+  const check = db.pragma('quick_check', { simple: true }) as string;
+  if (check !== 'ok') {
+    throw new OutboxError(`outbox ${file} failed SQLite's quick_check (${check})`, file, { code: 'corrupt' });
   }
   const mode = db.pragma('journal_mode = WAL', { simple: true }) as string;
   if (mode !== 'wal') {
