@@ -44,16 +44,19 @@ t.test('a minimal config gets every default', async (t) => {
   t.same(cfg.gateway, { id: 'gw-demo-01', dataDir: '/var/lib/edgepatrol', timezone: 'UTC' });
   t.same(cfg.mqtt, { url: 'mqtt://127.0.0.1:1883', prefix: 'edgepatrol', clientId: 'edgepatrol-gw-demo-01' });
   t.same(cfg.model, { threads: 2, scoreThreshold: 0.35, queueDepth: 2 });
-  t.same(cfg.evidence, { jpegQuality: 80 });
+  t.same(cfg.evidence, { jpegQuality: 80, maxBytes: 2_000_000_000, maxAgeDays: 30 });
   const cam = cfg.cameras[0]!;
   t.equal(cam.name, 'cam-01');
   t.same(cam.source, { file: '/srv/gw/clip.avi', loop: false }, 'relative file resolved against the config folder');
   t.same(cam.detect, { fps: 2, width: 640, height: 480 });
   t.equal(cam.stallSeconds, 10);
   t.same(cam.motion, { enabled: true, threshold: 25, minArea: 0.002, backgroundSeconds: 10, refreshSeconds: 5, masks: [] });
+  t.equal(cam.timezone, 'UTC', 'the gateway time zone unless the camera has its own');
+  t.same(cam.zones[0]!.masks, []);
+  const lifecycle = { updateMinutes: 10, endSeconds: 10 };
   t.same(cam.zones[0]!.rules, [
-    { kind: 'presence', id: 'street_vending', type: 'street_vending', classes: ['person'], minScore: 0.5, minBoxArea: 0, cooldownSeconds: 60 },
-    { kind: 'dwell', id: 'fire_lane_parking', type: 'fire_lane_parking', classes: ['car', 'truck'], seconds: 30, minScore: 0.5, minBoxArea: 0, maxMovement: 0.05, cooldownSeconds: 300 },
+    { kind: 'presence', id: 'street_vending', type: 'street_vending', classes: ['person'], minScore: 0.5, minBoxArea: 0, cooldownSeconds: 60, ...lifecycle },
+    { kind: 'dwell', id: 'fire_lane_parking', type: 'fire_lane_parking', classes: ['car', 'truck'], seconds: 30, minScore: 0.5, minBoxArea: 0, maxMovement: 0.05, cooldownSeconds: 300, ...lifecycle },
   ]);
 });
 
@@ -132,7 +135,7 @@ t.test('URL schemes, ids, lat/lon pairing, mqtt auth and tls consistency', async
   t.same(parseConfig(minimal.replace('source: { file: ./clip.avi }', 'source: { url: rtsp://h/main, detectUrl: rtsp://h/sub }'), '/x/g.yaml').cameras[0]!.source,
     { url: 'rtsp://h/main', detectUrl: 'rtsp://h/sub' }, 'main stream and sub-stream');
   t.match(issueAt(variant((c) => { c.cameras[0].motion = { masks: [[[0, 0], [1, 1], [1, 0], [0, 1]]] }; }), 'cameras[0].motion.masks[0]')?.message, /crosses itself/);
-  t.match(issueAt(variant((c) => { c.cameras[0].zones[0].rules[0].kind = 'presense'; }), 'cameras[0].zones[0].rules[0].kind')?.message, /unknown kind 'presense'; expected one of: presence, dwell/);
+  t.match(issueAt(variant((c) => { c.cameras[0].zones[0].rules[0].kind = 'presense'; }), 'cameras[0].zones[0].rules[0].kind')?.message, /unknown kind 'presense'; expected one of: presence, dwell, count, line_cross, left_object, scene_change/);
   t.match(issueAt(variant((c) => { c.cameras[0].zones[0].rules[1].type = 'street_vending'; }), 'cameras[0].zones[0].rules[1].id')?.message, /duplicate rule id 'street_vending'/);
   t.match(issueAt(variant((c) => { c.model = { threads: 1.5 }; }), 'model.threads')?.message, /whole number/);
   t.match(issueAt(variant((c) => { c.cameras = []; }), 'cameras')?.message, /at least one camera/);

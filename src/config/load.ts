@@ -170,7 +170,14 @@ function resolvePaths(config: Config, baseDir: string): Config {
         ...(tls.key !== undefined && { key: abs(tls.key) }),
       },
     } : config.mqtt,
-    cameras: config.cameras.map((cam) => (cam.source.file === undefined ? cam : { ...cam, source: { file: abs(cam.source.file), loop: cam.source.loop } })),
+    cameras: config.cameras.map((cam) => ({
+      ...cam,
+      source: cam.source.file === undefined ? cam.source : { file: abs(cam.source.file), loop: cam.source.loop },
+      zones: cam.zones.map((zone) => ({
+        ...zone,
+        rules: zone.rules.map((rule) => (rule.kind === 'scene_change' ? { ...rule, reference: abs(rule.reference) } : rule)),
+      })),
+    })),
   };
 }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { polygonProblem } from '../rules/geometry.js';
+import { applyPreset, PRESET_NAMES } from '../rules/presets.js';
 
 /**
  * The gateway config file: this one schema is the TypeScript type (`Config`), the validator, and the source of
@@ -106,6 +107,8 @@ const modelSchema = z.strictObject({
 
 const evidenceSchema = z.strictObject({
   jpegQuality: wholeNumber().min(1).max(100).default(80).describe('JPEG quality of evidence images, 1..100.'),
+  maxBytes: wholeNumber().min(1_000_000).default(2_000_000_000).describe('Evidence images kept on disk at most, in bytes; the oldest go first (never those of undelivered events).'),
+  maxAgeDays: z.number().positive().default(30).describe('Evidence images older than this many days are deleted (never those of undelivered events).'),
 });
 
 const sourceSchema = z
@@ -162,12 +165,34 @@ const polygonSchema = z
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   });
 
-const ruleCommon = {
+const HHMM = /^([01][0-9]|2[0-3]):[0-5][0-9]$/;
+const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
+
+const scheduleWindow = z.strictObject({
+  days: z.array(z.enum(WEEKDAYS)).min(1).optional().describe('Days the window opens on (default every day): mon, tue, wed, thu, fri, sat, sun.'),
+  from: z.string().regex(HHMM, { error: 'expected a local time HH:MM, e.g. 07:00' }).describe('Local time the window opens, HH:MM.'),
+  to: z.string().regex(HHMM, { error: 'expected a local time HH:MM, e.g. 22:00' }).describe('Local time the window closes, HH:MM; earlier than from means the next day (22:00 to 06:00).'),
+}).superRefine((w, ctx) => {
+  if (w.from === w.to) ctx.addIssue({ code: 'custom', path: ['to'], message: 'from and to are the same; a window needs a length (for all day, leave schedule out)' });
+});
+
+const lineSchema = z.tuple([point, point], { error: 'expected a line [[x1, y1], [x2, y2]] of two points between 0 and 1' })
+  .refine(([a, b]) => a[0] !== b[0] || a[1] !== b[1], { error: 'the two points of the line are the same' });
+
+const ruleBase = {
   id: identifier('rule id').optional().describe('Rule id, unique in its zone (default: the event type).'),
   type: z
     .string()
     .regex(EVENT_TYPE, { error: "event type must be snake_case: a lowercase letter, then lowercase letters, digits or '_' (e.g. street_vending); it becomes the topic level …/event/{type}" })
-    .describe('Event type reported when the rule fires, e.g. street_vending, fire_lane_parking.'),
+    .describe('Event type reported when the rule fires, e.g. street_vending, fire_lane_parking (default: the preset name).'),
+  preset: z.enum(PRESET_NAMES).optional().describe('Governance preset whose kind and defaults the rule starts from (docs/rules.md).'),
+  schedule: z.array(scheduleWindow).min(1).optional().describe('Local-time windows (gateway.timezone) in which the rule may fire (default: always).'),
+  cooldownSeconds: z.number().min(0).default(60).describe('After an event of this rule ends, no new one starts for this many seconds.'),
+  updateMinutes: z.number().positive().default(10).describe('While an event lasts, an update with fresh evidence at most every this many minutes.'),
+  endSeconds: z.number().min(0).default(10).describe('The event ends when the rule has not held for this many seconds.'),
+};
+
+const objectFilter = {
   classes: z.array(z.string().min(1)).min(1, { error: 'list at least one object class, e.g. [person]' }).describe('Detector classes the rule looks at.'),
   minScore: fraction('minScore').default(0.5).describe('Ignore detections scoring below this.'),
   minBoxArea: fraction('minBoxArea').default(0).describe('Ignore boxes smaller than this fraction of the frame area.'),
@@ -175,20 +200,68 @@ const ruleCommon = {
 
 const presenceRule = z.strictObject({
   kind: z.literal('presence'),
-  ...ruleCommon,
-  cooldownSeconds: z.number().min(0).default(60).describe('At most one event of this rule per this many seconds.'),
+  ...ruleBase,
+  ...objectFilter,
 });
 
 const dwellRule = z.strictObject({
   kind: z.literal('dwell'),
-  ...ruleCommon,
+  ...ruleBase,
+  ...objectFilter,
   seconds: z.number().positive().describe('How long an object must stay still in the zone before the rule fires.'),
   maxMovement: fraction('maxMovement').default(0.05).describe('Still means the ground point moved less than this (fraction of the frame) from where dwelling started.'),
-  cooldownSeconds: z.number().min(0).default(300).describe('At most one event of this rule per this many seconds.'),
+  cooldownSeconds: z.number().min(0).default(300).describe('After an event of this rule ends, no new one starts for this many seconds.'),
 });
 
+const countRule = z.strictObject({
+  kind: z.literal('count'),
+  ...ruleBase,
+  ...objectFilter,
+  min: wholeNumber().min(1).describe('The rule holds while at least this many matching objects are in the zone.'),
+  seconds: z.number().min(0).default(0).describe('… for at least this many seconds.'),
+});
+
+const lineCrossRule = z.strictObject({
+  kind: z.literal('line_cross'),
+  ...ruleBase,
+  ...objectFilter,
+  line: lineSchema.describe('Directed line from its first point to its second; crossings count where the zone is.'),
+  direction: z.enum(['forward', 'backward', 'both']).default('both').describe('Crossings that make events: forward is the first point→second point direction turned 90° clockwise on screen.'),
+  cooldownSeconds: z.number().min(0).default(0).describe('At least this many seconds between two crossing events (crossings are still counted).'),
+});
+
+const leftObjectRule = z.strictObject({
+  kind: z.literal('left_object'),
+  ...ruleBase,
+  ...objectFilter,
+  seconds: z.number().positive().describe('How long the object must stand still in the zone.'),
+  maxMovement: fraction('maxMovement').default(0.02).describe('Still means its ground point moved less than this (fraction of the frame).'),
+  ownerAbsentSeconds: z.number().min(0).default(60).describe('… and no person was near it for this many seconds.'),
+  nearDistance: fraction('nearDistance').default(0.1).describe('A person is near when their ground point is within this distance (fraction of the frame) of the object\'s box.'),
+  personClasses: z.array(z.string().min(1)).default(['person']).describe('Classes that count as a person staying near.'),
+});
+
+const sceneChangeRule = z.strictObject({
+  kind: z.literal('scene_change'),
+  ...ruleBase,
+  reference: filePath.describe('Image of the zone as it should look (JPEG or PNG of the whole camera view, e.g. from `edgepatrol camera snapshot`).'),
+  threshold: fraction('threshold').default(0.25).describe('The rule holds when more than this fraction of the zone differs from the reference.'),
+  pixelThreshold: fraction('pixelThreshold').default(0.12).describe('A pixel differs when its brightness differs by more than this (0..1), after matching the overall brightness.'),
+  seconds: z.number().min(0).default(600).describe('… for at least this many seconds.'),
+  ignoreClasses: z.array(z.string().min(1)).default(['person', 'bicycle', 'car', 'motorcycle', 'bus', 'truck'])
+    .describe('Pixels under boxes of these classes are left out of the comparison (passers-by).'),
+});
+
+const RULE_KIND_SCHEMAS = [presenceRule, dwellRule, countRule, lineCrossRule, leftObjectRule, sceneChangeRule] as const;
+
 const ruleSchema = z
-  .discriminatedUnion('kind', [presenceRule, dwellRule])
+  .preprocess((raw, ctx) => {
+    if (!isRecord(raw) || raw.preset === undefined) return raw;
+    const applied = applyPreset(raw);
+    if ('rule' in applied) return applied.rule;
+    ctx.issues.push({ code: 'custom', input: raw, path: [applied.path], message: applied.message });
+    return { ...raw, kind: raw.kind ?? 'presence' };
+  }, z.discriminatedUnion('kind', RULE_KIND_SCHEMAS))
   .transform((rule) => ({ ...rule, id: rule.id ?? rule.type }));
 
 const motionSchema = z.strictObject({
@@ -203,6 +276,7 @@ const motionSchema = z.strictObject({
 const zoneSchema = z.strictObject({
   id: identifier('zone id').describe('Zone id, unique per camera.'),
   polygon: polygonSchema.describe('Zone outline, [x, y] points as fractions of the frame (0..1), at least 3, edges not crossing.'),
+  masks: z.array(polygonSchema).default([]).describe('Areas inside the zone that do not count (a tree, a bus stop): outlines like polygon.'),
   rules: z.array(ruleSchema).default([]).describe('What turns objects in this zone into events.'),
 });
 
@@ -215,6 +289,8 @@ const cameraSchema = z
     stallSeconds: z.number().positive().default(10).describe('Restart the stream when no frame arrived for this long.'),
     motion: motionSchema.prefault({}).describe('Motion gating: which frames the detector runs on.'),
     location: locationSchema.optional().describe('Where the camera looks; copied into every event.'),
+    timezone: z.string().refine(isTimeZone, { error: 'unknown time zone; expected an IANA name such as Asia/Shanghai or UTC' }).optional()
+      .describe('IANA time zone of the rules\' schedules and evidence captions (default: gateway.timezone).'),
     zones: z.array(zoneSchema).default([]).describe('Zones and their rules.'),
   })
   .transform((cam) => ({ ...cam, name: cam.name ?? cam.id }));
@@ -277,7 +353,11 @@ export const configSchema = z
     cameras: z.array(cameraSchema).min(1, { error: 'list at least one camera' }).describe('The cameras this gateway watches.'),
   })
   .superRefine(crossChecks, { when: () => true })
-  .transform((cfg) => ({ ...cfg, mqtt: { ...cfg.mqtt, clientId: cfg.mqtt.clientId ?? `edgepatrol-${cfg.gateway.id}` } }));
+  .transform((cfg) => ({
+    ...cfg,
+    mqtt: { ...cfg.mqtt, clientId: cfg.mqtt.clientId ?? `edgepatrol-${cfg.gateway.id}` },
+    cameras: cfg.cameras.map((cam) => ({ ...cam, timezone: cam.timezone ?? cfg.gateway.timezone })),
+  }));
 
 /** A validated config with every default filled in and every path absolute. */
 export type Config = z.output<typeof configSchema>;
@@ -291,5 +371,12 @@ export type ZoneConfig = CameraConfig['zones'][number];
 export type RuleConfig = ZoneConfig['rules'][number];
 export type PresenceRuleConfig = Extract<RuleConfig, { kind: 'presence' }>;
 export type DwellRuleConfig = Extract<RuleConfig, { kind: 'dwell' }>;
+export type CountRuleConfig = Extract<RuleConfig, { kind: 'count' }>;
+export type LineCrossRuleConfig = Extract<RuleConfig, { kind: 'line_cross' }>;
+export type LeftObjectRuleConfig = Extract<RuleConfig, { kind: 'left_object' }>;
+export type SceneChangeRuleConfig = Extract<RuleConfig, { kind: 'scene_change' }>;
+/** A rule that looks at tracked objects (every kind but scene_change). */
+export type ObjectRuleConfig = Exclude<RuleConfig, { kind: 'scene_change' }>;
+export type ScheduleWindow = NonNullable<RuleConfig['schedule']>[number];
 /** What a person writes: defaults and derived values may be left out. */
 export type ConfigInput = z.input<typeof configSchema>;

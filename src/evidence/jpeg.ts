@@ -10,10 +10,14 @@ export async function encodeJpeg(img: Canvas, quality = 80): Promise<Buffer> {
 
 /**
  * Decodes an image file (JPEG, PNG, WebP, TIFF, GIF, AVIF — whatever sharp's libvips reads) to RGB24,
- * turned upright per its EXIF orientation and with any alpha dropped, so pixel boxes match what a viewer shows.
+ * turned upright per its EXIF orientation and with any alpha dropped, so pixel boxes match what a viewer shows;
+ * stretched to `size` when given.
  */
-export async function decodeImage(file: string): Promise<{ width: number; height: number; data: Buffer }> {
-  const { data, info } = await sharp(file, { autoOrient: true })
+export async function decodeImage(file: string, size?: { width: number; height: number }): Promise<{ width: number; height: number; data: Buffer }> {
+  const img = sharp(file, { autoOrient: true });
+  // A stretch, like the frames ffmpeg scales to the detect size, so normalized zones land on the same spots.
+  if (size) img.resize(size.width, size.height, { fit: 'fill' });
+  const { data, info } = await img
     .removeAlpha()
     .toColourspace('srgb')
     .raw()

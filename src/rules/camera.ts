@@ -1,40 +1,113 @@
-import type { CameraConfig } from '../config/index.js';
+import { v7 as uuidv7 } from 'uuid';
+import type { CameraConfig, RuleConfig, SceneChangeRuleConfig, ZoneConfig } from '../config/index.js';
 import type { Detection } from '../vision/types.js';
-import { Tracker, type TrackerOptions } from '../vision/tracker.js';
-import { DwellRule } from './dwell.js';
-import { PresenceRule } from './presence.js';
+import { Tracker, type Track, type TrackerOptions } from '../vision/tracker.js';
+import { decodeImage } from '../evidence/jpeg.js';
+import { Lifecycle } from './lifecycle.js';
+import {
+  CountObserver, DwellObserver, LeftObjectObserver, LineCrossObserver, PresenceObserver, type Observation,
+} from './observe.js';
+import { greyThumb, SceneChangeObserver, type Thumb } from './scene.js';
+import { inSchedule } from './schedule.js';
 import type { RuleHit } from './hit.js';
 
 export interface CameraRulesOptions {
   /** Tracker settings; maxMissed defaults to OCCLUSION_SECONDS worth of frames at the camera's detect fps. */
   tracker?: TrackerOptions;
+  /** Grey thumbnails of the scene_change references, by `referenceKey`; CameraRules.open loads them. */
+  references?: ReadonlyMap<string, Thumb>;
+  /** Event ids (default UUIDv7); tests pass a counter. */
+  newId?: () => string;
 }
 
 /** How long an object may go undetected (hidden by a passing bus, a missed detection) and keep its track. */
 export const OCCLUSION_SECONDS = 5;
 
-/** The rules of one camera: tracks its detections and evaluates every rule of every zone on each frame. */
+/** Key of a scene_change rule's reference in CameraRulesOptions.references. */
+export function referenceKey(zone: ZoneConfig, rule: RuleConfig): string {
+  return `${zone.id}/${rule.id}`;
+}
+
+/** A scene_change reference that cannot be used; the message names camera, zone, rule and file. */
+export class ReferenceError extends Error {
+  override name = 'ReferenceError';
+}
+
+type Evaluator = (ts: number, tracks: readonly Track[], thumb: () => Thumb | null) => RuleHit | RuleHit[] | null;
+
+/** The rules of one camera: tracks its detections and runs every rule of every zone on each frame. */
 export class CameraRules {
   private readonly tracker: Tracker;
-  private readonly rules: (PresenceRule | DwellRule)[] = [];
+  private readonly evaluators: Evaluator[] = [];
+  private readonly timeZone: string;
+
+  /** Loads the camera's scene_change references, then builds its rules. */
+  static async open(camera: CameraConfig, opts: Omit<CameraRulesOptions, 'references'> = {}): Promise<CameraRules> {
+    const references = new Map<string, Thumb>();
+    for (const zone of camera.zones) {
+      for (const rule of zone.rules) {
+        if (rule.kind === 'scene_change') references.set(referenceKey(zone, rule), await loadReference(camera, zone, rule));
+      }
+    }
+    return new CameraRules(camera, { ...opts, references });
+  }
 
   constructor(camera: CameraConfig, opts: CameraRulesOptions = {}) {
     this.tracker = new Tracker({
       iouThreshold: opts.tracker?.iouThreshold,
       maxMissed: opts.tracker?.maxMissed ?? Math.max(1, Math.ceil(camera.detect.fps * OCCLUSION_SECONDS)),
     });
+    this.timeZone = camera.timezone ?? 'UTC';
+    const newId = opts.newId ?? uuidv7;
     for (const zone of camera.zones) {
-      for (const rule of zone.rules) {
-        this.rules.push(rule.kind === 'presence' ? new PresenceRule(zone, rule) : new DwellRule(zone, rule));
+      for (const rule of zone.rules) this.evaluators.push(this.evaluator(camera, zone, rule, new Lifecycle(zone, rule, newId), opts.references));
+    }
+  }
+
+  private evaluator(camera: CameraConfig, zone: ZoneConfig, rule: RuleConfig, life: Lifecycle, references: ReadonlyMap<string, Thumb> | undefined): Evaluator {
+    const scheduled = (ts: number): boolean => inSchedule(rule.schedule, ts, this.timeZone);
+    const over = (observer: { observe(ts: number, tracks: readonly Track[]): Observation }): Evaluator =>
+      (ts, tracks) => life.step(ts, observer.observe(ts, tracks), scheduled(ts));
+    switch (rule.kind) {
+      case 'presence': return over(new PresenceObserver(zone, rule));
+      case 'dwell': return over(new DwellObserver(zone, rule));
+      case 'count': return over(new CountObserver(zone, rule));
+      case 'left_object': return over(new LeftObjectObserver(zone, rule));
+      case 'line_cross': {
+        const observer = new LineCrossObserver(zone, rule);
+        return (ts, tracks) => {
+          const on = scheduled(ts);
+          const hits: RuleHit[] = [];
+          for (const c of observer.observe(tracks)) {
+            if (rule.direction !== 'both' && c.direction !== rule.direction) continue;
+            const hit = life.instant(ts, [c.object], on, { counts: { ...observer.counts } });
+            if (hit) hits.push(hit);
+          }
+          return hits;
+        };
+      }
+      case 'scene_change': {
+        const reference = references?.get(referenceKey(zone, rule));
+        if (!reference) {
+          throw new ReferenceError(`camera ${camera.id}, zone ${zone.id}, rule ${rule.id}: the scene_change reference ${rule.reference} is not loaded; create the rules with CameraRules.open()`);
+        }
+        const observer = new SceneChangeObserver(zone, rule, reference);
+        return (ts, tracks, thumb) => {
+          const current = thumb();
+          if (!current) return null;
+          const obs = observer.observe(ts, current, tracks);
+          return life.step(ts, obs, scheduled(ts), { change: { fraction: round3(observer.fraction), threshold: rule.threshold } });
+        };
       }
     }
   }
 
   /**
-   * Feeds the detections of one frame (call it for every frame the detector ran on, in time order; `ts` in
-   * ms) and returns the rule hits of this frame. Boxes are in pixels of a width × height frame.
+   * Feeds the detections of one frame (call it for every frame the detector ran on, in time order; `ts` in ms)
+   * and returns the event messages of this frame. Boxes are in pixels of a width × height frame. `frame` (the
+   * RGB pixels) is needed only by scene_change rules, which skip frames evaluated without it.
    */
-  evaluate(ts: number, width: number, height: number, detections: readonly Detection[]): RuleHit[] {
+  evaluate(ts: number, width: number, height: number, detections: readonly Detection[], frame?: { data: Uint8Array }): RuleHit[] {
     const clamp = (v: number): number => Math.min(1, Math.max(0, v));
     const normalized = detections.map((d) => ({
       class: d.class,
@@ -42,11 +115,35 @@ export class CameraRules {
       box: [clamp(d.box[0] / width), clamp(d.box[1] / height), clamp(d.box[2] / width), clamp(d.box[3] / height)] as const,
     }));
     const tracks = this.tracker.update(ts, normalized);
+    let thumb: Thumb | null | undefined;
+    const lazyThumb = (): Thumb | null => (thumb === undefined ? (thumb = frame ? greyThumb({ width, height, data: frame.data }) : null) : thumb);
     const hits: RuleHit[] = [];
-    for (const rule of this.rules) {
-      const hit = rule.evaluate(ts, tracks);
-      if (hit) hits.push(hit);
+    for (const evaluate of this.evaluators) {
+      const out = evaluate(ts, tracks, lazyThumb);
+      if (Array.isArray(out)) hits.push(...out);
+      else if (out) hits.push(out);
     }
     return hits;
   }
+}
+
+function round3(x: number): number { return Math.round(x * 1000) / 1000; }
+
+/** Aspect ratios further apart than this mean the reference shows another view (or a crop) of the camera. */
+const ASPECT_TOLERANCE = 0.03;
+
+async function loadReference(camera: CameraConfig, zone: ZoneConfig, rule: SceneChangeRuleConfig): Promise<Thumb> {
+  const where = `camera ${camera.id}, zone ${zone.id}, rule ${rule.id}`;
+  const fix = `take one with: edgepatrol camera snapshot ${camera.id} --out ${rule.reference}`;
+  let img;
+  try {
+    img = await decodeImage(rule.reference);
+  } catch (err) {
+    throw new ReferenceError(`${where}: cannot read the scene_change reference ${rule.reference} (${(err as Error).message}); ${fix}`);
+  }
+  const want = camera.detect.width / camera.detect.height;
+  if (Math.abs(img.width / img.height - want) / want > ASPECT_TOLERANCE) {
+    throw new ReferenceError(`${where}: the reference ${rule.reference} is ${img.width}×${img.height}, not the camera's aspect ratio ${camera.detect.width}:${camera.detect.height}; it must show the whole camera view; ${fix}`);
+  }
+  return greyThumb(img);
 }

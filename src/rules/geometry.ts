@@ -30,6 +30,30 @@ export function pointInPolygon(p: Point, polygon: readonly Point[]): boolean {
   return inside;
 }
 
+/**
+ * Which side of the directed line a→b the point p is on, as a signed distance: positive on the side that a→b
+ * turned 90° clockwise on screen points to (y grows downwards), negative on the other side.
+ */
+export function sideOf(p: Point, a: Point, b: Point): number {
+  const len = distance(a, b);
+  return len === 0 ? 0 : cross(a, b, p) / len;
+}
+
+/** Where segment pq meets the line through a and b (p and q on different sides of it). */
+export function crossingPoint(p: Point, q: Point, a: Point, b: Point): Point {
+  const sp = cross(a, b, p);
+  const sq = cross(a, b, q);
+  const t = sp / (sp - sq);
+  return [p[0] + (q[0] - p[0]) * t, p[1] + (q[1] - p[1]) * t];
+}
+
+/** Shortest distance from p to the box [x1, y1, x2, y2] (0 inside it). */
+export function distanceToBox(p: Point, box: Box): number {
+  const dx = Math.max(box[0] - p[0], 0, p[0] - box[2]);
+  const dy = Math.max(box[1] - p[1], 0, p[1] - box[3]);
+  return Math.hypot(dx, dy);
+}
+
 export function distance(a: Point, b: Point): number {
   return Math.hypot(a[0] - b[0], a[1] - b[1]);
 }
@@ -48,7 +72,7 @@ function onSegment(p: Point, a: Point, b: Point): boolean {
 }
 
 /** True when the closed segments ab and cd share at least one point. */
-function segmentsIntersect(a: Point, b: Point, c: Point, d: Point): boolean {
+export function segmentsIntersect(a: Point, b: Point, c: Point, d: Point): boolean {
   const d1 = cross(c, d, a);
   const d2 = cross(c, d, b);
   const d3 = cross(a, b, c);

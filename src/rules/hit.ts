@@ -1,6 +1,7 @@
-import type { PresenceRuleConfig, DwellRuleConfig, ZoneConfig } from '../config/index.js';
+import type { ObjectRuleConfig, ZoneConfig } from '../config/index.js';
 import type { Track } from '../vision/tracker.js';
-import { boxArea, groundPoint, pointInPolygon } from './geometry.js';
+import type { RuleKind } from './presets.js';
+import { boxArea, groundPoint, pointInPolygon, type Point } from './geometry.js';
 
 /** One object behind a rule hit; `box` is normalized to the frame (0..1). */
 export interface RuleObject {
@@ -10,34 +11,58 @@ export interface RuleObject {
   trackId: number;
 }
 
-/** A rule fired: the agent turns this into an event with evidence. Times are ms since the epoch. */
+/**
+ * Where a violation is in its life: `started` once when the rule begins to hold, `updated` at most every
+ * `updateMinutes` while it holds, `ended` once when it stopped holding for `endSeconds`; `instant` for a
+ * violation that is one moment (a line crossing): a single message, no update and no end.
+ */
+export type EventState = 'started' | 'updated' | 'ended' | 'instant';
+
+/** One message of a violation: the agent turns it into an event message with evidence. Times are ms since the epoch. */
 export interface RuleHit {
+  /** Stable for the whole violation: its started, updated and ended messages share it. */
+  eventId: string;
+  state: EventState;
   eventType: string;
-  rule: 'presence' | 'dwell';
+  preset?: string;
+  rule: RuleKind;
   ruleId: string;
   zoneId: string;
-  /** When the earliest object of the hit entered the zone (presence) or stopped moving in it (dwell). */
+  /** When the rule began to hold: the earliest object entered (presence), stopped (dwell, left_object), … */
   startedAt: number;
-  /** Time of the frame the rule fired on. */
+  /** Time of the frame this message is about. */
   ts: number;
-  /** (ts - startedAt) in seconds. */
+  /** For `ended`: the last frame on which the rule still held. */
+  endedAt?: number;
+  /** How long the violation has lasted, in seconds: (endedAt or ts) - startedAt. */
   dwellSeconds: number;
+  /** The objects that make the rule hold (for `ended`, those of the last frame it held); none for scene_change. */
   objects: RuleObject[];
+  /** line_cross: crossings counted per direction since the rules started. */
+  counts?: { forward: number; backward: number };
+  /** scene_change: the fraction of the zone that differs from the reference, and the rule's threshold. */
+  change?: { fraction: number; threshold: number };
 }
 
 /** What a rule knows about one frame's track: what it learns depends on whether the track can be trusted now. */
 export type Sighting =
   /** Detected in this frame with enough score and size; `inZone` by its ground point. */
-  | { kind: 'seen'; inZone: boolean }
+  | { kind: 'seen'; inZone: boolean; at: Point }
   /** Coasting through an occlusion, or detected too weakly to judge: keep what was known, learn nothing. */
   | { kind: 'unsure' }
   /** Not a class this rule looks at. */
   | { kind: 'other' };
 
-export function sight(rule: PresenceRuleConfig | DwellRuleConfig, zone: ZoneConfig, track: Track): Sighting {
+/** The zone without its masks. */
+export function inZone(p: Point, zone: ZoneConfig): boolean {
+  return pointInPolygon(p, zone.polygon) && !zone.masks.some((m) => pointInPolygon(p, m));
+}
+
+export function sight(rule: ObjectRuleConfig, zone: ZoneConfig, track: Track): Sighting {
   if (!rule.classes.includes(track.class)) return { kind: 'other' };
   if (track.missed > 0 || track.score < rule.minScore || boxArea(track.box) < rule.minBoxArea) return { kind: 'unsure' };
-  return { kind: 'seen', inZone: pointInPolygon(groundPoint(track.box), zone.polygon) };
+  const at = groundPoint(track.box);
+  return { kind: 'seen', inZone: inZone(at, zone), at };
 }
 
 export function ruleObject(track: Track): RuleObject {

@@ -1,3 +1,6 @@
-export { CameraRules, OCCLUSION_SECONDS, type CameraRulesOptions } from './camera.js';
-export type { RuleHit, RuleObject } from './hit.js';
-export { groundPoint, pointInPolygon, polygonProblem, type Point, type Box } from './geometry.js';
+export { CameraRules, OCCLUSION_SECONDS, ReferenceError, referenceKey, type CameraRulesOptions } from './camera.js';
+export type { RuleHit, RuleObject, EventState } from './hit.js';
+export { groundPoint, pointInPolygon, polygonProblem, sideOf, type Point, type Box } from './geometry.js';
+export { inSchedule, localTime } from './schedule.js';
+export { PRESETS, PRESET_NAMES, RULE_KINDS, applyPreset, type PresetName, type RuleKind, type Preset } from './presets.js';
+export { greyThumb, sceneDifference, THUMB_WIDTH, THUMB_HEIGHT, type Thumb } from './scene.js';
