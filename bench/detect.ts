@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import {
-  Candidates, decodeNanodet, defaultModelsDir, nms, openDetector, openModelSession, Preprocessor,
+  Candidates, defaultModelsDir, nms, openDetector, openModelSession, Preprocessor,
   type Detection, type Preprocess,
 } from '../src/vision/index.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
@@ -55,10 +55,10 @@ async function time<T>(items: T[], fn: (item: T) => unknown, samples: number[]):
 }
 
 async function benchmark(frames: VideoFrame[]): Promise<void> {
-  const { model, session, layout } = await openModelSession({ model: values.model, threads });
+  const { model, session, inputWidth, inputHeight, decode } = await openModelSession({ model: values.model, threads });
   const detector = await openDetector({ model: values.model, threads });
   const { input, output } = model.spec;
-  const pre = new Preprocessor(layout.inputWidth, layout.inputHeight, model.spec.preprocess);
+  const pre = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess);
   const tensors = frames.map((f) => new ort.Tensor('float32', pre.run(f).slice(), [...input.shape]));
   const outputs: Float32Array[] = [];
   for (const t of tensors) outputs.push((await session.run({ [input.name]: t }))[output.name]!.data as Float32Array);
@@ -74,7 +74,7 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
     await time(tensors, (t) => session.run({ [input.name]: t }), runMs);
     await time(frames, (f) => detector.detect(f), detectMs);
     await time(frames, (f) => pre.run(f), preMs);
-    await time(outputs, (o) => nms(decodeNanodet(o, layout, 0.35, cand), 0.5, 100), decodeMs);
+    await time(outputs, (o) => nms(decode(o, 0.35, cand), 0.5, 100), decodeMs);
   }
   await session.release();
   await detector.close();
@@ -82,7 +82,7 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
   const f0 = frames[0]!;
   process.stdout.write(
     `model ${model.name} (${model.spec.precision}, sha256 ${model.spec.sha256.slice(0, 12)}…), ${frames.length} frames of ${values.video} ` +
-      `${f0.width}x${f0.height} → ${layout.inputWidth}x${layout.inputHeight}, ${threads} intra-op threads, ${rounds} rounds, node ${process.version}\n\n`,
+      `${f0.width}x${f0.height} → ${inputWidth}x${inputHeight}, ${threads} intra-op threads, ${rounds} rounds, node ${process.version}\n\n`,
   );
   const rows: [string, number[]][] = [
     ['preprocess (resize + normalise)', preMs],

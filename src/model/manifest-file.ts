@@ -32,6 +32,11 @@ export async function writeManifestEntry(file: string, name: string, entry: Reco
   const merged = { ...entry };
   for (const key of keep) if (old && key in old) merged[key] = old[key];
   manifest.models[name] = merged;
+  await writeManifest(file, manifest);
+}
+
+/** Writes through a temporary file, so a reader sees the old manifest or the new one, never half of one. */
+async function writeManifest(file: string, manifest: ManifestFile): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;
   await writeFile(tmp, formatJson(manifest));
   await rename(tmp, file);
@@ -40,4 +45,21 @@ export async function writeManifestEntry(file: string, name: string, entry: Reco
 /** Two-space JSON with arrays of numbers on one line, so shapes and means read as they are written. */
 function formatJson(value: unknown): string {
   return `${JSON.stringify(value, null, 2).replace(/\[\s+([-\d.eE+,\s]+?)\s+\]/g, (_, inner: string) => `[${inner.split(/,\s+/).join(', ')}]`)}\n`;
+}
+
+/** Makes `name` (already in the manifest) the default model. */
+export async function setManifestDefault(file: string, name: string): Promise<void> {
+  const manifest = await readManifestFile(file);
+  if (!manifest || !(name in manifest.models)) throw new Error(`${file}: cannot make '${name}' the default, it is not in the manifest`);
+  manifest.default = name;
+  await writeManifest(file, manifest);
+}
+
+/** Removes models[name] from the manifest; the default cannot be removed. */
+export async function removeManifestEntry(file: string, name: string): Promise<void> {
+  const manifest = await readManifestFile(file);
+  if (!manifest || !(name in manifest.models)) return;
+  if (manifest.default === name) throw new Error(`${file}: '${name}' is the default model; make another model the default first`);
+  delete manifest.models[name];
+  await writeManifest(file, manifest);
 }

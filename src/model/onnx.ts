@@ -14,6 +14,8 @@ const elemTypes: Record<HostTensor['dtype'], number> = {
   float32: DataType.FLOAT,
   int32: DataType.INT32,
   int64: DataType.INT64,
+  int8: DataType.INT8,
+  uint8: DataType.UINT8,
 };
 
 /** A node attribute before it gets its name; build with the `attr` helpers. */
@@ -50,6 +52,10 @@ export function tensorFromProto(p: onnx.ITensorProto): HostTensor {
         dtype: 'int64', shape,
         data: raw.byteLength ? Array.from(new BigInt64Array(bytes), Number) : (p.int64Data ?? []).map(Number),
       };
+    case DataType.INT8:
+      return { dtype: 'int8', shape, data: raw.byteLength ? new Int8Array(bytes) : Int8Array.from(p.int32Data ?? []) };
+    case DataType.UINT8:
+      return { dtype: 'uint8', shape, data: raw.byteLength ? new Uint8Array(bytes) : Uint8Array.from(p.int32Data ?? []) };
     default:
       throw new Error(`ONNX initializer ${p.name ?? '?'}: data type ${p.dataType} is not supported`);
   }

@@ -3,7 +3,10 @@ export type HostTensor =
   | { dtype: 'float32'; shape: number[]; data: Float32Array }
   | { dtype: 'int32'; shape: number[]; data: Int32Array }
   /** Integer values that ONNX wants as int64 (shapes, split sizes); every value here fits a JS number. */
-  | { dtype: 'int64'; shape: number[]; data: number[] };
+  | { dtype: 'int64'; shape: number[]; data: number[] }
+  /** Quantized weights (int8, symmetric) and activation zero points (uint8). */
+  | { dtype: 'int8'; shape: number[]; data: Int8Array }
+  | { dtype: 'uint8'; shape: number[]; data: Uint8Array };
 
 export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
@@ -48,5 +51,7 @@ export function withData(t: HostTensor, shape: number[], values: ArrayLike<numbe
     case 'float32': return { dtype: 'float32', shape, data: Float32Array.from(values) };
     case 'int32': return { dtype: 'int32', shape, data: Int32Array.from(values) };
     case 'int64': return { dtype: 'int64', shape, data: Array.from(values) };
+    case 'int8': return { dtype: 'int8', shape, data: Int8Array.from(values) };
+    case 'uint8': return { dtype: 'uint8', shape, data: Uint8Array.from(values) };
   }
 }

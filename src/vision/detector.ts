@@ -1,6 +1,8 @@
 import * as ort from 'onnxruntime-node';
-import { loadManifest, readVerifiedModel, resolveModel, ModelError, type Preprocess, type ResolvedModel } from './manifest.js';
-import { decodeNanodet, type NanodetLayout } from './nanodet.js';
+import { createDecoder, type OutputDecoder } from './decoders.js';
+import {
+  expectedOutput, loadManifest, outputFits, readVerifiedModel, resolveModel, ModelError, type Preprocess, type ResolvedModel,
+} from './manifest.js';
 import { Candidates, nms } from './nms.js';
 import { Preprocessor } from './preprocess.js';
 import type { Detection, RgbFrame } from './types.js';
@@ -28,19 +30,29 @@ export interface Detector {
   close(): Promise<void>;
 }
 
-/** A verified model loaded into an onnxruntime CPU session; the raw layer under `Detector`. */
+/** A verified model loaded into an onnxruntime CPU session, its output checked; the raw layer under `Detector`. */
 export interface ModelSession {
   model: ResolvedModel;
   session: ort.InferenceSession;
-  layout: NanodetLayout;
+  inputWidth: number;
+  inputHeight: number;
+  /** Output dims the test inference produced. */
+  outputDims: number[];
+  /** The manifest's decoder bound to this model's input size and output dims. */
+  decode: OutputDecoder;
 }
 
-/** Resolves, verifies (sha256) and loads a model; ModelError names the file when any step fails. */
+/** Resolves a model in a manifest, then loads it as `loadModelSession` does. */
 export async function openModelSession(opts: Pick<DetectorOptions, 'model' | 'modelsDir' | 'threads'> = {}): Promise<ModelSession> {
-  const manifest = loadManifest(opts.modelsDir);
-  const model = resolveModel(manifest, opts.model);
+  return loadModelSession(resolveModel(loadManifest(opts.modelsDir), opts.model), opts.threads);
+}
+
+/**
+ * Verifies the file's sha256, loads it, and runs one test inference, refusing (ModelError naming the file)
+ * a model that does not load, lacks the declared input or output, or whose output does not fit its decoder.
+ */
+export async function loadModelSession(model: ResolvedModel, threads = 2): Promise<ModelSession> {
   const bytes = await readVerifiedModel(model);
-  const threads = opts.threads ?? 2;
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
   let session: ort.InferenceSession;
   try {
@@ -54,32 +66,48 @@ export async function openModelSession(opts: Pick<DetectorOptions, 'model' | 'mo
   } catch (err) {
     throw new ModelError(`onnxruntime cannot load model file ${model.path}: ${(err as Error).message}; rebuild it with scripts/setup.sh`, model.path);
   }
-  const { input, output, decoder } = model.spec;
-  if (!session.inputNames.includes(input.name) || !session.outputNames.includes(output.name)) {
+  try {
+    const { input, output, decoder } = model.spec;
+    if (!session.inputNames.includes(input.name) || !session.outputNames.includes(output.name)) {
+      throw new ModelError(
+        `model file ${model.path} has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], ` +
+          `but its manifest names input '${input.name}' and output '${output.name}'; rebuild it with scripts/setup.sh`,
+        model.path,
+      );
+    }
+    const [, , height, width] = input.shape;
+    let dims: number[];
+    try {
+      const zeros = new ort.Tensor('float32', new Float32Array(3 * width * height), [...input.shape]);
+      const out = (await session.run({ [input.name]: zeros }, [output.name]))[output.name]!;
+      if (out.type !== 'float32') throw new Error(`output '${output.name}' is ${out.type}, expected float32`);
+      dims = out.dims.map(Number);
+    } catch (err) {
+      throw new ModelError(`model file ${model.path} failed its test inference on a ${width}x${height} input: ${(err as Error).message}`, model.path);
+    }
+    const expected = expectedOutput(decoder, width, height);
+    if (!outputFits(expected.shape, dims) || dims.join() !== output.shape.join()) {
+      throw new ModelError(
+        `model file ${model.path} (model '${model.name}', decoder ${decoder.kind}) outputs '${output.name}' of shape [${dims.join(',')}]; ` +
+          `its manifest declares [${output.shape.join(',')}] and the decoder expects ${expected.text}. ` +
+          'Refusing to load it: add the model again with the decoder that matches its export (edgepatrol model add --decoder …).',
+        model.path,
+      );
+    }
+    return { model, session, inputWidth: width, inputHeight: height, outputDims: dims, decode: createDecoder(decoder, width, height, dims) };
+  } catch (err) {
     await session.release();
-    throw new ModelError(
-      `model file ${model.path} has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], ` +
-        `but its manifest names input '${input.name}' and output '${output.name}'; rebuild it with scripts/setup.sh`,
-      model.path,
-    );
+    throw err;
   }
-  const layout: NanodetLayout = {
-    inputWidth: input.shape[3],
-    inputHeight: input.shape[2],
-    strides: decoder.strides,
-    regMax: decoder.regMax,
-    numClasses: decoder.numClasses,
-  };
-  return { model, session, layout };
 }
 
 export async function openDetector(opts: DetectorOptions = {}): Promise<Detector> {
-  const { model, session, layout } = await openModelSession(opts);
+  const { model, session, inputWidth, inputHeight, decode } = await openModelSession(opts);
   const scoreThreshold = opts.scoreThreshold ?? 0.35;
   const iouThreshold = opts.iouThreshold ?? 0.5;
   const maxDetections = opts.maxDetections ?? 100;
   const { input, output } = model.spec;
-  const pre = new Preprocessor(layout.inputWidth, layout.inputHeight, opts.preprocess ?? model.spec.preprocess);
+  const pre = new Preprocessor(inputWidth, inputHeight, opts.preprocess ?? model.spec.preprocess);
   // The tensor wraps the preprocessor's buffer: each frame is written in place and run without a copy.
   const tensor = new ort.Tensor('float32', pre.output, [...input.shape]);
   const candidates = new Candidates();
@@ -90,10 +118,10 @@ export async function openDetector(opts: DetectorOptions = {}): Promise<Detector
     const result = await session.run({ [input.name]: tensor });
     const out = result[output.name];
     if (!out || out.type !== 'float32') throw new Error(`model ${model.name}: output '${output.name}' missing or not float32`);
-    decodeNanodet(out.data as Float32Array, layout, scoreThreshold, candidates);
+    decode(out.data as Float32Array, scoreThreshold, candidates);
     const kept = nms(candidates, iouThreshold, maxDetections);
-    const sx = frame.width / layout.inputWidth;
-    const sy = frame.height / layout.inputHeight;
+    const { scaleX, scaleY, padX, padY } = pre.mapping;
+    const clip = (v: number, max: number): number => Math.min(max, Math.max(0, v));
     const b = candidates.boxes;
     return kept.map((i) => {
       const classId = candidates.classIds[i]!;
@@ -101,7 +129,10 @@ export async function openDetector(opts: DetectorOptions = {}): Promise<Detector
         class: classes[classId] ?? `class${classId}`,
         classId,
         score: candidates.scores[i]!,
-        box: [b[i * 4]! * sx, b[i * 4 + 1]! * sy, b[i * 4 + 2]! * sx, b[i * 4 + 3]! * sy],
+        box: [
+          clip((b[i * 4]! - padX) / scaleX, frame.width), clip((b[i * 4 + 1]! - padY) / scaleY, frame.height),
+          clip((b[i * 4 + 2]! - padX) / scaleX, frame.width), clip((b[i * 4 + 3]! - padY) / scaleY, frame.height),
+        ],
       };
     });
   }

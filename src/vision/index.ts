@@ -1,10 +1,15 @@
 export type { RgbFrame, Detection } from './types.js';
 export {
-  ModelError, loadManifest, resolveModel, readVerifiedModel, defaultModelsDir,
-  ManifestSchema, ModelSpecSchema, PreprocessSchema,
-  type Manifest, type LoadedManifest, type ModelSpec, type Preprocess, type ResolvedModel,
+  ModelError, loadManifest, resolveModel, readVerifiedModel, defaultModelsDir, expectedOutput, outputFits,
+  ManifestSchema, ModelSpecSchema, PreprocessSchema, DecoderSchema, DECODER_KINDS,
+  type Manifest, type LoadedManifest, type ModelSpec, type Preprocess, type ResolvedModel, type DecoderSpec,
 } from './manifest.js';
-export { Preprocessor, type RgbImage } from './preprocess.js';
+export { Preprocessor, type RgbImage, type InputMapping } from './preprocess.js';
 export { decodeNanodet, nanodetCellCount, type NanodetLayout } from './nanodet.js';
+export { decodeYolov5, decodeYolov8, type YoloLayout } from './yolo.js';
+export { createDecoder, type OutputDecoder } from './decoders.js';
 export { Candidates, nms, iou } from './nms.js';
-export { openDetector, openModelSession, type Detector, type DetectorOptions, type ModelSession } from './detector.js';
+export { remapClasses, type ClassMap } from './classes.js';
+export {
+  openDetector, openModelSession, loadModelSession, type Detector, type DetectorOptions, type ModelSession,
+} from './detector.js';

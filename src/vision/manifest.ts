@@ -17,8 +17,13 @@ const positiveInt = z.number().int().positive();
 const triple = z.tuple([z.number(), z.number(), z.number()]);
 
 export const PreprocessSchema = z.object({
-  /** Only a stretch resize to the input size: NanoDet was trained and is run upstream without letterboxing. */
-  resize: z.literal('stretch'),
+  /**
+   * `stretch`: resize to the input size (NanoDet is trained and run upstream that way); `letterbox`: keep the
+   * aspect ratio, centre, fill the border with `pad` (what Ultralytics YOLO exports expect).
+   */
+  resize: z.enum(['stretch', 'letterbox']),
+  /** Letterbox border value on the 0–255 scale (default 114, Ultralytics' grey). */
+  pad: z.number().min(0).max(255).optional(),
   /** Channel order the model expects in its input planes. */
   channels: z.enum(['rgb', 'bgr']),
   /** Per input channel (in `channels` order), on the 0–255 scale: value = (pixel − mean) / std. */
@@ -34,6 +39,37 @@ export const NanodetDecoderSchema = z.object({
   numClasses: positiveInt,
 });
 export type NanodetDecoderSpec = z.infer<typeof NanodetDecoderSchema>;
+
+/** YOLOv5 export: [1, N, 5 + C] = cx, cy, w, h (input pixels), objectness, C class scores; score = objectness × class. */
+export const Yolov5DecoderSchema = z.object({ kind: z.literal('yolov5'), numClasses: positiveInt });
+/** YOLOv8 / YOLO11 export: [1, 4 + C, N] = cx, cy, w, h (input pixels), then C class scores, channel-major. */
+export const Yolov8DecoderSchema = z.object({ kind: z.literal('yolov8'), numClasses: positiveInt });
+export const DecoderSchema = z.discriminatedUnion('kind', [NanodetDecoderSchema, Yolov5DecoderSchema, Yolov8DecoderSchema]);
+export type DecoderSpec = z.infer<typeof DecoderSchema>;
+export const DECODER_KINDS = ['nanodet', 'yolov5', 'yolov8'] as const;
+
+/**
+ * The output shape a decoder needs for an input of width × height, `null` where any size fits (a YOLO
+ * export's box count depends on its anchors and strides), and how to say it to a person.
+ */
+export function expectedOutput(decoder: DecoderSpec, width: number, height: number): { shape: (number | null)[]; text: string } {
+  switch (decoder.kind) {
+    case 'nanodet': {
+      const cells = decoder.strides.reduce((n, s) => n + Math.ceil(height / s) * Math.ceil(width / s), 0);
+      const channels = decoder.numClasses + 4 * (decoder.regMax + 1);
+      return { shape: [1, cells, channels], text: `[1,${cells},${channels}] (NanoDet: input ${width}x${height}, strides ${decoder.strides.join('/')}, ${decoder.numClasses} classes + 4x${decoder.regMax + 1} bins)` };
+    }
+    case 'yolov5':
+      return { shape: [1, null, 5 + decoder.numClasses], text: `[1,N,${5 + decoder.numClasses}] (YOLOv5: N boxes of 4 coordinates, objectness and ${decoder.numClasses} class scores)` };
+    case 'yolov8':
+      return { shape: [1, 4 + decoder.numClasses, null], text: `[1,${4 + decoder.numClasses},N] (YOLOv8/YOLO11: 4 coordinates and ${decoder.numClasses} class scores for each of N boxes)` };
+  }
+}
+
+/** Whether `dims` is a shape the decoder can read (null in `expected` matches any positive size). */
+export function outputFits(expected: readonly (number | null)[], dims: readonly number[]): boolean {
+  return dims.length === expected.length && expected.every((e, i) => (e === null ? dims[i]! > 0 : dims[i] === e));
+}
 
 export const ModelSpecSchema = z
   .object({
@@ -51,10 +87,12 @@ export const ModelSpecSchema = z
       shape: z.tuple([z.literal(1), positiveInt, positiveInt]),
     }),
     preprocess: PreprocessSchema,
-    decoder: z.discriminatedUnion('kind', [NanodetDecoderSchema]),
+    decoder: DecoderSchema,
     classes: z.array(z.string().min(1)).min(1),
     licence: z.string().optional(),
     source: z.record(z.string(), z.unknown()).optional(),
+    /** For a quantized model: its float source, the calibration set and method, the nodes kept float. */
+    quantization: z.record(z.string(), z.unknown()).optional(),
   })
   .superRefine((m, ctx) => {
     const { decoder, classes, input, output } = m;
@@ -62,14 +100,9 @@ export const ModelSpecSchema = z
       ctx.addIssue({ code: 'custom', path: ['classes'], message: `has ${classes.length} names but decoder.numClasses is ${decoder.numClasses}` });
     }
     const [, , height, width] = input.shape;
-    const cells = decoder.strides.reduce((n, s) => n + Math.ceil(height / s) * Math.ceil(width / s), 0);
-    const channels = decoder.numClasses + 4 * (decoder.regMax + 1);
-    if (output.shape[1] !== cells || output.shape[2] !== channels) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['output', 'shape'],
-        message: `is [1,${output.shape[1]},${output.shape[2]}] but input ${width}x${height}, strides ${decoder.strides.join('/')} and ${decoder.numClasses} classes + 4x${decoder.regMax + 1} bins need [1,${cells},${channels}]`,
-      });
+    const expected = expectedOutput(decoder, width, height);
+    if (!outputFits(expected.shape, output.shape)) {
+      ctx.addIssue({ code: 'custom', path: ['output', 'shape'], message: `is [${output.shape.join(',')}] but the decoder needs ${expected.text}` });
     }
   });
 export type ModelSpec = z.infer<typeof ModelSpecSchema>;

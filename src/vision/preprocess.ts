@@ -49,10 +49,19 @@ function axisTable(src: number, dst: number): AxisTable {
   return { start, count, taps, weights };
 }
 
+/** How model-input pixels map back to the frame: frame_x = (x − padX) / scaleX, likewise for y. */
+export interface InputMapping {
+  scaleX: number;
+  scaleY: number;
+  padX: number;
+  padY: number;
+}
+
 /**
- * Turns RGB24 frames into the model's NCHW float input: stretch resize to the input size, channel order,
- * (v − mean) / std. Buffers and weight tables are kept between calls, so a stream of same-sized frames
- * allocates nothing; `run` returns the same Float32Array every time (valid until the next call).
+ * Turns RGB24 frames into the model's NCHW float input: resize to the input size (`stretch`, or `letterbox`:
+ * aspect kept, centred, borders filled with `pad`), channel order, (v − mean) / std. Buffers and weight
+ * tables are kept between calls, so a stream of same-sized frames allocates nothing; `run` returns the same
+ * Float32Array every time (valid until the next call) and `mapping` says how to map boxes back.
  */
 export class Preprocessor {
   readonly output: Float32Array;
@@ -65,8 +74,13 @@ export class Preprocessor {
   private yTable: AxisTable | undefined;
   private rows = new Float32Array(0);
   private readonly acc: Float32Array;
+  private readonly letterbox: boolean;
+  private readonly pad: number;
+  mapping: InputMapping = { scaleX: 1, scaleY: 1, padX: 0, padY: 0 };
 
   constructor(readonly width: number, readonly height: number, preprocess: Preprocess) {
+    this.letterbox = preprocess.resize === 'letterbox';
+    this.pad = preprocess.pad ?? 114;
     this.output = new Float32Array(3 * width * height);
     this.acc = new Float32Array(width * 3);
     // planeOf[source channel] = output plane; gain/offset indexed by source channel, folded from mean/std.
@@ -87,19 +101,14 @@ export class Preprocessor {
     if (data.length < sw * sh * 3) {
       throw new RangeError(`frame of ${sw}x${sh} needs ${sw * sh * 3} bytes of RGB24, got ${data.length}`);
     }
-    if (sw !== this.srcWidth || sh !== this.srcHeight || !this.xTable || !this.yTable) {
-      this.xTable = axisTable(sw, this.width);
-      this.yTable = axisTable(sh, this.height);
-      this.rows = new Float32Array(sh * this.width * 3);
-      this.srcWidth = sw;
-      this.srcHeight = sh;
-    }
-    const dw = this.width;
-    const dh = this.height;
+    if (sw !== this.srcWidth || sh !== this.srcHeight || !this.xTable || !this.yTable) this.resize(sw, sh);
+    const { padX, padY } = this.mapping;
+    const dw = this.xTable!.start.length;
+    const dh = this.yTable!.start.length;
     const rows = this.rows;
 
     // Horizontal pass: every source row resampled to the output width, interleaved RGB floats.
-    const { start: xStart, count: xCount, taps: xTaps, weights: xWeights } = this.xTable;
+    const { start: xStart, count: xCount, taps: xTaps, weights: xWeights } = this.xTable!;
     for (let y = 0; y < sh; y++) {
       const srcRow = y * sw * 3;
       const dstRow = y * dw * 3;
@@ -124,10 +133,10 @@ export class Preprocessor {
     }
 
     // Vertical pass: accumulate weighted rows, then normalise into the three output planes.
-    const { start: yStart, count: yCount, taps: yTaps, weights: yWeights } = this.yTable;
+    const { start: yStart, count: yCount, taps: yTaps, weights: yWeights } = this.yTable!;
     const acc = this.acc;
     const out = this.output;
-    const plane = dw * dh;
+    const plane = this.width * this.height;
     const rowLen = dw * 3;
     const p0 = this.planeOf[0]! * plane;
     const p1 = this.planeOf[1]! * plane;
@@ -145,7 +154,7 @@ export class Preprocessor {
         src += rowLen;
         for (let i = 0; i < rowLen; i++) acc[i]! += rows[src + i]! * w;
       }
-      const line = y * dw;
+      const line = (y + padY) * this.width + padX;
       for (let x = 0; x < dw; x++) {
         out[p0 + line + x] = acc[x * 3]! * g0 + o0;
         out[p1 + line + x] = acc[x * 3 + 1]! * g1 + o1;
@@ -153,5 +162,30 @@ export class Preprocessor {
       }
     }
     return out;
+  }
+
+  /** New weight tables for a new frame size; with letterbox also the border, which later frames never overwrite. */
+  private resize(sw: number, sh: number): void {
+    let iw = this.width;
+    let ih = this.height;
+    let padX = 0;
+    let padY = 0;
+    if (this.letterbox) {
+      const scale = Math.min(this.width / sw, this.height / sh);
+      iw = Math.max(1, Math.min(this.width, Math.round(sw * scale)));
+      ih = Math.max(1, Math.min(this.height, Math.round(sh * scale)));
+      padX = (this.width - iw) >> 1;
+      padY = (this.height - ih) >> 1;
+      const plane = this.width * this.height;
+      for (let c = 0; c < 3; c++) {
+        this.output.fill(this.pad * this.gain[c]! + this.offset[c]!, this.planeOf[c]! * plane, (this.planeOf[c]! + 1) * plane);
+      }
+    }
+    this.xTable = axisTable(sw, iw);
+    this.yTable = axisTable(sh, ih);
+    this.rows = new Float32Array(sh * iw * 3);
+    this.srcWidth = sw;
+    this.srcHeight = sh;
+    this.mapping = { scaleX: iw / sw, scaleY: ih / sh, padX, padY };
   }
 }

@@ -13,6 +13,8 @@ export interface VideoFrame extends RgbFrame {
 export interface VideoInfo {
   width: number;
   height: number;
+  /** Seconds, when the container states it. */
+  duration?: number;
 }
 
 export class VideoError extends Error {
@@ -34,13 +36,15 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout
 /** Width and height of the first video stream, from ffprobe (part of Debian's ffmpeg). */
 export async function probeVideo(file: string): Promise<VideoInfo> {
   const { code, stdout, stderr } = await run('ffprobe', [
-    '-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height', '-of', 'json', file,
+    '-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height:format=duration', '-of', 'json', file,
   ]);
-  const stream = code === 0 ? (JSON.parse(stdout) as { streams?: { width?: number; height?: number }[] }).streams?.[0] : undefined;
+  const info = code === 0 ? (JSON.parse(stdout) as { streams?: { width?: number; height?: number }[]; format?: { duration?: string } }) : undefined;
+  const stream = info?.streams?.[0];
   if (!stream?.width || !stream.height) {
     throw new VideoError(`${file} is not a readable video${stderr.trim() ? `: ${stderr.trim().split('\n').pop()}` : ' (no video stream)'}`);
   }
-  return { width: stream.width, height: stream.height };
+  const duration = Number(info?.format?.duration);
+  return { width: stream.width, height: stream.height, ...(duration > 0 ? { duration } : {}) };
 }
 
 export interface ReadVideoOptions {
@@ -50,6 +54,10 @@ export interface ReadVideoOptions {
   maxFrames?: number;
   /** `ts` of the frame at time 0 (ms since the epoch); default: when reading starts. */
   startTs?: number;
+  /** Read from this many seconds into the video (default 0); `time` still counts from the video's start. */
+  start?: number;
+  /** Stop at this many seconds into the video (default: its end). */
+  end?: number;
 }
 
 /**
@@ -62,7 +70,12 @@ export async function* readVideoFrames(file: string, opts: ReadVideoOptions): As
   const { width, height } = await probeVideo(file);
   const frameBytes = width * height * 3;
   const startTs = opts.startTs ?? Date.now();
-  const args = ['-hide_banner', '-loglevel', 'error', '-nostdin', '-i', file, '-an', '-sn', '-vf', `fps=${opts.fps}`];
+  const start = opts.start ?? 0;
+  if (!(start >= 0) || (opts.end !== undefined && !(opts.end > start))) throw new RangeError(`need 0 <= start < end, got start ${start}, end ${opts.end}`);
+  // -ss before -i seeks by decoding from the previous keyframe, so the first frame is the one at `start`.
+  const args = ['-hide_banner', '-loglevel', 'error', '-nostdin', '-ss', String(start), '-i', file, '-an', '-sn'];
+  if (opts.end !== undefined) args.push('-t', String(opts.end - start));
+  args.push('-vf', `fps=${opts.fps}`);
   if (opts.maxFrames !== undefined) args.push('-frames:v', String(opts.maxFrames));
   args.push('-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
   const child = spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -87,7 +100,7 @@ export async function* readVideoFrames(file: string, opts: ReadVideoOptions): As
         filled += n;
         off += n;
         if (filled === frameBytes) {
-          const time = index / opts.fps;
+          const time = start + index / opts.fps;
           yield { width, height, data: frame, ts: startTs + time * 1000, index, time };
           index++;
           frame = Buffer.allocUnsafe(frameBytes);

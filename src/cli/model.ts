@@ -1,0 +1,400 @@
+import { readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import { CALIBRATION_METHODS, type CalibrationMethod } from '../model/calibrate.js';
+import { compareDetections, type FrameDetections } from '../model/compare.js';
+import { readFrameSet, type FrameSet } from '../model/frames.js';
+import { buildInt8, calibrateModel, int8Entry, writeCalibrationRecord } from '../model/int8.js';
+import { readModel } from '../model/onnx.js';
+import { classNamesFromMetadata, installModel, onnxInfo } from '../model/registry.js';
+import {
+  DECODER_KINDS, defaultModelsDir, loadManifest, loadModelSession, ModelError, openDetector, resolveModel,
+  type DecoderSpec, type Detector, type ModelSpec, type Preprocess,
+} from '../vision/index.js';
+import type { CommandIo } from './detect.js';
+
+const help = `usage: edgepatrol model <command> [options]
+
+  list                      the models in the manifest: name, precision, decoder, input, sha256, source
+  verify [name…]            check each model's sha256 and run a test inference (default: every model)
+  bench [name…]             ms/inference of each model on one real frame, models interleaved
+      --threads 1,2           intra-op thread counts to measure (default 1,2)
+      --runs N                timed runs per model and thread count (default 20)
+  add <file.onnx> --decoder nanodet|yolov5|yolov8
+                            copy a model into the models folder and write its manifest entry (sha256 computed);
+                            it must load and pass a test inference first, so a broken file never replaces a model
+      --name NAME             manifest name (default: the file name without .onnx)
+      --labels FILE           class names, one a line (default: the ONNX metadata 'names', as Ultralytics writes)
+      --resize stretch|letterbox  (default: letterbox for YOLO, stretch for NanoDet)
+      --channels rgb|bgr --mean R,G,B --std R,G,B   input normalisation (default YOLO: rgb, 0, 255)
+      --strides 8,16,32 --reg-max 10               NanoDet head (defaults shown)
+      --default               make it the default model
+  quantize <model> --calib <dir-or-video>
+                            static INT8 (QDQ) model from an fp32 model in the manifest, calibrated on real frames
+      --frames N              calibration frames (default 40)
+      --start S --end S       video only: calibrate on this stretch, in seconds (keep other frames for compare)
+      --method minmax|percentile|entropy   activation ranges (default percentile)
+      --keep-float NODE       keep a node float (repeatable; the decoder head is always float)
+      --quantize-head         also quantize the convs that feed the decoder head
+      --out NAME              manifest name of the INT8 model (default: <model>-int8)
+      --default               make it the default model
+  compare <a> <b> --frames <dir-or-video>
+                            a against b's detections as reference (IoU >= 0.5, same class): precision, recall,
+                            F1, mAP@0.5 and score drift; use frames that calibration did not see
+      --count N               frames (default 60)   --start S --end S   video stretch in seconds
+      --threshold S           operating score threshold of both (default 0.35)
+      --json                  one JSON document instead of text
+common: --models-dir DIR (default: the project's models/), --threads N (default 2, bench excepted)
+exit codes: 0 done, 1 bad usage or a failed check (verify prints every failure)
+`;
+
+class UsageError extends Error {}
+
+function number(name: string, value: string | undefined, opts: { integer?: boolean; min?: number } = {}): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || (opts.integer && !Number.isInteger(n)) || n < (opts.min ?? -Infinity)) {
+    throw new UsageError(`--${name} must be ${opts.integer ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got '${value}'`);
+  }
+  return n;
+}
+
+function triple(name: string, value: string | undefined): [number, number, number] | undefined {
+  if (value === undefined) return undefined;
+  const parts = value.split(',').map(Number);
+  if (parts.length !== 3 || parts.some((p) => !Number.isFinite(p))) throw new UsageError(`--${name} takes three numbers R,G,B, got '${value}'`);
+  return parts as [number, number, number];
+}
+
+const options = {
+  'models-dir': { type: 'string' },
+  threads: { type: 'string' },
+  runs: { type: 'string' },
+  decoder: { type: 'string' },
+  name: { type: 'string' },
+  labels: { type: 'string' },
+  resize: { type: 'string' },
+  channels: { type: 'string' },
+  mean: { type: 'string' },
+  std: { type: 'string' },
+  strides: { type: 'string' },
+  'reg-max': { type: 'string' },
+  default: { type: 'boolean' },
+  calib: { type: 'string' },
+  frames: { type: 'string' },
+  count: { type: 'string' },
+  start: { type: 'string' },
+  end: { type: 'string' },
+  method: { type: 'string' },
+  'keep-float': { type: 'string', multiple: true },
+  'quantize-head': { type: 'boolean' },
+  out: { type: 'string' },
+  threshold: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values'];
+
+export async function modelCommand(argv: string[], io: CommandIo = process): Promise<number> {
+  const [sub, ...rest] = argv;
+  let values: Values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: rest, options, allowPositionals: true }));
+  } catch (err) {
+    io.stderr.write(`edgepatrol model: ${(err as Error).message}\n\n${help}`);
+    return 1;
+  }
+  if (!sub || sub === '--help' || sub === '-h' || values.help) {
+    io.stdout.write(help);
+    return sub ? 0 : 1;
+  }
+  const modelsDir = values['models-dir'] ?? defaultModelsDir();
+  try {
+    switch (sub) {
+      case 'list': return list(modelsDir, io);
+      case 'verify': return await verify(modelsDir, positionals, io);
+      case 'bench': return await bench(modelsDir, positionals, values, io);
+      case 'add': return await add(modelsDir, positionals, values, io);
+      case 'quantize': return await quantize(modelsDir, positionals, values, io);
+      case 'compare': return await compare(modelsDir, positionals, values, io);
+      default: throw new UsageError(`unknown command '${sub}'`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`edgepatrol model ${sub}: ${err.message}\n\n${help}`);
+      return 1;
+    }
+    // ModelError and frame-reading errors already name the file and what to do.
+    io.stderr.write(`edgepatrol model ${sub}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
+function list(modelsDir: string, io: CommandIo): number {
+  const manifest = loadManifest(modelsDir);
+  io.stdout.write(`${'name'.padEnd(20)}${'precision'.padEnd(10)}${'decoder'.padEnd(9)}${'input'.padEnd(10)}${'classes'.padEnd(8)}${'sha256'.padEnd(14)}source\n`);
+  for (const [name, m] of Object.entries(manifest.models)) {
+    const q = m.quantization as { from?: string; method?: string } | undefined;
+    const source = q ? `quantized from ${q.from} (${q.method})` : String((m.source as { npm?: string } | undefined)?.npm ?? (m.source as { file?: string } | undefined)?.file ?? '');
+    io.stdout.write(
+      `${(name + (name === manifest.default ? ' *' : '')).padEnd(20)}${m.precision.padEnd(10)}${m.decoder.kind.padEnd(9)}` +
+        `${`${m.input.shape[3]}x${m.input.shape[2]}`.padEnd(10)}${String(m.classes.length).padEnd(8)}${`${m.sha256.slice(0, 12)}`.padEnd(14)}${source}\n`,
+    );
+  }
+  io.stdout.write('* default model\n');
+  return 0;
+}
+
+async function verify(modelsDir: string, names: string[], io: CommandIo): Promise<number> {
+  const manifest = loadManifest(modelsDir);
+  let failed = 0;
+  for (const name of names.length ? names : Object.keys(manifest.models)) {
+    const t0 = performance.now();
+    try {
+      const s = await loadModelSession(resolveModel(manifest, name), 1);
+      await s.session.release();
+      io.stdout.write(`ok      ${name}: sha256 matches, test inference gave [${s.outputDims.join(',')}] for decoder ${s.model.spec.decoder.kind} (${(performance.now() - t0).toFixed(0)} ms)\n`);
+    } catch (err) {
+      failed++;
+      io.stdout.write(`FAILED  ${name}: ${(err as Error).message}\n`);
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+/** One real frame of the sample clip (or a flat grey one when it is absent) as each model's input. */
+async function benchInput(modelsDir: string, spec: ModelSpec): Promise<Float32Array> {
+  const { Preprocessor } = await import('../vision/preprocess.js');
+  const [, , h, w] = spec.input.shape;
+  const pre = new Preprocessor(w, h, spec.preprocess);
+  const clip = join(modelsDir, '..', 'assets', 'vtest.avi');
+  try {
+    for await (const img of readFrameSet({ path: clip, frames: 1, start: 20, end: 21 })) return pre.run(img).slice();
+  } catch {
+    // No clip on this machine: a grey frame still times the model.
+  }
+  return pre.run({ width: w, height: h, data: new Uint8Array(w * h * 3).fill(128) }).slice();
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/**
+ * Median ms/inference of each model at each thread count. Models alternate run by run, so load from other
+ * processes hits them alike and the ratios (against the first model) are fair on a busy machine.
+ */
+export async function benchModels(modelsDir: string, names: string[], threadCounts: number[], runs: number):
+  Promise<{ threads: number; results: { name: string; precision: string; ms: number }[] }[]> {
+  const manifest = loadManifest(modelsDir);
+  const models = names.map((n) => resolveModel(manifest, n));
+  const out = [];
+  for (const threads of threadCounts) {
+    const sessions = [];
+    for (const m of models) sessions.push({ m, s: await loadModelSession(m, threads), x: await benchInput(modelsDir, m.spec) });
+    try {
+      const times = sessions.map(() => [] as number[]);
+      for (const { m, s, x } of sessions) for (let i = 0; i < 3; i++) await s.session.run({ [m.spec.input.name]: new ort.Tensor('float32', x, [...m.spec.input.shape]) });
+      for (let r = 0; r < runs; r++) {
+        for (let k = 0; k < sessions.length; k++) {
+          const { m, s, x } = sessions[k]!;
+          const feed = { [m.spec.input.name]: new ort.Tensor('float32', x, [...m.spec.input.shape]) };
+          const t0 = performance.now();
+          await s.session.run(feed);
+          times[k]!.push(performance.now() - t0);
+        }
+      }
+      out.push({ threads, results: sessions.map(({ m }, k) => ({ name: m.name, precision: m.spec.precision, ms: median(times[k]!) })) });
+    } finally {
+      for (const { s } of sessions) await s.session.release();
+    }
+  }
+  return out;
+}
+
+async function bench(modelsDir: string, names: string[], values: Values, io: CommandIo): Promise<number> {
+  const manifest = loadManifest(modelsDir);
+  const chosen = names.length ? names : Object.keys(manifest.models);
+  const threads = (values.threads ?? '1,2').split(',').map((t) => number('threads', t, { integer: true, min: 1 })!);
+  const runs = number('runs', values.runs, { integer: true, min: 1 }) ?? 20;
+  for (const { threads: n, results } of await benchModels(modelsDir, chosen, threads, runs)) {
+    const base = results[0]!;
+    for (const r of results) {
+      io.stdout.write(`${String(n).padStart(2)} threads  ${r.name.padEnd(20)}${r.precision.padEnd(6)}${r.ms.toFixed(2).padStart(9)} ms/inference` +
+        `${r === base ? '' : `   ${(base.ms / r.ms).toFixed(2)}x ${base.name}'s speed`}\n`);
+    }
+  }
+  io.stdout.write(`(${runs} interleaved runs per model, medians, node ${process.version}, onnxruntime CPU)\n`);
+  return 0;
+}
+
+function defaultPreprocess(kind: DecoderSpec['kind']): Preprocess {
+  return kind === 'nanodet'
+    ? { resize: 'stretch', channels: 'bgr', mean: [103.53, 116.28, 123.675], std: [57.375, 57.12, 58.395] }
+    : { resize: 'letterbox', pad: 114, channels: 'rgb', mean: [0, 0, 0], std: [255, 255, 255] };
+}
+
+async function add(modelsDir: string, positionals: string[], values: Values, io: CommandIo): Promise<number> {
+  if (positionals.length !== 1) throw new UsageError('one .onnx file expected');
+  const file = positionals[0]!;
+  const kind = values.decoder;
+  if (!kind || !(DECODER_KINDS as readonly string[]).includes(kind)) throw new UsageError(`--decoder must be one of ${DECODER_KINDS.join(', ')}`);
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    throw new Error(`cannot read model file ${file}: ${(err as Error).message}`);
+  }
+  let info;
+  try {
+    info = onnxInfo(bytes);
+  } catch (err) {
+    throw new ModelError(`${file} is not an ONNX model: ${(err as Error).message}`, file);
+  }
+  const input = info.inputs[0];
+  const output = info.outputs[0];
+  if (info.inputs.length !== 1 || !input || input.dims.length !== 4 || (input.dims[1] !== null && input.dims[1] !== 3)) {
+    throw new ModelError(`${file}: expected one image input [1,3,H,W], found ${JSON.stringify(info.inputs)}`, file);
+  }
+  const h = input.dims[2] ?? 640;
+  const w = input.dims[3] ?? 640;
+  let classes: string[] | undefined;
+  if (values.labels) {
+    classes = (await readFile(values.labels, 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean);
+  } else {
+    classes = classNamesFromMetadata(info.metadata);
+    if (!classes) throw new UsageError(`${file} has no class names in its metadata ('names'); give them with --labels FILE (one a line)`);
+  }
+  if (!output) throw new ModelError(`${file} has no output`, file);
+  // The real output dims, from one inference: exports often leave the box count symbolic.
+  let dims: number[];
+  const probe = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1 });
+  try {
+    const out = (await probe.run({ [input.name]: new ort.Tensor('float32', new Float32Array(3 * w * h), [1, 3, h, w]) }))[output.name]!;
+    dims = out.dims.map(Number);
+  } catch (err) {
+    throw new ModelError(`${file} failed a test inference on a ${w}x${h} input: ${(err as Error).message}`, file);
+  } finally {
+    await probe.release();
+  }
+  const decoder: DecoderSpec = kind === 'nanodet'
+    ? {
+      kind,
+      strides: values.strides ? values.strides.split(',').map((s) => number('strides', s, { integer: true, min: 1 })!) : [8, 16, 32],
+      regMax: number('reg-max', values['reg-max'], { integer: true, min: 1 }) ?? 10,
+      numClasses: classes.length,
+    }
+    : { kind: kind as 'yolov5' | 'yolov8', numClasses: classes.length };
+  const base = defaultPreprocess(decoder.kind);
+  const resize = values.resize ?? base.resize;
+  if (resize !== 'stretch' && resize !== 'letterbox') throw new UsageError(`--resize must be stretch or letterbox, got '${resize}'`);
+  const channels = values.channels ?? base.channels;
+  if (channels !== 'rgb' && channels !== 'bgr') throw new UsageError(`--channels must be rgb or bgr, got '${channels}'`);
+  const preprocess: Preprocess = { ...base, resize, channels, mean: triple('mean', values.mean) ?? base.mean, std: triple('std', values.std) ?? base.std };
+  if (resize === 'stretch') delete preprocess.pad;
+  const name = values.name ?? basename(file).replace(/\.onnx$/i, '');
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new UsageError(`model name '${name}' must be letters, digits, '.', '_' or '-'`);
+  const shape = dims.length === 3 ? (dims as [number, number, number]) : undefined;
+  if (!shape) throw new ModelError(`${file}: output '${output.name}' has shape [${dims.join(',')}]; every supported decoder reads a 3-d output`, file);
+  const entry = {
+    format: 'onnx' as const,
+    precision: 'fp32',
+    input: { name: input.name, shape: [1, 3, h, w] as [1, 3, number, number], layout: 'NCHW' as const },
+    output: { name: output.name, shape: shape as [1, number, number] },
+    preprocess,
+    decoder,
+    classes,
+    source: { file: basename(file), ...(info.metadata.description ? { description: info.metadata.description } : {}), addedBy: 'edgepatrol model add' },
+  };
+  const done = await installModel({ modelsDir, name, bytes, entry, makeDefault: values.default ?? false });
+  io.stdout.write(`added ${name}: ${done.path} (sha256 ${done.sha256}), decoder ${decoder.kind}, ${classes.length} classes, output [${dims.join(',')}]${values.default ? ', now the default' : ''}\n`);
+  return 0;
+}
+
+function frameSet(path: string | undefined, count: number, values: Values, what: string): FrameSet {
+  if (!path) throw new UsageError(`${what} is required: a folder of images or a video file`);
+  const start = number('start', values.start, { min: 0 });
+  const end = number('end', values.end, { min: 0 });
+  return { path, frames: count, ...(start !== undefined ? { start } : {}), ...(end !== undefined ? { end } : {}) };
+}
+
+async function quantize(modelsDir: string, positionals: string[], values: Values, io: CommandIo): Promise<number> {
+  if (positionals.length !== 1) throw new UsageError('one model name expected (from the manifest, see edgepatrol model list)');
+  const method = (values.method ?? 'percentile') as CalibrationMethod;
+  if (!CALIBRATION_METHODS.includes(method)) throw new UsageError(`--method must be one of ${CALIBRATION_METHODS.join(', ')}`);
+  const threads = number('threads', values.threads, { integer: true, min: 1 }) ?? 2;
+  const frames = frameSet(values.calib, number('frames', values.frames, { integer: true, min: 1 }) ?? 40, values, '--calib');
+  const manifest = loadManifest(modelsDir);
+  const from = resolveModel(manifest, positionals[0]);
+  if (from.spec.precision !== 'fp32') throw new UsageError(`model '${from.name}' is ${from.spec.precision}; quantize its fp32 source instead`);
+  const out = values.out ?? `${from.name}-int8`;
+  // The source must be the file the manifest vouches for; loading it checks that too.
+  const check = await loadModelSession(from, 1);
+  await check.session.release();
+  const fp32 = await readModel(from.path);
+  const t0 = performance.now();
+  const { record, plan } = await calibrateModel(fp32, {
+    from: { name: from.name, spec: from.spec }, frames, method, keepFloat: values['keep-float'] ?? [], quantizeHeadConvs: values['quantize-head'] ?? false, threads,
+  });
+  const calibFile = `${out}.calib.json`;
+  const bytes = buildInt8(fp32, record, `${from.name} quantized to INT8 (QDQ) by edgepatrol model quantize, ${method} calibration`);
+  const done = await installModel({ modelsDir, name: out, bytes, entry: int8Entry(from.spec, record, calibFile, plan), makeDefault: values.default ?? false });
+  await writeCalibrationRecord(join(modelsDir, calibFile), record);
+  io.stdout.write(
+    `quantized ${from.name} → ${out}: ${done.path} (sha256 ${done.sha256}, ${(bytes.length / 1e6).toFixed(1)} MB)\n` +
+      `  ${plan.quantized.length} nodes int8, ${plan.head.length} head nodes and ${plan.keptFloat.length} kept nodes float; ` +
+      `${plan.calibrate.length} activation ranges by ${method} on ${frames.frames} frames of ${frames.path} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n` +
+      `  ranges: ${join(modelsDir, calibFile)}\n  check it: edgepatrol model compare ${out} ${from.name} --frames <frames calibration did not see>\n`,
+  );
+  return 0;
+}
+
+/** Runs a and b over the frame set and measures a against b's detections. */
+export async function compareModels(modelsDir: string, a: string, b: string, set: FrameSet, opts: { threshold?: number; threads?: number } = {}) {
+  const threshold = opts.threshold ?? 0.35;
+  const open = (model: string, scoreThreshold: number): Promise<Detector> => openDetector({ modelsDir, model, threads: opts.threads, scoreThreshold });
+  const detectors: Detector[] = [];
+  try {
+    // a twice: at the operating threshold for precision/recall, and low for the ranking behind mAP.
+    for (const [m, s] of [[a, threshold], [a, 0.05], [b, threshold]] as const) detectors.push(await open(m, s));
+    const [da, daAll, db] = detectors as [Detector, Detector, Detector];
+    const frames: FrameDetections[] = [];
+    for await (const img of readFrameSet(set)) {
+      const frame = { width: img.width, height: img.height, data: Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength), ts: 0 };
+      frames.push({ a: await da.detect(frame), aAll: await daAll.detect(frame), b: await db.detect(frame) });
+    }
+    return { a: da.model, b: db.model, threshold, ...compareDetections(frames) };
+  } finally {
+    for (const d of detectors) await d.close();
+  }
+}
+
+async function compare(modelsDir: string, positionals: string[], values: Values, io: CommandIo): Promise<number> {
+  if (positionals.length !== 2) throw new UsageError('two model names expected: the one to judge, then the reference');
+  const set = frameSet(values.frames, number('count', values.count, { integer: true, min: 1 }) ?? 60, values, '--frames');
+  const threshold = number('threshold', values.threshold, { min: 0 });
+  const r = await compareModels(modelsDir, positionals[0]!, positionals[1]!, set, { threshold, threads: number('threads', values.threads, { integer: true, min: 1 }) });
+  if (values.json) {
+    io.stdout.write(`${JSON.stringify(r)}\n`);
+    return 0;
+  }
+  const classes = resolveModel(loadManifest(modelsDir), positionals[1]).classes;
+  const pct = (v: number): string => v.toFixed(4);
+  io.stdout.write(
+    `${r.a.name} (${r.a.sha256.slice(0, 12)}) against ${r.b.name} (${r.b.sha256.slice(0, 12)}) as reference, ${r.frames} frames of ${set.path}` +
+      `${set.start !== undefined || set.end !== undefined ? ` from ${set.start ?? 0} s to ${set.end ?? 'the end'}` : ''}, score >= ${r.threshold}, IoU >= 0.5, same class\n` +
+      `reference boxes ${r.reference}, detections ${r.detections}, matched ${r.truePositives}\n` +
+      `precision ${pct(r.precision)}  recall ${pct(r.recall)}  F1 ${pct(r.f1)}  mAP@0.5 ${pct(r.map50)}\n` +
+      `score drift over ${r.scoreDrift.pairs} matched pairs: mean ${r.scoreDrift.mean.toFixed(4)}, mean |drift| ${r.scoreDrift.meanAbs.toFixed(4)}, max |drift| ${r.scoreDrift.maxAbs.toFixed(4)}\n`,
+  );
+  for (const [id, c] of Object.entries(r.perClass).sort((x, y) => y[1].reference - x[1].reference)) {
+    io.stdout.write(`  ${(classes[Number(id)] ?? `class${id}`).padEnd(16)} reference ${String(c.reference).padStart(5)}  AP@0.5 ${pct(c.ap)}\n`);
+  }
+  return 0;
+}

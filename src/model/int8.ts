@@ -1,0 +1,105 @@
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import type { ModelSpec } from '../vision/manifest.js';
+import { Preprocessor } from '../vision/preprocess.js';
+import { calibrate, type CalibrationMethod } from './calibrate.js';
+import { describeFrameSet, readFrameSet, type FrameSet } from './frames.js';
+import { encodeModel, type onnx } from './onnx.js';
+import { planQuantization, quantizeModel, type QuantizationPlan, type Ranges } from './quantize.js';
+
+/**
+ * Everything an INT8 model is built from besides its fp32 source: kept as `<name>.calib.json` next to the
+ * model, so the QDQ model can be rebuilt byte for byte on any machine without running calibration again.
+ */
+export interface CalibrationRecord {
+  schema: 1;
+  /** The fp32 source model (manifest name and the sha256 of its file). */
+  from: { name: string; sha256: string };
+  method: CalibrationMethod;
+  calibration: Record<string, unknown>;
+  keepFloat: string[];
+  quantizeHeadConvs: boolean;
+  ranges: Ranges;
+}
+
+export interface CalibrateOptions {
+  from: { name: string; spec: ModelSpec };
+  frames: FrameSet;
+  method: CalibrationMethod;
+  keepFloat?: string[];
+  quantizeHeadConvs?: boolean;
+  threads?: number;
+}
+
+/** Plans the quantization of `fp32` and calibrates its activation ranges on the frame set. */
+export async function calibrateModel(fp32: onnx.IModelProto, opts: CalibrateOptions): Promise<{ record: CalibrationRecord; plan: QuantizationPlan }> {
+  const keepFloat = opts.keepFloat ?? [];
+  const quantizeHeadConvs = opts.quantizeHeadConvs ?? false;
+  const plan = planQuantization(fp32, { keepFloat, quantizeHeadConvs });
+  const { spec } = opts.from;
+  const [, , height, width] = spec.input.shape;
+  const pre = new Preprocessor(width, height, spec.preprocess);
+  const ranges = await calibrate(fp32, plan.calibrate, {
+    method: opts.method,
+    threads: opts.threads,
+    async *inputs() {
+      for await (const img of readFrameSet(opts.frames)) yield pre.run(img).slice();
+    },
+  });
+  const record: CalibrationRecord = {
+    schema: 1,
+    from: { name: opts.from.name, sha256: spec.sha256 },
+    method: opts.method,
+    calibration: describeFrameSet(opts.frames),
+    keepFloat,
+    quantizeHeadConvs,
+    ranges,
+  };
+  return { record, plan };
+}
+
+/** The QDQ model's bytes: deterministic for a given fp32 model and record. */
+export function buildInt8(fp32: onnx.IModelProto, record: CalibrationRecord, docString: string): Uint8Array {
+  const plan = planQuantization(fp32, { keepFloat: record.keepFloat, quantizeHeadConvs: record.quantizeHeadConvs });
+  return encodeModel(quantizeModel(fp32, plan, record.ranges, docString));
+}
+
+/** The manifest entry of an INT8 model (without file and sha256): its source's, with the quantization recorded. */
+export function int8Entry(from: ModelSpec, record: CalibrationRecord, calibFile: string, plan: QuantizationPlan): Omit<ModelSpec, 'file' | 'sha256'> {
+  const { file: _file, sha256: _sha, quantization: _q, ...rest } = from;
+  return {
+    ...rest,
+    precision: 'int8',
+    quantization: {
+      format: 'QDQ: weights int8 per channel symmetric, activations uint8 per tensor, bias int32',
+      from: record.from.name,
+      fromSha256: record.from.sha256,
+      method: record.method,
+      calibration: record.calibration,
+      keepFloat: record.keepFloat,
+      floatHead: plan.head,
+      quantizedNodes: plan.quantized.length,
+      ranges: calibFile,
+    },
+  };
+}
+
+export async function readCalibrationRecord(file: string): Promise<CalibrationRecord> {
+  let rec: CalibrationRecord;
+  try {
+    rec = JSON.parse(await readFile(file, 'utf8')) as CalibrationRecord;
+  } catch (err) {
+    throw new Error(`cannot read calibration record ${file}: ${(err as Error).message}`);
+  }
+  if (rec.schema !== 1 || typeof rec.ranges !== 'object' || !rec.from?.sha256) throw new Error(`${file} is not a calibration record (schema 1 with from and ranges)`);
+  return rec;
+}
+
+export async function writeCalibrationRecord(file: string, rec: CalibrationRecord): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  // One range per line keeps a diff of two calibrations readable.
+  const ranges = Object.entries(rec.ranges).map(([k, v]) => `    ${JSON.stringify(k)}: [${v[0]}, ${v[1]}]`).join(',\n');
+  const { ranges: _r, ...head } = rec;
+  const text = JSON.stringify(head, null, 2).replace(/\n}$/, `,\n  "ranges": {\n${ranges}\n  }\n}\n`);
+  await writeFile(tmp, text);
+  await rename(tmp, file);
+}
