@@ -29,8 +29,8 @@ export function referenceKey(zone: ZoneConfig, rule: RuleConfig): string {
 }
 
 /** A scene_change reference that cannot be used; the message names camera, zone, rule and file. */
-export class ReferenceError extends Error {
-  override name = 'ReferenceError';
+export class SceneReferenceError extends Error {
+  override name = 'SceneReferenceError';
 }
 
 type Evaluator = (ts: number, tracks: readonly Track[], thumb: () => Thumb | null) => RuleHit | RuleHit[] | null;
@@ -89,7 +89,7 @@ export class CameraRules {
       case 'scene_change': {
         const reference = references?.get(referenceKey(zone, rule));
         if (!reference) {
-          throw new ReferenceError(`camera ${camera.id}, zone ${zone.id}, rule ${rule.id}: the scene_change reference ${rule.reference} is not loaded; create the rules with CameraRules.open()`);
+          throw new SceneReferenceError(`camera ${camera.id}, zone ${zone.id}, rule ${rule.id}: the scene_change reference ${rule.reference} is not loaded; create the rules with CameraRules.open()`);
         }
         const observer = new SceneChangeObserver(zone, rule, reference);
         return (ts, tracks, thumb) => {
@@ -139,11 +139,11 @@ async function loadReference(camera: CameraConfig, zone: ZoneConfig, rule: Scene
   try {
     img = await decodeImage(rule.reference);
   } catch (err) {
-    throw new ReferenceError(`${where}: cannot read the scene_change reference ${rule.reference} (${(err as Error).message}); ${fix}`);
+    throw new SceneReferenceError(`${where}: cannot read the scene_change reference ${rule.reference} (${(err as Error).message}); ${fix}`);
   }
   const want = camera.detect.width / camera.detect.height;
   if (Math.abs(img.width / img.height - want) / want > ASPECT_TOLERANCE) {
-    throw new ReferenceError(`${where}: the reference ${rule.reference} is ${img.width}×${img.height}, not the camera's aspect ratio ${camera.detect.width}:${camera.detect.height}; it must show the whole camera view; ${fix}`);
+    throw new SceneReferenceError(`${where}: the reference ${rule.reference} is ${img.width}×${img.height}, not the camera's aspect ratio ${camera.detect.width}:${camera.detect.height}; it must show the whole camera view; ${fix}`);
   }
   return greyThumb(img);
 }

@@ -1,4 +1,4 @@
-export { CameraRules, OCCLUSION_SECONDS, ReferenceError, referenceKey, type CameraRulesOptions } from './camera.js';
+export { CameraRules, OCCLUSION_SECONDS, SceneReferenceError, referenceKey, type CameraRulesOptions } from './camera.js';
 export type { RuleHit, RuleObject, EventState } from './hit.js';
 export { groundPoint, pointInPolygon, polygonProblem, sideOf, type Point, type Box } from './geometry.js';
 export { inSchedule, localTime } from './schedule.js';

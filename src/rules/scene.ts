@@ -39,8 +39,9 @@ export function greyThumb(img: { width: number; height: number; data: Uint8Array
 const MIN_VISIBLE = 0.3;
 
 /**
- * How much of a zone differs from its reference. Overall brightness is matched first (the zone's mean scaled to
- * the reference's), so dusk or a cloud does not count as change; pixels under `exclude` boxes are left out.
+ * How much of a zone differs from its reference. Overall brightness is matched first (the current zone scaled by
+ * the median ratio of reference to current brightness), so dusk or a cloud does not count as change; pixels under
+ * `exclude` boxes are left out.
  */
 export function sceneDifference(current: Thumb, reference: Thumb, zonePixels: readonly number[], exclude: readonly Box[], pixelThreshold: number):
   { fraction: number; visible: number } {
@@ -51,10 +52,12 @@ export function sceneDifference(current: Thumb, reference: Thumb, zonePixels: re
   };
   const used = exclude.length ? zonePixels.filter((i) => !covered(i)) : zonePixels;
   if (used.length === 0 || used.length < zonePixels.length * MIN_VISIBLE) return { fraction: 0, visible: used.length / Math.max(1, zonePixels.length) };
-  let sumCur = 0;
-  let sumRef = 0;
-  for (const i of used) { sumCur += current[i]!; sumRef += reference[i]!; }
-  const gain = sumCur > 0 ? sumRef / sumCur : 1;
+  // The median brightness ratio, not the ratio of means: a large change (a heap of rubbish) must not
+  // shift the brightness match of the unchanged rest of the zone.
+  const ratios = new Float32Array(used.length);
+  used.forEach((i, k) => { ratios[k] = (reference[i]! + 1) / (current[i]! + 1); });
+  ratios.sort();
+  const gain = ratios[ratios.length >> 1]!;
   const limit = pixelThreshold * 255;
   let changed = 0;
   for (const i of used) if (Math.abs(current[i]! * gain - reference[i]!) > limit) changed++;

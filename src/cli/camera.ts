@@ -1,0 +1,88 @@
+import { writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { grabFrame } from '../ingest/index.js';
+import { drawAnnotations, ZONE_COLOR } from '../evidence/annotate.js';
+import { drawLabel, styleFor } from '../evidence/draw.js';
+import { encodeJpeg } from '../evidence/jpeg.js';
+import type { Canvas } from '../evidence/draw.js';
+import type { CameraConfig } from '../config/index.js';
+import { formatLocal } from '../agent/recorder.js';
+import { cameraFromConfig, reportFailure, EXIT, UsageError, type CommandIo } from './rules.js';
+
+const help = `usage: edgepatrol camera snapshot <camera> --config <file> [--annotate out.jpg] [--out clean.jpg]
+
+Grabs one current frame from the camera's stream (or its video file) and writes it:
+  --annotate FILE   with every zone (yellow, with its id), mask (grey) and line_cross line (blue, the arrow
+                    points forward) drawn on it, to check them against the scene
+  --out FILE        untouched, e.g. as the reference image of a scene_change rule
+  --config FILE     the gateway's YAML config (see docs/config.md)
+  --timeout S       give up after S seconds (default 10)
+exit codes: 0 written, 1 bad usage or no frame, 2 invalid config
+`;
+
+function parse(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      annotate: { type: 'string' },
+      out: { type: 'string' },
+      timeout: { type: 'string' },
+      'models-dir': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return { help: true as const };
+  const [sub, camera, ...extra] = positionals;
+  if (sub !== 'snapshot') throw new UsageError(sub ? `unknown sub-command 'camera ${sub}'` : 'a sub-command is required: camera snapshot');
+  if (!camera || extra.length) throw new UsageError('exactly one camera id expected');
+  if (!values.config) throw new UsageError('--config <file> is required');
+  if (!values.annotate && !values.out) throw new UsageError('nothing to write: give --annotate FILE and/or --out FILE');
+  const timeout = values.timeout === undefined ? 10 : Number(values.timeout);
+  if (!(timeout > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got '${values.timeout}'`);
+  return { help: false as const, camera, config: values.config, annotate: values.annotate, out: values.out, timeoutMs: timeout * 1000, modelsDir: values['models-dir'] };
+}
+
+/** Draws every zone, mask and line of the camera, each zone labelled with its id and rules. */
+export function drawCameraLayout(img: Canvas, camera: CameraConfig, ts: number): void {
+  for (const zone of camera.zones) {
+    const lines = zone.rules.flatMap((r) => (r.kind === 'line_cross' ? [r.line] : []));
+    drawAnnotations(img, { title: '', zone: zone.polygon, masks: zone.masks, objects: [] });
+    for (const l of lines) drawAnnotations(img, { title: '', line: l, objects: [] });
+    // The zone's label sits at its top-left-most point, as a box label would.
+    const corner = [...zone.polygon].sort((a, b) => a[0] + a[1] - (b[0] + b[1]))[0]!;
+    const label = `${zone.id}: ${zone.rules.map((r) => `${r.id} (${r.kind})`).join(', ') || 'no rules'}`;
+    drawLabel(img, corner[0] * img.width, corner[1] * img.height, label, { color: [0, 0, 0], background: ZONE_COLOR, scale: styleFor(img).scale });
+  }
+  // The caption last, so no zone label covers it.
+  drawAnnotations(img, { title: `${camera.name} | ${formatLocal(ts, camera.timezone)}`, objects: [] });
+}
+
+export async function cameraCommand(argv: string[], io: CommandIo = process): Promise<number> {
+  let opts: ReturnType<typeof parse>;
+  try {
+    opts = parse(argv);
+  } catch (err) {
+    return reportFailure('camera', err instanceof UsageError ? err : new UsageError((err as Error).message), io, help);
+  }
+  if (opts.help) { io.stdout.write(help); return EXIT.ok; }
+  try {
+    const { camera } = cameraFromConfig(opts.config, opts.camera, opts.modelsDir);
+    const url = camera.source.file ?? camera.source.url;
+    const frame = await grabFrame({ cameraId: camera.id, url, timeoutMs: opts.timeoutMs });
+    if (opts.out) {
+      await writeFile(opts.out, await encodeJpeg(frame, 92));
+      io.stdout.write(`wrote ${opts.out} (${frame.width}×${frame.height})\n`);
+    }
+    if (opts.annotate) {
+      const img: Canvas = { width: frame.width, height: frame.height, data: Buffer.from(frame.data) };
+      drawCameraLayout(img, camera, frame.ts);
+      await writeFile(opts.annotate, await encodeJpeg(img, 90));
+      io.stdout.write(`wrote ${opts.annotate} (${frame.width}×${frame.height}, ${camera.zones.length} zone${camera.zones.length === 1 ? '' : 's'})\n`);
+    }
+    return EXIT.ok;
+  } catch (err) {
+    return reportFailure('camera', err, io, help);
+  }
+}

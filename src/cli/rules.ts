@@ -1,0 +1,142 @@
+import { parseArgs } from 'node:util';
+import { access, mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { join } from 'node:path';
+import { loadConfig, ConfigError, formatConfigError, checkClasses, type Config, type CameraConfig } from '../config/index.js';
+import { loadManifest, openDetector, resolveModel, ModelError, type Detector } from '../vision/index.js';
+import { readVideoFrames } from '../vision/video.js';
+import { CameraRules, SceneReferenceError, type RuleHit } from '../rules/index.js';
+import { annotateEvidence } from '../evidence/annotate.js';
+import { writeFile } from 'node:fs/promises';
+import { formatLocal } from '../agent/recorder.js';
+
+/** Where a command writes; the CLI passes the process streams, tests pass collectors. */
+export interface CommandIo {
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown };
+}
+
+/** Exit codes shared by the camera and rules commands. */
+export const EXIT = { ok: 0, usage: 1, config: 2, model: 3 } as const;
+
+export class UsageError extends Error {}
+
+/**
+ * Loads the config and picks one camera, checking rule classes against the model when `classesOf` is given.
+ * Throws ConfigError (exit 2), ModelError (exit 3) or UsageError (exit 1) for the caller to report.
+ */
+export function cameraFromConfig(configFile: string, cameraId: string, modelsDir?: string): { config: Config; camera: CameraConfig } {
+  const config = loadConfig(configFile);
+  const model = resolveModel(loadManifest(modelsDir), config.model.name);
+  const issues = checkClasses(config, model.classes);
+  if (issues.length) throw new ConfigError(configFile, issues);
+  const camera = config.cameras.find((c) => c.id === cameraId);
+  if (!camera) throw new UsageError(`no camera '${cameraId}' in ${configFile}; its cameras are: ${config.cameras.map((c) => c.id).join(', ')}`);
+  return { config, camera };
+}
+
+/** Reports a failure of a camera/rules command and returns its exit code. */
+export function reportFailure(command: string, err: unknown, io: CommandIo, help: string): number {
+  if (err instanceof ConfigError) { io.stderr.write(formatConfigError(err) + '\n'); return EXIT.config; }
+  if (err instanceof ModelError) { io.stderr.write(`edgepatrol ${command}: ${err.message}\n`); return EXIT.model; }
+  if (err instanceof UsageError) { io.stderr.write(`edgepatrol ${command}: ${err.message}\n\n${help}`); return EXIT.usage; }
+  io.stderr.write(`edgepatrol ${command}: ${err instanceof Error ? err.message : String(err)}\n`);
+  return EXIT.usage;
+}
+
+const help = `usage: edgepatrol rules test <camera> --video <file> --config <file> [options]
+
+Replays a video through the camera's detector, tracker and rules, as the agent would run them, and prints
+every event message that would be sent: time in the video, state, type, zone, rule and objects.
+Nothing is stored or published.
+  --config FILE     the gateway's YAML config (see docs/config.md)
+  --video FILE      the clip to replay; sampled at the camera's detect.fps
+  --start ISO       wall-clock time of the clip's first frame, for schedules (default: now)
+  --evidence DIR    also write each message's annotated evidence JPEG into DIR
+  --json            one JSON object per message instead of text
+  --models-dir DIR  folder with manifest.json and the model files (default: the project's models/)
+exit codes: 0 done, 1 bad usage or unreadable video, 2 invalid config, 3 model missing or refused
+`;
+
+function parse(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      video: { type: 'string' },
+      start: { type: 'string' },
+      evidence: { type: 'string' },
+      json: { type: 'boolean' },
+      'models-dir': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return { help: true as const };
+  const [sub, camera, ...extra] = positionals;
+  if (sub !== 'test') throw new UsageError(sub ? `unknown sub-command 'rules ${sub}'` : 'a sub-command is required: rules test');
+  if (!camera || extra.length) throw new UsageError('exactly one camera id expected');
+  if (!values.config) throw new UsageError('--config <file> is required');
+  if (!values.video) throw new UsageError('--video <file> is required');
+  const start = values.start === undefined ? Date.now() : Date.parse(values.start);
+  if (Number.isNaN(start)) throw new UsageError(`--start must be an ISO time such as 2025-06-06T21:00:00+08:00, got '${values.start}'`);
+  return { help: false as const, camera, config: values.config, video: values.video, start, evidence: values.evidence, json: values.json ?? false, modelsDir: values['models-dir'] };
+}
+
+function line(hit: RuleHit, videoSeconds: number): string {
+  const objects = hit.objects.map((o) => `${o.class}#${o.trackId} ${o.score.toFixed(2)}`).join(', ');
+  const extra = [
+    hit.counts ? `forward ${hit.counts.forward} backward ${hit.counts.backward}` : '',
+    hit.change ? `changed ${Math.round(hit.change.fraction * 100)}% (threshold ${Math.round(hit.change.threshold * 100)}%)` : '',
+  ].filter(Boolean).join(' ');
+  return `${videoSeconds.toFixed(1).padStart(7)}s  ${hit.state.padEnd(7)} ${hit.eventType}  zone ${hit.zoneId}  rule ${hit.ruleId}  `
+    + `dwell ${hit.dwellSeconds.toFixed(1)}s  event ${hit.eventId}${objects ? `  [${objects}]` : ''}${extra ? `  ${extra}` : ''}\n`;
+}
+
+export async function rulesCommand(argv: string[], io: CommandIo = process): Promise<number> {
+  let opts: ReturnType<typeof parse>;
+  try {
+    opts = parse(argv);
+  } catch (err) {
+    return reportFailure('rules', err instanceof UsageError ? err : new UsageError((err as Error).message), io, help);
+  }
+  if (opts.help) { io.stdout.write(help); return EXIT.ok; }
+  let detector: Detector | undefined;
+  try {
+    const { config, camera } = cameraFromConfig(opts.config, opts.camera, opts.modelsDir);
+    try {
+      await access(opts.video, constants.R_OK);
+    } catch {
+      throw new UsageError(`cannot read the video ${opts.video}`);
+    }
+    const rules = await CameraRules.open(camera);
+    detector = await openDetector({ model: config.model.name, modelsDir: opts.modelsDir, threads: config.model.threads, scoreThreshold: config.model.scoreThreshold });
+    if (opts.evidence) await mkdir(opts.evidence, { recursive: true });
+    let count = 0;
+    for await (const frame of readVideoFrames(opts.video, { fps: camera.detect.fps, startTs: opts.start })) {
+      const detections = await detector.detect(frame);
+      for (const hit of rules.evaluate(frame.ts, frame.width, frame.height, detections, frame)) {
+        count++;
+        if (opts.json) io.stdout.write(JSON.stringify({ time: Math.round(frame.time * 1000) / 1000, ...hit }) + '\n');
+        else io.stdout.write(line(hit, frame.time));
+        if (opts.evidence) {
+          const zone = camera.zones.find((z) => z.id === hit.zoneId);
+          const rule = zone?.rules.find((r) => r.id === hit.ruleId);
+          const jpeg = await annotateEvidence(frame, {
+            title: `${camera.name} | ${hit.eventType} ${hit.state} | ${formatLocal(frame.ts, camera.timezone)}`,
+            zone: zone?.polygon, masks: zone?.masks, line: rule?.kind === 'line_cross' ? rule.line : undefined,
+            objects: hit.objects, quality: config.evidence.jpegQuality,
+          });
+          await writeFile(join(opts.evidence, `${String(count).padStart(4, '0')}-${hit.eventType}-${hit.state}.jpg`), jpeg);
+        }
+      }
+    }
+    if (!opts.json) io.stdout.write(`${count} event message${count === 1 ? '' : 's'}\n`);
+    return EXIT.ok;
+  } catch (err) {
+    if (err instanceof SceneReferenceError) return reportFailure('rules', new ConfigError(opts.config, [{ path: '', message: err.message }]), io, help);
+    return reportFailure('rules', err, io, help);
+  } finally {
+    await detector?.close();
+  }
+}
