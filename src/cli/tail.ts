@@ -1,56 +1,232 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import mqtt from 'mqtt';
+import mqtt, { type IPublishPacket } from 'mqtt';
+import type { z } from 'zod';
+import { eventPayloadSchema } from '../agent/event.js';
+import { healthPayloadSchema } from '../health/index.js';
 import { safeUrl } from '../log.js';
+import { alertPayloadSchema } from '../outbox/index.js';
+import { ACK_SCHEMA_ID, availabilityPayloadSchema, evidencePropertiesSchema, type AckPayload } from '../uplink/index.js';
 
-const help = `usage: edgepatrol tail [--url mqtt://host:port] [--prefix edgepatrol] [--topic filter] [--count N] [--timeout S]
+const help = `usage: edgepatrol tail [--url mqtt://host:port] [--prefix edgepatrol] [--topic filter] [--share group]
+                      [--session id] [--ack] [--save-evidence dir] [--check] [--count N] [--timeout S]
 
-A reference subscriber: prints every message under {prefix}/# as one line, "topic payload".
-  --url       broker URL (default mqtt://127.0.0.1:1883)
-  --prefix    topic prefix to follow (default edgepatrol)
-  --topic     a topic filter instead of {prefix}/#
-  --count     exit 0 after N event messages
-  --timeout   exit 1 if --count is not reached within S seconds
+A reference subscriber: prints every message under {prefix}/# as one line, "topic payload" (evidence images as a
+summary line).
+  --url            broker URL (default mqtt://127.0.0.1:1883); TLS files through --ca, --cert, --key
+  --prefix         topic prefix to follow (default edgepatrol)
+  --topic          a topic filter instead of {prefix}/#
+  --share          join the MQTT 5 shared subscription $share/<group>/<filter>: the broker gives each message
+                   to one member of the group, so several consumers split the stream
+  --session        keep a persistent session under this client id: what is published while tail is away waits
+                   at the broker (QoS 1)
+  --ack            acknowledge each event and alert on {prefix}/{gatewayId}/ack, as the task service does for
+                   gateways configured with mqtt.delivery: service
+  --save-evidence  reassemble evidence images (split ones too), check their sha256 and write <dir>/<messageId>.jpg
+  --check          validate every message against its schema (docs/schemas); exit 1 at the end if one failed
+  --count          exit after N event messages
+  --timeout        exit 1 if --count is not reached within S seconds
 `;
 
-export async function tailCommand(argv: string[]): Promise<number> {
-  let args;
+interface Options {
+  url: string;
+  prefix: string;
+  topic?: string;
+  share?: string;
+  session?: string;
+  ack: boolean;
+  saveEvidence?: string;
+  check: boolean;
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+
+/** Parts of an evidence image received so far, by message id. */
+interface Assembly { parts: Buffer[]; received: number; total: number; sha256: string }
+
+const payloadSchemas: [RegExp, z.ZodType][] = [
+  [/\/event\/[^/]+$/, eventPayloadSchema],
+  [/\/alert\/[^/]+$/, alertPayloadSchema],
+  [/\/availability$/, availabilityPayloadSchema],
+  [/\/health$/, healthPayloadSchema],
+];
+
+/** What is wrong with a message by the contract, or null when it conforms. Exported for the contract tests. */
+export function contractProblem(topic: string, payload: Buffer, properties: IPublishPacket['properties']): string | null {
+  if (/\/evidence\/[^/]+$/.test(topic)) {
+    if (properties?.contentType !== 'image/jpeg') return `content type ${String(properties?.contentType)}, expected image/jpeg`;
+    const parsed = evidencePropertiesSchema.safeParse(properties?.userProperties);
+    if (!parsed.success) return `user properties: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;
+    if (!topic.endsWith(`/${parsed.data.messageId}`)) return `messageId ${parsed.data.messageId} is not the topic's last level`;
+    return null;
+  }
+  const schema = payloadSchemas.find(([re]) => re.test(topic))?.[1];
+  if (!schema) return null;
+  let json: unknown;
   try {
-    args = parseArgs({ args: argv, options: {
+    json = JSON.parse(payload.toString('utf8'));
+  } catch {
+    return 'payload is not JSON';
+  }
+  const parsed = schema.safeParse(json);
+  return parsed.success ? null : parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+}
+
+function parse(argv: string[]): TailOptions | string {
+  let v;
+  try {
+    v = parseArgs({ args: argv, options: {
       url: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
       prefix: { type: 'string', default: 'edgepatrol' },
       topic: { type: 'string' },
+      share: { type: 'string' },
+      session: { type: 'string' },
+      ack: { type: 'boolean', default: false },
+      'save-evidence': { type: 'string' },
+      check: { type: 'boolean', default: false },
+      ca: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
       count: { type: 'string' },
       timeout: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     } }).values;
   } catch (err) {
-    process.stderr.write(`edgepatrol tail: ${(err as Error).message}\n\n${help}`);
-    return 1;
+    return `${(err as Error).message}\n\n${help}`;
   }
-  if (args.help) { process.stdout.write(help); return 0; }
-  const want = args.count === undefined ? Infinity : Number(args.count);
-  const timeoutS = args.timeout === undefined ? Infinity : Number(args.timeout);
-  if (!(want > 0) || !(timeoutS > 0)) { process.stderr.write(`edgepatrol tail: --count and --timeout take positive numbers\n`); return 1; }
-  const filter = args.topic ?? `${args.prefix}/#`;
-  const client = mqtt.connect(args.url, { protocolVersion: 5, reconnectPeriod: 1000, connectTimeout: 5000 });
-  let events = 0;
-  return await new Promise<number>((resolve) => {
-    const finish = (code: number): void => { clearTimeout(timer); client.end(true, () => resolve(code)); };
-    const timer = Number.isFinite(timeoutS)
-      ? setTimeout(() => { process.stderr.write(`edgepatrol tail: ${events} of ${want} events within ${timeoutS} s\n`); finish(1); }, timeoutS * 1000)
-      : undefined;
-    client.on('connect', () => {
-      process.stderr.write(`edgepatrol tail: subscribed to ${filter} on ${safeUrl(args.url)}\n`);
-      client.subscribe(filter, { qos: 1 });
-    });
-    client.on('error', (err) => process.stderr.write(`edgepatrol tail: ${safeUrl(args.url)}: ${err.message}\n`));
-    client.on('message', (topic, payload, packet) => {
-      const retained = packet.retain ? ' (retained)' : '';
-      process.stdout.write(`${topic}${retained} ${payload.toString('utf8')}\n`);
-      if (topic.includes('/event/') && ++events >= want) finish(0);
-    });
-    const stop = (): void => finish(0);
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+  if (v.help) return '';
+  const count = v.count === undefined ? Infinity : Number(v.count);
+  const timeoutS = v.timeout === undefined ? Infinity : Number(v.timeout);
+  if (!(count > 0) || !(timeoutS > 0)) return '--count and --timeout take positive numbers\n';
+  if (v.share !== undefined && !/^[^/+#$]+$/.test(v.share)) return `--share ${v.share}: a group name without '/', '+', '#' or '$'\n`;
+  return {
+    url: v.url, prefix: v.prefix, topic: v.topic, share: v.share, session: v.session, ack: v.ack,
+    saveEvidence: v['save-evidence'], check: v.check, ca: v.ca, cert: v.cert, key: v.key, count, timeoutS,
+  };
+}
+
+export async function tailCommand(argv: string[]): Promise<number> {
+  const args = parse(argv);
+  if (args === '') { process.stdout.write(help); return 0; }
+  if (typeof args === 'string') { process.stderr.write(`edgepatrol tail: ${args}`); return 1; }
+  const stop = new AbortController();
+  process.once('SIGINT', () => stop.abort());
+  process.once('SIGTERM', () => stop.abort());
+  return runTail(args, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), signal: stop.signal });
+}
+
+export type TailOptions = Options & { count?: number; timeoutS?: number };
+
+/**
+ * The subscriber itself, writing lines to `out` and diagnostics to `err`; resolves with the exit code when
+ * --count is reached, the timeout passes or `signal` aborts. Tests run several in one process.
+ */
+export async function runTail(args: TailOptions, io: { out: (s: string) => void; err: (s: string) => void; signal?: AbortSignal }): Promise<number> {
+  const count = args.count ?? Infinity;
+  const timeoutS = args.timeoutS ?? Infinity;
+  const base = args.topic ?? `${args.prefix}/#`;
+  const filter = args.share ? `$share/${args.share}/${base}` : base;
+  const client = mqtt.connect(args.url, {
+    protocolVersion: 5,
+    reconnectPeriod: 1000,
+    connectTimeout: 5000,
+    ...(args.session ? { clientId: args.session, clean: false, properties: { sessionExpiryInterval: 7 * 24 * 3600 } } : {}),
+    ...(args.ca ? { ca: readFileSync(args.ca) } : {}),
+    ...(args.cert ? { cert: readFileSync(args.cert) } : {}),
+    ...(args.key ? { key: readFileSync(args.key) } : {}),
   });
+  if (args.saveEvidence) mkdirSync(args.saveEvidence, { recursive: true });
+  const assemblies = new Map<string, Assembly>();
+  let events = 0;
+  let invalid = 0;
+  return await new Promise<number>((resolve) => {
+    let done = false;
+    const finish = (code: number): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      io.signal?.removeEventListener('abort', onAbort);
+      if (args.check && invalid > 0) io.err(`edgepatrol tail: ${invalid} message(s) broke the contract\n`);
+      client.end(false, () => resolve(args.check && invalid > 0 ? 1 : code));
+    };
+    const onAbort = (): void => finish(0);
+    io.signal?.addEventListener('abort', onAbort);
+    const timer = Number.isFinite(timeoutS)
+      ? setTimeout(() => { io.err(`edgepatrol tail: ${events} of ${count} events within ${timeoutS} s\n`); finish(1); }, timeoutS * 1000)
+      : undefined;
+    client.on('connect', (connack) => {
+      // A resumed session still has the subscription.
+      if (connack.sessionPresent) return;
+      client.subscribe(filter, { qos: 1 }, (err) => {
+        if (err) io.err(`edgepatrol tail: cannot subscribe to ${filter}: ${err.message}\n`);
+        else io.err(`edgepatrol tail: subscribed to ${filter} on ${safeUrl(args.url)}\n`);
+      });
+    });
+    client.on('error', (err) => io.err(`edgepatrol tail: ${safeUrl(args.url)}: ${err.message}\n`));
+    client.on('message', (topic, payload, packet) => {
+      if (args.check) {
+        const problem = contractProblem(topic, payload, packet.properties);
+        if (problem) {
+          invalid++;
+          io.err(`edgepatrol tail: INVALID ${topic}: ${problem}\n`);
+        }
+      }
+      const retained = packet.retain ? ' (retained)' : '';
+      if (/\/evidence\/[^/]+$/.test(topic)) {
+        const p = packet.properties?.userProperties as Record<string, string> | undefined;
+        io.out(`${topic}${retained} [image/jpeg ${payload.length} bytes, part ${p?.part ?? '?'}/${p?.parts ?? '?'}]\n`);
+        if (args.saveEvidence && p) saveEvidence(args.saveEvidence, assemblies, p, payload, io);
+        return;
+      }
+      io.out(`${topic}${retained} ${payload.toString('utf8')}\n`);
+      const kind = /\/(event|alert)\/[^/]+$/.exec(topic)?.[1];
+      if (kind && args.ack) acknowledge(client, topic, payload);
+      if (kind === 'event' && ++events >= count) finish(0);
+    });
+  });
+}
+
+/** Acks by message id (an event's messageId, an alert's id) on the ack topic of the gateway that published it. */
+function acknowledge(client: mqtt.MqttClient, topic: string, payload: Buffer): void {
+  let id: unknown;
+  try {
+    const body = JSON.parse(payload.toString('utf8')) as { messageId?: unknown; id?: unknown };
+    id = body.messageId ?? body.id;
+  } catch {
+    return;
+  }
+  if (typeof id !== 'string') return;
+  // {prefix}/{gatewayId}/event/{type}: the gateway's ack topic replaces the last two levels.
+  const ackTopic = `${topic.split('/').slice(0, -2).join('/')}/ack`;
+  const ack: AckPayload = { schema: ACK_SCHEMA_ID, ids: [id] };
+  client.publish(ackTopic, JSON.stringify(ack), { qos: 1, properties: { contentType: 'application/json' } });
+}
+
+function saveEvidence(dir: string, assemblies: Map<string, Assembly>, p: Record<string, string>, payload: Buffer, io: { out: (s: string) => void; err: (s: string) => void }): void {
+  const id = p.messageId;
+  const part = Number(p.part);
+  const total = Number(p.parts);
+  if (!id || !(part >= 1) || !(total >= part)) return;
+  let a = assemblies.get(id);
+  // A part 1 restarts the image: after a reconnect the gateway sends every part again.
+  if (!a || part === 1) {
+    a = { parts: new Array<Buffer>(total), received: 0, total, sha256: p.sha256 ?? '' };
+    assemblies.set(id, a);
+  }
+  if (!a.parts[part - 1]) a.received++;
+  a.parts[part - 1] = Buffer.from(payload);
+  if (a.received < a.total) return;
+  assemblies.delete(id);
+  const image = Buffer.concat(a.parts);
+  const sha = createHash('sha256').update(image).digest('hex');
+  if (sha !== a.sha256) {
+    io.err(`edgepatrol tail: evidence ${id}: sha256 ${sha} does not match ${a.sha256}; not saved\n`);
+    return;
+  }
+  const file = join(dir, `${id}.jpg`);
+  writeFileSync(file, image);
+  io.out(`saved evidence ${file} (${image.length} bytes, ${a.total} part(s), sha256 ok)\n`);
 }

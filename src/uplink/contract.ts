@@ -24,9 +24,9 @@ export type AckPayload = z.infer<typeof ackPayloadSchema>;
 
 const decimal = z.string().regex(/^[1-9][0-9]*$/);
 
-/** MQTT 5 user properties of each message on {prefix}/{gatewayId}/evidence/{eventId}; the payload is (a part of) the JPEG. */
+/** MQTT 5 user properties of each message on {prefix}/{gatewayId}/evidence/{messageId}; the payload is (a part of) the JPEG. */
 export const evidencePropertiesSchema = z.object({
-  eventId: z.uuid().describe('the event this image proves; also the last topic level'),
+  messageId: z.uuid().describe('the event message this image belongs to (its messageId); also the last topic level'),
   seq: decimal.describe('the event\'s per-gateway seq'),
   sha256: z.string().regex(/^[0-9a-f]{64}$/).describe('sha256 of the whole image, as in the event\'s evidence.annotated.sha256'),
   bytes: decimal.describe('size of the whole image'),

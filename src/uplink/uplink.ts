@@ -379,6 +379,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
 
   /** The event JSON, then its evidence image in parts that fit the broker's maximum packet size. */
   private messagesFor(row: OutboxRow): Outgoing[] {
+    // The row id is the event message's messageId; its evidence goes to {prefix}/{gw}/evidence/{messageId}.
     const out: Outgoing[] = [{
       seq: row.seq, topic: row.topic, payload: row.payload, bytes: row.bytes,
       properties: { contentType: 'application/json', payloadFormatIndicator: true },
@@ -405,7 +406,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
         properties: {
           contentType: 'image/jpeg',
           userProperties: {
-            eventId: row.id, seq: String(row.seq), sha256: row.evidenceSha256 ?? '', bytes: String(image.length),
+            messageId: row.id, seq: String(row.seq), sha256: row.evidenceSha256 ?? '', bytes: String(image.length),
             part: String(i + 1), parts: String(parts),
           },
         },

@@ -219,6 +219,8 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
 export interface Received {
   topic: string;
   payload: string;
+  /** The payload bytes as received (evidence images are binary). */
+  raw: Buffer;
   retain: boolean;
   properties: IPublishPacket['properties'];
 }
@@ -251,7 +253,7 @@ export async function collect(url: string, topicFilter: string,
     ...opts.clientOptions,
   });
   client.on('message', (topic, payload, packet) => {
-    messages.push({ topic, payload: payload.toString('utf8'), retain: packet.retain, properties: packet.properties });
+    messages.push({ topic, payload: payload.toString('utf8'), raw: Buffer.from(payload), retain: packet.retain, properties: packet.properties });
     for (const wake of waiters) wake();
   });
   await client.subscribeAsync(topicFilter, { qos: 1 });

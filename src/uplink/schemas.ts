@@ -1,0 +1,46 @@
+import { z } from 'zod';
+import { healthPayloadSchema, HEALTH_SCHEMA_ID } from '../health/index.js';
+import { ALERT_SCHEMA_ID, alertPayloadSchema } from '../outbox/index.js';
+import { ACK_SCHEMA_ID, ackPayloadSchema, availabilityPayloadSchema, evidencePropertiesSchema } from './contract.js';
+
+/**
+ * The JSON Schemas in docs/schemas/ besides event.schema.json (rendered from src/agent/event.ts), each generated
+ * from the zod schema the code uses; test/contract.test.ts fails while a file is stale and rewrites them with
+ * `npx tap --snapshot test/contract.test.ts`.
+ */
+const sources: Record<string, { schema: z.ZodType; title: string; description: string }> = {
+  'availability.schema.json': {
+    schema: availabilityPayloadSchema,
+    title: 'edgepatrol availability message',
+    description: 'Payload of {prefix}/{gatewayId}/availability (QoS 1, retained; the last will sets offline). Generated from src/uplink/contract.ts.',
+  },
+  'health.schema.json': {
+    schema: healthPayloadSchema,
+    title: 'edgepatrol health message',
+    description: `Payload of {prefix}/{gatewayId}/health (QoS 0, retained), schema ${HEALTH_SCHEMA_ID}. Generated from src/health/payload.ts.`,
+  },
+  'alert.schema.json': {
+    schema: alertPayloadSchema,
+    title: 'edgepatrol alert message',
+    description: `Payload of {prefix}/{gatewayId}/alert/{kind} (QoS 1), schema ${ALERT_SCHEMA_ID}. Generated from src/outbox/alert.ts.`,
+  },
+  'ack.schema.json': {
+    schema: ackPayloadSchema,
+    title: 'edgepatrol service ack',
+    description: `Payload the task service publishes on {prefix}/{gatewayId}/ack (QoS 1), schema ${ACK_SCHEMA_ID}. Generated from src/uplink/contract.ts.`,
+  },
+  'evidence-properties.schema.json': {
+    schema: evidencePropertiesSchema,
+    title: 'edgepatrol evidence user properties',
+    description: 'MQTT 5 user properties of each message on {prefix}/{gatewayId}/evidence/{messageId}; the payload is the JPEG or one part of it, content type image/jpeg. Generated from src/uplink/contract.ts.',
+  },
+};
+
+export function contractSchemaFiles(): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const [name, { schema, title, description }] of Object.entries(sources)) {
+    const json = { ...z.toJSONSchema(schema, { target: 'draft-2020-12' }), $id: `https://edgepatrol.dev/schemas/${name}`, title, description };
+    files[name] = JSON.stringify(json, null, 2) + '\n';
+  }
+  return files;
+}
