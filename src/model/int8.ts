@@ -57,10 +57,11 @@ export async function calibrateModel(fp32: onnx.IModelProto, opts: CalibrateOpti
   return { record, plan };
 }
 
-/** The QDQ model's bytes: deterministic for a given fp32 model and record. */
-export function buildInt8(fp32: onnx.IModelProto, record: CalibrationRecord, docString: string): Uint8Array {
+/** The QDQ model's bytes: deterministic for a given fp32 model and record (no dates or paths go in). */
+export function buildInt8(fp32: onnx.IModelProto, record: CalibrationRecord): Uint8Array {
   const plan = planQuantization(fp32, { keepFloat: record.keepFloat, quantizeHeadConvs: record.quantizeHeadConvs });
-  return encodeModel(quantizeModel(fp32, plan, record.ranges, docString));
+  const doc = `${record.from.name} (sha256 ${record.from.sha256}) quantized to INT8 QDQ by edgepatrol, ${record.method} calibration`;
+  return encodeModel(quantizeModel(fp32, plan, record.ranges, doc));
 }
 
 /** The manifest entry of an INT8 model (without file and sha256): its source's, with the quantization recorded. */
