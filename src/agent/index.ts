@@ -2,14 +2,17 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, CameraConfig } from '../config/index.js';
-import { FrameSource, type SourceState } from '../ingest/index.js';
+import { FrameSource, grabFrame, type SourceState } from '../ingest/index.js';
 import { openDetector, type Detector } from '../vision/index.js';
+import { MotionDetector, MotionGate } from '../vision/motion.js';
+import { InferenceScheduler } from '../vision/scheduler.js';
 import type { RgbFrame } from '../vision/types.js';
 import { CameraRules } from '../rules/index.js';
 import { Outbox } from '../outbox/index.js';
 import { Uplink } from '../uplink/index.js';
 import { version } from '../version.js';
 import { EventRecorder } from './recorder.js';
+import { emptyCounters, STATUS_INTERVAL_MS, StatsWindow, writeStatus, type AgentStatus, type CameraCounters, type CameraStatus } from './stats.js';
 
 export interface AgentOptions {
   config: Config;
@@ -18,42 +21,38 @@ export interface AgentOptions {
   modelsDir?: string;
 }
 
-export interface CameraStats {
-  id: string;
-  state: SourceState['state'];
-  reason?: string;
-  framesIn: number;
-  framesDetected: number;
-  framesSkipped: number;
-  events: number;
-}
-
 /** Everything the agent runs for one camera; the agent owns it and closes it. */
 interface CameraPipeline {
   config: CameraConfig;
   source: FrameSource;
   rules: CameraRules;
-  /** The newest frame not yet detected on: a slot of one, so a slow detector drops frames instead of queueing them. */
-  latest: RgbFrame | null;
+  gate: MotionGate;
+  /** The last detection found objects: while it did, the gate refreshes detection even without motion. */
+  objectsTracked: boolean;
   /** Event writes of one camera run one after another, so events keep the order their frames had. */
   eventChain: Promise<void>;
-  stats: CameraStats;
+  state: SourceState['state'];
+  reason?: string;
+  stateSince: number;
+  counters: CameraCounters;
+  window: StatsWindow;
 }
 
 /**
- * Wires camera → ingest → vision → rules → evidence → outbox → uplink. One detector session is shared by all
- * cameras; a single inference loop visits cameras round-robin and always takes a camera's newest frame.
+ * Wires camera → ingest → vision → rules → evidence → outbox → uplink. Each camera's frames pass its motion
+ * gate; frames with motion (or due for a refresh) go to one inference queue shared by all cameras, which
+ * visits them round-robin with one detector session and drops a camera's oldest frames when it falls behind.
  */
 export class Agent {
   private readonly cameras: CameraPipeline[] = [];
   private detector: Detector | null = null;
+  private scheduler: InferenceScheduler<RgbFrame> | null = null;
   private outbox: Outbox | null = null;
   private uplink: Uplink | null = null;
   private recorder: EventRecorder | null = null;
-  private nextCamera = 0;
-  private inferring = false;
+  private statusTimer: NodeJS.Timeout | undefined;
   private stopping = false;
-  private loopDone: Promise<void> = Promise.resolve();
+  private readonly startedAt = Date.now();
   private readonly dataDir: string;
 
   private constructor(private readonly opts: AgentOptions) {
@@ -95,7 +94,14 @@ export class Agent {
     });
     this.uplink.start();
     this.recorder = new EventRecorder({ config, dataDir: this.dataDir, outbox: this.outbox, uplink: this.uplink, model: this.detector.model, log });
+    this.scheduler = new InferenceScheduler<RgbFrame>({
+      depth: config.model.queueDepth,
+      run: (cameraId, frame) => this.detectFrame(this.cameras.find((c) => c.config.id === cameraId)!, frame),
+      onError: (cameraId, err) => log.error({ camera: cameraId, err }, `camera ${cameraId}: detection failed`),
+    });
     for (const cam of config.cameras) this.cameras.push(this.openCamera(cam));
+    this.statusTimer = setInterval(() => this.writeStatusFile(), STATUS_INTERVAL_MS);
+    this.statusTimer.unref();
     log.info({ cameras: this.cameras.length, model: this.detector.model.name, dataDir: this.dataDir }, 'agent started');
   }
 
@@ -103,7 +109,7 @@ export class Agent {
     const { log } = this.opts;
     const source = new FrameSource({
       cameraId: cam.id,
-      url: 'url' in cam.source && cam.source.url ? cam.source.url : (cam.source as { file: string }).file,
+      url: cam.source.url !== undefined ? cam.source.detectUrl ?? cam.source.url : cam.source.file,
       loop: 'loop' in cam.source ? Boolean(cam.source.loop) : false,
       fps: cam.detect.fps,
       width: cam.detect.width,
@@ -111,77 +117,127 @@ export class Agent {
       stallSeconds: cam.stallSeconds,
       log: log.child({ camera: cam.id }),
     });
+    const m = cam.motion;
+    const now = Date.now();
     const pipe: CameraPipeline = {
       config: cam,
       source,
       rules: new CameraRules(cam),
-      latest: null,
+      gate: new MotionGate(
+        m.enabled ? new MotionDetector({ threshold: m.threshold, minArea: m.minArea, backgroundSeconds: m.backgroundSeconds, masks: m.masks }) : null,
+        { refreshMs: m.refreshSeconds * 1000 },
+      ),
+      objectsTracked: false,
       eventChain: Promise.resolve(),
-      stats: { id: cam.id, state: 'connecting', framesIn: 0, framesDetected: 0, framesSkipped: 0, events: 0 },
+      state: 'connecting',
+      stateSince: now,
+      counters: emptyCounters(),
+      window: new StatsWindow(now),
     };
+    this.scheduler!.addLane(cam.id);
     source.on('state', (s: SourceState) => {
-      pipe.stats.state = s.state;
-      pipe.stats.reason = s.reason;
+      if (s.state !== pipe.state) pipe.stateSince = Date.now();
+      pipe.state = s.state;
+      pipe.reason = s.reason;
       const level = s.state === 'failed' || s.state === 'backoff' ? 'warn' : 'info';
       log[level]({ camera: cam.id, state: s.state, reason: s.reason }, `camera ${cam.id}: ${s.state}${s.reason ? ` (${s.reason})` : ''}`);
     });
     source.on('frame', (frame: RgbFrame) => {
-      pipe.stats.framesIn++;
-      if (pipe.latest) pipe.stats.framesSkipped++;
-      pipe.latest = frame;
-      this.kick();
+      pipe.counters.framesIn++;
+      const { decision } = pipe.gate.decide(frame, pipe.objectsTracked);
+      if (decision === 'motion') pipe.counters.motionFrames++;
+      if (decision === 'skip' || this.stopping) return;
+      pipe.gate.detected(frame.ts);
+      pipe.counters.queued++;
+      this.scheduler!.push(cam.id, frame);
     });
     source.start();
     return pipe;
   }
 
-  /** Starts the inference loop if it is idle. */
-  private kick(): void {
-    if (this.inferring || this.stopping) return;
-    this.inferring = true;
-    this.loopDone = this.inferenceLoop().finally(() => { this.inferring = false; });
-  }
-
-  private takeNextFrame(): { pipe: CameraPipeline; frame: RgbFrame } | null {
-    for (let i = 0; i < this.cameras.length; i++) {
-      const pipe = this.cameras[(this.nextCamera + i) % this.cameras.length]!;
-      if (pipe.latest) {
-        this.nextCamera = (this.nextCamera + i + 1) % this.cameras.length;
-        const frame = pipe.latest;
-        pipe.latest = null;
-        return { pipe, frame };
-      }
-    }
-    return null;
-  }
-
-  private async inferenceLoop(): Promise<void> {
-    const detector = this.detector!;
-    for (let next = this.takeNextFrame(); next && !this.stopping; next = this.takeNextFrame()) {
-      const { pipe, frame } = next;
-      try {
-        const detections = await detector.detect(frame);
-        pipe.stats.framesDetected++;
-        const hits = pipe.rules.evaluate(frame.ts, frame.width, frame.height, detections);
-        for (const hit of hits) {
-          pipe.eventChain = pipe.eventChain.then(async () => { if (await this.recorder!.record(pipe.config, frame, hit)) pipe.stats.events++; });
-        }
-      } catch (err) {
-        this.opts.log.error({ camera: pipe.config.id, err }, `camera ${pipe.config.id}: detection failed`);
-      }
+  /** Runs in the shared inference queue, one frame at a time across all cameras. */
+  private async detectFrame(pipe: CameraPipeline, frame: RgbFrame): Promise<void> {
+    if (this.stopping) return;
+    const t0 = performance.now();
+    const detections = await this.detector!.detect(frame);
+    pipe.counters.inferenceMs += performance.now() - t0;
+    pipe.counters.detected++;
+    pipe.objectsTracked = detections.length > 0;
+    const hits = pipe.rules.evaluate(frame.ts, frame.width, frame.height, detections);
+    for (const hit of hits) {
+      pipe.eventChain = pipe.eventChain.then(async () => {
+        if (await this.recorder!.record(pipe.config, await this.evidenceFrame(pipe, frame), hit)) pipe.counters.events++;
+      });
     }
   }
 
-  stats(): { cameras: CameraStats[]; outbox: ReturnType<Outbox['stats']> | null } {
-    return { cameras: this.cameras.map((c) => ({ ...c.stats })), outbox: this.outbox?.stats() ?? null };
+  /**
+   * The frame an event's evidence is drawn on: with a sub-stream for detection, a fresh frame of the main
+   * stream (boxes are normalized, so they fit any size); the detect frame when there is none or the grab fails.
+   */
+  private async evidenceFrame(pipe: CameraPipeline, frame: RgbFrame): Promise<RgbFrame> {
+    const src = pipe.config.source;
+    if (src.url === undefined || src.detectUrl === undefined) return frame;
+    try {
+      return await grabFrame({ cameraId: pipe.config.id, url: src.url });
+    } catch (err) {
+      this.opts.log.warn({ camera: pipe.config.id, err: (err as Error).message }, `camera ${pipe.config.id}: evidence from the detect stream (${(err as Error).message})`);
+      return frame;
+    }
+  }
+
+  /** Per-camera state and rates over the last status interval (`edgepatrol status`, health). */
+  cameraStatus(): CameraStatus[] {
+    const scheduler = this.scheduler;
+    return this.cameras.map((c) => {
+      const status: CameraStatus = {
+        id: c.config.id,
+        state: c.state,
+        since: new Date(c.stateSince).toISOString(),
+        ...c.window.current,
+        totals: { ...this.totals(c, scheduler) },
+      };
+      if (c.reason !== undefined) status.reason = c.reason;
+      return status;
+    });
+  }
+
+  private totals(c: CameraPipeline, scheduler: InferenceScheduler<RgbFrame> | null): CameraCounters {
+    return { ...c.counters, skipped: c.source.stats().dropped + (scheduler?.stats(c.config.id).dropped ?? 0) };
+  }
+
+  stats(): { cameras: CameraStatus[]; outbox: ReturnType<Outbox['stats']> | null } {
+    return { cameras: this.cameraStatus(), outbox: this.outbox?.stats() ?? null };
+  }
+
+  private writeStatusFile(): void {
+    const now = Date.now();
+    for (const c of this.cameras) c.window.sample(this.totals(c, this.scheduler), now);
+    const status: AgentStatus = {
+      schema: 1,
+      gatewayId: this.opts.config.gateway.id,
+      pid: process.pid,
+      version,
+      startedAt: new Date(this.startedAt).toISOString(),
+      writtenAt: new Date(now).toISOString(),
+      windowSeconds: STATUS_INTERVAL_MS / 1000,
+      cameras: this.cameraStatus(),
+      outbox: this.outbox?.stats() ?? null,
+    };
+    try {
+      writeStatus(this.dataDir, status);
+    } catch (err) {
+      this.opts.log.warn({ err, dataDir: this.dataDir }, `cannot write the status file in ${this.dataDir}: ${(err as Error).message}`);
+    }
   }
 
   /** Stops the frame sources, lets running event writes finish, says offline on the broker, closes the store. */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    clearInterval(this.statusTimer);
     await Promise.all(this.cameras.map((c) => c.source.stop()));
-    await this.loopDone;
+    await this.scheduler?.close();
     await Promise.all(this.cameras.map((c) => c.eventChain));
     await this.uplink?.stop();
     this.outbox?.close();

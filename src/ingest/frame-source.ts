@@ -1,6 +1,7 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { constants, promises as fs } from 'node:fs';
+import { connect } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { safeUrl } from '../log.js';
@@ -90,7 +91,9 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   /** Why the current child is being killed by us, so its exit is not reported as a plain disconnect. */
   private killReason: string | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
+  private stallCheck: NodeJS.Immediate | undefined;
   private lastProgressAt = 0;
   private attempt = 0;
   private assembling: Buffer;
@@ -149,6 +152,7 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     this.running = false;
     clearTimeout(this.restartTimer);
     this.restartTimer = undefined;
+    this.stopProbing();
     this.clearStallTimer();
     clearImmediate(this.deliverScheduled);
     this.deliverScheduled = undefined;
@@ -265,22 +269,31 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
 
   private armStallTimer(delayMs: number): void {
     this.stallTimer = setTimeout(() => {
+      // Decided after the next poll phase: when the event loop itself was blocked (a long synchronous task),
+      // frames ffmpeg wrote meanwhile are still unread in the pipe, and must count before calling it a stall.
       this.stallTimer = undefined;
-      const silentMs = Date.now() - this.lastProgressAt;
-      // Re-armed lazily rather than per frame: one timer per stall period, whatever the frame rate.
-      if (silentMs < this.stallMs) return this.armStallTimer(this.stallMs - silentMs);
-      const child = this.child;
-      if (!child) return;
-      this.killReason = `no frame for ${Math.round(silentMs / 1000)} s`;
-      this.setState('stalled', this.killReason);
-      // SIGKILL: a stalled ffmpeg ignores SIGTERM (measured, shared/notes/infra-facts.md).
-      child.kill('SIGKILL');
+      this.stallCheck = setImmediate(() => this.checkStall());
     }, delayMs);
+  }
+
+  private checkStall(): void {
+    this.stallCheck = undefined;
+    const silentMs = Date.now() - this.lastProgressAt;
+    // Re-armed lazily rather than per frame: one timer per stall period, whatever the frame rate.
+    if (silentMs < this.stallMs) return this.armStallTimer(this.stallMs - silentMs);
+    const child = this.child;
+    if (!child) return;
+    this.killReason = `no frame for ${Math.round(silentMs / 1000)} s`;
+    this.setState('stalled', this.killReason);
+    // SIGKILL: a stalled ffmpeg ignores SIGTERM (measured, shared/notes/infra-facts.md).
+    child.kill('SIGKILL');
   }
 
   private clearStallTimer(): void {
     clearTimeout(this.stallTimer);
     this.stallTimer = undefined;
+    clearImmediate(this.stallCheck);
+    this.stallCheck = undefined;
   }
 
   private runEnded(code: number | null, signal: NodeJS.Signals | null, stderrReason: string | undefined, sawFrame: boolean): void {
@@ -308,10 +321,68 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     const reason = this.killReason ?? stderrReason ?? (code === 0 ? 'stream ended' : exit);
     const delay = backoffDelay(this.attempt++, this.backoffOpts);
     this.setState('backoff', reason, delay);
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = undefined;
-      void this.connect();
-    }, delay);
+    this.restartTimer = setTimeout(() => this.retryNow(), delay);
+    if (this.input.kind === 'rtsp') this.probeUntilBack(this.input.url);
+  }
+
+  private retryNow(): void {
+    clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    this.stopProbing();
+    void this.connect();
+  }
+
+  /**
+   * During a backoff, checks once a second whether the camera's RTSP port accepts TCP connections (no
+   * ffmpeg, a few syscalls). When it refused or timed out and then accepts again, the camera (or the
+   * network) is back and the retry starts at once, so streaming resumes within about a second of its
+   * return however long the backoff had grown. A camera that accepts connections but fails otherwise
+   * (401, 404) never turns from unreachable to reachable and keeps its backoff.
+   */
+  private probeUntilBack(url: string): void {
+    const target = rtspAddress(url);
+    if (!target) return;
+    let wasDown = false;
+    const probe = (): void => {
+      this.probeTimer = setTimeout(() => {
+        const socket = connect({ host: target.host, port: target.port });
+        let settled = false;
+        const done = (up: boolean): void => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timeout);
+          socket.destroy();
+          if (this.restartTimer === undefined) return;
+          if (up && wasDown) return this.retryNow();
+          wasDown ||= !up;
+          probe();
+        };
+        const timeout = setTimeout(() => done(false), PROBE_TIMEOUT_MS);
+        socket.once('connect', () => done(true));
+        socket.once('error', () => done(false));
+      }, PROBE_INTERVAL_MS);
+    };
+    probe();
+  }
+
+  private stopProbing(): void {
+    clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
+  }
+}
+
+const PROBE_INTERVAL_MS = 500;
+/** A camera that takes longer to accept a TCP connection counts as unreachable for the probe. */
+const PROBE_TIMEOUT_MS = 2000;
+
+/** Host and port of an RTSP URL (default ports 554 / 322 for rtsps), or undefined when it does not parse. */
+export function rtspAddress(url: string): { host: string; port: number } | undefined {
+  try {
+    const u = new URL(url);
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    return { host, port: u.port ? Number(u.port) : u.protocol === 'rtsps:' ? 322 : 554 };
+  } catch {
+    return undefined;
   }
 }
 
