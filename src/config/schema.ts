@@ -292,6 +292,9 @@ const cameraSchema = z
     timezone: z.string().refine(isTimeZone, { error: 'unknown time zone; expected an IANA name such as Asia/Shanghai or UTC' }).optional()
       .describe('IANA time zone of the rules\' schedules and evidence captions (default: gateway.timezone).'),
     zones: z.array(zoneSchema).default([]).describe('Zones and their rules.'),
+    model: z.string().min(1).optional().describe('Model from models/manifest.json for this camera (default: model.name, else the manifest\'s default).'),
+    classMap: z.record(z.string().min(1), z.string().min(1)).optional()
+      .describe('Renames detector classes for this camera before tracking and rules, e.g. { motorcycle: ebike_candidate, bicycle: ebike_candidate }.'),
   })
   .transform((cam) => ({ ...cam, name: cam.name ?? cam.id }));
 
