@@ -410,19 +410,31 @@ export class Outbox {
 
   /** Records that rows were handed to MQTT (state sent, attempts + 1): a row with attempts > 1 went out more than once. */
   markSent(seqs: readonly number[]): void {
-    this.transaction(() => { for (const seq of seqs) this.st.sent!.run(seq); });
+    this.stateTransaction(() => { for (const seq of seqs) this.st.sent!.run(seq); });
   }
 
   /** Marks rows acked (by the broker's PUBACK) in one transaction; returns how many were still unacknowledged. */
   markAcked(...seqs: number[]): number {
     const at = this.now();
-    return this.transaction(() => seqs.reduce((n, seq) => n + this.st.ack!.run(at, seq).changes, 0));
+    return this.stateTransaction(() => seqs.reduce((n, seq) => n + this.st.ack!.run(at, seq).changes, 0));
+  }
+
+  /**
+   * markSent and markAcked in one transaction, the uplink's bookkeeping per drain step; returns how many rows
+   * became acked. `sent` is applied first, so a row may be sent and acked in the same call.
+   */
+  recordDelivery(sent: readonly number[], acked: readonly number[]): number {
+    const at = this.now();
+    return this.stateTransaction(() => {
+      for (const seq of sent) this.st.sent!.run(seq);
+      return acked.reduce((n, seq) => n + this.st.ack!.run(at, seq).changes, 0);
+    });
   }
 
   /** Marks events confirmed by the task service's ack (by event id); returns how many changed. Unknown ids are ignored. */
   markConfirmed(ids: readonly string[]): number {
     const at = this.now();
-    return this.transaction(() => ids.reduce((n, id) => n + this.st.confirm!.run(at, at, id).changes, 0));
+    return this.stateTransaction(() => ids.reduce((n, id) => n + this.st.confirm!.run(at, at, id).changes, 0));
   }
 
   /** The evidence file of a row was gone when it was to be published: the event goes out without it, counted. */
@@ -575,6 +587,22 @@ export class Outbox {
 
   private transaction<T>(fn: () => T): T {
     return this.db.transaction(fn).immediate();
+  }
+
+  /**
+   * A delivery-state change (sent, acked, confirmed) committed without its own fsync (synchronous=NORMAL for
+   * this transaction only). It survives a crash of the agent (the WAL is in the OS's cache) and becomes durable
+   * with the next fsynced commit or checkpoint; a power cut may undo the newest ones, which only means those
+   * events are sent again — duplicates, never loss. Adds and evictions stay synchronous=FULL.
+   * Measured by bench/outbox.ts: the drain rate is bound by these commits (docs/decisions.md).
+   */
+  private stateTransaction<T>(fn: () => T): T {
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return this.transaction(fn);
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
   }
 
   /** Runs a write; evidence files of rows it deleted are removed once it has committed. */

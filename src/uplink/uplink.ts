@@ -86,6 +86,9 @@ function readPem(what: string, file: string): Buffer {
   }
 }
 
+/** How long PUBACKs are collected before they are written to the outbox in one transaction. */
+const ACK_FLUSH_MS = 20;
+
 /** Room left in a packet for its header, topic and properties; the user properties of an evidence part stay under 300 bytes. */
 const PACKET_OVERHEAD = 400;
 
@@ -121,9 +124,10 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   private queue: Outgoing[] = [];
   /** Per row on this connection: messages still without PUBACK, and whether the broker refused one. */
   private rows = new Map<number, { left: number; refused: boolean }>();
-  /** PUBACKed seqs waiting to be written to the outbox in one transaction (one fsync per batch, not per row). */
+  /** Rows handed to MQTT and PUBACKed seqs, written to the outbox together in one transaction per drain step. */
+  private sentBatch: number[] = [];
   private ackBatch: number[] = [];
-  private ackFlush: NodeJS.Immediate | undefined;
+  private ackFlush: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   /** The drain goes back to just before the lowest refused seq when retryTimer fires. */
   private rewindTo = Infinity;
@@ -331,6 +335,8 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   }
 
   private maintain(): void {
+    // PUBACKs not yet written would look unacknowledged to the re-scan below and be sent again.
+    this.flushAcks();
     try {
       const { requeued } = this.opts.outbox.maintain();
       // Rows set back to pending behind the cursor (a service-ack timeout, `edgepatrol outbox replay`) are
@@ -365,15 +371,17 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   /** Reads the next unacknowledged rows into the queue; false when there are none. */
   private readRows(): boolean {
     if (this.inFlightBytes >= this.maxInFlightBytes) return false;
-    const rows = this.opts.outbox.pending(Math.max(1, this.window - this.inFlight), this.cursor);
+    // A full window of rows at a time: fewer, larger reads; the queue holds at most one window of rows.
+    const rows = this.opts.outbox.pending(this.window, this.cursor);
     if (rows.length === 0) return false;
-    this.opts.outbox.markSent(rows.map((r) => r.seq));
     for (const row of rows) {
+      this.sentBatch.push(row.seq);
       this.cursor = row.seq;
       const messages = this.messagesFor(row);
       this.rows.set(row.seq, { left: messages.length, refused: false });
       this.queue.push(...messages);
     }
+    this.scheduleFlush();
     return true;
   }
 
@@ -431,33 +439,39 @@ export class Uplink extends EventEmitter<UplinkEvents> {
         this.log.warn({ seq: m.seq, topic: m.topic, err: message(err) }, 'broker refused a message; its event stays unacknowledged');
         this.scheduleRetry(m.seq);
       }
-      if (--row.left > 0) {
-        this.pump();
-        return;
+      if (--row.left === 0) {
+        this.rows.delete(m.seq);
+        if (!row.refused) this.queueAck(m.seq);
       }
-      this.rows.delete(m.seq);
-      if (!row.refused) this.queueAck(m.seq);
-      else this.pump();
+      // The slot is free now; the ack is written with the next batch, it need not hold the next publish back.
+      this.pump();
     });
   }
 
   private queueAck(seq: number): void {
     this.ackBatch.push(seq);
-    this.ackFlush ??= setImmediate(() => {
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    // Batched by time: one transaction per ACK_FLUSH_MS however fast PUBACKs come (publishing does not wait for it).
+    this.ackFlush ??= setTimeout(() => {
       this.ackFlush = undefined;
       this.flushAcks();
       this.pump();
-    });
+    }, ACK_FLUSH_MS);
   }
 
   private flushAcks(): void {
-    clearImmediate(this.ackFlush);
+    clearTimeout(this.ackFlush);
     this.ackFlush = undefined;
-    if (this.ackBatch.length === 0) return;
+    if (this.ackBatch.length === 0 && this.sentBatch.length === 0) return;
     const seqs = this.ackBatch;
+    const sent = this.sentBatch;
     this.ackBatch = [];
+    this.sentBatch = [];
     try {
-      this.opts.outbox.markAcked(...seqs);
+      this.opts.outbox.recordDelivery(sent, seqs);
     } catch (err) {
       // The broker has these events; if the ack cannot be stored they are sent again later (duplicates).
       this.log.error({ err: message(err), file: this.opts.outbox.file, seqs: seqs.length }, 'cannot record acks in the outbox');
