@@ -145,13 +145,14 @@ export function entropyThreshold(hist: Float64Array, top: number): number {
     for (let k = i; k < n; k++) tail += hist[k]!;
     for (let k = 0; k < i; k++) p[k] = hist[k]!;
     p[i - 1]! += tail;
-    // Candidate Q: P merged into ENTROPY_LEVELS groups, each group's mass spread over its non-empty bins.
+    // Candidate Q: the first i bins without the folded tail (what quantizing to this threshold keeps), merged into
+    // ENTROPY_LEVELS groups, each group's mass spread over the bins where P is non-empty (MXNet's and TensorRT's form).
     const per = i / ENTROPY_LEVELS;
     for (let j = 0; j < ENTROPY_LEVELS; j++) {
       const start = Math.floor(j * per);
       const end = j === ENTROPY_LEVELS - 1 ? i : Math.floor((j + 1) * per);
       let mass = 0, nonEmpty = 0;
-      for (let k = start; k < end; k++) { mass += p[k]!; if (p[k]! > 0) nonEmpty++; }
+      for (let k = start; k < end; k++) { mass += hist[k]!; if (p[k]! > 0) nonEmpty++; }
       for (let k = start; k < end; k++) q[k] = p[k]! > 0 ? mass / nonEmpty : 0;
     }
     let pSum = 0, qSum = 0;
