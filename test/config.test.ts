@@ -42,7 +42,7 @@ function issueAt(issues: ConfigIssue[], path: string): ConfigIssue | undefined {
 t.test('a minimal config gets every default', async (t) => {
   const cfg = parseConfig(minimal, '/srv/gw/gateway.yaml');
   t.same(cfg.gateway, { id: 'gw-demo-01', dataDir: '/var/lib/edgepatrol', timezone: 'UTC' });
-  t.same(cfg.mqtt, { url: 'mqtt://127.0.0.1:1883', prefix: 'edgepatrol', clientId: 'edgepatrol-gw-demo-01' });
+  t.same(cfg.mqtt, { url: 'mqtt://127.0.0.1:1883', prefix: 'edgepatrol', clientId: 'edgepatrol-gw-demo-01', delivery: 'broker', reconnect: { initialMs: 1000, maxMs: 60000 } });
   t.same(cfg.model, { threads: 2, scoreThreshold: 0.35, queueDepth: 2 });
   t.same(cfg.evidence, { jpegQuality: 80, maxBytes: 2_000_000_000, maxAgeDays: 30 });
   const cam = cfg.cameras[0]!;
@@ -53,7 +53,7 @@ t.test('a minimal config gets every default', async (t) => {
   t.same(cam.motion, { enabled: true, threshold: 25, minArea: 0.002, backgroundSeconds: 10, refreshSeconds: 5, masks: [] });
   t.equal(cam.timezone, 'UTC', 'the gateway time zone unless the camera has its own');
   t.same(cam.zones[0]!.masks, []);
-  const lifecycle = { updateMinutes: 10, endSeconds: 10 };
+  const lifecycle = { priority: 'normal', updateMinutes: 10, endSeconds: 10 };
   t.same(cam.zones[0]!.rules, [
     { kind: 'presence', id: 'street_vending', type: 'street_vending', classes: ['person'], minScore: 0.5, minBoxArea: 0, cooldownSeconds: 60, ...lifecycle },
     { kind: 'dwell', id: 'fire_lane_parking', type: 'fire_lane_parking', classes: ['car', 'truck'], seconds: 30, minScore: 0.5, minBoxArea: 0, maxMovement: 0.05, cooldownSeconds: 300, ...lifecycle },

@@ -96,6 +96,25 @@ const mqttSchema = z.strictObject({
   username: z.string().optional().describe('Broker user name.'),
   password: z.string().optional().describe('Broker password. A config file holding it must have mode 600.'),
   tls: tlsSchema.optional().describe('TLS settings for mqtts:// and wss:// URLs.'),
+  delivery: z.enum(['broker', 'service']).default('broker').describe("When an event counts as delivered: broker = the broker's PUBACK; service = the task service's ack on {prefix}/{gateway.id}/ack (docs/delivery.md)."),
+  reconnect: z.strictObject({
+    initialMs: wholeNumber().min(100).default(1000).describe('First reconnect delay, ms.'),
+    maxMs: wholeNumber().min(100).default(60_000).describe('Longest reconnect delay, ms; delays double up to it, with jitter.'),
+  }).prefault({}).describe('Reconnect backoff after the broker is lost.'),
+});
+
+const outboxSchema = z.strictObject({
+  maxBytes: wholeNumber().min(1_000_000).default(512 * 1024 * 1024).describe('Outbox (events and their evidence) kept at most, in bytes; when full, evidence goes before events and low priority before high (docs/delivery.md).'),
+  ttlSeconds: z.strictObject({
+    high: z.number().positive().default(30 * 86_400).describe('Undelivered high-priority events are dropped (and counted) after this many seconds.'),
+    normal: z.number().positive().default(7 * 86_400).describe('… normal-priority events.'),
+    low: z.number().positive().default(86_400).describe('… low-priority events.'),
+  }).prefault({}).describe('Time-to-live of undelivered events per priority.'),
+  confirmTimeoutSeconds: z.number().positive().default(60).describe('delivery: service — an acked event the task service has not confirmed within this many seconds is sent again.'),
+});
+
+const healthSchema = z.strictObject({
+  intervalSeconds: z.number().min(5).default(30).describe('How often the retained health message ({prefix}/{gateway.id}/health) is published.'),
 });
 
 const modelSchema = z.strictObject({
@@ -187,6 +206,7 @@ const ruleBase = {
     .describe('Event type reported when the rule fires, e.g. street_vending, fire_lane_parking (default: the preset name).'),
   preset: z.enum(PRESET_NAMES).optional().describe('Governance preset whose kind and defaults the rule starts from (docs/rules.md).'),
   schedule: z.array(scheduleWindow).min(1).optional().describe('Local-time windows (gateway.timezone) in which the rule may fire (default: always).'),
+  priority: z.enum(['high', 'normal', 'low']).default('normal').describe('Delivery priority of its events: when the outbox is full, low goes first; each has its own time-to-live.'),
   cooldownSeconds: z.number().min(0).default(60).describe('After an event of this rule ends, no new one starts for this many seconds.'),
   updateMinutes: z.number().positive().default(10).describe('While an event lasts, an update with fresh evidence at most every this many minutes.'),
   endSeconds: z.number().min(0).default(10).describe('The event ends when the rule has not held for this many seconds.'),
@@ -353,6 +373,8 @@ export const configSchema = z
     mqtt: mqttSchema.describe('The central broker.'),
     model: modelSchema.prefault({}).describe('The on-device detector.'),
     evidence: evidenceSchema.prefault({}).describe('Evidence images.'),
+    outbox: outboxSchema.prefault({}).describe('The durable event store on this gateway.'),
+    health: healthSchema.prefault({}).describe('The health message.'),
     cameras: z.array(cameraSchema).min(1, { error: 'list at least one camera' }).describe('The cameras this gateway watches.'),
   })
   .superRefine(crossChecks, { when: () => true })
