@@ -1,0 +1,270 @@
+/**
+ * Frame-path benchmarks for many cameras on one gateway (issue 4). Each mode prints ratios measured in one run.
+ *
+ *   node --import @tapjs/typescript/import bench/pipeline.ts <mode> [options]
+ *
+ * (run through the TypeScript loader: it starts the GStreamer RTSP server of test/helpers/rtsp.ts)
+ *
+ *   ratio     end-to-end detections/s of the agent's frame path (ffmpeg → motion gate off → shared queue →
+ *             detector → rules) with 1, 2 and 4 saturating cameras ÷ raw onnxruntime inferences/s on the same
+ *             frames and threads, raw runs before and after each agent run.      [--seconds 20] [--threads 2]
+ *   gating    detector calls ÷ decoded frames on a still scene (a frame of vtest.avi looped), and on vtest.avi
+ *             the tracks and dwell/presence hits with gating vs without (recall).  [--seconds 60]
+ *   capacity  N cameras of vtest.avi scaled to 640×360 H.264 at 10 fps over RTSP, detect at 2 fps: detect fps,
+ *             skipped fps and CPU per camera.                                     [--cameras 16] [--seconds 60]
+ *   rss       4 cameras at 1280×720, detect 2 fps: RSS every 10 s, max and trend. [--cameras 4] [--seconds 600]
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import { Agent } from '../src/agent/index.js';
+import type { CameraStatus } from '../src/agent/stats.js';
+import { parseConfig, type CameraConfig, type Config } from '../src/config/index.js';
+import { createLogger } from '../src/log.js';
+import { CameraRules } from '../src/rules/index.js';
+import { openDetector, openModelSession, Preprocessor, type Detection } from '../src/vision/index.js';
+import { MotionDetector, MotionGate } from '../src/vision/motion.js';
+import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
+import { defaultClip, startRtspServer } from '../test/helpers/rtsp.js';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    seconds: { type: 'string' },
+    threads: { type: 'string', default: '2' },
+    cameras: { type: 'string' },
+  },
+});
+const mode = positionals[0] ?? 'ratio';
+const threads = Number(values.threads);
+const work = mkdtempSync(join(tmpdir(), 'edgepatrol-bench-'));
+process.on('exit', () => rmSync(work, { recursive: true, force: true }));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const out = (line: string) => process.stdout.write(line + '\n');
+
+function ffmpeg(args: string[]): void {
+  const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ffmpeg ${args.join(' ')} failed: ${r.stderr}`);
+}
+
+function config(cameras: Record<string, unknown>[]): Config {
+  return parseConfig(JSON.stringify({
+    gateway: { id: 'gw-bench', dataDir: join(work, 'data') },
+    // No broker: the frame path does not wait for the uplink, which keeps retrying in the background.
+    mqtt: { url: 'mqtt://127.0.0.1:1' },
+    model: { threads },
+    cameras,
+  }), join(work, 'gateway.yaml'));
+}
+
+/** CPU seconds used so far by this process and its children that have been waited for, plus live ffmpeg children. */
+function cpuSeconds(): number {
+  const ticks = (pid: string): number => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    } catch {
+      return 0;
+    }
+  };
+  let total = ticks('self');
+  for (const name of spawnSync('pgrep', ['-P', String(process.pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) {
+    total += ticks(name);
+    for (const grand of spawnSync('pgrep', ['-P', name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) total += ticks(grand);
+  }
+  return total / 100;
+}
+
+async function runAgent(cfg: Config, seconds: number, warmupS = 5): Promise<{ before: CameraStatus[]; after: CameraStatus[]; seconds: number; cpu: number }> {
+  const agent = await Agent.start({ config: cfg, log: createLogger({ level: 'silent' }) });
+  try {
+    await sleep(warmupS * 1000);
+    const before = agent.cameraStatus();
+    const cpu0 = cpuSeconds();
+    const t0 = performance.now();
+    await sleep(seconds * 1000);
+    const after = agent.cameraStatus();
+    return { before, after, seconds: (performance.now() - t0) / 1000, cpu: cpuSeconds() - cpu0 };
+  } finally {
+    await agent.stop();
+  }
+}
+
+const delta = (r: { before: CameraStatus[]; after: CameraStatus[] }, key: keyof CameraStatus['totals']): number[] =>
+  r.after.map((c, i) => c.totals[key] - r.before[i]!.totals[key]);
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+
+async function rawInferencesPerSecond(frames: VideoFrame[], seconds: number): Promise<number> {
+  const { model, session, inputWidth, inputHeight } = await openModelSession({ threads });
+  const pre = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess);
+  const tensors = frames.map((f) => new ort.Tensor('float32', pre.run(f).slice(), [...model.spec.input.shape]));
+  await session.run({ [model.spec.input.name]: tensors[0]! });
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < seconds * 1000) await session.run({ [model.spec.input.name]: tensors[n++ % tensors.length]! });
+  const rate = n / ((performance.now() - t0) / 1000);
+  await session.release();
+  return rate;
+}
+
+async function ratio(): Promise<void> {
+  const seconds = Number(values.seconds ?? 20);
+  const frames: VideoFrame[] = [];
+  for await (const f of readVideoFrames(defaultClip, { fps: 0.5, maxFrames: 30 })) frames.push(f);
+  out(`ratio: agent frame path (motion gating off, queue depth 2, cameras at 30 fps from vtest.avi 640×480) vs raw session.run, ${threads} threads, ${seconds} s each, node ${process.version}`);
+  out('cameras  raw inf/s (before, after)  agent det/s  skipped/s  ratio');
+  for (const n of [1, 2, 4]) {
+    const rawBefore = await rawInferencesPerSecond(frames, seconds / 2);
+    const cams = Array.from({ length: n }, (_, i) => ({
+      id: `cam-${i + 1}`, source: { file: defaultClip, loop: true }, detect: { fps: 30, width: 768, height: 576 }, motion: { enabled: false },
+    }));
+    const r = await runAgent(config(cams), seconds);
+    const rawAfter = await rawInferencesPerSecond(frames, seconds / 2);
+    const raw = (rawBefore + rawAfter) / 2;
+    const det = sum(delta(r, 'detected')) / r.seconds;
+    const skipped = sum(delta(r, 'skipped')) / r.seconds;
+    out(`${String(n).padEnd(9)}${`${raw.toFixed(1)} (${rawBefore.toFixed(1)}, ${rawAfter.toFixed(1)})`.padEnd(25)}${det.toFixed(1).padStart(11)}${skipped.toFixed(1).padStart(11)}${(det / raw).toFixed(3).padStart(7)}`);
+  }
+  out('skipped/s > 0 shows the detector was the bottleneck (detection-bound), as the ratio requires.');
+}
+
+/** The vtest.avi rules used to compare gating on and off: people present in, and dwelling in, the lower half. */
+function benchCamera(): CameraConfig {
+  return config([{
+    id: 'cam', source: { file: defaultClip }, detect: { fps: 2, width: 640, height: 480 },
+    zones: [{
+      id: 'lower', polygon: [[0, 0.4], [1, 0.4], [1, 1], [0, 1]],
+      rules: [
+        { kind: 'presence', type: 'person_presence', classes: ['person'], minScore: 0.45, cooldownSeconds: 0 },
+        { kind: 'dwell', type: 'person_dwell', classes: ['person'], seconds: 4, maxMovement: 0.05, minScore: 0.45, cooldownSeconds: 0 },
+      ],
+    }],
+  }]).cameras[0]!;
+}
+
+interface Replay { detectorCalls: number; hits: { rule: string; ts: number; tracks: number[] }[]; tracks: Map<number, { first: number; last: number }> }
+
+/** Replays cached detections of every frame through the rules, running "the detector" only where the gate says. */
+function replay(frames: VideoFrame[], detections: Detection[][], gated: boolean): Replay {
+  const cam = benchCamera();
+  const rules = new CameraRules(cam);
+  const gate = new MotionGate(gated ? new MotionDetector({}) : null, { refreshMs: cam.motion.refreshSeconds * 1000 });
+  const result: Replay = { detectorCalls: 0, hits: [], tracks: new Map() };
+  let objects = false;
+  frames.forEach((f, i) => {
+    if (gate.decide(f, objects).decision === 'skip') return;
+    gate.detected(f.ts);
+    result.detectorCalls++;
+    const dets = detections[i]!;
+    objects = dets.length > 0;
+    for (const hit of rules.evaluate(f.ts, f.width, f.height, dets)) {
+      result.hits.push({ rule: hit.ruleId, ts: hit.ts, tracks: hit.objects.map((o) => o.trackId) });
+    }
+  });
+  return result;
+}
+
+async function gating(): Promise<void> {
+  const seconds = Number(values.seconds ?? 60);
+  // 1. A still scene through the real agent: one frame of vtest.avi (people standing in it) looped as H.264.
+  const png = join(work, 'still.png');
+  const still = join(work, 'still.mkv');
+  ffmpeg(['-ss', '20', '-i', defaultClip, '-frames:v', '1', png]);
+  ffmpeg(['-loop', '1', '-framerate', '10', '-i', png, '-t', '10', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', still]);
+  const r = await runAgent(config([{ id: 'still', source: { file: still, loop: true }, detect: { fps: 2, width: 640, height: 480 } }]), seconds, 1);
+  const calls = delta(r, 'detected')[0]!;
+  const framesIn = delta(r, 'framesIn')[0]!;
+  out(`gating, still scene (vtest.avi frame at 20 s looped, detect fps 2, refreshSeconds 5, ${seconds} s): detector calls ${calls} / frames ${framesIn} = ${(calls / framesIn).toFixed(3)}`);
+
+  // 2. vtest.avi, every frame at 2 fps, detections computed once; rules replayed with and without gating.
+  const frames: VideoFrame[] = [];
+  for await (const f of readVideoFrames(defaultClip, { fps: 2 })) frames.push({ ...f, ts: f.time * 1000 });
+  const detector = await openDetector({ threads });
+  const detections: Detection[][] = [];
+  for (const f of frames) detections.push(await detector.detect(f));
+  await detector.close();
+  // Cost of the gate itself, per frame, at the clip's size and scaled up to 1280×720 (nearest-neighbour copy).
+  const motionMs = (fs: VideoFrame[]): number => {
+    const md = new MotionDetector();
+    for (const f of fs.slice(0, 10)) md.update(f);
+    const t0 = performance.now();
+    for (let k = 0; k < 5; k++) for (const f of fs) md.update({ ...f, ts: f.ts + (k + 1) * 1e6 });
+    return (performance.now() - t0) / (5 * fs.length);
+  };
+  const big = frames.slice(0, 40).map((f) => {
+    const data = Buffer.alloc(1280 * 720 * 3);
+    for (let y = 0; y < 720; y++) {
+      const sy = Math.floor((y * f.height) / 720);
+      for (let x = 0; x < 1280; x++) f.data.copy(data, (y * 1280 + x) * 3, (sy * f.width + Math.floor((x * f.width) / 1280)) * 3, (sy * f.width + Math.floor((x * f.width) / 1280)) * 3 + 3);
+    }
+    return { ...f, width: 1280, height: 720, data };
+  });
+  out(`motion gate cost per frame: ${motionMs(frames).toFixed(2)} ms at ${frames[0]!.width}×${frames[0]!.height}, ${motionMs(big).toFixed(2)} ms at 1280×720`);
+  const off = replay(frames, detections, false);
+  const on = replay(frames, detections, true);
+  // A hit of the ungated run is recalled when the gated run has a hit of the same rule within 1 s.
+  const recalled = off.hits.filter((h) => on.hits.some((g) => g.rule === h.rule && Math.abs(g.ts - h.ts) <= 1000)).length;
+  out(`gating, vtest.avi (${frames.length} frames at 2 fps): detector calls gated ${on.detectorCalls} vs ${off.detectorCalls} (${(on.detectorCalls / off.detectorCalls).toFixed(3)})`);
+  for (const rule of ['person_presence', 'person_dwell']) {
+    const a = off.hits.filter((h) => h.rule === rule);
+    const b = on.hits.filter((h) => h.rule === rule);
+    const hit = a.filter((h) => b.some((g) => Math.abs(g.ts - h.ts) <= 1000)).length;
+    out(`  ${rule}: hits without gating ${a.length}, with gating ${b.length}, recall ${(a.length ? hit / a.length : 1).toFixed(3)}; objects reported ${sum(a.map((h) => h.tracks.length))} vs ${sum(b.map((h) => h.tracks.length))}`);
+  }
+  out(`  all hits recall ${(off.hits.length ? recalled / off.hits.length : 1).toFixed(3)}`);
+}
+
+async function streamCameras(n: number, width: number, height: number, seconds: number, sampleRss: boolean): Promise<void> {
+  const clip = join(work, `vtest-${width}x${height}.mkv`);
+  ffmpeg(['-i', defaultClip, '-vf', `scale=${width}:${height}`, '-an', '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'baseline', '-g', '10', '-bf', '0', '-pix_fmt', 'yuv420p', clip]);
+  const mounts = Array.from({ length: n }, (_, i) => `cam${i + 1}`);
+  const server = await startRtspServer({ mounts, file: clip });
+  try {
+    const cams = mounts.map((m) => ({ id: m, source: { url: server.url(m) }, detect: { fps: 2, width, height } }));
+    if (!sampleRss) {
+      const r = await runAgent(config(cams), seconds, 10);
+      const det = delta(r, 'detected');
+      const framesIn = delta(r, 'framesIn');
+      const skipped = delta(r, 'skipped');
+      const queued = delta(r, 'queued');
+      out(`capacity: ${n} cameras ${width}×${height} H.264 10 fps over RTSP, detect 2 fps, ${r.seconds.toFixed(0)} s, ${threads} threads`);
+      out(`  decoded fps per camera: min ${Math.min(...framesIn.map((x) => x / r.seconds)).toFixed(2)}, mean ${(sum(framesIn) / n / r.seconds).toFixed(2)}`);
+      out(`  detect fps per camera: min ${Math.min(...det.map((x) => x / r.seconds)).toFixed(2)}, mean ${(sum(det) / n / r.seconds).toFixed(2)} (motion-gated frames queued ${sum(queued)} of ${sum(framesIn)})`);
+      out(`  skipped frames: ${sum(skipped)} (${(sum(skipped) / r.seconds).toFixed(2)}/s); states: ${[...new Set(r.after.map((c) => c.state))].join(', ')}`);
+      out(`  CPU (agent + ffmpeg + RTSP server): ${(r.cpu / r.seconds).toFixed(2)} cores, ${(r.cpu / r.seconds / n).toFixed(3)} per camera; mean inference ${(r.after.reduce((s, c) => s + c.inferenceMs, 0) / n).toFixed(1)} ms`);
+      return;
+    }
+    const agent = await Agent.start({ config: config(cams), log: createLogger({ level: 'silent' }) });
+    const samples: [number, number][] = [];
+    const t0 = performance.now();
+    try {
+      while (performance.now() - t0 < seconds * 1000) {
+        await sleep(10_000);
+        const rss = process.memoryUsage().rss / 2 ** 20;
+        samples.push([(performance.now() - t0) / 1000, rss]);
+        out(`  ${samples.at(-1)![0].toFixed(0)} s  RSS ${rss.toFixed(1)} MB  states ${[...new Set(agent.cameraStatus().map((c) => c.state))].join(',')}  detect fps ${agent.cameraStatus().map((c) => c.detectFps).join(',')}`);
+      }
+    } finally {
+      await agent.stop();
+    }
+    const half = samples.slice(Math.floor(samples.length / 2));
+    const mx = sum(half.map((s) => s[0])) / half.length;
+    const my = sum(half.map((s) => s[1])) / half.length;
+    const slope = sum(half.map(([x, y]) => (x - mx) * (y - my))) / sum(half.map(([x]) => (x - mx) ** 2));
+    out(`rss: ${n} cameras ${width}×${height}, detect 2 fps, ${seconds} s: max RSS ${Math.max(...samples.map((s) => s[1])).toFixed(1)} MB; `
+      + `trend over the second half ${(slope * 60).toFixed(2)} MB/min (mean ${my.toFixed(1)} MB)`);
+  } finally {
+    await server.stop();
+  }
+}
+
+if (mode === 'ratio') await ratio();
+else if (mode === 'gating') await gating();
+else if (mode === 'capacity') await streamCameras(Number(values.cameras ?? 16), 640, 360, Number(values.seconds ?? 60), false);
+else if (mode === 'rss') await streamCameras(Number(values.cameras ?? 4), 1280, 720, Number(values.seconds ?? 600), true);
+else throw new Error(`unknown mode '${mode}': use ratio, gating, capacity or rss`);
