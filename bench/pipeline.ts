@@ -12,12 +12,14 @@
  *             the tracks and dwell/presence hits with gating vs without (recall).  [--seconds 60]
  *   capacity  N cameras of vtest.avi scaled to 640×360 H.264 at 10 fps over RTSP, detect at 2 fps: detect fps,
  *             skipped fps and CPU per camera.                                     [--cameras 16] [--seconds 60]
- *   rss       4 cameras at 1280×720, detect 2 fps: RSS every 10 s, max and trend. [--cameras 4] [--seconds 600]
+ *   rss       4 cameras at 1280×720, detect 2 fps: RSS of `edgepatrol run` (dist/: `npm run build` first) every
+ *             10 s, max and trend over the second half.                           [--cameras 4] [--seconds 600]
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
@@ -40,6 +42,7 @@ const { values, positionals } = parseArgs({
   },
 });
 const mode = positionals[0] ?? 'ratio';
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const threads = Number(values.threads);
 const work = mkdtempSync(join(tmpdir(), 'edgepatrol-bench-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
@@ -51,14 +54,18 @@ function ffmpeg(args: string[]): void {
   if (r.status !== 0) throw new Error(`ffmpeg ${args.join(' ')} failed: ${r.stderr}`);
 }
 
-function config(cameras: Record<string, unknown>[]): Config {
-  return parseConfig(JSON.stringify({
+function configInput(cameras: Record<string, unknown>[]): Record<string, unknown> {
+  return {
     gateway: { id: 'gw-bench', dataDir: join(work, 'data') },
     // No broker: the frame path does not wait for the uplink, which keeps retrying in the background.
     mqtt: { url: 'mqtt://127.0.0.1:1' },
     model: { threads },
     cameras,
-  }), join(work, 'gateway.yaml'));
+  };
+}
+
+function config(cameras: Record<string, unknown>[]): Config {
+  return parseConfig(JSON.stringify(configInput(cameras)), join(work, 'gateway.yaml'));
 }
 
 /** CPU seconds used so far by this process and its children that have been waited for, plus live ffmpeg children. */
@@ -239,24 +246,30 @@ async function streamCameras(n: number, width: number, height: number, seconds: 
       out(`  CPU (agent + ffmpeg + RTSP server): ${(r.cpu / r.seconds).toFixed(2)} cores, ${(r.cpu / r.seconds / n).toFixed(3)} per camera; mean inference ${(r.after.reduce((s, c) => s + c.inferenceMs, 0) / n).toFixed(1)} ms`);
       return;
     }
-    const agent = await Agent.start({ config: config(cams), log: createLogger({ level: 'silent' }) });
+    // The agent runs as `edgepatrol run` from dist/ in its own process, so its RSS is the agent's alone (this
+    // process carries the TypeScript loader and the RTSP server's helper).
+    const file = join(work, 'rss.yaml');
+    writeFileSync(file, JSON.stringify({ ...configInput(cams) }));
+    const agent = spawn(process.execPath, [join(repoRoot, 'bin', 'edgepatrol.js'), 'run', '--config', file, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
     const samples: [number, number][] = [];
     const t0 = performance.now();
     try {
       while (performance.now() - t0 < seconds * 1000) {
         await sleep(10_000);
-        const rss = process.memoryUsage().rss / 2 ** 20;
-        samples.push([(performance.now() - t0) / 1000, rss]);
-        out(`  ${samples.at(-1)![0].toFixed(0)} s  RSS ${rss.toFixed(1)} MB  states ${[...new Set(agent.cameraStatus().map((c) => c.state))].join(',')}  detect fps ${agent.cameraStatus().map((c) => c.detectFps).join(',')}`);
+        if (agent.exitCode !== null) throw new Error(`the agent exited with code ${agent.exitCode}`);
+        const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))?.[1]);
+        samples.push([(performance.now() - t0) / 1000, kb / 1024]);
+        out(`  ${samples.at(-1)![0].toFixed(0)} s  agent RSS ${(kb / 1024).toFixed(1)} MB`);
       }
     } finally {
-      await agent.stop();
+      agent.kill('SIGTERM');
+      await new Promise((r) => agent.once('exit', r));
     }
     const half = samples.slice(Math.floor(samples.length / 2));
     const mx = sum(half.map((s) => s[0])) / half.length;
     const my = sum(half.map((s) => s[1])) / half.length;
     const slope = sum(half.map(([x, y]) => (x - mx) * (y - my))) / sum(half.map(([x]) => (x - mx) ** 2));
-    out(`rss: ${n} cameras ${width}×${height}, detect 2 fps, ${seconds} s: max RSS ${Math.max(...samples.map((s) => s[1])).toFixed(1)} MB; `
+    out(`rss: ${n} cameras ${width}×${height}, detect 2 fps, ${seconds} s, agent process (dist/): max RSS ${Math.max(...samples.map((s) => s[1])).toFixed(1)} MB; `
       + `trend over the second half ${(slope * 60).toFixed(2)} MB/min (mean ${my.toFixed(1)} MB)`);
   } finally {
     await server.stop();
