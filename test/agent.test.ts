@@ -9,7 +9,8 @@ import { clipCamera, gatewayConfig, outboxRows, root, runCli, tempDir, until, wr
 import { eventPayloadSchema } from '../src/agent/event.js';
 
 const events = (msgs: Received[]): Received[] => msgs.filter((m) => m.topic.includes('/event/'));
-const ids = (msgs: Received[]): string[] => events(msgs).map((m) => (JSON.parse(m.payload) as { id: string }).id);
+/** Outbox rows are messages: each event state (started, updated, ended) is one, keyed by its messageId. */
+const ids = (msgs: Received[]): string[] => events(msgs).map((m) => (JSON.parse(m.payload) as { messageId: string }).messageId);
 
 async function freePort(): Promise<number> {
   return new Promise((res) => {
@@ -100,9 +101,9 @@ t.test('broker down: events stay in SQLite and all arrive, in order, when it is 
   t.ok(firstSeen.length >= 4, `${firstSeen.length} events delivered after the outage`);
   const byId = new Map<string, string>();
   for (const m of events(sub.messages)) {
-    const ev = JSON.parse(m.payload) as { id: string };
-    if (byId.has(ev.id)) t.equal(m.payload, byId.get(ev.id), 'a duplicate carries the same payload');
-    byId.set(ev.id, m.payload);
+    const ev = JSON.parse(m.payload) as { messageId: string };
+    if (byId.has(ev.messageId)) t.equal(m.payload, byId.get(ev.messageId), 'a duplicate carries the same payload');
+    byId.set(ev.messageId, m.payload);
   }
 });
 
@@ -194,20 +195,22 @@ t.test('a missing model and a model whose sha256 does not match are refused, nam
   const models = join(dir, 'models');
   mkdirSync(models);
   copyFileSync(join(root, 'models', 'manifest.json'), join(models, 'manifest.json'));
+  const manifest = JSON.parse(readFileSync(join(models, 'manifest.json'), 'utf8')) as { default: string; models: Record<string, { file: string }> };
+  const modelFile = manifest.models[manifest.default]!.file;
   const config = writeConfig(dir, gatewayConfig(dir, 'mqtt://127.0.0.1:1', [clipCamera('cam-a')]));
 
   const r1 = runCli(['run', '--config', config, '--models-dir', models]);
   t.equal((await r1.exited).code, 3, 'missing model: exit 3');
-  t.match(r1.stderr(), join(models, 'nanodet-m.onnx'), 'names the missing file');
+  t.match(r1.stderr(), join(models, modelFile), 'names the missing file');
   t.match(r1.stderr(), /setup/, 'says how to get it');
 
-  const bytes = readFileSync(join(root, 'models', 'nanodet-m.onnx'));
+  const bytes = readFileSync(join(root, 'models', modelFile));
   const at = bytes.length - 100;
   bytes[at] = bytes[at]! ^ 0xff;
-  writeFileSync(join(models, 'nanodet-m.onnx'), bytes);
+  writeFileSync(join(models, modelFile), bytes);
   const r2 = runCli(['run', '--config', config, '--models-dir', models]);
   t.equal((await r2.exited).code, 3, 'hash mismatch: exit 3');
   t.match(r2.stderr(), /sha256/);
-  t.match(r2.stderr(), join(models, 'nanodet-m.onnx'));
+  t.match(r2.stderr(), join(models, modelFile));
   t.notOk(existsSync(join(dir, 'data', 'outbox.db')), 'nothing started');
 });

@@ -52,10 +52,10 @@ ${rules}
   t.teardown(() => outbox.close());
   let nudges = 0;
   const recorder = new EventRecorder({
-    config: cfg, dataDir: join(dir, 'data'), outbox, uplink: { notify: () => { nudges++; } },
-    model: { name: 'nanodet-m', sha256: 'ab'.repeat(32) }, log: pino({ level: 'silent' }),
+    config: cfg, dataDir: join(dir, 'data'), outbox, uplink: { notify: () => { nudges++; } }, log: pino({ level: 'silent' }),
   });
-  return { dir, ref, cfg, cam: cfg.cameras[0]!, outbox, recorder, nudges: () => nudges };
+  const model = { name: 'nanodet-m', sha256: 'ab'.repeat(32) };
+  return { dir, ref, cfg, cam: cfg.cameras[0]!, outbox, recorder, model, nudges: () => nudges };
 }
 
 declare global { namespace Tap { type Test = import('tap').Test } }
@@ -84,7 +84,7 @@ t.test('a violation is one event id over started, updated and ended, each a mess
   for (let i = 0; i < 180; i++) {
     const ts = t0 + i * 500;
     const f = frame(ts);
-    for (const hit of rules.evaluate(ts, W, H, i < 150 ? [person] : [], f)) t.ok(await s.recorder.record(s.cam, f, hit));
+    for (const hit of rules.evaluate(ts, W, H, i < 150 ? [person] : [], f)) t.ok(await s.recorder.record(s.cam, f, hit, s.model));
   }
   const events = payloads(s.outbox);
   t.same(events.map((e) => e.state), ['started', 'updated', 'ended']);
@@ -139,7 +139,7 @@ t.test('scene_change: evidence puts the reference beside the current view; line_
     const walker = { class: 'person', classId: 0, score: 0.9, box: [40 + i * 8, 40, 70 + i * 8, 120] as [number, number, number, number] };
     for (const hit of rules.evaluate(ts, W, H, i < 30 ? [walker] : [], f)) {
       hits.push(hit);
-      t.ok(await s.recorder.record(s.cam, f, hit));
+      t.ok(await s.recorder.record(s.cam, f, hit, s.model));
     }
   }
   const events = payloads(s.outbox);

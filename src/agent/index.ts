@@ -3,13 +3,14 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, CameraConfig } from '../config/index.js';
 import { FrameSource, grabFrame, type SourceState } from '../ingest/index.js';
-import { openDetector, type Detector } from '../vision/index.js';
+import { openDetector, remapClasses, type Detector } from '../vision/index.js';
 import { MotionDetector, MotionGate } from '../vision/motion.js';
 import { InferenceScheduler } from '../vision/scheduler.js';
 import type { RgbFrame } from '../vision/types.js';
 import { CameraRules } from '../rules/index.js';
 import { Outbox } from '../outbox/index.js';
 import { Uplink } from '../uplink/index.js';
+import { HealthSampler } from '../health/index.js';
 import { version } from '../version.js';
 import { EventRecorder } from './recorder.js';
 import { emptyCounters, STATUS_INTERVAL_MS, StatsWindow, writeStatus, type AgentStatus, type CameraCounters, type CameraStatus } from './stats.js';
@@ -25,6 +26,8 @@ export interface AgentOptions {
 interface CameraPipeline {
   config: CameraConfig;
   source: FrameSource;
+  /** The camera's model session, shared with every camera naming the same model. */
+  detector: Detector;
   rules: CameraRules;
   gate: MotionGate;
   /** The last detection found objects: while it did, the gate refreshes detection even without motion. */
@@ -45,12 +48,14 @@ interface CameraPipeline {
  */
 export class Agent {
   private readonly cameras: CameraPipeline[] = [];
-  private detector: Detector | null = null;
+  /** One onnxruntime session per model name, shared by the cameras that use it. */
+  private readonly detectors = new Map<string, Detector>();
   private scheduler: InferenceScheduler<RgbFrame> | null = null;
   private outbox: Outbox | null = null;
   private uplink: Uplink | null = null;
   private recorder: EventRecorder | null = null;
   private statusTimer: NodeJS.Timeout | undefined;
+  private healthTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private readonly startedAt = Date.now();
   private readonly dataDir: string;
@@ -73,13 +78,25 @@ export class Agent {
   private async open(): Promise<void> {
     const { config, log } = this.opts;
     mkdirSync(this.dataDir, { recursive: true, mode: 0o750 });
-    this.detector = await openDetector({
-      model: config.model.name,
-      modelsDir: this.opts.modelsDir,
-      threads: config.model.threads,
-      scoreThreshold: config.model.scoreThreshold,
+    for (const name of new Set(config.cameras.map((c) => c.model ?? config.model.name))) {
+      const detector = await openDetector({
+        model: name,
+        modelsDir: this.opts.modelsDir,
+        threads: config.model.threads,
+        scoreThreshold: config.model.scoreThreshold,
+      });
+      this.detectors.set(name ?? '', detector);
+    }
+    const o = config.outbox;
+    this.outbox = Outbox.open(join(this.dataDir, 'outbox.db'), {
+      log,
+      maxBytes: o.maxBytes,
+      ttlMs: { high: o.ttlSeconds.high * 1000, normal: o.ttlSeconds.normal * 1000, low: o.ttlSeconds.low * 1000 },
+      delivery: config.mqtt.delivery,
+      confirmTimeoutMs: o.confirmTimeoutSeconds * 1000,
+      alerts: { prefix: config.mqtt.prefix, gatewayId: config.gateway.id },
+      onCorrupt: 'move-aside',
     });
-    this.outbox = Outbox.open(join(this.dataDir, 'outbox.db'), { log });
     this.uplink = new Uplink({
       url: config.mqtt.url,
       prefix: config.mqtt.prefix,
@@ -91,21 +108,25 @@ export class Agent {
       outbox: this.outbox,
       log,
       version,
+      reconnect: config.mqtt.reconnect,
     });
     this.uplink.start();
-    this.recorder = new EventRecorder({ config, dataDir: this.dataDir, outbox: this.outbox, uplink: this.uplink, model: this.detector.model, log });
+    this.recorder = new EventRecorder({ config, dataDir: this.dataDir, outbox: this.outbox, uplink: this.uplink, log });
     this.scheduler = new InferenceScheduler<RgbFrame>({
       depth: config.model.queueDepth,
       run: (cameraId, frame) => this.detectFrame(this.cameras.find((c) => c.config.id === cameraId)!, frame),
       onError: (cameraId, err) => log.error({ camera: cameraId, err }, `camera ${cameraId}: detection failed`),
     });
-    for (const cam of config.cameras) this.cameras.push(this.openCamera(cam));
+    for (const cam of config.cameras) this.cameras.push(await this.openCamera(cam));
     this.statusTimer = setInterval(() => this.writeStatusFile(), STATUS_INTERVAL_MS);
     this.statusTimer.unref();
-    log.info({ cameras: this.cameras.length, model: this.detector.model.name, dataDir: this.dataDir }, 'agent started');
+    const health = new HealthSampler({ gatewayId: config.gateway.id, version, dataDir: this.dataDir });
+    this.healthTimer = setInterval(() => this.publishHealth(health), config.health.intervalSeconds * 1000);
+    this.healthTimer.unref();
+    log.info({ cameras: this.cameras.length, models: [...this.detectors.values()].map((d) => d.model.name), dataDir: this.dataDir }, 'agent started');
   }
 
-  private openCamera(cam: CameraConfig): CameraPipeline {
+  private async openCamera(cam: CameraConfig): Promise<CameraPipeline> {
     const { log } = this.opts;
     const source = new FrameSource({
       cameraId: cam.id,
@@ -122,7 +143,8 @@ export class Agent {
     const pipe: CameraPipeline = {
       config: cam,
       source,
-      rules: new CameraRules(cam),
+      detector: this.detectors.get(cam.model ?? this.opts.config.model.name ?? '')!,
+      rules: await CameraRules.open(cam),
       gate: new MotionGate(
         m.enabled ? new MotionDetector({ threshold: m.threshold, minArea: m.minArea, backgroundSeconds: m.backgroundSeconds, masks: m.masks }) : null,
         { refreshMs: m.refreshSeconds * 1000 },
@@ -159,14 +181,14 @@ export class Agent {
   private async detectFrame(pipe: CameraPipeline, frame: RgbFrame): Promise<void> {
     if (this.stopping) return;
     const t0 = performance.now();
-    const detections = await this.detector!.detect(frame);
+    const detections = remapClasses(await pipe.detector.detect(frame), pipe.config.classMap);
     pipe.counters.inferenceMs += performance.now() - t0;
     pipe.counters.detected++;
     pipe.objectsTracked = detections.length > 0;
-    const hits = pipe.rules.evaluate(frame.ts, frame.width, frame.height, detections);
+    const hits = pipe.rules.evaluate(frame.ts, frame.width, frame.height, detections, frame);
     for (const hit of hits) {
       pipe.eventChain = pipe.eventChain.then(async () => {
-        if (await this.recorder!.record(pipe.config, await this.evidenceFrame(pipe, frame), hit)) pipe.counters.events++;
+        if (await this.recorder!.record(pipe.config, await this.evidenceFrame(pipe, frame), hit, pipe.detector.model)) pipe.counters.events++;
       });
     }
   }
@@ -210,6 +232,24 @@ export class Agent {
     return { cameras: this.cameraStatus(), outbox: this.outbox?.stats() ?? null };
   }
 
+  /** The retained health message: gateway resources, outbox depth and drops, and each camera's state and rates. */
+  private publishHealth(sampler: HealthSampler): void {
+    if (!this.outbox || !this.uplink) return;
+    try {
+      const cameras = this.cameraStatus().map(({ totals, reason, ...rest }) => ({
+        ...rest,
+        ...(reason !== undefined && { reason }),
+        framesIn: totals.framesIn,
+        framesDetected: totals.detected,
+        framesSkipped: totals.skipped,
+        events: totals.events,
+      }));
+      this.uplink.publishHealth(sampler.sample({ outbox: this.outbox, uplink: this.uplink.status(), cameras }));
+    } catch (err) {
+      this.opts.log.warn({ err }, `health not published: ${(err as Error).message}`);
+    }
+  }
+
   private writeStatusFile(): void {
     const now = Date.now();
     for (const c of this.cameras) c.window.sample(this.totals(c, this.scheduler), now);
@@ -236,12 +276,13 @@ export class Agent {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.statusTimer);
+    clearInterval(this.healthTimer);
     await Promise.all(this.cameras.map((c) => c.source.stop()));
     await this.scheduler?.close();
     await Promise.all(this.cameras.map((c) => c.eventChain));
     await this.uplink?.stop();
     this.outbox?.close();
-    await this.detector?.close();
+    for (const d of this.detectors.values()) await d.close();
     this.opts.log.info('agent stopped');
   }
 }

@@ -18,7 +18,6 @@ export interface RecorderOptions {
   dataDir: string;
   outbox: Outbox;
   uplink: Pick<Uplink, 'notify'>;
-  model: { name: string; sha256: string };
   log: Logger;
   /** Clock for retention (default Date.now). */
   now?: () => number;
@@ -40,7 +39,8 @@ export class EventRecorder {
   constructor(private readonly opts: RecorderOptions) {}
 
   /** Returns true when the message was committed; a failure is logged with the camera and never thrown into the frame path. */
-  async record(cam: CameraConfig, frame: RgbFrame, hit: RuleHit): Promise<boolean> {
+  /** `model` is the session that made the detections (cameras may use different models). */
+  async record(cam: CameraConfig, frame: RgbFrame, hit: RuleHit, model: { name: string; sha256: string }): Promise<boolean> {
     const { config, log, outbox, uplink } = this.opts;
     const messageId = uuidv7();
     try {
@@ -67,7 +67,7 @@ export class EventRecorder {
         ...(hit.counts && { counts: hit.counts }),
         ...(hit.change && { change: hit.change }),
         location: { ...cam.location },
-        model: { ...this.opts.model },
+        model: { name: model.name, sha256: model.sha256 },
         evidence,
         agentVersion: version,
       });
@@ -79,6 +79,7 @@ export class EventRecorder {
         evidencePath: evidence.annotated.file,
         evidenceSha256: evidence.annotated.sha256,
         evidenceBytes: evidence.annotated.bytes,
+        ...(rule && { priority: rule.priority }),
       }, payloadFor);
       log.info({ camera: cam.id, event: hit.eventId, state: hit.state, seq, type: hit.eventType, zone: hit.zoneId },
         `event ${hit.eventType} ${hit.state} on ${cam.id}/${hit.zoneId} stored (seq ${seq})`);

@@ -37,8 +37,18 @@ export async function runCommand(argv: string[]): Promise<number> {
     config = loadConfig(args.config);
     if (args['mqtt-url']) config = { ...config, mqtt: { ...config.mqtt, url: args['mqtt-url'] } };
     const manifest = loadManifest(args['models-dir']);
-    const model = resolveModel(manifest, config.model.name);
-    const issues = checkClasses(config, model.classes);
+    const cfg = config;
+    const known = Object.keys(manifest.models);
+    const modelIssues = cfg.cameras.flatMap((cam, i) => cam.model === undefined || known.includes(cam.model) ? [] : [{
+      path: `cameras[${i}].model`,
+      message: `camera ${cam.id}: no model '${cam.model}' in ${manifest.file}; known models: ${known.join(', ')} (edgepatrol model list)`,
+    }]);
+    if (modelIssues.length) throw new ConfigError(args.config, modelIssues);
+    const issues = checkClasses(cfg, (cam) => {
+      const { classes } = resolveModel(manifest, cam.model ?? cfg.model.name);
+      const map = cam.classMap ?? {};
+      return classes.map((c) => map[c] ?? c);
+    });
     if (issues.length) throw new ConfigError(args.config, issues);
   } catch (err) {
     if (err instanceof ConfigError) { process.stderr.write(formatConfigError(err) + '\n'); return 2; }

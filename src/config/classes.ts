@@ -1,4 +1,4 @@
-import type { Config } from './schema.js';
+import type { CameraConfig, Config } from './schema.js';
 import type { ConfigIssue } from './load.js';
 
 /** Rule keys that hold class names. */
@@ -6,12 +6,14 @@ const CLASS_LISTS = new Set(['classes', 'personClasses', 'ignoreClasses']);
 
 /**
  * Issues for rule classes the model does not know, e.g. `cameras[0].zones[1].rules[0].classes[2]`.
- * Kept apart from parsing so the config can be validated without loading a model.
+ * Kept apart from parsing so the config can be validated without loading a model. `classes` is one list for
+ * every camera, or the list a camera's rules see (its model's classes after its classMap).
  */
-export function checkClasses(config: Config, classNames: readonly string[]): ConfigIssue[] {
-  const known = new Set(classNames);
+export function checkClasses(config: Config, classes: readonly string[] | ((cam: CameraConfig) => readonly string[])): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   config.cameras.forEach((cam, ci) => {
+    const classNames = typeof classes === 'function' ? classes(cam) : classes;
+    const known = new Set(classNames);
     cam.zones.forEach((zone, zi) => {
       zone.rules.forEach((rule, ri) => {
         const lists: [string, readonly string[]][] = Object.entries(rule).filter((e): e is [string, string[]] => CLASS_LISTS.has(e[0]) && Array.isArray(e[1]));

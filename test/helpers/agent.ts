@@ -27,7 +27,8 @@ export function clipCamera(id: string, extra: Record<string, unknown> = {}): Rec
     zones: [{
       id: 'walkway',
       polygon: [[0, 0.33], [1, 0.33], [1, 1], [0, 1]],
-      rules: [{ kind: 'presence', type: 'person_presence', classes: ['person'], minScore: 0.45, cooldownSeconds: 2 }],
+      // vtest.avi always has people in view: one long presence event, with an update every 3 s.
+      rules: [{ kind: 'presence', type: 'person_presence', classes: ['person'], minScore: 0.45, cooldownSeconds: 2, updateMinutes: 0.05 }],
     }],
     ...extra,
   };

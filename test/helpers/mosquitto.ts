@@ -271,7 +271,7 @@ export async function collect(url: string, topicFilter: string,
         const timer = setTimeout(() => {
           finish();
           reject(new Error(`collect(${topicFilter}): condition not met after ${timeoutMs} ms; ${messages.length} ` +
-            `message(s) received, last: ${JSON.stringify(messages.slice(-3).map((m) => [m.topic, m.payload]))}`));
+            `message(s) received, last: ${JSON.stringify(messages.slice(-3).map((m) => [m.topic, m.payload.slice(0, 300)]))}`));
         }, timeoutMs);
         const finish = (): void => {
           clearTimeout(timer);
