@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { startMosquitto, collect, type Received } from './helpers/mosquitto.js';
 import { clipCamera, gatewayConfig, outboxRows, root, runCli, tempDir, until, writeConfig } from './helpers/agent.js';
 import { eventPayloadSchema } from '../src/agent/event.js';
+import { healthPayloadSchema } from '../src/health/index.js';
 
 const events = (msgs: Received[]): Received[] => msgs.filter((m) => m.topic.includes('/event/'));
 /** Outbox rows are messages: each event state (started, updated, ended) is one, keyed by its messageId. */
@@ -52,6 +53,14 @@ t.test('a subscriber receives the events with the documented payload, evidence o
   }
   const seqs = events(sub.messages).map((m) => (JSON.parse(m.payload) as { seq: number }).seq);
   t.same(seqs, [...seqs].sort((a, b) => a - b), 'events arrive in seq order');
+
+  await sub.waitFor((m) => m.some((x) => x.topic === 'ept/gw-test-01/health'), 30_000);
+  const health = healthPayloadSchema.parse(JSON.parse(sub.messages.find((x) => x.topic === 'ept/gw-test-01/health')!.payload));
+  t.equal(health.cameras[0]?.id, 'cam-a', 'health carries the camera');
+  t.equal(health.cameras[0]?.state, 'streaming');
+  const evidence = sub.messages.filter((m) => m.topic.startsWith('ept/gw-test-01/evidence/'));
+  t.ok(evidence.length >= 1, `${evidence.length} evidence messages`);
+  t.equal(evidence[0]!.properties?.contentType, 'image/jpeg', 'evidence has a content type');
 
   const exit = await agent.stop('SIGTERM');
   t.equal(exit.code, 0, 'SIGTERM stops the agent cleanly');

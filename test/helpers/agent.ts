@@ -47,6 +47,7 @@ export function gatewayConfig(dir: string, mqttUrl: string, cameras: Record<stri
     gateway: { id: 'gw-test-01', dataDir: join(dir, 'data'), timezone: 'Asia/Shanghai' },
     mqtt: { url: mqttUrl, prefix: 'ept' },
     model: { threads: 1, scoreThreshold: 0.4 },
+    health: { intervalSeconds: 5 },
     cameras,
   };
 }
