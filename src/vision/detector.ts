@@ -1,3 +1,4 @@
+import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { createDecoder, type OutputDecoder } from './decoders.js';
 import {
@@ -6,6 +7,7 @@ import {
 import { Candidates, nms } from './nms.js';
 import { Preprocessor } from './preprocess.js';
 import type { Detection, RgbFrame } from './types.js';
+import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
 export interface DetectorOptions {
   /** Model name in the manifest; default: the manifest's `default`. */
@@ -22,12 +24,12 @@ export interface DetectorOptions {
   maxDetections?: number;
   /** Overrides the manifest's preprocessing (used to measure alternatives, see bench/detect.ts). */
   preprocess?: Preprocess;
-}
-
-export interface Detector {
-  model: { name: string; sha256: string };
-  detect(frame: RgbFrame): Promise<Detection[]>;
-  close(): Promise<void>;
+  /** A worker that answers nothing for this long while frames wait is ended and restarted, ms; default 60,000. */
+  timeoutMs?: number;
+  /** Told when the worker thread died (crash, exit, timeout) while in use; the next frame starts a new one. */
+  onWorkerExit?: (err: Error) => void;
+  /** The worker thread's entry; default src/vision/worker. Tests substitute one that misbehaves. */
+  workerUrl?: URL;
 }
 
 /** A verified model loaded into an onnxruntime CPU session, its output checked; the raw layer under `Detector`. */
@@ -101,7 +103,33 @@ export async function loadModelSession(model: ResolvedModel, threads = 2): Promi
   }
 }
 
-export async function openDetector(opts: DetectorOptions = {}): Promise<Detector> {
+
+/** Filled by `detect` when given: where the time of one frame went, measured where the work ran. */
+export interface DetectTiming {
+  /** Resize + normalise into the input tensor, ms. */
+  preprocessMs: number;
+  /** onnxruntime session.run, ms. */
+  inferenceMs: number;
+  /** Decode + NMS + mapping boxes to the frame, ms. */
+  postMs: number;
+}
+
+export interface Detector {
+  model: { name: string; sha256: string };
+  /**
+   * Detections on one frame. Calls may overlap: frames are processed one at a time in call order, so results
+   * resolve in call order too. Leave `frame.data` unchanged until the promise settles.
+   */
+  detect(frame: RgbFrame, timing?: DetectTiming): Promise<Detection[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * The model on the calling thread: preprocessing, session.run (which blocks this thread for the whole
+ * inference: onnxruntime-node 1.30 runs it synchronously), decoding and NMS. The worker thread of `openDetector`
+ * runs one of these; benches use it to compare.
+ */
+export async function openInlineDetector(opts: DetectorOptions = {}): Promise<Detector> {
   const { model, session, inputWidth, inputHeight, decode } = await openModelSession(opts);
   const scoreThreshold = opts.scoreThreshold ?? 0.35;
   const iouThreshold = opts.iouThreshold ?? 0.5;
@@ -113,9 +141,12 @@ export async function openDetector(opts: DetectorOptions = {}): Promise<Detector
   const candidates = new Candidates();
   const classes = model.classes;
 
-  async function detectNow(frame: RgbFrame): Promise<Detection[]> {
+  async function detectNow(frame: RgbFrame, timing?: DetectTiming): Promise<Detection[]> {
+    const t0 = performance.now();
     pre.run(frame);
+    const t1 = performance.now();
     const result = await session.run({ [input.name]: tensor });
+    const t2 = performance.now();
     const out = result[output.name];
     if (!out || out.type !== 'float32') throw new Error(`model ${model.name}: output '${output.name}' missing or not float32`);
     decode(out.data as Float32Array, scoreThreshold, candidates);
@@ -123,7 +154,7 @@ export async function openDetector(opts: DetectorOptions = {}): Promise<Detector
     const { scaleX, scaleY, padX, padY } = pre.mapping;
     const clip = (v: number, max: number): number => Math.min(max, Math.max(0, v));
     const b = candidates.boxes;
-    return kept.map((i) => {
+    const detections = kept.map((i): Detection => {
       const classId = candidates.classIds[i]!;
       return {
         class: classes[classId] ?? `class${classId}`,
@@ -135,6 +166,12 @@ export async function openDetector(opts: DetectorOptions = {}): Promise<Detector
         ],
       };
     });
+    if (timing) {
+      timing.preprocessMs = t1 - t0;
+      timing.inferenceMs = t2 - t1;
+      timing.postMs = performance.now() - t2;
+    }
+    return detections;
   }
 
   // One frame at a time: the input buffer and candidates are shared, and ORT is given all its threads.
@@ -142,9 +179,9 @@ export async function openDetector(opts: DetectorOptions = {}): Promise<Detector
   let closed = false;
   return {
     model: { name: model.name, sha256: model.spec.sha256 },
-    detect(frame) {
+    detect(frame, timing) {
       if (closed) return Promise.reject(new Error(`detector for model ${model.name} is closed`));
-      const next = queue.then(() => detectNow(frame));
+      const next = queue.then(() => detectNow(frame, timing));
       queue = next.catch(() => undefined);
       return next;
     },
@@ -155,4 +192,207 @@ export async function openDetector(opts: DetectorOptions = {}): Promise<Detector
       await session.release();
     },
   };
+}
+
+/** After a worker failed to start, frames are refused with that error for this long before trying again. */
+const RESPAWN_PAUSE_MS = 5000;
+/** Transfer buffers kept for reuse: one per frame in flight is enough. */
+const POOL_SIZE = 4;
+
+interface Pending {
+  resolve: (d: Detection[]) => void;
+  reject: (err: Error) => void;
+  timing: DetectTiming | undefined;
+}
+
+/** One worker thread and the frames sent to it; replaced as a whole when the worker dies. */
+interface Connection {
+  worker: Worker;
+  ready: Promise<void>;
+  isReady: boolean;
+  pending: Map<number, Pending>;
+  /** Settles after the newest frame sent; `close` waits for it. */
+  last: Promise<unknown>;
+  watchdog: NodeJS.Timeout | undefined;
+  /** Set once the worker is gone or given up on; its frames have been rejected. */
+  dead: boolean;
+  /** Rejects `ready` (no effect once it settled). */
+  failStart: (err: Error) => void;
+}
+
+/**
+ * The model in a worker thread (node:worker_threads), so an inference never blocks the main thread's event
+ * loop (ffmpeg pipes, motion gating, rules, MQTT). Frames are copied into pooled ArrayBuffers that are
+ * transferred to the worker and back. A worker that crashes, exits or stops answering (`timeoutMs`) has its
+ * frames rejected with an error naming the model, is reported to `onWorkerExit`, and is replaced on the next
+ * frame; `close()` lets sent frames finish, then ends the worker.
+ */
+class WorkerDetector implements Detector {
+  model = { name: '', sha256: '' };
+  private conn: Connection | null = null;
+  private nextId = 1;
+  private readonly pool: ArrayBuffer[] = [];
+  private closed = false;
+  private spawnFailure: { at: number; err: Error } | undefined;
+  private readonly init: WorkerInit;
+  private readonly url: URL;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly opts: DetectorOptions) {
+    const { timeoutMs, onWorkerExit, workerUrl, ...init } = opts;
+    this.init = init;
+    // Run from TypeScript sources (tests, benches) the worker is the .ts file next to this one, from dist/ the .js.
+    this.url = workerUrl ?? new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
+    this.timeoutMs = timeoutMs ?? 60_000;
+    if (!(this.timeoutMs > 0)) throw new RangeError(`timeoutMs must be positive, got ${timeoutMs}`);
+  }
+
+  /** Starts a worker; resolves when its model is loaded, rejects with the worker's error (a ModelError for a bad model). */
+  connect(): Connection {
+    const worker = new Worker(this.url, { workerData: this.init });
+    let crash: Error | undefined;
+    let settleReady: { resolve: () => void; reject: (e: Error) => void } | undefined;
+    const conn: Connection = {
+      worker,
+      ready: new Promise<void>((resolve, reject) => { settleReady = { resolve, reject }; }),
+      failStart: (err) => settleReady!.reject(err),
+      isReady: false,
+      pending: new Map(),
+      last: Promise.resolve(),
+      watchdog: undefined,
+      dead: false,
+    };
+    // Nobody may await `ready` (a crash after start-up); its rejection is reported through the frames instead.
+    conn.ready.catch(() => undefined);
+    this.conn = conn;
+    worker.on('message', (msg: FromWorker) => {
+      switch (msg.type) {
+        case 'ready':
+          this.model = { name: msg.name, sha256: msg.sha256 };
+          conn.isReady = true;
+          settleReady!.resolve();
+          return;
+        case 'init-failed':
+          settleReady!.reject(msg.modelError ? new ModelError(msg.message, msg.file) : new Error(msg.message));
+          return;
+        case 'result':
+        case 'failed': {
+          this.recycle(msg.buffer);
+          const p = conn.pending.get(msg.id);
+          if (!p) return;
+          conn.pending.delete(msg.id);
+          this.arm(conn);
+          if (msg.type === 'result') {
+            if (p.timing) Object.assign(p.timing, msg.timing);
+            p.resolve(msg.detections);
+          } else {
+            const err = new Error(msg.message);
+            err.name = msg.errorName;
+            p.reject(err);
+          }
+        }
+      }
+    });
+    worker.on('error', (err) => { crash = err; });
+    worker.on('exit', (code) => {
+      const what = crash ? `crashed: ${crash.message}` : `exited with code ${code}`;
+      this.bury(conn, new Error(`the detector worker for model ${this.opts.model ?? '(default)'} ${what}`));
+    });
+    return conn;
+  }
+
+  /** Rejects a dead connection's frames (and its start-up), detaches it, and reports it unless we closed it. */
+  private bury(conn: Connection, err: Error): void {
+    if (conn.dead) return;
+    conn.dead = true;
+    clearTimeout(conn.watchdog);
+    if (this.conn === conn) this.conn = null;
+    const wasReady = conn.isReady;
+    conn.isReady = false;
+    conn.failStart(err);
+    for (const p of conn.pending.values()) p.reject(err);
+    conn.pending.clear();
+    if (wasReady && !this.closed) this.opts.onWorkerExit?.(err);
+    void conn.worker.terminate();
+  }
+
+  /** While frames wait, the worker must answer one within `timeoutMs` of the previous answer (or the send). */
+  private arm(conn: Connection): void {
+    clearTimeout(conn.watchdog);
+    conn.watchdog = undefined;
+    if (conn.pending.size === 0) return;
+    conn.watchdog = setTimeout(() => {
+      this.bury(conn, new Error(`the detector worker for model ${this.model.name} answered no frame for ${this.timeoutMs / 1000} s; it was ended and is restarted`));
+    }, this.timeoutMs);
+  }
+
+  private recycle(buffer: ArrayBuffer): void {
+    if (this.pool.length < POOL_SIZE) this.pool.push(buffer);
+  }
+
+  detect(frame: RgbFrame, timing?: DetectTiming): Promise<Detection[]> {
+    if (this.closed) return Promise.reject(new Error(`detector for model ${this.model.name} is closed`));
+    let conn = this.conn;
+    if (!conn) {
+      const failure = this.spawnFailure;
+      if (failure && performance.now() - failure.at < RESPAWN_PAUSE_MS) return Promise.reject(failure.err);
+      conn = this.connect();
+      conn.ready.catch((err: Error) => {
+        this.spawnFailure = { at: performance.now(), err };
+        this.bury(conn!, err);
+      });
+    }
+    const c = conn;
+    const result = c.isReady ? this.send(c, frame, timing) : c.ready.then(() => this.send(c, frame, timing));
+    c.last = result.catch(() => undefined);
+    return result;
+  }
+
+  private send(conn: Connection, frame: RgbFrame, timing: DetectTiming | undefined): Promise<Detection[]> {
+    if (conn.dead) return Promise.reject(new Error(`the detector worker for model ${this.model.name} is gone; the next frame starts a new one`));
+    const length = frame.data.length;
+    let buffer = this.pool.pop();
+    while (buffer && buffer.byteLength < length) buffer = this.pool.pop();
+    buffer ??= new ArrayBuffer(length);
+    new Uint8Array(buffer, 0, length).set(frame.data);
+    const id = this.nextId++;
+    return new Promise<Detection[]>((resolve, reject) => {
+      conn.pending.set(id, { resolve, reject, timing });
+      if (conn.pending.size === 1) this.arm(conn);
+      const msg: ToWorker = { type: 'detect', id, width: frame.width, height: frame.height, ts: frame.ts, buffer, length };
+      conn.worker.postMessage(msg, [buffer]);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const conn = this.conn;
+    if (!conn) return;
+    await conn.ready.catch(() => undefined);
+    await conn.last;
+    if (conn.dead) return;
+    const exited = new Promise<void>((resolve) => conn.worker.once('exit', () => resolve()));
+    conn.worker.postMessage({ type: 'close' } satisfies ToWorker);
+    // The worker ends by itself once its session is released; one that does not within 5 s is terminated.
+    const timer = setTimeout(() => void conn.worker.terminate(), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Opens the model in a worker thread (see WorkerDetector); resolves once it is loaded and has passed its test
+ * inference, rejects with the ModelError that names the file otherwise.
+ */
+export async function openDetector(opts: DetectorOptions = {}): Promise<Detector> {
+  const detector = new WorkerDetector(opts);
+  const conn = detector.connect();
+  try {
+    await conn.ready;
+  } catch (err) {
+    await conn.worker.terminate();
+    throw err;
+  }
+  return detector;
 }
