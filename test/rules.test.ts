@@ -262,3 +262,54 @@ t.test('left_object: an object left with nobody near; not while its owner stays;
   t.same(hits.map((h) => [h.frame, h.state, h.objects[0]!.class]), [[19 + 30, 'started', 'suitcase']], 'alone 15 s after the owner was last near (frame 19); a passer-by at frame 80 does not end it');
   t.equal(hits[0]!.startedAt, 0, 'started when the bag was put down');
 });
+
+t.test('ended says why: cleared, schedule, agent_stopped; close() ends each open violation once', async (t) => {
+  const cleared = run(rulesOf(camera(PRESENCE)), 40, (i) => (i < 10 ? [inside()] : []));
+  t.same(cleared.map((h) => [h.state, h.endReason]), [['started', undefined], ['ended', 'cleared']]);
+
+  const at = (local: string): number => Date.parse(`${local}+08:00`);
+  const vending = rulesOf(camera(
+    '- { kind: presence, type: street_vending, classes: [person], endSeconds: 5, schedule: [{ from: "07:00", to: "22:00" }] }',
+    LOWER, '', '    timezone: Asia/Shanghai'));
+  t.same(run(vending, 40, () => [inside()], at('2025-06-06T21:59:50')).map((h) => [h.state, h.endReason, new Date(h.ts).toISOString()]),
+    [['started', undefined, '2025-06-06T13:59:50.000Z'], ['ended', 'schedule', '2025-06-06T14:00:00.000Z']], 'the window closed at 22:00 with the person still there');
+
+  const rules = rulesOf(camera(`${PRESENCE}\n${DWELL}`));
+  const hits = run(rules, 80, () => [inside(), obj('car', 0.3, 0.6, 0.2, 0.2)]);
+  t.same(hits.map((h) => [h.state, h.eventType]), [['started', 'street_vending'], ['started', 'fire_lane_parking']]);
+  const stopAt = 80 * STEP;
+  const stopped = rules.close(stopAt);
+  t.same(stopped.map((h) => [h.state, h.eventId, h.endReason]), [['ended', 'ev1', 'agent_stopped'], ['ended', 'ev2', 'agent_stopped']],
+    'both open violations end, each under its own id');
+  t.match(stopped[1], { ts: stopAt, endedAt: 79 * STEP, dwellSeconds: (79 * STEP) / 1000, objects: [{ class: 'car' }] }, 'endedAt is the last frame it held');
+  t.same(rules.close(stopAt + 1000), [], 'nothing left open');
+  t.same(rulesOf(camera(PRESENCE)).close(0), [], 'no violation, no message');
+});
+
+t.test('tracks start from the lowest minScore of the camera\'s rules, so a rule with minScore 0.4 sees a 0.45 object', async (t) => {
+  const person = () => [obj('person', 0.4, 0.6, 0.1, 0.2, 0.45)];
+  t.same(run(rulesOf(camera(PRESENCE)), 4, person), [], 'minScore 0.5 (default): below it');
+  t.same(brief(run(rulesOf(camera(PRESENCE.replace('endSeconds: 5', 'endSeconds: 5, minScore: 0.4'))), 4, person)), [[0, 'started', 'ev1']],
+    'minScore 0.4: the 0.45 detection starts a track and the rule fires on the first frame');
+  const custom = new CameraRules(camera(PRESENCE.replace('endSeconds: 5', 'endSeconds: 5, minScore: 0.4')), { tracker: { highThreshold: 0.5 } });
+  t.same(custom.evaluate(0, W, H, person()), [], 'tracker options given by the caller win');
+});
+
+t.test('hasTracks: objects seen or coasting; expiry is by time when the motion gate makes detector runs sparse', async (t) => {
+  const rules = rulesOf(camera(DWELL));
+  t.equal(rules.hasTracks(), false);
+  const car = [obj('car', 0.3, 0.6, 0.2, 0.2)];
+  // The motion gate runs the detector only once per refreshSeconds (5 s) while nothing moves.
+  const hits: RuleHit[] = [];
+  for (let s = 0; s <= 60; s += 5) hits.push(...rules.evaluate(s * 1000, W, H, s === 40 ? [] : car));
+  t.equal(rules.hasTracks(), true);
+  t.same(hits.map((h) => [h.state, h.ts, h.startedAt, h.objects[0]!.trackId]), [['started', 30_000, 0, 1]],
+    'one missed run (40 s) neither ends the track nor restarts the dwell');
+  hits.push(...rules.evaluate(65_000, W, H, []));
+  t.equal(rules.hasTracks(), true, 'coasting after one missed run');
+  hits.push(...rules.evaluate(70_000, W, H, []));
+  t.equal(rules.hasTracks(), false, 'two missed runs, 10 s unseen: the track has ended');
+  hits.push(...rules.evaluate(75_000, W, H, []));
+  t.same(hits.slice(1).map((h) => [h.state, h.ts, h.endedAt]), [['ended', 75_000, 65_000]],
+    'the violation ends endSeconds after the last run its track still lived');
+});

@@ -138,3 +138,18 @@ t.test('stationary: a car that drives in and parks becomes stationary after stat
   t.equal(firstStill[0] * 500, firstStill[2] + 3000, 'stationary 3 s later');
   t.ok(states.slice(16).every(([, s]) => s), 'jitter of 0.008 does not reset it');
 });
+
+t.test('maxMissedMs: expiry by time for irregular detector runs; one missed run never ends a track', async (t) => {
+  const fast = new Tracker({ maxMissedMs: 5000 });
+  fast.update(0, [det('car', 0.5, 0.5)]);
+  for (let i = 1; i <= 49; i++) fast.update(i * 100, []);
+  t.equal(fast.update(4950, [])[0]?.missed, 50, '50 missed runs within 5 s: still coasting (maxMissed would have ended it after 5)');
+  t.same(fast.update(5100, []), [], 'ended on the first run more than 5 s after it was last seen');
+
+  const sparse = new Tracker({ maxMissedMs: 5000 });
+  sparse.update(0, [det('car', 0.5, 0.5)]);
+  t.equal(sparse.update(8000, [])[0]?.missed, 1, 'a single missed run 8 s later (a motion gate refreshing every 8 s) keeps the track');
+  t.equal(sparse.update(16_000, [det('car', 0.5, 0.5)])[0]?.id, 1, 'found on the next run: the same track');
+  sparse.update(24_000, []);
+  t.same(sparse.update(32_000, []), [], 'two missed runs, 16 s unseen: ended');
+});

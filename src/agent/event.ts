@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { RULE_KINDS } from '../rules/presets.js';
+import { END_REASONS } from '../rules/hit.js';
 
 /**
  * The event payload published on `{prefix}/{gatewayId}/event/{type}`: the product's API for central subscribers.
@@ -37,6 +38,8 @@ export const eventPayloadSchema = z.object({
   startedAt: z.iso.datetime().describe('when the rule began to hold (e.g. the vehicle stopped, the object entered)'),
   detectedAt: z.iso.datetime().describe('the frame this message is about'),
   endedAt: z.iso.datetime().optional().describe('ended only: the last frame on which the rule still held'),
+  endReason: z.enum(END_REASONS).optional().describe('ended only: cleared (the rule stopped holding for endSeconds), schedule (its window closed), '
+    + 'agent_stopped (the agent stopped cleanly while the rule held; after the restart a new event starts once the rule holds again for its full time)'),
   dwellSeconds: z.number().min(0).describe('how long the violation has lasted: (endedAt or detectedAt) - startedAt'),
   objects: z.array(z.object({
     class: z.string(),

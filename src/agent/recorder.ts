@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import type { Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
 import type { CameraConfig, Config, RuleConfig, ZoneConfig } from '../config/index.js';
-import type { RuleHit } from '../rules/index.js';
+import type { CameraRules, RuleHit } from '../rules/index.js';
 import type { RgbFrame } from '../vision/types.js';
 import { annotateEvidence, drawAnnotations, sideBySide } from '../evidence/annotate.js';
 import type { Canvas } from '../evidence/draw.js';
@@ -62,6 +62,7 @@ export class EventRecorder {
         startedAt: new Date(hit.startedAt).toISOString(),
         detectedAt: new Date(hit.ts).toISOString(),
         ...(hit.endedAt !== undefined && { endedAt: new Date(hit.endedAt).toISOString() }),
+        ...(hit.endReason !== undefined && { endReason: hit.endReason }),
         dwellSeconds: Math.round(hit.dwellSeconds * 10) / 10,
         objects: hit.objects.map((o) => ({ class: o.class, score: round3(o.score), box: o.box.map(round4) as [number, number, number, number], trackId: o.trackId })),
         ...(hit.counts && { counts: hit.counts }),
@@ -90,6 +91,23 @@ export class EventRecorder {
       log.error({ camera: cam.id, event: hit.eventId, err }, `camera ${cam.id}: could not store ${hit.eventType} ${hit.state} event`);
       return false;
     }
+  }
+
+  /**
+   * On a clean stop, after the camera's frames and event writes have finished: ends its open violations
+   * (`ended`, endReason `agent_stopped`) with evidence drawn on `frame`, the last frame its detector saw, so the
+   * platform is not left with events that never end. Returns how many were committed.
+   */
+  async recordStop(cam: CameraConfig, rules: CameraRules, frame: RgbFrame | undefined, model: { name: string; sha256: string }): Promise<number> {
+    const hits = rules.close((this.opts.now ?? Date.now)());
+    if (hits.length === 0) return 0;
+    if (!frame) {
+      this.opts.log.warn({ camera: cam.id, events: hits.map((h) => h.eventId) }, `camera ${cam.id}: ${hits.length} open events not ended at stop: no frame for their evidence`);
+      return 0;
+    }
+    let committed = 0;
+    for (const hit of hits) if (await this.record(cam, frame, hit, model)) committed++;
+    return committed;
   }
 
   /** Encodes and stores the evidence images of one message; JPEG encoding runs on libuv's pool, off the event loop. */

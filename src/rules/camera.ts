@@ -12,7 +12,10 @@ import { inSchedule } from './schedule.js';
 import type { RuleHit } from './hit.js';
 
 export interface CameraRulesOptions {
-  /** Tracker settings; maxMissed defaults to OCCLUSION_SECONDS worth of frames at the camera's detect fps. */
+  /**
+   * Tracker settings over the defaults: tracks coast for OCCLUSION_SECONDS (maxMissedMs), and detections start
+   * tracks from the lowest minScore of the camera's rules (highThreshold, at most the tracker's 0.5).
+   */
   tracker?: TrackerOptions;
   /** Grey thumbnails of the scene_change references, by `referenceKey`; CameraRules.open loads them. */
   references?: ReadonlyMap<string, Thumb>;
@@ -22,6 +25,9 @@ export interface CameraRulesOptions {
 
 /** How long an object may go undetected (hidden by a passing bus, a missed detection) and keep its track. */
 export const OCCLUSION_SECONDS = 5;
+
+/** The tracker's own threshold for starting tracks; lowered to a rule's minScore when one asks for less. */
+const TRACK_START_SCORE = 0.5;
 
 /** Key of a scene_change rule's reference in CameraRulesOptions.references. */
 export function referenceKey(zone: ZoneConfig, rule: RuleConfig): string {
@@ -39,6 +45,7 @@ type Evaluator = (ts: number, tracks: readonly Track[], thumb: () => Thumb | nul
 export class CameraRules {
   private readonly tracker: Tracker;
   private readonly evaluators: Evaluator[] = [];
+  private readonly lifecycles: Lifecycle[] = [];
   private readonly timeZone: string;
 
   /** Loads the camera's scene_change references, then builds its rules. */
@@ -53,14 +60,22 @@ export class CameraRules {
   }
 
   constructor(camera: CameraConfig, opts: CameraRulesOptions = {}) {
+    // A track must exist for a rule to see its object: a rule with minScore 0.4 must get objects scoring 0.4-0.5.
+    const minScores = camera.zones.flatMap((z) => z.rules.flatMap((r) => (r.kind === 'scene_change' ? [] : [r.minScore])));
+    // Expiry by time, not by detector runs: with motion gating the runs come at irregular intervals.
     this.tracker = new Tracker({
-      iouThreshold: opts.tracker?.iouThreshold,
-      maxMissed: opts.tracker?.maxMissed ?? Math.max(1, Math.ceil(camera.detect.fps * OCCLUSION_SECONDS)),
+      highThreshold: Math.min(TRACK_START_SCORE, ...minScores),
+      maxMissedMs: OCCLUSION_SECONDS * 1000,
+      ...opts.tracker,
     });
     this.timeZone = camera.timezone ?? 'UTC';
     const newId = opts.newId ?? uuidv7;
     for (const zone of camera.zones) {
-      for (const rule of zone.rules) this.evaluators.push(this.evaluator(camera, zone, rule, new Lifecycle(zone, rule, newId), opts.references));
+      for (const rule of zone.rules) {
+        const life = new Lifecycle(zone, rule, newId);
+        this.lifecycles.push(life);
+        this.evaluators.push(this.evaluator(camera, zone, rule, life, opts.references));
+      }
     }
   }
 
@@ -124,6 +139,22 @@ export class CameraRules {
       else if (out) hits.push(out);
     }
     return hits;
+  }
+
+  /**
+   * Whether any object is tracked now, seen or coasting through an occlusion: while one is, the agent's motion
+   * gate keeps the detector refreshing, so a parked car's dwell goes on counting without motion.
+   */
+  hasTracks(): boolean {
+    return this.tracker.size > 0;
+  }
+
+  /**
+   * Ends every open violation because the agent stops (`ended` with endReason `agent_stopped`, `endedAt` the last
+   * frame the rule held); the rules are not used after it. `ts` is the time of the stop.
+   */
+  close(ts: number): RuleHit[] {
+    return this.lifecycles.flatMap((life) => life.close(ts) ?? []);
   }
 }
 

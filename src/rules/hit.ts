@@ -18,6 +18,14 @@ export interface RuleObject {
  */
 export type EventState = 'started' | 'updated' | 'ended' | 'instant';
 
+/**
+ * Why a violation ended: `cleared` the rule stopped holding for `endSeconds`; `schedule` its window closed;
+ * `agent_stopped` the agent stopped cleanly while it still held (after a restart the rule must hold again, for its
+ * full dwell, before a new event starts).
+ */
+export const END_REASONS = ['cleared', 'schedule', 'agent_stopped'] as const;
+export type EndReason = (typeof END_REASONS)[number];
+
 /** One message of a violation: the agent turns it into an event message with evidence. Times are ms since the epoch. */
 export interface RuleHit {
   /** Stable for the whole violation: its started, updated and ended messages share it. */
@@ -34,6 +42,8 @@ export interface RuleHit {
   ts: number;
   /** For `ended`: the last frame on which the rule still held. */
   endedAt?: number;
+  /** For `ended`: why. */
+  endReason?: EndReason;
   /** How long the violation has lasted, in seconds: (endedAt or ts) - startedAt. */
   dwellSeconds: number;
   /** The objects that make the rule hold (for `ended`, those of the last frame it held); none for scene_change. */

@@ -1,6 +1,6 @@
 import type { RuleConfig, ZoneConfig } from '../config/index.js';
 import type { Observation } from './observe.js';
-import type { EventState, RuleHit, RuleObject } from './hit.js';
+import type { EndReason, EventState, RuleHit, RuleObject } from './hit.js';
 
 /**
  * The life of one rule's violations: one event while the rule holds, with a stable id. `started` when the rule
@@ -10,7 +10,7 @@ import type { EventState, RuleHit, RuleObject } from './hit.js';
  * closes. Pure apart from the id generator it is given.
  */
 export class Lifecycle {
-  private active: { eventId: string; startedAt: number; lastHeld: number; lastMessage: number; objects: RuleObject[]; extra: Extra } | null = null;
+  private active: Active | null = null;
   private lastEnd = Number.NEGATIVE_INFINITY;
   private lastInstant = Number.NEGATIVE_INFINITY;
 
@@ -33,14 +33,23 @@ export class Lifecycle {
         return this.hit('updated', a.eventId, a.startedAt, ts, a.objects, extra);
       }
       if (scheduled && ts - a.lastHeld < this.rule.endSeconds * 1000) return null;
-      this.active = null;
-      this.lastEnd = ts;
-      return { ...this.hit('ended', a.eventId, a.startedAt, ts, a.objects, a.extra), endedAt: a.lastHeld, dwellSeconds: (a.lastHeld - a.startedAt) / 1000 };
+      return this.end(a, ts, scheduled ? 'cleared' : 'schedule');
     }
     if (!obs.holds || !scheduled || ts - this.lastEnd < this.rule.cooldownSeconds * 1000) return null;
     const eventId = this.newId();
     this.active = { eventId, startedAt: obs.since, lastHeld: ts, lastMessage: ts, objects: obs.objects, extra };
     return this.hit('started', eventId, obs.since, ts, obs.objects, extra);
+  }
+
+  /** Ends the open violation, if there is one, because the agent stops; the lifecycle is not used after it. */
+  close(ts: number): RuleHit | null {
+    return this.active ? this.end(this.active, ts, 'agent_stopped') : null;
+  }
+
+  private end(a: Active, ts: number, endReason: EndReason): RuleHit {
+    this.active = null;
+    this.lastEnd = ts;
+    return { ...this.hit('ended', a.eventId, a.startedAt, ts, a.objects, a.extra), endedAt: a.lastHeld, dwellSeconds: (a.lastHeld - a.startedAt) / 1000, endReason };
   }
 
   /** A violation that is one moment (a line crossing): one `instant` message, at most one per cooldown. */
@@ -67,6 +76,9 @@ export class Lifecycle {
     };
   }
 }
+
+/** The open violation. */
+interface Active { eventId: string; startedAt: number; lastHeld: number; lastMessage: number; objects: RuleObject[]; extra: Extra }
 
 /** Kind-specific facts carried by every message of the event. */
 export type Extra = Pick<RuleHit, 'counts' | 'change'>;

@@ -6,7 +6,7 @@
  *   2. weak detections (lowThreshold ≤ score < highThreshold) against the tracks seen last time that round 1
  *      left unmatched: a half-hidden or blurred object scores low, and that low box still carries its track.
  * Only confident detections start tracks; a track that finds no detection coasts on its predicted box for up
- * to `maxMissed` updates, then ends. Matching is per class (one label per box, see src/vision/nanodet.ts).
+ * to `maxMissed` updates (or `maxMissedMs`), then ends. Matching is per class (one label per box, see src/vision/nanodet.ts).
  *
  * Pure; boxes may be in pixels or normalized, as long as one tracker always gets the same kind. Times are ms.
  */
@@ -22,8 +22,14 @@ export interface TrackerOptions {
   highThreshold?: number;
   /** Detections scoring below this are ignored. Default 0.1. */
   lowThreshold?: number;
-  /** Updates a track may go unmatched before it ends. Default 5. */
+  /** Updates a track may go unmatched before it ends. Default 5. Ignored when `maxMissedMs` is given. */
   maxMissed?: number;
+  /**
+   * Time a track may go unmatched before it ends, for callers whose detector runs at irregular intervals (a
+   * motion gate): the track ends on the first update more than this after it was last seen, but never on its
+   * first missed update, because with sparse runs one missed detection may span longer than this.
+   */
+  maxMissedMs?: number;
   /**
    * A track is stationary once its box centre has stayed within this fraction of the box's diagonal of
    * where it stopped for `stationaryMs`. Default 0.25.
@@ -163,6 +169,7 @@ export class Tracker {
   private readonly highThreshold: number;
   private readonly lowThreshold: number;
   private readonly maxMissed: number;
+  private readonly maxMissedMs: number | undefined;
   private readonly stationaryDistance: number;
   private readonly stationaryMs: number;
   private tracks: TrackState[] = [];
@@ -174,6 +181,7 @@ export class Tracker {
     this.highThreshold = opts.highThreshold ?? 0.5;
     this.lowThreshold = opts.lowThreshold ?? 0.1;
     this.maxMissed = opts.maxMissed ?? 5;
+    this.maxMissedMs = opts.maxMissedMs;
     this.stationaryDistance = opts.stationaryDistance ?? 0.25;
     this.stationaryMs = opts.stationaryMs ?? 3000;
   }
@@ -211,13 +219,18 @@ export class Tracker {
     apply(this.tracks.filter((t) => !matched.has(t) && t.missed === 0), low, this.lowIouThreshold);
 
     for (const t of this.tracks) if (!matched.has(t)) t.missed++;
-    this.tracks = this.tracks.filter((t) => t.missed <= this.maxMissed);
+    this.tracks = this.tracks.filter((t) => !this.expired(t, ts));
     for (const i of high) if (!used.has(i)) this.tracks.push(this.start(ts, detections[i]!));
 
     return this.tracks.map((t) => ({
       id: t.id, class: t.class, score: t.score, box: [...t.box], firstBox: [...t.firstBox], firstSeen: t.firstSeen,
       lastSeen: t.lastSeen, missed: t.missed, stillSince: t.stillSince, stationary: t.stationary,
     }));
+  }
+
+  private expired(t: TrackState, ts: number): boolean {
+    if (this.maxMissedMs === undefined) return t.missed > this.maxMissed;
+    return t.missed >= 2 && ts - t.lastSeen > this.maxMissedMs;
   }
 
   private start(ts: number, det: TrackInput): TrackState {
