@@ -74,3 +74,32 @@ t.test('wait and run times are measured; close() discards the queue and waits fo
   t.match(q.stats('a'), { done: 2, waitMs: 30, runMs: 50, queued: 0 });
   t.throws(() => new InferenceScheduler({ depth: 0, run: g.run }), /depth/);
 });
+
+t.test('concurrency 2: two items in flight at most, still round-robin, idle() waits for both', async (t) => {
+  const g = gated();
+  let inFlight = 0;
+  let most = 0;
+  const q = new InferenceScheduler<number>({
+    depth: 3,
+    concurrency: 2,
+    run: async (lane, item) => {
+      most = Math.max(most, ++inFlight);
+      await g.run(lane, item);
+      inFlight--;
+    },
+  });
+  for (const lane of ['a', 'b', 'c']) q.addLane(lane);
+  for (let i = 0; i < 3; i++) for (const lane of ['a', 'b', 'c']) q.push(lane, i);
+  t.same(g.order, ['a0', 'b0'], 'two start at once');
+  let idle = false;
+  const waiting = q.idle().then(() => { idle = true; });
+  while (g.order.length < 9) await g.step();
+  t.notOk(idle, 'not idle while items run');
+  await g.step();
+  await g.step();
+  await waiting;
+  t.equal(most, 2, 'never more than two in flight');
+  t.same(g.order, ['a0', 'b0', 'c0', 'a1', 'b1', 'c1', 'a2', 'b2', 'c2']);
+  t.match(q.stats('a'), { done: 3, dropped: 0, queued: 0 });
+  t.throws(() => new InferenceScheduler({ depth: 1, concurrency: 0, run: g.run }), /concurrency/);
+});

@@ -1,7 +1,8 @@
 /**
- * The one inference queue all cameras share: a single worker runs one item at a time (one onnxruntime
- * session per model, given all its threads), visiting the cameras ("lanes") round-robin so a busy camera
- * cannot starve a quiet one. Each lane holds at most `depth` items; when the worker is behind, a new item
+ * The one inference queue all cameras share: it runs up to `concurrency` items at a time (one onnxruntime
+ * session per model, given all its threads, in a worker thread that takes them one by one; a second item in
+ * flight keeps that worker busy while the main thread finishes the previous one), visiting the cameras
+ * ("lanes") round-robin so a busy camera cannot starve a quiet one. Each lane holds at most `depth` items; when the worker is behind, a new item
  * pushes out the lane's oldest, which is counted as dropped (Frigate's skipped fps). Within a lane items run
  * in arrival order, so a tracker sees its frames in time order. Memory is bounded by lanes × depth items.
  */
@@ -26,6 +27,11 @@ export interface LaneStats {
 export interface SchedulerOptions<T> {
   /** Items a lane may hold; at least 1. */
   depth: number;
+  /**
+   * Items running at once, across lanes; default 1. With more than one, a lane's items may overlap: `run` must
+   * finish them in start order if order matters (the worker detector does: it answers in call order).
+   */
+  concurrency?: number;
   /** Does the work for one item. A throw is counted and passed to `onError`; the worker carries on. */
   run: (lane: string, item: T) => Promise<void>;
   onError?: (lane: string, err: unknown) => void;
@@ -44,13 +50,17 @@ export class InferenceScheduler<T> {
   private readonly lanes: Lane<T>[] = [];
   private readonly byId = new Map<string, Lane<T>>();
   private next = 0;
-  private running: Promise<void> | null = null;
+  private readonly concurrency: number;
+  private active = 0;
+  private idleWaiters: (() => void)[] = [];
   private closed = false;
   private readonly now: () => number;
 
   constructor(private readonly opts: SchedulerOptions<T>) {
     if (!Number.isInteger(opts.depth) || opts.depth < 1) throw new RangeError(`queue depth must be a whole number ≥ 1, got ${opts.depth}`);
     this.depth = opts.depth;
+    this.concurrency = opts.concurrency ?? 1;
+    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new RangeError(`concurrency must be a whole number ≥ 1, got ${opts.concurrency}`);
     this.now = opts.now ?? (() => performance.now());
   }
 
@@ -73,7 +83,7 @@ export class InferenceScheduler<T> {
       lane.stats.dropped++;
     }
     lane.items.push({ item, at: this.now() });
-    this.running ??= this.work().finally(() => { this.running = null; });
+    this.pump();
   }
 
   stats(laneId: string): LaneStats {
@@ -84,10 +94,11 @@ export class InferenceScheduler<T> {
 
   /** Resolves when nothing is queued or running. */
   async idle(): Promise<void> {
-    while (this.running) await this.running;
+    if (this.active === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Refuses new items, discards queued ones (not counted as dropped) and waits for the running one. */
+  /** Refuses new items, discards queued ones (not counted as dropped) and waits for the running ones. */
   async close(): Promise<void> {
     this.closed = true;
     for (const lane of this.lanes) lane.items.length = 0;
@@ -106,19 +117,29 @@ export class InferenceScheduler<T> {
     return null;
   }
 
-  private async work(): Promise<void> {
-    for (let job = this.take(); job; job = this.take()) {
-      const { lane, item, at } = job;
-      const start = this.now();
-      lane.stats.waitMs += start - at;
-      try {
-        await this.opts.run(lane.id, item);
-      } catch (err) {
-        lane.stats.failed++;
-        this.opts.onError?.(lane.id, err);
-      }
-      lane.stats.done++;
-      lane.stats.runMs += this.now() - start;
+  /** Starts queued items while fewer than `concurrency` run; each one that ends starts the next. */
+  private pump(): void {
+    while (this.active < this.concurrency) {
+      const job = this.take();
+      if (!job) break;
+      this.active++;
+      void this.runJob(job);
     }
+    if (this.active === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  private async runJob({ lane, item, at }: { lane: Lane<T>; item: T; at: number }): Promise<void> {
+    const start = this.now();
+    lane.stats.waitMs += start - at;
+    try {
+      await this.opts.run(lane.id, item);
+    } catch (err) {
+      lane.stats.failed++;
+      this.opts.onError?.(lane.id, err);
+    }
+    lane.stats.done++;
+    lane.stats.runMs += this.now() - start;
+    this.active--;
+    this.pump();
   }
 }
