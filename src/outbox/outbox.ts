@@ -128,6 +128,12 @@ const rowColumns = `seq, id, camera_id AS cameraId, type, topic, payload, priori
   evidence_sha256 AS evidenceSha256, evidence_bytes AS evidenceBytes, evidence_state AS evidenceState,
   created_at AS createdAt, state, attempts, acked_at AS ackedAt, confirmed_at AS confirmedAt`;
 
+/** What the uplink needs of a row to publish it: fewer columns to read per row on the drain's hot path. */
+export type OutgoingRow = Pick<OutboxRow, 'seq' | 'id' | 'topic' | 'payload' | 'bytes' | 'evidencePath' | 'evidenceSha256' | 'evidenceState'>;
+
+const outgoingColumns = `seq, id, topic, payload, bytes, evidence_path AS evidencePath, evidence_sha256 AS evidenceSha256,
+  evidence_state AS evidenceState`;
+
 /** Camera id of rows the outbox writes itself (alerts): they keep their own order, apart from every camera's. */
 export const GATEWAY_STREAM = '_gateway';
 
@@ -190,9 +196,11 @@ export class Outbox {
         evidence_bytes, evidence_state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       setPayload: p('UPDATE events SET payload = ?, bytes = ? WHERE seq = ?'),
       unsent: p(`SELECT ${rowColumns} FROM events WHERE state IN ('pending', 'sent') AND seq > ? ORDER BY seq LIMIT ?`),
+      outgoing: p(`SELECT ${outgoingColumns} FROM events WHERE state IN ('pending', 'sent') AND seq > ? ORDER BY seq LIMIT ?`),
       ack: p(`UPDATE events SET state = 'acked', acked_at = ? WHERE seq = ? AND state IN ('pending', 'sent')`),
       confirm: p(`UPDATE events SET state = 'confirmed', confirmed_at = ?, acked_at = coalesce(acked_at, ?) WHERE id = ? AND state != 'confirmed'`),
-      sent: p(`UPDATE events SET attempts = attempts + 1, state = CASE WHEN state = 'pending' THEN 'sent' ELSE state END WHERE seq = ?`),
+      sent: p(`UPDATE events SET attempts = attempts + ?, state = CASE WHEN state = 'pending' THEN 'sent' ELSE state END WHERE seq = ?`),
+      sentAcked: p(`UPDATE events SET attempts = attempts + ?, state = 'acked', acked_at = ? WHERE seq = ? AND state IN ('pending', 'sent')`),
       usage: p('SELECT bytes FROM usage WHERE id = 1'),
       delivered: p(`SELECT seq, priority, bytes, evidence_path AS evidencePath, evidence_state AS evidenceState, evidence_bytes AS evidenceBytes
         FROM events WHERE ${delivered} AND seq != ? ORDER BY seq LIMIT 64`),
@@ -408,9 +416,14 @@ export class Outbox {
     return this.st.unsent!.all(afterSeq, limit) as OutboxRow[];
   }
 
+  /** The uplink's read: `pending(limit, afterSeq)` with only the columns a publish needs. */
+  outgoing(limit: number, afterSeq = 0): OutgoingRow[] {
+    return this.st.outgoing!.all(afterSeq, limit) as OutgoingRow[];
+  }
+
   /** Records that rows were handed to MQTT (state sent, attempts + 1): a row with attempts > 1 went out more than once. */
   markSent(seqs: readonly number[]): void {
-    this.stateTransaction(() => { for (const seq of seqs) this.st.sent!.run(seq); });
+    this.stateTransaction(() => { for (const seq of seqs) this.st.sent!.run(1, seq); });
   }
 
   /** Marks rows acked (by the broker's PUBACK) in one transaction; returns how many were still unacknowledged. */
@@ -426,8 +439,19 @@ export class Outbox {
   recordDelivery(sent: readonly number[], acked: readonly number[]): number {
     const at = this.now();
     return this.stateTransaction(() => {
-      for (const seq of sent) this.st.sent!.run(seq);
-      return acked.reduce((n, seq) => n + this.st.ack!.run(at, seq).changes, 0);
+      const times = new Map<number, number>();
+      for (const seq of sent) times.set(seq, (times.get(seq) ?? 0) + 1);
+      let changed = 0;
+      for (const seq of acked) {
+        const k = times.get(seq) ?? 0;
+        times.delete(seq);
+        // At speed most rows are handed over and PUBACKed within one batch: one row write instead of two
+        // (bench/outbox.ts; docs/decisions.md). A row already acked or confirmed only counts the attempt.
+        if (this.st.sentAcked!.run(k, at, seq).changes) changed++;
+        else if (k) this.st.sent!.run(k, seq);
+      }
+      for (const [seq, k] of times) this.st.sent!.run(k, seq);
+      return changed;
     });
   }
 

@@ -4,7 +4,7 @@ import mqtt, { type IConnackPacket, type IPublishPacket, type MqttClient } from 
 import type { Logger } from 'pino';
 import { backoffDelay, type BackoffOptions } from '../ingest/backoff.js';
 import { safeUrl } from '../log.js';
-import type { Outbox, OutboxRow } from '../outbox/index.js';
+import type { Outbox, OutgoingRow } from '../outbox/index.js';
 import { ackPayloadSchema, type AvailabilityPayload } from './contract.js';
 
 /** PEM file paths; read once at start(). */
@@ -134,6 +134,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private reconnectAttempts = 0;
   private maintainTimer: NodeJS.Timeout | undefined;
+  private pumpImmediate: NodeJS.Immediate | undefined;
 
   constructor(opts: UplinkOptions) {
     super();
@@ -229,6 +230,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     clearTimeout(this.retryTimer);
     clearTimeout(this.reconnectTimer);
     clearInterval(this.maintainTimer);
+    clearImmediate(this.pumpImmediate);
     this.retryTimer = undefined;
     const client = this.client;
     if (!client) return;
@@ -348,6 +350,19 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     this.pump();
   }
 
+  /**
+   * pump() once the PUBACKs that arrived together have all been handled. mqtt.js handles one incoming packet
+   * per process.nextTick and each publish corks the socket only until the next tick, so a publish made inside
+   * a PUBACK callback costs its own write system call; refilling the window after the burst sends the freed
+   * slots' messages in one write (measured in docs/decisions.md: the drain spent more in writev than in SQLite).
+   */
+  private pumpSoon(): void {
+    this.pumpImmediate ??= setImmediate(() => {
+      this.pumpImmediate = undefined;
+      this.pump();
+    });
+  }
+
   /** Fills the in-flight window with the next messages, in seq order. */
   private pump(): void {
     const client = this.client;
@@ -372,7 +387,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   private readRows(): boolean {
     if (this.inFlightBytes >= this.maxInFlightBytes) return false;
     // A full window of rows at a time: fewer, larger reads; the queue holds at most one window of rows.
-    const rows = this.opts.outbox.pending(this.window, this.cursor);
+    const rows = this.opts.outbox.outgoing(this.window, this.cursor);
     if (rows.length === 0) return false;
     for (const row of rows) {
       this.sentBatch.push(row.seq);
@@ -386,7 +401,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   }
 
   /** The event JSON, then its evidence image in parts that fit the broker's maximum packet size. */
-  private messagesFor(row: OutboxRow): Outgoing[] {
+  private messagesFor(row: OutgoingRow): Outgoing[] {
     // The row id is the event message's messageId; its evidence goes to {prefix}/{gw}/evidence/{messageId}.
     const out: Outgoing[] = [{
       seq: row.seq, topic: row.topic, payload: row.payload, bytes: row.bytes,
@@ -444,7 +459,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
         if (!row.refused) this.queueAck(m.seq);
       }
       // The slot is free now; the ack is written with the next batch, it need not hold the next publish back.
-      this.pump();
+      this.pumpSoon();
     });
   }
 
