@@ -1,19 +1,24 @@
 /**
  * Detector benchmark on real frames: raw onnxruntime ms/inference on prepared tensors against the
  * `detect` path ms/frame (preprocess + run + decode + NMS) on the same vtest.avi frames, plus each stage.
+ * The `detect` path is timed twice: in its worker thread (`openDetector`, what the agent uses) and on the
+ * calling thread (`openInlineDetector`), with the turns this thread's event loop made meanwhile.
  * `--compare-preprocess` instead counts detections with the upstream BGR mean/std and the RGB/255
  * preprocessing on those frames (the measurement behind the manifest's `preprocess`, docs/decisions.md).
+ * `--compare-resize` times the `area` and `bilinear` resize and compares their detections (IoU ≥ 0.5, same class).
  *
- *   node dist/bench/detect.js [--video FILE] [--frames 20] [--rounds 3] [--threads 2] [--compare-preprocess]
+ *   node dist/bench/detect.js [--video FILE] [--frames 20] [--rounds 3] [--threads 2] [--compare-preprocess|--compare-resize]
  */
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import {
-  Candidates, defaultModelsDir, nms, openDetector, openModelSession, Preprocessor,
+  Candidates, defaultModelsDir, iou, nms, openDetector, openModelSession, Preprocessor,
   type Detection, type Preprocess,
 } from '../src/vision/index.js';
+import { openInlineDetector, type Detector } from '../src/vision/detector.js';
+import type { ResizeFilter } from '../src/vision/preprocess.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
 
 const { values } = parseArgs({
@@ -24,6 +29,7 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '2' },
     model: { type: 'string' },
     'compare-preprocess': { type: 'boolean', default: false },
+    'compare-resize': { type: 'boolean', default: false },
   },
 });
 const frameCount = Number(values.frames);
@@ -45,6 +51,28 @@ const median = (xs: number[]): number => {
 };
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
+/**
+ * Appends to `samples` the ms per frame of detecting all `frames` with two in flight (as the agent's queue
+ * does); returns how often this thread's event loop turned meanwhile.
+ */
+async function timeDetector(d: Detector, frames: VideoFrame[], samples: number[]): Promise<number> {
+  let turns = 0;
+  let done = false;
+  const spin = (async () => { while (!done) { await new Promise((r) => setImmediate(r)); turns++; } })();
+  const t0 = performance.now();
+  let inFlight: Promise<unknown> = Promise.resolve();
+  for (const f of frames) {
+    const next = d.detect(f);
+    await inFlight;
+    inFlight = next;
+  }
+  await inFlight;
+  samples.push((performance.now() - t0) / frames.length);
+  done = true;
+  await spin;
+  return turns;
+}
+
 /** Appends to `samples` the ms of one call of `fn` per item. */
 async function time<T>(items: T[], fn: (item: T) => unknown, samples: number[]): Promise<void> {
   for (const item of items) {
@@ -57,27 +85,37 @@ async function time<T>(items: T[], fn: (item: T) => unknown, samples: number[]):
 async function benchmark(frames: VideoFrame[]): Promise<void> {
   const { model, session, inputWidth, inputHeight, decode } = await openModelSession({ model: values.model, threads });
   const detector = await openDetector({ model: values.model, threads });
+  const inline = await openInlineDetector({ model: values.model, threads });
   const { input, output } = model.spec;
   const pre = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess);
+  const bilinear = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess, 'bilinear');
   const tensors = frames.map((f) => new ort.Tensor('float32', pre.run(f).slice(), [...input.shape]));
   const outputs: Float32Array[] = [];
   for (const t of tensors) outputs.push((await session.run({ [input.name]: t }))[output.name]!.data as Float32Array);
   for (const f of frames.slice(0, 3)) await detector.detect(f);
+  for (const f of frames.slice(0, 3)) await inline.detect(f);
 
   // Stages alternate within each round, so load from other processes on the machine hits them alike.
   const preMs: number[] = [];
   const runMs: number[] = [];
   const decodeMs: number[] = [];
-  const detectMs: number[] = [];
+  const bilinearMs: number[] = [];
+  const workerMs: number[] = [];
+  const inlineMs: number[] = [];
+  let workerTurns = 0;
+  let inlineTurns = 0;
   const cand = new Candidates();
   for (let r = 0; r < rounds; r++) {
     await time(tensors, (t) => session.run({ [input.name]: t }), runMs);
-    await time(frames, (f) => detector.detect(f), detectMs);
+    workerTurns += await timeDetector(detector, frames, workerMs);
+    inlineTurns += await timeDetector(inline, frames, inlineMs);
     await time(frames, (f) => pre.run(f), preMs);
+    await time(frames, (f) => bilinear.run(f), bilinearMs);
     await time(outputs, (o) => nms(decode(o, 0.35, cand), 0.5, 100), decodeMs);
   }
   await session.release();
   await detector.close();
+  await inline.close();
 
   const f0 = frames[0]!;
   process.stdout.write(
@@ -85,14 +123,66 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
       `${f0.width}x${f0.height} → ${inputWidth}x${inputHeight}, ${threads} intra-op threads, ${rounds} rounds, node ${process.version}\n\n`,
   );
   const rows: [string, number[]][] = [
-    ['preprocess (resize + normalise)', preMs],
+    ['preprocess, area resize', preMs],
+    ['preprocess, bilinear resize', bilinearMs],
     ['onnxruntime session.run (raw)', runMs],
     ['decode + NMS', decodeMs],
-    ['detect() end to end', detectMs],
+    ['detect(), worker thread', workerMs],
+    ['detect(), same thread', inlineMs],
   ];
-  process.stdout.write(`${'stage'.padEnd(34)}${'median ms'.padStart(10)}${'mean ms'.padStart(10)}\n`);
-  for (const [name, xs] of rows) process.stdout.write(`${name.padEnd(34)}${median(xs).toFixed(2).padStart(10)}${mean(xs).toFixed(2).padStart(10)}\n`);
-  process.stdout.write(`${'detect / raw (median)'.padEnd(34)}${(median(detectMs) / median(runMs)).toFixed(3).padStart(10)}${(mean(detectMs) / mean(runMs)).toFixed(3).padStart(10)}\n`);
+  process.stdout.write(`${'stage (detect(): ms per frame, 2 in flight)'.padEnd(46)}${'median ms'.padStart(10)}${'mean ms'.padStart(10)}\n`);
+  for (const [name, xs] of rows) process.stdout.write(`${name.padEnd(46)}${median(xs).toFixed(2).padStart(10)}${mean(xs).toFixed(2).padStart(10)}\n`);
+  process.stdout.write(`${'raw / detect(), worker thread'.padEnd(46)}${(median(runMs) / median(workerMs)).toFixed(3).padStart(10)}${(mean(runMs) / mean(workerMs)).toFixed(3).padStart(10)}\n`);
+  process.stdout.write(`${'raw / detect(), same thread'.padEnd(46)}${(median(runMs) / median(inlineMs)).toFixed(3).padStart(10)}${(mean(runMs) / mean(inlineMs)).toFixed(3).padStart(10)}\n`);
+  process.stdout.write(`${'area / bilinear preprocess'.padEnd(46)}${(median(preMs) / median(bilinearMs)).toFixed(3).padStart(10)}${(mean(preMs) / mean(bilinearMs)).toFixed(3).padStart(10)}\n`);
+  const n = rounds * frames.length;
+  process.stdout.write(`event-loop turns per frame while detecting: worker thread ${(workerTurns / n).toFixed(1)}, same thread ${(inlineTurns / n).toFixed(1)}\n`);
+}
+
+/** Detections of the `area` and `bilinear` resize on the same frames: matched boxes (same class, IoU ≥ 0.5). */
+async function compareResize(frames: VideoFrame[]): Promise<void> {
+  const filters: ResizeFilter[] = ['area', 'bilinear'];
+  const found = new Map<ResizeFilter, Detection[][]>();
+  for (const resize of filters) {
+    const d = await openInlineDetector({ model: values.model, threads, resize });
+    const per: Detection[][] = [];
+    for (const f of frames) per.push(await d.detect(f));
+    found.set(resize, per);
+    await d.close();
+  }
+  const [ref, alt] = [found.get('area')!, found.get('bilinear')!];
+  let matched = 0;
+  let drift = 0;
+  for (let i = 0; i < frames.length; i++) {
+    const used = new Set<number>();
+    for (const a of ref[i]!) {
+      let best = -1;
+      let bestIou = 0.5;
+      alt[i]!.forEach((b, j) => {
+        if (used.has(j) || b.classId !== a.classId) return;
+        const c = new Candidates(2);
+        c.push(...a.box, a.score, 0);
+        c.push(...b.box, b.score, 0);
+        const o = iou(c.boxes, 0, 1);
+        if (o >= bestIou) { bestIou = o; best = j; }
+      });
+      if (best >= 0) { used.add(best); matched++; drift += Math.abs(alt[i]![best]!.score - a.score); }
+    }
+  }
+  const nRef = ref.flat().length;
+  const nAlt = alt.flat().length;
+  const people = (ds: Detection[][]) => ds.flat().filter((d) => d.class === 'person' && d.score > 0.4).length;
+  process.stdout.write(`${frames.length} frames of ${values.video}, score threshold 0.35; bilinear against area as reference\n`);
+  process.stdout.write(`boxes: area ${nRef}, bilinear ${nAlt}, matched ${matched} (same class, IoU ≥ 0.5): precision ${(matched / nAlt).toFixed(3)}, recall ${(matched / nRef).toFixed(3)}, `
+    + `F1 ${((2 * matched) / (nRef + nAlt)).toFixed(3)}; mean |score drift| of matched ${(drift / matched).toFixed(3)}; person > 0.4: area ${people(ref)}, bilinear ${people(alt)}\n`);
+  const byClass = (ds: Detection[][]) => {
+    const m = new Map<string, number>();
+    for (const d of ds.flat()) m.set(d.class, (m.get(d.class) ?? 0) + 1);
+    return m;
+  };
+  const [ca, cb] = [byClass(ref), byClass(alt)];
+  const classes = [...new Set([...ca.keys(), ...cb.keys()])].sort((x, y) => (ca.get(y) ?? 0) - (ca.get(x) ?? 0));
+  process.stdout.write(`boxes per class (area / bilinear): ${classes.map((c) => `${c} ${ca.get(c) ?? 0}/${cb.get(c) ?? 0}`).join(', ')}\n`);
 }
 
 async function comparePreprocess(frames: VideoFrame[]): Promise<void> {
@@ -121,4 +211,5 @@ async function comparePreprocess(frames: VideoFrame[]): Promise<void> {
 
 const frames = await loadFrames();
 if (values['compare-preprocess']) await comparePreprocess(frames);
+else if (values['compare-resize']) await compareResize(frames);
 else await benchmark(frames);

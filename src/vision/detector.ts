@@ -5,7 +5,7 @@ import {
   expectedOutput, loadManifest, outputFits, readVerifiedModel, resolveModel, ModelError, type Preprocess, type ResolvedModel,
 } from './manifest.js';
 import { Candidates, nms } from './nms.js';
-import { Preprocessor } from './preprocess.js';
+import { Preprocessor, type ResizeFilter } from './preprocess.js';
 import type { Detection, RgbFrame } from './types.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
@@ -24,6 +24,8 @@ export interface DetectorOptions {
   maxDetections?: number;
   /** Overrides the manifest's preprocessing (used to measure alternatives, see bench/detect.ts). */
   preprocess?: Preprocess;
+  /** How frames are resampled to the model input; default `bilinear` (docs/decisions.md: measured against `area`). */
+  resize?: ResizeFilter;
   /** A worker that answers nothing for this long while frames wait is ended and restarted, ms; default 60,000. */
   timeoutMs?: number;
   /** Told when the worker thread died (crash, exit, timeout) while in use; the next frame starts a new one. */
@@ -135,7 +137,7 @@ export async function openInlineDetector(opts: DetectorOptions = {}): Promise<De
   const iouThreshold = opts.iouThreshold ?? 0.5;
   const maxDetections = opts.maxDetections ?? 100;
   const { input, output } = model.spec;
-  const pre = new Preprocessor(inputWidth, inputHeight, opts.preprocess ?? model.spec.preprocess);
+  const pre = new Preprocessor(inputWidth, inputHeight, opts.preprocess ?? model.spec.preprocess, opts.resize ?? 'bilinear');
   // The tensor wraps the preprocessor's buffer: each frame is written in place and run without a copy.
   const tensor = new ort.Tensor('float32', pre.output, [...input.shape]);
   const candidates = new Candidates();

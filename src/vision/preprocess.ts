@@ -49,6 +49,25 @@ function axisTable(src: number, dst: number): AxisTable {
   return { start, count, taps, weights };
 }
 
+/**
+ * Per output index along one axis: the two source indices around its centre (half-pixel centres, clamped at
+ * the edges) times `unit`, and the weight of the second.
+ */
+function bilinearTable(src: number, dst: number, unit: number): [Int32Array, Int32Array, Float32Array] {
+  const lo = new Int32Array(dst);
+  const hi = new Int32Array(dst);
+  const w = new Float32Array(dst);
+  const scale = src / dst;
+  for (let i = 0; i < dst; i++) {
+    const pos = Math.min(Math.max((i + 0.5) * scale - 0.5, 0), src - 1);
+    const j = Math.floor(pos);
+    lo[i] = j * unit;
+    hi[i] = Math.min(j + 1, src - 1) * unit;
+    w[i] = pos - j;
+  }
+  return [lo, hi, w];
+}
+
 /** How model-input pixels map back to the frame: frame_x = (x − padX) / scaleX, likewise for y. */
 export interface InputMapping {
   scaleX: number;
@@ -56,6 +75,14 @@ export interface InputMapping {
   padX: number;
   padY: number;
 }
+
+/**
+ * How the frame is resampled to the model input. `area` averages every source pixel an output pixel covers
+ * (two separable passes through a float buffer); `bilinear` blends the 2×2 source pixels nearest each output
+ * pixel's centre in one pass, reading about a third of the pixels a 768×576 → 416×416 area resize reads.
+ * bench/detect.ts `--compare-resize` measures both (time and detections); docs/decisions.md has the figures.
+ */
+export type ResizeFilter = 'area' | 'bilinear';
 
 /**
  * Turns RGB24 frames into the model's NCHW float input: resize to the input size (`stretch`, or `letterbox`:
@@ -76,9 +103,16 @@ export class Preprocessor {
   private readonly acc: Float32Array;
   private readonly letterbox: boolean;
   private readonly pad: number;
+  /** Bilinear tables: per output column the source byte offset (×3) and weight of the right pixel; per row likewise. */
+  private bx0: Int32Array = new Int32Array(0);
+  private bx1: Int32Array = new Int32Array(0);
+  private bwx: Float32Array = new Float32Array(0);
+  private by0: Int32Array = new Int32Array(0);
+  private by1: Int32Array = new Int32Array(0);
+  private bwy: Float32Array = new Float32Array(0);
   mapping: InputMapping = { scaleX: 1, scaleY: 1, padX: 0, padY: 0 };
 
-  constructor(readonly width: number, readonly height: number, preprocess: Preprocess) {
+  constructor(readonly width: number, readonly height: number, preprocess: Preprocess, readonly filter: ResizeFilter = 'area') {
     this.letterbox = preprocess.resize === 'letterbox';
     this.pad = preprocess.pad ?? 114;
     this.output = new Float32Array(3 * width * height);
@@ -102,6 +136,7 @@ export class Preprocessor {
       throw new RangeError(`frame of ${sw}x${sh} needs ${sw * sh * 3} bytes of RGB24, got ${data.length}`);
     }
     if (sw !== this.srcWidth || sh !== this.srcHeight || !this.xTable || !this.yTable) this.resize(sw, sh);
+    if (this.filter === 'bilinear') return this.runBilinear(data, sw);
     const { padX, padY } = this.mapping;
     const dw = this.xTable!.start.length;
     const dh = this.yTable!.start.length;
@@ -164,6 +199,44 @@ export class Preprocessor {
     return out;
   }
 
+  private runBilinear(data: Uint8Array, sw: number): Float32Array {
+    const { padX, padY } = this.mapping;
+    const dw = this.bx0.length;
+    const dh = this.by0.length;
+    const { bx0, bx1, bwx, by0, by1, bwy } = this;
+    const out = this.output;
+    const plane = this.width * this.height;
+    const p0 = this.planeOf[0]! * plane;
+    const p1 = this.planeOf[1]! * plane;
+    const p2 = this.planeOf[2]! * plane;
+    const g0 = this.gain[0]!, g1 = this.gain[1]!, g2 = this.gain[2]!;
+    const o0 = this.offset[0]!, o1 = this.offset[1]!, o2 = this.offset[2]!;
+    const stride = sw * 3;
+    for (let y = 0; y < dh; y++) {
+      const top = by0[y]! * stride;
+      const bottom = by1[y]! * stride;
+      const wy = bwy[y]!;
+      const line = (y + padY) * this.width + padX;
+      for (let x = 0; x < dw; x++) {
+        const a = top + bx0[x]!;
+        const b = top + bx1[x]!;
+        const c = bottom + bx0[x]!;
+        const d = bottom + bx1[x]!;
+        const wx = bwx[x]!;
+        let u = data[a]! + (data[b]! - data[a]!) * wx;
+        let l = data[c]! + (data[d]! - data[c]!) * wx;
+        out[p0 + line + x] = (u + (l - u) * wy) * g0 + o0;
+        u = data[a + 1]! + (data[b + 1]! - data[a + 1]!) * wx;
+        l = data[c + 1]! + (data[d + 1]! - data[c + 1]!) * wx;
+        out[p1 + line + x] = (u + (l - u) * wy) * g1 + o1;
+        u = data[a + 2]! + (data[b + 2]! - data[a + 2]!) * wx;
+        l = data[c + 2]! + (data[d + 2]! - data[c + 2]!) * wx;
+        out[p2 + line + x] = (u + (l - u) * wy) * g2 + o2;
+      }
+    }
+    return out;
+  }
+
   /** New weight tables for a new frame size; with letterbox also the border, which later frames never overwrite. */
   private resize(sw: number, sh: number): void {
     let iw = this.width;
@@ -183,7 +256,12 @@ export class Preprocessor {
     }
     this.xTable = axisTable(sw, iw);
     this.yTable = axisTable(sh, ih);
-    this.rows = new Float32Array(sh * iw * 3);
+    if (this.filter === 'bilinear') {
+      [this.bx0, this.bx1, this.bwx] = bilinearTable(sw, iw, 3);
+      [this.by0, this.by1, this.bwy] = bilinearTable(sh, ih, 1);
+    } else {
+      this.rows = new Float32Array(sh * iw * 3);
+    }
     this.srcWidth = sw;
     this.srcHeight = sh;
     this.mapping = { scaleX: iw / sw, scaleY: ih / sh, padX, padY };
