@@ -103,6 +103,20 @@ t.test('preprocess', async (t) => {
   const second = bgr.run(img(1, 1, [0, 0, 0]));
   t.equal(second, first, 'the output buffer is reused');
   t.throws(() => bgr.run(img(2, 2, [1, 2, 3])), RangeError, 'short frame refused');
+
+  // Bilinear: the 2×2 source pixels around each output centre, half-pixel centres, edges clamped.
+  const bi = (w: number, h: number, src: ReturnType<typeof img>) => new Preprocessor(w, h, unit, 'bilinear').run(src);
+  close(t, bi(2, 2, img(2, 2, [255, 0, 0, 0, 255, 0, 0, 0, 255, 51, 102, 153])), [1, 0, 0, 0.2, 0, 1, 0, 0.4, 0, 0, 1, 0.6], 1e-6, 'bilinear identity');
+  // 4×1 → 2×1: centres at source x = 0.5 and 2.5, halfway between two pixels each.
+  close(t, bi(2, 1, img(4, 1, [0, 0, 0, 100, 100, 100, 10, 10, 10, 30, 30, 30])).subarray(0, 2), [50 / 255, 20 / 255], 1e-6, 'bilinear downscale');
+  // 2×2 → 1×1: the centre of the four.
+  close(t, bi(1, 1, img(2, 2, [0, 0, 0, 40, 40, 40, 80, 80, 80, 120, 120, 120])).subarray(0, 1), [60 / 255], 1e-6, 'bilinear 2-D');
+  close(t, bi(4, 1, img(2, 1, [0, 0, 0, 100, 100, 100])).subarray(0, 4), [0, 25 / 255, 75 / 255, 100 / 255], 1e-6, 'bilinear upscale, same as area');
+  // Letterbox with bilinear: a 4×2 frame into 4×4 keeps its aspect, rows 1–2, grey border.
+  const lb = new Preprocessor(4, 4, { ...unit, resize: 'letterbox', pad: 51 }, 'bilinear');
+  const boxed = lb.run(img(4, 2, Array.from({ length: 24 }, () => 255)));
+  close(t, boxed.subarray(0, 16), [0.2, 0.2, 0.2, 0.2, 1, 1, 1, 1, 1, 1, 1, 1, 0.2, 0.2, 0.2, 0.2], 1e-6, 'bilinear letterbox');
+  t.same(lb.mapping, { scaleX: 1, scaleY: 1, padX: 0, padY: 1 });
 });
 
 t.test('manifest', async (t) => {
