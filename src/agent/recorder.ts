@@ -1,4 +1,6 @@
-import { basename } from 'node:path';
+import { createHash } from 'node:crypto';
+import { readdirSync, statSync, unlinkSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
 import type { CameraConfig, Config, RuleConfig, ZoneConfig } from '../config/index.js';
@@ -26,6 +28,17 @@ export interface RecorderOptions {
 /** Retention runs at most this often: listing the evidence folder costs more than one event. */
 const PRUNE_INTERVAL_MS = 60_000;
 
+/** On a full disk, room freed beyond the image itself: the outbox row and its WAL pages must fit too. */
+const DISK_MARGIN_BYTES = 512 * 1024;
+
+/** An evidence image as stored, or (dropped) described but not on disk because the disk was full. */
+type Stored = StoredEvidence & { dropped?: true };
+
+function noSpace(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
 /**
  * Turns each message of a violation (RuleHit) on a frame into a durable event message: evidence files first
  * (annotated, clean, and for scene_change the reference), then the outbox row, then a nudge to the uplink.
@@ -46,7 +59,7 @@ export class EventRecorder {
     try {
       const zone = cam.zones.find((z) => z.id === hit.zoneId);
       const rule = zone?.rules.find((r) => r.id === hit.ruleId);
-      const evidence = await this.evidence(cam, zone, rule, frame, hit, messageId);
+      const { evidence, annotatedDropped } = await this.evidence(cam, zone, rule, frame, hit, messageId);
       const payloadFor = (seq: number): EventPayload => ({
         schema: EVENT_SCHEMA_ID,
         id: hit.eventId,
@@ -77,9 +90,10 @@ export class EventRecorder {
         cameraId: cam.id,
         type: hit.eventType,
         topic: `${config.mqtt.prefix}/${config.gateway.id}/event/${hit.eventType}`,
-        evidencePath: evidence.annotated.file,
-        evidenceSha256: evidence.annotated.sha256,
-        evidenceBytes: evidence.annotated.bytes,
+        // A full disk leaves the event without its image: the row says so and the drop is counted with it.
+        ...(annotatedDropped
+          ? { evidenceDropped: { reason: 'disk_full' as const, bytes: evidence.annotated.bytes } }
+          : { evidencePath: evidence.annotated.file, evidenceSha256: evidence.annotated.sha256, evidenceBytes: evidence.annotated.bytes }),
         ...(rule && { priority: rule.priority }),
       }, payloadFor);
       log.info({ camera: cam.id, event: hit.eventId, state: hit.state, seq, type: hit.eventType, zone: hit.zoneId },
@@ -112,8 +126,8 @@ export class EventRecorder {
 
   /** Encodes and stores the evidence images of one message; JPEG encoding runs on libuv's pool, off the event loop. */
   private async evidence(cam: CameraConfig, zone: ZoneConfig | undefined, rule: RuleConfig | undefined, frame: RgbFrame, hit: RuleHit, messageId: string):
-    Promise<EventPayload['evidence']> {
-    const { config, dataDir } = this.opts;
+    Promise<{ evidence: EventPayload['evidence']; annotatedDropped: boolean }> {
+    const { config } = this.opts;
     const quality = config.evidence.jpegQuality;
     const title = `${cam.name} | ${hit.eventType} | ${formatLocal(frame.ts, cam.timezone ?? config.gateway.timezone)}`;
     const drawing = {
@@ -123,9 +137,9 @@ export class EventRecorder {
       line: rule?.kind === 'line_cross' ? rule.line : undefined,
       objects: hit.objects,
     };
-    const image = (stored: StoredEvidence, img: { width: number; height: number }): EvidenceImage =>
-      ({ ...stored, width: img.width, height: img.height, contentType: 'image/jpeg' });
-    const store = (role: string, jpeg: Buffer): StoredEvidence => storeEvidence(dataDir, `${messageId}-${role}`, frame.ts, jpeg);
+    const image = ({ file, sha256, bytes }: Stored, img: { width: number; height: number }): EvidenceImage =>
+      ({ file, sha256, bytes, width: img.width, height: img.height, contentType: 'image/jpeg' });
+    const store = (role: string, jpeg: Buffer): Stored => this.store(cam, `${messageId}-${role}`, frame.ts, jpeg);
 
     if (rule?.kind === 'scene_change') {
       const reference = await this.reference(rule.reference, frame);
@@ -135,14 +149,79 @@ export class EventRecorder {
       drawAnnotations(refShown, { title: 'reference', zone: zone?.polygon, masks: zone?.masks, objects: [] });
       const pair = sideBySide(refShown, now, ['', '']);
       const [annotated, clean, ref] = await Promise.all([encodeJpeg(pair, quality), encodeJpeg(frame, quality), encodeJpeg(reference, quality)]);
+      const stored = store('annotated', annotated);
       return {
-        annotated: image(store('annotated', annotated), pair),
-        clean: image(store('clean', clean), frame),
-        reference: image(store('reference', ref), reference),
+        evidence: { annotated: image(stored, pair), clean: image(store('clean', clean), frame), reference: image(store('reference', ref), reference) },
+        annotatedDropped: stored.dropped === true,
       };
     }
     const [annotated, clean] = await Promise.all([annotateEvidence(frame, { ...drawing, quality }), encodeJpeg(frame, quality)]);
-    return { annotated: image(store('annotated', annotated), frame), clean: image(store('clean', clean), frame) };
+    const stored = store('annotated', annotated);
+    return { evidence: { annotated: image(stored, frame), clean: image(store('clean', clean), frame) }, annotatedDropped: stored.dropped === true };
+  }
+
+  /**
+   * storeEvidence, and on a full disk (ENOSPC): delete the partial file, let the outbox delete evidence files
+   * (delivered first, then undelivered from low priority, counted) and try once more. When the disk is still
+   * full the event is kept without this image: it is described in the payload (file, sha256, bytes) as an
+   * evicted image is, but not on disk. Events before images, as the outbox does for SQLITE_FULL.
+   */
+  private store(cam: CameraConfig, name: string, ts: number, jpeg: Buffer): Stored {
+    const { dataDir, outbox, log } = this.opts;
+    try {
+      return storeEvidence(dataDir, name, ts, jpeg);
+    } catch (err) {
+      if (!noSpace(err)) throw err;
+      this.removePartial(name, ts);
+    }
+    const need = jpeg.length + DISK_MARGIN_BYTES;
+    const local = this.dropLocalImages(need);
+    const freed = local.bytes >= need ? { files: 0, bytes: 0 } : outbox.freeDiskSpace(need - local.bytes);
+    const files = local.files + freed.files;
+    const bytes = local.bytes + freed.bytes;
+    log.error({ camera: cam.id, dataDir, localFiles: local.files, localBytes: local.bytes, outboxFiles: freed.files, outboxBytes: freed.bytes },
+      `disk full under ${dataDir}: dropped ${files} evidence image(s) (${bytes} bytes) to keep events; free space on that disk`);
+    try {
+      return storeEvidence(dataDir, name, ts, jpeg);
+    } catch (err) {
+      if (!noSpace(err)) throw err;
+      this.removePartial(name, ts);
+    }
+    const day = new Date(ts).toISOString().slice(0, 10);
+    log.error({ camera: cam.id, dataDir, image: name, bytes: jpeg.length },
+      `disk full under ${dataDir}: camera ${cam.id}: evidence image ${name} not stored, the event is kept without it; free space on that disk`);
+    return { file: join('evidence', day, `${name}.jpg`), sha256: createHash('sha256').update(jpeg).digest('hex'), bytes: jpeg.length, dropped: true };
+  }
+
+  /**
+   * Deletes the oldest images that are never published (clean frames, scene_change references: everything but
+   * `-annotated.jpg`, which the outbox owns and frees itself) until `bytes` are free; they go before any
+   * published image. Not drops in the outbox's sense (nothing a subscriber would get is lost), so not counted there.
+   */
+  private dropLocalImages(bytes: number): { files: number; bytes: number } {
+    const { dataDir, config, log } = this.opts;
+    try {
+      let total = 0;
+      for (const entry of readdirSync(join(dataDir, 'evidence'), { recursive: true, withFileTypes: true })) {
+        if (entry.isFile()) total += statSync(join(entry.parentPath, entry.name)).size;
+      }
+      const removed = pruneEvidence(dataDir, { maxBytes: Math.max(0, total - bytes), maxAgeDays: config.evidence.maxAgeDays,
+        now: (this.opts.now ?? Date.now)(), keep: (file) => file.endsWith('-annotated.jpg') });
+      return { files: removed.files, bytes: removed.bytes };
+    } catch (err) {
+      log.warn({ err, dataDir }, `disk full under ${dataDir}: cannot list ${join(dataDir, 'evidence')} to free space; only the outbox's images are dropped`);
+      return { files: 0, bytes: 0 };
+    }
+  }
+
+  /** storeEvidence writes `{dataDir}/evidence/{UTC day}/{name}.jpg.part` first; a write cut short by ENOSPC leaves it behind. */
+  private removePartial(name: string, ts: number): void {
+    const part = join(this.opts.dataDir, 'evidence', new Date(ts).toISOString().slice(0, 10), `${name}.jpg.part`);
+    try {
+      unlinkSync(part);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.opts.log.warn({ file: part, err }, `cannot delete the partial evidence file ${part}`);
+    }
   }
 
   private reference(file: string, frame: RgbFrame): Promise<Canvas> {

@@ -63,6 +63,11 @@ export interface NewEvent {
   evidenceSha256?: string;
   /** Size of the evidence file; read from the file when omitted. */
   evidenceBytes?: number;
+  /**
+   * The event's evidence image could not be kept (the recorder met a full disk): the row is stored with its
+   * evidence already dropped, and the drop is counted in the same transaction. Not with evidencePath.
+   */
+  evidenceDropped?: { reason: DropReason; bytes: number };
 }
 
 export interface DropCount {
@@ -312,10 +317,9 @@ export class Outbox {
         throw err;
       }
     }));
+    let added: { seq: number }[];
     try {
-      const added = this.afterWrite(run);
-      this.reportDropsIfDue();
-      return added;
+      added = this.afterWrite(run);
     } catch (err) {
       if (err instanceof DoesNotFit) {
         const e = events[err.index]!;
@@ -323,6 +327,7 @@ export class Outbox {
         this.transaction(() => {
           this.st.countDrop!.run('event', 'full', priority, 1, 0);
           if (e.evidencePath) this.st.countDrop!.run('evidence', 'full', priority, 1, sizes[err.index]!);
+          else if (e.evidenceDropped) this.st.countDrop!.run('evidence', e.evidenceDropped.reason, priority, 1, e.evidenceDropped.bytes);
         });
         if (e.evidencePath) this.unlink(e.evidencePath);
         this.log?.error({ file: this.file, event: e.id, priority, maxBytes: this.maxBytes }, `outbox ${this.file} is full: ${priority} event ${e.id} dropped (nothing of lower priority left to evict)`);
@@ -337,19 +342,25 @@ export class Outbox {
         const freed = this.freeDiskSpace(4 * 1024 * 1024 + sizes.reduce((a, b) => a + b, 0));
         this.log?.error({ file: this.file, freedFiles: freed.files, freedBytes: freed.bytes },
           `disk full under ${this.folder}: dropped ${freed.files} evidence image(s) (${freed.bytes} bytes) to keep events; free space on that disk`);
-        return this.afterWrite(run);
+        added = this.afterWrite(run);
+      } else {
+        throw err;
       }
-      throw err;
     }
+    // After the add has committed: an alert that cannot be written must not look like a failed add.
+    this.reportDropsIfDue();
+    return added;
   }
 
   private insertOne(e: NewEvent, evidenceBytes: number, build: ((e: NewEvent, seq: number) => Payload) | undefined, capped = true): { seq: number } {
     const priority = e.priority ?? 'normal';
     if (!(priority in rank)) throw new TypeError(`outbox add: event ${e.id} has unknown priority ${String(priority)}`);
+    const dropped = e.evidencePath ? undefined : e.evidenceDropped;
     const text = build ? '' : toText(e.payload as Payload);
     const { lastInsertRowid } = this.st.insert!.run(e.id, e.cameraId, e.type, e.topic, text, Buffer.byteLength(text), priority,
-      e.evidencePath ?? null, e.evidenceSha256 ?? null, evidenceBytes, e.evidencePath ? 'kept' : null, this.now());
+      e.evidencePath ?? null, e.evidenceSha256 ?? null, dropped ? dropped.bytes : evidenceBytes, e.evidencePath ? 'kept' : dropped ? 'dropped' : null, this.now());
     const seq = Number(lastInsertRowid);
+    if (dropped) this.st.countDrop!.run('evidence', dropped.reason, priority, 1, dropped.bytes);
     if (build) {
       // The payload embeds its own seq, so it is written in the same transaction as the row.
       const built = toText(build(e, seq));
@@ -588,21 +599,31 @@ export class Outbox {
     if (!this.opts.alerts) return false;
     const now = this.now();
     if (now - this.lastAlertAt < (this.opts.alerts.intervalMs ?? 60_000)) return false;
-    let wrote = false;
-    this.afterWrite(() => this.transaction(() => {
-      const fresh = this.st.unreported!.all() as DropCount[];
-      if (fresh.length === 0) return;
-      const total = this.stats().dropped;
-      const events = fresh.filter((d) => d.what === 'event').reduce((n, d) => n + d.count, 0);
-      const evidence = fresh.filter((d) => d.what === 'evidence').reduce((n, d) => n + d.count, 0);
-      this.st.markReported!.run();
-      this.addAlert('outbox_drop', `outbox dropped ${events} event(s) and ${evidence} evidence image(s) since the last alert`,
-        { since: Number.isFinite(this.lastAlertAt) ? new Date(this.lastAlertAt).toISOString() : null,
-          dropped: fresh.map(({ what, reason, priority, count }) => ({ what, reason, priority, count })), total });
-      wrote = true;
-    }));
+    let wrote: boolean;
+    try {
+      wrote = this.afterWrite(() => this.transaction(() => this.writeDropAlert()));
+    } catch (err) {
+      // The drops stay unreported and go into the next alert; the events that caused them are committed already.
+      if (sqliteCode(err) !== 'SQLITE_FULL') throw err;
+      this.log?.warn({ file: this.file }, `disk full under ${this.folder}: the outbox_drop alert is postponed until there is room`);
+      return false;
+    }
     if (wrote) this.lastAlertAt = now;
     return wrote;
+  }
+
+  /** Inside a transaction: one alert row for the drops not yet announced; false when there are none. */
+  private writeDropAlert(): boolean {
+    const fresh = this.st.unreported!.all() as DropCount[];
+    if (fresh.length === 0) return false;
+    const total = this.stats().dropped;
+    const events = fresh.filter((d) => d.what === 'event').reduce((n, d) => n + d.count, 0);
+    const evidence = fresh.filter((d) => d.what === 'evidence').reduce((n, d) => n + d.count, 0);
+    this.st.markReported!.run();
+    this.addAlert('outbox_drop', `outbox dropped ${events} event(s) and ${evidence} evidence image(s) since the last alert`,
+      { since: Number.isFinite(this.lastAlertAt) ? new Date(this.lastAlertAt).toISOString() : null,
+        dropped: fresh.map(({ what, reason, priority, count }) => ({ what, reason, priority, count })), total });
+    return true;
   }
 
   private usage(): number {
