@@ -8,6 +8,7 @@ import { startMosquitto, collect, type Received } from './helpers/mosquitto.js';
 import { clipCamera, gatewayConfig, outboxRows, root, runCli, tempDir, until, writeConfig } from './helpers/agent.js';
 import { eventPayloadSchema } from '../src/agent/event.js';
 import { healthPayloadSchema } from '../src/health/index.js';
+import { docSchemaProblems } from './helpers/schemas.js';
 
 const events = (msgs: Received[]): Received[] => msgs.filter((m) => m.topic.includes('/event/'));
 /** Outbox rows are messages: each event state (started, updated, ended) is one, keyed by its messageId. */
@@ -40,6 +41,7 @@ t.test('a subscriber receives the events with the documented payload, evidence o
   t.match(JSON.parse(online!.payload), { state: 'online', version: /^\d+\.\d+\.\d+/ });
 
   for (const m of events(sub.messages)) {
+    t.equal(docSchemaProblems('event', JSON.parse(m.payload)), null, 'valid against docs/schemas/event.schema.json');
     const ev = eventPayloadSchema.parse(JSON.parse(m.payload));
     t.equal(m.topic, `ept/gw-test-01/event/${ev.type}`, 'topic is {prefix}/{gateway}/event/{type}');
     t.equal(ev.camera.id, 'cam-a');
@@ -55,7 +57,10 @@ t.test('a subscriber receives the events with the documented payload, evidence o
   t.same(seqs, [...seqs].sort((a, b) => a - b), 'events arrive in seq order');
 
   await sub.waitFor((m) => m.some((x) => x.topic === 'ept/gw-test-01/health'), 30_000);
-  const health = healthPayloadSchema.parse(JSON.parse(sub.messages.find((x) => x.topic === 'ept/gw-test-01/health')!.payload));
+  const healthJson = JSON.parse(sub.messages.find((x) => x.topic === 'ept/gw-test-01/health')!.payload) as unknown;
+  t.equal(docSchemaProblems('health', healthJson), null, 'valid against docs/schemas/health.schema.json');
+  t.equal(docSchemaProblems('availability', JSON.parse(online!.payload)), null, 'valid against docs/schemas/availability.schema.json');
+  const health = healthPayloadSchema.parse(healthJson);
   t.equal(health.cameras[0]?.id, 'cam-a', 'health carries the camera');
   t.equal(health.cameras[0]?.state, 'streaming');
   const evidence = sub.messages.filter((m) => m.topic.startsWith('ept/gw-test-01/evidence/'));
