@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Config, CameraConfig } from '../config/index.js';
 import { FrameSource, grabFrame, type SourceState } from '../ingest/index.js';
 import { openDetector, remapClasses, type Detector } from '../vision/index.js';
+import type { DetectTiming } from '../vision/detector.js';
 import { MotionDetector, MotionGate } from '../vision/motion.js';
 import { InferenceScheduler } from '../vision/scheduler.js';
 import type { RgbFrame } from '../vision/types.js';
@@ -84,6 +85,7 @@ export class Agent {
         modelsDir: this.opts.modelsDir,
         threads: config.model.threads,
         scoreThreshold: config.model.scoreThreshold,
+        onWorkerExit: (err) => log.error({ model: name, err: err.message }, `${err.message}; frames in flight were lost, a new worker starts with the next frame`),
       });
       this.detectors.set(name ?? '', detector);
     }
@@ -114,6 +116,8 @@ export class Agent {
     this.recorder = new EventRecorder({ config, dataDir: this.dataDir, outbox: this.outbox, uplink: this.uplink, log });
     this.scheduler = new InferenceScheduler<RgbFrame>({
       depth: config.model.queueDepth,
+      // Two in flight: the detector's worker starts the next frame while this thread runs rules on the last one.
+      concurrency: 2,
       run: (cameraId, frame) => this.detectFrame(this.cameras.find((c) => c.config.id === cameraId)!, frame),
       onError: (cameraId, err) => log.error({ camera: cameraId, err }, `camera ${cameraId}: detection failed`),
     });
@@ -177,12 +181,13 @@ export class Agent {
     return pipe;
   }
 
-  /** Runs in the shared inference queue, one frame at a time across all cameras. */
+  /** Runs in the shared inference queue: at most two frames in flight across all cameras, results in order. */
   private async detectFrame(pipe: CameraPipeline, frame: RgbFrame): Promise<void> {
     if (this.stopping) return;
-    const t0 = performance.now();
-    const detections = remapClasses(await pipe.detector.detect(frame), pipe.config.classMap);
-    pipe.counters.inferenceMs += performance.now() - t0;
+    const timing: DetectTiming = { preprocessMs: 0, inferenceMs: 0, postMs: 0 };
+    const detections = remapClasses(await pipe.detector.detect(frame, timing), pipe.config.classMap);
+    // The worker's own time on this frame: wall time here would also count the frame ahead of it in the worker.
+    pipe.counters.inferenceMs += timing.preprocessMs + timing.inferenceMs + timing.postMs;
     pipe.counters.detected++;
     pipe.objectsTracked = detections.length > 0;
     const hits = pipe.rules.evaluate(frame.ts, frame.width, frame.height, detections, frame);
