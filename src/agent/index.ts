@@ -31,8 +31,10 @@ interface CameraPipeline {
   detector: Detector;
   rules: CameraRules;
   gate: MotionGate;
-  /** The last detection found objects: while it did, the gate refreshes detection even without motion. */
+  /** The rules' tracker holds objects (seen or coasting): while it does, the gate refreshes detection even without motion. */
   objectsTracked: boolean;
+  /** The last frame the detector ran on: the evidence of events still open when the agent stops. */
+  lastFrame?: RgbFrame;
   /** Event writes of one camera run one after another, so events keep the order their frames had. */
   eventChain: Promise<void>;
   state: SourceState['state'];
@@ -116,8 +118,9 @@ export class Agent {
     this.recorder = new EventRecorder({ config, dataDir: this.dataDir, outbox: this.outbox, uplink: this.uplink, log });
     this.scheduler = new InferenceScheduler<RgbFrame>({
       depth: config.model.queueDepth,
-      // Two in flight: the detector's worker starts the next frame while this thread runs rules on the last one.
-      concurrency: 2,
+      // One in flight: with two, the worker was slower per frame on this 2-core box (docs/decisions.md), and a
+      // camera's frames must reach its rules in time order anyway.
+      concurrency: 1,
       run: (cameraId, frame) => this.detectFrame(this.cameras.find((c) => c.config.id === cameraId)!, frame),
       onError: (cameraId, err) => log.error({ camera: cameraId, err }, `camera ${cameraId}: detection failed`),
     });
@@ -181,7 +184,7 @@ export class Agent {
     return pipe;
   }
 
-  /** Runs in the shared inference queue: at most two frames in flight across all cameras, results in order. */
+  /** Runs in the shared inference queue, one frame at a time across all cameras. */
   private async detectFrame(pipe: CameraPipeline, frame: RgbFrame): Promise<void> {
     if (this.stopping) return;
     const timing: DetectTiming = { preprocessMs: 0, inferenceMs: 0, postMs: 0 };
@@ -189,8 +192,9 @@ export class Agent {
     // The worker's own time on this frame: wall time here would also count the frame ahead of it in the worker.
     pipe.counters.inferenceMs += timing.preprocessMs + timing.inferenceMs + timing.postMs;
     pipe.counters.detected++;
-    pipe.objectsTracked = detections.length > 0;
     const hits = pipe.rules.evaluate(frame.ts, frame.width, frame.height, detections, frame);
+    pipe.objectsTracked = pipe.rules.hasTracks();
+    pipe.lastFrame = frame;
     for (const hit of hits) {
       pipe.eventChain = pipe.eventChain.then(async () => {
         if (await this.recorder!.record(pipe.config, await this.evidenceFrame(pipe, frame), hit, pipe.detector.model)) pipe.counters.events++;
@@ -285,6 +289,8 @@ export class Agent {
     await Promise.all(this.cameras.map((c) => c.source.stop()));
     await this.scheduler?.close();
     await Promise.all(this.cameras.map((c) => c.eventChain));
+    // Open violations end with endReason agent_stopped, so the platform is not left waiting for an update.
+    for (const c of this.cameras) await this.recorder?.recordStop(c.config, c.rules, c.lastFrame, c.detector.model);
     await this.uplink?.stop();
     this.outbox?.close();
     for (const d of this.detectors.values()) await d.close();
