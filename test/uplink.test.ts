@@ -250,8 +250,10 @@ function tests(): void {
     await until('acks', () => unacked(r.outbox) === 0);
     await b.stop();
     await new Promise((resolve) => setTimeout(resolve, 1_200));
+    // Listen before the restart: the uplink may reconnect while restart() is still waiting for the broker.
+    const again = connected(r.uplink);
     await b.restart();
-    await connected(r.uplink);
+    await again;
     await r.uplink.stop();
     const text = r.logText();
     t.match(text, /mqtt connected/);
