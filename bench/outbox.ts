@@ -10,6 +10,9 @@
  *    other load moves absolute rates a lot on a shared box, so the two run alternately for --rounds rounds
  *    (drain first in odd rounds, raw first in even ones, after one untimed warm-up of each) and the ratio
  *    printed is the median of the per-round ratios.
+ *  - the event loop's delay during a drain (p99, the stalls the frame path would feel), with WAL checkpoints in
+ *    the Outbox's background worker (`checkpoint: 'background'`, what the agent uses; also for the ratio above)
+ *    and inline in the committing thread (SQLite's default): each round drains one more backlog inline.
  *
  *   node dist/bench/outbox.js [--events 5000] [--batch 100] [--rounds 5]
  *   (or: node --import @tapjs/typescript/import bench/outbox.ts)
@@ -17,7 +20,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { v7 as uuidv7 } from 'uuid';
@@ -60,8 +63,8 @@ function median(xs: number[]): number {
 }
 
 /** A fresh outbox holding `count` pending events, enqueued with addMany; returns it with its enqueue rate. */
-function backlog(file: string, count: number): { outbox: Outbox; rate: number } {
-  const outbox = Outbox.open(file);
+function backlog(file: string, count: number, checkpoint: 'background' | 'inline' = 'background'): { outbox: Outbox; rate: number } {
+  const outbox = Outbox.open(file, { checkpoint });
   const all = events(count);
   const t0 = performance.now();
   for (let i = 0; i < count; i += batchSize) outbox.addMany(all.slice(i, i + batchSize), (e, seq) => payload(e.id, seq));
@@ -74,22 +77,24 @@ let file = 0;
 const nextFile = () => join(dir, `outbox-${file++}.db`);
 
 /** Drains a backlog of `count` events through the Uplink; events/s from 'connected' to the last recorded ack, and the window it used. */
-async function drain(count: number): Promise<{ rate: number; window: number; payloads: string[] }> {
-  const { outbox } = backlog(nextFile(), count);
+async function drain(count: number, checkpoint: 'background' | 'inline' = 'background'): Promise<{ rate: number; window: number; payloads: string[]; delayP99Ms: number }> {
+  const { outbox } = backlog(nextFile(), count, checkpoint);
   const payloads = outbox.pending(count).map((r) => r.payload);
   const uplink = new Uplink({ url: broker.url, prefix: 'bench', gatewayId: 'gw-1', outbox, log, version: 'bench' });
   // Counted from the uplink's acked events (each one is recorded in the outbox): polling stats() would scan the table.
   let acked = 0;
   let t0 = 0;
-  uplink.once('connected', () => { t0 = performance.now(); });
+  const delay = monitorEventLoopDelay({ resolution: 5 });
+  uplink.once('connected', () => { t0 = performance.now(); delay.enable(); });
   const done = new Promise<void>((resolve) => uplink.on('acked', () => { if (++acked === count) resolve(); }));
   uplink.start();
   await done;
   const rate = count / ((performance.now() - t0) / 1000);
+  delay.disable();
   const window = uplink.status().window;
   await uplink.stop();
   outbox.close();
-  return { rate, window, payloads };
+  return { rate, window, payloads, delayP99Ms: delay.percentile(99) / 1e6 };
 }
 
 /** The same payloads with plain mqtt.js, QoS 1, `window` publishes awaiting PUBACK, nothing recorded. */
@@ -130,6 +135,7 @@ try {
   const drains: number[] = [];
   const raws: number[] = [];
   const ratios: number[] = [];
+  const delays = { background: [] as number[], inline: [] as number[] };
   let window = warm.window;
   let payloads: string[] = [];
   for (let r = 0; r < rounds; r++) {
@@ -140,11 +146,16 @@ try {
       d = got.rate;
       window = got.window;
       payloads = got.payloads;
+      delays.background.push(got.delayP99Ms);
       w = await raw(payloads, window);
+      delays.inline.push((await drain(n, 'inline')).delayP99Ms);
     } else {
+      delays.inline.push((await drain(n, 'inline')).delayP99Ms);
       // The previous round's payloads: the same sizes and seqs as this round's backlog, other event ids.
       w = await raw(payloads, window);
-      d = (await drain(n)).rate;
+      const got = await drain(n);
+      d = got.rate;
+      delays.background.push(got.delayP99Ms);
     }
     drains.push(d);
     raws.push(w);
@@ -160,6 +171,10 @@ try {
   console.log(`  raw mqtt.js QoS 1 loop:             ${Math.round(median(raws))} events/s median   (rounds: ${list(raws)}; ${window} in flight, nothing recorded)`);
   console.log(`  drain / raw, per round:             ${ratios.map((x) => x.toFixed(2)).join(', ')}`);
   console.log(`  drain / raw, median:                ${median(ratios).toFixed(2)}   (target ≥ 0.8)`);
+  const ms = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(', ');
+  console.log(`  event-loop delay p99 during a drain, checkpoints in the background worker: ${median(delays.background).toFixed(1)} ms median (rounds: ${ms(delays.background)})`);
+  console.log(`  event-loop delay p99 during a drain, checkpoints inline (SQLite default):   ${median(delays.inline).toFixed(1)} ms median (rounds: ${ms(delays.inline)})`);
+  console.log(`  inline / background:                ${(median(delays.inline) / median(delays.background)).toFixed(2)}`);
 } finally {
   await broker.stop();
   rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -203,5 +203,29 @@ function tests(): void {
     t.same(rows.map((r) => r.seq), rows.map((_r, i) => i + 1), 'seqs are 1..n without gaps');
     t.ok(rows.every((r) => (JSON.parse(r.payload) as { seq: number }).seq === r.seq), 'each payload carries its own seq');
     t.equal(outbox.add(event(0)).seq, rows.length + 1, 'the next seq follows the last committed one');
+  });
+
+  t.test("checkpoint: 'background' copies the WAL into the database file from a worker thread; inline leaves it to SQLite's 1,000-page threshold", async (t) => {
+    // 300 rows of ~2 kB: a few hundred WAL pages, under both the inline threshold and the background backstop.
+    const fill = (outbox: Outbox) => outbox.addMany(Array.from({ length: 300 }, (_v, i) => ({ ...event(i), payload: { n: i, pad: 'x'.repeat(2000) } })));
+    const size = (file: string) => statSync(file).size;
+    const inlineFile = tempFile(t);
+    const inline = Outbox.open(inlineFile);
+    fill(inline);
+    const bgFile = tempFile(t);
+    const background = Outbox.open(bgFile, { checkpoint: 'background' });
+    const before = size(bgFile);
+    fill(background);
+    // The worker starts in well under a second from dist/; from TypeScript sources its loader compiles first.
+    const deadline = Date.now() + 30_000;
+    while (size(bgFile) < before + 300 * 2000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    t.ok(size(bgFile) >= before + 300 * 2000, `the worker checkpointed the rows into ${bgFile} (${size(bgFile)} bytes)`);
+    t.ok(size(inlineFile) < 300 * 2000, `inline: still in the WAL (${size(inlineFile)} bytes in the database file)`);
+    t.equal(background.stats().pending, 300, 'every row readable');
+    background.close();
+    inline.close();
+    const reopened = Outbox.open(bgFile);
+    t.equal(reopened.stats().pending, 300, 'and after reopening');
+    reopened.close();
   });
 }

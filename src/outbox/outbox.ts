@@ -1,10 +1,12 @@
 import { renameSync, statSync, unlinkSync, existsSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
 import { migrations } from './migrations.js';
 import { ALERT_SCHEMA_ID, type AlertKind, type AlertPayload } from './alert.js';
+import type { CheckpointerInit } from './checkpointer.js';
 
 export type Priority = 'high' | 'normal' | 'low';
 /** Eviction order: low goes first. */
@@ -109,9 +111,28 @@ export interface OutboxOptions {
   alerts?: { prefix: string; gatewayId: string; intervalMs?: number };
   /** A file that is not a database or fails SQLite's quick_check: refuse to start (default) or move it aside and start afresh. */
   onCorrupt?: 'refuse' | 'move-aside';
+  /**
+   * inline (default, SQLite's own): the committing thread checkpoints the WAL every 1,000 pages, inside that
+   * commit. background: a worker thread checkpoints every 200 ms, so the main thread mostly does not wait for a
+   * checkpoint's writes and fsyncs (the agent's choice: bench/outbox.ts prints the event-loop delay of both);
+   * the inline checkpoint stays as a backstop at 16 MiB of WAL. Not the default because every open would start
+   * a thread, which short-lived tools and tests do not need. Durability is the same either way: a commit is
+   * durable once its WAL frames are synced.
+   */
+  checkpoint?: 'background' | 'inline';
   /** Clock, for tests. */
   now?: () => number;
 }
+
+/** SQLite's default: the committing connection checkpoints once the WAL holds this many pages. */
+const INLINE_CHECKPOINT_PAGES = 1000;
+/**
+ * With the background checkpointer, the inline checkpoint still runs at this size: under a steady stream of
+ * commits the worker never finds a quiet moment for the WAL to start over from its beginning, and the inline
+ * checkpoint, finding most frames already copied by the worker, is what lets it (16 MiB of WAL at most).
+ */
+const BACKSTOP_CHECKPOINT_PAGES = 4_000;
+const CHECKPOINT_INTERVAL_MS = 200;
 
 export interface MaintainResult {
   expired: number;
@@ -183,6 +204,7 @@ export class Outbox {
   /** Evidence files of committed deletions; unlinked after the commit, so a rolled-back eviction keeps its files. */
   private unlinkAfterCommit: string[] = [];
   private lastAlertAt = -Infinity;
+  private checkpointer: Worker | undefined;
 
   private constructor(db: Database.Database, file: string, opts: OutboxOptions) {
     this.db = db;
@@ -276,6 +298,7 @@ export class Outbox {
     try {
       const from = prepare(db, file);
       const outbox = new Outbox(db, file, opts);
+      if (opts.checkpoint === 'background') outbox.startCheckpointer();
       opts.log?.info({ file, schema: migrations.length, migratedFrom: from, ...outbox.stats() }, 'outbox open');
       return outbox;
     } catch (err) {
@@ -577,8 +600,32 @@ export class Outbox {
 
   close(): void {
     if (!this.db.open) return;
+    const checkpointer = this.checkpointer;
+    this.checkpointer = undefined;
+    checkpointer?.postMessage('stop');
     this.db.close();
     this.log?.info({ file: this.file }, 'outbox closed');
+  }
+
+  /**
+   * Moves WAL checkpoints to a worker thread (docs/decisions.md: they were the largest stall of the drain). If
+   * the worker fails, inline checkpoints come back, so the WAL never grows without bound.
+   */
+  private startCheckpointer(): void {
+    const url = new URL(import.meta.url.endsWith('.ts') ? './checkpointer.ts' : './checkpointer.js', import.meta.url);
+    const worker = new Worker(url, { workerData: { file: this.file, intervalMs: CHECKPOINT_INTERVAL_MS } satisfies CheckpointerInit });
+    // Housekeeping only: it must not keep a process alive that is otherwise done.
+    worker.unref();
+    this.checkpointer = worker;
+    this.db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
+    const fallBack = (why: string) => {
+      if (this.checkpointer !== worker) return;
+      this.checkpointer = undefined;
+      if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${INLINE_CHECKPOINT_PAGES}`);
+      this.log?.warn({ file: this.file, why }, `outbox ${this.file}: background WAL checkpoints stopped (${why}); checkpointing on the main thread again`);
+    };
+    worker.on('error', (err) => fallBack(message(err)));
+    worker.on('exit', (code) => fallBack(`worker exited with code ${code}`));
   }
 
   /** Writes an alert row (high priority, its own stream, outside the byte cap), when alerts are configured. */
