@@ -84,9 +84,15 @@ t.test('chaos: SIGKILLs, broker restarts and a full outbox lose no committed eve
     if (k % 2 === 0) {
       const r = k / 2;
       await broker.stop();
-      // Restart 3: ~3 s down while the gateway keeps producing, enough to go over the byte cap.
       child = startChild();
-      await sleep(r === 3 ? 3_000 : between(100, 500));
+      if (r === 3) {
+        // Restart 3: down until the gateway has produced well over the byte cap (400 kB ≈ 400 pending events
+        // here), counted in events rather than seconds so a slow machine reaches the cap too.
+        const before = committed.size;
+        await until('the outage to overfill the byte cap', () => committed.size >= before + 900, 90_000);
+      } else {
+        await sleep(between(100, 500));
+      }
       await broker.restart();
       t.comment(`kill ${k}, broker restart ${r}/${brokerRestarts}`);
     } else {
