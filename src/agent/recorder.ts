@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, statSync, unlinkSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
@@ -9,7 +9,7 @@ import type { RgbFrame } from '../vision/types.js';
 import { annotateEvidence, drawAnnotations, sideBySide } from '../evidence/annotate.js';
 import type { Canvas } from '../evidence/draw.js';
 import { decodeImage, encodeJpeg } from '../evidence/jpeg.js';
-import { pruneEvidence, storeEvidence, type StoredEvidence } from '../evidence/store.js';
+import { evidencePath, pruneEvidence, storeEvidence, type StoredEvidence } from '../evidence/store.js';
 import type { Outbox } from '../outbox/index.js';
 import type { Uplink } from '../uplink/index.js';
 import { version } from '../version.js';
@@ -51,8 +51,10 @@ export class EventRecorder {
 
   constructor(private readonly opts: RecorderOptions) {}
 
-  /** Returns true when the message was committed; a failure is logged with the camera and never thrown into the frame path. */
-  /** `model` is the session that made the detections (cameras may use different models). */
+  /**
+   * Returns true when the message was committed; a failure is logged with the camera and never thrown into the
+   * frame path. `model` is the session that made the detections (cameras may use different models).
+   */
   async record(cam: CameraConfig, frame: RgbFrame, hit: RuleHit, model: { name: string; sha256: string }): Promise<boolean> {
     const { config, log, outbox, uplink } = this.opts;
     const messageId = uuidv7();
@@ -161,7 +163,7 @@ export class EventRecorder {
   }
 
   /**
-   * storeEvidence, and on a full disk (ENOSPC): delete the partial file, let the outbox delete evidence files
+   * storeEvidence, and on a full disk (ENOSPC; storeEvidence has removed its partial file): let the outbox delete evidence files
    * (delivered first, then undelivered from low priority, counted) and try once more. When the disk is still
    * full the event is kept without this image: it is described in the payload (file, sha256, bytes) as an
    * evicted image is, but not on disk. Events before images, as the outbox does for SQLITE_FULL.
@@ -172,7 +174,6 @@ export class EventRecorder {
       return storeEvidence(dataDir, name, ts, jpeg);
     } catch (err) {
       if (!noSpace(err)) throw err;
-      this.removePartial(name, ts);
     }
     const need = jpeg.length + DISK_MARGIN_BYTES;
     const local = this.dropLocalImages(need);
@@ -185,12 +186,10 @@ export class EventRecorder {
       return storeEvidence(dataDir, name, ts, jpeg);
     } catch (err) {
       if (!noSpace(err)) throw err;
-      this.removePartial(name, ts);
     }
-    const day = new Date(ts).toISOString().slice(0, 10);
     log.error({ camera: cam.id, dataDir, image: name, bytes: jpeg.length },
       `disk full under ${dataDir}: camera ${cam.id}: evidence image ${name} not stored, the event is kept without it; free space on that disk`);
-    return { file: join('evidence', day, `${name}.jpg`), sha256: createHash('sha256').update(jpeg).digest('hex'), bytes: jpeg.length, dropped: true };
+    return { file: evidencePath(name, ts), sha256: createHash('sha256').update(jpeg).digest('hex'), bytes: jpeg.length, dropped: true };
   }
 
   /**
@@ -211,16 +210,6 @@ export class EventRecorder {
     } catch (err) {
       log.warn({ err, dataDir }, `disk full under ${dataDir}: cannot list ${join(dataDir, 'evidence')} to free space; only the outbox's images are dropped`);
       return { files: 0, bytes: 0 };
-    }
-  }
-
-  /** storeEvidence writes `{dataDir}/evidence/{UTC day}/{name}.jpg.part` first; a write cut short by ENOSPC leaves it behind. */
-  private removePartial(name: string, ts: number): void {
-    const part = join(this.opts.dataDir, 'evidence', new Date(ts).toISOString().slice(0, 10), `${name}.jpg.part`);
-    try {
-      unlinkSync(part);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.opts.log.warn({ file: part, err }, `cannot delete the partial evidence file ${part}`);
     }
   }
 

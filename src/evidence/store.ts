@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, readdirSync, statSync, unlinkSync, rmdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, readdirSync, statSync, unlinkSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 export interface StoredEvidence {
   /** Path relative to the data folder, as published in the event. */
@@ -17,24 +17,34 @@ function fsyncDir(dir: string): void {
 /** The evidence folder's day folders are named by UTC date, so name order is age order. */
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
+/** Where the evidence image `name` of a frame taken at `ts` lives, relative to the data folder (by UTC day). */
+export function evidencePath(name: string, ts: number): string {
+  return join('evidence', new Date(ts).toISOString().slice(0, 10), `${name}.jpg`);
+}
+
 /**
  * Writes an evidence JPEG as `{dataDir}/evidence/{YYYY-MM-DD}/{name}.jpg` and makes it durable (file and folder
  * fsynced, written via a temp name and renamed) before the event that points to it is committed.
  */
 export function storeEvidence(dataDir: string, name: string, ts: number, jpeg: Buffer): StoredEvidence {
-  const day = new Date(ts).toISOString().slice(0, 10);
-  const rel = join('evidence', day, `${name}.jpg`);
-  const dir = join(dataDir, 'evidence', day);
-  mkdirSync(dir, { recursive: true });
+  const rel = evidencePath(name, ts);
   const final = join(dataDir, rel);
+  const dir = dirname(final);
+  mkdirSync(dir, { recursive: true });
   const tmp = `${final}.part`;
   const fd = openSync(tmp, 'w', 0o640);
   try {
-    let off = 0;
-    while (off < jpeg.length) off += writeSync(fd, jpeg, off, jpeg.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    try {
+      let off = 0;
+      while (off < jpeg.length) off += writeSync(fd, jpeg, off, jpeg.length - off);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    // A write cut short (ENOSPC) must not leave a partial file taking the space that is short.
+    rmSync(tmp, { force: true });
+    throw err;
   }
   renameSync(tmp, final);
   fsyncDir(dir);
