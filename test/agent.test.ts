@@ -74,6 +74,8 @@ t.test('a subscriber receives the events with the documented payload, evidence o
   t.ok(rows.length >= 3, `${rows.length} events in the outbox`);
   const last = JSON.parse(rows.at(-1)!.payload) as { state: string; endReason?: string };
   t.match(last, { state: 'ended', endReason: 'agent_stopped' }, 'a clean stop ends the open event');
+  await sub.waitFor((m) => events(m).some((x) => (JSON.parse(x.payload) as { state: string }).state === 'ended'), 10_000);
+  t.pass('the ended message reached the subscriber before the agent exited');
   const received = new Set(ids(sub.messages));
   t.ok(rows.filter((r) => r.state === 'acked').every((r) => received.has(r.id)), 'every acked row reached the subscriber');
   t.notOk(agent.stderr().includes('"level":50'), 'no error logged');
