@@ -12,7 +12,7 @@ import { readModel } from '../model/onnx.js';
 import { classNamesFromMetadata, installModel, onnxInfo } from '../model/registry.js';
 import {
   DECODER_KINDS, defaultModelsDir, loadManifest, loadModelSession, ModelError, openDetector, resolveModel,
-  type DecoderSpec, type Detector, type ModelSpec, type Preprocess,
+  type DecoderSpec, type Detector, type Preprocess,
 } from '../vision/index.js';
 import type { CommandIo } from './detect.js';
 

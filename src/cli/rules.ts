@@ -2,8 +2,9 @@ import { parseArgs } from 'node:util';
 import { access, mkdir } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig, ConfigError, formatConfigError, checkClasses, type Config, type CameraConfig } from '../config/index.js';
-import { loadManifest, openDetector, resolveModel, ModelError, type Detector } from '../vision/index.js';
+import { loadConfig, ConfigError, formatConfigError, type Config, type CameraConfig } from '../config/index.js';
+import { loadManifest, openDetector, remapClasses, ModelError, type Detector } from '../vision/index.js';
+import { cameraModelName, checkConfigAgainstModels } from './model-check.js';
 import { readVideoFrames } from '../vision/video.js';
 import { CameraRules, SceneReferenceError, type RuleHit } from '../rules/index.js';
 import { annotateEvidence } from '../evidence/annotate.js';
@@ -27,9 +28,7 @@ export class UsageError extends Error {}
  */
 export function cameraFromConfig(configFile: string, cameraId: string, modelsDir?: string): { config: Config; camera: CameraConfig } {
   const config = loadConfig(configFile);
-  const model = resolveModel(loadManifest(modelsDir), config.model.name);
-  const issues = checkClasses(config, model.classes);
-  if (issues.length) throw new ConfigError(configFile, issues);
+  checkConfigAgainstModels(configFile, config, loadManifest(modelsDir));
   const camera = config.cameras.find((c) => c.id === cameraId);
   if (!camera) throw new UsageError(`no camera '${cameraId}' in ${configFile}; its cameras are: ${config.cameras.map((c) => c.id).join(', ')}`);
   return { config, camera };
@@ -110,11 +109,11 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
       throw new UsageError(`cannot read the video ${opts.video}`);
     }
     const rules = await CameraRules.open(camera);
-    detector = await openDetector({ model: config.model.name, modelsDir: opts.modelsDir, threads: config.model.threads, scoreThreshold: config.model.scoreThreshold });
+    detector = await openDetector({ model: cameraModelName(config, camera), modelsDir: opts.modelsDir, threads: config.model.threads, scoreThreshold: config.model.scoreThreshold });
     if (opts.evidence) await mkdir(opts.evidence, { recursive: true });
     let count = 0;
     for await (const frame of readVideoFrames(opts.video, { fps: camera.detect.fps, startTs: opts.start })) {
-      const detections = await detector.detect(frame);
+      const detections = remapClasses(await detector.detect(frame), camera.classMap);
       for (const hit of rules.evaluate(frame.ts, frame.width, frame.height, detections, frame)) {
         count++;
         if (opts.json) io.stdout.write(JSON.stringify({ time: Math.round(frame.time * 1000) / 1000, ...hit }) + '\n');

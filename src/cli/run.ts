@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
-import { loadConfig, ConfigError, formatConfigError, checkClasses, type Config } from '../config/index.js';
-import { loadManifest, resolveModel, ModelError } from '../vision/index.js';
+import { loadConfig, ConfigError, formatConfigError, type Config } from '../config/index.js';
+import { loadManifest, ModelError } from '../vision/index.js';
+import { checkConfigAgainstModels } from './model-check.js';
 import { Agent } from '../agent/index.js';
 import { createLogger } from '../log.js';
 
@@ -36,20 +37,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   try {
     config = loadConfig(args.config);
     if (args['mqtt-url']) config = { ...config, mqtt: { ...config.mqtt, url: args['mqtt-url'] } };
-    const manifest = loadManifest(args['models-dir']);
-    const cfg = config;
-    const known = Object.keys(manifest.models);
-    const modelIssues = cfg.cameras.flatMap((cam, i) => cam.model === undefined || known.includes(cam.model) ? [] : [{
-      path: `cameras[${i}].model`,
-      message: `camera ${cam.id}: no model '${cam.model}' in ${manifest.file}; known models: ${known.join(', ')} (edgepatrol model list)`,
-    }]);
-    if (modelIssues.length) throw new ConfigError(args.config, modelIssues);
-    const issues = checkClasses(cfg, (cam) => {
-      const { classes } = resolveModel(manifest, cam.model ?? cfg.model.name);
-      const map = cam.classMap ?? {};
-      return classes.map((c) => map[c] ?? c);
-    });
-    if (issues.length) throw new ConfigError(args.config, issues);
+    checkConfigAgainstModels(args.config, config, loadManifest(args['models-dir']));
   } catch (err) {
     if (err instanceof ConfigError) { process.stderr.write(formatConfigError(err) + '\n'); return 2; }
     if (err instanceof ModelError) { process.stderr.write(`edgepatrol run: ${err.message}\n`); return 3; }
