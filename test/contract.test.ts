@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
@@ -13,7 +12,7 @@ import { createLogger } from '../src/log.js';
 import { Outbox, type OutboxOptions } from '../src/outbox/index.js';
 import { Uplink, type UplinkOptions } from '../src/uplink/index.js';
 import { contractSchemaFiles } from '../src/uplink/schemas.js';
-import { collect, startMosquitto, type Mosquitto, type Received } from './helpers/mosquitto.js';
+import { brokerFor, collect, tempDirFor, type Received } from './helpers/mosquitto.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const prefix = 'edgepatrol';
@@ -21,15 +20,11 @@ const gatewayId = 'gw-1';
 const log = createLogger({ level: 'silent' });
 
 function tempDir(tt: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'edgepatrol-contract-'));
-  tt.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return tempDirFor(tt, 'contract');
 }
 
-async function broker(tt: Test, opts: Parameters<typeof startMosquitto>[0] = {}): Promise<Mosquitto> {
-  const b = await startMosquitto(opts);
-  tt.teardown(() => b.stop());
-  return b;
+function broker(tt: Test, opts?: Parameters<typeof brokerFor>[1]): ReturnType<typeof brokerFor> {
+  return brokerFor(tt, opts);
 }
 
 async function until(what: string, done: () => boolean, timeoutMs = 30_000): Promise<void> {

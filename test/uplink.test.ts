@@ -1,7 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +10,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { createLogger } from '../src/log.js';
 import { Outbox } from '../src/outbox/index.js';
 import { Uplink, type UplinkOptions } from '../src/uplink/index.js';
-import { collect, startMosquitto, type Mosquitto, type Received } from './helpers/mosquitto.js';
+import { brokerFor, collect, tempDirFor, type Received } from './helpers/mosquitto.js';
 
 const prefix = 'ep';
 const gatewayId = 'gw-1';
@@ -30,15 +29,11 @@ if (process.env.EDGEPATROL_UPLINK_CHILD) {
 }
 
 function tempDir(tt: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'edgepatrol-uplink-'));
-  tt.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return tempDirFor(tt, 'uplink');
 }
 
-async function broker(tt: Test, opts: Parameters<typeof startMosquitto>[0] = {}): Promise<Mosquitto> {
-  const b = await startMosquitto(opts);
-  tt.teardown(() => b.stop());
-  return b;
+function broker(tt: Test, opts?: Parameters<typeof brokerFor>[1]): ReturnType<typeof brokerFor> {
+  return brokerFor(tt, opts);
 }
 
 /** An outbox in a temp dir and an uplink on it whose log lines are captured. */

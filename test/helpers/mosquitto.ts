@@ -286,3 +286,17 @@ export async function collect(url: string, topicFilter: string,
     },
   };
 }
+
+/** A broker for one tap test: stopped in that test's teardown. */
+export async function brokerFor(tt: { teardown(fn: () => unknown): void }, opts: MosquittoOptions = {}): Promise<Mosquitto> {
+  const b = await startMosquitto(opts);
+  tt.teardown(() => b.stop());
+  return b;
+}
+
+/** A temporary folder for one tap test, removed in its teardown. */
+export function tempDirFor(tt: { teardown(fn: () => unknown): void }, prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `edgepatrol-${prefix}-`));
+  tt.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
