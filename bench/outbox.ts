@@ -10,11 +10,13 @@
  *    other load moves absolute rates a lot on a shared box, so the two run alternately for --rounds rounds
  *    (drain first in odd rounds, raw first in even ones, after one untimed warm-up of each) and the ratio
  *    printed is the median of the per-round ratios.
+ *  - `Outbox.stats()` on an outbox of --stats-rows rows (half of them acked), from the counters the writing
+ *    transactions keep, beside the full recount it replaced (the previous stats query, run on the same file);
  *  - the event loop's delay during a drain (p99, the stalls the frame path would feel), with WAL checkpoints in
  *    the Outbox's background worker (`checkpoint: 'background'`, what the agent uses; also for the ratio above)
  *    and inline in the committing thread (SQLite's default): each round drains one more backlog inline.
  *
- *   node dist/bench/outbox.js [--events 5000] [--batch 100] [--rounds 5]
+ *   node dist/bench/outbox.js [--events 5000] [--batch 100] [--rounds 5] [--stats-rows 30000]
  *   (or: node --import @tapjs/typescript/import bench/outbox.ts)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { v7 as uuidv7 } from 'uuid';
 import { createLogger } from '../src/log.js';
@@ -31,6 +34,7 @@ import { startMosquitto } from '../test/helpers/mosquitto.js';
 
 const { values } = parseArgs({ options: {
   events: { type: 'string', default: '5000' }, batch: { type: 'string', default: '100' }, rounds: { type: 'string', default: '5' },
+  'stats-rows': { type: 'string', default: '30000' },
 } });
 const n = Number(values.events);
 const batchSize = Number(values.batch);
@@ -69,6 +73,37 @@ function backlog(file: string, count: number, checkpoint: 'background' | 'inline
   const t0 = performance.now();
   for (let i = 0; i < count; i += batchSize) outbox.addMany(all.slice(i, i + batchSize), (e, seq) => payload(e.id, seq));
   return { outbox, rate: count / ((performance.now() - t0) / 1000) };
+}
+
+/**
+ * stats() from the counters vs the full recount that stats() ran before migration 3 (the same query, on the
+ * `events` view that shows effective states), on one file of `rows` rows, half of them acked by the watermark.
+ */
+function statsCost(rows: number): { rows: number; counters: number; recount: number } {
+  const { outbox } = backlog(nextFile(), rows);
+  const half = outbox.outgoing(Math.floor(rows / 2)).map((r) => r.seq);
+  outbox.recordDelivery([], half, { since: outbox.watermark(), upTo: half.at(-1)! });
+  const timeUs = (times: number, f: () => unknown): number => median(Array.from({ length: times }, () => {
+    const t0 = performance.now();
+    f();
+    return (performance.now() - t0) * 1000;
+  }));
+  const counters = timeUs(200, () => outbox.stats());
+  const db = new Database(outbox.file, { readonly: true });
+  const previous = db.prepare(`SELECT
+    (SELECT count(*) FROM events WHERE state = 'pending') AS pending,
+    (SELECT count(*) FROM events WHERE state = 'sent') AS sent,
+    (SELECT count(*) FROM events WHERE state = 'acked') AS acked,
+    (SELECT count(*) FROM events WHERE state = 'confirmed') AS confirmed,
+    (SELECT min(created_at) FROM events WHERE NOT (state IN ('acked', 'confirmed'))) AS oldestPendingTs,
+    coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_rows'), 0) AS lastSeq,
+    (SELECT bytes FROM usage WHERE id = 1) AS bytes,
+    coalesce((SELECT sum(count) FROM drops WHERE what = 'event'), 0) AS droppedEvents,
+    coalesce((SELECT sum(count) FROM drops WHERE what = 'evidence'), 0) AS droppedEvidence`);
+  const recount = timeUs(5, () => previous.get());
+  db.close();
+  outbox.close();
+  return { rows, counters, recount };
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'edgepatrol-bench-outbox-'));
@@ -128,8 +163,8 @@ try {
   const singleRate = few.length / ((performance.now() - t0) / 1000);
   single.close();
 
-  // Warm-up of both paths (JIT, broker), untimed.
-  const warm = await drain(Math.min(n, 1000));
+  // Warm-up of both paths (JIT, broker), untimed, at full size: a shorter one left the first timed drain slower.
+  const warm = await drain(n);
   await raw(warm.payloads, warm.window);
 
   const drains: number[] = [];
@@ -162,6 +197,8 @@ try {
     ratios.push(d / w);
   }
 
+  const statsAt = statsCost(Number(values['stats-rows']));
+
   const bytes = Buffer.byteLength(JSON.stringify(payload(uuidv7(), n)));
   const list = (xs: number[]) => xs.map((x) => Math.round(x)).join(', ');
   console.log(`outbox bench: ${n} events of ~${bytes} bytes, ${rounds} rounds, WAL + synchronous=FULL for adds (every add/addMany commit fsynced), ${tmpdir()}`);
@@ -171,6 +208,7 @@ try {
   console.log(`  raw mqtt.js QoS 1 loop:             ${Math.round(median(raws))} events/s median   (rounds: ${list(raws)}; ${window} in flight, nothing recorded)`);
   console.log(`  drain / raw, per round:             ${ratios.map((x) => x.toFixed(2)).join(', ')}`);
   console.log(`  drain / raw, median:                ${median(ratios).toFixed(2)}   (target ≥ 0.8)`);
+  console.log(`  stats() at ${statsAt.rows} rows:         ${statsAt.counters.toFixed(0)} µs median (counters)   vs ${statsAt.recount.toFixed(0)} µs (full recount, the previous query): ÷${(statsAt.recount / statsAt.counters).toFixed(0)}`);
   const ms = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(', ');
   console.log(`  event-loop delay p99 during a drain, checkpoints in the background worker: ${median(delays.background).toFixed(1)} ms median (rounds: ${ms(delays.background)})`);
   console.log(`  event-loop delay p99 during a drain, checkpoints inline (SQLite default):   ${median(delays.inline).toFixed(1)} ms median (rounds: ${ms(delays.inline)})`);

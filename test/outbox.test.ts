@@ -103,7 +103,7 @@ function tests(): void {
     outbox.close();
     // Eviction (a later issue) deletes rows; AUTOINCREMENT must still never hand out 3 or 4 again.
     const raw = new Database(file);
-    raw.prepare('DELETE FROM events WHERE seq >= 3').run();
+    raw.prepare('DELETE FROM event_rows WHERE seq >= 3').run();
     raw.close();
     outbox = Outbox.open(file);
     t.teardown(() => outbox.close());
@@ -121,7 +121,7 @@ function tests(): void {
     const raw = new Database(file, { readonly: true });
     t.teardown(() => raw.close());
     t.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
-    t.equal(raw.pragma('user_version', { simple: true }), 2);
+    t.equal(raw.pragma('user_version', { simple: true }), 3);
     t.end();
   });
 

@@ -91,4 +91,90 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (what, reason, priority)
   ) WITHOUT ROWID;
   `,
+  // Version 3: the acknowledged-up-to watermark and state counts kept in `usage`. With delivery: broker, the
+  // uplink records a run of PUBACKs that arrived in seq order as one `acks` row ("every unacknowledged row up to
+  // seq N is acked") instead of rewriting each row (docs/decisions.md, "Outbox drain, third pass"). The rows
+  // keep their stored state; the table is renamed to event_rows and `events` becomes a view that shows every
+  // row's effective state, so readers of the file (the sqlite3 shell, tests) see what the outbox means.
+  `
+  ALTER TABLE events RENAME TO event_rows;
+  DROP TRIGGER events_usage_insert;
+  DROP TRIGGER events_usage_delete;
+  DROP TRIGGER events_usage_update;
+  -- The state column in the index lets a watermark advance count pending and sent rows from the index alone.
+  DROP INDEX events_unsent;
+  CREATE INDEX events_unsent ON event_rows (seq, state) WHERE state IN ('pending', 'sent');
+
+  -- One row per watermark advance: rows with seq <= up_to still stored as pending or sent were acked at 'at'
+  -- (the smallest up_to at or above a row's seq is the advance that covered it). max(up_to) is the watermark.
+  CREATE TABLE acks (
+    up_to INTEGER PRIMARY KEY,
+    at    INTEGER NOT NULL
+  );
+
+  -- Effective state counts (a stored pending/sent row at or below the watermark counts as acked), kept by the
+  -- triggers below in the transaction that changes a row or the watermark; ack_epoch changes whenever rows go
+  -- back to pending (replay, service-ack timeout), which voids a watermark claim made before it.
+  ALTER TABLE usage ADD COLUMN pending   INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE usage ADD COLUMN sent      INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE usage ADD COLUMN acked     INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE usage ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE usage ADD COLUMN ack_epoch INTEGER NOT NULL DEFAULT 0;
+  UPDATE usage SET
+    pending   = (SELECT count(*) FROM event_rows WHERE state = 'pending'),
+    sent      = (SELECT count(*) FROM event_rows WHERE state = 'sent'),
+    acked     = (SELECT count(*) FROM event_rows WHERE state = 'acked'),
+    confirmed = (SELECT count(*) FROM event_rows WHERE state = 'confirmed');
+
+  CREATE TRIGGER event_rows_insert AFTER INSERT ON event_rows BEGIN
+    UPDATE usage SET
+      bytes     = bytes + NEW.bytes + CASE WHEN NEW.evidence_state = 'kept' THEN NEW.evidence_bytes ELSE 0 END,
+      pending   = pending + (NEW.state = 'pending' AND NEW.seq > (SELECT coalesce(max(up_to), 0) FROM acks)),
+      sent      = sent + (NEW.state = 'sent' AND NEW.seq > (SELECT coalesce(max(up_to), 0) FROM acks)),
+      acked     = acked + (NEW.state = 'acked' OR (NEW.state IN ('pending', 'sent') AND NEW.seq <= (SELECT coalesce(max(up_to), 0) FROM acks))),
+      confirmed = confirmed + (NEW.state = 'confirmed');
+  END;
+  CREATE TRIGGER event_rows_delete AFTER DELETE ON event_rows BEGIN
+    UPDATE usage SET
+      bytes     = bytes - OLD.bytes - CASE WHEN OLD.evidence_state = 'kept' THEN OLD.evidence_bytes ELSE 0 END,
+      pending   = pending - (OLD.state = 'pending' AND OLD.seq > (SELECT coalesce(max(up_to), 0) FROM acks)),
+      sent      = sent - (OLD.state = 'sent' AND OLD.seq > (SELECT coalesce(max(up_to), 0) FROM acks)),
+      acked     = acked - (OLD.state = 'acked' OR (OLD.state IN ('pending', 'sent') AND OLD.seq <= (SELECT coalesce(max(up_to), 0) FROM acks))),
+      confirmed = confirmed - (OLD.state = 'confirmed');
+  END;
+  CREATE TRIGGER event_rows_update AFTER UPDATE OF state, bytes, evidence_state, evidence_bytes ON event_rows BEGIN
+    UPDATE usage SET
+      bytes     = bytes
+        - OLD.bytes - CASE WHEN OLD.evidence_state = 'kept' THEN OLD.evidence_bytes ELSE 0 END
+        + NEW.bytes + CASE WHEN NEW.evidence_state = 'kept' THEN NEW.evidence_bytes ELSE 0 END,
+      pending   = pending - (OLD.state = 'pending' AND OLD.seq > (SELECT coalesce(max(up_to), 0) FROM acks))
+                          + (NEW.state = 'pending' AND NEW.seq > (SELECT coalesce(max(up_to), 0) FROM acks)),
+      sent      = sent - (OLD.state = 'sent' AND OLD.seq > (SELECT coalesce(max(up_to), 0) FROM acks))
+                       + (NEW.state = 'sent' AND NEW.seq > (SELECT coalesce(max(up_to), 0) FROM acks)),
+      acked     = acked - (OLD.state = 'acked' OR (OLD.state IN ('pending', 'sent') AND OLD.seq <= (SELECT coalesce(max(up_to), 0) FROM acks)))
+                        + (NEW.state = 'acked' OR (NEW.state IN ('pending', 'sent') AND NEW.seq <= (SELECT coalesce(max(up_to), 0) FROM acks))),
+      confirmed = confirmed - (OLD.state = 'confirmed') + (NEW.state = 'confirmed');
+  END;
+  -- A watermark only moves up by an insert (lowering it first rewrites the rows it covered, see Outbox.replay):
+  -- the pending and sent rows between the previous watermark and the new one now count as acked.
+  CREATE TRIGGER acks_advance AFTER INSERT ON acks BEGIN
+    UPDATE usage SET
+      pending = pending - (SELECT count(*) FROM event_rows WHERE state IN ('pending', 'sent') AND state = 'pending'
+        AND seq > (SELECT coalesce(max(up_to), 0) FROM acks WHERE up_to < NEW.up_to) AND seq <= NEW.up_to),
+      sent = sent - (SELECT count(*) FROM event_rows WHERE state IN ('pending', 'sent') AND state = 'sent'
+        AND seq > (SELECT coalesce(max(up_to), 0) FROM acks WHERE up_to < NEW.up_to) AND seq <= NEW.up_to),
+      acked = acked + (SELECT count(*) FROM event_rows WHERE state IN ('pending', 'sent')
+        AND seq > (SELECT coalesce(max(up_to), 0) FROM acks WHERE up_to < NEW.up_to) AND seq <= NEW.up_to);
+  END;
+
+  CREATE VIEW events AS SELECT seq, id, camera_id, type, topic, payload, priority, bytes, evidence_path, evidence_sha256,
+    evidence_bytes, evidence_state, created_at,
+    CASE WHEN state IN ('pending', 'sent') AND seq <= (SELECT coalesce(max(up_to), 0) FROM acks) THEN 'acked' ELSE state END AS state,
+    -- A delivered row went out at least once; 0 means the one hand-over was never written on its own.
+    CASE WHEN state = 'confirmed' OR state = 'acked' OR seq <= (SELECT coalesce(max(up_to), 0) FROM acks) THEN max(attempts, 1) ELSE attempts END AS attempts,
+    CASE WHEN acked_at IS NULL AND state IN ('pending', 'sent') AND seq <= (SELECT coalesce(max(up_to), 0) FROM acks)
+      THEN (SELECT at FROM acks WHERE up_to >= event_rows.seq ORDER BY up_to LIMIT 1) ELSE acked_at END AS acked_at,
+    confirmed_at
+    FROM event_rows;
+  `,
 ];

@@ -4,7 +4,7 @@ import mqtt, { type IConnackPacket, type IPublishPacket, type MqttClient } from 
 import type { Logger } from 'pino';
 import { backoffDelay, type BackoffOptions } from '../ingest/backoff.js';
 import { safeUrl } from '../log.js';
-import type { Outbox, OutgoingRow } from '../outbox/index.js';
+import type { AckClaim, Outbox, OutgoingRow, Watermark } from '../outbox/index.js';
 import { ackPayloadSchema, type AvailabilityPayload } from './contract.js';
 
 /** PEM file paths; read once at start(). */
@@ -127,7 +127,17 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   /** Rows handed to MQTT and PUBACKed seqs, written to the outbox together in one transaction per drain step. */
   private sentBatch: number[] = [];
   private ackBatch: number[] = [];
+  /** Rows of sentBatch read with no attempt recorded: if acked in the same batch they need no attempts write. */
+  private firstSends = new Set<number>();
   private ackFlush: NodeJS.Timeout | undefined;
+  /**
+   * Watermark claims (delivery: broker): the watermark this connection's reads started from, the seqs read
+   * since in read order, and those fully PUBACKed. While every row read from the watermark on has its PUBACK,
+   * a flush moves the watermark instead of writing each row. Undefined: no claims until the drain starts over.
+   */
+  private claimBase: Watermark | undefined;
+  private readOrder: number[] = [];
+  private acked = new Set<number>();
   private retryTimer: NodeJS.Timeout | undefined;
   /** The drain goes back to just before the lowest refused seq when retryTimer fires. */
   private rewindTo = Infinity;
@@ -268,6 +278,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     // protocol error that costs the connection.
     const receiveMaximum = connack.properties?.receiveMaximum ?? 65_535;
     this.window = Math.max(1, Math.min(this.maxWindow, receiveMaximum - 1));
+    this.startClaims();
     this.maxPacketSize = connack.properties?.maximumPacketSize ?? null;
     const since = new Date().toISOString();
     client.publish(this.topics.availability, JSON.stringify({ state: 'online', version: this.opts.version, since } satisfies AvailabilityPayload),
@@ -314,6 +325,25 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     this.queue = [];
     this.rows.clear();
     this.rewindTo = Infinity;
+    this.stopClaims();
+  }
+
+  /** The drain reads from the watermark on (cursor 0), so every unacknowledged row it passes will be read. */
+  private startClaims(): void {
+    this.stopClaims();
+    if (this.opts.outbox.delivery !== 'broker') return;
+    try {
+      this.claimBase = this.opts.outbox.watermark();
+    } catch (err) {
+      // Acks are then written row by row, as with delivery: service.
+      this.log.error({ err: message(err), file: this.opts.outbox.file }, 'cannot read the outbox watermark; recording acks row by row');
+    }
+  }
+
+  private stopClaims(): void {
+    this.claimBase = undefined;
+    this.readOrder = [];
+    this.acked.clear();
   }
 
   private onMessage(topic: string, payload: Buffer): void {
@@ -343,7 +373,14 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       const { requeued } = this.opts.outbox.maintain();
       // Rows set back to pending behind the cursor (a service-ack timeout, `edgepatrol outbox replay`) are
       // found by starting over when the drain is idle.
-      if (requeued > 0 || (this.inFlight === 0 && this.queue.length === 0 && !this.retryTimer)) this.cursor = 0;
+      if (this.inFlight === 0 && this.queue.length === 0 && !this.retryTimer) {
+        this.cursor = 0;
+        this.startClaims();
+      } else if (requeued > 0) {
+        // Rows went back to pending behind rows in flight: no claim can cover them until the drain is idle again.
+        this.cursor = 0;
+        this.stopClaims();
+      }
     } catch (err) {
       this.log.error({ err: message(err), file: this.opts.outbox.file }, 'outbox upkeep failed; retrying');
     }
@@ -369,7 +406,11 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     if (!client || !this.connected || this.stopping) return;
     try {
       while (this.inFlight < this.window) {
-        if (this.queue.length === 0 && !this.readRows()) return;
+        if (this.queue.length === 0 && !this.readRows()) {
+          // Nothing left to send: record the PUBACKs now rather than at the end of the batching interval.
+          if (this.inFlight === 0) this.flushAcks();
+          return;
+        }
         const next = this.queue[0]!;
         // One message may exceed the byte budget on its own; it then goes out alone.
         if (this.inFlight > 0 && this.inFlightBytes + next.bytes > this.maxInFlightBytes) return;
@@ -391,6 +432,8 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     if (rows.length === 0) return false;
     for (const row of rows) {
       this.sentBatch.push(row.seq);
+      if (row.attempts === 0) this.firstSends.add(row.seq);
+      if (this.claimBase) this.readOrder.push(row.seq);
       this.cursor = row.seq;
       const messages = this.messagesFor(row);
       this.rows.set(row.seq, { left: messages.length, refused: false });
@@ -456,7 +499,10 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       }
       if (--row.left === 0) {
         this.rows.delete(m.seq);
-        if (!row.refused) this.queueAck(m.seq);
+        if (!row.refused) {
+          if (this.claimBase) this.acked.add(m.seq);
+          this.queueAck(m.seq);
+        }
       }
       // The slot is free now; the ack is written with the next batch, it need not hold the next publish back.
       this.pumpSoon();
@@ -482,17 +528,43 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     this.ackFlush = undefined;
     if (this.ackBatch.length === 0 && this.sentBatch.length === 0) return;
     const seqs = this.ackBatch;
-    const sent = this.sentBatch;
+    const sent = this.firstAttemptsLeftOut(this.sentBatch, seqs);
     this.ackBatch = [];
     this.sentBatch = [];
+    this.firstSends.clear();
+    // The rows read from the watermark on that all have their PUBACK, in read order: the watermark can move to the last.
+    let head = 0;
+    while (head < this.readOrder.length && this.acked.has(this.readOrder[head]!)) head++;
+    const claim: AckClaim | undefined = this.claimBase && head > 0 ? { since: this.claimBase, upTo: this.readOrder[head - 1]! } : undefined;
+    let recorded: Watermark | null;
     try {
-      this.opts.outbox.recordDelivery(sent, seqs);
+      recorded = this.opts.outbox.recordDelivery(sent, seqs, claim).watermark;
     } catch (err) {
       // The broker has these events; if the ack cannot be stored they are sent again later (duplicates).
       this.log.error({ err: message(err), file: this.opts.outbox.file, seqs: seqs.length }, 'cannot record acks in the outbox');
       return;
     }
+    if (claim && recorded) {
+      this.claimBase = recorded;
+      this.readOrder = this.readOrder.slice(head);
+      for (const seq of this.acked) if (seq <= recorded.upTo) this.acked.delete(seq);
+    } else if (claim) {
+      // Rows went back to pending meanwhile (replay, service-ack timeout): the acks were written row by row.
+      this.stopClaims();
+    }
     for (const seq of seqs) this.emitSafe('acked', seq);
+  }
+
+  /**
+   * `sent` without the rows handed over once, for the first time, and acked in this batch: an acked row counts
+   * one attempt without it being written (Outbox.recordDelivery), which spares a row lookup per event.
+   */
+  private firstAttemptsLeftOut(sent: number[], acked: number[]): number[] {
+    if (this.firstSends.size === 0 || acked.length === 0) return sent;
+    const times = new Map<number, number>();
+    for (const seq of sent) times.set(seq, (times.get(seq) ?? 0) + 1);
+    const ackedNow = new Set(acked);
+    return sent.filter((seq) => !(times.get(seq) === 1 && this.firstSends.has(seq) && ackedNow.has(seq)));
   }
 
   /** Re-sends from `seq` on after retryMs; rows already in flight after it may then arrive twice. */
@@ -505,6 +577,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       this.rewindTo = Infinity;
       // Messages already queued belong to rows after the rewind point; they are read again from the outbox.
       this.queue = [];
+      this.readOrder = this.readOrder.filter((seq) => seq <= this.cursor);
       this.pump();
     }, this.opts.retryMs ?? 5_000);
   }
