@@ -125,6 +125,25 @@ t.test('file source: exact frames at about the configured rate, looping past the
   tt.equal(src.pid, undefined);
 });
 
+t.test('recycled frame buffers carry later frames; a buffer given back twice or of another size is refused', async (tt) => {
+  const { src, frames } = source(tt, { url: shortClip, fps: 10 });
+  src.start();
+  const until = async (n: number) => { for (const end = Date.now() + 20_000; frames.length < n && Date.now() < end;) await sleep(20); };
+  await until(1);
+  const first = frames[0]!.data as Buffer;
+  const alien = Buffer.alloc(W * H * 3 + 1);
+  src.recycle(first);
+  src.recycle(first);
+  src.recycle(alien);
+  await until(6);
+  tt.ok(frames.length >= 6, `six frames arrived (${frames.length})`);
+  const later = frames.slice(1).map((f) => f.data);
+  const reused = later.filter((d) => d === first).length;
+  tt.equal(reused, 1, 'the buffer given back (twice) came back in exactly one later frame');
+  tt.notOk(later.includes(alien), 'a buffer of the wrong size is not used');
+  tt.equal(new Set(later).size, later.length, 'no two frames share a buffer');
+});
+
 t.test('file source without loop ends', async (tt) => {
   const { src } = source(tt, { url: shortClip, fps: 10 });
   src.start();

@@ -29,6 +29,20 @@ t.test('bounded: a lane keeps only its newest `depth` items, counts the rest as 
   t.match(q.stats('a'), { queued: 0, done: 4, dropped: 996 });
 });
 
+t.test('onDrop is told each pushed-out item, oldest first, and never an item that runs', async (t) => {
+  const g = gated();
+  const dropped: string[] = [];
+  const q = new InferenceScheduler<number>({ depth: 2, run: g.run, onDrop: (lane, item) => dropped.push(`${lane}${item}`) });
+  for (let i = 0; i < 6; i++) q.push('a', i);
+  q.push('b', 0);
+  t.same(dropped, ['a1', 'a2', 'a3'], 'a0 runs, a4 and a5 wait, a1–a3 were pushed out in that order');
+  while (g.order.length < 4) await g.step();
+  await g.step();
+  await q.idle();
+  t.same(g.order, ['a0', 'a4', 'b0', 'a5'], 'the others ran');
+  t.equal(q.stats('a').dropped, dropped.length, 'every drop counted is a drop told');
+});
+
 t.test('fair: lanes take turns whatever their push rate', async (t) => {
   const g = gated();
   const q = new InferenceScheduler<number>({ depth: 4, run: g.run });

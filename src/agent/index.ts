@@ -35,6 +35,8 @@ interface CameraPipeline {
   objectsTracked: boolean;
   /** The last frame the detector ran on: the evidence of events still open when the agent stops. */
   lastFrame?: RgbFrame;
+  /** Readers still holding a detected frame (the last frame, evidence being drawn); at zero it goes back to the source. */
+  holds: Map<Uint8Array, number>;
   /** Event writes of one camera run one after another, so events keep the order their frames had. */
   eventChain: Promise<void>;
   state: SourceState['state'];
@@ -118,11 +120,13 @@ export class Agent {
     this.recorder = new EventRecorder({ config, dataDir: this.dataDir, outbox: this.outbox, uplink: this.uplink, log });
     this.scheduler = new InferenceScheduler<RgbFrame>({
       depth: config.model.queueDepth,
-      // One in flight: with two, the worker was slower per frame on this 2-core box (docs/decisions.md), and a
-      // camera's frames must reach its rules in time order anyway.
-      concurrency: 1,
-      run: (cameraId, frame) => this.detectFrame(this.cameras.find((c) => c.config.id === cameraId)!, frame),
+      // Three in flight: frames are preprocessed on this thread while the worker runs the model, and the worker
+      // keeps one input in reserve, so a pause of this thread (a garbage collection, a burst of pipe reads) does
+      // not leave it idle (docs/decisions.md). It answers in call order: each camera's rules see time order.
+      concurrency: 3,
+      run: (cameraId, frame) => this.detectFrame(this.camera(cameraId), frame),
       onError: (cameraId, err) => log.error({ camera: cameraId, err }, `camera ${cameraId}: detection failed`),
+      onDrop: (cameraId, frame) => this.camera(cameraId).source.recycle(frame.data),
     });
     for (const cam of config.cameras) this.cameras.push(await this.openCamera(cam));
     this.statusTimer = setInterval(() => this.writeStatusFile(), STATUS_INTERVAL_MS);
@@ -157,6 +161,7 @@ export class Agent {
         { refreshMs: m.refreshSeconds * 1000 },
       ),
       objectsTracked: false,
+      holds: new Map(),
       eventChain: Promise.resolve(),
       state: 'connecting',
       stateSince: now,
@@ -175,7 +180,7 @@ export class Agent {
       pipe.counters.framesIn++;
       const { decision } = pipe.gate.decide(frame, pipe.objectsTracked);
       if (decision === 'motion') pipe.counters.motionFrames++;
-      if (decision === 'skip' || this.stopping) return;
+      if (decision === 'skip' || this.stopping) return source.recycle(frame.data);
       pipe.gate.detected(frame.ts);
       pipe.counters.queued++;
       this.scheduler!.push(cam.id, frame);
@@ -184,22 +189,57 @@ export class Agent {
     return pipe;
   }
 
-  /** Runs in the shared inference queue, one frame at a time across all cameras. */
+  private camera(id: string): CameraPipeline {
+    return this.cameras.find((c) => c.config.id === id)!;
+  }
+
+  /**
+   * Runs in the shared inference queue (two frames in flight across all cameras). The frame's buffer goes back
+   * to its source for reuse once nothing reads it: the detector has copied it into its input by the time
+   * `detect` settles; the rules only read it during `evaluate`; the last frame and each event's evidence hold it.
+   */
   private async detectFrame(pipe: CameraPipeline, frame: RgbFrame): Promise<void> {
     if (this.stopping) return;
     const timing: DetectTiming = { preprocessMs: 0, inferenceMs: 0, postMs: 0 };
-    const detections = remapClasses(await pipe.detector.detect(frame, timing), pipe.config.classMap);
+    let detections;
+    try {
+      detections = remapClasses(await pipe.detector.detect(frame, timing), pipe.config.classMap);
+    } catch (err) {
+      pipe.source.recycle(frame.data);
+      throw err;
+    }
     // The worker's own time on this frame: wall time here would also count the frame ahead of it in the worker.
     pipe.counters.inferenceMs += timing.preprocessMs + timing.inferenceMs + timing.postMs;
     pipe.counters.detected++;
     const hits = pipe.rules.evaluate(frame.ts, frame.width, frame.height, detections, frame);
     pipe.objectsTracked = pipe.rules.hasTracks();
+    this.hold(pipe, frame);
+    if (pipe.lastFrame) this.unhold(pipe, pipe.lastFrame);
     pipe.lastFrame = frame;
     for (const hit of hits) {
+      this.hold(pipe, frame);
       pipe.eventChain = pipe.eventChain.then(async () => {
-        if (await this.recorder!.record(pipe.config, await this.evidenceFrame(pipe, frame), hit, pipe.detector.model)) pipe.counters.events++;
+        try {
+          if (await this.recorder!.record(pipe.config, await this.evidenceFrame(pipe, frame), hit, pipe.detector.model)) pipe.counters.events++;
+        } finally {
+          this.unhold(pipe, frame);
+        }
       });
     }
+  }
+
+  private hold(pipe: CameraPipeline, frame: RgbFrame): void {
+    pipe.holds.set(frame.data, (pipe.holds.get(frame.data) ?? 0) + 1);
+  }
+
+  private unhold(pipe: CameraPipeline, frame: RgbFrame): void {
+    const n = (pipe.holds.get(frame.data) ?? 1) - 1;
+    if (n > 0) {
+      pipe.holds.set(frame.data, n);
+      return;
+    }
+    pipe.holds.delete(frame.data);
+    pipe.source.recycle(frame.data);
   }
 
   /**

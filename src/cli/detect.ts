@@ -23,7 +23,7 @@ Files ending in ${[...IMAGE_EXTENSIONS].join(' ')} are read as images; anything 
   --fps N           video frames sampled per second of video (default 1)
   --max-frames N    stop a video after N sampled frames
   --threshold S     minimum score, 0 to 1 (default 0.35)
-  --threads N       onnxruntime intra-op threads (default 2)
+  --threads N       onnxruntime intra-op threads (default 1)
 exit codes: 0 done, 1 bad usage, unreadable input, or a missing or refused model
 `;
 

@@ -61,6 +61,13 @@ type FfmpegChild = ChildProcessByStdio<null, Readable, Readable>;
 const stopGraceMs = 2000;
 
 /**
+ * Frame buffers kept for reuse per camera. Allocating one per frame (1.3 MB at 768×576) made V8 run a full
+ * mark-compact several times a second for the external memory alone (docs/decisions.md); a few cover the
+ * frames a camera has in the queue, in the detector and held as the last frame.
+ */
+const FRAME_POOL = 6;
+
+/**
  * One camera's frames: a supervised ffmpeg child that decodes the stream to raw RGB24 at the configured
  * size and rate. Any ffmpeg exit is a disconnect (on server loss it exits 0); a last-frame watchdog kills
  * a silent one; restarts back off exponentially with jitter. ffmpeg is started through
@@ -97,6 +104,8 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   private lastProgressAt = 0;
   private attempt = 0;
   private assembling: Buffer;
+  /** Frame buffers given back by consumers (`recycle`), reused before allocating: see FRAME_POOL. */
+  private readonly free: Buffer[] = [];
   private filled = 0;
   private pending: RgbFrame | undefined;
   private deliverScheduled: NodeJS.Immediate | undefined;
@@ -119,6 +128,17 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     this.width = opts.width;
     this.height = opts.height;
     this.loop = opts.loop ?? false;
+  }
+
+  /**
+   * Gives a frame's buffer back for the frames to come. Only for a consumer that is certain nothing reads the
+   * frame any more: the next frame is written into it. A buffer never given back is simply garbage-collected.
+   */
+  recycle(data: Uint8Array): void {
+    if (!(data instanceof Buffer) || data.length !== this.frameBytes || this.free.length >= FRAME_POOL) return;
+    // Given back twice would hand one buffer to two frames.
+    if (data === this.assembling || this.free.includes(data)) return;
+    this.free.push(data);
   }
 
   /** The stream's address for people and logs: credentials stripped. */
@@ -244,7 +264,7 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
       offset += n;
       if (this.filled === this.frameBytes) {
         this.offer(this.assembling);
-        this.assembling = Buffer.allocUnsafe(this.frameBytes);
+        this.assembling = this.free.pop() ?? Buffer.allocUnsafe(this.frameBytes);
         this.filled = 0;
         completed = true;
       }
@@ -254,7 +274,10 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   }
 
   private offer(data: Buffer): void {
-    if (this.pending) this.counters.dropped++;
+    if (this.pending) {
+      this.counters.dropped++;
+      this.recycle(this.pending.data);
+    }
     this.pending = { width: this.width, height: this.height, data, ts: Date.now() };
     // Delivered after the current burst of pipe reads: when the loop is behind, only the newest frame goes out.
     this.deliverScheduled ??= setImmediate(() => {

@@ -5,7 +5,7 @@ import {
   expectedOutput, loadManifest, outputFits, readVerifiedModel, resolveModel, ModelError, type Preprocess, type ResolvedModel,
 } from './manifest.js';
 import { Candidates, nms } from './nms.js';
-import { Preprocessor, type ResizeFilter } from './preprocess.js';
+import { Preprocessor, type InputMapping, type ResizeFilter } from './preprocess.js';
 import type { Detection, RgbFrame } from './types.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
@@ -14,7 +14,7 @@ export interface DetectorOptions {
   model?: string;
   /** Folder holding manifest.json and the model files; default: the project's models/. */
   modelsDir?: string;
-  /** ORT intra-op threads (fixed, so the detector's CPU share is predictable next to ffmpeg); default 2. */
+  /** ORT intra-op threads (fixed, so the detector's CPU share is predictable next to ffmpeg); default 1. */
   threads?: number;
   /** Minimum class score kept; default 0.35. */
   scoreThreshold?: number;
@@ -55,7 +55,7 @@ export async function openModelSession(opts: Pick<DetectorOptions, 'model' | 'mo
  * Verifies the file's sha256, loads it, and runs one test inference, refusing (ModelError naming the file)
  * a model that does not load, lacks the declared input or output, or whose output does not fit its decoder.
  */
-export async function loadModelSession(model: ResolvedModel, threads = 2): Promise<ModelSession> {
+export async function loadModelSession(model: ResolvedModel, threads = 1): Promise<ModelSession> {
   const bytes = await readVerifiedModel(model);
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
   let session: ort.InferenceSession;
@@ -127,53 +127,84 @@ export interface Detector {
 }
 
 /**
- * The model on the calling thread: preprocessing, session.run (which blocks this thread for the whole
- * inference: onnxruntime-node 1.30 runs it synchronously), decoding and NMS. The worker thread of `openDetector`
- * runs one of these; benches use it to compare.
+ * The model's half of a detection, on an input already preprocessed: session.run (which blocks the calling
+ * thread for the whole inference: onnxruntime-node 1.30 runs it synchronously), decoding, NMS and boxes mapped
+ * back to the frame. Kept apart from preprocessing so the worker thread runs only this while the main thread
+ * preprocesses the next frame.
  */
-export async function openInlineDetector(opts: DetectorOptions = {}): Promise<Detector> {
+export interface InferenceCore {
+  model: ResolvedModel;
+  inputWidth: number;
+  inputHeight: number;
+  /** The preprocessing the input must have had (the manifest's, or the override of the options). */
+  preprocess: Preprocess;
+  /** Detections on one preprocessed input; one call at a time (the candidates buffer is shared). */
+  infer(input: Float32Array, frame: { width: number; height: number }, mapping: InputMapping, timing?: DetectTiming): Promise<Detection[]>;
+  release(): Promise<void>;
+}
+
+export async function openInferenceCore(opts: DetectorOptions = {}): Promise<InferenceCore> {
   const { model, session, inputWidth, inputHeight, decode } = await openModelSession(opts);
   const scoreThreshold = opts.scoreThreshold ?? 0.35;
   const iouThreshold = opts.iouThreshold ?? 0.5;
   const maxDetections = opts.maxDetections ?? 100;
   const { input, output } = model.spec;
-  const pre = new Preprocessor(inputWidth, inputHeight, opts.preprocess ?? model.spec.preprocess, opts.resize ?? 'bilinear');
-  // The tensor wraps the preprocessor's buffer: each frame is written in place and run without a copy.
-  const tensor = new ort.Tensor('float32', pre.output, [...input.shape]);
+  const inputLength = 3 * inputWidth * inputHeight;
   const candidates = new Candidates();
   const classes = model.classes;
+  return {
+    model,
+    inputWidth,
+    inputHeight,
+    preprocess: opts.preprocess ?? model.spec.preprocess,
+    async infer(data, frame, mapping, timing) {
+      if (data.length !== inputLength) throw new RangeError(`model ${model.name}: input of ${data.length} floats, expected ${inputLength}`);
+      const t1 = performance.now();
+      const result = await session.run({ [input.name]: new ort.Tensor('float32', data, [...input.shape]) });
+      const t2 = performance.now();
+      const out = result[output.name];
+      if (!out || out.type !== 'float32') throw new Error(`model ${model.name}: output '${output.name}' missing or not float32`);
+      decode(out.data as Float32Array, scoreThreshold, candidates);
+      const kept = nms(candidates, iouThreshold, maxDetections);
+      const { scaleX, scaleY, padX, padY } = mapping;
+      const clip = (v: number, max: number): number => Math.min(max, Math.max(0, v));
+      const b = candidates.boxes;
+      const detections = kept.map((i): Detection => {
+        const classId = candidates.classIds[i]!;
+        return {
+          class: classes[classId] ?? `class${classId}`,
+          classId,
+          score: candidates.scores[i]!,
+          box: [
+            clip((b[i * 4]! - padX) / scaleX, frame.width), clip((b[i * 4 + 1]! - padY) / scaleY, frame.height),
+            clip((b[i * 4 + 2]! - padX) / scaleX, frame.width), clip((b[i * 4 + 3]! - padY) / scaleY, frame.height),
+          ],
+        };
+      });
+      if (timing) {
+        timing.inferenceMs = t2 - t1;
+        timing.postMs = performance.now() - t2;
+      }
+      return detections;
+    },
+    release: () => session.release(),
+  };
+}
+
+/**
+ * The model on the calling thread: preprocessing and the inference core one after the other. Benches and
+ * tests use it to compare with the worker path of `openDetector`.
+ */
+export async function openInlineDetector(opts: DetectorOptions = {}): Promise<Detector> {
+  const core = await openInferenceCore(opts);
+  const { model } = core;
+  const pre = new Preprocessor(core.inputWidth, core.inputHeight, core.preprocess, opts.resize ?? 'bilinear');
 
   async function detectNow(frame: RgbFrame, timing?: DetectTiming): Promise<Detection[]> {
     const t0 = performance.now();
     pre.run(frame);
-    const t1 = performance.now();
-    const result = await session.run({ [input.name]: tensor });
-    const t2 = performance.now();
-    const out = result[output.name];
-    if (!out || out.type !== 'float32') throw new Error(`model ${model.name}: output '${output.name}' missing or not float32`);
-    decode(out.data as Float32Array, scoreThreshold, candidates);
-    const kept = nms(candidates, iouThreshold, maxDetections);
-    const { scaleX, scaleY, padX, padY } = pre.mapping;
-    const clip = (v: number, max: number): number => Math.min(max, Math.max(0, v));
-    const b = candidates.boxes;
-    const detections = kept.map((i): Detection => {
-      const classId = candidates.classIds[i]!;
-      return {
-        class: classes[classId] ?? `class${classId}`,
-        classId,
-        score: candidates.scores[i]!,
-        box: [
-          clip((b[i * 4]! - padX) / scaleX, frame.width), clip((b[i * 4 + 1]! - padY) / scaleY, frame.height),
-          clip((b[i * 4 + 2]! - padX) / scaleX, frame.width), clip((b[i * 4 + 3]! - padY) / scaleY, frame.height),
-        ],
-      };
-    });
-    if (timing) {
-      timing.preprocessMs = t1 - t0;
-      timing.inferenceMs = t2 - t1;
-      timing.postMs = performance.now() - t2;
-    }
-    return detections;
+    if (timing) timing.preprocessMs = performance.now() - t0;
+    return core.infer(pre.output, frame, pre.mapping, timing);
   }
 
   // One frame at a time: the input buffer and candidates are shared, and ORT is given all its threads.
@@ -191,7 +222,7 @@ export async function openInlineDetector(opts: DetectorOptions = {}): Promise<De
       if (closed) return;
       closed = true;
       await queue;
-      await session.release();
+      await core.release();
     },
   };
 }
@@ -205,6 +236,7 @@ interface Pending {
   resolve: (d: Detection[]) => void;
   reject: (err: Error) => void;
   timing: DetectTiming | undefined;
+  preprocessMs: number;
 }
 
 /** One worker thread and the frames sent to it; replaced as a whole when the worker dies. */
@@ -224,8 +256,9 @@ interface Connection {
 
 /**
  * The model in a worker thread (node:worker_threads), so an inference never blocks the main thread's event
- * loop (ffmpeg pipes, motion gating, rules, MQTT). Frames are copied into pooled ArrayBuffers that are
- * transferred to the worker and back. A worker that crashes, exits or stops answering (`timeoutMs`) has its
+ * loop (ffmpeg pipes, motion gating, rules, MQTT). Frames are preprocessed here, on the calling thread, into
+ * pooled ArrayBuffers that are transferred to the worker and back: with two frames in flight, the next frame's
+ * resize overlaps this frame's inference instead of following it in the worker. A worker that crashes, exits or stops answering (`timeoutMs`) has its
  * frames rejected with an error naming the model, is reported to `onWorkerExit`, and is replaced on the next
  * frame; `close()` lets sent frames finish, then ends the worker.
  */
@@ -234,6 +267,8 @@ class WorkerDetector implements Detector {
   private conn: Connection | null = null;
   private nextId = 1;
   private readonly pool: ArrayBuffer[] = [];
+  /** Made when the first worker says what input its model takes. */
+  private pre: Preprocessor | undefined;
   private closed = false;
   private spawnFailure: { at: number; err: Error } | undefined;
   private readonly init: WorkerInit;
@@ -271,6 +306,7 @@ class WorkerDetector implements Detector {
       switch (msg.type) {
         case 'ready':
           this.model = { name: msg.name, sha256: msg.sha256 };
+          this.pre ??= new Preprocessor(msg.inputWidth, msg.inputHeight, msg.preprocess, this.opts.resize ?? 'bilinear');
           conn.isReady = true;
           settleReady!.resolve();
           return;
@@ -285,7 +321,7 @@ class WorkerDetector implements Detector {
           conn.pending.delete(msg.id);
           this.arm(conn);
           if (msg.type === 'result') {
-            if (p.timing) Object.assign(p.timing, msg.timing);
+            if (p.timing) Object.assign(p.timing, msg.timing, { preprocessMs: p.preprocessMs });
             p.resolve(msg.detections);
           } else {
             const err = new Error(msg.message);
@@ -352,16 +388,26 @@ class WorkerDetector implements Detector {
 
   private send(conn: Connection, frame: RgbFrame, timing: DetectTiming | undefined): Promise<Detection[]> {
     if (conn.dead) return Promise.reject(new Error(`the detector worker for model ${this.model.name} is gone; the next frame starts a new one`));
-    const length = frame.data.length;
+    const t0 = performance.now();
+    let input: Float32Array;
+    try {
+      input = this.pre!.run(frame);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const length = input.length;
     let buffer = this.pool.pop();
-    while (buffer && buffer.byteLength < length) buffer = this.pool.pop();
-    buffer ??= new ArrayBuffer(length);
-    new Uint8Array(buffer, 0, length).set(frame.data);
+    while (buffer && buffer.byteLength < input.byteLength) buffer = this.pool.pop();
+    buffer ??= new ArrayBuffer(input.byteLength);
+    new Float32Array(buffer, 0, length).set(input);
+    const preprocessMs = performance.now() - t0;
     const id = this.nextId++;
+    const { width, height } = frame;
+    const mapping = this.pre!.mapping;
     return new Promise<Detection[]>((resolve, reject) => {
-      conn.pending.set(id, { resolve, reject, timing });
+      conn.pending.set(id, { resolve, reject, timing, preprocessMs });
       if (conn.pending.size === 1) this.arm(conn);
-      const msg: ToWorker = { type: 'detect', id, width: frame.width, height: frame.height, ts: frame.ts, buffer, length };
+      const msg: ToWorker = { type: 'detect', id, width, height, mapping, buffer, length };
       conn.worker.postMessage(msg, [buffer]);
     });
   }

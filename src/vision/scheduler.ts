@@ -1,7 +1,7 @@
 /**
  * The one inference queue all cameras share: it runs up to `concurrency` items at a time (one onnxruntime
- * session per model, given all its threads, in a worker thread that takes them one by one; a second item in
- * flight keeps that worker busy while the main thread finishes the previous one), visiting the cameras
+ * session per model in a worker thread that takes them one by one; more items in flight keep that worker busy
+ * while the main thread preprocesses the next and finishes the previous one), visiting the cameras
  * ("lanes") round-robin so a busy camera cannot starve a quiet one. Each lane holds at most `depth` items; when the worker is behind, a new item
  * pushes out the lane's oldest, which is counted as dropped (Frigate's skipped fps). Within a lane items run
  * in arrival order, so a tracker sees its frames in time order. Memory is bounded by lanes × depth items.
@@ -35,6 +35,8 @@ export interface SchedulerOptions<T> {
   /** Does the work for one item. A throw is counted and passed to `onError`; the worker carries on. */
   run: (lane: string, item: T) => Promise<void>;
   onError?: (lane: string, err: unknown) => void;
+  /** Told about each item pushed out of its lane by a newer one (counted as dropped); it will not run. */
+  onDrop?: (lane: string, item: T) => void;
   /** Clock, ms (tests). */
   now?: () => number;
 }
@@ -79,8 +81,9 @@ export class InferenceScheduler<T> {
     const lane = this.byId.get(laneId)!;
     lane.stats.pushed++;
     if (lane.items.length >= this.depth) {
-      lane.items.shift();
+      const old = lane.items.shift()!;
       lane.stats.dropped++;
+      this.opts.onDrop?.(laneId, old.item);
     }
     lane.items.push({ item, at: this.now() });
     this.pump();

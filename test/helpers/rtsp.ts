@@ -1,11 +1,13 @@
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
-import { mkdirSync, renameSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repoRoot = join(here, '..', '..');
+// The repository root holds package.json; this file runs from test/helpers/ or, compiled for a bench, dist/test/helpers/.
+let repoRoot = dirname(fileURLToPath(import.meta.url));
+while (!existsSync(join(repoRoot, 'package.json')) && dirname(repoRoot) !== repoRoot) repoRoot = dirname(repoRoot);
+const here = join(repoRoot, 'test', 'helpers');
 export const defaultClip = join(repoRoot, 'assets', 'vtest.avi');
 
 export interface RtspServer {

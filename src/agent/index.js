@@ -1,0 +1,307 @@
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { FrameSource, grabFrame } from '../ingest/index.js';
+import { openDetector, remapClasses } from '../vision/index.js';
+import { MotionDetector, MotionGate } from '../vision/motion.js';
+import { InferenceScheduler } from '../vision/scheduler.js';
+import { CameraRules } from '../rules/index.js';
+import { Outbox } from '../outbox/index.js';
+import { Uplink } from '../uplink/index.js';
+import { HealthSampler } from '../health/index.js';
+import { version } from '../version.js';
+import { EventRecorder } from './recorder.js';
+import { emptyCounters, STATUS_INTERVAL_MS, StatsWindow, writeStatus } from './stats.js';
+/**
+ * Wires camera → ingest → vision → rules → evidence → outbox → uplink. Each camera's frames pass its motion
+ * gate; frames with motion (or due for a refresh) go to one inference queue shared by all cameras, which
+ * visits them round-robin with one detector session and drops a camera's oldest frames when it falls behind.
+ */
+export class Agent {
+    opts;
+    cameras = [];
+    /** One onnxruntime session per model name, shared by the cameras that use it. */
+    detectors = new Map();
+    scheduler = null;
+    outbox = null;
+    uplink = null;
+    recorder = null;
+    statusTimer;
+    healthTimer;
+    stopping = false;
+    startedAt = Date.now();
+    dataDir;
+    constructor(opts) {
+        this.opts = opts;
+        this.dataDir = resolve(opts.config.gateway.dataDir);
+    }
+    static async start(opts) {
+        const agent = new Agent(opts);
+        try {
+            await agent.open();
+        }
+        catch (err) {
+            await agent.stop();
+            throw err;
+        }
+        return agent;
+    }
+    async open() {
+        const { config, log } = this.opts;
+        mkdirSync(this.dataDir, { recursive: true, mode: 0o750 });
+        for (const name of new Set(config.cameras.map((c) => c.model ?? config.model.name))) {
+            const detector = await openDetector({
+                model: name,
+                modelsDir: this.opts.modelsDir,
+                threads: config.model.threads,
+                scoreThreshold: config.model.scoreThreshold,
+                onWorkerExit: (err) => log.error({ model: name, err: err.message }, `${err.message}; frames in flight were lost, a new worker starts with the next frame`),
+            });
+            this.detectors.set(name ?? '', detector);
+        }
+        const o = config.outbox;
+        this.outbox = Outbox.open(join(this.dataDir, 'outbox.db'), {
+            log,
+            maxBytes: o.maxBytes,
+            ttlMs: { high: o.ttlSeconds.high * 1000, normal: o.ttlSeconds.normal * 1000, low: o.ttlSeconds.low * 1000 },
+            delivery: config.mqtt.delivery,
+            confirmTimeoutMs: o.confirmTimeoutSeconds * 1000,
+            alerts: { prefix: config.mqtt.prefix, gatewayId: config.gateway.id },
+            onCorrupt: 'move-aside',
+        });
+        this.uplink = new Uplink({
+            url: config.mqtt.url,
+            prefix: config.mqtt.prefix,
+            gatewayId: config.gateway.id,
+            clientId: config.mqtt.clientId,
+            username: config.mqtt.username,
+            password: config.mqtt.password,
+            tls: config.mqtt.tls,
+            outbox: this.outbox,
+            log,
+            version,
+            reconnect: config.mqtt.reconnect,
+        });
+        this.uplink.start();
+        this.recorder = new EventRecorder({ config, dataDir: this.dataDir, outbox: this.outbox, uplink: this.uplink, log });
+        this.scheduler = new InferenceScheduler({
+            depth: config.model.queueDepth,
+            // Two in flight: the next frame is preprocessed on this thread while the worker runs the model on the one
+            // before (docs/decisions.md). The worker answers in call order, so each camera's rules see time order.
+            concurrency: 2,
+            run: (cameraId, frame) => this.detectFrame(this.camera(cameraId), frame),
+            onError: (cameraId, err) => log.error({ camera: cameraId, err }, `camera ${cameraId}: detection failed`),
+            onDrop: (cameraId, frame) => this.camera(cameraId).source.recycle(frame.data),
+        });
+        for (const cam of config.cameras)
+            this.cameras.push(await this.openCamera(cam));
+        this.statusTimer = setInterval(() => this.writeStatusFile(), STATUS_INTERVAL_MS);
+        this.statusTimer.unref();
+        const health = new HealthSampler({ gatewayId: config.gateway.id, version, dataDir: this.dataDir });
+        this.healthTimer = setInterval(() => this.publishHealth(health), config.health.intervalSeconds * 1000);
+        this.healthTimer.unref();
+        log.info({ cameras: this.cameras.length, models: [...this.detectors.values()].map((d) => d.model.name), dataDir: this.dataDir }, 'agent started');
+    }
+    async openCamera(cam) {
+        const { log } = this.opts;
+        const source = new FrameSource({
+            cameraId: cam.id,
+            url: cam.source.url !== undefined ? cam.source.detectUrl ?? cam.source.url : cam.source.file,
+            loop: 'loop' in cam.source ? Boolean(cam.source.loop) : false,
+            fps: cam.detect.fps,
+            width: cam.detect.width,
+            height: cam.detect.height,
+            stallSeconds: cam.stallSeconds,
+            log: log.child({ camera: cam.id }),
+        });
+        const m = cam.motion;
+        const now = Date.now();
+        const pipe = {
+            config: cam,
+            source,
+            detector: this.detectors.get(cam.model ?? this.opts.config.model.name ?? ''),
+            rules: await CameraRules.open(cam),
+            gate: new MotionGate(m.enabled ? new MotionDetector({ threshold: m.threshold, minArea: m.minArea, backgroundSeconds: m.backgroundSeconds, masks: m.masks }) : null, { refreshMs: m.refreshSeconds * 1000 }),
+            objectsTracked: false,
+            holds: new Map(),
+            eventChain: Promise.resolve(),
+            state: 'connecting',
+            stateSince: now,
+            counters: emptyCounters(),
+            window: new StatsWindow(now),
+        };
+        this.scheduler.addLane(cam.id);
+        source.on('state', (s) => {
+            if (s.state !== pipe.state)
+                pipe.stateSince = Date.now();
+            pipe.state = s.state;
+            pipe.reason = s.reason;
+            const level = s.state === 'failed' || s.state === 'backoff' ? 'warn' : 'info';
+            log[level]({ camera: cam.id, state: s.state, reason: s.reason }, `camera ${cam.id}: ${s.state}${s.reason ? ` (${s.reason})` : ''}`);
+        });
+        source.on('frame', (frame) => {
+            pipe.counters.framesIn++;
+            const { decision } = pipe.gate.decide(frame, pipe.objectsTracked);
+            if (decision === 'motion')
+                pipe.counters.motionFrames++;
+            if (decision === 'skip' || this.stopping)
+                return source.recycle(frame.data);
+            pipe.gate.detected(frame.ts);
+            pipe.counters.queued++;
+            this.scheduler.push(cam.id, frame);
+        });
+        source.start();
+        return pipe;
+    }
+    camera(id) {
+        return this.cameras.find((c) => c.config.id === id);
+    }
+    /**
+     * Runs in the shared inference queue (two frames in flight across all cameras). The frame's buffer goes back
+     * to its source for reuse once nothing reads it: the detector has copied it into its input by the time
+     * `detect` settles; the rules only read it during `evaluate`; the last frame and each event's evidence hold it.
+     */
+    async detectFrame(pipe, frame) {
+        if (this.stopping)
+            return;
+        const timing = { preprocessMs: 0, inferenceMs: 0, postMs: 0 };
+        let detections;
+        try {
+            detections = remapClasses(await pipe.detector.detect(frame, timing), pipe.config.classMap);
+        }
+        catch (err) {
+            pipe.source.recycle(frame.data);
+            throw err;
+        }
+        // The worker's own time on this frame: wall time here would also count the frame ahead of it in the worker.
+        pipe.counters.inferenceMs += timing.preprocessMs + timing.inferenceMs + timing.postMs;
+        pipe.counters.detected++;
+        const hits = pipe.rules.evaluate(frame.ts, frame.width, frame.height, detections, frame);
+        pipe.objectsTracked = pipe.rules.hasTracks();
+        this.hold(pipe, frame);
+        if (pipe.lastFrame)
+            this.unhold(pipe, pipe.lastFrame);
+        pipe.lastFrame = frame;
+        for (const hit of hits) {
+            this.hold(pipe, frame);
+            pipe.eventChain = pipe.eventChain.then(async () => {
+                try {
+                    if (await this.recorder.record(pipe.config, await this.evidenceFrame(pipe, frame), hit, pipe.detector.model))
+                        pipe.counters.events++;
+                }
+                finally {
+                    this.unhold(pipe, frame);
+                }
+            });
+        }
+    }
+    hold(pipe, frame) {
+        pipe.holds.set(frame.data, (pipe.holds.get(frame.data) ?? 0) + 1);
+    }
+    unhold(pipe, frame) {
+        const n = (pipe.holds.get(frame.data) ?? 1) - 1;
+        if (n > 0) {
+            pipe.holds.set(frame.data, n);
+            return;
+        }
+        pipe.holds.delete(frame.data);
+        pipe.source.recycle(frame.data);
+    }
+    /**
+     * The frame an event's evidence is drawn on: with a sub-stream for detection, a fresh frame of the main
+     * stream (boxes are normalized, so they fit any size); the detect frame when there is none or the grab fails.
+     */
+    async evidenceFrame(pipe, frame) {
+        const src = pipe.config.source;
+        if (src.url === undefined || src.detectUrl === undefined)
+            return frame;
+        try {
+            return await grabFrame({ cameraId: pipe.config.id, url: src.url });
+        }
+        catch (err) {
+            this.opts.log.warn({ camera: pipe.config.id, err: err.message }, `camera ${pipe.config.id}: evidence from the detect stream (${err.message})`);
+            return frame;
+        }
+    }
+    /** Per-camera state and rates over the last status interval (`edgepatrol status`, health). */
+    cameraStatus() {
+        const scheduler = this.scheduler;
+        return this.cameras.map((c) => {
+            const status = {
+                id: c.config.id,
+                state: c.state,
+                since: new Date(c.stateSince).toISOString(),
+                ...c.window.current,
+                totals: { ...this.totals(c, scheduler) },
+            };
+            if (c.reason !== undefined)
+                status.reason = c.reason;
+            return status;
+        });
+    }
+    totals(c, scheduler) {
+        return { ...c.counters, skipped: c.source.stats().dropped + (scheduler?.stats(c.config.id).dropped ?? 0) };
+    }
+    stats() {
+        return { cameras: this.cameraStatus(), outbox: this.outbox?.stats() ?? null };
+    }
+    /** The retained health message: gateway resources, outbox depth and drops, and each camera's state and rates. */
+    publishHealth(sampler) {
+        if (!this.outbox || !this.uplink)
+            return;
+        try {
+            const cameras = this.cameraStatus().map(({ totals, reason, ...rest }) => ({
+                ...rest,
+                ...(reason !== undefined && { reason }),
+                framesIn: totals.framesIn,
+                framesDetected: totals.detected,
+                framesSkipped: totals.skipped,
+                events: totals.events,
+            }));
+            this.uplink.publishHealth(sampler.sample({ outbox: this.outbox, uplink: this.uplink.status(), cameras }));
+        }
+        catch (err) {
+            this.opts.log.warn({ err }, `health not published: ${err.message}`);
+        }
+    }
+    writeStatusFile() {
+        const now = Date.now();
+        for (const c of this.cameras)
+            c.window.sample(this.totals(c, this.scheduler), now);
+        const status = {
+            schema: 1,
+            gatewayId: this.opts.config.gateway.id,
+            pid: process.pid,
+            version,
+            startedAt: new Date(this.startedAt).toISOString(),
+            writtenAt: new Date(now).toISOString(),
+            windowSeconds: STATUS_INTERVAL_MS / 1000,
+            cameras: this.cameraStatus(),
+            outbox: this.outbox?.stats() ?? null,
+        };
+        try {
+            writeStatus(this.dataDir, status);
+        }
+        catch (err) {
+            this.opts.log.warn({ err, dataDir: this.dataDir }, `cannot write the status file in ${this.dataDir}: ${err.message}`);
+        }
+    }
+    /** Stops the frame sources, lets running event writes finish, says offline on the broker, closes the store. */
+    async stop() {
+        if (this.stopping)
+            return;
+        this.stopping = true;
+        clearInterval(this.statusTimer);
+        clearInterval(this.healthTimer);
+        await Promise.all(this.cameras.map((c) => c.source.stop()));
+        await this.scheduler?.close();
+        await Promise.all(this.cameras.map((c) => c.eventChain));
+        // Open violations end with endReason agent_stopped, so the platform is not left waiting for an update.
+        for (const c of this.cameras)
+            await this.recorder?.recordStop(c.config, c.rules, c.lastFrame, c.detector.model);
+        await this.uplink?.stop();
+        this.outbox?.close();
+        for (const d of this.detectors.values())
+            await d.close();
+        this.opts.log.info('agent stopped');
+    }
+}

@@ -1,0 +1,227 @@
+import { createHash } from 'node:crypto';
+import { readdirSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { v7 as uuidv7 } from 'uuid';
+import { annotateEvidence, drawAnnotations, sideBySide } from '../evidence/annotate.js';
+import { decodeImage, encodeJpeg } from '../evidence/jpeg.js';
+import { evidencePath, pruneEvidence, storeEvidence } from '../evidence/store.js';
+import { version } from '../version.js';
+import { EVENT_SCHEMA_ID } from './event.js';
+/** Retention runs at most this often: listing the evidence folder costs more than one event. */
+const PRUNE_INTERVAL_MS = 60_000;
+/** On a full disk, room freed beyond the image itself: the outbox row and its WAL pages must fit too. */
+const DISK_MARGIN_BYTES = 512 * 1024;
+function noSpace(err) {
+    const code = err?.code;
+    return code === 'ENOSPC' || code === 'EDQUOT';
+}
+/**
+ * Turns each message of a violation (RuleHit) on a frame into a durable event message: evidence files first
+ * (annotated, clean, and for scene_change the reference), then the outbox row, then a nudge to the uplink.
+ * Every message is its own outbox row (`messageId`); the violation's `id` is shared by all its messages.
+ */
+export class EventRecorder {
+    opts;
+    lastPrune = Number.NEGATIVE_INFINITY;
+    /** Decoded scene_change references by file, resized to the frame they are shown beside. */
+    references = new Map();
+    constructor(opts) {
+        this.opts = opts;
+    }
+    /**
+     * Returns true when the message was committed; a failure is logged with the camera and never thrown into the
+     * frame path. `model` is the session that made the detections (cameras may use different models).
+     */
+    async record(cam, frame, hit, model) {
+        const { config, log, outbox, uplink } = this.opts;
+        const messageId = uuidv7();
+        try {
+            const zone = cam.zones.find((z) => z.id === hit.zoneId);
+            const rule = zone?.rules.find((r) => r.id === hit.ruleId);
+            const { evidence, annotatedDropped } = await this.evidence(cam, zone, rule, frame, hit, messageId);
+            const payloadFor = (seq) => ({
+                schema: EVENT_SCHEMA_ID,
+                id: hit.eventId,
+                messageId,
+                state: hit.state,
+                seq,
+                gatewayId: config.gateway.id,
+                type: hit.eventType,
+                ...(hit.preset !== undefined && { preset: hit.preset }),
+                camera: { id: cam.id, name: cam.name },
+                zone: hit.zoneId,
+                rule: { id: hit.ruleId, kind: hit.rule },
+                startedAt: new Date(hit.startedAt).toISOString(),
+                detectedAt: new Date(hit.ts).toISOString(),
+                ...(hit.endedAt !== undefined && { endedAt: new Date(hit.endedAt).toISOString() }),
+                ...(hit.endReason !== undefined && { endReason: hit.endReason }),
+                dwellSeconds: Math.round(hit.dwellSeconds * 10) / 10,
+                objects: hit.objects.map((o) => ({ class: o.class, score: round3(o.score), box: o.box.map(round4), trackId: o.trackId })),
+                ...(hit.counts && { counts: hit.counts }),
+                ...(hit.change && { change: hit.change }),
+                location: { ...cam.location },
+                model: { name: model.name, sha256: model.sha256 },
+                evidence,
+                agentVersion: version,
+            });
+            const { seq } = outbox.add({
+                id: messageId,
+                cameraId: cam.id,
+                type: hit.eventType,
+                topic: `${config.mqtt.prefix}/${config.gateway.id}/event/${hit.eventType}`,
+                // A full disk leaves the event without its image: the row says so and the drop is counted with it.
+                ...(annotatedDropped
+                    ? { evidenceDropped: { reason: 'disk_full', bytes: evidence.annotated.bytes } }
+                    : { evidencePath: evidence.annotated.file, evidenceSha256: evidence.annotated.sha256, evidenceBytes: evidence.annotated.bytes }),
+                ...(rule && { priority: rule.priority }),
+            }, payloadFor);
+            log.info({ camera: cam.id, event: hit.eventId, state: hit.state, seq, type: hit.eventType, zone: hit.zoneId }, `event ${hit.eventType} ${hit.state} on ${cam.id}/${hit.zoneId} stored (seq ${seq})`);
+            uplink.notify();
+            this.pruneIfDue();
+            return true;
+        }
+        catch (err) {
+            log.error({ camera: cam.id, event: hit.eventId, err }, `camera ${cam.id}: could not store ${hit.eventType} ${hit.state} event`);
+            return false;
+        }
+    }
+    /**
+     * On a clean stop, after the camera's frames and event writes have finished: ends its open violations
+     * (`ended`, endReason `agent_stopped`) with evidence drawn on `frame`, the last frame its detector saw, so the
+     * platform is not left with events that never end. Returns how many were committed.
+     */
+    async recordStop(cam, rules, frame, model) {
+        const hits = rules.close((this.opts.now ?? Date.now)());
+        if (hits.length === 0)
+            return 0;
+        if (!frame) {
+            this.opts.log.warn({ camera: cam.id, events: hits.map((h) => h.eventId) }, `camera ${cam.id}: ${hits.length} open events not ended at stop: no frame for their evidence`);
+            return 0;
+        }
+        let committed = 0;
+        for (const hit of hits)
+            if (await this.record(cam, frame, hit, model))
+                committed++;
+        return committed;
+    }
+    /** Encodes and stores the evidence images of one message; JPEG encoding runs on libuv's pool, off the event loop. */
+    async evidence(cam, zone, rule, frame, hit, messageId) {
+        const { config } = this.opts;
+        const quality = config.evidence.jpegQuality;
+        const title = `${cam.name} | ${hit.eventType} | ${formatLocal(frame.ts, cam.timezone ?? config.gateway.timezone)}`;
+        const drawing = {
+            title,
+            zone: zone?.polygon,
+            masks: zone?.masks,
+            line: rule?.kind === 'line_cross' ? rule.line : undefined,
+            objects: hit.objects,
+        };
+        const image = ({ file, sha256, bytes }, img) => ({ file, sha256, bytes, width: img.width, height: img.height, contentType: 'image/jpeg' });
+        const store = (role, jpeg) => this.store(cam, `${messageId}-${role}`, frame.ts, jpeg);
+        if (rule?.kind === 'scene_change') {
+            const reference = await this.reference(rule.reference, frame);
+            const now = { width: frame.width, height: frame.height, data: Buffer.from(frame.data) };
+            drawAnnotations(now, { ...drawing, title: `${title} | changed ${Math.round((hit.change?.fraction ?? 0) * 100)}%` });
+            const refShown = { width: reference.width, height: reference.height, data: Buffer.from(reference.data) };
+            drawAnnotations(refShown, { title: 'reference', zone: zone?.polygon, masks: zone?.masks, objects: [] });
+            const pair = sideBySide(refShown, now, ['', '']);
+            const [annotated, clean, ref] = await Promise.all([encodeJpeg(pair, quality), encodeJpeg(frame, quality), encodeJpeg(reference, quality)]);
+            const stored = store('annotated', annotated);
+            return {
+                evidence: { annotated: image(stored, pair), clean: image(store('clean', clean), frame), reference: image(store('reference', ref), reference) },
+                annotatedDropped: stored.dropped === true,
+            };
+        }
+        const [annotated, clean] = await Promise.all([annotateEvidence(frame, { ...drawing, quality }), encodeJpeg(frame, quality)]);
+        const stored = store('annotated', annotated);
+        return { evidence: { annotated: image(stored, frame), clean: image(store('clean', clean), frame) }, annotatedDropped: stored.dropped === true };
+    }
+    /**
+     * storeEvidence, and on a full disk (ENOSPC; storeEvidence has removed its partial file): let the outbox delete evidence files
+     * (delivered first, then undelivered from low priority, counted) and try once more. When the disk is still
+     * full the event is kept without this image: it is described in the payload (file, sha256, bytes) as an
+     * evicted image is, but not on disk. Events before images, as the outbox does for SQLITE_FULL.
+     */
+    store(cam, name, ts, jpeg) {
+        const { dataDir, outbox, log } = this.opts;
+        try {
+            return storeEvidence(dataDir, name, ts, jpeg);
+        }
+        catch (err) {
+            if (!noSpace(err))
+                throw err;
+        }
+        const need = jpeg.length + DISK_MARGIN_BYTES;
+        const local = this.dropLocalImages(need);
+        const freed = local.bytes >= need ? { files: 0, bytes: 0 } : outbox.freeDiskSpace(need - local.bytes);
+        const files = local.files + freed.files;
+        const bytes = local.bytes + freed.bytes;
+        log.error({ camera: cam.id, dataDir, localFiles: local.files, localBytes: local.bytes, outboxFiles: freed.files, outboxBytes: freed.bytes }, `disk full under ${dataDir}: dropped ${files} evidence image(s) (${bytes} bytes) to keep events; free space on that disk`);
+        try {
+            return storeEvidence(dataDir, name, ts, jpeg);
+        }
+        catch (err) {
+            if (!noSpace(err))
+                throw err;
+        }
+        log.error({ camera: cam.id, dataDir, image: name, bytes: jpeg.length }, `disk full under ${dataDir}: camera ${cam.id}: evidence image ${name} not stored, the event is kept without it; free space on that disk`);
+        return { file: evidencePath(name, ts), sha256: createHash('sha256').update(jpeg).digest('hex'), bytes: jpeg.length, dropped: true };
+    }
+    /**
+     * Deletes the oldest images that are never published (clean frames, scene_change references: everything but
+     * `-annotated.jpg`, which the outbox owns and frees itself) until `bytes` are free; they go before any
+     * published image. Not drops in the outbox's sense (nothing a subscriber would get is lost), so not counted there.
+     */
+    dropLocalImages(bytes) {
+        const { dataDir, config, log } = this.opts;
+        try {
+            let total = 0;
+            for (const entry of readdirSync(join(dataDir, 'evidence'), { recursive: true, withFileTypes: true })) {
+                if (entry.isFile())
+                    total += statSync(join(entry.parentPath, entry.name)).size;
+            }
+            const removed = pruneEvidence(dataDir, { maxBytes: Math.max(0, total - bytes), maxAgeDays: config.evidence.maxAgeDays,
+                now: (this.opts.now ?? Date.now)(), keep: (file) => file.endsWith('-annotated.jpg') });
+            return { files: removed.files, bytes: removed.bytes };
+        }
+        catch (err) {
+            log.warn({ err, dataDir }, `disk full under ${dataDir}: cannot list ${join(dataDir, 'evidence')} to free space; only the outbox's images are dropped`);
+            return { files: 0, bytes: 0 };
+        }
+    }
+    reference(file, frame) {
+        const key = `${file}@${frame.width}x${frame.height}`;
+        let ref = this.references.get(key);
+        if (!ref) {
+            ref = decodeImage(file, { width: frame.width, height: frame.height });
+            this.references.set(key, ref);
+            ref.catch(() => this.references.delete(key));
+        }
+        return ref;
+    }
+    /** Deletes evidence beyond the configured age and bytes, keeping that of messages the uplink has not delivered. */
+    pruneIfDue() {
+        const now = (this.opts.now ?? Date.now)();
+        if (now - this.lastPrune < PRUNE_INTERVAL_MS)
+            return;
+        this.lastPrune = now;
+        const { outbox, config, dataDir, log } = this.opts;
+        try {
+            const undelivered = new Set([...outbox.list({ state: 'pending', limit: 1_000_000 }), ...outbox.list({ state: 'sent', limit: 1_000_000 })].map((r) => r.id));
+            const keep = (file) => undelivered.has(basename(file).replace(/-(annotated|clean|reference)\.jpg$/, ''));
+            const removed = pruneEvidence(dataDir, { maxBytes: config.evidence.maxBytes, maxAgeDays: config.evidence.maxAgeDays, now, keep });
+            if (removed.files)
+                log.info({ files: removed.files, bytes: removed.bytes, keptBytes: removed.keptBytes }, `evidence retention deleted ${removed.files} files`);
+        }
+        catch (err) {
+            log.warn({ err }, `evidence retention in ${dataDir}/evidence failed; old images stay until the next try`);
+        }
+    }
+}
+function round3(x) { return Math.round(x * 1000) / 1000; }
+function round4(x) { return Math.min(1, Math.max(0, Math.round(x * 10000) / 10000)); }
+/** Local wall-clock time for the evidence caption, in the camera's time zone. */
+export function formatLocal(ts, timeZone) {
+    const f = new Intl.DateTimeFormat('sv-SE', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short' });
+    return f.format(new Date(ts));
+}

@@ -1,0 +1,26 @@
+import sharp from 'sharp';
+/** Encodes an RGB24 image as baseline JPEG (quality 1–100, default 80). */
+export async function encodeJpeg(img, quality = 80) {
+    return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+        .jpeg({ quality, chromaSubsampling: '4:2:0' })
+        .toBuffer();
+}
+/**
+ * Decodes an image file (JPEG, PNG, WebP, TIFF, GIF, AVIF — whatever sharp's libvips reads) to RGB24,
+ * turned upright per its EXIF orientation and with any alpha dropped, so pixel boxes match what a viewer shows;
+ * stretched to `size` when given.
+ */
+export async function decodeImage(file, size) {
+    const img = sharp(file, { autoOrient: true });
+    // A stretch, like the frames ffmpeg scales to the detect size, so normalized zones land on the same spots.
+    if (size)
+        img.resize(size.width, size.height, { fit: 'fill' });
+    const { data, info } = await img
+        .removeAlpha()
+        .toColourspace('srgb')
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3)
+        throw new Error(`${file}: decoded to ${info.channels} channels, expected 3`);
+    return { width: info.width, height: info.height, data };
+}

@@ -1,0 +1,86 @@
+import { readdirSync, readFileSync, statfsSync } from 'node:fs';
+import { availableParallelism, freemem, loadavg, totalmem } from 'node:os';
+import { HEALTH_SCHEMA_ID } from './payload.js';
+/**
+ * Builds health snapshots. Keeps the previous CPU sample, so processPercent is the agent's CPU use between two
+ * snapshots rather than since it started.
+ */
+export class HealthSampler {
+    opts;
+    lastCpu = process.cpuUsage();
+    lastAt = performance.now();
+    constructor(opts) {
+        this.opts = opts;
+    }
+    sample(inputs) {
+        const cpu = process.cpuUsage();
+        const at = performance.now();
+        const usedMs = (cpu.user - this.lastCpu.user + cpu.system - this.lastCpu.system) / 1000;
+        const processPercent = at > this.lastAt ? Math.round((usedMs / (at - this.lastAt)) * 1000) / 10 : 0;
+        this.lastCpu = cpu;
+        this.lastAt = at;
+        const o = inputs.outbox.stats();
+        return {
+            schema: HEALTH_SCHEMA_ID,
+            gatewayId: this.opts.gatewayId,
+            at: new Date().toISOString(),
+            version: this.opts.version,
+            uptimeSeconds: Math.round(process.uptime()),
+            cpu: { cores: availableParallelism(), load1: Math.round((loadavg()[0] ?? 0) * 100) / 100, processPercent },
+            mem: { totalBytes: totalmem(), availableBytes: availableMemory(), processRssBytes: process.memoryUsage.rss() },
+            tempCelsius: hottestZone(this.opts.thermalDir ?? '/sys/class/thermal'),
+            disk: diskOf(this.opts.dataDir),
+            outbox: {
+                pending: o.pending, sent: o.sent, acked: o.acked, confirmed: o.confirmed, bytes: o.bytes, maxBytes: o.maxBytes,
+                oldestUndeliveredAt: o.oldestPendingTs === null ? null : new Date(o.oldestPendingTs).toISOString(),
+                lastSeq: o.lastSeq, dropped: o.dropped,
+                drops: inputs.outbox.drops().map(({ what, reason, priority, count }) => ({ what, reason, priority, count })),
+            },
+            uplink: { connected: inputs.uplink.connected, inFlight: inputs.uplink.inFlight, reconnectAttempts: inputs.uplink.reconnectAttempts },
+            cameras: inputs.cameras,
+        };
+    }
+}
+/** MemAvailable from /proc/meminfo (what can be used without swapping); os.freemem() where it is missing. */
+function availableMemory() {
+    try {
+        const kb = /^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1];
+        if (kb)
+            return Number(kb) * 1024;
+    }
+    catch {
+        // Not Linux, or /proc not mounted: fall through.
+    }
+    return freemem();
+}
+/** The highest reading of /sys/class/thermal/thermal_zone*\/temp (millidegrees), null when none is readable (VMs, containers). */
+export function hottestZone(dir) {
+    let zones;
+    try {
+        zones = readdirSync(dir).filter((z) => z.startsWith('thermal_zone'));
+    }
+    catch {
+        return null;
+    }
+    let hottest = null;
+    for (const zone of zones) {
+        try {
+            const milli = Number(readFileSync(`${dir}/${zone}/temp`, 'utf8').trim());
+            if (Number.isFinite(milli))
+                hottest = Math.max(hottest ?? -Infinity, milli / 1000);
+        }
+        catch {
+            // A zone whose sensor cannot be read right now (some report EIO while suspended): skip it.
+        }
+    }
+    return hottest;
+}
+function diskOf(path) {
+    try {
+        const s = statfsSync(path);
+        return { path, totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
+    }
+    catch {
+        return null;
+    }
+}

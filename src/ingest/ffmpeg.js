@@ -1,0 +1,67 @@
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+/** Classifies a configured camera URL; throws for a scheme ffmpeg is not run with here. */
+export function parseInput(cameraId, url) {
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
+    if (scheme === undefined)
+        return { kind: 'file', path: resolve(url) };
+    if (scheme === 'rtsp' || scheme === 'rtsps')
+        return { kind: 'rtsp', url };
+    if (scheme === 'file')
+        return { kind: 'file', path: fileURLToPath(url) };
+    throw new Error(`camera ${cameraId}: unsupported stream URL scheme '${scheme}://' (use rtsp://, rtsps:// or a local file path)`);
+}
+/**
+ * Socket I/O timeout for RTSP, µs. Without one, ffmpeg hangs forever on a frozen server and ignores SIGTERM;
+ * 5 s leaves room for slow cellular backhaul. The supervisor's own last-frame watchdog remains the
+ * authority on stalls (ffmpeg takes ≈4× this to give up on a frozen stream).
+ */
+const rtspTimeoutUs = 5_000_000;
+/** The ffmpeg argument vector (never passed through a shell) that writes raw RGB24 frames to stdout. */
+export function ffmpegArgs(input, out, loop) {
+    const inputArgs = input.kind === 'rtsp'
+        // Low probe settings: first frame in 0.5–1.5 s instead of 3.6–5.4 s (measured, shared/notes/infra-facts.md).
+        ? ['-rtsp_transport', 'tcp', '-timeout', String(rtspTimeoutUs), '-analyzeduration', '500000', '-probesize', '100000',
+            '-i', input.url]
+        // -re paces a file like a camera; the file: prefix keeps a path with a colon from being read as a protocol.
+        : ['-re', ...(loop ? ['-stream_loop', '-1'] : []), '-i', `file:${input.path}`];
+    return [
+        '-hide_banner', '-nostats', '-loglevel', 'error',
+        // ffmpeg would otherwise read keyboard commands from stdin; the supervisor controls it with signals only.
+        '-nostdin',
+        ...inputArgs,
+        '-an', '-sn', '-dn',
+        '-vf', `fps=${out.fps},scale=${out.width}:${out.height}`,
+        '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1',
+    ];
+}
+/** Replaces user:password@ in every URL of a text: ffmpeg repeats the input URL verbatim in its errors. */
+export function scrubCredentials(text) {
+    return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@');
+}
+/** Keeps the last few KiB of ffmpeg's stderr: enough for the final error lines, bounded whatever ffmpeg prints. */
+export class StderrTail {
+    maxChars;
+    text = '';
+    constructor(maxChars = 4096) {
+        this.maxChars = maxChars;
+    }
+    push(chunk) {
+        this.text = (this.text + chunk.toString('utf8')).slice(-this.maxChars);
+    }
+    /**
+     * The last error line, fit for a state reason: credentials scrubbed, "[rtsp @ 0x…]" prefixes and the
+     * leading "<input>: " removed, e.g. "Connection refused", "Server returned 404 Not Found".
+     */
+    reason(input) {
+        const lines = this.text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
+        const last = lines[lines.length - 1];
+        if (last === undefined)
+            return undefined;
+        const inputName = input.kind === 'rtsp' ? input.url : `file:${input.path}`;
+        let line = last.replace(/^(\[[^\]]* @ 0x[0-9a-f]+\]\s*)+/i, '');
+        if (line.startsWith(`${inputName}: `))
+            line = line.slice(inputName.length + 2);
+        return scrubCredentials(line);
+    }
+}

@@ -1,0 +1,373 @@
+import { spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { constants, promises as fs } from 'node:fs';
+import { connect } from 'node:net';
+import { safeUrl } from '../log.js';
+import { backoffDelay, defaultBackoff } from './backoff.js';
+import { ffmpegArgs, parseInput, scrubCredentials, StderrTail } from './ffmpeg.js';
+/** A stop() that ffmpeg ignores (it does, when blocked on a frozen server) ends in SIGKILL after this. */
+const stopGraceMs = 2000;
+/**
+ * Frame buffers kept for reuse per camera. Allocating one per frame (1.3 MB at 768×576) made V8 run a full
+ * mark-compact several times a second for the external memory alone (docs/decisions.md); a few cover the
+ * frames a camera has in the queue, in the detector and held as the last frame.
+ */
+const FRAME_POOL = 6;
+/**
+ * One camera's frames: a supervised ffmpeg child that decodes the stream to raw RGB24 at the configured
+ * size and rate. Any ffmpeg exit is a disconnect (on server loss it exits 0); a last-frame watchdog kills
+ * a silent one; restarts back off exponentially with jitter. ffmpeg is started through
+ * `setpriv --pdeathsig KILL` so that it dies with this process even when this process is SIGKILLed
+ * (docs/decisions.md, "ffmpeg dies with the agent").
+ *
+ * Each 'frame' carries a fresh buffer the listener may keep. Listeners that fall behind do not build a
+ * queue here: a completed frame waits in a single slot until the event loop is free, and a newer one
+ * replaces it (counted in stats().dropped).
+ */
+export class FrameSource extends EventEmitter {
+    cameraId;
+    input;
+    width;
+    height;
+    loop;
+    frameBytes;
+    stallMs;
+    backoffOpts;
+    ffmpegPath;
+    args;
+    log;
+    state;
+    running = false;
+    child;
+    childExited;
+    /** Why the current child is being killed by us, so its exit is not reported as a plain disconnect. */
+    killReason;
+    restartTimer;
+    probeTimer;
+    stallTimer;
+    stallCheck;
+    lastProgressAt = 0;
+    attempt = 0;
+    assembling;
+    /** Frame buffers given back by consumers (`recycle`), reused before allocating: see FRAME_POOL. */
+    free = [];
+    filled = 0;
+    pending;
+    deliverScheduled;
+    counters = { frames: 0, dropped: 0, spawns: 0 };
+    constructor(opts) {
+        super();
+        for (const key of ['fps', 'width', 'height']) {
+            if (!(opts[key] > 0))
+                throw new Error(`camera ${opts.cameraId}: ${key} must be a positive number, got ${opts[key]}`);
+        }
+        this.cameraId = opts.cameraId;
+        this.input = parseInput(opts.cameraId, opts.url);
+        this.frameBytes = opts.width * opts.height * 3;
+        this.stallMs = (opts.stallSeconds ?? 10) * 1000;
+        this.backoffOpts = opts.backoff ?? defaultBackoff;
+        this.ffmpegPath = opts.ffmpegPath ?? 'ffmpeg';
+        this.args = ffmpegArgs(this.input, opts, opts.loop ?? false);
+        this.log = opts.log;
+        this.assembling = Buffer.allocUnsafe(this.frameBytes);
+        this.width = opts.width;
+        this.height = opts.height;
+        this.loop = opts.loop ?? false;
+    }
+    /**
+     * Gives a frame's buffer back for the frames to come. Only for a consumer that is certain nothing reads the
+     * frame any more: the next frame is written into it. A buffer never given back is simply garbage-collected.
+     */
+    recycle(data) {
+        if (!(data instanceof Buffer) || data.length !== this.frameBytes || this.free.length >= FRAME_POOL)
+            return;
+        // Given back twice would hand one buffer to two frames.
+        if (data === this.assembling || this.free.includes(data))
+            return;
+        this.free.push(data);
+    }
+    /** The stream's address for people and logs: credentials stripped. */
+    get displayUrl() {
+        return this.input.kind === 'rtsp' ? safeUrl(this.input.url) : this.input.path;
+    }
+    get currentState() {
+        return this.state;
+    }
+    /** The running ffmpeg's pid, if one is running. */
+    get pid() {
+        return this.child?.pid;
+    }
+    stats() {
+        return { ...this.counters };
+    }
+    /** Starts (or, after 'failed' or 'ended', starts again) supervising the stream. */
+    start() {
+        if (this.running)
+            return;
+        this.running = true;
+        this.attempt = 0;
+        void this.connect();
+    }
+    /** Stops supervision and ffmpeg; resolves once ffmpeg has exited and been reaped. */
+    async stop() {
+        this.running = false;
+        clearTimeout(this.restartTimer);
+        this.restartTimer = undefined;
+        this.stopProbing();
+        this.clearStallTimer();
+        clearImmediate(this.deliverScheduled);
+        this.deliverScheduled = undefined;
+        this.pending = undefined;
+        const child = this.child;
+        const exited = this.childExited;
+        if (!child || !exited)
+            return;
+        child.kill('SIGTERM');
+        const escalate = setTimeout(() => child.kill('SIGKILL'), stopGraceMs);
+        try {
+            await exited;
+        }
+        finally {
+            clearTimeout(escalate);
+        }
+    }
+    setState(state, reason, retryInMs) {
+        this.state = state;
+        const change = { cameraId: this.cameraId, state };
+        if (reason !== undefined)
+            change.reason = reason;
+        if (retryInMs !== undefined)
+            change.retryInMs = retryInMs;
+        // Debug only: the owner of the source reports state changes (it gets them as 'state' events).
+        this.log.debug({ stream: this.displayUrl, state, reason, retryInMs }, `camera ${this.cameraId}: ${state}`);
+        this.emit('state', change);
+    }
+    async connect() {
+        if (this.input.kind === 'file') {
+            const problem = await unreadableFile(this.input.path);
+            if (!this.running)
+                return;
+            if (problem) {
+                // Retrying cannot help until someone fixes the file or the config; start() tries again.
+                this.running = false;
+                this.setState('failed', `camera ${this.cameraId}: cannot read video file ${this.input.path}: ${problem}`);
+                return;
+            }
+        }
+        this.setState('connecting');
+        this.spawnFfmpeg();
+    }
+    spawnFfmpeg() {
+        const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', this.ffmpegPath, ...this.args], {
+            stdio: ['ignore', 'pipe', 'pipe'],
+            // Its own process group: a Ctrl-C on the agent's terminal reaches the agent, which then stops ffmpeg.
+            detached: true,
+        });
+        this.child = child;
+        this.counters.spawns++;
+        this.killReason = undefined;
+        this.filled = 0;
+        let spawnError;
+        let sawFrame = false;
+        const tail = new StderrTail();
+        this.childExited = new Promise((resolve) => {
+            child.on('error', (err) => { spawnError = `cannot run setpriv: ${err.message}`; });
+            child.stderr.on('data', (chunk) => tail.push(chunk));
+            child.stdout.on('data', (chunk) => {
+                if (this.child !== child)
+                    return;
+                if (this.assemble(chunk) && !sawFrame) {
+                    sawFrame = true;
+                    this.attempt = 0;
+                    this.setState('streaming');
+                }
+            });
+            // 'close' rather than 'exit': by then stdout is drained, so no frame arrives after the run ended.
+            child.on('close', (code, signal) => {
+                // A child that a stop() replaced (start() called before it exited) has no say in the new run.
+                if (this.child === child) {
+                    this.child = undefined;
+                    this.runEnded(code, signal, spawnError ?? tail.reason(this.input), sawFrame);
+                }
+                resolve();
+            });
+        });
+        this.log.debug({ ffmpegPid: child.pid, args: this.args.map(scrubCredentials) }, `camera ${this.cameraId}: ffmpeg started`);
+        this.lastProgressAt = Date.now();
+        this.armStallTimer(this.stallMs);
+    }
+    /** Copies stdout bytes into whole frames; returns whether at least one frame completed. */
+    assemble(chunk) {
+        let completed = false;
+        let offset = 0;
+        while (offset < chunk.length) {
+            const n = Math.min(chunk.length - offset, this.frameBytes - this.filled);
+            chunk.copy(this.assembling, this.filled, offset, offset + n);
+            this.filled += n;
+            offset += n;
+            if (this.filled === this.frameBytes) {
+                this.offer(this.assembling);
+                this.assembling = this.free.pop() ?? Buffer.allocUnsafe(this.frameBytes);
+                this.filled = 0;
+                completed = true;
+            }
+        }
+        if (completed)
+            this.lastProgressAt = Date.now();
+        return completed;
+    }
+    offer(data) {
+        if (this.pending) {
+            this.counters.dropped++;
+            this.recycle(this.pending.data);
+        }
+        this.pending = { width: this.width, height: this.height, data, ts: Date.now() };
+        // Delivered after the current burst of pipe reads: when the loop is behind, only the newest frame goes out.
+        this.deliverScheduled ??= setImmediate(() => {
+            this.deliverScheduled = undefined;
+            const frame = this.pending;
+            this.pending = undefined;
+            if (!frame || !this.running)
+                return;
+            this.counters.frames++;
+            this.emit('frame', frame);
+        });
+    }
+    armStallTimer(delayMs) {
+        this.stallTimer = setTimeout(() => {
+            // Decided after the next poll phase: when the event loop itself was blocked (a long synchronous task),
+            // frames ffmpeg wrote meanwhile are still unread in the pipe, and must count before calling it a stall.
+            this.stallTimer = undefined;
+            this.stallCheck = setImmediate(() => this.checkStall());
+        }, delayMs);
+    }
+    checkStall() {
+        this.stallCheck = undefined;
+        const silentMs = Date.now() - this.lastProgressAt;
+        // Re-armed lazily rather than per frame: one timer per stall period, whatever the frame rate.
+        if (silentMs < this.stallMs)
+            return this.armStallTimer(this.stallMs - silentMs);
+        const child = this.child;
+        if (!child)
+            return;
+        this.killReason = `no frame for ${Math.round(silentMs / 1000)} s`;
+        this.setState('stalled', this.killReason);
+        // SIGKILL: a stalled ffmpeg ignores SIGTERM (measured, shared/notes/infra-facts.md).
+        child.kill('SIGKILL');
+    }
+    clearStallTimer() {
+        clearTimeout(this.stallTimer);
+        this.stallTimer = undefined;
+        clearImmediate(this.stallCheck);
+        this.stallCheck = undefined;
+    }
+    runEnded(code, signal, stderrReason, sawFrame) {
+        this.clearStallTimer();
+        if (!this.running)
+            return;
+        const exit = signal ? `ffmpeg killed by ${signal}` : `ffmpeg exited with code ${code}`;
+        if (this.input.kind === 'file') {
+            if (code === 0 && !this.killReason && !this.loop) {
+                this.running = false;
+                this.setState('ended', `end of file ${this.input.path}`);
+                return;
+            }
+            if (!sawFrame && !this.killReason) {
+                // A local file that ffmpeg cannot decode (or an ffmpeg that cannot run) fails the same way every time.
+                this.running = false;
+                this.setState('failed', `camera ${this.cameraId}: cannot decode video file ${this.input.path}: ${stderrReason ?? exit}`);
+                return;
+            }
+        }
+        else if (code === 127 && !sawFrame) {
+            // setpriv's "failed to execute": ffmpeg is missing; backing off would not install it.
+            this.running = false;
+            this.setState('failed', stderrReason ?? exit);
+            return;
+        }
+        const reason = this.killReason ?? stderrReason ?? (code === 0 ? 'stream ended' : exit);
+        const delay = backoffDelay(this.attempt++, this.backoffOpts);
+        this.setState('backoff', reason, delay);
+        this.restartTimer = setTimeout(() => this.retryNow(), delay);
+        if (this.input.kind === 'rtsp')
+            this.probeUntilBack(this.input.url);
+    }
+    retryNow() {
+        clearTimeout(this.restartTimer);
+        this.restartTimer = undefined;
+        this.stopProbing();
+        void this.connect();
+    }
+    /**
+     * During a backoff, checks once a second whether the camera's RTSP port accepts TCP connections (no
+     * ffmpeg, a few syscalls). When it refused or timed out and then accepts again, the camera (or the
+     * network) is back and the retry starts at once, so streaming resumes within about a second of its
+     * return however long the backoff had grown. A camera that accepts connections but fails otherwise
+     * (401, 404) never turns from unreachable to reachable and keeps its backoff.
+     */
+    probeUntilBack(url) {
+        const target = rtspAddress(url);
+        if (!target)
+            return;
+        let wasDown = false;
+        const probe = () => {
+            this.probeTimer = setTimeout(() => {
+                const socket = connect({ host: target.host, port: target.port });
+                let settled = false;
+                const done = (up) => {
+                    if (settled)
+                        return;
+                    settled = true;
+                    clearTimeout(timeout);
+                    socket.destroy();
+                    if (this.restartTimer === undefined)
+                        return;
+                    if (up && wasDown)
+                        return this.retryNow();
+                    wasDown ||= !up;
+                    probe();
+                };
+                const timeout = setTimeout(() => done(false), PROBE_TIMEOUT_MS);
+                socket.once('connect', () => done(true));
+                socket.once('error', () => done(false));
+            }, PROBE_INTERVAL_MS);
+        };
+        probe();
+    }
+    stopProbing() {
+        clearTimeout(this.probeTimer);
+        this.probeTimer = undefined;
+    }
+}
+const PROBE_INTERVAL_MS = 500;
+/** A camera that takes longer to accept a TCP connection counts as unreachable for the probe. */
+const PROBE_TIMEOUT_MS = 2000;
+/** Host and port of an RTSP URL (default ports 554 / 322 for rtsps), or undefined when it does not parse. */
+export function rtspAddress(url) {
+    try {
+        const u = new URL(url);
+        const host = u.hostname.replace(/^\[|\]$/g, '');
+        return { host, port: u.port ? Number(u.port) : u.protocol === 'rtsps:' ? 322 : 554 };
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Why a local file cannot be read, or undefined if it can. */
+async function unreadableFile(path) {
+    try {
+        const st = await fs.stat(path);
+        if (!st.isFile())
+            return 'not a regular file';
+        await fs.access(path, constants.R_OK);
+        return undefined;
+    }
+    catch (err) {
+        const code = err.code;
+        if (code === 'ENOENT')
+            return 'no such file (check the camera url in the config)';
+        if (code === 'EACCES')
+            return 'permission denied (the agent user cannot read it)';
+        return err.message;
+    }
+}

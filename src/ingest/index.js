@@ -1,0 +1,2 @@
+export { FrameSource } from './frame-source.js';
+export { grabFrame } from './snapshot.js';

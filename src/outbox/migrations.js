@@ -1,0 +1,94 @@
+/**
+ * Outbox schema, one entry a version: migrations[i] takes a file from user_version i to i + 1.
+ * Append only: a released migration is never edited, because gateways in the field have already run it.
+ */
+export const migrations = [
+    `
+  CREATE TABLE events (
+    -- AUTOINCREMENT (not a plain rowid) so a seq is never handed out twice, even after the newest rows are
+    -- evicted: subscribers use the per-gateway seq to spot gaps and duplicates.
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT    NOT NULL UNIQUE,
+    camera_id       TEXT    NOT NULL,
+    type            TEXT    NOT NULL,
+    topic           TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    evidence_path   TEXT,
+    evidence_sha256 TEXT,
+    created_at      INTEGER NOT NULL,            -- ms since the Unix epoch
+    state           TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'acked')),
+    attempts        INTEGER NOT NULL DEFAULT 0,  -- publishes handed to the MQTT client
+    acked_at        INTEGER                      -- ms since the Unix epoch, set on PUBACK
+  );
+  -- The uplink reads "pending rows after seq X in seq order" on every drain step; acked rows pile up
+  -- behind it, so the index holds pending rows only.
+  CREATE INDEX events_pending ON events (seq) WHERE state = 'pending';
+  `,
+    // Version 2: priorities, the sent and confirmed states, evidence accounted in bytes, a byte total kept by
+    // triggers (so it is exact in every committed state without a scan), and drop counters.
+    `
+  CREATE TABLE events_v2 (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT    NOT NULL UNIQUE,
+    camera_id       TEXT    NOT NULL,
+    type            TEXT    NOT NULL,
+    topic           TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    priority        TEXT    NOT NULL DEFAULT 'normal' CHECK (priority IN ('high', 'normal', 'low')),
+    bytes           INTEGER NOT NULL DEFAULT 0,  -- UTF-8 length of payload
+    evidence_path   TEXT,                        -- relative to the outbox file's folder
+    evidence_sha256 TEXT,
+    evidence_bytes  INTEGER NOT NULL DEFAULT 0,
+    evidence_state  TEXT CHECK (evidence_state IN ('kept', 'dropped')),
+    created_at      INTEGER NOT NULL,
+    state           TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'acked', 'confirmed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    acked_at        INTEGER,
+    confirmed_at    INTEGER
+  );
+  INSERT INTO events_v2 (seq, id, camera_id, type, topic, payload, bytes, evidence_path, evidence_sha256, evidence_state,
+    created_at, state, attempts, acked_at)
+    SELECT seq, id, camera_id, type, topic, payload, length(CAST(payload AS BLOB)), evidence_path, evidence_sha256,
+      CASE WHEN evidence_path IS NULL THEN NULL ELSE 'kept' END, created_at, state, attempts, acked_at FROM events;
+  -- Carry the AUTOINCREMENT high-water mark over: it may be above max(seq) after the newest rows were deleted.
+  DELETE FROM sqlite_sequence WHERE name = 'events_v2';
+  INSERT INTO sqlite_sequence (name, seq) SELECT 'events_v2', seq FROM sqlite_sequence WHERE name = 'events';
+  DROP TABLE events;
+  ALTER TABLE events_v2 RENAME TO events;
+  -- The drain reads unsent rows in seq order; eviction walks delivered rows, then kept evidence and rows by
+  -- priority, oldest first; the service-ack timeout looks for old acked rows. Each walk has its own index.
+  CREATE INDEX events_unsent ON events (seq) WHERE state IN ('pending', 'sent');
+  CREATE INDEX events_delivered ON events (seq) WHERE state IN ('acked', 'confirmed');
+  CREATE INDEX events_priority ON events (priority, seq);
+  CREATE INDEX events_evidence ON events (priority, seq) WHERE evidence_state = 'kept';
+  CREATE INDEX events_acked_at ON events (acked_at) WHERE state = 'acked';
+
+  CREATE TABLE usage (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    bytes INTEGER NOT NULL
+  );
+  INSERT INTO usage (id, bytes) SELECT 1, coalesce(sum(bytes + CASE WHEN evidence_state = 'kept' THEN evidence_bytes ELSE 0 END), 0) FROM events;
+  CREATE TRIGGER events_usage_insert AFTER INSERT ON events BEGIN
+    UPDATE usage SET bytes = bytes + NEW.bytes + CASE WHEN NEW.evidence_state = 'kept' THEN NEW.evidence_bytes ELSE 0 END;
+  END;
+  CREATE TRIGGER events_usage_delete AFTER DELETE ON events BEGIN
+    UPDATE usage SET bytes = bytes - OLD.bytes - CASE WHEN OLD.evidence_state = 'kept' THEN OLD.evidence_bytes ELSE 0 END;
+  END;
+  CREATE TRIGGER events_usage_update AFTER UPDATE OF bytes, evidence_state, evidence_bytes ON events BEGIN
+    UPDATE usage SET bytes = bytes
+      - OLD.bytes - CASE WHEN OLD.evidence_state = 'kept' THEN OLD.evidence_bytes ELSE 0 END
+      + NEW.bytes + CASE WHEN NEW.evidence_state = 'kept' THEN NEW.evidence_bytes ELSE 0 END;
+  END;
+
+  -- Every drop, counted by what, why and priority; 'reported' is how many of them an alert event has announced.
+  CREATE TABLE drops (
+    what     TEXT    NOT NULL CHECK (what IN ('event', 'evidence')),
+    reason   TEXT    NOT NULL,
+    priority TEXT    NOT NULL,
+    count    INTEGER NOT NULL DEFAULT 0,
+    bytes    INTEGER NOT NULL DEFAULT 0,
+    reported INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (what, reason, priority)
+  ) WITHOUT ROWID;
+  `,
+];

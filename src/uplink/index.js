@@ -1,0 +1,2 @@
+export { Uplink } from './uplink.js';
+export { ACK_SCHEMA_ID, ackPayloadSchema, availabilityPayloadSchema, evidencePropertiesSchema } from './contract.js';

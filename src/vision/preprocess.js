@@ -1,0 +1,238 @@
+/**
+ * Downscaling averages the source pixels each output pixel covers (area), so small details are not
+ * aliased away as plain bilinear sampling would; upscaling interpolates bilinearly with half-pixel centres.
+ */
+function axisTable(src, dst) {
+    const scale = src / dst;
+    const taps = scale > 1 ? Math.ceil(scale) + 1 : 2;
+    const start = new Int32Array(dst);
+    const count = new Int32Array(dst);
+    const weights = new Float32Array(dst * taps);
+    for (let i = 0; i < dst; i++) {
+        if (scale > 1) {
+            const lo = i * scale;
+            const hi = Math.min((i + 1) * scale, src);
+            const first = Math.floor(lo);
+            const last = Math.min(Math.ceil(hi), src);
+            start[i] = first;
+            count[i] = last - first;
+            for (let j = first; j < last; j++)
+                weights[i * taps + (j - first)] = (Math.min(j + 1, hi) - Math.max(j, lo)) / (hi - lo);
+        }
+        else {
+            const pos = Math.min(Math.max((i + 0.5) * scale - 0.5, 0), src - 1);
+            const j0 = Math.min(Math.floor(pos), Math.max(src - 2, 0));
+            start[i] = j0;
+            count[i] = Math.min(2, src);
+            weights[i * taps] = 1 - (pos - j0);
+            weights[i * taps + 1] = pos - j0;
+        }
+    }
+    return { start, count, taps, weights };
+}
+/**
+ * Per output index along one axis: the two source indices around its centre (half-pixel centres, clamped at
+ * the edges) times `unit`, and the weight of the second.
+ */
+function bilinearTable(src, dst, unit) {
+    const lo = new Int32Array(dst);
+    const hi = new Int32Array(dst);
+    const w = new Float32Array(dst);
+    const scale = src / dst;
+    for (let i = 0; i < dst; i++) {
+        const pos = Math.min(Math.max((i + 0.5) * scale - 0.5, 0), src - 1);
+        const j = Math.floor(pos);
+        lo[i] = j * unit;
+        hi[i] = Math.min(j + 1, src - 1) * unit;
+        w[i] = pos - j;
+    }
+    return [lo, hi, w];
+}
+/**
+ * Turns RGB24 frames into the model's NCHW float input: resize to the input size (`stretch`, or `letterbox`:
+ * aspect kept, centred, borders filled with `pad`), channel order, (v − mean) / std. Buffers and weight
+ * tables are kept between calls, so a stream of same-sized frames allocates nothing; `run` returns the same
+ * Float32Array every time (valid until the next call) and `mapping` says how to map boxes back.
+ */
+export class Preprocessor {
+    width;
+    height;
+    filter;
+    output;
+    planeOf;
+    gain;
+    offset;
+    srcWidth = 0;
+    srcHeight = 0;
+    xTable;
+    yTable;
+    rows = new Float32Array(0);
+    acc;
+    letterbox;
+    pad;
+    /** Bilinear tables: per output column the source byte offset (×3) and weight of the right pixel; per row likewise. */
+    bx0 = new Int32Array(0);
+    bx1 = new Int32Array(0);
+    bwx = new Float32Array(0);
+    by0 = new Int32Array(0);
+    by1 = new Int32Array(0);
+    bwy = new Float32Array(0);
+    mapping = { scaleX: 1, scaleY: 1, padX: 0, padY: 0 };
+    constructor(width, height, preprocess, filter = 'area') {
+        this.width = width;
+        this.height = height;
+        this.filter = filter;
+        this.letterbox = preprocess.resize === 'letterbox';
+        this.pad = preprocess.pad ?? 114;
+        this.output = new Float32Array(3 * width * height);
+        this.acc = new Float32Array(width * 3);
+        // planeOf[source channel] = output plane; gain/offset indexed by source channel, folded from mean/std.
+        const order = preprocess.channels === 'rgb' ? [0, 1, 2] : [2, 1, 0];
+        this.planeOf = new Int32Array(3);
+        this.gain = new Float32Array(3);
+        this.offset = new Float32Array(3);
+        for (let plane = 0; plane < 3; plane++) {
+            const c = order[plane];
+            this.planeOf[c] = plane;
+            this.gain[c] = 1 / preprocess.std[plane];
+            this.offset[c] = -preprocess.mean[plane] / preprocess.std[plane];
+        }
+    }
+    run(image) {
+        const { width: sw, height: sh, data } = image;
+        if (data.length < sw * sh * 3) {
+            throw new RangeError(`frame of ${sw}x${sh} needs ${sw * sh * 3} bytes of RGB24, got ${data.length}`);
+        }
+        if (sw !== this.srcWidth || sh !== this.srcHeight || !this.xTable || !this.yTable)
+            this.resize(sw, sh);
+        if (this.filter === 'bilinear')
+            return this.runBilinear(data, sw);
+        const { padX, padY } = this.mapping;
+        const dw = this.xTable.start.length;
+        const dh = this.yTable.start.length;
+        const rows = this.rows;
+        // Horizontal pass: every source row resampled to the output width, interleaved RGB floats.
+        const { start: xStart, count: xCount, taps: xTaps, weights: xWeights } = this.xTable;
+        for (let y = 0; y < sh; y++) {
+            const srcRow = y * sw * 3;
+            const dstRow = y * dw * 3;
+            for (let x = 0; x < dw; x++) {
+                let r = 0;
+                let g = 0;
+                let b = 0;
+                let p = srcRow + xStart[x] * 3;
+                const wBase = x * xTaps;
+                const n = xCount[x];
+                for (let k = 0; k < n; k++, p += 3) {
+                    const w = xWeights[wBase + k];
+                    r += data[p] * w;
+                    g += data[p + 1] * w;
+                    b += data[p + 2] * w;
+                }
+                const o = dstRow + x * 3;
+                rows[o] = r;
+                rows[o + 1] = g;
+                rows[o + 2] = b;
+            }
+        }
+        // Vertical pass: accumulate weighted rows, then normalise into the three output planes.
+        const { start: yStart, count: yCount, taps: yTaps, weights: yWeights } = this.yTable;
+        const acc = this.acc;
+        const out = this.output;
+        const plane = this.width * this.height;
+        const rowLen = dw * 3;
+        const p0 = this.planeOf[0] * plane;
+        const p1 = this.planeOf[1] * plane;
+        const p2 = this.planeOf[2] * plane;
+        const g0 = this.gain[0], g1 = this.gain[1], g2 = this.gain[2];
+        const o0 = this.offset[0], o1 = this.offset[1], o2 = this.offset[2];
+        for (let y = 0; y < dh; y++) {
+            const wBase = y * yTaps;
+            let src = yStart[y] * rowLen;
+            const w0 = yWeights[wBase];
+            for (let i = 0; i < rowLen; i++)
+                acc[i] = rows[src + i] * w0;
+            const n = yCount[y];
+            for (let k = 1; k < n; k++) {
+                const w = yWeights[wBase + k];
+                src += rowLen;
+                for (let i = 0; i < rowLen; i++)
+                    acc[i] += rows[src + i] * w;
+            }
+            const line = (y + padY) * this.width + padX;
+            for (let x = 0; x < dw; x++) {
+                out[p0 + line + x] = acc[x * 3] * g0 + o0;
+                out[p1 + line + x] = acc[x * 3 + 1] * g1 + o1;
+                out[p2 + line + x] = acc[x * 3 + 2] * g2 + o2;
+            }
+        }
+        return out;
+    }
+    runBilinear(data, sw) {
+        const { padX, padY } = this.mapping;
+        const dw = this.bx0.length;
+        const dh = this.by0.length;
+        const { bx0, bx1, bwx, by0, by1, bwy } = this;
+        const out = this.output;
+        const plane = this.width * this.height;
+        const p0 = this.planeOf[0] * plane;
+        const p1 = this.planeOf[1] * plane;
+        const p2 = this.planeOf[2] * plane;
+        const g0 = this.gain[0], g1 = this.gain[1], g2 = this.gain[2];
+        const o0 = this.offset[0], o1 = this.offset[1], o2 = this.offset[2];
+        const stride = sw * 3;
+        for (let y = 0; y < dh; y++) {
+            const top = by0[y] * stride;
+            const bottom = by1[y] * stride;
+            const wy = bwy[y];
+            const line = (y + padY) * this.width + padX;
+            for (let x = 0; x < dw; x++) {
+                const a = top + bx0[x];
+                const b = top + bx1[x];
+                const c = bottom + bx0[x];
+                const d = bottom + bx1[x];
+                const wx = bwx[x];
+                let u = data[a] + (data[b] - data[a]) * wx;
+                let l = data[c] + (data[d] - data[c]) * wx;
+                out[p0 + line + x] = (u + (l - u) * wy) * g0 + o0;
+                u = data[a + 1] + (data[b + 1] - data[a + 1]) * wx;
+                l = data[c + 1] + (data[d + 1] - data[c + 1]) * wx;
+                out[p1 + line + x] = (u + (l - u) * wy) * g1 + o1;
+                u = data[a + 2] + (data[b + 2] - data[a + 2]) * wx;
+                l = data[c + 2] + (data[d + 2] - data[c + 2]) * wx;
+                out[p2 + line + x] = (u + (l - u) * wy) * g2 + o2;
+            }
+        }
+        return out;
+    }
+    /** New weight tables for a new frame size; with letterbox also the border, which later frames never overwrite. */
+    resize(sw, sh) {
+        let iw = this.width;
+        let ih = this.height;
+        let padX = 0;
+        let padY = 0;
+        if (this.letterbox) {
+            const scale = Math.min(this.width / sw, this.height / sh);
+            iw = Math.max(1, Math.min(this.width, Math.round(sw * scale)));
+            ih = Math.max(1, Math.min(this.height, Math.round(sh * scale)));
+            padX = (this.width - iw) >> 1;
+            padY = (this.height - ih) >> 1;
+            const plane = this.width * this.height;
+            for (let c = 0; c < 3; c++) {
+                this.output.fill(this.pad * this.gain[c] + this.offset[c], this.planeOf[c] * plane, (this.planeOf[c] + 1) * plane);
+            }
+        }
+        this.xTable = axisTable(sw, iw);
+        this.yTable = axisTable(sh, ih);
+        if (this.filter === 'bilinear') {
+            [this.bx0, this.bx1, this.bwx] = bilinearTable(sw, iw, 3);
+            [this.by0, this.by1, this.bwy] = bilinearTable(sh, ih, 1);
+        }
+        else {
+            this.rows = new Float32Array(sh * iw * 3);
+        }
+        this.srcWidth = sw;
+        this.srcHeight = sh;
+        this.mapping = { scaleX: iw / sw, scaleY: ih / sh, padX, padY };
+    }
+}

@@ -1,0 +1,111 @@
+/**
+ * The one inference queue all cameras share: it runs up to `concurrency` items at a time (one onnxruntime
+ * session per model, given all its threads, in a worker thread that takes them one by one; a second item in
+ * flight keeps that worker busy while the main thread finishes the previous one), visiting the cameras
+ * ("lanes") round-robin so a busy camera cannot starve a quiet one. Each lane holds at most `depth` items; when the worker is behind, a new item
+ * pushes out the lane's oldest, which is counted as dropped (Frigate's skipped fps). Within a lane items run
+ * in arrival order, so a tracker sees its frames in time order. Memory is bounded by lanes × depth items.
+ */
+export class InferenceScheduler {
+    opts;
+    depth;
+    lanes = [];
+    byId = new Map();
+    next = 0;
+    concurrency;
+    active = 0;
+    idleWaiters = [];
+    closed = false;
+    now;
+    constructor(opts) {
+        this.opts = opts;
+        if (!Number.isInteger(opts.depth) || opts.depth < 1)
+            throw new RangeError(`queue depth must be a whole number ≥ 1, got ${opts.depth}`);
+        this.depth = opts.depth;
+        this.concurrency = opts.concurrency ?? 1;
+        if (!Number.isInteger(this.concurrency) || this.concurrency < 1)
+            throw new RangeError(`concurrency must be a whole number ≥ 1, got ${opts.concurrency}`);
+        this.now = opts.now ?? (() => performance.now());
+    }
+    /** Adds a lane (a camera); pushing to an unknown lane adds it too. */
+    addLane(id) {
+        if (this.byId.has(id))
+            return;
+        const lane = { id, items: [], stats: { queued: 0, pushed: 0, dropped: 0, done: 0, failed: 0, waitMs: 0, runMs: 0 } };
+        this.lanes.push(lane);
+        this.byId.set(id, lane);
+    }
+    /** Queues an item; drops (and counts) the lane's oldest when the lane is full. Ignored once closed. */
+    push(laneId, item) {
+        if (this.closed)
+            return;
+        this.addLane(laneId);
+        const lane = this.byId.get(laneId);
+        lane.stats.pushed++;
+        if (lane.items.length >= this.depth) {
+            const old = lane.items.shift();
+            lane.stats.dropped++;
+            this.opts.onDrop?.(laneId, old.item);
+        }
+        lane.items.push({ item, at: this.now() });
+        this.pump();
+    }
+    stats(laneId) {
+        const lane = this.byId.get(laneId);
+        if (!lane)
+            return { queued: 0, pushed: 0, dropped: 0, done: 0, failed: 0, waitMs: 0, runMs: 0 };
+        return { ...lane.stats, queued: lane.items.length };
+    }
+    /** Resolves when nothing is queued or running. */
+    async idle() {
+        if (this.active === 0)
+            return;
+        await new Promise((resolve) => this.idleWaiters.push(resolve));
+    }
+    /** Refuses new items, discards queued ones (not counted as dropped) and waits for the running ones. */
+    async close() {
+        this.closed = true;
+        for (const lane of this.lanes)
+            lane.items.length = 0;
+        await this.idle();
+    }
+    take() {
+        for (let i = 0; i < this.lanes.length; i++) {
+            const lane = this.lanes[(this.next + i) % this.lanes.length];
+            const head = lane.items.shift();
+            if (head) {
+                this.next = (this.next + i + 1) % this.lanes.length;
+                return { lane, ...head };
+            }
+        }
+        return null;
+    }
+    /** Starts queued items while fewer than `concurrency` run; each one that ends starts the next. */
+    pump() {
+        while (this.active < this.concurrency) {
+            const job = this.take();
+            if (!job)
+                break;
+            this.active++;
+            void this.runJob(job);
+        }
+        if (this.active === 0)
+            for (const wake of this.idleWaiters.splice(0))
+                wake();
+    }
+    async runJob({ lane, item, at }) {
+        const start = this.now();
+        lane.stats.waitMs += start - at;
+        try {
+            await this.opts.run(lane.id, item);
+        }
+        catch (err) {
+            lane.stats.failed++;
+            this.opts.onError?.(lane.id, err);
+        }
+        lane.stats.done++;
+        lane.stats.runMs += this.now() - start;
+        this.active--;
+        this.pump();
+    }
+}
