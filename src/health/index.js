@@ -1,2 +1,0 @@
-export { HEALTH_SCHEMA_ID, healthPayloadSchema } from './payload.js';
-export { HealthSampler, hottestZone } from './sampler.js';

@@ -1,2 +1,0 @@
-export { FrameSource } from './frame-source.js';
-export { grabFrame } from './snapshot.js';
