@@ -89,7 +89,9 @@ t.test('pure parts: input kinds, arguments, reasons, backoff', async (tt) => {
   const args = ffmpegArgs(rtsp, { fps: 5, width: 640, height: 480 }, true);
   tt.same(args.slice(args.indexOf('-vf')), ['-vf', 'fps=5,scale=640:480', '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1']);
   tt.notOk(args.includes('-stream_loop'), 'loop applies to files only');
-  tt.same(ffmpegArgs({ kind: 'file', path: '/v/a:b.avi' }, { fps: 5, width: 640, height: 480 }, true).slice(5, 10),
+  tt.same(args.slice(args.indexOf('-threads'), args.indexOf('-threads') + 2), ['-threads', '1'], 'one decoding thread per camera');
+  tt.ok(args.indexOf('-threads') < args.indexOf('-i'), 'given as an input (decoder) option');
+  tt.same(ffmpegArgs({ kind: 'file', path: '/v/a:b.avi' }, { fps: 5, width: 640, height: 480 }, true).slice(7, 12),
     ['-re', '-stream_loop', '-1', '-i', 'file:/v/a:b.avi']);
 
   const tail = new StderrTail(200);

@@ -62,10 +62,11 @@ const stopGraceMs = 2000;
 
 /**
  * Frame buffers kept for reuse per camera. Allocating one per frame (1.3 MB at 768×576) made V8 run a full
- * mark-compact several times a second for the external memory alone (docs/decisions.md); a few cover the
- * frames a camera has in the queue, in the detector and held as the last frame.
+ * mark-compact several times a second for the external memory alone (docs/decisions.md). The free list stays
+ * short: frames come back about as fast as new ones need a buffer, and each idle one costs a frame of memory
+ * (2.7 MB at 1280×720), times the cameras.
  */
-const FRAME_POOL = 6;
+const FRAME_POOL = 3;
 
 /**
  * One camera's frames: a supervised ffmpeg child that decodes the stream to raw RGB24 at the configured
