@@ -117,6 +117,13 @@ t.test('preprocess', async (t) => {
   const boxed = lb.run(img(4, 2, Array.from({ length: 24 }, () => 255)));
   close(t, boxed.subarray(0, 16), [0.2, 0.2, 0.2, 0.2, 1, 1, 1, 1, 1, 1, 1, 1, 0.2, 0.2, 0.2, 0.2], 1e-6, 'bilinear letterbox');
   t.same(lb.mapping, { scaleX: 1, scaleY: 1, padX: 0, padY: 1 });
+  // Into a caller's buffer (what the worker detector sends): same values, border included, output untouched.
+  const mine = new Float32Array(48).fill(-7);
+  const before = Float32Array.from(lb.output);
+  t.equal(lb.run(img(4, 2, Array.from({ length: 24 }, (_, i) => (i * 10) % 256)), mine), mine, 'returns the buffer it filled');
+  t.same(Array.from(lb.output), Array.from(before), 'its own output is left as it was');
+  t.same(Array.from(mine), Array.from(lb.run(img(4, 2, Array.from({ length: 24 }, (_, i) => (i * 10) % 256)))), 'the same input as in its own output');
+  t.throws(() => lb.run(img(4, 2, Array.from({ length: 24 }, () => 0)), new Float32Array(47)), /47 floats, the model takes 48/);
 });
 
 t.test('manifest', async (t) => {

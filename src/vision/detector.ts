@@ -389,21 +389,21 @@ class WorkerDetector implements Detector {
   private send(conn: Connection, frame: RgbFrame, timing: DetectTiming | undefined): Promise<Detection[]> {
     if (conn.dead) return Promise.reject(new Error(`the detector worker for model ${this.model.name} is gone; the next frame starts a new one`));
     const t0 = performance.now();
-    let input: Float32Array;
+    const pre = this.pre!;
+    const length = pre.output.length;
+    let buffer = this.pool.pop();
+    while (buffer && buffer.byteLength < length * 4) buffer = this.pool.pop();
+    buffer ??= new ArrayBuffer(length * 4);
     try {
-      input = this.pre!.run(frame);
+      pre.run(frame, new Float32Array(buffer, 0, length));
     } catch (err) {
+      this.recycle(buffer);
       return Promise.reject(err as Error);
     }
-    const length = input.length;
-    let buffer = this.pool.pop();
-    while (buffer && buffer.byteLength < input.byteLength) buffer = this.pool.pop();
-    buffer ??= new ArrayBuffer(input.byteLength);
-    new Float32Array(buffer, 0, length).set(input);
     const preprocessMs = performance.now() - t0;
     const id = this.nextId++;
     const { width, height } = frame;
-    const mapping = this.pre!.mapping;
+    const mapping = pre.mapping;
     return new Promise<Detection[]>((resolve, reject) => {
       conn.pending.set(id, { resolve, reject, timing, preprocessMs });
       if (conn.pending.size === 1) this.arm(conn);

@@ -88,7 +88,8 @@ export type ResizeFilter = 'area' | 'bilinear';
  * Turns RGB24 frames into the model's NCHW float input: resize to the input size (`stretch`, or `letterbox`:
  * aspect kept, centred, borders filled with `pad`), channel order, (v − mean) / std. Buffers and weight
  * tables are kept between calls, so a stream of same-sized frames allocates nothing; `run` returns the same
- * Float32Array every time (valid until the next call) and `mapping` says how to map boxes back.
+ * Float32Array every time (valid until the next call) unless given one to fill, and `mapping` says how to map
+ * boxes back.
  */
 export class Preprocessor {
   readonly output: Float32Array;
@@ -111,6 +112,8 @@ export class Preprocessor {
   private by1: Int32Array = new Int32Array(0);
   private bwy: Float32Array = new Float32Array(0);
   mapping: InputMapping = { scaleX: 1, scaleY: 1, padX: 0, padY: 0 };
+  /** Caller buffers whose letterbox border is filled for the current frame size (`output` has its own). */
+  private bordered = new WeakSet<Float32Array>();
 
   constructor(readonly width: number, readonly height: number, preprocess: Preprocess, readonly filter: ResizeFilter = 'area') {
     this.letterbox = preprocess.resize === 'letterbox';
@@ -130,13 +133,22 @@ export class Preprocessor {
     }
   }
 
-  run(image: RgbImage): Float32Array {
+  /**
+   * Writes the model input for `image` into `out` (default: `output`, which is returned), so a caller can fill
+   * a buffer it is about to hand to another thread without copying it.
+   */
+  run(image: RgbImage, out: Float32Array = this.output): Float32Array {
     const { width: sw, height: sh, data } = image;
     if (data.length < sw * sh * 3) {
       throw new RangeError(`frame of ${sw}x${sh} needs ${sw * sh * 3} bytes of RGB24, got ${data.length}`);
     }
+    if (out.length !== this.output.length) throw new RangeError(`input buffer of ${out.length} floats, the model takes ${this.output.length}`);
     if (sw !== this.srcWidth || sh !== this.srcHeight || !this.xTable || !this.yTable) this.resize(sw, sh);
-    if (this.filter === 'bilinear') return this.runBilinear(data, sw);
+    if (this.letterbox && out !== this.output && !this.bordered.has(out)) {
+      out.set(this.output);
+      this.bordered.add(out);
+    }
+    if (this.filter === 'bilinear') return this.runBilinear(data, sw, out);
     const { padX, padY } = this.mapping;
     const dw = this.xTable!.start.length;
     const dh = this.yTable!.start.length;
@@ -170,7 +182,6 @@ export class Preprocessor {
     // Vertical pass: accumulate weighted rows, then normalise into the three output planes.
     const { start: yStart, count: yCount, taps: yTaps, weights: yWeights } = this.yTable!;
     const acc = this.acc;
-    const out = this.output;
     const plane = this.width * this.height;
     const rowLen = dw * 3;
     const p0 = this.planeOf[0]! * plane;
@@ -199,12 +210,11 @@ export class Preprocessor {
     return out;
   }
 
-  private runBilinear(data: Uint8Array, sw: number): Float32Array {
+  private runBilinear(data: Uint8Array, sw: number, out: Float32Array): Float32Array {
     const { padX, padY } = this.mapping;
     const dw = this.bx0.length;
     const dh = this.by0.length;
     const { bx0, bx1, bwx, by0, by1, bwy } = this;
-    const out = this.output;
     const plane = this.width * this.height;
     const p0 = this.planeOf[0]! * plane;
     const p1 = this.planeOf[1]! * plane;
@@ -262,6 +272,7 @@ export class Preprocessor {
     } else {
       this.rows = new Float32Array(sh * iw * 3);
     }
+    this.bordered = new WeakSet();
     this.srcWidth = sw;
     this.srcHeight = sh;
     this.mapping = { scaleX: iw / sw, scaleY: ih / sh, padX, padY };
