@@ -64,7 +64,7 @@ const stopGraceMs = 2000;
  * Frame buffers kept for reuse per camera. Allocating one per frame (1.3 MB at 768×576) made V8 run a full
  * mark-compact several times a second for the external memory alone (docs/decisions.md). The free list stays
  * short: frames come back about as fast as new ones need a buffer, and each idle one costs a frame of memory
- * (2.7 MB at 1280×720), times the cameras; 3 rather than 2 measured 7 MB more RSS with 4 such cameras.
+ * (2.7 MB at 1280×720), times the cameras: 3 rather than 1 measured 7 MB more mean RSS with 4 such cameras.
  */
 const FRAME_POOL = 2;
 
