@@ -16,7 +16,7 @@
  *    the Outbox's background worker (`checkpoint: 'background'`, what the agent uses; also for the ratio above)
  *    and inline in the committing thread (SQLite's default): each round drains one more backlog inline.
  *
- *   node dist/bench/outbox.js [--events 5000] [--batch 100] [--rounds 5] [--stats-rows 30000]
+ *   node dist/bench/outbox.js [--events 5000] [--batch 100] [--rounds 5] [--stats-rows 30000] [--receive-maximum N]
  *   (or: node --import @tapjs/typescript/import bench/outbox.ts)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -35,6 +35,7 @@ import { startMosquitto } from '../test/helpers/mosquitto.js';
 const { values } = parseArgs({ options: {
   events: { type: 'string', default: '5000' }, batch: { type: 'string', default: '100' }, rounds: { type: 'string', default: '5' },
   'stats-rows': { type: 'string', default: '30000' },
+  'receive-maximum': { type: 'string' },
 } });
 const n = Number(values.events);
 const batchSize = Number(values.batch);
@@ -107,7 +108,9 @@ function statsCost(rows: number): { rows: number; counters: number; recount: num
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'edgepatrol-bench-outbox-'));
-const broker = await startMosquitto();
+// Mosquitto announces its max_inflight_messages (default 20) as the Receive Maximum that sets both windows.
+const receiveMaximum = values['receive-maximum'];
+const broker = await startMosquitto(receiveMaximum === undefined ? {} : { extraConfig: [`max_inflight_messages ${Number(receiveMaximum)}`] });
 let file = 0;
 const nextFile = () => join(dir, `outbox-${file++}.db`);
 
