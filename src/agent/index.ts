@@ -194,7 +194,7 @@ export class Agent {
   }
 
   /**
-   * Runs in the shared inference queue (two frames in flight across all cameras). The frame's buffer goes back
+   * Runs in the shared inference queue (three frames in flight across all cameras). The frame's buffer goes back
    * to its source for reuse once nothing reads it: the detector has copied it into its input by the time
    * `detect` settles; the rules only read it during `evaluate`; the last frame and each event's evidence hold it.
    */
