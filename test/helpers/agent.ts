@@ -105,6 +105,8 @@ export function outboxRows(dataDir: string): { seq: number; id: string; state: s
   if (!existsSync(file)) return [];
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {
+    // The agent creates the file before its first migration commits: until then there is nothing to read.
+    if (!db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'events'").get()) return [];
     return db.prepare('SELECT seq, id, state, payload, evidence_path, evidence_sha256, camera_id FROM events ORDER BY seq').all() as never;
   } finally {
     db.close();
