@@ -133,7 +133,7 @@ async function ratio(): Promise<void> {
   const frames: VideoFrame[] = [];
   for await (const f of readVideoFrames(defaultClip, { fps: 0.5, maxFrames: 30 })) frames.push(f);
   const offered = values.fps === undefined ? '1.5× the raw rate in total' : `${values.fps} fps each`;
-  out(`ratio: agent frame path (motion gating off, queue depth 2, cameras offering ${offered}, vtest.avi 768×576) vs raw session.run, ${threads} threads, ${seconds} s each, node ${process.version}`);
+  out(`ratio: agent frame path (motion gating off, default queue depth, cameras offering ${offered}, vtest.avi 768×576) vs raw session.run, ${threads} threads, ${seconds} s each, node ${process.version}`);
   out('cameras  fps each  raw inf/s (before, after)  agent det/s  skipped/s  ratio');
   for (const n of [1, 2, 4]) {
     const rawBefore = await rawInferencesPerSecond(frames, seconds / 2);

@@ -120,7 +120,7 @@ const healthSchema = z.strictObject({
 const modelSchema = z.strictObject({
   name: z.string().min(1).optional().describe('Model name from models/manifest.json (default: the manifest\'s default model).'),
   threads: wholeNumber().min(1).max(64).default(1).describe('onnxruntime threads for inference, shared by all cameras. 1 leaves the other cores to decoding and preprocessing; more helps only with idle cores (docs/decisions.md).'),
-  queueDepth: wholeNumber().min(1).max(10).default(2).describe('Frames of one camera waiting for the detector at most; when it is behind, the oldest are dropped and counted as skipped.'),
+  queueDepth: wholeNumber().min(1).max(10).default(3).describe('Frames of one camera waiting for the detector at most; when it is behind, the oldest are dropped and counted as skipped. 3 absorbs 1.5 s of delay at 2 fps (docs/decisions.md).'),
   scoreThreshold: fraction('scoreThreshold').default(0.35).describe('Detections below this score are dropped before tracking.'),
 });
 

@@ -69,6 +69,14 @@ const stopGraceMs = 2000;
 const FRAME_POOL = 2;
 
 /**
+ * Frames that completed within one turn of the event loop and are all delivered. Two, not one: ffmpeg's fps
+ * filter sometimes writes two frames back to back (catching up after network jitter), and with one slot the
+ * first was dropped even at 2 fps (0–2 per camera a minute with 16 cameras, docs/decisions.md). More than
+ * two only happens when the loop itself is behind, and then the newest are the ones worth detecting.
+ */
+const PENDING_FRAMES = 2;
+
+/**
  * One camera's frames: a supervised ffmpeg child that decodes the stream to raw RGB24 at the configured
  * size and rate. Any ffmpeg exit is a disconnect (on server loss it exits 0); a last-frame watchdog kills
  * a silent one; restarts back off exponentially with jitter. ffmpeg is started through
@@ -76,8 +84,8 @@ const FRAME_POOL = 2;
  * (docs/decisions.md, "ffmpeg dies with the agent").
  *
  * Each 'frame' carries a fresh buffer the listener may keep. Listeners that fall behind do not build a
- * queue here: a completed frame waits in a single slot until the event loop is free, and a newer one
- * replaces it (counted in stats().dropped).
+ * queue here: completed frames wait in PENDING_FRAMES slots until the event loop is free, and a newer one
+ * replaces the oldest (counted in stats().dropped).
  */
 export class FrameSource extends EventEmitter<FrameSourceEvents> {
   readonly cameraId: string;
@@ -108,7 +116,8 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   /** Frame buffers given back by consumers (`recycle`), reused before allocating: see FRAME_POOL. */
   private readonly free: Buffer[] = [];
   private filled = 0;
-  private pending: RgbFrame | undefined;
+  /** Completed frames not yet delivered, oldest first (at most PENDING_FRAMES). */
+  private pending: RgbFrame[] = [];
   private deliverScheduled: NodeJS.Immediate | undefined;
   private readonly counters: FrameSourceStats = { frames: 0, dropped: 0, spawns: 0 };
 
@@ -177,7 +186,7 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     this.clearStallTimer();
     clearImmediate(this.deliverScheduled);
     this.deliverScheduled = undefined;
-    this.pending = undefined;
+    this.pending = [];
     const child = this.child;
     const exited = this.childExited;
     if (!child || !exited) return;
@@ -275,19 +284,21 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   }
 
   private offer(data: Buffer): void {
-    if (this.pending) {
+    if (this.pending.length >= PENDING_FRAMES) {
       this.counters.dropped++;
-      this.recycle(this.pending.data);
+      this.recycle(this.pending.shift()!.data);
     }
-    this.pending = { width: this.width, height: this.height, data, ts: Date.now() };
-    // Delivered after the current burst of pipe reads: when the loop is behind, only the newest frame goes out.
+    this.pending.push({ width: this.width, height: this.height, data, ts: Date.now() });
+    // Delivered after the current burst of pipe reads: when the loop is behind, only the newest frames go out.
     this.deliverScheduled ??= setImmediate(() => {
       this.deliverScheduled = undefined;
-      const frame = this.pending;
-      this.pending = undefined;
-      if (!frame || !this.running) return;
-      this.counters.frames++;
-      this.emit('frame', frame);
+      const frames = this.pending;
+      this.pending = [];
+      for (const frame of frames) {
+        if (!this.running) return;
+        this.counters.frames++;
+        this.emit('frame', frame);
+      }
     });
   }
 
