@@ -38,7 +38,8 @@ export async function serveDetector(port: MessagePort, init: WorkerInit): Promis
     return;
   }
   const c = core;
-  // session.run is synchronous, so inputs run strictly one after another; the chain only orders the answers.
+  // One input at a time: the core shares its candidates buffer, and onnxruntime-node starts each run from a
+  // setImmediate, so two runs begun from two messages could otherwise interleave their decoding.
   let chain: Promise<unknown> = Promise.resolve();
   port.on('message', (msg: ToWorker) => {
     if (msg.type === 'close') {
