@@ -257,8 +257,9 @@ interface Connection {
 /**
  * The model in a worker thread (node:worker_threads), so an inference never blocks the main thread's event
  * loop (ffmpeg pipes, motion gating, rules, MQTT). Frames are preprocessed here, on the calling thread, into
- * pooled ArrayBuffers that are transferred to the worker and back: with several frames in flight, the next frame's
- * resize overlaps this frame's inference instead of following it in the worker. A worker that crashes, exits or stops answering (`timeoutMs`) has its
+ * pooled ArrayBuffers that are transferred to the worker and back: with several frames in flight, the next
+ * frame's resize overlaps this frame's inference instead of following it in the worker. A worker that crashes,
+ * exits or stops answering (`timeoutMs`) has its
  * frames rejected with an error naming the model, is reported to `onWorkerExit`, and is replaced on the next
  * frame; `close()` lets sent frames finish, then ends the worker.
  */
