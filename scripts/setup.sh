@@ -30,6 +30,11 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+if [[ ! -f build/Release/malloc_tune.node || native/malloc_tune.c -nt build/Release/malloc_tune.node ]]; then
+  say "building the native addon (malloc thresholds, docs/decisions.md)"
+  npm run --silent build:native >/dev/null
+fi
+
 say "building TypeScript"
 npm run --silent build
 

@@ -4,6 +4,7 @@ import { createDecoder, type OutputDecoder } from './decoders.js';
 import {
   expectedOutput, loadManifest, outputFits, readVerifiedModel, resolveModel, ModelError, type Preprocess, type ResolvedModel,
 } from './manifest.js';
+import { tuneMalloc } from './malloc.js';
 import { Candidates, nms } from './nms.js';
 import { Preprocessor, type InputMapping, type ResizeFilter } from './preprocess.js';
 import type { Detection, RgbFrame } from './types.js';
@@ -56,6 +57,8 @@ export async function openModelSession(opts: Pick<DetectorOptions, 'model' | 'mo
  * a model that does not load, lacks the declared input or output, or whose output does not fit its decoder.
  */
 export async function loadModelSession(model: ResolvedModel, threads = 1): Promise<ModelSession> {
+  // Process-wide and idempotent: before the first session, so every inference (worker or not) runs with it.
+  tuneMalloc();
   const bytes = await readVerifiedModel(model);
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
   let session: ort.InferenceSession;

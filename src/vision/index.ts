@@ -13,3 +13,4 @@ export { remapClasses, type ClassMap } from './classes.js';
 export {
   openDetector, openModelSession, loadModelSession, type Detector, type DetectorOptions, type ModelSession,
 } from './detector.js';
+export { tuneMalloc, MALLOC_THRESHOLD_BYTES, type MallocTuning } from './malloc.js';
