@@ -62,11 +62,12 @@ const stopGraceMs = 2000;
 
 /**
  * Frame buffers kept for reuse per camera. Allocating one per frame (1.3 MB at 768×576) made V8 run a full
- * mark-compact several times a second for the external memory alone (docs/decisions.md). The free list stays
- * short: frames come back about as fast as new ones need a buffer, and each idle one costs a frame of memory
- * (2.7 MB at 1280×720), times the cameras: 3 rather than 1 measured 7 MB more mean RSS with 4 such cameras.
+ * mark-compact several times a second for the external memory alone (docs/decisions.md). The list only ever holds
+ * buffers that were in use at once a moment before (a frame being read, two waiting, the queue's and the
+ * detector's), so it costs memory only where a camera's frames pile up: at 79 fps offered to one camera, 2 idle
+ * buffers still left 33 full collections in 22 s, 4 left 16 and 6 left 6; at 2 fps it never holds more than 2–3.
  */
-const FRAME_POOL = 2;
+const FRAME_POOL = 6;
 
 /**
  * Frames that completed within one turn of the event loop and are all delivered. Two, not one: ffmpeg's fps

@@ -232,14 +232,15 @@ export async function openInlineDetector(opts: DetectorOptions = {}): Promise<De
 
 /** After a worker failed to start, frames are refused with that error for this long before trying again. */
 const RESPAWN_PAUSE_MS = 5000;
-/** Transfer buffers kept for reuse: one per frame in flight is enough. */
-const POOL_SIZE = 4;
+/** Input slots made at most (shared memory, one model input each): one per frame in flight, and spares. */
+const MAX_SLOTS = 8;
 
 interface Pending {
   resolve: (d: Detection[]) => void;
   reject: (err: Error) => void;
   timing: DetectTiming | undefined;
   preprocessMs: number;
+  slot: number;
 }
 
 /** One worker thread and the frames sent to it; replaced as a whole when the worker dies. */
@@ -253,6 +254,8 @@ interface Connection {
   watchdog: NodeJS.Timeout | undefined;
   /** Set once the worker is gone or given up on; its frames have been rejected. */
   dead: boolean;
+  /** Input slots this worker has been sent (it keeps them). */
+  slotsSent: Set<number>;
   /** Rejects `ready` (no effect once it settled). */
   failStart: (err: Error) => void;
 }
@@ -260,8 +263,8 @@ interface Connection {
 /**
  * The model in a worker thread (node:worker_threads), so an inference never blocks the main thread's event
  * loop (ffmpeg pipes, motion gating, rules, MQTT). Frames are preprocessed here, on the calling thread, into
- * pooled ArrayBuffers that are transferred to the worker and back: with several frames in flight, the next
- * frame's resize overlaps this frame's inference instead of following it in the worker. A worker that crashes,
+ * shared input slots (see worker-protocol.ts): with several frames in flight, the next frame's resize overlaps
+ * this frame's inference instead of following it in the worker. A worker that crashes,
  * exits or stops answering (`timeoutMs`) has its
  * frames rejected with an error naming the model, is reported to `onWorkerExit`, and is replaced on the next
  * frame; `close()` lets sent frames finish, then ends the worker.
@@ -270,7 +273,9 @@ class WorkerDetector implements Detector {
   model = { name: '', sha256: '' };
   private conn: Connection | null = null;
   private nextId = 1;
-  private readonly pool: ArrayBuffer[] = [];
+  /** Shared input buffers (see worker-protocol.ts), by slot number, and the numbers of those not in use. */
+  private readonly slots: Float32Array[] = [];
+  private readonly freeSlots: number[] = [];
   /** Made when the first worker says what input its model takes. */
   private pre: Preprocessor | undefined;
   private closed = false;
@@ -302,6 +307,7 @@ class WorkerDetector implements Detector {
       last: Promise.resolve(),
       watchdog: undefined,
       dead: false,
+      slotsSent: new Set(),
     };
     // Nobody may await `ready` (a crash after start-up); its rejection is reported through the frames instead.
     conn.ready.catch(() => undefined);
@@ -319,7 +325,7 @@ class WorkerDetector implements Detector {
           return;
         case 'result':
         case 'failed': {
-          this.recycle(msg.buffer);
+          this.freeSlots.push(msg.slot);
           const p = conn.pending.get(msg.id);
           if (!p) return;
           conn.pending.delete(msg.id);
@@ -352,7 +358,11 @@ class WorkerDetector implements Detector {
     const wasReady = conn.isReady;
     conn.isReady = false;
     conn.failStart(err);
-    for (const p of conn.pending.values()) p.reject(err);
+    for (const p of conn.pending.values()) {
+      // Its worker is gone: nothing reads the slot any more.
+      this.freeSlots.push(p.slot);
+      p.reject(err);
+    }
     conn.pending.clear();
     if (wasReady && !this.closed) this.opts.onWorkerExit?.(err);
     void conn.worker.terminate();
@@ -368,8 +378,13 @@ class WorkerDetector implements Detector {
     }, this.timeoutMs);
   }
 
-  private recycle(buffer: ArrayBuffer): void {
-    if (this.pool.length < POOL_SIZE) this.pool.push(buffer);
+  /** A free input slot of `length` floats, made if none is free; undefined when MAX_SLOTS are all in use. */
+  private takeSlot(length: number): number | undefined {
+    const free = this.freeSlots.pop();
+    if (free !== undefined) return free;
+    if (this.slots.length >= MAX_SLOTS) return undefined;
+    this.slots.push(new Float32Array(new SharedArrayBuffer(length * 4)));
+    return this.slots.length - 1;
   }
 
   detect(frame: RgbFrame, timing?: DetectTiming): Promise<Detection[]> {
@@ -395,13 +410,14 @@ class WorkerDetector implements Detector {
     const t0 = performance.now();
     const pre = this.pre!;
     const length = pre.output.length;
-    let buffer = this.pool.pop();
-    while (buffer && buffer.byteLength < length * 4) buffer = this.pool.pop();
-    buffer ??= new ArrayBuffer(length * 4);
+    const slot = this.takeSlot(length);
+    if (slot === undefined) return Promise.reject(new Error(`detector for model ${this.model.name}: more than ${MAX_SLOTS} frames in flight`));
+    const shared = this.slots[slot]!;
     try {
-      pre.run(frame, new Float32Array(buffer, 0, length));
+      // The slot itself, not a view of it: the preprocessor fills a letterbox border once per buffer it knows.
+      pre.run(frame, shared);
     } catch (err) {
-      this.recycle(buffer);
+      this.freeSlots.push(slot);
       return Promise.reject(err as Error);
     }
     const preprocessMs = performance.now() - t0;
@@ -409,10 +425,12 @@ class WorkerDetector implements Detector {
     const { width, height } = frame;
     const mapping = pre.mapping;
     return new Promise<Detection[]>((resolve, reject) => {
-      conn.pending.set(id, { resolve, reject, timing, preprocessMs });
+      conn.pending.set(id, { resolve, reject, timing, preprocessMs, slot });
       if (conn.pending.size === 1) this.arm(conn);
-      const msg: ToWorker = { type: 'detect', id, width, height, mapping, buffer, length };
-      conn.worker.postMessage(msg, [buffer]);
+      const first = !conn.slotsSent.has(slot);
+      conn.slotsSent.add(slot);
+      const msg: ToWorker = { type: 'detect', id, width, height, mapping, slot, length, ...(first && { shared: shared.buffer as SharedArrayBuffer }) };
+      conn.worker.postMessage(msg);
     });
   }
 

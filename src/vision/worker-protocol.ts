@@ -2,8 +2,10 @@
  * Messages between `openDetector` (main thread) and its worker thread, and the worker's side of them. The main
  * thread preprocesses each frame into the model's float input and sends that; the worker runs only the
  * inference core (session.run, decoding, NMS), so the next frame's preprocessing overlaps this frame's inference.
- * Inputs travel as transferred ArrayBuffers (moved, not copied) and come back with the result, so the main
- * thread reuses a few buffers instead of allocating one per frame.
+ * Inputs travel in a few SharedArrayBuffer slots that both threads keep: the main thread writes a slot, the
+ * worker copies it into its own input buffer (onnxruntime-node refuses shared memory) and frees the slot with
+ * the result. Transferred ArrayBuffers, used before, arrived in each thread as new external memory at every
+ * frame, and V8 answered with a full garbage collection of the main thread about every 200 ms (docs/decisions.md).
  */
 import type { MessagePort } from 'node:worker_threads';
 import { openInferenceCore, type DetectorOptions, type DetectTiming } from './detector.js';
@@ -15,19 +17,22 @@ import type { Detection } from './types.js';
 export type WorkerInit = Omit<DetectorOptions, 'timeoutMs' | 'onWorkerExit' | 'workerUrl'>;
 
 export type ToWorker =
-  /** `buffer` holds `length` float32 values: the preprocessed input; `width`/`height` are the frame's. */
-  | { type: 'detect'; id: number; width: number; height: number; mapping: InputMapping; buffer: ArrayBuffer; length: number }
+  /**
+   * Slot `slot` holds `length` float32 values: the preprocessed input; `width`/`height` are the frame's. `shared`
+   * comes with the first use of a slot on this worker, which keeps it.
+   */
+  | { type: 'detect'; id: number; width: number; height: number; mapping: InputMapping; slot: number; shared?: SharedArrayBuffer; length: number }
   | { type: 'close' };
 
 export type FromWorker =
   | { type: 'ready'; name: string; sha256: string; inputWidth: number; inputHeight: number; preprocess: Preprocess }
   | { type: 'init-failed'; message: string; modelError: boolean; file?: string }
-  | { type: 'result'; id: number; detections: Detection[]; timing: DetectTiming; buffer: ArrayBuffer }
-  | { type: 'failed'; id: number; message: string; errorName: string; buffer: ArrayBuffer };
+  | { type: 'result'; id: number; detections: Detection[]; timing: DetectTiming; slot: number }
+  | { type: 'failed'; id: number; message: string; errorName: string; slot: number };
 
 /** Runs the inference core on this (worker) thread and answers `port`, one input at a time, in arrival order. */
 export async function serveDetector(port: MessagePort, init: WorkerInit): Promise<void> {
-  const post = (msg: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(msg, transfer);
+  const post = (msg: FromWorker): void => port.postMessage(msg);
   let core;
   try {
     core = await openInferenceCore(init);
@@ -41,17 +46,26 @@ export async function serveDetector(port: MessagePort, init: WorkerInit): Promis
   // One input at a time: the core shares its candidates buffer, and onnxruntime-node starts each run from a
   // setImmediate, so two runs begun from two messages could otherwise interleave their decoding.
   let chain: Promise<unknown> = Promise.resolve();
+  const slots = new Map<number, SharedArrayBuffer>();
+  let input = new Float32Array(0);
   port.on('message', (msg: ToWorker) => {
     if (msg.type === 'close') {
       port.removeAllListeners('message');
       void chain.then(() => c.release()).finally(() => port.close());
       return;
     }
-    const input = new Float32Array(msg.buffer, 0, msg.length);
+    if (msg.shared) slots.set(msg.slot, msg.shared);
+    const shared = slots.get(msg.slot);
     const timing: DetectTiming = { preprocessMs: 0, inferenceMs: 0, postMs: 0 };
-    chain = chain.then(() => c.infer(input, msg, msg.mapping, timing)).then(
-      (detections) => post({ type: 'result', id: msg.id, detections, timing, buffer: msg.buffer }, [msg.buffer]),
-      (err: Error) => post({ type: 'failed', id: msg.id, message: err.message, errorName: err.name, buffer: msg.buffer }, [msg.buffer]),
+    chain = chain.then(() => {
+      if (!shared) throw new Error(`input slot ${msg.slot} was never sent to this worker`);
+      if (input.length !== msg.length) input = new Float32Array(msg.length);
+      // The slot stays the main thread's to overwrite only once the answer below has been posted.
+      input.set(new Float32Array(shared, 0, msg.length));
+      return c.infer(input, msg, msg.mapping, timing);
+    }).then(
+      (detections) => post({ type: 'result', id: msg.id, detections, timing, slot: msg.slot }),
+      (err: Error) => post({ type: 'failed', id: msg.id, message: err.message, errorName: err.name, slot: msg.slot }),
     );
   });
   post({ type: 'ready', name: c.model.name, sha256: c.model.spec.sha256, inputWidth: c.inputWidth, inputHeight: c.inputHeight, preprocess: c.preprocess });
