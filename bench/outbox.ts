@@ -16,9 +16,7 @@
  *    the Outbox's background worker (`checkpoint: 'background'`, what the agent uses; also for the ratio above)
  *    and inline in the committing thread (SQLite's default): each round drains one more backlog inline.
  *
- *  - the Uplink reads rows on the Outbox's reader thread, as the agent does (`--reads inline`: on the main thread).
- *
- *   node dist/bench/outbox.js [--events 5000] [--batch 100] [--rounds 5] [--stats-rows 30000] [--receive-maximum N] [--reads background|inline]
+ *   node dist/bench/outbox.js [--events 5000] [--batch 100] [--rounds 5] [--stats-rows 30000] [--receive-maximum N]
  *   (or: node --import @tapjs/typescript/import bench/outbox.ts)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -38,9 +36,7 @@ const { values } = parseArgs({ options: {
   events: { type: 'string', default: '5000' }, batch: { type: 'string', default: '100' }, rounds: { type: 'string', default: '5' },
   'stats-rows': { type: 'string', default: '30000' },
   'receive-maximum': { type: 'string' },
-  reads: { type: 'string', default: 'background' },
 } });
-const reads = values.reads === 'inline' ? 'inline' : 'background';
 const n = Number(values.events);
 const batchSize = Number(values.batch);
 const rounds = Number(values.rounds);
@@ -73,7 +69,7 @@ function median(xs: number[]): number {
 
 /** A fresh outbox holding `count` pending events, enqueued with addMany; returns it with its enqueue rate. */
 function backlog(file: string, count: number, checkpoint: 'background' | 'inline' = 'background'): { outbox: Outbox; rate: number } {
-  const outbox = Outbox.open(file, { checkpoint, reads });
+  const outbox = Outbox.open(file, { checkpoint });
   const all = events(count);
   const t0 = performance.now();
   for (let i = 0; i < count; i += batchSize) outbox.addMany(all.slice(i, i + batchSize), (e, seq) => payload(e.id, seq));
@@ -211,7 +207,7 @@ try {
   console.log(`outbox bench: ${n} events of ~${bytes} bytes, ${rounds} rounds, WAL + synchronous=FULL for adds (every add/addMany commit fsynced), ${tmpdir()}`);
   console.log(`  enqueue, addMany batches of ${batchSize}: ${Math.round(median(enqueue))} events/s median   (rounds: ${list(enqueue)}; target ≥ 5000)`);
   console.log(`  enqueue, one add per event:         ${Math.round(singleRate)} events/s   (one fsync each, for reference)`);
-  console.log(`  drain through the Uplink:           ${Math.round(median(drains))} events/s median   (rounds: ${list(drains)}; window ${window}, every PUBACK recorded in the outbox, rows read ${reads === 'background' ? 'on the reader thread' : 'on the main thread'})`);
+  console.log(`  drain through the Uplink:           ${Math.round(median(drains))} events/s median   (rounds: ${list(drains)}; window ${window}, every PUBACK recorded in the outbox)`);
   console.log(`  raw mqtt.js QoS 1 loop:             ${Math.round(median(raws))} events/s median   (rounds: ${list(raws)}; ${window} in flight, nothing recorded)`);
   console.log(`  drain / raw, per round:             ${ratios.map((x) => x.toFixed(2)).join(', ')}`);
   console.log(`  drain / raw, median:                ${median(ratios).toFixed(2)}   (target ≥ 0.8)`);

@@ -105,10 +105,6 @@ export class Agent {
       confirmTimeoutMs: o.confirmTimeoutSeconds * 1000,
       alerts: { prefix: config.mqtt.prefix, gatewayId: config.gateway.id },
       onCorrupt: 'move-aside',
-      // WAL checkpoints and the uplink's row reads on worker threads, beside the frame path and the publishing
-      // rather than inside them (docs/decisions.md).
-      checkpoint: 'background',
-      reads: 'background',
     });
     this.uplink = new Uplink({
       url: config.mqtt.url,

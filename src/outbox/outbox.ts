@@ -7,7 +7,6 @@ import { v7 as uuidv7 } from 'uuid';
 import { migrations } from './migrations.js';
 import { ALERT_SCHEMA_ID, type AlertKind, type AlertPayload } from './alert.js';
 import type { CheckpointerInit } from './checkpointer.js';
-import type { FromReader, ReaderInit, ToReader } from './reader.js';
 
 export type Priority = 'high' | 'normal' | 'low';
 /** Eviction order: low goes first. */
@@ -121,12 +120,6 @@ export interface OutboxOptions {
    * durable once its WAL frames are synced.
    */
   checkpoint?: 'background' | 'inline';
-  /**
-   * Where `outgoingAsync` runs its query: inline (default), on the calling thread; background, on a worker
-   * thread's read-only connection (the agent's choice: the uplink's drain spent about a fifth of the main
-   * thread in these reads, docs/decisions.md). Not the default for the same reason as `checkpoint`.
-   */
-  reads?: 'background' | 'inline';
   /** Clock, for tests. */
   now?: () => number;
 }
@@ -230,11 +223,6 @@ export class Outbox {
   private unlinkAfterCommit: string[] = [];
   private lastAlertAt = -Infinity;
   private checkpointer: Worker | undefined;
-  /** The uplink's read: stored pending or sent above the watermark, exactly the unacknowledged rows, through events_unsent. */
-  private readonly outgoingSql = `SELECT ${outgoingColumns} FROM event_rows WHERE state IN ('pending', 'sent') AND seq > max(?, ${W}) ORDER BY seq LIMIT ?`;
-  private reader: Worker | undefined;
-  private readonly reads = new Map<number, { resolve: (rows: OutgoingRow[]) => void; reject: (err: Error) => void }>();
-  private nextReadId = 1;
 
   private constructor(db: Database.Database, file: string, opts: OutboxOptions) {
     this.db = db;
@@ -258,7 +246,7 @@ export class Outbox {
       setPayload: p('UPDATE event_rows SET payload = ?, bytes = ? WHERE seq = ?'),
       // Stored pending or sent above the watermark: exactly the unacknowledged rows, read through events_unsent.
       unsent: p(`SELECT ${rowColumns} FROM event_rows WHERE state IN ('pending', 'sent') AND seq > max(?, ${W}) ORDER BY seq LIMIT ?`),
-      outgoing: p(this.outgoingSql),
+      outgoing: p(`SELECT ${outgoingColumns} FROM event_rows WHERE state IN ('pending', 'sent') AND seq > max(?, ${W}) ORDER BY seq LIMIT ?`),
       ack: p(`UPDATE event_rows SET state = 'acked', acked_at = ? WHERE seq = ? AND state IN ('pending', 'sent') AND seq > ${W}`),
       confirm: p(`UPDATE event_rows SET state = 'confirmed', confirmed_at = ?,
         acked_at = coalesce(acked_at, (SELECT at FROM acks WHERE up_to >= event_rows.seq ORDER BY up_to LIMIT 1), ?) WHERE id = ? AND state != 'confirmed'`),
@@ -349,7 +337,6 @@ export class Outbox {
       // broker-mode watermark acked are written out and the watermark stays at 0 while in service mode.
       if (outbox.delivery === 'service') outbox.transaction(() => outbox.lowerWatermark(0));
       if (opts.checkpoint === 'background') outbox.startCheckpointer();
-      if (opts.reads === 'background') outbox.startReader();
       opts.log?.info({ file, schema: migrations.length, migratedFrom: from, ...outbox.stats() }, 'outbox open');
       return outbox;
     } catch (err) {
@@ -510,26 +497,6 @@ export class Outbox {
   /** The uplink's read: `pending(limit, afterSeq)` with only the columns a publish needs. */
   outgoing(limit: number, afterSeq = 0): OutgoingRow[] {
     return this.st.outgoing!.all(afterSeq, limit) as OutgoingRow[];
-  }
-
-  /**
-   * `outgoing`, run on the background reader when there is one (option `reads`), else here. Its rows are those
-   * committed when the query ran, which may be a moment before the promise settles.
-   */
-  outgoingAsync(limit: number, afterSeq = 0): Promise<OutgoingRow[]> {
-    const reader = this.reader;
-    if (!reader) {
-      try {
-        return Promise.resolve(this.outgoing(limit, afterSeq));
-      } catch (err) {
-        return Promise.reject(err as Error);
-      }
-    }
-    const id = this.nextReadId++;
-    return new Promise((resolve, reject) => {
-      this.reads.set(id, { resolve, reject });
-      reader.postMessage({ type: 'read', id, afterSeq, limit } satisfies ToReader);
-    });
   }
 
   /** Records that rows were handed to MQTT (state sent, attempts + 1): a row with attempts > 1 went out more than once. */
@@ -730,7 +697,6 @@ export class Outbox {
     const checkpointer = this.checkpointer;
     this.checkpointer = undefined;
     checkpointer?.postMessage('stop');
-    this.stopReader(new OutboxError(`outbox ${this.file} is closed`, this.file));
     this.db.close();
     this.log?.info({ file: this.file }, 'outbox closed');
   }
@@ -754,36 +720,6 @@ export class Outbox {
     };
     worker.on('error', (err) => fallBack(message(err)));
     worker.on('exit', (code) => fallBack(`worker exited with code ${code}`));
-  }
-
-  /** Moves `outgoingAsync` to a worker thread; if it fails, reads come back to this thread. */
-  private startReader(): void {
-    const url = new URL(import.meta.url.endsWith('.ts') ? './reader.ts' : './reader.js', import.meta.url);
-    const worker = new Worker(url, { workerData: { file: this.file, sql: this.outgoingSql } satisfies ReaderInit });
-    // Idle unless asked: it must not keep a process alive that is otherwise done.
-    worker.unref();
-    this.reader = worker;
-    worker.on('message', (msg: FromReader) => {
-      const read = this.reads.get(msg.id);
-      this.reads.delete(msg.id);
-      read?.resolve(msg.rows as OutgoingRow[]);
-    });
-    const fallBack = (why: string) => {
-      if (this.reader !== worker) return;
-      this.log?.warn({ file: this.file, why }, `outbox ${this.file}: background reads stopped (${why}); reading on the main thread again`);
-      this.stopReader(new OutboxError(`outbox ${this.file}: the background reader stopped (${why})`, this.file));
-    };
-    worker.on('error', (err) => fallBack(message(err)));
-    worker.on('exit', (code) => fallBack(`worker exited with code ${code}`));
-  }
-
-  /** Ends the reader (if any); reads it had not answered fail with `err`, and later ones run on this thread. */
-  private stopReader(err: Error): void {
-    const reader = this.reader;
-    this.reader = undefined;
-    reader?.postMessage({ type: 'stop' } satisfies ToReader);
-    for (const read of this.reads.values()) read.reject(err);
-    this.reads.clear();
   }
 
   /** Writes an alert row (high priority, its own stream, outside the byte cap), when alerts are configured. */

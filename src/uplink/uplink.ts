@@ -114,19 +114,8 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   private stopping: Promise<void> | undefined;
   /** Bumped on every connect and close, so a late callback from an old connection does not touch the window. */
   private generation = 0;
-  /** Highest seq taken into the queue on the current connection: the drain publishes unacknowledged rows after it. */
+  /** Highest seq read on the current connection: the drain reads unacknowledged rows after it. */
   private cursor = 0;
-  /**
-   * Rows read ahead of the queue (`Outbox.outgoingAsync`, on the outbox's reader thread in the agent), all after
-   * `cursor`; `readCursor` is the last seq read. `readGeneration` is bumped whenever the drain goes back (a
-   * reconnect, a retry, a re-scan), so a read answered after that is dropped rather than queued.
-   */
-  private readAhead: OutgoingRow[] = [];
-  private readCursor = 0;
-  private reading = false;
-  /** Rows may have been added while a read was under way (notify()): an empty answer is then not the end. */
-  private readAgain = false;
-  private readGeneration = 0;
   private inFlight = 0;
   private inFlightBytes = 0;
   private window: number;
@@ -330,21 +319,13 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   }
 
   private resetDrain(): void {
-    this.rewind(0);
+    this.cursor = 0;
     this.inFlight = 0;
     this.inFlightBytes = 0;
     this.queue = [];
     this.rows.clear();
     this.rewindTo = Infinity;
     this.stopClaims();
-  }
-
-  /** Publishing and reading start over after `seq`: rows read ahead of it are dropped, reads in progress ignored. */
-  private rewind(seq: number): void {
-    this.cursor = seq;
-    this.readCursor = seq;
-    this.readAhead = [];
-    this.readGeneration++;
   }
 
   /** The drain reads from the watermark on (cursor 0), so every unacknowledged row it passes will be read. */
@@ -393,11 +374,11 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       // Rows set back to pending behind the cursor (a service-ack timeout, `edgepatrol outbox replay`) are
       // found by starting over when the drain is idle.
       if (this.inFlight === 0 && this.queue.length === 0 && !this.retryTimer) {
-        this.rewind(0);
+        this.cursor = 0;
         this.startClaims();
       } else if (requeued > 0) {
         // Rows went back to pending behind rows in flight: no claim can cover them until the drain is idle again.
-        this.rewind(0);
+        this.cursor = 0;
         this.stopClaims();
       }
     } catch (err) {
@@ -425,7 +406,11 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     if (!client || !this.connected || this.stopping) return;
     try {
       while (this.inFlight < this.window) {
-        if (this.queue.length === 0 && !this.readRows()) return;
+        if (this.queue.length === 0 && !this.readRows()) {
+          // Nothing left to send: record the PUBACKs now rather than at the end of the batching interval.
+          if (this.inFlight === 0) this.flushAcks();
+          return;
+        }
         const next = this.queue[0]!;
         // One message may exceed the byte budget on its own; it then goes out alone.
         if (this.inFlight > 0 && this.inFlightBytes + next.bytes > this.maxInFlightBytes) return;
@@ -439,18 +424,12 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     }
   }
 
-  /**
-   * Moves the next rows read ahead into the queue; false when none are there yet (a read is then under way, and
-   * pump() runs again when it answers, or there are no more rows until notify()).
-   */
+  /** Reads the next unacknowledged rows into the queue; false when there are none. */
   private readRows(): boolean {
     if (this.inFlightBytes >= this.maxInFlightBytes) return false;
-    if (this.readAhead.length === 0) {
-      this.readMore();
-      return false;
-    }
-    // A full window of rows at a time: the queue holds at most one window of rows.
-    const rows = this.readAhead.splice(0, this.window);
+    // A full window of rows at a time: fewer, larger reads; the queue holds at most one window of rows.
+    const rows = this.opts.outbox.outgoing(this.window, this.cursor);
+    if (rows.length === 0) return false;
     for (const row of rows) {
       this.sentBatch.push(row.seq);
       if (row.attempts === 0) this.firstSends.add(row.seq);
@@ -461,38 +440,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       this.queue.push(...messages);
     }
     this.scheduleFlush();
-    // The next rows are read while these are published.
-    if (this.readAhead.length < this.window) this.readMore();
     return true;
-  }
-
-  /** Reads up to two windows of rows after readCursor into readAhead, one read at a time. */
-  private readMore(): void {
-    if (this.reading) {
-      this.readAgain = true;
-      return;
-    }
-    this.reading = true;
-    this.readAgain = false;
-    const generation = this.readGeneration;
-    this.opts.outbox.outgoingAsync(2 * this.window, this.readCursor).then((rows) => {
-      this.reading = false;
-      if (generation !== this.readGeneration) return this.pump();
-      if (rows.length === 0) {
-        if (this.readAgain) return this.pump();
-        // Nothing left to send: record the PUBACKs now rather than at the end of the batching interval.
-        if (this.inFlight === 0 && this.queue.length === 0) this.flushAcks();
-        return;
-      }
-      this.readCursor = rows[rows.length - 1]!.seq;
-      this.readAhead.push(...rows);
-      this.pump();
-    }, (err: unknown) => {
-      this.reading = false;
-      if (generation !== this.readGeneration || this.stopping) return;
-      this.log.error({ err: message(err), file: this.opts.outbox.file }, 'cannot read the outbox; retrying');
-      this.scheduleRetry(this.cursor + 1);
-    });
   }
 
   /** The event JSON, then its evidence image in parts that fit the broker's maximum packet size. */
@@ -625,7 +573,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     this.rewindTo = Math.min(this.rewindTo, seq - 1);
     this.retryTimer ??= setTimeout(() => {
       this.retryTimer = undefined;
-      this.rewind(Math.min(this.cursor, this.rewindTo));
+      this.cursor = Math.min(this.cursor, this.rewindTo);
       this.rewindTo = Infinity;
       // Messages already queued belong to rows after the rewind point; they are read again from the outbox.
       this.queue = [];
