@@ -105,6 +105,8 @@ export class Agent {
       confirmTimeoutMs: o.confirmTimeoutSeconds * 1000,
       alerts: { prefix: config.mqtt.prefix, gatewayId: config.gateway.id },
       onCorrupt: 'move-aside',
+      // WAL checkpoints on a worker thread, beside the frame path rather than inside a commit (docs/delivery.md).
+      checkpoint: 'background',
     });
     this.uplink = new Uplink({
       url: config.mqtt.url,
