@@ -8,11 +8,11 @@
  *
  *   ratio     end-to-end detections/s of the agent's frame path (ffmpeg → motion gate off → shared queue →
  *             detector → rules) with 1, 2 and 4 cameras ÷ raw onnxruntime inferences/s on the same frames and
- *             threads, raw runs before and after each agent run. The cameras together offer 1.5× the raw rate
- *             measured just before (detection-bound without decoding frames only to drop them), or `--fps`
+ *             threads, raw runs before and after each agent run. The cameras together offer `--offer` (1.5) × the
+ *             raw rate measured just before (detection-bound without decoding frames only to drop them), or `--fps`
  *             each (30 saturates: ffmpeg then decodes far more than is detected, on the same 2 cores).
  *             Raw and agent runs alternate, `--rounds` agent runs per camera count; the median ratio is printed.
- *                                                  [--seconds 12] [--rounds 3] [--threads 1] [--fps N]
+ *                                      [--seconds 12] [--rounds 3] [--threads 1] [--offer 1.5 | --fps N]
  *   gating    detector calls ÷ decoded frames on a still scene (a frame of vtest.avi looped), and on vtest.avi
  *             the tracks and dwell/presence hits with gating vs without (recall).  [--seconds 60]
  *   capacity  N cameras of vtest.avi scaled to 640×360 H.264 at 10 fps over RTSP, detect at 2 fps: detect fps,
@@ -47,6 +47,7 @@ const { values, positionals } = parseArgs({
     cameras: { type: 'string' },
     fps: { type: 'string' },
     rounds: { type: 'string' },
+    offer: { type: 'string' },
   },
 });
 const mode = positionals[0] ?? 'ratio';
@@ -135,7 +136,8 @@ async function ratio(): Promise<void> {
   const rounds = Number(values.rounds ?? 3);
   const frames: VideoFrame[] = [];
   for await (const f of readVideoFrames(defaultClip, { fps: 0.5, maxFrames: 30 })) frames.push(f);
-  const offered = values.fps === undefined ? '1.5× the raw rate in total' : `${values.fps} fps each`;
+  const offer = Number(values.offer ?? 1.5);
+  const offered = values.fps === undefined ? `${offer}× the raw rate in total` : `${values.fps} fps each`;
   out(`ratio: agent frame path (motion gating off, default queue depth, cameras offering ${offered}, vtest.avi 768×576) vs raw session.run, ${threads} threads, agent runs of ${seconds} s between raw runs of ${seconds / 2} s, ${rounds} rounds per camera count, node ${process.version}`);
   out('cameras  round  fps each  raw inf/s (before, after)  agent det/s  skipped/s  ratio');
   const medians: string[] = [];
@@ -143,7 +145,7 @@ async function ratio(): Promise<void> {
     // raw, agent, raw, agent, raw …: each agent run is compared with the raw runs just before and after it, and
     // the median of the rounds is the figure: raw alone moved by up to ±30 % within a minute on this shared VM.
     let rawBefore = await rawInferencesPerSecond(frames, seconds / 2);
-    const fps = values.fps === undefined ? Math.max(1, Math.ceil((1.5 * rawBefore) / n)) : Number(values.fps);
+    const fps = values.fps === undefined ? Math.max(1, Math.ceil((offer * rawBefore) / n)) : Number(values.fps);
     const cams = Array.from({ length: n }, (_, i) => ({
       id: `cam-${i + 1}`, source: { file: defaultClip, loop: true }, detect: { fps: Math.min(fps, 30), width: 768, height: 576 }, motion: { enabled: false },
     }));
