@@ -301,16 +301,9 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     while (offset < chunk.length) {
       const n = Math.min(chunk.length - offset, this.frameBytes - this.filled);
       chunk.copy(this.assembling, this.filled, offset, offset + n);
-      this.filled += n;
       offset += n;
-      if (this.filled === this.frameBytes) {
-        this.offer(this.assembling);
-        this.assembling = this.free.pop() ?? Buffer.allocUnsafe(this.frameBytes);
-        this.filled = 0;
-        completed = true;
-      }
+      if (this.filledBy(n)) completed = true;
     }
-    if (completed) this.lastProgressAt = Date.now();
     return completed;
   }
 
