@@ -264,10 +264,9 @@ interface Connection {
  * The model in a worker thread (node:worker_threads), so an inference never blocks the main thread's event
  * loop (ffmpeg pipes, motion gating, rules, MQTT). Frames are preprocessed here, on the calling thread, into
  * shared input slots (see worker-protocol.ts): with several frames in flight, the next frame's resize overlaps
- * this frame's inference instead of following it in the worker. A worker that crashes,
- * exits or stops answering (`timeoutMs`) has its
- * frames rejected with an error naming the model, is reported to `onWorkerExit`, and is replaced on the next
- * frame; `close()` lets sent frames finish, then ends the worker.
+ * this frame's inference instead of following it in the worker. A worker that crashes, exits or stops answering
+ * (`timeoutMs`) has its frames rejected with an error naming the model, is reported to `onWorkerExit`, and is
+ * replaced on the next frame; `close()` lets sent frames finish, then ends the worker.
  */
 class WorkerDetector implements Detector {
   model = { name: '', sha256: '' };

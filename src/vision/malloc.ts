@@ -1,7 +1,6 @@
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { projectRoot } from '../version.js';
 
 /**
  * glibc's malloc mmap and trim thresholds for the agent process, bytes. With the defaults (dynamic, from
@@ -16,24 +15,17 @@ export type MallocTuning = { tuned: true } | { tuned: false; reason: string };
 
 let result: MallocTuning | undefined;
 
-/** The repository (or installed package) root: the nearest folder above this file holding package.json. */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
-  return dir;
-}
-
 /**
  * Sets the thresholds once per process through the project's native addon (native/malloc_tune.c, built by
  * `npm ci` or `npm run build:native`), unless the environment has EDGEPATROL_MALLOC_TUNING=off; later calls return
- * the first result. Never throws: without the addon
- * (not built, or not glibc) the agent works, with slower inference, and the result says why.
+ * the first result. Never throws: without the addon (not built, or not glibc) the agent works, with slower
+ * inference, and the result says why.
  */
 export function tuneMalloc(): MallocTuning {
   if (result) return result;
   // An operator's way out should a platform misbehave with it, and the benchmark's baseline.
   if (process.env.EDGEPATROL_MALLOC_TUNING === 'off') return (result = { tuned: false, reason: 'switched off by EDGEPATROL_MALLOC_TUNING=off' });
-  const addon = join(packageRoot(), 'build', 'Release', 'malloc_tune.node');
+  const addon = join(projectRoot, 'build', 'Release', 'malloc_tune.node');
   try {
     const { tune } = createRequire(import.meta.url)(addon) as { tune: (mmapThreshold: number, trimThreshold: number) => boolean };
     result = tune(MALLOC_THRESHOLD_BYTES, MALLOC_THRESHOLD_BYTES)
