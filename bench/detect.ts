@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import {
-  Candidates, defaultModelsDir, iou, nms, openDetector, openModelSession, Preprocessor,
+  Candidates, defaultModelsDir, iou, nativePreprocess, nms, openDetector, openModelSession, Preprocessor,
   type Detection, type Preprocess,
 } from '../src/vision/index.js';
 import { openInlineDetector, type Detector } from '../src/vision/detector.js';
@@ -88,6 +88,7 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
   const { input, output } = model.spec;
   const pre = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess);
   const bilinear = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess, 'bilinear');
+  const bilinearJs = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess, 'bilinear', false);
   const tensors = frames.map((f) => new ort.Tensor('float32', pre.run(f).slice(), [...input.shape]));
   const outputs: Float32Array[] = [];
   for (const t of tensors) outputs.push((await session.run({ [input.name]: t }))[output.name]!.data as Float32Array);
@@ -99,6 +100,7 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
   const runMs: number[] = [];
   const decodeMs: number[] = [];
   const bilinearMs: number[] = [];
+  const bilinearJsMs: number[] = [];
   const workerMs: number[] = [];
   const inlineMs: number[] = [];
   let workerTurns = 0;
@@ -110,6 +112,7 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
     inlineTurns += await timeDetector(inline, frames, inlineMs);
     await time(frames, (f) => pre.run(f), preMs);
     await time(frames, (f) => bilinear.run(f), bilinearMs);
+    await time(frames, (f) => bilinearJs.run(f), bilinearJsMs);
     await time(outputs, (o) => nms(decode(o, 0.35, cand), 0.5, 100), decodeMs);
   }
   await session.release();
@@ -123,7 +126,8 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
   );
   const rows: [string, number[]][] = [
     ['preprocess, area resize', preMs],
-    ['preprocess, bilinear resize', bilinearMs],
+    [`preprocess, bilinear resize${bilinear.native ? ' (C)' : ` (JS: ${(nativePreprocess() as { reason: string }).reason})`}`, bilinearMs],
+    ['preprocess, bilinear resize in JavaScript', bilinearJsMs],
     ['onnxruntime session.run (raw)', runMs],
     ['decode + NMS', decodeMs],
     ['detect(), worker thread', workerMs],
@@ -134,6 +138,7 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
   process.stdout.write(`${'raw / detect(), worker thread'.padEnd(46)}${(median(runMs) / median(workerMs)).toFixed(3).padStart(10)}${(mean(runMs) / mean(workerMs)).toFixed(3).padStart(10)}\n`);
   process.stdout.write(`${'raw / detect(), same thread'.padEnd(46)}${(median(runMs) / median(inlineMs)).toFixed(3).padStart(10)}${(mean(runMs) / mean(inlineMs)).toFixed(3).padStart(10)}\n`);
   process.stdout.write(`${'area / bilinear preprocess'.padEnd(46)}${(median(preMs) / median(bilinearMs)).toFixed(3).padStart(10)}${(mean(preMs) / mean(bilinearMs)).toFixed(3).padStart(10)}\n`);
+  process.stdout.write(`${'bilinear preprocess, JavaScript / C'.padEnd(46)}${(median(bilinearJsMs) / median(bilinearMs)).toFixed(3).padStart(10)}${(mean(bilinearJsMs) / mean(bilinearMs)).toFixed(3).padStart(10)}\n`);
   const n = rounds * frames.length;
   process.stdout.write(`1 ms timer ticks per frame while detecting: worker thread ${(workerTurns / n).toFixed(1)}, same thread ${(inlineTurns / n).toFixed(1)}\n`);
 }

@@ -30,8 +30,12 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-if [[ ! -f build/Release/malloc_tune.node || native/malloc_tune.c -nt build/Release/malloc_tune.node ]]; then
-  say "building the native addon (malloc thresholds, docs/decisions.md)"
+stale=0
+for addon in malloc_tune preprocess; do
+  if [[ ! -f build/Release/$addon.node || native/$addon.c -nt build/Release/$addon.node || binding.gyp -nt build/Release/$addon.node ]]; then stale=1; fi
+done
+if (( stale )); then
+  say "building the native addons (malloc thresholds, preprocessing; docs/decisions.md)"
   npm run --silent build:native >/dev/null
 fi
 

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { backoffDelay } from '../src/ingest/backoff.js';
-import { ffmpegArgs, parseInput, StderrTail } from '../src/ingest/ffmpeg.js';
+import { ffmpegArgs, parseInput, rateFilter, StderrTail } from '../src/ingest/ffmpeg.js';
 import { FrameSource, type FrameSourceOptions, type SourceState, type StreamState } from '../src/ingest/index.js';
 import { createLogger } from '../src/log.js';
 import type { RgbFrame } from '../src/vision/types.js';
@@ -87,7 +87,7 @@ t.test('pure parts: input kinds, arguments, reasons, backoff', async (tt) => {
   tt.same(parseInput('c', 'clips/a b.avi'), { kind: 'file', path: join(process.cwd(), 'clips/a b.avi') });
   tt.throws(() => parseInput('gate-3', 'http://x/y.mjpg'), /gate-3.*http:\/\//);
   const args = ffmpegArgs(rtsp, { fps: 5, width: 640, height: 480 }, true);
-  tt.same(args.slice(args.indexOf('-vf')), ['-vf', 'fps=5,scale=640:480', '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1']);
+  tt.same(args.slice(args.indexOf('-vf')), ['-vf', `${rateFilter(5)},scale=640:480`, '-fps_mode', 'passthrough', '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1']);
   tt.notOk(args.includes('-stream_loop'), 'loop applies to files only');
   tt.same(args.slice(args.indexOf('-threads'), args.indexOf('-threads') + 2), ['-threads', '1'], 'one decoding thread per camera');
   tt.ok(args.indexOf('-threads') < args.indexOf('-i'), 'given as an input (decoder) option');
@@ -125,6 +125,47 @@ t.test('file source: exact frames at about the configured rate, looping past the
   await src.stop();
   tt.ok(exited(pid), 'stop() leaves no ffmpeg');
   tt.equal(src.pid, undefined);
+});
+
+/** Frames of a file camera until it ends. */
+async function allFrames(tt: Test, opts: Partial<FrameSourceOptions> & { url: string }): Promise<RgbFrame[]> {
+  const { src, frames } = source(tt, opts);
+  src.start();
+  const s = await nextState(src, ['ended', 'failed', 'backoff'], 20_000);
+  tt.equal(s.state, 'ended', `${opts.url} played to its end`);
+  return frames;
+}
+
+t.test('a camera slower than the detect rate, or with jittering timestamps, gives each of its frames once', async (tt) => {
+  const count = (file: string): number => {
+    const r = spawnSync('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', file], { encoding: 'utf8' });
+    return Number(r.stdout.trim());
+  };
+  const inClip = count(shortClip);
+  tt.equal(inClip, 20, 'the 2 s clip has 20 frames at 10 fps');
+  // ffmpeg's fps filter would repeat each frame to make 25 fps: 50 frames, 30 of them copies.
+  const slow = await allFrames(tt, { url: shortClip, fps: 25 });
+  tt.equal(slow.length, inClip, 'every frame once at fps 25');
+  const repeats = slow.slice(1).filter((f, i) => f.data.equals(slow[i]!.data)).length;
+  tt.equal(repeats, 0, 'no frame is a copy of the one before');
+
+  // The same 10 fps with each timestamp moved by up to ±4 ms (a camera stamping frames by its clock), in a
+  // container with millisecond timestamps: flooring to 100 ms slots would put some frames in their
+  // predecessor's slot and drop them.
+  const jittered = join(work, 'jittered.mkv');
+  const enc = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-i', shortClip,
+    '-vf', "settb=1/1000,setpts='(N/10+if(mod(N,2),-1,1)*0.004)/TB'", '-fps_mode', 'passthrough', '-enc_time_base', '1:1000', '-c:v', 'libx264', '-preset', 'ultrafast', jittered], { encoding: 'utf8' });
+  tt.equal(enc.status, 0, enc.stderr);
+  tt.equal(count(jittered), inClip);
+  const pts = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', jittered], { encoding: 'utf8' }).stdout;
+  tt.same(pts.split('\n').slice(0, 3).map(Number), [0.004, 0.096, 0.204], 'the clip carries the jitter');
+  const exact = await allFrames(tt, { url: jittered, fps: 10 });
+  tt.equal(exact.length, inClip, 'every frame kept at fps 10');
+
+  // Faster than the detect rate, frames are dropped to it: 2 s of 10 fps at 5 is 10 frames, or 11 when both
+  // the first and the last frame start a slot.
+  const halved = await allFrames(tt, { url: shortClip, fps: 5 });
+  tt.ok(halved.length >= 10 && halved.length <= 11, `every other frame at fps 5 (${halved.length})`);
 });
 
 t.test('recycled frame buffers carry later frames; a buffer given back twice or of another size is refused', async (tt) => {

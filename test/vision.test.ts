@@ -1,9 +1,14 @@
 import t, { type Test } from 'tap';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Candidates, decodeNanodet, iou, loadManifest, ModelError, nanodetCellCount, nms, Preprocessor, readVerifiedModel, resolveModel, type NanodetLayout } from '../src/vision/index.js';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Candidates, decodeNanodet, iou, loadManifest, ModelError, nanodetCellCount, nativePreprocess, nms, Preprocessor, readVerifiedModel, resolveModel, type NanodetLayout } from '../src/vision/index.js';
+import type { Preprocess } from '../src/vision/manifest.js';
+import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
+import { defaultClip } from './helpers/rtsp.js';
 import { drawLabel, drawRect, drawText, textSize, type Canvas } from '../src/evidence/draw.js';
 
 const close = (t: Test, got: ArrayLike<number>, want: number[], eps = 1e-4, msg = ''): void => {
@@ -194,4 +199,53 @@ t.test('draw', async (t) => {
   const lab = canvas(30, 30);
   t.same(drawLabel(lab, 25, 5, 'ab', { color: [0, 0, 0], background: [0, 255, 0], padding: 1 }), [17, 5, 30, 15],
     'no room above → placed below the anchor, pushed left to stay inside');
+});
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The default model's preprocessing (upstream NanoDet: BGR, mean/std). */
+const nanodet: Preprocess = { resize: 'stretch', channels: 'bgr', mean: [103.53, 116.28, 123.675], std: [57.375, 57.12, 58.395] };
+
+t.test('bilinear preprocessing in C gives the JavaScript loop\'s input', async (t) => {
+  const js = (w: number, h: number, p: Preprocess) => new Preprocessor(w, h, p, 'bilinear', false);
+  const c = (w: number, h: number, p: Preprocess) => new Preprocessor(w, h, p, 'bilinear');
+  t.ok(c(2, 2, nanodet).native, `the addon built at set-up is used (${nativePreprocess().ok ? 'loaded' : (nativePreprocess() as { reason: string }).reason})`);
+  t.notOk(js(2, 2, nanodet).native);
+  const frames: VideoFrame[] = [];
+  for await (const f of readVideoFrames(defaultClip, { fps: 0.2, maxFrames: 3 })) frames.push(f);
+  const small = { width: 160, height: 120, data: Uint8Array.from({ length: 160 * 120 * 3 }, (_, i) => (i * 7919) % 256) };
+  const cases: [string, number, number, Preprocess, { width: number; height: number; data: Uint8Array }[]][] = [
+    ['768×576 → 416×416 stretch, BGR mean/std (the default model)', 416, 416, nanodet, frames],
+    ['768×576 → 320×320 letterbox, RGB /255', 320, 320, { resize: 'letterbox', channels: 'rgb', mean: [0, 0, 0], std: [255, 255, 255], pad: 114 }, frames],
+    ['160×120 → 416×416 upscale', 416, 416, nanodet, [small]],
+  ];
+  for (const [name, w, h, p, images] of cases) {
+    const a = js(w, h, p);
+    const b = c(w, h, p);
+    let worst = 0;
+    for (const img of images) {
+      const x = a.run(img);
+      const y = b.run(img);
+      for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+    }
+    t.ok(worst <= 1e-4, `${name}: largest difference ${worst.toExponential(2)} (float rounding)`);
+    t.same(b.mapping, a.mapping, `${name}: same mapping`);
+  }
+  // A frame smaller than its size says is refused before the native loop reads it.
+  t.throws(() => c(416, 416, nanodet).run({ width: 768, height: 576, data: new Uint8Array(100) }), RangeError);
+  // The addon checks the tables against the buffers itself: a bad call throws, it does not read out of bounds.
+  const native = nativePreprocess();
+  if (!native.ok) return;
+  const i32 = (...v: number[]) => Int32Array.from(v);
+  const f32 = (...v: number[]) => Float32Array.from(v);
+  const call = (src: Uint8Array, x1: number, y1: number, out = new Float32Array(3)) =>
+    native.addon.bilinear(src, 3, out, 1, 0, i32(0, 1, 2), i32(0), i32(x1), f32(0), i32(0), i32(y1), f32(0), f32(1, 1, 1), f32(0, 0, 0));
+  t.doesNotThrow(() => call(new Uint8Array(6), 0, 1), 'a 1×2 frame, in bounds');
+  t.throws(() => call(new Uint8Array(6), 3, 0), /past the frame/, 'a column past the row');
+  t.throws(() => call(new Uint8Array(6), 0, 2), /past the frame/, 'a row past the frame');
+  t.throws(() => call(new Uint8Array(6), 0, 1, new Float32Array(2)), /output too small/);
+  t.throws(() => native.addon.bilinear(new Uint8Array(6), 3, new Float32Array(3), 1, 0, i32(0, 1), i32(0), i32(0), f32(0), i32(0), i32(0), f32(0), f32(1, 1, 1), f32(0, 0, 0)), /do not match/);
+  const off = spawnSync(process.execPath, ['--import', '@tapjs/typescript/import', '-e',
+    "const { Preprocessor } = await import('./src/vision/index.ts'); console.log(JSON.stringify(new Preprocessor(2, 2, { resize: 'stretch', channels: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] }, 'bilinear').native));"],
+  { encoding: 'utf8', env: { ...process.env, EDGEPATROL_NATIVE_PREPROCESS: 'off' }, cwd: join(here, '..') });
+  t.equal(off.stdout.trim(), 'false', `EDGEPATROL_NATIVE_PREPROCESS=off keeps the JavaScript loop ${off.stderr}`);
 });

@@ -26,6 +26,19 @@ export interface OutputFormat {
  */
 const rtspTimeoutUs = 5_000_000;
 
+/**
+ * The filter that passes at most `fps` frames a second and never repeats one: a frame is kept when its time,
+ * counted in slots of 1/fps s and rounded to the nearest, lands in a later slot than the last kept frame's.
+ * ffmpeg's `fps` filter picks the same frames when the camera is faster than `fps`, but fills the slots of a
+ * slower camera with copies of the previous frame, and the detector then ran again on the same picture (a 10 fps
+ * camera detected at 30 fps: two calls in three wasted, docs/decisions.md). Rounding rather than flooring keeps
+ * every frame of a camera at exactly `fps` whose timestamps jitter around the slot edges. A frame without a
+ * timestamp passes. It runs before `scale`, so frames it drops are never scaled or converted.
+ */
+export function rateFilter(fps: number): string {
+  return `select='isnan(t)+isnan(prev_selected_t)+gt(round(t*${fps}),round(prev_selected_t*${fps}))'`;
+}
+
 /** The ffmpeg argument vector (never passed through a shell) that writes raw RGB24 frames to stdout. */
 export function ffmpegArgs(input: Input, out: OutputFormat, loop: boolean): string[] {
   const inputArgs = input.kind === 'rtsp'
@@ -43,7 +56,10 @@ export function ffmpegArgs(input: Input, out: OutputFormat, loop: boolean): stri
     '-threads', '1',
     ...inputArgs,
     '-an', '-sn', '-dn',
-    '-vf', `fps=${out.fps},scale=${out.width}:${out.height}`,
+    '-vf', `${rateFilter(out.fps)},scale=${out.width}:${out.height}`,
+    // Frames pass as the filter leaves them: for rawvideo ffmpeg would otherwise default to a constant rate and
+    // copy frames into the gaps the filter leaves.
+    '-fps_mode', 'passthrough',
     '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1',
   ];
 }

@@ -1,6 +1,4 @@
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { projectRoot } from '../version.js';
+import { loadAddon } from '../native.js';
 
 /**
  * glibc's malloc mmap and trim thresholds for the agent process, bytes. With the defaults (dynamic, from
@@ -23,16 +21,9 @@ let result: MallocTuning | undefined;
  */
 export function tuneMalloc(): MallocTuning {
   if (result) return result;
-  // An operator's way out should a platform misbehave with it, and the benchmark's baseline.
-  if (process.env.EDGEPATROL_MALLOC_TUNING === 'off') return (result = { tuned: false, reason: 'switched off by EDGEPATROL_MALLOC_TUNING=off' });
-  const addon = join(projectRoot, 'build', 'Release', 'malloc_tune.node');
-  try {
-    const { tune } = createRequire(import.meta.url)(addon) as { tune: (mmapThreshold: number, trimThreshold: number) => boolean };
-    result = tune(MALLOC_THRESHOLD_BYTES, MALLOC_THRESHOLD_BYTES)
-      ? { tuned: true }
-      : { tuned: false, reason: 'mallopt refused the thresholds (not glibc?)' };
-  } catch (err) {
-    result = { tuned: false, reason: `cannot load ${addon} (${(err as Error).message.split('\n')[0]}); build it with npm run build:native` };
-  }
-  return result;
+  const native = loadAddon<{ tune: (mmapThreshold: number, trimThreshold: number) => boolean }>('malloc_tune', 'EDGEPATROL_MALLOC_TUNING');
+  if (!native.ok) return (result = { tuned: false, reason: native.reason });
+  return (result = native.addon.tune(MALLOC_THRESHOLD_BYTES, MALLOC_THRESHOLD_BYTES)
+    ? { tuned: true }
+    : { tuned: false, reason: 'mallopt refused the thresholds (not glibc?)' });
 }

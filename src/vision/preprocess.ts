@@ -1,4 +1,21 @@
+import { loadAddon, type Addon } from '../native.js';
 import type { Preprocess } from './manifest.js';
+
+/** native/preprocess.c: `runBilinear`'s loop in C, on the tables computed here. */
+interface PreprocessAddon {
+  bilinear(src: Uint8Array, srcStride: number, out: Float32Array, outWidth: number, line0: number, planes: Int32Array,
+    x0: Int32Array, x1: Int32Array, wx: Float32Array, y0: Int32Array, y1: Int32Array, wy: Float32Array,
+    gain: Float32Array, offset: Float32Array): void;
+}
+
+/**
+ * Whether the bilinear resize runs in C (native/preprocess.c: 2-3 ms of JavaScript per 768×576 frame on the
+ * agent's main thread, docs/decisions.md) and, if not, why. EDGEPATROL_NATIVE_PREPROCESS=off keeps it in
+ * JavaScript; both give the same input to within float rounding (test/preprocess.test.ts).
+ */
+export function nativePreprocess(): Addon<PreprocessAddon> {
+  return loadAddon<PreprocessAddon>('preprocess', 'EDGEPATROL_NATIVE_PREPROCESS');
+}
 
 /** An RGB24 image: width*height*3 bytes, rows top to bottom, no padding. */
 export interface RgbImage {
@@ -111,11 +128,20 @@ export class Preprocessor {
   private by0: Int32Array = new Int32Array(0);
   private by1: Int32Array = new Int32Array(0);
   private bwy: Float32Array = new Float32Array(0);
+  /** Output offset of each source channel's plane, for the native loop. */
+  private planes = new Int32Array(3);
+  private readonly addon: PreprocessAddon | null;
   mapping: InputMapping = { scaleX: 1, scaleY: 1, padX: 0, padY: 0 };
   /** Caller buffers whose letterbox border is filled for the current frame size (`output` has its own). */
   private bordered = new WeakSet<Float32Array>();
 
-  constructor(readonly width: number, readonly height: number, preprocess: Preprocess, readonly filter: ResizeFilter = 'area') {
+  /**
+   * `native` false keeps the bilinear loop in JavaScript even where the addon is built (tests compare the two);
+   * the area filter always runs in JavaScript.
+   */
+  constructor(readonly width: number, readonly height: number, preprocess: Preprocess, readonly filter: ResizeFilter = 'area', native = true) {
+    const addon = native && filter === 'bilinear' ? nativePreprocess() : null;
+    this.addon = addon?.ok ? addon.addon : null;
     this.letterbox = preprocess.resize === 'letterbox';
     this.pad = preprocess.pad ?? 114;
     this.output = new Float32Array(3 * width * height);
@@ -131,6 +157,11 @@ export class Preprocessor {
       this.gain[c] = 1 / preprocess.std[plane]!;
       this.offset[c] = -preprocess.mean[plane]! / preprocess.std[plane]!;
     }
+  }
+
+  /** Whether `run` resizes in C (bilinear filter and the addon loaded). */
+  get native(): boolean {
+    return this.addon !== null;
   }
 
   /**
@@ -222,6 +253,10 @@ export class Preprocessor {
     const g0 = this.gain[0]!, g1 = this.gain[1]!, g2 = this.gain[2]!;
     const o0 = this.offset[0]!, o1 = this.offset[1]!, o2 = this.offset[2]!;
     const stride = sw * 3;
+    if (this.addon) {
+      this.addon.bilinear(data, stride, out, this.width, padY * this.width + padX, this.planes, bx0, bx1, bwx, by0, by1, bwy, this.gain, this.offset);
+      return out;
+    }
     for (let y = 0; y < dh; y++) {
       const top = by0[y]! * stride;
       const bottom = by1[y]! * stride;
@@ -269,6 +304,8 @@ export class Preprocessor {
     if (this.filter === 'bilinear') {
       [this.bx0, this.bx1, this.bwx] = bilinearTable(sw, iw, 3);
       [this.by0, this.by1, this.bwy] = bilinearTable(sh, ih, 1);
+      const plane = this.width * this.height;
+      this.planes = Int32Array.from(this.planeOf, (p) => p * plane);
     } else {
       this.rows = new Float32Array(sh * iw * 3);
     }
