@@ -5,8 +5,8 @@
       "sources": ["native/malloc_tune.c"]
     },
     {
-      "target_name": "preprocess",
-      "sources": ["native/preprocess.c"],
+      "target_name": "vision",
+      "sources": ["native/vision.c"],
       "cflags": ["-O3"]
     }
   ]

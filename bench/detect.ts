@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import {
-  Candidates, defaultModelsDir, iou, nativePreprocess, nms, openDetector, openModelSession, Preprocessor,
+  Candidates, defaultModelsDir, iou, nativeVision, nms, openDetector, openModelSession, Preprocessor,
   type Detection, type Preprocess,
 } from '../src/vision/index.js';
 import { openInlineDetector, type Detector } from '../src/vision/detector.js';
@@ -126,7 +126,7 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
   );
   const rows: [string, number[]][] = [
     ['preprocess, area resize', preMs],
-    [`preprocess, bilinear resize${bilinear.native ? ' (C)' : ` (JS: ${(nativePreprocess() as { reason: string }).reason})`}`, bilinearMs],
+    [`preprocess, bilinear resize${bilinear.native ? ' (C)' : ` (JS: ${(nativeVision() as { reason: string }).reason})`}`, bilinearMs],
     ['preprocess, bilinear resize in JavaScript', bilinearJsMs],
     ['onnxruntime session.run (raw)', runMs],
     ['decode + NMS', decodeMs],

@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Candidates, decodeNanodet, iou, loadManifest, ModelError, nanodetCellCount, nativePreprocess, nms, Preprocessor, readVerifiedModel, resolveModel, type NanodetLayout } from '../src/vision/index.js';
+import * as ort from 'onnxruntime-node';
+import { Candidates, decodeNanodet, iou, loadManifest, ModelError, nanodetCellCount, nativeVision, nms, openModelSession, Preprocessor, readVerifiedModel, resolveModel, type NanodetLayout } from '../src/vision/index.js';
 import type { Preprocess } from '../src/vision/manifest.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
 import { defaultClip } from './helpers/rtsp.js';
@@ -208,7 +209,7 @@ const nanodet: Preprocess = { resize: 'stretch', channels: 'bgr', mean: [103.53,
 t.test('bilinear preprocessing in C gives the JavaScript loop\'s input', async (t) => {
   const js = (w: number, h: number, p: Preprocess) => new Preprocessor(w, h, p, 'bilinear', false);
   const c = (w: number, h: number, p: Preprocess) => new Preprocessor(w, h, p, 'bilinear');
-  t.ok(c(2, 2, nanodet).native, `the addon built at set-up is used (${nativePreprocess().ok ? 'loaded' : (nativePreprocess() as { reason: string }).reason})`);
+  t.ok(c(2, 2, nanodet).native, `the addon built at set-up is used (${nativeVision().ok ? 'loaded' : (nativeVision() as { reason: string }).reason})`);
   t.notOk(js(2, 2, nanodet).native);
   const frames: VideoFrame[] = [];
   for await (const f of readVideoFrames(defaultClip, { fps: 0.2, maxFrames: 3 })) frames.push(f);
@@ -233,7 +234,7 @@ t.test('bilinear preprocessing in C gives the JavaScript loop\'s input', async (
   // A frame smaller than its size says is refused before the native loop reads it.
   t.throws(() => c(416, 416, nanodet).run({ width: 768, height: 576, data: new Uint8Array(100) }), RangeError);
   // The addon checks the tables against the buffers itself: a bad call throws, it does not read out of bounds.
-  const native = nativePreprocess();
+  const native = nativeVision();
   if (!native.ok) return;
   const i32 = (...v: number[]) => Int32Array.from(v);
   const f32 = (...v: number[]) => Float32Array.from(v);
@@ -246,6 +247,42 @@ t.test('bilinear preprocessing in C gives the JavaScript loop\'s input', async (
   t.throws(() => native.addon.bilinear(new Uint8Array(6), 3, new Float32Array(3), 1, 0, i32(0, 1), i32(0), i32(0), f32(0), i32(0), i32(0), f32(0), f32(1, 1, 1), f32(0, 0, 0)), /do not match/);
   const off = spawnSync(process.execPath, ['--import', '@tapjs/typescript/import', '-e',
     "const { Preprocessor } = await import('./src/vision/index.ts'); console.log(JSON.stringify(new Preprocessor(2, 2, { resize: 'stretch', channels: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] }, 'bilinear').native));"],
-  { encoding: 'utf8', env: { ...process.env, EDGEPATROL_NATIVE_PREPROCESS: 'off' }, cwd: join(here, '..') });
-  t.equal(off.stdout.trim(), 'false', `EDGEPATROL_NATIVE_PREPROCESS=off keeps the JavaScript loop ${off.stderr}`);
+  { encoding: 'utf8', env: { ...process.env, EDGEPATROL_NATIVE_VISION: 'off' }, cwd: join(here, '..') });
+  t.equal(off.stdout.trim(), 'false', `EDGEPATROL_NATIVE_VISION=off keeps the JavaScript loop ${off.stderr}`);
+});
+
+t.test('the NanoDet class scan in C finds the JavaScript loop\'s candidates', async (t) => {
+  t.ok(nativeVision().ok, 'the addon built at set-up is loaded');
+  const same = (a: Candidates, b: Candidates, msg: string): void => {
+    t.equal(a.count, b.count, `${msg}: ${a.count} candidates each`);
+    t.same(Array.from(a.classIds.subarray(0, a.count)), Array.from(b.classIds.subarray(0, b.count)), `${msg}: classes`);
+    t.same(Array.from(a.scores.subarray(0, a.count)), Array.from(b.scores.subarray(0, b.count)), `${msg}: scores`);
+    t.same(Array.from(a.boxes.subarray(0, 4 * a.count)), Array.from(b.boxes.subarray(0, 4 * b.count)), `${msg}: boxes`);
+  };
+  // Real outputs of the default model on vtest.avi frames, at a low, the default and a high threshold.
+  const { model, session, inputWidth, inputHeight } = await openModelSession({ threads: 1 });
+  t.teardown(() => session.release());
+  const pre = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess, 'bilinear');
+  const decoder = model.spec.decoder;
+  if (decoder.kind !== 'nanodet') throw new Error(`the default model's decoder is ${decoder.kind}`);
+  const layout: NanodetLayout = { inputWidth, inputHeight, strides: decoder.strides, regMax: decoder.regMax, numClasses: decoder.numClasses };
+  let found = 0;
+  for await (const f of readVideoFrames(defaultClip, { fps: 0.1, maxFrames: 3 })) {
+    const result = await session.run({ [model.spec.input.name]: new ort.Tensor('float32', pre.run(f).slice(), [...model.spec.input.shape]) });
+    const out = result[model.spec.output.name]!.data as Float32Array;
+    for (const threshold of [0.05, 0.35, 0.6]) {
+      const c = decodeNanodet(out, layout, threshold, new Candidates());
+      same(c, decodeNanodet(out, layout, threshold, new Candidates(), false), `frame at ${f.time} s, threshold ${threshold}`);
+      found += c.count;
+    }
+  }
+  t.ok(found > 0, `the frames have candidates to compare (${found})`);
+  // At the threshold itself: a float just above a threshold given as a double passes in both, one just below in neither.
+  const tiny: NanodetLayout = { inputWidth: 8, inputHeight: 8, strides: [8], regMax: 10, numClasses: 2 };
+  const row = new Float32Array(2 + 44);
+  for (const [score, threshold] of [[Math.fround(0.1), 0.1], [Math.fround(0.35), 0.35], [Math.fround(0.7), 0.7]] as const) {
+    row[1] = score;
+    const js = decodeNanodet(row, tiny, threshold, new Candidates(), false);
+    same(decodeNanodet(row, tiny, threshold, new Candidates()), js, `score ${score} at threshold ${threshold} (${js.count ? 'passes' : 'does not pass'})`);
+  }
 });

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, CameraConfig } from '../config/index.js';
 import { FrameSource, grabFrame, type SourceState } from '../ingest/index.js';
-import { nativePreprocess, openDetector, remapClasses, tuneMalloc, type Detector } from '../vision/index.js';
+import { nativeVision, openDetector, remapClasses, tuneMalloc, type Detector } from '../vision/index.js';
 import type { DetectTiming } from '../vision/detector.js';
 import { MotionDetector, MotionGate } from '../vision/motion.js';
 import { InferenceScheduler } from '../vision/scheduler.js';
@@ -96,8 +96,8 @@ export class Agent {
     // Applied by the first model session; only its absence is news.
     const malloc = tuneMalloc();
     if (!malloc.tuned) log.warn({ reason: malloc.reason }, `malloc thresholds not set: ${malloc.reason}; detection runs 30–50 % slower in its worker thread`);
-    const pre = nativePreprocess();
-    if (!pre.ok) log.warn({ reason: pre.reason }, `frames are resized in JavaScript: ${pre.reason}; that costs the main thread about 2 ms more per detected frame`);
+    const vision = nativeVision();
+    if (!vision.ok) log.warn({ reason: vision.reason }, `frames are resized and outputs scanned in JavaScript: ${vision.reason}; about 2 ms more per detected frame`);
     const o = config.outbox;
     this.outbox = Outbox.open(join(this.dataDir, 'outbox.db'), {
       log,

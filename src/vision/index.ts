@@ -4,7 +4,8 @@ export {
   ManifestSchema, ModelSpecSchema, PreprocessSchema, DecoderSchema, DECODER_KINDS,
   type Manifest, type LoadedManifest, type ModelSpec, type Preprocess, type ResolvedModel, type DecoderSpec,
 } from './manifest.js';
-export { Preprocessor, nativePreprocess, type RgbImage, type InputMapping } from './preprocess.js';
+export { Preprocessor, type RgbImage, type InputMapping } from './preprocess.js';
+export { nativeVision, type VisionAddon } from './native.js';
 export { decodeNanodet, nanodetCellCount, type NanodetLayout } from './nanodet.js';
 export { decodeYolov5, decodeYolov8, type YoloLayout } from './yolo.js';
 export { createDecoder, type OutputDecoder } from './decoders.js';

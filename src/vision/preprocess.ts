@@ -1,21 +1,5 @@
-import { loadAddon, type Addon } from '../native.js';
 import type { Preprocess } from './manifest.js';
-
-/** native/preprocess.c: `runBilinear`'s loop in C, on the tables computed here. */
-interface PreprocessAddon {
-  bilinear(src: Uint8Array, srcStride: number, out: Float32Array, outWidth: number, line0: number, planes: Int32Array,
-    x0: Int32Array, x1: Int32Array, wx: Float32Array, y0: Int32Array, y1: Int32Array, wy: Float32Array,
-    gain: Float32Array, offset: Float32Array): void;
-}
-
-/**
- * Whether the bilinear resize runs in C (native/preprocess.c: 2-3 ms of JavaScript per 768×576 frame on the
- * agent's main thread, docs/decisions.md) and, if not, why. EDGEPATROL_NATIVE_PREPROCESS=off keeps it in
- * JavaScript; both give the same input to within float rounding (test/preprocess.test.ts).
- */
-export function nativePreprocess(): Addon<PreprocessAddon> {
-  return loadAddon<PreprocessAddon>('preprocess', 'EDGEPATROL_NATIVE_PREPROCESS');
-}
+import { nativeVision, type VisionAddon } from './native.js';
 
 /** An RGB24 image: width*height*3 bytes, rows top to bottom, no padding. */
 export interface RgbImage {
@@ -130,7 +114,7 @@ export class Preprocessor {
   private bwy: Float32Array = new Float32Array(0);
   /** Output offset of each source channel's plane, for the native loop. */
   private planes = new Int32Array(3);
-  private readonly addon: PreprocessAddon | null;
+  private readonly addon: VisionAddon | null;
   mapping: InputMapping = { scaleX: 1, scaleY: 1, padX: 0, padY: 0 };
   /** Caller buffers whose letterbox border is filled for the current frame size (`output` has its own). */
   private bordered = new WeakSet<Float32Array>();
@@ -140,7 +124,7 @@ export class Preprocessor {
    * the area filter always runs in JavaScript.
    */
   constructor(readonly width: number, readonly height: number, preprocess: Preprocess, readonly filter: ResizeFilter = 'area', native = true) {
-    const addon = native && filter === 'bilinear' ? nativePreprocess() : null;
+    const addon = native && filter === 'bilinear' ? nativeVision() : null;
     this.addon = addon?.ok ? addon.addon : null;
     this.letterbox = preprocess.resize === 'letterbox';
     this.pad = preprocess.pad ?? 114;
