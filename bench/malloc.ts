@@ -7,13 +7,9 @@
  *   npm run build && node dist/bench/malloc.js [--seconds 5] [--rounds 4] [--threads 1]
  */
 import { spawnSync } from 'node:child_process';
-import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import * as ort from 'onnxruntime-node';
-import { openModelSession, Preprocessor, tuneMalloc } from '../src/vision/index.js';
-import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
-import { defaultClip } from '../test/helpers/rtsp.js';
+import { tuneMalloc } from '../src/vision/index.js';
+import { rawInWorker } from './raw.js';
 
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '4' }, threads: { type: 'string', default: '1' },
@@ -22,40 +18,15 @@ const { values } = parseArgs({ options: {
 
 interface Result { rate: number; faultsPerInference: number; tuned: boolean }
 
-/** In a worker thread: open the model, warm up for a second, then run inferences for `seconds`. */
-async function inferInWorker(seconds: number, threads: number): Promise<{ rate: number; n: number }> {
-  const frames: VideoFrame[] = [];
-  for await (const f of readVideoFrames(defaultClip, { fps: 0.5, maxFrames: 30 })) frames.push(f);
-  const { model, session, inputWidth, inputHeight } = await openModelSession({ threads });
-  const pre = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess);
-  const feeds = frames.map((f) => ({ [model.spec.input.name]: new ort.Tensor('float32', pre.run(f).slice(), [...model.spec.input.shape]) }));
-  for (const end = performance.now() + 1000; performance.now() < end;) await session.run(feeds[0]!);
-  parentPort!.postMessage('timing');
-  let n = 0;
-  const t0 = performance.now();
-  while (performance.now() - t0 < seconds * 1000) await session.run(feeds[n++ % feeds.length]!);
-  const rate = n / ((performance.now() - t0) / 1000);
-  await session.release();
-  return { rate, n };
-}
-
-if (!isMainThread) {
-  const { seconds, threads } = workerData as { seconds: number; threads: number };
-  parentPort!.postMessage(await inferInWorker(seconds, threads));
-} else if (values.child) {
+if (values.child) {
   // The thresholds are set (or not) before the worker's session exists, as the agent does.
   const tuned = tuneMalloc().tuned;
-  const worker = new Worker(new URL(import.meta.url), { workerData: { seconds: Number(values.seconds), threads: Number(values.threads) } });
   let faults0 = 0;
-  const got = await new Promise<{ rate: number; n: number }>((resolve, reject) => {
-    worker.on('message', (m: 'timing' | { rate: number; n: number }) => {
-      if (m === 'timing') faults0 = process.resourceUsage().minorPageFault;
-      else resolve(m);
-    });
-    worker.on('error', reject);
+  const got = await rawInWorker({
+    seconds: Number(values.seconds), threads: Number(values.threads), fps: 0.5, maxFrames: 30,
+    onTiming: () => { faults0 = process.resourceUsage().minorPageFault; },
   });
   const faults = process.resourceUsage().minorPageFault - faults0;
-  await worker.terminate();
   process.stdout.write(JSON.stringify({ rate: got.rate, faultsPerInference: faults / got.n, tuned } satisfies Result));
 } else {
   const run = (off: boolean): Result => {

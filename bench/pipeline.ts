@@ -13,7 +13,7 @@
  *             each (30 saturates: ffmpeg then decodes far more than is detected, on the same 2 cores).
  *             The cameras play vtest.avi re-encoded at that rate, so frames arrive evenly and each once.
  *             Raw and agent runs alternate, `--rounds` agent runs per camera count; the median ratio is printed.
- *                          [--seconds 12] [--rounds 3] [--threads 1] [--offer 1.5 | --fps N] [--cameras 1,2,4] [--depth N]
+ *                          [--seconds 12] [--rounds 5] [--threads 1] [--offer 1.5 | --fps N] [--cameras 1,2,4] [--depth N]
  *   gating    detector calls ÷ decoded frames on a still scene (a frame of vtest.avi looped), and on vtest.avi
  *             the tracks and dwell/presence hits with gating vs without (recall).  [--seconds 60]
  *   capacity  N cameras of vtest.avi scaled to 640×360 H.264 at 10 fps over RTSP, detect at 2 fps: detect fps,
@@ -39,6 +39,7 @@ import { openDetector, openModelSession, Preprocessor, type Detection } from '..
 import { MotionDetector, MotionGate } from '../src/vision/motion.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
 import { defaultClip, startRtspServer } from '../test/helpers/rtsp.js';
+import { rawInWorker } from './raw.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -119,18 +120,9 @@ const delta = (r: { before: CameraStatus[]; after: CameraStatus[] }, key: keyof 
   r.after.map((c, i) => c.totals[key] - r.before[i]!.totals[key]);
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
-async function rawInferencesPerSecond(frames: VideoFrame[], seconds: number): Promise<number> {
-  const { model, session, inputWidth, inputHeight } = await openModelSession({ threads });
-  const pre = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess);
-  const tensors = frames.map((f) => new ort.Tensor('float32', pre.run(f).slice(), [...model.spec.input.shape]));
-  // Warm for a second: the first inferences of a new session ran 10–25 % slower, which flattered the ratio.
-  for (const end = performance.now() + 1000; performance.now() < end;) await session.run({ [model.spec.input.name]: tensors[0]! });
-  let n = 0;
-  const t0 = performance.now();
-  while (performance.now() - t0 < seconds * 1000) await session.run({ [model.spec.input.name]: tensors[n++ % tensors.length]! });
-  const rate = n / ((performance.now() - t0) / 1000);
-  await session.release();
-  return rate;
+/** Raw inferences/s in a fresh worker thread (bench/raw.ts) on 30 frames of the first 20 s of vtest.avi, which the agent's cameras play. */
+async function rawInferencesPerSecond(seconds: number): Promise<number> {
+  return (await rawInWorker({ seconds, threads, fps: 1.5, maxFrames: 30 })).rate;
 }
 
 /**
@@ -148,19 +140,16 @@ function clipAt(fps: number): string {
 
 async function ratio(): Promise<void> {
   const seconds = Number(values.seconds ?? 12);
-  const rounds = Number(values.rounds ?? 3);
-  const frames: VideoFrame[] = [];
-  // The agent's cameras play the first 20 s of vtest.avi; the raw loop runs on 30 frames of the same 20 s.
-  for await (const f of readVideoFrames(defaultClip, { fps: 1.5, maxFrames: 30 })) frames.push(f);
+  const rounds = Number(values.rounds ?? 5);
   const offer = Number(values.offer ?? 1.5);
   const offered = values.fps === undefined ? `${offer}× the raw rate in total` : `${values.fps} fps each`;
-  out(`ratio: agent frame path (motion gating off, queue depth ${values.depth ?? 'default'}, cameras offering ${offered}, vtest.avi 768×576 re-encoded at that rate) vs raw session.run, ${threads} threads, agent runs of ${seconds} s between raw runs of ${seconds / 2} s, ${rounds} rounds per camera count, node ${process.version}`);
+  out(`ratio: agent frame path (motion gating off, queue depth ${values.depth ?? 'default'}, cameras offering ${offered}, vtest.avi 768×576 re-encoded at that rate) vs raw session.run in a worker thread, ${threads} threads, agent runs of ${seconds} s between raw runs of ${seconds / 2} s, ${rounds} rounds per camera count, node ${process.version}`);
   out('cameras  round  fps each  raw inf/s (before, after)  agent det/s  skipped/s  ratio  agent inference ms (raw)');
   const medians: string[] = [];
   for (const n of (values.cameras ?? '1,2,4').split(',').map(Number)) {
     // raw, agent, raw, agent, raw …: each agent run is compared with the raw runs just before and after it, and
     // the median of the rounds is the figure: raw alone moved by up to ±30 % within a minute on this shared VM.
-    let rawBefore = await rawInferencesPerSecond(frames, seconds / 2);
+    let rawBefore = await rawInferencesPerSecond(seconds / 2);
     const fps = values.fps === undefined ? Math.max(1, Math.ceil((offer * rawBefore) / n)) : Number(values.fps);
     const clip = clipAt(fps);
     const cams = Array.from({ length: n }, (_, i) => ({
@@ -172,7 +161,7 @@ async function ratio(): Promise<void> {
     const ratios: number[] = [];
     for (let round = 1; round <= rounds; round++) {
       const r = await runAgent(cfg, seconds);
-      const rawAfter = await rawInferencesPerSecond(frames, seconds / 2);
+      const rawAfter = await rawInferencesPerSecond(seconds / 2);
       const raw = (rawBefore + rawAfter) / 2;
       const det = sum(delta(r, 'detected')) / r.seconds;
       const skipped = sum(delta(r, 'skipped')) / r.seconds;
@@ -191,10 +180,10 @@ async function ratio(): Promise<void> {
   out('skipped/s > 0 shows the detector was the bottleneck (detection-bound), as the ratio requires.');
   // What any work beside the inference costs it on this machine: raw again while a thread spins on another core
   // (arithmetic only, no memory traffic). The agent's decoding and preprocessing take that core in part.
-  const alone = await rawInferencesPerSecond(frames, seconds / 4);
+  const alone = await rawInferencesPerSecond(seconds / 4);
   const spinner = new Worker('const end = Date.now() + 3_600_000; let x = 1; while (Date.now() < end) x = (x * 1103515245 + 12345) | 0;', { eval: true });
   await sleep(200);
-  const beside = await rawInferencesPerSecond(frames, seconds / 4);
+  const beside = await rawInferencesPerSecond(seconds / 4);
   await spinner.terminate();
   out(`raw inf/s alone ${alone.toFixed(1)}, with a spinning thread beside it ${beside.toFixed(1)}: ${(beside / alone).toFixed(3)} (1.0 = cores that do not slow each other)`);
 }

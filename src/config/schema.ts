@@ -153,7 +153,7 @@ const sourceSchema = z
   });
 
 const detectSchema = z.strictObject({
-  fps: z.number().positive().max(30).default(2).describe('Frames per second handed to the detector.'),
+  fps: z.number().positive().max(30).default(2).describe('Frames per second handed to the detector, at most; a slower camera is taken at its own rate, no frame twice.'),
   width: wholeNumber().min(64).max(4096).default(640).describe('Frames are scaled to this width before detection and evidence.'),
   height: wholeNumber().min(64).max(4096).default(480).describe('Frames are scaled to this height before detection and evidence.'),
 });
