@@ -29,17 +29,16 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import * as ort from 'onnxruntime-node';
 import { Agent } from '../src/agent/index.js';
 import type { CameraStatus } from '../src/agent/stats.js';
 import { parseConfig, type CameraConfig, type Config } from '../src/config/index.js';
 import { createLogger } from '../src/log.js';
 import { CameraRules } from '../src/rules/index.js';
-import { openDetector, openModelSession, Preprocessor, type Detection } from '../src/vision/index.js';
+import { openDetector, type Detection } from '../src/vision/index.js';
 import { MotionDetector, MotionGate } from '../src/vision/motion.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
 import { defaultClip, startRtspServer } from '../test/helpers/rtsp.js';
-import { rawInWorker } from './raw.js';
+import { rawInferences } from './raw.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -120,10 +119,17 @@ const delta = (r: { before: CameraStatus[]; after: CameraStatus[] }, key: keyof 
   r.after.map((c, i) => c.totals[key] - r.before[i]!.totals[key]);
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
-/** Raw inferences/s in a fresh worker thread (bench/raw.ts) on 30 frames of the first 20 s of vtest.avi, which the agent's cameras play. */
+/**
+ * Raw inferences/s on this thread (bench/raw.ts) on 30 frames of the first 20 s of vtest.avi, which the agent's
+ * cameras play. On this thread rather than in a fresh worker like the agent's detector: in alternating 5 s windows
+ * a fresh worker gave 58–89 inf/s, this thread 79–86 (docs/decisions.md, "The raw reference").
+ */
 async function rawInferencesPerSecond(seconds: number): Promise<number> {
-  return (await rawInWorker({ seconds, threads, fps: 1.5, maxFrames: 30 })).rate;
+  rawFrames ??= [];
+  if (rawFrames.length === 0) for await (const f of readVideoFrames(defaultClip, { fps: 1.5, maxFrames: 30 })) rawFrames.push(f);
+  return (await rawInferences({ seconds, threads, fps: 1.5, maxFrames: 30 }, rawFrames)).rate;
 }
+let rawFrames: VideoFrame[] | undefined;
 
 /**
  * The first 20 s of vtest.avi (10 fps) as H.264 at `fps`, each frame repeated in the file: the agent passes a
@@ -143,7 +149,7 @@ async function ratio(): Promise<void> {
   const rounds = Number(values.rounds ?? 5);
   const offer = Number(values.offer ?? 1.5);
   const offered = values.fps === undefined ? `${offer}× the raw rate in total` : `${values.fps} fps each`;
-  out(`ratio: agent frame path (motion gating off, queue depth ${values.depth ?? 'default'}, cameras offering ${offered}, vtest.avi 768×576 re-encoded at that rate) vs raw session.run in a worker thread, ${threads} threads, agent runs of ${seconds} s between raw runs of ${seconds / 2} s, ${rounds} rounds per camera count, node ${process.version}`);
+  out(`ratio: agent frame path (motion gating off, queue depth ${values.depth ?? 'default'}, cameras offering ${offered}, vtest.avi 768×576 re-encoded at that rate) vs raw session.run, ${threads} threads, agent runs of ${seconds} s between raw runs of ${seconds / 2} s, ${rounds} rounds per camera count, node ${process.version}`);
   out('cameras  round  fps each  raw inf/s (before, after)  agent det/s  skipped/s  ratio  agent inference ms (raw)');
   const medians: string[] = [];
   for (const n of (values.cameras ?? '1,2,4').split(',').map(Number)) {

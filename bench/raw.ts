@@ -1,10 +1,14 @@
 /**
- * Raw onnxruntime inference, the benchmarks' reference: session.run back to back on prepared inputs, in a fresh
- * worker thread, as the agent's detector runs it. On the bench's main thread, which also holds the agent, its
- * frames and their garbage, the same loop ran 10–30 % slower in 4 of 5 alternating rounds, which flattered every
- * ratio against it (docs/decisions.md, "The raw reference in a worker thread").
+ * Raw onnxruntime inference, the benchmarks' reference: session.run back to back on prepared inputs of vtest.avi
+ * frames, after a second of warm-up, on the calling thread (`rawInferences`) or in a fresh worker thread
+ * (`rawInWorker`, where the agent's detector runs it).
  */
+import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+import { openModelSession, Preprocessor } from '../src/vision/index.js';
+import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
+import { defaultClip } from '../test/helpers/rtsp.js';
 
 export interface RawOptions {
   seconds: number;
@@ -17,7 +21,27 @@ export interface RawOptions {
   onTiming?: () => void;
 }
 
-/** Inferences per second and how many ran. */
+/** Inferences per second on this thread, and how many ran; `frames` saves decoding them again. */
+export async function rawInferences(opts: RawOptions, frames?: VideoFrame[]): Promise<{ rate: number; n: number }> {
+  if (!frames) {
+    frames = [];
+    for await (const f of readVideoFrames(defaultClip, { fps: opts.fps, maxFrames: opts.maxFrames })) frames.push(f);
+  }
+  const { model, session, inputWidth, inputHeight } = await openModelSession({ threads: opts.threads });
+  const pre = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess);
+  const feeds = frames.map((f) => ({ [model.spec.input.name]: new ort.Tensor('float32', pre.run(f).slice(), [...model.spec.input.shape]) }));
+  // The first inferences of a new session ran 10–25 % slower, which flattered the ratios.
+  for (const end = performance.now() + 1000; performance.now() < end;) await session.run(feeds[0]!);
+  opts.onTiming?.();
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < opts.seconds * 1000) await session.run(feeds[n++ % feeds.length]!);
+  const rate = n / ((performance.now() - t0) / 1000);
+  await session.release();
+  return { rate, n };
+}
+
+/** `rawInferences` in a fresh worker thread (bench/raw-worker.ts). */
 export async function rawInWorker(opts: RawOptions): Promise<{ rate: number; n: number }> {
   const { onTiming, ...data } = opts;
   const worker = new Worker(new URL('./raw-worker.js', import.meta.url), { workerData: data });
