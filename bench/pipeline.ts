@@ -125,10 +125,11 @@ const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
  * a fresh worker gave 58–89 inf/s, this thread 79–86 (docs/decisions.md, "The raw reference").
  */
 async function rawInferencesPerSecond(seconds: number): Promise<number> {
-  rawFrames ??= [];
-  if (rawFrames.length === 0) for await (const f of readVideoFrames(defaultClip, { fps: 1.5, maxFrames: 30 })) rawFrames.push(f);
-  return (await rawInferences({ seconds, threads, fps: 1.5, maxFrames: 30 }, rawFrames)).rate;
+  const r = await rawInferences({ seconds, threads, fps: 1.5, maxFrames: 30 }, rawFrames);
+  rawFrames = r.frames;
+  return r.rate;
 }
+/** Decoded by the first raw run, reused by the others. */
 let rawFrames: VideoFrame[] | undefined;
 
 /**

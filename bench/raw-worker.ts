@@ -3,4 +3,5 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { rawInferences, type RawOptions } from './raw.js';
 
 const opts = workerData as Omit<RawOptions, 'onTiming'>;
-parentPort!.postMessage(await rawInferences({ ...opts, onTiming: () => parentPort!.postMessage('timing') }));
+const { rate, n } = await rawInferences({ ...opts, onTiming: () => parentPort!.postMessage('timing') });
+parentPort!.postMessage({ rate, n });

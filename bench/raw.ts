@@ -21,8 +21,8 @@ export interface RawOptions {
   onTiming?: () => void;
 }
 
-/** Inferences per second on this thread, and how many ran; `frames` saves decoding them again. */
-export async function rawInferences(opts: RawOptions, frames?: VideoFrame[]): Promise<{ rate: number; n: number }> {
+/** Inferences per second on this thread, how many ran, and the frames, which a later call may take instead of decoding them again. */
+export async function rawInferences(opts: RawOptions, frames?: VideoFrame[]): Promise<{ rate: number; n: number; frames: VideoFrame[] }> {
   if (!frames) {
     frames = [];
     for await (const f of readVideoFrames(defaultClip, { fps: opts.fps, maxFrames: opts.maxFrames })) frames.push(f);
@@ -38,7 +38,7 @@ export async function rawInferences(opts: RawOptions, frames?: VideoFrame[]): Pr
   while (performance.now() - t0 < opts.seconds * 1000) await session.run(feeds[n++ % feeds.length]!);
   const rate = n / ((performance.now() - t0) / 1000);
   await session.release();
-  return { rate, n };
+  return { rate, n, frames };
 }
 
 /** `rawInferences` in a fresh worker thread (bench/raw-worker.ts). */
