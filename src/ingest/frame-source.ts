@@ -70,10 +70,10 @@ const stopGraceMs = 2000;
 const FRAME_POOL = 6;
 
 /**
- * Frames that completed within one turn of the event loop and are all delivered. Two, not one: ffmpeg's fps
- * filter sometimes writes two frames back to back (catching up after network jitter), and with one slot the
- * first was dropped even at 2 fps (0–2 per camera a minute with 16 cameras, docs/decisions.md). More than
- * two only happens when the loop itself is behind, and then the newest are the ones worth detecting.
+ * Frames that completed within one turn of the event loop and are all delivered. Two, not one: ffmpeg sometimes
+ * writes two frames back to back (catching up after network jitter), and with one slot the first was dropped
+ * even at 2 fps (0–2 per camera a minute with 16 cameras, docs/decisions.md). More than two only happens when
+ * the loop itself is behind, and then the newest are the ones worth detecting.
  */
 const PENDING_FRAMES = 2;
 
