@@ -225,6 +225,12 @@ t.test('refused RTSP: backoff with the reason, retrying with growing delays', as
   for (let i = 0; i < 3; i++) await nextState(src, ['backoff'], 20_000);
   const backoffs = states.filter((s) => s.state === 'backoff');
   tt.ok(backoffs.every((s) => /Connection refused/.test(s.reason ?? '')), 'reason from ffmpeg\'s stderr');
+  // A status taken while a retry connects still says why the camera is not streaming.
+  const retries = states.filter((s) => s.state === 'connecting').slice(1);
+  tt.ok(retries.length >= 2, `${retries.length} retries seen connecting`);
+  tt.ok(retries.every((s, i) => s.reason?.startsWith(`retry ${i + 1} after: `) && /Connection refused/.test(s.reason)),
+    `each retry names the last failure: ${retries.map((s) => s.reason).join(' | ')}`);
+  tt.equal(states[0]?.state === 'connecting' ? states[0].reason : 'not first', undefined, 'the first connect has no failure to name');
   tt.ok(states.every((s) => !JSON.stringify(s).includes('secret')), 'no credentials in states');
   tt.ok(src.stats().spawns >= 3, 'retries');
   const delays = backoffs.map((s) => s.retryInMs!);

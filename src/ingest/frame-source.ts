@@ -113,6 +113,8 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   private stallCheck: NodeJS.Immediate | undefined;
   private lastProgressAt = 0;
   private attempt = 0;
+  /** Why the last run ended; a retry's 'connecting' state carries it, so a status taken mid-retry still says why. */
+  private lastFailure: string | undefined;
   private assembling: Buffer;
   /** Frame buffers given back by consumers (`recycle`), reused before allocating: see FRAME_POOL. */
   private readonly free: Buffer[] = [];
@@ -221,7 +223,7 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
         return;
       }
     }
-    this.setState('connecting');
+    this.setState('connecting', this.attempt > 0 && this.lastFailure ? `retry ${this.attempt} after: ${this.lastFailure}` : undefined);
     this.spawnFfmpeg();
   }
 
@@ -378,6 +380,7 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
       return;
     }
     const reason = this.killReason ?? stderrReason ?? (code === 0 ? 'stream ended' : exit);
+    this.lastFailure = reason;
     const delay = backoffDelay(this.attempt++, this.backoffOpts);
     this.setState('backoff', reason, delay);
     this.restartTimer = setTimeout(() => this.retryNow(), delay);
