@@ -8,12 +8,12 @@
  *
  *   ratio     end-to-end detections/s of the agent's frame path (ffmpeg → motion gate off → shared queue →
  *             detector → rules) with 1, 2 and 4 cameras ÷ raw onnxruntime inferences/s on the same frames and
- *             threads, raw runs before and after each agent run. The cameras together offer `--offer` (1.5) × the
- *             raw rate measured just before (detection-bound without decoding frames only to drop them), or `--fps`
- *             each (30 saturates: ffmpeg then decodes far more than is detected, on the same 2 cores).
- *             The cameras play vtest.avi re-encoded at that rate, so frames arrive evenly and each once.
- *             Raw and agent runs alternate, `--rounds` agent runs per camera count; the median ratio is printed.
- *                          [--seconds 12] [--rounds 5] [--threads 1] [--offer 1.5 | --fps N] [--cameras 1,2,4] [--depth N]
+ *             threads. The cameras together offer `--offer` (1.5) × the raw rate measured just before
+ *             (detection-bound without decoding frames only to drop them), or `--fps` each (30 saturates: ffmpeg
+ *             then decodes far more than is detected, on the same 2 cores). The cameras play vtest.avi re-encoded
+ *             at that rate, so frames arrive evenly and each once. The running agent and the raw loop take turns
+ *             in windows of `--seconds`, `--rounds` agent windows per camera count; the median ratio is printed.
+ *                          [--seconds 4] [--rounds 10] [--threads 1] [--offer 1.5 | --fps N] [--cameras 1,2,4] [--depth N]
  *   gating    detector calls ÷ decoded frames on a still scene (a frame of vtest.avi looped), and on vtest.avi
  *             the tracks and dwell/presence hits with gating vs without (recall).  [--seconds 60]
  *   capacity  N cameras of vtest.avi scaled to 640×360 H.264 at 10 fps over RTSP, detect at 2 fps: detect fps,
@@ -38,7 +38,7 @@ import { openDetector, type Detection } from '../src/vision/index.js';
 import { MotionDetector, MotionGate } from '../src/vision/motion.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
 import { defaultClip, startRtspServer } from '../test/helpers/rtsp.js';
-import { rawInferences } from './raw.js';
+import { openRawLoop } from './raw.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -119,18 +119,10 @@ const delta = (r: { before: CameraStatus[]; after: CameraStatus[] }, key: keyof 
   r.after.map((c, i) => c.totals[key] - r.before[i]!.totals[key]);
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
-/**
- * Raw inferences/s on this thread (bench/raw.ts) on 30 frames of the first 20 s of vtest.avi, which the agent's
- * cameras play. On this thread rather than in a fresh worker like the agent's detector: in alternating 5 s windows
- * a fresh worker gave 58–89 inf/s, this thread 79–86 (docs/decisions.md, "The raw reference").
- */
-async function rawInferencesPerSecond(seconds: number): Promise<number> {
-  const r = await rawInferences({ seconds, threads, fps: 1.5, maxFrames: 30 }, rawFrames);
-  rawFrames = r.frames;
-  return r.rate;
+/** The ffmpeg processes this bench's agent runs (setpriv execs ffmpeg, so they are this process's children). */
+function ffmpegChildren(): number[] {
+  return spawnSync('pgrep', ['-P', String(process.pid), '-x', 'ffmpeg'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
 }
-/** Decoded by the first raw run, reused by the others. */
-let rawFrames: VideoFrame[] | undefined;
 
 /**
  * The first 20 s of vtest.avi (10 fps) as H.264 at `fps`, each frame repeated in the file: the agent passes a
@@ -145,54 +137,102 @@ function clipAt(fps: number): string {
   return clip;
 }
 
+/**
+ * The agent and the raw loop take turns in short windows, the agent kept running: for a raw window its cameras'
+ * ffmpegs are stopped (SIGSTOP) and the detector left to finish what it had; then they continue (SIGCONT), and
+ * once ffmpeg's -re has caught up the paused time the agent's window is timed. Each agent
+ * window is compared with the raw windows just before and after it. Restarting the agent and a new raw session
+ * for every round, as the first version of this bench did, put 18–24 s between a measurement and its reference,
+ * and raw alone moved by ±30 % within that on this shared VM (docs/decisions.md, "The ratio in short turns").
+ */
 async function ratio(): Promise<void> {
-  const seconds = Number(values.seconds ?? 12);
-  const rounds = Number(values.rounds ?? 5);
+  const seconds = Number(values.seconds ?? 4);
+  const rounds = Number(values.rounds ?? 10);
   const offer = Number(values.offer ?? 1.5);
   const offered = values.fps === undefined ? `${offer}× the raw rate in total` : `${values.fps} fps each`;
-  out(`ratio: agent frame path (motion gating off, queue depth ${values.depth ?? 'default'}, cameras offering ${offered}, vtest.avi 768×576 re-encoded at that rate) vs raw session.run, ${threads} threads, agent runs of ${seconds} s between raw runs of ${seconds / 2} s, ${rounds} rounds per camera count, node ${process.version}`);
-  out('cameras  round  fps each  raw inf/s (before, after)  agent det/s  skipped/s  ratio  agent inference ms (raw)');
+  out(`ratio: agent frame path (motion gating off, queue depth ${values.depth ?? 'default'}, cameras offering ${offered}, vtest.avi 768×576 re-encoded at that rate) vs raw session.run on this thread, ${threads} threads, windows of ${seconds} s taking turns, ${rounds} agent windows per camera count, node ${process.version}`);
+  out('cameras  window  fps each  raw inf/s (before, after)  agent det/s  decoded/s  skipped/s  ratio  agent ms/frame (raw)');
+  const loop = await openRawLoop({ threads, fps: 1.5, maxFrames: 30 });
   const medians: string[] = [];
-  for (const n of (values.cameras ?? '1,2,4').split(',').map(Number)) {
-    // raw, agent, raw, agent, raw …: each agent run is compared with the raw runs just before and after it, and
-    // the median of the rounds is the figure: raw alone moved by up to ±30 % within a minute on this shared VM.
-    let rawBefore = await rawInferencesPerSecond(seconds / 2);
-    const fps = values.fps === undefined ? Math.max(1, Math.ceil((offer * rawBefore) / n)) : Number(values.fps);
-    const clip = clipAt(fps);
-    const cams = Array.from({ length: n }, (_, i) => ({
-      id: `cam-${i + 1}`, source: { file: clip, loop: true }, detect: { fps: Math.min(fps, 30), width: 768, height: 576 }, motion: { enabled: false },
-    }));
-    const cfg = config(cams);
-    // The config stops at 30 fps, a camera's limit; one file camera must offer more for the path to be detection-bound.
-    for (const c of cfg.cameras) c.detect.fps = fps;
-    const ratios: number[] = [];
-    for (let round = 1; round <= rounds; round++) {
-      const r = await runAgent(cfg, seconds);
-      const rawAfter = await rawInferencesPerSecond(seconds / 2);
-      const raw = (rawBefore + rawAfter) / 2;
-      const det = sum(delta(r, 'detected')) / r.seconds;
-      const skipped = sum(delta(r, 'skipped')) / r.seconds;
-      ratios.push(det / raw);
-      // The agent's mean time per frame (preprocessing, session and decoding) against the raw loop's session time:
-      // well above it, the inference ran
-      // slower beside the frame path's other work; near it, the worker waited for frames.
-      const inferenceMs = sum(delta(r, 'inferenceMs')) / sum(delta(r, 'detected'));
-      out(`${String(n).padEnd(9)}${String(round).padEnd(7)}${String(fps).padEnd(10)}${`${raw.toFixed(1)} (${rawBefore.toFixed(1)}, ${rawAfter.toFixed(1)})`.padEnd(25)}${det.toFixed(1).padStart(11)}${skipped.toFixed(1).padStart(11)}${(det / raw).toFixed(3).padStart(7)}${`${inferenceMs.toFixed(1)} (${(1000 / raw).toFixed(1)})`.padStart(14)}`);
-      rawBefore = rawAfter;
+  try {
+    for (const n of (values.cameras ?? '1,2,4').split(',').map(Number)) {
+      const fps = values.fps === undefined ? Math.max(1, Math.ceil((offer * (await loop.run(seconds)).rate) / n)) : Number(values.fps);
+      const clip = clipAt(fps);
+      const cams = Array.from({ length: n }, (_, i) => ({
+        id: `cam-${i + 1}`, source: { file: clip, loop: true }, detect: { fps: Math.min(fps, 30), width: 768, height: 576 },
+        motion: { enabled: false }, stallSeconds: 120,
+      }));
+      const cfg = config(cams);
+      // The config stops at 30 fps, a camera's limit; one file camera must offer more for the path to be detection-bound.
+      for (const c of cfg.cameras) c.detect.fps = fps;
+      const agent = await Agent.start({ config: cfg, log: createLogger({ level: 'silent' }) });
+      const detected = (): number => sum(agent.cameraStatus().map((c) => c.totals.detected));
+      /** A raw window while the cameras are paused and the detector has finished their last frames. */
+      const rawWindow = async (): Promise<number> => {
+        const pids = ffmpegChildren();
+        if (pids.length !== n) throw new Error(`expected ${n} ffmpeg processes, found ${pids.length}`);
+        for (const pid of pids) process.kill(pid, 'SIGSTOP');
+        try {
+          for (let last = -1, settled = 0; settled < 3;) {
+            await sleep(100);
+            const now = detected();
+            settled = now === last ? settled + 1 : 0;
+            last = now;
+          }
+          return (await loop.run(seconds)).rate;
+        } finally {
+          for (const pid of pids) process.kill(pid, 'SIGCONT');
+        }
+      };
+      const ratios: number[] = [];
+      try {
+        await sleep(5000);
+        let rawBefore = await rawWindow();
+        for (let round = 1; round <= rounds; round++) {
+          // ffmpeg's -re decodes the paused seconds as fast as it can once continued: the window starts when the
+          // cameras are back to their rate (decoded frames over half a second within 15 % of it).
+          const decoded = (): number => sum(agent.cameraStatus().map((c) => c.totals.framesIn));
+          await sleep(500);
+          for (let waited = 0, last = decoded(); waited < 15_000; waited += 500) {
+            await sleep(500);
+            const now = decoded();
+            if (now - last <= 1.15 * n * fps * 0.5) break;
+            last = now;
+          }
+          const before = agent.cameraStatus();
+          const t0 = performance.now();
+          await sleep(seconds * 1000);
+          const r = { before, after: agent.cameraStatus(), seconds: (performance.now() - t0) / 1000 };
+          const rawAfter = await rawWindow();
+          const raw = (rawBefore + rawAfter) / 2;
+          const det = sum(delta(r, 'detected')) / r.seconds;
+          // The agent's mean time per frame (preprocessing, session and decoding) against the raw loop's session
+          // time: well above it, the inference ran slower beside the frame path's other work; near it, the worker
+          // waited for frames.
+          const ms = sum(delta(r, 'inferenceMs')) / sum(delta(r, 'detected'));
+          ratios.push(det / raw);
+          out(`${String(n).padEnd(9)}${String(round).padEnd(8)}${String(fps).padEnd(10)}${`${raw.toFixed(1)} (${rawBefore.toFixed(1)}, ${rawAfter.toFixed(1)})`.padEnd(25)}${det.toFixed(1).padStart(11)}${(sum(delta(r, 'framesIn')) / r.seconds).toFixed(1).padStart(11)}${(sum(delta(r, 'skipped')) / r.seconds).toFixed(1).padStart(11)}${(det / raw).toFixed(3).padStart(7)}${`${ms.toFixed(1)} (${(1000 / raw).toFixed(1)})`.padStart(16)}`);
+          rawBefore = rawAfter;
+        }
+      } finally {
+        await agent.stop();
+      }
+      const sorted = [...ratios].sort((a, b) => a - b);
+      medians.push(`${n} camera${n > 1 ? 's' : ''} ${sorted[Math.floor(sorted.length / 2)]!.toFixed(3)} (${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)})`);
     }
-    const sorted = [...ratios].sort((a, b) => a - b);
-    medians.push(`${n} camera${n > 1 ? 's' : ''} ${sorted[Math.floor(sorted.length / 2)]!.toFixed(3)}`);
+    out(`median ratio per camera count (range): ${medians.join(', ')}   (target ≥ 0.85)`);
+    out('skipped/s > 0 shows the detector was the bottleneck (detection-bound), as the ratio requires.');
+    // What any work beside the inference costs it on this machine: raw again while a thread spins on another core
+    // (arithmetic only, no memory traffic). The agent's decoding and preprocessing take that core in part.
+    const alone = (await loop.run(seconds)).rate;
+    const spinner = new Worker('const end = Date.now() + 3_600_000; let x = 1; while (Date.now() < end) x = (x * 1103515245 + 12345) | 0;', { eval: true });
+    await sleep(200);
+    const beside = (await loop.run(seconds)).rate;
+    await spinner.terminate();
+    out(`raw inf/s alone ${alone.toFixed(1)}, with a spinning thread beside it ${beside.toFixed(1)}: ${(beside / alone).toFixed(3)} (1.0 = cores that do not slow each other)`);
+  } finally {
+    await loop.close();
   }
-  out(`median ratio per camera count: ${medians.join(', ')}   (target ≥ 0.85)`);
-  out('skipped/s > 0 shows the detector was the bottleneck (detection-bound), as the ratio requires.');
-  // What any work beside the inference costs it on this machine: raw again while a thread spins on another core
-  // (arithmetic only, no memory traffic). The agent's decoding and preprocessing take that core in part.
-  const alone = await rawInferencesPerSecond(seconds / 4);
-  const spinner = new Worker('const end = Date.now() + 3_600_000; let x = 1; while (Date.now() < end) x = (x * 1103515245 + 12345) | 0;', { eval: true });
-  await sleep(200);
-  const beside = await rawInferencesPerSecond(seconds / 4);
-  await spinner.terminate();
-  out(`raw inf/s alone ${alone.toFixed(1)}, with a spinning thread beside it ${beside.toFixed(1)}: ${(beside / alone).toFixed(3)} (1.0 = cores that do not slow each other)`);
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * Raw onnxruntime inference, the benchmarks' reference: session.run back to back on prepared inputs of vtest.avi
- * frames, after a second of warm-up, on the calling thread (`rawInferences`) or in a fresh worker thread
- * (`rawInWorker`, where the agent's detector runs it).
+ * frames, after a second of warm-up, on the calling thread (`openRawLoop`, timed in windows; `rawInferences`, one
+ * window in a new session) or in a fresh worker thread (`rawInWorker`, where the agent's detector runs it).
  */
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
@@ -21,8 +21,17 @@ export interface RawOptions {
   onTiming?: () => void;
 }
 
-/** Inferences per second on this thread, how many ran, and the frames, which a later call may take instead of decoding them again. */
-export async function rawInferences(opts: RawOptions, frames?: VideoFrame[]): Promise<{ rate: number; n: number; frames: VideoFrame[] }> {
+/** A raw loop kept open: one session and its prepared inputs, timed in as many windows as asked. */
+export interface RawLoop {
+  /** session.run back to back for `seconds`; inferences per second, and how many ran. */
+  run(seconds: number): Promise<{ rate: number; n: number }>;
+  /** The decoded frames, which another loop may take instead of decoding them again. */
+  frames: VideoFrame[];
+  close(): Promise<void>;
+}
+
+/** Opens the raw loop on this thread and warms it up for a second (the first inferences of a new session ran 10–25 % slower). */
+export async function openRawLoop(opts: Omit<RawOptions, 'seconds' | 'onTiming'>, frames?: VideoFrame[]): Promise<RawLoop> {
   if (!frames) {
     frames = [];
     for await (const f of readVideoFrames(defaultClip, { fps: opts.fps, maxFrames: opts.maxFrames })) frames.push(f);
@@ -30,15 +39,30 @@ export async function rawInferences(opts: RawOptions, frames?: VideoFrame[]): Pr
   const { model, session, inputWidth, inputHeight } = await openModelSession({ threads: opts.threads });
   const pre = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess);
   const feeds = frames.map((f) => ({ [model.spec.input.name]: new ort.Tensor('float32', pre.run(f).slice(), [...model.spec.input.shape]) }));
-  // The first inferences of a new session ran 10–25 % slower, which flattered the ratios.
   for (const end = performance.now() + 1000; performance.now() < end;) await session.run(feeds[0]!);
+  let next = 0;
+  return {
+    frames,
+    async run(seconds) {
+      let n = 0;
+      const t0 = performance.now();
+      while (performance.now() - t0 < seconds * 1000) {
+        await session.run(feeds[next++ % feeds.length]!);
+        n++;
+      }
+      return { rate: n / ((performance.now() - t0) / 1000), n };
+    },
+    close: () => session.release(),
+  };
+}
+
+/** Inferences per second on this thread in a new session, how many ran, and the frames, which a later call may take instead of decoding them again. */
+export async function rawInferences(opts: RawOptions, frames?: VideoFrame[]): Promise<{ rate: number; n: number; frames: VideoFrame[] }> {
+  const loop = await openRawLoop(opts, frames);
   opts.onTiming?.();
-  let n = 0;
-  const t0 = performance.now();
-  while (performance.now() - t0 < opts.seconds * 1000) await session.run(feeds[n++ % feeds.length]!);
-  const rate = n / ((performance.now() - t0) / 1000);
-  await session.release();
-  return { rate, n, frames };
+  const { rate, n } = await loop.run(opts.seconds);
+  await loop.close();
+  return { rate, n, frames: loop.frames };
 }
 
 /** `rawInferences` in a fresh worker thread (bench/raw-worker.ts). */
