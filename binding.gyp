@@ -8,10 +8,6 @@
       "target_name": "vision",
       "sources": ["native/vision.c"],
       "cflags": ["-O3"]
-    },
-    {
-      "target_name": "pipe_size",
-      "sources": ["native/pipe_size.c"]
     }
   ]
 }

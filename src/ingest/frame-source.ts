@@ -8,7 +8,6 @@ import { safeUrl } from '../log.js';
 import type { RgbFrame } from '../vision/types.js';
 import { backoffDelay, defaultBackoff, type BackoffOptions } from './backoff.js';
 import { ffmpegArgs, parseInput, scrubCredentials, StderrTail, type Input } from './ffmpeg.js';
-import { sizeFramePipe, type PipeSizing } from './pipe-size.js';
 
 /**
  * connecting: ffmpeg started, no frame yet · streaming: frames arrive · stalled: no frame within
@@ -114,7 +113,6 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   private stallCheck: NodeJS.Immediate | undefined;
   private lastProgressAt = 0;
   private attempt = 0;
-  private pipeSizing: PipeSizing | undefined;
   /** Why the last run ended; a retry's 'connecting' state carries it, so a status taken mid-retry still says why. */
   private lastFailure: string | undefined;
   private assembling: Buffer;
@@ -255,7 +253,6 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
       // A child that a stop() replaced (start() called before it exited) has no say in the new run, and its
       // last bytes go to a scratch buffer rather than into the new run's frame.
       const scratch = Buffer.allocUnsafe(64 * 1024);
-      this.sizePipe(child.stdout);
       const reader = readStraightIntoFrames(child.stdout, {
         buffer: () => (this.child === child ? this.assembling.subarray(this.filled) : scratch),
         callback: (n) => {
@@ -286,27 +283,6 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     this.log.debug({ ffmpegPid: child.pid, args: this.args.map(scrubCredentials) }, `camera ${this.cameraId}: ffmpeg started`);
     this.lastProgressAt = Date.now();
     this.armStallTimer(this.stallMs);
-  }
-
-  /** Sizes ffmpeg's output pipe to hold a frame (src/ingest/pipe-size.ts); says once per source when it cannot. */
-  private sizePipe(stdout: Readable): void {
-    const fd = (stdout as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
-    const sizing: PipeSizing = typeof fd === 'number' && fd >= 0
-      ? sizeFramePipe(fd, this.frameBytes)
-      : { ok: false, reason: 'the pipe has no file descriptor to size' };
-    const first = this.pipeSizing === undefined;
-    this.pipeSizing = sizing;
-    if (first && (!sizing.ok || sizing.capped)) {
-      const why = sizing.ok
-        ? `${sizing.bytes} bytes, capped by /proc/sys/fs/pipe-max-size, for frames of ${this.frameBytes} bytes`
-        : sizing.reason;
-      this.log.info({ camera: this.cameraId, pipe: sizing }, `camera ${this.cameraId}: ffmpeg's output pipe is smaller than a frame (${why}); frames cross it in several wake-ups`);
-    }
-  }
-
-  /** The last sizing of ffmpeg's output pipe, once ffmpeg has started. */
-  get pipe(): PipeSizing | undefined {
-    return this.pipeSizing;
   }
 
   /** `n` more bytes were read into the frame being assembled; returns whether that completed it. */
