@@ -8,6 +8,10 @@
       "target_name": "vision",
       "sources": ["native/vision.c"],
       "cflags": ["-O3"]
+    },
+    {
+      "target_name": "sched",
+      "sources": ["native/sched.c"]
     }
   ]
 }

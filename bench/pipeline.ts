@@ -13,7 +13,8 @@
  *             then decodes far more than is detected, on the same 2 cores). The cameras play vtest.avi re-encoded
  *             at that rate, so frames arrive evenly and each once. The running agent and the raw loop take turns
  *             in windows of `--seconds`, `--rounds` agent windows per camera count; the median ratio is printed.
- *                          [--seconds 4] [--rounds 10] [--threads 1] [--offer 1.5 | --fps N] [--cameras 1,2,4] [--depth N]
+ *             `--pin off` sets model.pinCores: false (the inference then shares the cores with decoding).
+ *                          [--seconds 4] [--rounds 10] [--threads 1] [--offer 1.5 | --fps N] [--cameras 1,2,4] [--depth N] [--pin off]
  *   gating    detector calls ÷ decoded frames on a still scene (a frame of vtest.avi looped), and on vtest.avi
  *             the tracks and dwell/presence hits with gating vs without (recall).  [--seconds 60]
  *   capacity  N cameras of vtest.avi scaled to 640×360 H.264 at 10 fps over RTSP, detect at 2 fps: detect fps,
@@ -35,6 +36,7 @@ import { parseConfig, type CameraConfig, type Config } from '../src/config/index
 import { createLogger } from '../src/log.js';
 import { CameraRules } from '../src/rules/index.js';
 import { openDetector, type Detection } from '../src/vision/index.js';
+import { allowedCpus, pinThisThread, planCpus } from '../src/vision/affinity.js';
 import { MotionDetector, MotionGate } from '../src/vision/motion.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
 import { defaultClip, startRtspServer } from '../test/helpers/rtsp.js';
@@ -50,6 +52,7 @@ const { values, positionals } = parseArgs({
     rounds: { type: 'string' },
     offer: { type: 'string' },
     depth: { type: 'string' },
+    pin: { type: 'string' },
   },
 });
 const mode = positionals[0] ?? 'ratio';
@@ -72,7 +75,7 @@ function configInput(cameras: Record<string, unknown>[]): Record<string, unknown
     gateway: { id: 'gw-bench', dataDir: join(work, 'data') },
     // No broker: the frame path does not wait for the uplink, which keeps retrying in the background.
     mqtt: { url: 'mqtt://127.0.0.1:1' },
-    model: { threads, ...(values.depth !== undefined && { queueDepth: Number(values.depth) }) },
+    model: { threads, ...(values.depth !== undefined && { queueDepth: Number(values.depth) }), ...(values.pin !== undefined && { pinCores: values.pin !== 'off' }) },
     cameras,
   };
 }
@@ -150,7 +153,7 @@ async function ratio(): Promise<void> {
   const rounds = Number(values.rounds ?? 10);
   const offer = Number(values.offer ?? 1.5);
   const offered = values.fps === undefined ? `${offer}× the raw rate in total` : `${values.fps} fps each`;
-  out(`ratio: agent frame path (motion gating off, queue depth ${values.depth ?? 'default'}, cameras offering ${offered}, vtest.avi 768×576 re-encoded at that rate) vs raw session.run on this thread, ${threads} threads, windows of ${seconds} s taking turns, ${rounds} agent windows per camera count, node ${process.version}`);
+  out(`ratio: agent frame path (motion gating off, queue depth ${values.depth ?? 'default'}, inference ${values.pin === 'off' ? 'not pinned' : 'pinned to its own core (model.pinCores)'}, cameras offering ${offered}, vtest.avi 768×576 re-encoded at that rate) vs raw session.run on this thread, ${threads} threads, windows of ${seconds} s taking turns, ${rounds} agent windows per camera count, node ${process.version}`);
   out('cameras  window  fps each  raw inf/s (before, after)  agent det/s  decoded/s  skipped/s  ratio  agent ms/frame (raw)');
   const loop = await openRawLoop({ threads, fps: 1.5, maxFrames: 30 });
   const medians: string[] = [];
@@ -165,6 +168,8 @@ async function ratio(): Promise<void> {
       const cfg = config(cams);
       // The config stops at 30 fps, a camera's limit; one file camera must offer more for the path to be detection-bound.
       for (const c of cfg.cameras) c.detect.fps = fps;
+      const allowed = allowedCpus();
+      const plan = cfg.model.pinCores && allowed.ok ? planCpus(allowed.cpus, threads) : undefined;
       const agent = await Agent.start({ config: cfg, log: createLogger({ level: 'silent' }) });
       const detected = (): number => sum(agent.cameraStatus().map((c) => c.totals.detected));
       /** A raw window while the cameras are paused and the detector has finished their last frames. */
@@ -179,8 +184,12 @@ async function ratio(): Promise<void> {
             settled = now === last ? settled + 1 : 0;
             last = now;
           }
+          // With model.pinCores the agent has kept this thread off the inference CPUs; the raw loop runs on them,
+          // the core the agent's inference uses.
+          if (plan?.ok) pinThisThread(plan.inference);
           return (await loop.run(seconds)).rate;
         } finally {
+          if (plan?.ok) pinThisThread(plan.others);
           for (const pid of pids) process.kill(pid, 'SIGCONT');
         }
       };

@@ -31,11 +31,11 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
 fi
 
 stale=0
-for addon in malloc_tune vision; do
+for addon in malloc_tune vision sched; do
   if [[ ! -f build/Release/$addon.node || native/$addon.c -nt build/Release/$addon.node || binding.gyp -nt build/Release/$addon.node ]]; then stale=1; fi
 done
 if (( stale )); then
-  say "building the native addons (malloc thresholds, preprocessing and decoding loops; docs/decisions.md)"
+  say "building the native addons (malloc thresholds, preprocessing and decoding loops, CPU affinity; docs/decisions.md)"
   npm run --silent build:native >/dev/null
 fi
 

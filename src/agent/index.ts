@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Config, CameraConfig } from '../config/index.js';
 import { FrameSource, grabFrame, type SourceState } from '../ingest/index.js';
 import { nativeVision, openDetector, remapClasses, tuneMalloc, type Detector } from '../vision/index.js';
+import { allowedCpus, pinProcessThreads, planCpus, type CpuPlan } from '../vision/affinity.js';
 import type { DetectTiming } from '../vision/detector.js';
 import { MotionDetector, MotionGate } from '../vision/motion.js';
 import { InferenceScheduler } from '../vision/scheduler.js';
@@ -62,6 +63,9 @@ export class Agent {
   private statusTimer: NodeJS.Timeout | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
   private stopping = false;
+  /** The CPUs the process had before pinning, and whether the agent moved threads (stop() gives them back). */
+  private allowedCpus: number[] | undefined;
+  private cpusPinned = false;
   private readonly startedAt = Date.now();
   private readonly dataDir: string;
 
@@ -83,16 +87,21 @@ export class Agent {
   private async open(): Promise<void> {
     const { config, log } = this.opts;
     mkdirSync(this.dataDir, { recursive: true, mode: 0o750 });
-    for (const name of new Set(config.cameras.map((c) => c.model ?? config.model.name))) {
+    const models = new Set(config.cameras.map((c) => c.model ?? config.model.name));
+    const plan = config.model.pinCores ? this.planCpus(config.model.threads * models.size) : undefined;
+    for (const name of models) {
       const detector = await openDetector({
         model: name,
         modelsDir: this.opts.modelsDir,
         threads: config.model.threads,
         scoreThreshold: config.model.scoreThreshold,
         onWorkerExit: (err) => log.error({ model: name, err: err.message }, `${err.message}; frames in flight were lost, a new worker starts with the next frame`),
+        ...(plan?.ok && { cpus: plan.inference }),
       });
       this.detectors.set(name ?? '', detector);
     }
+    // Before any ffmpeg starts: the processes the main thread spawns inherit its CPUs.
+    if (plan?.ok) this.pinOthers(plan);
     // Applied by the first model session; only its absence is news.
     const malloc = tuneMalloc();
     if (!malloc.tuned) log.warn({ reason: malloc.reason }, `malloc thresholds not set: ${malloc.reason}; detection runs 30–50 % slower in its worker thread`);
@@ -142,6 +151,27 @@ export class Agent {
     this.healthTimer = setInterval(() => this.publishHealth(health), config.health.intervalSeconds * 1000);
     this.healthTimer.unref();
     log.info({ cameras: this.cameras.length, models: [...this.detectors.values()].map((d) => d.model.name), dataDir: this.dataDir }, 'agent started');
+  }
+
+  /** The CPU split for `inferenceThreads`, or why there is none (logged). */
+  private planCpus(inferenceThreads: number): CpuPlan {
+    const allowed = allowedCpus();
+    const plan = allowed.ok ? planCpus(allowed.cpus, inferenceThreads) : allowed;
+    if (allowed.ok) this.allowedCpus = allowed.cpus;
+    if (!plan.ok) this.opts.log.info({ reason: plan.reason }, `inference threads share the cores with decoding: ${plan.reason}`);
+    return plan;
+  }
+
+  /** Moves this process's other threads off the inference CPUs, and checks the inference threads are on them. */
+  private pinOthers(plan: Extract<CpuPlan, { ok: true }>): void {
+    const { log } = this.opts;
+    const r = pinProcessThreads(plan.others, plan.inference);
+    this.cpusPinned = r.moved > 0;
+    if (r.kept === 0 || r.failed > 0) {
+      log.warn({ inference: plan.inference, others: plan.others, ...r }, `CPU pinning incomplete: ${r.kept} thread(s) on the inference CPUs, ${r.failed} thread(s) could not be moved; inference shares its cores with decoding`);
+    } else {
+      log.info({ inference: plan.inference, others: plan.others }, `inference on CPU ${plan.inference.join(',')} alone; decoding and the rest of the agent on CPU ${plan.others.join(',')}`);
+    }
   }
 
   private async openCamera(cam: CameraConfig): Promise<CameraPipeline> {
@@ -341,6 +371,8 @@ export class Agent {
     await this.uplink?.stop();
     this.outbox?.close();
     for (const d of this.detectors.values()) await d.close();
+    // The process may go on (tests, benches, an embedding program): its threads get all their CPUs back.
+    if (this.cpusPinned && this.allowedCpus) pinProcessThreads(this.allowedCpus);
     this.opts.log.info('agent stopped');
   }
 }

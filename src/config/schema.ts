@@ -122,6 +122,7 @@ const modelSchema = z.strictObject({
   threads: wholeNumber().min(1).max(64).default(1).describe('onnxruntime threads for inference, shared by all cameras. 1 leaves the other cores to decoding and preprocessing; more helps only with idle cores (docs/decisions.md).'),
   queueDepth: wholeNumber().min(1).max(10).default(3).describe('Frames of one camera waiting for the detector at most; when it is behind, the oldest are dropped and counted as skipped. 3 absorbs 1.5 s of delay at 2 fps (docs/decisions.md).'),
   scoreThreshold: fraction('scoreThreshold').default(0.35).describe('Detections below this score are dropped before tracking.'),
+  pinCores: z.boolean().default(true).describe('Give the inference threads cores of their own: the last threads × models CPUs run only the models, the others run the rest of the agent and its ffmpeg processes. Applies only with at least one CPU left for the rest; false lets the kernel place every thread (docs/decisions.md, "A core for the inference").'),
 });
 
 const evidenceSchema = z.strictObject({

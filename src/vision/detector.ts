@@ -33,6 +33,8 @@ export interface DetectorOptions {
   onWorkerExit?: (err: Error) => void;
   /** The worker thread's entry; default src/vision/worker. Tests substitute one that misbehaves. */
   workerUrl?: URL;
+  /** The worker thread keeps itself (and the onnxruntime threads it starts) to these CPUs; default: where the kernel puts it. */
+  cpus?: number[];
 }
 
 /** A verified model loaded into an onnxruntime CPU session, its output checked; the raw layer under `Detector`. */

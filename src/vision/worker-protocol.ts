@@ -8,6 +8,7 @@
  * frame, and V8 answered with a full garbage collection of the main thread about every 200 ms (docs/decisions.md).
  */
 import type { MessagePort } from 'node:worker_threads';
+import { pinThisThread } from './affinity.js';
 import { openInferenceCore, type DetectorOptions, type DetectTiming } from './detector.js';
 import { ModelError, type Preprocess } from './manifest.js';
 import type { InputMapping } from './preprocess.js';
@@ -35,6 +36,9 @@ export async function serveDetector(port: MessagePort, init: WorkerInit): Promis
   const post = (msg: FromWorker): void => port.postMessage(msg);
   let core;
   try {
+    // Before the session, so onnxruntime's own threads (model.threads > 1) inherit the CPUs. When it fails, the
+    // agent finds no thread on the inference CPUs and says so.
+    if (init.cpus) pinThisThread(init.cpus);
     core = await openInferenceCore(init);
   } catch (err) {
     const e = err as Error;
