@@ -98,16 +98,26 @@ t.test('the agent: its inference on a core of its own, ffmpeg and the rest on th
   const { defaultClip } = await import('./helpers/rtsp.js');
   const work = mkdtempSync(join(tmpdir(), 'edgepatrol-affinity-'));
   t.teardown(() => rmSync(work, { recursive: true, force: true }));
+  const { startMosquitto } = await import('./helpers/mosquitto.js');
+  const { default: mqtt } = await import('mqtt');
+  const broker = await startMosquitto();
+  t.teardown(() => broker.stop());
   const maskOf = (tid: number) => sched.addon.getAffinity(tid);
   const ffmpegs = () => spawnSync('pgrep', ['-P', String(process.pid), '-x', 'ffmpeg'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
   for (const pinCores of [true, false]) {
     const config = parseConfig(JSON.stringify({
       gateway: { id: 'gw-affinity', dataDir: join(work, `data-${pinCores}`) },
-      // No broker: the frame path does not wait for the uplink.
-      mqtt: { url: 'mqtt://127.0.0.1:1' },
+      mqtt: { url: broker.url },
+      health: { intervalSeconds: 5 },
       model: { pinCores },
       cameras: [{ id: 'cam-1', source: { file: defaultClip, loop: true }, detect: { fps: 5, width: 384, height: 288 } }],
     }), join(work, 'gateway.yaml'));
+    const subscriber = await mqtt.connectAsync(broker.url);
+    await subscriber.subscribeAsync('edgepatrol/gw-affinity/health');
+    const health = new Promise<{ cpu: { cores: number } }>((resolve) => subscriber.on('message', (_topic, payload, packet) => {
+      // The first agent's message is retained: this agent's is the first one not flagged so.
+      if (!packet.retain) resolve(JSON.parse(payload.toString()));
+    }));
     const agent = await Agent.start({ config, log: createLogger({ level: 'silent' }) });
     let stopped = false;
     t.teardown(() => (stopped ? undefined : agent.stop()));
@@ -125,6 +135,9 @@ t.test('the agent: its inference on a core of its own, ffmpeg and the rest on th
       t.ok(masks.every((m) => String(m) === String(allowed.cpus)), 'pinCores false: every thread on all CPUs');
       for (const pid of pids) t.same(maskOf(pid), allowed.cpus, 'ffmpeg on all CPUs');
     }
+    // Its main thread now runs on fewer CPUs; the health message still counts those of the gateway.
+    t.equal((await health).cpu.cores, allowed.cpus.length, `health: cpu.cores ${allowed.cpus.length}`);
+    await subscriber.endAsync();
     await agent.stop();
     stopped = true;
     const after = readdirSync('/proc/self/task').map((tid) => maskOf(Number(tid))).filter((m): m is number[] => typeof m !== 'number');

@@ -147,7 +147,7 @@ export class Agent {
     for (const cam of config.cameras) this.cameras.push(await this.openCamera(cam));
     this.statusTimer = setInterval(() => this.writeStatusFile(), STATUS_INTERVAL_MS);
     this.statusTimer.unref();
-    const health = new HealthSampler({ gatewayId: config.gateway.id, version, dataDir: this.dataDir });
+    const health = new HealthSampler({ gatewayId: config.gateway.id, version, dataDir: this.dataDir, ...(this.allowedCpus && { cores: this.allowedCpus.length }) });
     this.healthTimer = setInterval(() => this.publishHealth(health), config.health.intervalSeconds * 1000);
     this.healthTimer.unref();
     log.info({ cameras: this.cameras.length, models: [...this.detectors.values()].map((d) => d.model.name), dataDir: this.dataDir }, 'agent started');

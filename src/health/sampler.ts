@@ -18,6 +18,11 @@ export interface HealthSamplerOptions {
   dataDir: string;
   /** Where thermal zones live (default /sys/class/thermal); tests point it elsewhere. */
   thermalDir?: string;
+  /**
+   * The CPUs the agent may use. Default: those of the thread that builds the sampler, which is too few once the
+   * agent has pinned its threads (model.pinCores), so the agent passes the count it had before.
+   */
+  cores?: number;
 }
 
 /**
@@ -28,7 +33,11 @@ export class HealthSampler {
   private lastCpu = process.cpuUsage();
   private lastAt = performance.now();
 
-  constructor(private readonly opts: HealthSamplerOptions) {}
+  private readonly cores: number;
+
+  constructor(private readonly opts: HealthSamplerOptions) {
+    this.cores = opts.cores ?? availableParallelism();
+  }
 
   sample(inputs: HealthInputs): HealthPayload {
     const cpu = process.cpuUsage();
@@ -44,7 +53,7 @@ export class HealthSampler {
       at: new Date().toISOString(),
       version: this.opts.version,
       uptimeSeconds: Math.round(process.uptime()),
-      cpu: { cores: availableParallelism(), load1: Math.round((loadavg()[0] ?? 0) * 100) / 100, processPercent },
+      cpu: { cores: this.cores, load1: Math.round((loadavg()[0] ?? 0) * 100) / 100, processPercent },
       mem: { totalBytes: totalmem(), availableBytes: availableMemory(), processRssBytes: process.memoryUsage.rss() },
       tempCelsius: hottestZone(this.opts.thermalDir ?? '/sys/class/thermal'),
       disk: diskOf(this.opts.dataDir),
