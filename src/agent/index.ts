@@ -158,7 +158,8 @@ export class Agent {
     const allowed = allowedCpus();
     const plan = allowed.ok ? planCpus(allowed.cpus, inferenceThreads) : allowed;
     if (allowed.ok) this.allowedCpus = allowed.cpus;
-    if (!plan.ok) this.opts.log.info({ reason: plan.reason }, `inference threads share the cores with decoding: ${plan.reason}`);
+    // Too few CPUs is how the gateway is; a missing addon is a broken install.
+    if (!plan.ok) this.opts.log[allowed.ok ? 'info' : 'warn']({ reason: plan.reason }, `inference threads share the cores with decoding: ${plan.reason}`);
     return plan;
   }
 
