@@ -20,6 +20,12 @@ static napi_value thread_id(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* Reads up to *argc arguments into argv (*argc: how many came) and the first, a thread id >= 0, into *tid. */
+static bool thread_args(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv, int32_t *tid) {
+  return napi_get_cb_info(env, info, argc, argv, NULL, NULL) == napi_ok && *argc >= 1 &&
+         napi_get_value_int32(env, argv[0], tid) == napi_ok && *tid >= 0;
+}
+
 /* getAffinity(tid): the CPUs thread `tid` (0: the calling thread) may run on, or -errno. */
 static napi_value get_affinity(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -27,8 +33,7 @@ static napi_value get_affinity(napi_env env, napi_callback_info info) {
   napi_value result;
   int32_t tid = -1;
   cpu_set_t set;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-      napi_get_value_int32(env, argv[0], &tid) != napi_ok || tid < 0) {
+  if (!thread_args(env, info, &argc, argv, &tid)) {
     napi_throw_range_error(env, NULL, "getAffinity(tid): a thread id, or 0 for the calling thread");
     return NULL;
   }
@@ -57,8 +62,7 @@ static napi_value set_affinity(napi_env env, napi_callback_info info) {
   uint32_t length = 0;
   bool is_array = false;
   cpu_set_t set;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
-      napi_get_value_int32(env, argv[0], &tid) != napi_ok || tid < 0 ||
+  if (!thread_args(env, info, &argc, argv, &tid) || argc < 2 ||
       napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
       napi_get_array_length(env, argv[1], &length) != napi_ok || length == 0) {
     napi_throw_range_error(env, NULL, "setAffinity(tid, cpus): a thread id (0: the calling thread) and a non-empty array of CPU numbers");
