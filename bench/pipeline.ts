@@ -36,7 +36,7 @@ import { parseConfig, type CameraConfig, type Config } from '../src/config/index
 import { createLogger } from '../src/log.js';
 import { CameraRules } from '../src/rules/index.js';
 import { openDetector, type Detection } from '../src/vision/index.js';
-import { allowedCpus, pinThisThread, planCpus } from '../src/vision/affinity.js';
+import { pinThisThread } from '../src/vision/affinity.js';
 import { MotionDetector, MotionGate } from '../src/vision/motion.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
 import { defaultClip, startRtspServer } from '../test/helpers/rtsp.js';
@@ -168,10 +168,10 @@ async function ratio(): Promise<void> {
       const cfg = config(cams);
       // The config stops at 30 fps, a camera's limit; one file camera must offer more for the path to be detection-bound.
       for (const c of cfg.cameras) c.detect.fps = fps;
-      const allowed = allowedCpus();
-      const plan = cfg.model.pinCores && allowed.ok ? planCpus(allowed.cpus, threads) : undefined;
       const agent = await Agent.start({ config: cfg, log: createLogger({ level: 'silent' }) });
+      const split = agent.cpuSplit;
       const detected = (): number => sum(agent.cameraStatus().map((c) => c.totals.detected));
+      const decoded = (): number => sum(agent.cameraStatus().map((c) => c.totals.framesIn));
       /** A raw window while the cameras are paused and the detector has finished their last frames. */
       const rawWindow = async (): Promise<number> => {
         const pids = ffmpegChildren();
@@ -186,10 +186,10 @@ async function ratio(): Promise<void> {
           }
           // With model.pinCores the agent has kept this thread off the inference CPUs; the raw loop runs on them,
           // the core the agent's inference uses.
-          if (plan?.ok) pinThisThread(plan.inference);
+          if (split) pinThisThread(split.inference);
           return (await loop.run(seconds)).rate;
         } finally {
-          if (plan?.ok) pinThisThread(plan.others);
+          if (split) pinThisThread(split.others);
           for (const pid of pids) process.kill(pid, 'SIGCONT');
         }
       };
@@ -200,7 +200,6 @@ async function ratio(): Promise<void> {
         for (let round = 1; round <= rounds; round++) {
           // ffmpeg's -re decodes the paused seconds as fast as it can once continued: the window starts when the
           // cameras are back to their rate (decoded frames over half a second within 15 % of it).
-          const decoded = (): number => sum(agent.cameraStatus().map((c) => c.totals.framesIn));
           await sleep(500);
           for (let waited = 0, last = decoded(); waited < 15_000; waited += 500) {
             await sleep(500);

@@ -63,9 +63,9 @@ export class Agent {
   private statusTimer: NodeJS.Timeout | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
   private stopping = false;
-  /** The CPUs the process had before pinning, and whether the agent moved threads (stop() gives them back). */
+  /** The CPUs the process had before pinning (stop() gives them back), and the split while pinned. */
   private allowedCpus: number[] | undefined;
-  private cpusPinned = false;
+  private pinned: { inference: number[]; others: number[] } | undefined;
   private readonly startedAt = Date.now();
   private readonly dataDir: string;
 
@@ -167,7 +167,7 @@ export class Agent {
   private pinOthers(plan: Extract<CpuPlan, { ok: true }>): void {
     const { log } = this.opts;
     const r = pinProcessThreads(plan.others, plan.inference);
-    this.cpusPinned = r.moved > 0;
+    if (r.moved > 0) this.pinned = { inference: plan.inference, others: plan.others };
     if (r.kept === 0 || r.failed > 0) {
       log.warn({ inference: plan.inference, others: plan.others, ...r }, `CPU pinning incomplete: ${r.kept} thread(s) on the inference CPUs, ${r.failed} thread(s) could not be moved; inference shares its cores with decoding`);
     } else {
@@ -295,6 +295,11 @@ export class Agent {
     }
   }
 
+  /** While model.pinCores holds the inference on CPUs of its own: those, and the CPUs of everything else. */
+  get cpuSplit(): { inference: number[]; others: number[] } | undefined {
+    return this.pinned;
+  }
+
   /** Per-camera state and rates over the last status interval (`edgepatrol status`, health). */
   cameraStatus(): CameraStatus[] {
     const scheduler = this.scheduler;
@@ -373,7 +378,8 @@ export class Agent {
     this.outbox?.close();
     for (const d of this.detectors.values()) await d.close();
     // The process may go on (tests, benches, an embedding program): its threads get all their CPUs back.
-    if (this.cpusPinned && this.allowedCpus) pinProcessThreads(this.allowedCpus);
+    if (this.pinned && this.allowedCpus) pinProcessThreads(this.allowedCpus);
+    this.pinned = undefined;
     this.opts.log.info('agent stopped');
   }
 }
