@@ -1,5 +1,5 @@
 /*
- * Two loops of the frame path in C (src/vision/native.ts loads them; docs/decisions.md, "Preprocessing in C"):
+ * Loops of the frame path in C (src/vision/native.ts loads them; docs/decisions.md, "Preprocessing in C"):
  *
  * 1. The detector's bilinear resize + normalisation (src/vision/preprocess.ts, `runBilinear`): an RGB24 frame to
  * the model's planar float input. The JavaScript loop took 2-3 ms of the main thread per 768x576 frame, the
@@ -114,6 +114,144 @@ static napi_value bilinear(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * 1b. The same resize + normalisation from a YUV 4:2:0 frame (I420: Y plane, then U, then V, each chroma plane
+ * ceil(width/2) x ceil(height/2)), limited-range BT.601, as the cameras' frame sources deliver it: Y and the two
+ * chroma planes are each sampled bilinearly (own tables), then converted to RGB and clamped, at the output size
+ * only. Converting the whole frame to RGB first (what ffmpeg's rgb24 output did) costs a 768x576 frame 1.3 MB of
+ * writes and reads; this reads 0.66 MB and converts 416x312 pixels (docs/decisions.md, "Frames stay YUV").
+ *
+ * bilinearI420(src: Uint8Array, width, height, out: Float32Array, outWidth, line0, planes: Int32Array[3],
+ *              x0, x1: Int32Array, wx: Float32Array, y0, y1: Int32Array, wy: Float32Array,
+ *              cx0, cx1: Int32Array, cwx: Float32Array, cy0, cy1: Int32Array, cwy: Float32Array,
+ *              gain: Float32Array[3], offset: Float32Array[3])
+ *   x0/x1: per output column the Y-plane column left/right of its centre, wx the right one's weight; y0/y1/wy
+ *   likewise for rows; cx0.. and cy0.. the same in the chroma planes. gain/offset are per R, G, B.
+ */
+#define KY (255.0f / 219.0f)
+#define KRV (1.402f * 255.0f / 224.0f)
+#define KGU (1.772f * 0.114f / 0.587f * 255.0f / 224.0f)
+#define KGV (1.402f * 0.299f / 0.587f * 255.0f / 224.0f)
+#define KBU (1.772f * 255.0f / 224.0f)
+
+static inline float clamp255(float v) {
+  return v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v;
+}
+
+/* Every entry of `t` in [0, limit). */
+static int indices_below(const array_t *t, int64_t limit) {
+  const int32_t *p = t->data;
+  for (size_t i = 0; i < t->length; i++) {
+    if (p[i] < 0 || p[i] >= limit) return 0;
+  }
+  return 1;
+}
+
+static napi_value bilinear_i420(napi_env env, napi_callback_info info) {
+  size_t argc = 21;
+  napi_value argv[21];
+  array_t src, out, planes, x0, x1, wx, y0, y1, wy, cx0, cx1, cwx, cy0, cy1, cwy, gain, offset;
+  int64_t width, height, ow, line0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 21) return fail(env, "bilinearI420: 21 arguments");
+  if (!typed(env, argv[0], napi_uint8_array, &src) || !integer(env, argv[1], &width) || !integer(env, argv[2], &height) ||
+      !typed(env, argv[3], napi_float32_array, &out) || !integer(env, argv[4], &ow) || !integer(env, argv[5], &line0) ||
+      !typed(env, argv[6], napi_int32_array, &planes) ||
+      !typed(env, argv[7], napi_int32_array, &x0) || !typed(env, argv[8], napi_int32_array, &x1) || !typed(env, argv[9], napi_float32_array, &wx) ||
+      !typed(env, argv[10], napi_int32_array, &y0) || !typed(env, argv[11], napi_int32_array, &y1) || !typed(env, argv[12], napi_float32_array, &wy) ||
+      !typed(env, argv[13], napi_int32_array, &cx0) || !typed(env, argv[14], napi_int32_array, &cx1) || !typed(env, argv[15], napi_float32_array, &cwx) ||
+      !typed(env, argv[16], napi_int32_array, &cy0) || !typed(env, argv[17], napi_int32_array, &cy1) || !typed(env, argv[18], napi_float32_array, &cwy) ||
+      !typed(env, argv[19], napi_float32_array, &gain) || !typed(env, argv[20], napi_float32_array, &offset)) {
+    return fail(env, "bilinearI420: argument of the wrong type");
+  }
+  const size_t dw = x0.length;
+  const size_t dh = y0.length;
+  if (width <= 0 || height <= 0 || ow <= 0 || line0 < 0 || (int64_t)dw > ow || planes.length != 3 || gain.length != 3 || offset.length != 3 ||
+      x1.length != dw || wx.length != dw || cx0.length != dw || cx1.length != dw || cwx.length != dw ||
+      y1.length != dh || wy.length != dh || cy0.length != dh || cy1.length != dh || cwy.length != dh) {
+    return fail(env, "bilinearI420: table lengths or sizes do not match");
+  }
+  const int64_t cw = (width + 1) / 2, ch = (height + 1) / 2;
+  const uint64_t u_at = (uint64_t)(width * height), v_at = u_at + (uint64_t)(cw * ch);
+  if (v_at + (uint64_t)(cw * ch) > src.length) return fail(env, "bilinearI420: frame smaller than width x height in YUV 4:2:0");
+  if (!indices_below(&x0, width) || !indices_below(&x1, width) || !indices_below(&y0, height) || !indices_below(&y1, height) ||
+      !indices_below(&cx0, cw) || !indices_below(&cx1, cw) || !indices_below(&cy0, ch) || !indices_below(&cy1, ch)) {
+    return fail(env, "bilinearI420: tables reach past the frame");
+  }
+  const int32_t *pl = planes.data;
+  int64_t plane_max = 0;
+  for (int c = 0; c < 3; c++) {
+    if (pl[c] < 0) return fail(env, "bilinearI420: negative plane offset");
+    if (pl[c] > plane_max) plane_max = pl[c];
+  }
+  if (dh > 0 && (uint64_t)(plane_max + line0 + (int64_t)(dh - 1) * ow + (int64_t)dw) > out.length) {
+    return fail(env, "bilinearI420: output too small for the tables");
+  }
+
+  const uint8_t *s = src.data, *su = s + u_at, *sv = s + v_at;
+  float *o = out.data;
+  const int32_t *px0 = x0.data, *px1 = x1.data, *py0 = y0.data, *py1 = y1.data;
+  const int32_t *pcx0 = cx0.data, *pcx1 = cx1.data, *pcy0 = cy0.data, *pcy1 = cy1.data;
+  const float *fwx = wx.data, *fwy = wy.data, *fcwx = cwx.data, *fcwy = cwy.data, *g = gain.data, *off = offset.data;
+  for (size_t y = 0; y < dh; y++) {
+    const uint8_t *top = s + (size_t)py0[y] * (size_t)width, *bottom = s + (size_t)py1[y] * (size_t)width;
+    const size_t ctop = (size_t)pcy0[y] * (size_t)cw, cbottom = (size_t)pcy1[y] * (size_t)cw;
+    const float v = fwy[y], cv = fcwy[y];
+    const size_t line = (size_t)line0 + y * (size_t)ow;
+    float *o0 = o + pl[0] + line, *o1 = o + pl[1] + line, *o2 = o + pl[2] + line;
+    for (size_t x = 0; x < dw; x++) {
+      const float w = fwx[x], cwt = fcwx[x];
+      const int32_t a = px0[x], b = px1[x], ca = pcx0[x], cb = pcx1[x];
+      float t = top[a] + (top[b] - top[a]) * w, l = bottom[a] + (bottom[b] - bottom[a]) * w;
+      const float luma = KY * (t + (l - t) * v - 16.0f);
+      t = su[ctop + ca] + (su[ctop + cb] - su[ctop + ca]) * cwt;
+      l = su[cbottom + ca] + (su[cbottom + cb] - su[cbottom + ca]) * cwt;
+      const float cu = t + (l - t) * cv - 128.0f;
+      t = sv[ctop + ca] + (sv[ctop + cb] - sv[ctop + ca]) * cwt;
+      l = sv[cbottom + ca] + (sv[cbottom + cb] - sv[cbottom + ca]) * cwt;
+      const float cr = t + (l - t) * cv - 128.0f;
+      o0[x] = clamp255(luma + KRV * cr) * g[0] + off[0];
+      o1[x] = clamp255(luma - KGU * cu - KGV * cr) * g[1] + off[1];
+      o2[x] = clamp255(luma + KBU * cu) * g[2] + off[2];
+    }
+  }
+  return NULL;
+}
+
+/*
+ * 1c. A whole I420 frame to RGB24 (evidence images): each chroma sample serves the 2x2 pixels it covers.
+ *
+ * i420ToRgb(src: Uint8Array, width, height, dst: Uint8Array)
+ */
+static napi_value i420_to_rgb(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  array_t src, dst;
+  int64_t width, height;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return fail(env, "i420ToRgb: 4 arguments");
+  if (!typed(env, argv[0], napi_uint8_array, &src) || !integer(env, argv[1], &width) || !integer(env, argv[2], &height) ||
+      !typed(env, argv[3], napi_uint8_array, &dst)) {
+    return fail(env, "i420ToRgb: argument of the wrong type");
+  }
+  if (width <= 0 || height <= 0) return fail(env, "i420ToRgb: width and height must be positive");
+  const int64_t cw = (width + 1) / 2, ch = (height + 1) / 2;
+  const uint64_t u_at = (uint64_t)(width * height), v_at = u_at + (uint64_t)(cw * ch);
+  if (v_at + (uint64_t)(cw * ch) > src.length) return fail(env, "i420ToRgb: frame smaller than width x height in YUV 4:2:0");
+  if ((uint64_t)(width * height * 3) > dst.length) return fail(env, "i420ToRgb: output smaller than width x height x 3");
+  const uint8_t *s = src.data;
+  uint8_t *d = dst.data;
+  for (int64_t y = 0; y < height; y++) {
+    const uint8_t *row = s + y * width, *ur = s + u_at + (y / 2) * cw, *vr = s + v_at + (y / 2) * cw;
+    uint8_t *o = d + y * width * 3;
+    for (int64_t x = 0; x < width; x++, o += 3) {
+      const float luma = KY * (row[x] - 16.0f), cu = ur[x / 2] - 128.0f, cr = vr[x / 2] - 128.0f;
+      o[0] = (uint8_t)(clamp255(luma + KRV * cr) + 0.5f);
+      o[1] = (uint8_t)(clamp255(luma - KGU * cu - KGV * cr) + 0.5f);
+      o[2] = (uint8_t)(clamp255(luma + KBU * cu) + 0.5f);
+    }
+  }
+  return NULL;
+}
+
+/*
  * 2. The first step of decoding a detector output (src/vision/nanodet.ts): for each of `rows` rows of `stride`
  * floats, its best score among the `classes` values starting at `first`, when above `threshold`.
  *
@@ -182,6 +320,10 @@ NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "bilinear", NAPI_AUTO_LENGTH, bilinear, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "bilinear", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "bilinearI420", NAPI_AUTO_LENGTH, bilinear_i420, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "bilinearI420", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "i420ToRgb", NAPI_AUTO_LENGTH, i420_to_rgb, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "i420ToRgb", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "bestClasses", NAPI_AUTO_LENGTH, best_classes, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "bestClasses", fn) != napi_ok) return NULL;
   return exports;

@@ -138,6 +138,8 @@ t.test('URL schemes, ids, lat/lon pairing, mqtt auth and tls consistency', async
   t.match(issueAt(variant((c) => { c.cameras[0].zones[0].rules[0].kind = 'presense'; }), 'cameras[0].zones[0].rules[0].kind')?.message, /unknown kind 'presense'; expected one of: presence, dwell, count, line_cross, left_object, scene_change/);
   t.match(issueAt(variant((c) => { c.cameras[0].zones[0].rules[1].type = 'street_vending'; }), 'cameras[0].zones[0].rules[1].id')?.message, /duplicate rule id 'street_vending'/);
   t.match(issueAt(variant((c) => { c.model = { threads: 1.5 }; }), 'model.threads')?.message, /whole number/);
+  t.match(issueAt(variant((c) => { c.cameras[0].detect = { width: 641 }; }), 'cameras[0].detect.width')?.message, /width must be an even whole number \(frames are YUV 4:2:0\), got 641; use 642/);
+  t.match(issueAt(variant((c) => { c.cameras[0].detect = { height: 359.5 }; }), 'cameras[0].detect.height')?.message, /height must be an even whole number/);
   t.match(issueAt(variant((c) => { c.cameras = []; }), 'cameras')?.message, /at least one camera/);
   t.match(issueAt(variant((c) => { delete c.gateway; }), 'gateway')?.message, /missing; expected a mapping/);
   const moreCrossChecks = variant((c) => { c.model = { threads: 1.5 }; c.cameras.push(structuredClone(c.cameras[0])); });

@@ -10,13 +10,16 @@ import { backoffDelay } from '../src/ingest/backoff.js';
 import { ffmpegArgs, parseInput, rateFilter, StderrTail } from '../src/ingest/ffmpeg.js';
 import { FrameSource, type FrameSourceOptions, type SourceState, type StreamState } from '../src/ingest/index.js';
 import { createLogger } from '../src/log.js';
-import type { RgbFrame } from '../src/vision/types.js';
+import type { Frame } from '../src/vision/types.js';
+import { toRgb } from '../src/vision/yuv.js';
 import { defaultClip, startRtspServer } from './helpers/rtsp.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const log = createLogger({ level: 'silent' });
 const W = 160;
 const H = 120;
+/** A W×H frame in YUV 4:2:0, the frame sources' default layout: Y, then U and V at half size each way. */
+const YUV_BYTES = W * H + 2 * (W / 2) * (H / 2);
 
 const work = mkdtempSync(join(tmpdir(), 'edgepatrol-ingest-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
@@ -30,7 +33,7 @@ if (cut.status !== 0) throw new Error(`cutting the test clip failed: ${cut.stder
 function source(tt: Test, opts: Partial<FrameSourceOptions> & { url: string }) {
   const src = new FrameSource({ cameraId: 'cam-test', fps: 5, width: W, height: H, log, ...opts });
   const states: SourceState[] = [];
-  const frames: RgbFrame[] = [];
+  const frames: Frame[] = [];
   src.on('state', (s) => states.push(s));
   src.on('frame', (f) => frames.push(f));
   tt.teardown(() => src.stop());
@@ -87,10 +90,14 @@ t.test('pure parts: input kinds, arguments, reasons, backoff', async (tt) => {
   tt.same(parseInput('c', 'clips/a b.avi'), { kind: 'file', path: join(process.cwd(), 'clips/a b.avi') });
   tt.throws(() => parseInput('gate-3', 'http://x/y.mjpg'), /gate-3.*http:\/\//);
   const args = ffmpegArgs(rtsp, { fps: 5, width: 640, height: 480 }, true);
-  tt.same(args.slice(args.indexOf('-vf')), ['-vf', `${rateFilter(5)},scale=640:480`, '-fps_mode', 'passthrough', '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1']);
+  tt.same(args.slice(args.indexOf('-vf')), ['-vf', `${rateFilter(5)},zscale=w=640:h=480:range=limited`, '-fps_mode', 'passthrough', '-pix_fmt', 'yuv420p', '-f', 'rawvideo', 'pipe:1'],
+    'YUV 4:2:0 in limited range by default');
+  const rgb = ffmpegArgs(rtsp, { fps: 5, width: 640, height: 480, pixelFormat: 'rgb24' }, true);
+  tt.same(rgb.slice(rgb.indexOf('-vf')), ['-vf', `${rateFilter(5)},scale=640:480`, '-fps_mode', 'passthrough', '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1']);
   tt.notOk(args.includes('-stream_loop'), 'loop applies to files only');
   tt.same(args.slice(args.indexOf('-threads'), args.indexOf('-threads') + 2), ['-threads', '1'], 'one decoding thread per camera');
   tt.ok(args.indexOf('-threads') < args.indexOf('-i'), 'given as an input (decoder) option');
+  tt.throws(() => new FrameSource({ cameraId: 'gate-3', url: 'rtsp://h/s', fps: 5, width: 641, height: 480, log }), /camera gate-3: detect size 641x480 must be even both ways/);
   tt.same(ffmpegArgs({ kind: 'file', path: '/v/a:b.avi' }, { fps: 5, width: 640, height: 480 }, true).slice(7, 12),
     ['-re', '-stream_loop', '-1', '-i', 'file:/v/a:b.avi']);
 
@@ -115,7 +122,7 @@ t.test('file source: exact frames at about the configured rate, looping past the
   await sleep(5000);
   const got = frames.slice();
   tt.ok(got.length > 0);
-  tt.ok(got.every((f) => f.width === W && f.height === H && f.data.length === W * H * 3), 'every frame is W×H×3');
+  tt.ok(got.every((f) => f.width === W && f.height === H && f.format === 'yuv420p' && f.data.length === YUV_BYTES), 'every frame is W×H in YUV 4:2:0');
   const span = (got[got.length - 1]!.ts - got[0]!.ts) / 1000;
   tt.ok(span > 4, `frames keep coming past the 2 s clip (span ${span} s)`);
   const rate = (got.length - 1) / span;
@@ -128,13 +135,40 @@ t.test('file source: exact frames at about the configured rate, looping past the
 });
 
 /** Frames of a file camera until it ends. */
-async function allFrames(tt: Test, opts: Partial<FrameSourceOptions> & { url: string }): Promise<RgbFrame[]> {
+async function allFrames(tt: Test, opts: Partial<FrameSourceOptions> & { url: string }): Promise<Frame[]> {
   const { src, frames } = source(tt, opts);
   src.start();
   const s = await nextState(src, ['ended', 'failed', 'backoff'], 20_000);
   tt.equal(s.state, 'ended', `${opts.url} played to its end`);
   return frames;
 }
+
+t.test('frame layouts: YUV 4:2:0 in limited range from any camera, RGB24 when asked', async (tt) => {
+  // One still picture for 2 s, so each frame of a source is the frame ffmpeg converts alone below. MJPEG is
+  // full range (yuvj420p), as many IP cameras send it: the source hands it over in limited range.
+  const still = join(work, 'still-full-range.mkv');
+  const enc = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-ss', '5', '-i', defaultClip,
+    '-vf', 'trim=end_frame=1,loop=loop=19:size=1:start=0,setpts=N/10/TB', '-c:v', 'mjpeg', '-pix_fmt', 'yuvj420p', '-q:v', '2', still], { encoding: 'utf8' });
+  tt.equal(enc.status, 0, enc.stderr);
+  const rgb = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-i', still, '-frames:v', '1', '-vf', `scale=${W}:${H}`,
+    '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1']).stdout;
+  tt.equal(rgb.length, W * H * 3);
+  const yuvFrames = await allFrames(tt, { url: still, fps: 10 });
+  tt.ok(yuvFrames.length >= 15, `frames of the still clip (${yuvFrames.length})`);
+  const frame = yuvFrames[0]!;
+  tt.equal(frame.format, 'yuv420p');
+  tt.equal(frame.data.length, YUV_BYTES);
+  let dark = 255;
+  for (let i = 0; i < W * H; i++) dark = Math.min(dark, frame.data[i]!);
+  tt.ok(dark >= 16, `luma stays in the limited range (darkest ${dark})`);
+  let sum = 0;
+  const back = toRgb(frame).data;
+  for (let i = 0; i < back.length; i++) sum += Math.abs(back[i]! - rgb[i]!);
+  tt.ok(sum / back.length < 3, `converted back to RGB it is ffmpeg's RGB of the same picture (mean difference ${(sum / back.length).toFixed(2)} levels)`);
+  const rgbFrames = await allFrames(tt, { url: still, fps: 10, pixelFormat: 'rgb24' });
+  tt.ok(rgbFrames.length >= 15 && rgbFrames.every((f) => f.format === undefined && f.data.length === W * H * 3), 'an rgb24 source gives W×H×3 RGB frames');
+  tt.ok(rgbFrames[0]!.data.equals(rgb), 'the same bytes as ffmpeg\'s own RGB conversion');
+});
 
 t.test('a camera slower than the detect rate, or with jittering timestamps, gives each of its frames once', async (tt) => {
   const count = (file: string): number => {
@@ -174,7 +208,7 @@ t.test('recycled frame buffers carry later frames; a buffer given back twice or 
   const until = async (n: number) => { for (const end = Date.now() + 20_000; frames.length < n && Date.now() < end;) await sleep(20); };
   await until(1);
   const first = frames[0]!.data as Buffer;
-  const alien = Buffer.alloc(W * H * 3 + 1);
+  const alien = Buffer.alloc(YUV_BYTES + 1);
   src.recycle(first);
   src.recycle(first);
   src.recycle(alien);
@@ -251,7 +285,7 @@ t.test('RTSP from the GStreamer server: frames, server loss, stall, recovery', a
   tt.equal(other.src.currentState, 'streaming', 'a second mount streams too');
   await sleep(2000);
   tt.ok(frames.length >= 5, `frames arrive (${frames.length})`);
-  tt.ok(frames.every((f) => f.data.length === W * H * 3), 'exact frame size');
+  tt.ok(frames.every((f) => f.data.length === YUV_BYTES), 'exact frame size');
 
   await tt.test('server killed → leaves streaming, streams again after restart', async (st) => {
     await server.stop();

@@ -8,7 +8,8 @@ import { allowedCpus, pinProcessThreads, planCpus, type CpuPlan } from '../visio
 import type { DetectTiming } from '../vision/detector.js';
 import { MotionDetector, MotionGate } from '../vision/motion.js';
 import { InferenceScheduler } from '../vision/scheduler.js';
-import type { RgbFrame } from '../vision/types.js';
+import type { Frame, RgbFrame } from '../vision/types.js';
+import { toRgb } from '../vision/yuv.js';
 import { CameraRules } from '../rules/index.js';
 import { Outbox } from '../outbox/index.js';
 import { Uplink } from '../uplink/index.js';
@@ -22,6 +23,11 @@ export interface AgentOptions {
   log: Logger;
   /** Folder holding manifest.json and the model files (default: the project's models/). */
   modelsDir?: string;
+  /**
+   * The layout ffmpeg hands frames over in: yuv420p (default, half the bytes and no conversion of frames that
+   * are not detected) or rgb24, which bench/pipeline.ts `ratio --compare-format` measures against it.
+   */
+  frameFormat?: 'rgb24' | 'yuv420p';
 }
 
 /** Everything the agent runs for one camera; the agent owns it and closes it. */
@@ -35,7 +41,7 @@ interface CameraPipeline {
   /** The rules' tracker holds objects (seen or coasting): while it does, the gate refreshes detection even without motion. */
   objectsTracked: boolean;
   /** The last frame the detector ran on: the evidence of events still open when the agent stops. */
-  lastFrame?: RgbFrame;
+  lastFrame?: Frame;
   /** Readers still holding a detected frame (the last frame, evidence being drawn); at zero it goes back to the source. */
   holds: Map<Uint8Array, number>;
   /** Event writes of one camera run one after another, so events keep the order their frames had. */
@@ -56,7 +62,7 @@ export class Agent {
   private readonly cameras: CameraPipeline[] = [];
   /** One onnxruntime session per model name, shared by the cameras that use it. */
   private readonly detectors = new Map<string, Detector>();
-  private scheduler: InferenceScheduler<RgbFrame> | null = null;
+  private scheduler: InferenceScheduler<Frame> | null = null;
   private outbox: Outbox | null = null;
   private uplink: Uplink | null = null;
   private recorder: EventRecorder | null = null;
@@ -134,7 +140,7 @@ export class Agent {
     });
     this.uplink.start();
     this.recorder = new EventRecorder({ config, dataDir: this.dataDir, outbox: this.outbox, uplink: this.uplink, log });
-    this.scheduler = new InferenceScheduler<RgbFrame>({
+    this.scheduler = new InferenceScheduler<Frame>({
       depth: config.model.queueDepth,
       // Three in flight: frames are preprocessed on this thread while the worker runs the model, and the worker
       // keeps one input in reserve, so a pause of this thread (a garbage collection, a burst of pipe reads) does
@@ -184,6 +190,7 @@ export class Agent {
       fps: cam.detect.fps,
       width: cam.detect.width,
       height: cam.detect.height,
+      ...(this.opts.frameFormat && { pixelFormat: this.opts.frameFormat }),
       stallSeconds: cam.stallSeconds,
       log: log.child({ camera: cam.id }),
     });
@@ -214,7 +221,7 @@ export class Agent {
       const level = s.state === 'failed' || s.state === 'backoff' ? 'warn' : 'info';
       log[level]({ camera: cam.id, state: s.state, reason: s.reason }, `camera ${cam.id}: ${s.state}${s.reason ? ` (${s.reason})` : ''}`);
     });
-    source.on('frame', (frame: RgbFrame) => {
+    source.on('frame', (frame: Frame) => {
       pipe.counters.framesIn++;
       const { decision } = pipe.gate.decide(frame, pipe.objectsTracked);
       if (decision === 'motion') pipe.counters.motionFrames++;
@@ -236,7 +243,7 @@ export class Agent {
    * to its source for reuse once nothing reads it: the detector has copied it into its input by the time
    * `detect` settles; the rules only read it during `evaluate`; the last frame and each event's evidence hold it.
    */
-  private async detectFrame(pipe: CameraPipeline, frame: RgbFrame): Promise<void> {
+  private async detectFrame(pipe: CameraPipeline, frame: Frame): Promise<void> {
     if (this.stopping) return;
     const timing: DetectTiming = { preprocessMs: 0, inferenceMs: 0, postMs: 0 };
     let detections;
@@ -266,11 +273,11 @@ export class Agent {
     }
   }
 
-  private hold(pipe: CameraPipeline, frame: RgbFrame): void {
+  private hold(pipe: CameraPipeline, frame: Frame): void {
     pipe.holds.set(frame.data, (pipe.holds.get(frame.data) ?? 0) + 1);
   }
 
-  private unhold(pipe: CameraPipeline, frame: RgbFrame): void {
+  private unhold(pipe: CameraPipeline, frame: Frame): void {
     const n = (pipe.holds.get(frame.data) ?? 1) - 1;
     if (n > 0) {
       pipe.holds.set(frame.data, n);
@@ -282,16 +289,17 @@ export class Agent {
 
   /**
    * The frame an event's evidence is drawn on: with a sub-stream for detection, a fresh frame of the main
-   * stream (boxes are normalized, so they fit any size); the detect frame when there is none or the grab fails.
+   * stream (boxes are normalized, so they fit any size); the detect frame, in RGB, when there is none or the grab
+   * fails.
    */
-  private async evidenceFrame(pipe: CameraPipeline, frame: RgbFrame): Promise<RgbFrame> {
+  private async evidenceFrame(pipe: CameraPipeline, frame: Frame): Promise<RgbFrame> {
     const src = pipe.config.source;
-    if (src.url === undefined || src.detectUrl === undefined) return frame;
+    if (src.url === undefined || src.detectUrl === undefined) return toRgb(frame);
     try {
       return await grabFrame({ cameraId: pipe.config.id, url: src.url });
     } catch (err) {
       this.opts.log.warn({ camera: pipe.config.id, err: (err as Error).message }, `camera ${pipe.config.id}: evidence from the detect stream (${(err as Error).message})`);
-      return frame;
+      return toRgb(frame);
     }
   }
 
@@ -316,7 +324,7 @@ export class Agent {
     });
   }
 
-  private totals(c: CameraPipeline, scheduler: InferenceScheduler<RgbFrame> | null): CameraCounters {
+  private totals(c: CameraPipeline, scheduler: InferenceScheduler<Frame> | null): CameraCounters {
     return { ...c.counters, skipped: c.source.stats().dropped + (scheduler?.stats(c.config.id).dropped ?? 0) };
   }
 
@@ -373,7 +381,7 @@ export class Agent {
     await this.scheduler?.close();
     await Promise.all(this.cameras.map((c) => c.eventChain));
     // Open violations end with endReason agent_stopped, so the platform is not left waiting for an update.
-    for (const c of this.cameras) await this.recorder?.recordStop(c.config, c.rules, c.lastFrame, c.detector.model);
+    for (const c of this.cameras) await this.recorder?.recordStop(c.config, c.rules, c.lastFrame && toRgb(c.lastFrame), c.detector.model);
     await this.uplink?.stop();
     this.outbox?.close();
     for (const d of this.detectors.values()) await d.close();

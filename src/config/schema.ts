@@ -27,6 +27,9 @@ function identifier(what: string) {
  */
 const wholeNumber = () => z.number().multipleOf(1, { error: 'expected a whole number' });
 
+/** Frames travel as YUV 4:2:0, whose chroma planes halve each side: the detect size must be even, as H.264's is. */
+const evenNumber = (what: string) => z.number().multipleOf(2, { error: (issue) => `${what} must be an even whole number (frames are YUV 4:2:0), got ${String(issue.input)}; use ${Math.round(Number(issue.input) / 2) * 2}` });
+
 const fraction = (what: string) =>
   z.number().min(0, { error: `${what} must be between 0 and 1` }).max(1, { error: `${what} must be between 0 and 1` });
 
@@ -155,8 +158,8 @@ const sourceSchema = z
 
 const detectSchema = z.strictObject({
   fps: z.number().positive().max(30).default(2).describe('Frames per second handed to the detector, at most; a slower camera is taken at its own rate, no frame twice.'),
-  width: wholeNumber().min(64).max(4096).default(640).describe('Frames are scaled to this width before detection and evidence.'),
-  height: wholeNumber().min(64).max(4096).default(480).describe('Frames are scaled to this height before detection and evidence.'),
+  width: evenNumber('width').min(64).max(4096).default(640).describe('Frames are scaled to this width before detection and evidence; even (YUV 4:2:0 frames).'),
+  height: evenNumber('height').min(64).max(4096).default(480).describe('Frames are scaled to this height before detection and evidence; even (YUV 4:2:0 frames).'),
 });
 
 const locationSchema = z

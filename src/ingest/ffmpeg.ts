@@ -17,6 +17,11 @@ export interface OutputFormat {
   fps: number;
   width: number;
   height: number;
+  /**
+   * yuv420p (default): the decoder's own layout, limited range, half the bytes of rgb24, no per-frame colour
+   * conversion in ffmpeg; frames are converted only where RGB is needed (src/vision/yuv.ts).
+   */
+  pixelFormat?: 'rgb24' | 'yuv420p';
 }
 
 /**
@@ -39,7 +44,21 @@ export function rateFilter(fps: number): string {
   return `select='isnan(t)+isnan(prev_selected_t)+gt(round(t*${fps}),round(prev_selected_t*${fps}))'`;
 }
 
-/** The ffmpeg argument vector (never passed through a shell) that writes raw RGB24 frames to stdout. */
+/**
+ * The resize to the detect size. For YUV, zimg's (zscale): it also brings a full-range camera (yuvj420p, most
+ * MJPEG and some H.264 cameras) to limited range, which ffmpeg 5.1's swscale leaves as it is between YUV formats
+ * (measured: Y 0–252 stayed 0–252 with out_range=tv), and it took 0.38 CPU s where swscale took 0.66 to scale
+ * 200 frames of 1280×720 to 640×360 (docs/decisions.md, "Frames stay YUV"). It needs even sizes (the config
+ * checks). For RGB, swscale converts by the frame's own range.
+ */
+function scaleFilter(out: OutputFormat): string {
+  return (out.pixelFormat ?? 'yuv420p') === 'yuv420p' ? `zscale=w=${out.width}:h=${out.height}:range=limited` : `scale=${out.width}:${out.height}`;
+}
+
+/**
+ * The ffmpeg argument vector (never passed through a shell) that writes raw frames to stdout: YUV 4:2:0 in
+ * limited range (a full-range camera, yuvj420p, is converted to it) or RGB24.
+ */
 export function ffmpegArgs(input: Input, out: OutputFormat, loop: boolean): string[] {
   const inputArgs = input.kind === 'rtsp'
     // Low probe settings: first frame in 0.5–1.5 s instead of 3.6–5.4 s (measured, shared/notes/infra-facts.md).
@@ -56,11 +75,11 @@ export function ffmpegArgs(input: Input, out: OutputFormat, loop: boolean): stri
     '-threads', '1',
     ...inputArgs,
     '-an', '-sn', '-dn',
-    '-vf', `${rateFilter(out.fps)},scale=${out.width}:${out.height}`,
+    '-vf', `${rateFilter(out.fps)},${scaleFilter(out)}`,
     // Frames pass as the filter leaves them: for rawvideo ffmpeg would otherwise default to a constant rate and
     // copy frames into the gaps the filter leaves.
     '-fps_mode', 'passthrough',
-    '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1',
+    '-pix_fmt', out.pixelFormat ?? 'yuv420p', '-f', 'rawvideo', 'pipe:1',
   ];
 }
 

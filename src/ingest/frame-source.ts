@@ -5,7 +5,8 @@ import { connect, Socket, type SocketConstructorOpts } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { safeUrl } from '../log.js';
-import type { RgbFrame } from '../vision/types.js';
+import type { Frame } from '../vision/types.js';
+import { frameBytes } from '../vision/yuv.js';
 import { backoffDelay, defaultBackoff, type BackoffOptions } from './backoff.js';
 import { ffmpegArgs, parseInput, scrubCredentials, StderrTail, type Input } from './ffmpeg.js';
 
@@ -34,6 +35,8 @@ export interface FrameSourceOptions {
   fps: number;
   width: number;
   height: number;
+  /** The frames' layout: yuv420p (default; see OutputFormat) or rgb24. */
+  pixelFormat?: 'rgb24' | 'yuv420p';
   /** No frame for this long (also after a start) counts as a stall: ffmpeg is killed and restarted. */
   stallSeconds?: number;
   backoff?: BackoffOptions;
@@ -51,7 +54,7 @@ export interface FrameSourceStats {
 }
 
 interface FrameSourceEvents {
-  frame: [RgbFrame];
+  frame: [Frame];
   state: [SourceState];
 }
 
@@ -93,6 +96,7 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   private readonly input: Input;
   private readonly width: number;
   private readonly height: number;
+  private readonly pixelFormat: 'rgb24' | 'yuv420p';
   private readonly loop: boolean;
   private readonly frameBytes: number;
   private readonly stallMs: number;
@@ -120,7 +124,7 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   private readonly free: Buffer[] = [];
   private filled = 0;
   /** Completed frames not yet delivered, oldest first (at most PENDING_FRAMES). */
-  private pending: RgbFrame[] = [];
+  private pending: Frame[] = [];
   private deliverScheduled: NodeJS.Immediate | undefined;
   private readonly counters: FrameSourceStats = { frames: 0, dropped: 0, spawns: 0 };
 
@@ -131,7 +135,11 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     }
     this.cameraId = opts.cameraId;
     this.input = parseInput(opts.cameraId, opts.url);
-    this.frameBytes = opts.width * opts.height * 3;
+    this.pixelFormat = opts.pixelFormat ?? 'yuv420p';
+    if (this.pixelFormat === 'yuv420p' && (opts.width % 2 !== 0 || opts.height % 2 !== 0)) {
+      throw new Error(`camera ${opts.cameraId}: detect size ${opts.width}x${opts.height} must be even both ways (frames are YUV 4:2:0)`);
+    }
+    this.frameBytes = frameBytes(this.pixelFormat, opts.width, opts.height);
     this.stallMs = (opts.stallSeconds ?? 10) * 1000;
     this.backoffOpts = opts.backoff ?? defaultBackoff;
     this.ffmpegPath = opts.ffmpegPath ?? 'ffmpeg';
@@ -314,7 +322,10 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
       this.counters.dropped++;
       this.recycle(this.pending.shift()!.data);
     }
-    this.pending.push({ width: this.width, height: this.height, data, ts: Date.now() });
+    const ts = Date.now();
+    this.pending.push(this.pixelFormat === 'yuv420p'
+      ? { width: this.width, height: this.height, data, ts, format: 'yuv420p' }
+      : { width: this.width, height: this.height, data, ts });
     // Delivered after the current burst of pipe reads: when the loop is behind, only the newest frames go out.
     this.deliverScheduled ??= setImmediate(() => {
       this.deliverScheduled = undefined;

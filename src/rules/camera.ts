@@ -120,9 +120,9 @@ export class CameraRules {
   /**
    * Feeds the detections of one frame (call it for every frame the detector ran on, in time order; `ts` in ms)
    * and returns the event messages of this frame. Boxes are in pixels of a width × height frame. `frame` (the
-   * RGB pixels) is needed only by scene_change rules, which skip frames evaluated without it.
+   * pixels, RGB24 or YUV 4:2:0) is needed only by scene_change rules, which skip frames evaluated without it.
    */
-  evaluate(ts: number, width: number, height: number, detections: readonly Detection[], frame?: { data: Uint8Array }): RuleHit[] {
+  evaluate(ts: number, width: number, height: number, detections: readonly Detection[], frame?: { data: Uint8Array; format?: 'rgb24' | 'yuv420p' }): RuleHit[] {
     const clamp = (v: number): number => Math.min(1, Math.max(0, v));
     const normalized = detections.map((d) => ({
       class: d.class,
@@ -131,7 +131,7 @@ export class CameraRules {
     }));
     const tracks = this.tracker.update(ts, normalized);
     let thumb: Thumb | null | undefined;
-    const lazyThumb = (): Thumb | null => (thumb === undefined ? (thumb = frame ? greyThumb({ width, height, data: frame.data }) : null) : thumb);
+    const lazyThumb = (): Thumb | null => (thumb === undefined ? (thumb = frame ? greyThumb({ width, height, data: frame.data, ...(frame.format && { format: frame.format }) }) : null) : thumb);
     const hits: RuleHit[] = [];
     for (const evaluate of this.evaluators) {
       const out = evaluate(ts, tracks, lazyThumb);

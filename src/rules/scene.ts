@@ -14,10 +14,14 @@ export const THUMB_HEIGHT = 120;
 /** A THUMB_WIDTH × THUMB_HEIGHT grey image, one byte a pixel. */
 export type Thumb = Uint8Array;
 
-/** An RGB24 image of any size → its grey thumbnail (area average, BT.601 luma). */
-export function greyThumb(img: { width: number; height: number; data: Uint8Array }): Thumb {
+/**
+ * An image of any size → its grey thumbnail (area average, BT.601 luma): RGB24, or YUV 4:2:0 whose Y plane,
+ * stretched from its limited range, is the same grey.
+ */
+export function greyThumb(img: { width: number; height: number; data: Uint8Array; format?: 'rgb24' | 'yuv420p' }): Thumb {
   const out = new Uint8Array(THUMB_WIDTH * THUMB_HEIGHT);
   const { width, height, data } = img;
+  const yuv = img.format === 'yuv420p';
   for (let ty = 0; ty < THUMB_HEIGHT; ty++) {
     const y0 = Math.floor((ty * height) / THUMB_HEIGHT);
     const y1 = Math.max(y0 + 1, Math.floor(((ty + 1) * height) / THUMB_HEIGHT));
@@ -25,11 +29,17 @@ export function greyThumb(img: { width: number; height: number; data: Uint8Array
       const x0 = Math.floor((tx * width) / THUMB_WIDTH);
       const x1 = Math.max(x0 + 1, Math.floor(((tx + 1) * width) / THUMB_WIDTH));
       let sum = 0;
+      const n = (y1 - y0) * (x1 - x0);
+      if (yuv) {
+        for (let y = y0; y < y1; y++) for (let o = y * width + x0, end = o + x1 - x0; o < end; o++) sum += data[o]!;
+        out[ty * THUMB_WIDTH + tx] = Math.round(Math.min(255, Math.max(0, (sum / n - 16) * (255 / 219))));
+        continue;
+      }
       for (let y = y0; y < y1; y++) {
         let o = (y * width + x0) * 3;
         for (let x = x0; x < x1; x++, o += 3) sum += 299 * data[o]! + 587 * data[o + 1]! + 114 * data[o + 2]!;
       }
-      out[ty * THUMB_WIDTH + tx] = Math.round(sum / ((y1 - y0) * (x1 - x0) * 1000));
+      out[ty * THUMB_WIDTH + tx] = Math.round(sum / (n * 1000));
     }
   }
   return out;

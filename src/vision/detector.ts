@@ -7,7 +7,7 @@ import {
 import { tuneMalloc } from './malloc.js';
 import { Candidates, nms } from './nms.js';
 import { Preprocessor, type InputMapping, type ResizeFilter } from './preprocess.js';
-import type { Detection, RgbFrame } from './types.js';
+import type { Detection, Frame } from './types.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
 export interface DetectorOptions {
@@ -127,7 +127,7 @@ export interface Detector {
    * Detections on one frame. Calls may overlap: frames are processed one at a time in call order, so results
    * resolve in call order too. Leave `frame.data` unchanged until the promise settles.
    */
-  detect(frame: RgbFrame, timing?: DetectTiming): Promise<Detection[]>;
+  detect(frame: Frame, timing?: DetectTiming): Promise<Detection[]>;
   close(): Promise<void>;
 }
 
@@ -205,7 +205,7 @@ export async function openInlineDetector(opts: DetectorOptions = {}): Promise<De
   const { model } = core;
   const pre = new Preprocessor(core.inputWidth, core.inputHeight, core.preprocess, opts.resize ?? 'bilinear');
 
-  async function detectNow(frame: RgbFrame, timing?: DetectTiming): Promise<Detection[]> {
+  async function detectNow(frame: Frame, timing?: DetectTiming): Promise<Detection[]> {
     const t0 = performance.now();
     pre.run(frame);
     if (timing) timing.preprocessMs = performance.now() - t0;
@@ -388,7 +388,7 @@ class WorkerDetector implements Detector {
     return this.slots.length - 1;
   }
 
-  detect(frame: RgbFrame, timing?: DetectTiming): Promise<Detection[]> {
+  detect(frame: Frame, timing?: DetectTiming): Promise<Detection[]> {
     if (this.closed) return Promise.reject(new Error(`detector for model ${this.model.name} is closed`));
     let conn = this.conn;
     if (!conn) {
@@ -406,7 +406,7 @@ class WorkerDetector implements Detector {
     return result;
   }
 
-  private send(conn: Connection, frame: RgbFrame, timing: DetectTiming | undefined): Promise<Detection[]> {
+  private send(conn: Connection, frame: Frame, timing: DetectTiming | undefined): Promise<Detection[]> {
     if (conn.dead) return Promise.reject(new Error(`the detector worker for model ${this.model.name} is gone; the next frame starts a new one`));
     const t0 = performance.now();
     const pre = this.pre!;

@@ -1,4 +1,5 @@
-export type { RgbFrame, Detection } from './types.js';
+export type { RgbFrame, YuvFrame, Frame, Detection } from './types.js';
+export { frameBytes, i420Layout, toRgb } from './yuv.js';
 export {
   ModelError, loadManifest, resolveModel, readVerifiedModel, defaultModelsDir, expectedOutput, outputFits,
   ManifestSchema, ModelSpecSchema, PreprocessSchema, DecoderSchema, DECODER_KINDS,

@@ -1,5 +1,6 @@
 import { pointInPolygon, type Point } from '../rules/geometry.js';
-import type { RgbFrame } from './types.js';
+import type { Frame } from './types.js';
+import { KY } from './yuv.js';
 
 /**
  * Motion gating, as Frigate does it: the detector runs only on frames where something moved. Each frame is
@@ -53,7 +54,9 @@ export class MotionDetector {
   /** 1 where motion counts. */
   private active = new Uint8Array(0);
   private activeCount = 0;
-  /** Source byte offsets of each small column's sample columns (×3), and each small row's sample rows. */
+  /** Whether the layout is for YUV frames (grey read from the Y plane) rather than RGB. */
+  private yuv = false;
+  /** Source byte offsets of each small column's sample columns (×3 for RGB), and each small row's sample rows. */
   private colSamples: Int32Array = new Int32Array(0);
   private rowSamples: Int32Array = new Int32Array(0);
   private colN = 0;
@@ -71,8 +74,9 @@ export class MotionDetector {
     this.masks = opts.masks ?? [];
   }
 
-  update(frame: RgbFrame): MotionResult {
-    if (frame.width !== this.srcW || frame.height !== this.srcH) this.layout(frame.width, frame.height);
+  update(frame: Frame): MotionResult {
+    const yuv = frame.format === 'yuv420p';
+    if (frame.width !== this.srcW || frame.height !== this.srcH || yuv !== this.yuv) this.layout(frame.width, frame.height, yuv);
     this.shrink(frame);
     const dt = Math.max(0, frame.ts - this.lastTs);
     this.lastTs = frame.ts;
@@ -111,9 +115,10 @@ export class MotionDetector {
     return result;
   }
 
-  private layout(srcW: number, srcH: number): void {
+  private layout(srcW: number, srcH: number, yuv: boolean): void {
     this.srcW = srcW;
     this.srcH = srcH;
+    this.yuv = yuv;
     const w = this.w;
     const h = Math.max(1, Math.round((w * srcH) / srcW));
     this.h = h;
@@ -131,8 +136,9 @@ export class MotionDetector {
     };
     this.colN = Math.max(1, Math.min(MAX_SAMPLES, Math.floor(srcW / w)));
     this.rowN = Math.max(1, Math.min(MAX_SAMPLES, Math.floor(srcH / h)));
-    this.colSamples = samples(srcW, w, this.colN, 3);
-    this.rowSamples = samples(srcH, h, this.rowN, srcW * 3);
+    // A YUV frame is sampled in its Y plane (one byte a pixel), an RGB one in its pixels of three.
+    this.colSamples = samples(srcW, w, this.colN, yuv ? 1 : 3);
+    this.rowSamples = samples(srcH, h, this.rowN, srcW * (yuv ? 1 : 3));
     this.active = new Uint8Array(w * h);
     this.activeCount = 0;
     for (let y = 0, i = 0; y < h; y++) {
@@ -145,10 +151,27 @@ export class MotionDetector {
     }
   }
 
-  /** Block-average grey (BT.601 weights) of the frame into `grey`. */
-  private shrink(frame: RgbFrame): void {
+  /**
+   * Block-average grey into `grey`, 0–255: BT.601 weights of an RGB frame, or a YUV frame's Y stretched from its
+   * limited range (16–235), which is the same grey for the same picture, so thresholds mean one thing for both.
+   */
+  private shrink(frame: Frame): void {
     const { w, h, grey, colSamples, rowSamples, colN, rowN } = this;
     const data = frame.data;
+    if (this.yuv) {
+      const norm = KY / (colN * rowN);
+      for (let y = 0, i = 0; y < h; y++) {
+        for (let x = 0; x < w; x++, i++) {
+          let sum = 0;
+          for (let r = 0; r < rowN; r++) {
+            const row = rowSamples[y * rowN + r]!;
+            for (let c = 0; c < colN; c++) sum += data[row + colSamples[x * colN + c]!]!;
+          }
+          grey[i] = sum * norm - 16 * KY;
+        }
+      }
+      return;
+    }
     const norm = 1 / (colN * rowN * 256);
     for (let y = 0, i = 0; y < h; y++) {
       for (let x = 0; x < w; x++, i++) {
@@ -182,7 +205,7 @@ export class MotionGate {
 
   constructor(private readonly motion: MotionDetector | null, private readonly opts: GateOptions) {}
 
-  decide(frame: RgbFrame, objectsTracked: boolean): { decision: GateDecision; result?: MotionResult } {
+  decide(frame: Frame, objectsTracked: boolean): { decision: GateDecision; result?: MotionResult } {
     if (!this.motion) return { decision: 'motion' };
     const result = this.motion.update(frame);
     if (result.motion) return { decision: 'motion', result };

@@ -1,11 +1,21 @@
 import type { Preprocess } from './manifest.js';
 import { nativeVision, type VisionAddon } from './native.js';
+import { checkI420, KBU, KGU, KGV, KRV, KY, toRgb } from './yuv.js';
 
 /** An RGB24 image: width*height*3 bytes, rows top to bottom, no padding. */
 export interface RgbImage {
   width: number;
   height: number;
   data: Uint8Array;
+  format?: 'rgb24';
+}
+
+/** A YUV 4:2:0 image (I420, limited range, BT.601: src/vision/types.ts YuvFrame). */
+export interface YuvImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+  format: 'yuv420p';
 }
 
 /**
@@ -112,6 +122,9 @@ export class Preprocessor {
   private by0: Int32Array = new Int32Array(0);
   private by1: Int32Array = new Int32Array(0);
   private bwy: Float32Array = new Float32Array(0);
+  /** For YUV frames: the same tables in Y-plane pixels (unit 1) and in the chroma planes. */
+  private yuv: { x0: Int32Array; x1: Int32Array; wx: Float32Array; y0: Int32Array; y1: Int32Array; wy: Float32Array;
+    cx0: Int32Array; cx1: Int32Array; cwx: Float32Array; cy0: Int32Array; cy1: Int32Array; cwy: Float32Array } | undefined;
   /** Output offset of each source channel's plane, for the native loop. */
   private planes = new Int32Array(3);
   private readonly addon: VisionAddon | null;
@@ -150,11 +163,13 @@ export class Preprocessor {
 
   /**
    * Writes the model input for `image` into `out` (default: `output`, which is returned), so a caller can fill
-   * a buffer it is about to hand to another thread without copying it.
+   * a buffer it is about to hand to another thread without copying it. A YUV image is read as it is by the
+   * bilinear filter (converted to RGB at the output size only); the area filter converts it to RGB first.
    */
-  run(image: RgbImage, out: Float32Array = this.output): Float32Array {
+  run(image: RgbImage | YuvImage, out: Float32Array = this.output): Float32Array {
     const { width: sw, height: sh, data } = image;
-    if (data.length < sw * sh * 3) {
+    if (image.format === 'yuv420p') checkI420(sw, sh, data);
+    else if (data.length < sw * sh * 3) {
       throw new RangeError(`frame of ${sw}x${sh} needs ${sw * sh * 3} bytes of RGB24, got ${data.length}`);
     }
     if (out.length !== this.output.length) throw new RangeError(`input buffer of ${out.length} floats, the model takes ${this.output.length}`);
@@ -162,6 +177,10 @@ export class Preprocessor {
     if (this.letterbox && out !== this.output && !this.bordered.has(out)) {
       out.set(this.output);
       this.bordered.add(out);
+    }
+    if (image.format === 'yuv420p') {
+      if (this.filter === 'bilinear') return this.runBilinearYuv(data, sw, sh, out);
+      return this.run(toRgb({ ...image, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength), ts: 0 }), out);
     }
     if (this.filter === 'bilinear') return this.runBilinear(data, sw, out);
     const { padX, padY } = this.mapping;
@@ -266,6 +285,52 @@ export class Preprocessor {
     return out;
   }
 
+  private runBilinearYuv(data: Uint8Array, sw: number, sh: number, out: Float32Array): Float32Array {
+    const { padX, padY } = this.mapping;
+    const t = (this.yuv ??= this.yuvTables(sw, sh));
+    const planes = this.planes;
+    if (this.addon) {
+      this.addon.bilinearI420(data, sw, sh, out, this.width, padY * this.width + padX, planes, t.x0, t.x1, t.wx, t.y0, t.y1, t.wy,
+        t.cx0, t.cx1, t.cwx, t.cy0, t.cy1, t.cwy, this.gain, this.offset);
+      return out;
+    }
+    const { u: uAt, v: vAt, cw } = checkI420(sw, sh, data);
+    const g0 = this.gain[0]!, g1 = this.gain[1]!, g2 = this.gain[2]!;
+    const o0 = this.offset[0]!, o1 = this.offset[1]!, o2 = this.offset[2]!;
+    const clamp = (v: number): number => (v < 0 ? 0 : v > 255 ? 255 : v);
+    const lerp2 = (at: number, stride: number, r0: number, r1: number, wr: number, c0: number, c1: number, wc: number): number => {
+      const top = data[at + r0 * stride + c0]! + (data[at + r0 * stride + c1]! - data[at + r0 * stride + c0]!) * wc;
+      const bottom = data[at + r1 * stride + c0]! + (data[at + r1 * stride + c1]! - data[at + r1 * stride + c0]!) * wc;
+      return top + (bottom - top) * wr;
+    };
+    for (let y = 0; y < t.y0.length; y++) {
+      const line = (y + padY) * this.width + padX;
+      for (let x = 0; x < t.x0.length; x++) {
+        const luma = KY * (lerp2(0, sw, t.y0[y]!, t.y1[y]!, t.wy[y]!, t.x0[x]!, t.x1[x]!, t.wx[x]!) - 16);
+        const cu = lerp2(uAt, cw, t.cy0[y]!, t.cy1[y]!, t.cwy[y]!, t.cx0[x]!, t.cx1[x]!, t.cwx[x]!) - 128;
+        const cv = lerp2(vAt, cw, t.cy0[y]!, t.cy1[y]!, t.cwy[y]!, t.cx0[x]!, t.cx1[x]!, t.cwx[x]!) - 128;
+        out[planes[0]! + line + x] = clamp(luma + KRV * cv) * g0 + o0;
+        out[planes[1]! + line + x] = clamp(luma - KGU * cu - KGV * cv) * g1 + o1;
+        out[planes[2]! + line + x] = clamp(luma + KBU * cu) * g2 + o2;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Bilinear tables for a YUV frame of sw×sh: in the Y plane, and in the chroma planes (⌈sw/2⌉×⌈sh/2⌉), each with
+   * half-pixel centres, so a chroma sample is taken as centred on the 2×2 pixels it covers.
+   */
+  private yuvTables(sw: number, sh: number): NonNullable<Preprocessor['yuv']> {
+    const iw = this.bx0.length;
+    const ih = this.by0.length;
+    const [x0, x1, wx] = bilinearTable(sw, iw, 1);
+    const [y0, y1, wy] = bilinearTable(sh, ih, 1);
+    const [cx0, cx1, cwx] = bilinearTable((sw + 1) >> 1, iw, 1);
+    const [cy0, cy1, cwy] = bilinearTable((sh + 1) >> 1, ih, 1);
+    return { x0, x1, wx, y0, y1, wy, cx0, cx1, cwx, cy0, cy1, cwy };
+  }
+
   /** New weight tables for a new frame size; with letterbox also the border, which later frames never overwrite. */
   private resize(sw: number, sh: number): void {
     let iw = this.width;
@@ -293,6 +358,7 @@ export class Preprocessor {
     } else {
       this.rows = new Float32Array(sh * iw * 3);
     }
+    this.yuv = undefined;
     this.bordered = new WeakSet();
     this.srcWidth = sw;
     this.srcHeight = sh;

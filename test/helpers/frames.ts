@@ -1,14 +1,18 @@
 /**
- * Decodes frames of a video file to packed RGB24 with Debian's ffmpeg, scaled (stretched) to width×height.
+ * Decodes frames of a video file with Debian's ffmpeg, scaled (stretched) to width×height: packed RGB24, or
+ * YUV 4:2:0 in limited range as the cameras' frame sources ask ffmpeg for it (src/ingest/ffmpeg.ts).
  * `times` picks one frame at each of those seconds; `count` takes the first count frames.
  */
 import { spawn } from 'node:child_process';
+import { frameBytes as bytesOf } from '../../src/vision/yuv.js';
 
 export interface ReadFramesOptions {
   width: number;
   height: number;
   times?: number[];
   count?: number;
+  /** rgb24 (default) or yuv420p. */
+  pixelFormat?: 'rgb24' | 'yuv420p';
 }
 
 function ffmpeg(args: string[], expectedBytes: number, what: string): Promise<Buffer> {
@@ -29,8 +33,11 @@ function ffmpeg(args: string[], expectedBytes: number, what: string): Promise<Bu
 }
 
 export async function readFrames(file: string, opts: ReadFramesOptions): Promise<Buffer[]> {
-  const frameBytes = opts.width * opts.height * 3;
-  const output = ['-vf', `scale=${opts.width}:${opts.height}`, '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'];
+  const format = opts.pixelFormat ?? 'rgb24';
+  const frameBytes = bytesOf(format, opts.width, opts.height);
+  // zscale as the frame sources use it; it takes even sizes only, and odd ones (layout tests) go through swscale.
+  const zimg = format === 'yuv420p' && opts.width % 2 === 0 && opts.height % 2 === 0;
+  const output = ['-vf', zimg ? `zscale=w=${opts.width}:h=${opts.height}:range=limited` : `scale=${opts.width}:${opts.height}`, '-f', 'rawvideo', '-pix_fmt', format, 'pipe:1'];
   const base = ['-hide_banner', '-loglevel', 'error', '-nostdin'];
   if (opts.times) {
     const frames: Buffer[] = [];
