@@ -23,6 +23,11 @@ if ((${#missing[@]})); then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian starts a system-wide mosquitto on :1883 when it installs it; the demo and the tests run their own.
+# The frame sources resize with zimg's zscale filter (src/ingest/ffmpeg.ts), part of Debian's ffmpeg on amd64 and arm64.
+if ! ffmpeg -hide_banner -filters 2>/dev/null | grep -q ' zscale '; then
+  say "this ffmpeg has no zscale filter (libzimg), which the cameras' frame sources need: install Debian's ffmpeg (apt-get install ffmpeg)"
+  exit 1
+fi
 
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
   say "npm ci"
