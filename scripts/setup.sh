@@ -24,7 +24,9 @@ if ((${#missing[@]})); then
 fi
 # Debian starts a system-wide mosquitto on :1883 when it installs it; the demo and the tests run their own.
 # The frame sources resize with zimg's zscale filter (src/ingest/ffmpeg.ts), part of Debian's ffmpeg on amd64 and arm64.
-if ! ffmpeg -hide_banner -filters 2>/dev/null | grep -q ' zscale '; then
+# (Read whole first: `grep -q` in a pipe would stop ffmpeg with SIGPIPE, which pipefail counts as a failure.)
+filters=$(ffmpeg -hide_banner -filters 2>/dev/null || true)
+if [[ $filters != *" zscale "* ]]; then
   say "this ffmpeg has no zscale filter (libzimg), which the cameras' frame sources need: install Debian's ffmpeg (apt-get install ffmpeg)"
   exit 1
 fi
