@@ -41,7 +41,8 @@ import { CameraRules } from '../src/rules/index.js';
 import { openDetector, type Detection } from '../src/vision/index.js';
 import { pinThisThread } from '../src/vision/affinity.js';
 import { MotionDetector, MotionGate } from '../src/vision/motion.js';
-import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
+import type { YuvFrame } from '../src/vision/types.js';
+import { i420Layout } from '../src/vision/yuv.js';
 import { defaultClip, startRtspServer } from '../test/helpers/rtsp.js';
 import { openRawLoop } from './raw.js';
 
@@ -284,7 +285,7 @@ function benchCamera(): CameraConfig {
 interface Replay { detectorCalls: number; hits: { rule: string; state: string; ts: number; tracks: number[] }[]; tracks: Map<number, { first: number; last: number }> }
 
 /** Replays cached detections of every frame through the rules, running "the detector" only where the gate says. */
-function replay(frames: VideoFrame[], detections: Detection[][], gated: boolean): Replay {
+function replay(frames: YuvFrame[], detections: Detection[][], gated: boolean): Replay {
   const cam = benchCamera();
   const rules = new CameraRules(cam);
   const gate = new MotionGate(gated ? new MotionDetector({}) : null, { refreshMs: cam.motion.refreshSeconds * 1000 });
@@ -315,36 +316,29 @@ async function gating(): Promise<void> {
   const framesIn = delta(r, 'framesIn')[0]!;
   out(`gating, still scene (vtest.avi frame at 20 s looped, detect fps 2, refreshSeconds 5, ${seconds} s): detector calls ${calls} / frames ${framesIn} = ${(calls / framesIn).toFixed(3)}`);
 
-  // 2. vtest.avi, every frame at 2 fps, detections computed once; rules replayed with and without gating.
-  const frames: VideoFrame[] = [];
-  for await (const f of readVideoFrames(defaultClip, { fps: 2 })) frames.push({ ...f, ts: f.time * 1000 });
+  // 2. vtest.avi, every frame at 2 fps, detections computed once; rules replayed with and without gating. The
+  // frames are YUV 4:2:0, resized by zscale, as the cameras' frame sources hand them to the gate and the detector.
+  const frames = yuvFrames(defaultClip, 2, 768, 576);
   const detector = await openDetector({ threads });
   const detections: Detection[][] = [];
   for (const f of frames) detections.push(await detector.detect(f));
   await detector.close();
-  // Cost of the gate itself, per frame, at the clip's size and scaled up to 1280×720 (nearest-neighbour copy).
-  const motionMs = (fs: VideoFrame[]): number => {
+  // Cost of the gate itself, per frame, at the clip's size and scaled up to 1280×720.
+  const motionMs = (fs: YuvFrame[]): number => {
     const md = new MotionDetector();
     for (const f of fs.slice(0, 10)) md.update(f);
     const t0 = performance.now();
     for (let k = 0; k < 5; k++) for (const f of fs) md.update({ ...f, ts: f.ts + (k + 1) * 1e6 });
     return (performance.now() - t0) / (5 * fs.length);
   };
-  const big = frames.slice(0, 40).map((f) => {
-    const data = Buffer.alloc(1280 * 720 * 3);
-    for (let y = 0; y < 720; y++) {
-      const sy = Math.floor((y * f.height) / 720);
-      for (let x = 0; x < 1280; x++) f.data.copy(data, (y * 1280 + x) * 3, (sy * f.width + Math.floor((x * f.width) / 1280)) * 3, (sy * f.width + Math.floor((x * f.width) / 1280)) * 3 + 3);
-    }
-    return { ...f, width: 1280, height: 720, data };
-  });
+  const big = yuvFrames(defaultClip, 2, 1280, 720).slice(0, 40);
   out(`motion gate cost per frame: ${motionMs(frames).toFixed(2)} ms at ${frames[0]!.width}×${frames[0]!.height}, ${motionMs(big).toFixed(2)} ms at 1280×720`);
   compareGating(`vtest.avi (${frames.length} frames at 2 fps)`, frames, detections);
 
   // 3. The same clip with still stretches: every 20 s of it, its last frame held for 30 s (people standing:
   // the gate stops the detector, the refresh must keep their dwell counting). The held frames are the same
   // pixels and so get the same detections.
-  const held: VideoFrame[] = [];
+  const held: YuvFrame[] = [];
   const heldDetections: Detection[][] = [];
   const push = (i: number): void => {
     held.push({ ...frames[i]!, ts: held.length * 500 });
@@ -358,8 +352,19 @@ async function gating(): Promise<void> {
   compareGating(`vtest.avi with its last frame held 30 s after every 20 s (${held.length} frames at 2 fps)`, held, heldDetections);
 }
 
+/** A clip's frames at `fps`, width×height, as the cameras' frame sources deliver them (src/ingest/ffmpeg.ts). */
+function yuvFrames(file: string, fps: number, width: number, height: number): YuvFrame[] {
+  const bytes = i420Layout(width, height).bytes;
+  const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-i', file, '-an',
+    '-vf', `fps=${fps},zscale=w=${width}:h=${height}:range=limited`, '-pix_fmt', 'yuv420p', '-f', 'rawvideo', 'pipe:1'], { maxBuffer: 1 << 30 });
+  if (r.status !== 0 || r.stdout.length % bytes !== 0) throw new Error(`ffmpeg could not read ${file}: ${r.stderr.toString().trim().split('\n').pop()}`);
+  return Array.from({ length: r.stdout.length / bytes }, (_, i) => ({
+    width, height, data: r.stdout.subarray(i * bytes, (i + 1) * bytes), ts: (i * 1000) / fps, format: 'yuv420p' as const,
+  }));
+}
+
 /** Replays the rules with and without the gate and prints detector calls, hits and their recall. */
-function compareGating(name: string, frames: VideoFrame[], detections: Detection[][]): void {
+function compareGating(name: string, frames: YuvFrame[], detections: Detection[][]): void {
   const off = replay(frames, detections, false);
   const on = replay(frames, detections, true);
   // An event start of the ungated run is recalled when the gated run starts one of the same rule within 1 s; an
