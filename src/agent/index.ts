@@ -25,7 +25,7 @@ export interface AgentOptions {
   modelsDir?: string;
   /**
    * The layout ffmpeg hands frames over in: yuv420p (default, half the bytes and no conversion of frames that
-   * are not detected) or rgb24, which bench/pipeline.ts `ratio --compare-format` measures against it.
+   * are not detected) or rgb24, which bench/pipeline.ts `ratio --format rgb24` measures against it.
    */
   frameFormat?: 'rgb24' | 'yuv420p';
 }
