@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -133,8 +134,11 @@ static napi_value bilinear(napi_env env, napi_callback_info info) {
 #define KGV (1.402f * 0.299f / 0.587f * 255.0f / 224.0f)
 #define KBU (1.772f * 255.0f / 224.0f)
 
+/* Written so the compiler makes it two branch-free min/max instructions: with branches, the clamps took a fifth
+ * of bilinearI420's time. */
 static inline float clamp255(float v) {
-  return v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v;
+  v = v > 0.0f ? v : 0.0f;
+  return v < 255.0f ? v : 255.0f;
 }
 
 /* Every entry of `t` in [0, limit). */
@@ -186,6 +190,12 @@ static napi_value bilinear_i420(napi_env env, napi_callback_info info) {
     return fail(env, "bilinearI420: output too small for the tables");
   }
 
+  /* Separable: per output row, the two source rows of each plane blended into a float row (contiguous, which
+   * the compiler vectorises), then per output pixel two reads of each blended row. Blending all three planes
+   * per pixel from the frame took 1.43 ms for 768x576 -> 416x416, against 0.79 ms for the RGB loop above. */
+  float *rows = malloc(sizeof(float) * (size_t)(width + 2 * cw));
+  if (!rows) return fail(env, "bilinearI420: out of memory");
+  float *ry = rows, *ru = rows + width, *rv = ru + cw;
   const uint8_t *s = src.data, *su = s + u_at, *sv = s + v_at;
   float *o = out.data;
   const int32_t *px0 = x0.data, *px1 = x1.data, *py0 = y0.data, *py1 = y1.data;
@@ -193,26 +203,27 @@ static napi_value bilinear_i420(napi_env env, napi_callback_info info) {
   const float *fwx = wx.data, *fwy = wy.data, *fcwx = cwx.data, *fcwy = cwy.data, *g = gain.data, *off = offset.data;
   for (size_t y = 0; y < dh; y++) {
     const uint8_t *top = s + (size_t)py0[y] * (size_t)width, *bottom = s + (size_t)py1[y] * (size_t)width;
+    const float v = fwy[y];
+    for (int64_t i = 0; i < width; i++) ry[i] = top[i] + (bottom[i] - top[i]) * v;
     const size_t ctop = (size_t)pcy0[y] * (size_t)cw, cbottom = (size_t)pcy1[y] * (size_t)cw;
-    const float v = fwy[y], cv = fcwy[y];
+    const float cv = fcwy[y];
+    for (int64_t i = 0; i < cw; i++) {
+      ru[i] = su[ctop + i] + (su[cbottom + i] - su[ctop + i]) * cv;
+      rv[i] = sv[ctop + i] + (sv[cbottom + i] - sv[ctop + i]) * cv;
+    }
     const size_t line = (size_t)line0 + y * (size_t)ow;
     float *o0 = o + pl[0] + line, *o1 = o + pl[1] + line, *o2 = o + pl[2] + line;
     for (size_t x = 0; x < dw; x++) {
-      const float w = fwx[x], cwt = fcwx[x];
       const int32_t a = px0[x], b = px1[x], ca = pcx0[x], cb = pcx1[x];
-      float t = top[a] + (top[b] - top[a]) * w, l = bottom[a] + (bottom[b] - bottom[a]) * w;
-      const float luma = KY * (t + (l - t) * v - 16.0f);
-      t = su[ctop + ca] + (su[ctop + cb] - su[ctop + ca]) * cwt;
-      l = su[cbottom + ca] + (su[cbottom + cb] - su[cbottom + ca]) * cwt;
-      const float cu = t + (l - t) * cv - 128.0f;
-      t = sv[ctop + ca] + (sv[ctop + cb] - sv[ctop + ca]) * cwt;
-      l = sv[cbottom + ca] + (sv[cbottom + cb] - sv[cbottom + ca]) * cwt;
-      const float cr = t + (l - t) * cv - 128.0f;
+      const float luma = KY * (ry[a] + (ry[b] - ry[a]) * fwx[x] - 16.0f);
+      const float cu = ru[ca] + (ru[cb] - ru[ca]) * fcwx[x] - 128.0f;
+      const float cr = rv[ca] + (rv[cb] - rv[ca]) * fcwx[x] - 128.0f;
       o0[x] = clamp255(luma + KRV * cr) * g[0] + off[0];
       o1[x] = clamp255(luma - KGU * cu - KGV * cr) * g[1] + off[1];
       o2[x] = clamp255(luma + KBU * cu) * g[2] + off[2];
     }
   }
+  free(rows);
   return NULL;
 }
 

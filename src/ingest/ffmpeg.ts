@@ -51,7 +51,7 @@ export function rateFilter(fps: number): string {
  * 200 frames of 1280×720 to 640×360 (docs/decisions.md, "Frames stay YUV"). It needs even sizes (the config
  * checks). For RGB, swscale converts by the frame's own range.
  */
-function scaleFilter(out: OutputFormat): string {
+export function scaleFilter(out: Pick<OutputFormat, 'width' | 'height' | 'pixelFormat'>): string {
   return (out.pixelFormat ?? 'yuv420p') === 'yuv420p' ? `zscale=w=${out.width}:h=${out.height}:range=limited` : `scale=${out.width}:${out.height}`;
 }
 

@@ -4,6 +4,7 @@
  * `times` picks one frame at each of those seconds; `count` takes the first count frames.
  */
 import { spawn } from 'node:child_process';
+import { scaleFilter } from '../../src/ingest/ffmpeg.js';
 import { frameBytes as bytesOf } from '../../src/vision/yuv.js';
 
 export interface ReadFramesOptions {
@@ -35,9 +36,9 @@ function ffmpeg(args: string[], expectedBytes: number, what: string): Promise<Bu
 export async function readFrames(file: string, opts: ReadFramesOptions): Promise<Buffer[]> {
   const format = opts.pixelFormat ?? 'rgb24';
   const frameBytes = bytesOf(format, opts.width, opts.height);
-  // zscale as the frame sources use it; it takes even sizes only, and odd ones (layout tests) go through swscale.
-  const zimg = format === 'yuv420p' && opts.width % 2 === 0 && opts.height % 2 === 0;
-  const output = ['-vf', zimg ? `zscale=w=${opts.width}:h=${opts.height}:range=limited` : `scale=${opts.width}:${opts.height}`, '-f', 'rawvideo', '-pix_fmt', format, 'pipe:1'];
+  // The frame sources' own resize (zscale for YUV), except odd YUV sizes (layout tests), which zscale refuses.
+  const odd = format === 'yuv420p' && (opts.width % 2 !== 0 || opts.height % 2 !== 0);
+  const output = ['-vf', odd ? `scale=${opts.width}:${opts.height}` : scaleFilter({ ...opts, pixelFormat: format }), '-f', 'rawvideo', '-pix_fmt', format, 'pipe:1'];
   const base = ['-hide_banner', '-loglevel', 'error', '-nostdin'];
   if (opts.times) {
     const frames: Buffer[] = [];
