@@ -81,7 +81,7 @@ const FRAME_POOL = 6;
 const PENDING_FRAMES = 2;
 
 /**
- * One camera's frames: a supervised ffmpeg child that decodes the stream to raw RGB24 at the configured
+ * One camera's frames: a supervised ffmpeg child that decodes the stream to raw YUV 4:2:0 (or RGB24) at the configured
  * size and rate. Any ffmpeg exit is a disconnect (on server loss it exits 0); a last-frame watchdog kills
  * a silent one; restarts back off exponentially with jitter. ffmpeg is started through
  * `setpriv --pdeathsig KILL` so that it dies with this process even when this process is SIGKILLed
