@@ -1,5 +1,6 @@
 import type { SceneChangeRuleConfig, ZoneConfig } from '../config/index.js';
 import type { Track } from '../vision/tracker.js';
+import { KY } from '../vision/yuv.js';
 import type { Box } from './geometry.js';
 import { inZone } from './hit.js';
 import type { Observation } from './observe.js';
@@ -32,7 +33,7 @@ export function greyThumb(img: { width: number; height: number; data: Uint8Array
       const n = (y1 - y0) * (x1 - x0);
       if (yuv) {
         for (let y = y0; y < y1; y++) for (let o = y * width + x0, end = o + x1 - x0; o < end; o++) sum += data[o]!;
-        out[ty * THUMB_WIDTH + tx] = Math.round(Math.min(255, Math.max(0, (sum / n - 16) * (255 / 219))));
+        out[ty * THUMB_WIDTH + tx] = Math.round(Math.min(255, Math.max(0, (sum / n - 16) * KY)));
         continue;
       }
       for (let y = y0; y < y1; y++) {

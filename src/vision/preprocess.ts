@@ -1,6 +1,6 @@
 import type { Preprocess } from './manifest.js';
 import { nativeVision, type VisionAddon } from './native.js';
-import { checkI420, KBU, KGU, KGV, KRV, KY, toRgb } from './yuv.js';
+import { checkI420, clamp255, KBU, KGU, KGV, KRV, KY, toRgb, type I420Layout } from './yuv.js';
 
 /** An RGB24 image: width*height*3 bytes, rows top to bottom, no padding. */
 export interface RgbImage {
@@ -168,8 +168,8 @@ export class Preprocessor {
    */
   run(image: RgbImage | YuvImage, out: Float32Array = this.output): Float32Array {
     const { width: sw, height: sh, data } = image;
-    if (image.format === 'yuv420p') checkI420(sw, sh, data);
-    else if (data.length < sw * sh * 3) {
+    const layout = image.format === 'yuv420p' ? checkI420(sw, sh, data) : undefined;
+    if (!layout && data.length < sw * sh * 3) {
       throw new RangeError(`frame of ${sw}x${sh} needs ${sw * sh * 3} bytes of RGB24, got ${data.length}`);
     }
     if (out.length !== this.output.length) throw new RangeError(`input buffer of ${out.length} floats, the model takes ${this.output.length}`);
@@ -178,9 +178,9 @@ export class Preprocessor {
       out.set(this.output);
       this.bordered.add(out);
     }
-    if (image.format === 'yuv420p') {
-      if (this.filter === 'bilinear') return this.runBilinearYuv(data, sw, sh, out);
-      return this.run(toRgb({ ...image, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength), ts: 0 }), out);
+    if (layout) {
+      if (this.filter === 'bilinear') return this.runBilinearYuv(data, sw, sh, layout, out);
+      return this.run(toRgb({ width: sw, height: sh, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength), ts: 0, format: 'yuv420p' }), out);
     }
     if (this.filter === 'bilinear') return this.runBilinear(data, sw, out);
     const { padX, padY } = this.mapping;
@@ -285,7 +285,7 @@ export class Preprocessor {
     return out;
   }
 
-  private runBilinearYuv(data: Uint8Array, sw: number, sh: number, out: Float32Array): Float32Array {
+  private runBilinearYuv(data: Uint8Array, sw: number, sh: number, { u: uAt, v: vAt, cw }: I420Layout, out: Float32Array): Float32Array {
     const { padX, padY } = this.mapping;
     const t = (this.yuv ??= this.yuvTables(sw, sh));
     const planes = this.planes;
@@ -294,10 +294,8 @@ export class Preprocessor {
         t.cx0, t.cx1, t.cwx, t.cy0, t.cy1, t.cwy, this.gain, this.offset);
       return out;
     }
-    const { u: uAt, v: vAt, cw } = checkI420(sw, sh, data);
     const g0 = this.gain[0]!, g1 = this.gain[1]!, g2 = this.gain[2]!;
     const o0 = this.offset[0]!, o1 = this.offset[1]!, o2 = this.offset[2]!;
-    const clamp = (v: number): number => (v < 0 ? 0 : v > 255 ? 255 : v);
     const lerp2 = (at: number, stride: number, r0: number, r1: number, wr: number, c0: number, c1: number, wc: number): number => {
       const top = data[at + r0 * stride + c0]! + (data[at + r0 * stride + c1]! - data[at + r0 * stride + c0]!) * wc;
       const bottom = data[at + r1 * stride + c0]! + (data[at + r1 * stride + c1]! - data[at + r1 * stride + c0]!) * wc;
@@ -309,9 +307,9 @@ export class Preprocessor {
         const luma = KY * (lerp2(0, sw, t.y0[y]!, t.y1[y]!, t.wy[y]!, t.x0[x]!, t.x1[x]!, t.wx[x]!) - 16);
         const cu = lerp2(uAt, cw, t.cy0[y]!, t.cy1[y]!, t.cwy[y]!, t.cx0[x]!, t.cx1[x]!, t.cwx[x]!) - 128;
         const cv = lerp2(vAt, cw, t.cy0[y]!, t.cy1[y]!, t.cwy[y]!, t.cx0[x]!, t.cx1[x]!, t.cwx[x]!) - 128;
-        out[planes[0]! + line + x] = clamp(luma + KRV * cv) * g0 + o0;
-        out[planes[1]! + line + x] = clamp(luma - KGU * cu - KGV * cv) * g1 + o1;
-        out[planes[2]! + line + x] = clamp(luma + KBU * cu) * g2 + o2;
+        out[planes[0]! + line + x] = clamp255(luma + KRV * cv) * g0 + o0;
+        out[planes[1]! + line + x] = clamp255(luma - KGU * cu - KGV * cv) * g1 + o1;
+        out[planes[2]! + line + x] = clamp255(luma + KBU * cu) * g2 + o2;
       }
     }
     return out;

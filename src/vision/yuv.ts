@@ -40,7 +40,8 @@ export const KGU = ((1.772 * 0.114) / 0.587) * (255 / 224);
 export const KGV = ((1.402 * 0.299) / 0.587) * (255 / 224);
 export const KBU = 1.772 * (255 / 224);
 
-const clamp = (v: number): number => (v < 0 ? 0 : v > 255 ? 255 : v);
+/** A converted channel value held to 0–255. */
+export const clamp255 = (v: number): number => (v < 0 ? 0 : v > 255 ? 255 : v);
 
 /** Throws unless `data` holds a whole I420 frame of width×height. */
 export function checkI420(width: number, height: number, data: Uint8Array): I420Layout {
@@ -71,9 +72,9 @@ function i420ToRgbJs(data: Uint8Array, width: number, height: number, { cw, u, v
       const l = KY * (data[y * width + x]! - 16);
       const cu = data[u + crow + (x >> 1)]! - 128;
       const cv = data[v + crow + (x >> 1)]! - 128;
-      out[o] = Math.round(clamp(l + KRV * cv));
-      out[o + 1] = Math.round(clamp(l - KGU * cu - KGV * cv));
-      out[o + 2] = Math.round(clamp(l + KBU * cu));
+      out[o] = Math.round(clamp255(l + KRV * cv));
+      out[o + 1] = Math.round(clamp255(l - KGU * cu - KGV * cv));
+      out[o + 2] = Math.round(clamp255(l + KBU * cu));
     }
   }
 }
