@@ -12,12 +12,11 @@
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import * as ort from 'onnxruntime-node';
 import {
   Candidates, defaultModelsDir, iou, nativeVision, nms, openDetector, openModelSession, Preprocessor,
   type Detection, type Preprocess,
 } from '../src/vision/index.js';
-import { openInlineDetector, type Detector } from '../src/vision/detector.js';
+import { inputTensor, openInlineDetector, type Detector } from '../src/vision/detector.js';
 import type { ResizeFilter } from '../src/vision/preprocess.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
 
@@ -86,10 +85,10 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
   const detector = await openDetector({ model: values.model, threads });
   const inline = await openInlineDetector({ model: values.model, threads });
   const { input, output } = model.spec;
-  const pre = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess);
-  const bilinear = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess, 'bilinear');
-  const bilinearJs = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess, 'bilinear', false);
-  const tensors = frames.map((f) => new ort.Tensor('float32', pre.run(f).slice(), [...input.shape]));
+  const pre = Preprocessor.forModel(model.spec);
+  const bilinear = Preprocessor.forModel(model.spec, 'bilinear');
+  const bilinearJs = Preprocessor.forModel(model.spec, 'bilinear', false);
+  const tensors = frames.map((f) => inputTensor(model.spec, pre.run(f).slice()));
   const outputs: Float32Array[] = [];
   for (const t of tensors) outputs.push((await session.run({ [input.name]: t }))[output.name]!.data as Float32Array);
   for (const f of frames.slice(0, 3)) await detector.detect(f);

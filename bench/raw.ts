@@ -5,8 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
-import * as ort from 'onnxruntime-node';
-import { openModelSession, Preprocessor } from '../src/vision/index.js';
+import { inputTensor, openModelSession, Preprocessor } from '../src/vision/index.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
 import { defaultClip } from '../test/helpers/rtsp.js';
 
@@ -36,9 +35,9 @@ export async function openRawLoop(opts: Omit<RawOptions, 'seconds' | 'onTiming'>
     frames = [];
     for await (const f of readVideoFrames(defaultClip, { fps: opts.fps, maxFrames: opts.maxFrames })) frames.push(f);
   }
-  const { model, session, inputWidth, inputHeight } = await openModelSession({ threads: opts.threads });
-  const pre = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess);
-  const feeds = frames.map((f) => ({ [model.spec.input.name]: new ort.Tensor('float32', pre.run(f).slice(), [...model.spec.input.shape]) }));
+  const { model, session } = await openModelSession({ threads: opts.threads });
+  const pre = Preprocessor.forModel(model.spec);
+  const feeds = frames.map((f) => ({ [model.spec.input.name]: inputTensor(model.spec, pre.run(f).slice()) }));
   for (const end = performance.now() + 1000; performance.now() < end;) await session.run(feeds[0]!);
   let next = 0;
   return {

@@ -9,9 +9,11 @@
  * pixels with the same weights; this file only runs the loop. Every index the tables can produce is checked
  * against the buffers before the loop, so a wrong call throws instead of reading or writing out of bounds.
  *
- * bilinear(src: Uint8Array, srcStride, out: Float32Array, outWidth, line0, planes: Int32Array[3],
+ * bilinear(src: Uint8Array, srcStride, out: Float32Array | Uint8Array, outWidth, line0, planes: Int32Array[3],
  *          x0: Int32Array, x1: Int32Array, wx: Float32Array, y0: Int32Array, y1: Int32Array, wy: Float32Array,
- *          gain: Float32Array[3], offset: Float32Array[3])
+ *          gain: Float32Array[3], offset: Float32Array[3], scale?, zeroPoint?)
+ *   With a Uint8Array `out` (a model whose input is quantized), each value is quantized with scale and zeroPoint
+ *   as onnxruntime's QuantizeLinear does (see `quantize` below).
  *   x0/x1: per output column the byte offset in a row of the left/right source pixel; wx the right one's weight.
  *   y0/y1: per output row the source row above/below; wy the lower one's weight.
  *   Output row y, column x, channel c goes to out[planes[c] + line0 + y * outWidth + x].
@@ -38,6 +40,47 @@ static int typed(napi_env env, napi_value v, napi_typedarray_type want, array_t 
   return type == want || (want == napi_uint8_array && type == napi_uint8_clamped_array);
 }
 
+/* The model input: a Float32Array, or a Uint8Array (plain or clamped) for a model whose input is quantized. */
+static int model_input(napi_env env, napi_value v, array_t *a, int *quantized) {
+  if (typed(env, v, napi_float32_array, a)) {
+    *quantized = 0;
+    return 1;
+  }
+  *quantized = 1;
+  return typed(env, v, napi_uint8_array, a);
+}
+
+/* A model's uint8 input value from the float one, bit for bit what onnxruntime's QuantizeLinear computes from
+ * that float (x / scale in float, rounded half to even, plus the zero point, clamped to 0-255), so a model whose
+ * first QuantizeLinear moved into the preprocessing gives the same outputs. Adding and taking away 1.5 * 2^23
+ * leaves no fraction bits, so the FPU's default rounding (to nearest, ties to even) rounds: no libm call. */
+static inline uint8_t quantize(float x, float scale, float zero_point) {
+  float q = x / scale;
+  q = (q + 12582912.0f) - 12582912.0f;
+  q += zero_point;
+  q = q > 0.0f ? q : 0.0f;
+  q = q < 255.0f ? q : 255.0f;
+  return (uint8_t)(int32_t)q;
+}
+
+/* argv[i] as a float, or `fallback` when the argument is absent (undefined). */
+static int number_or(napi_env env, size_t argc, napi_value *argv, size_t i, float fallback, float *out) {
+  if (i >= argc) {
+    *out = fallback;
+    return 1;
+  }
+  napi_valuetype type;
+  if (napi_typeof(env, argv[i], &type) != napi_ok) return 0;
+  if (type == napi_undefined) {
+    *out = fallback;
+    return 1;
+  }
+  double d;
+  if (napi_get_value_double(env, argv[i], &d) != napi_ok) return 0;
+  *out = (float)d;
+  return 1;
+}
+
 static int integer(napi_env env, napi_value v, int64_t *out) {
   return napi_get_value_int64(env, v, out) == napi_ok;
 }
@@ -48,13 +91,14 @@ static napi_value fail(napi_env env, const char *message) {
 }
 
 static napi_value bilinear(napi_env env, napi_callback_info info) {
-  size_t argc = 14;
-  napi_value argv[14];
+  size_t argc = 16;
+  napi_value argv[16];
   array_t src, out, planes, x0, x1, wx, y0, y1, wy, gain, offset;
   int64_t stride, width, line0;
+  int quantized;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 14) return fail(env, "bilinear: 14 arguments");
   if (!typed(env, argv[0], napi_uint8_array, &src) || !integer(env, argv[1], &stride) ||
-      !typed(env, argv[2], napi_float32_array, &out) || !integer(env, argv[3], &width) || !integer(env, argv[4], &line0) ||
+      !model_input(env, argv[2], &out, &quantized) || !integer(env, argv[3], &width) || !integer(env, argv[4], &line0) ||
       !typed(env, argv[5], napi_int32_array, &planes) || !typed(env, argv[6], napi_int32_array, &x0) ||
       !typed(env, argv[7], napi_int32_array, &x1) || !typed(env, argv[8], napi_float32_array, &wx) ||
       !typed(env, argv[9], napi_int32_array, &y0) || !typed(env, argv[10], napi_int32_array, &y1) ||
@@ -62,6 +106,9 @@ static napi_value bilinear(napi_env env, napi_callback_info info) {
       !typed(env, argv[13], napi_float32_array, &offset)) {
     return fail(env, "bilinear: argument of the wrong type");
   }
+  float scale, zero_point;
+  if (!number_or(env, argc, argv, 14, 0.0f, &scale) || !number_or(env, argc, argv, 15, 0.0f, &zero_point)) return fail(env, "bilinear: scale and zero point are numbers");
+  if (quantized && !(scale > 0.0f)) return fail(env, "bilinear: a uint8 output needs the input's quantization scale");
   const size_t dw = x0.length;
   const size_t dh = y0.length;
   if (x1.length != dw || wx.length != dw || y1.length != dh || wy.length != dh || planes.length != 3 || gain.length != 3 ||
@@ -92,23 +139,29 @@ static napi_value bilinear(napi_env env, napi_callback_info info) {
   }
 
   const uint8_t *s = src.data;
-  float *o = out.data;
   const float *fwx = wx.data, *fwy = wy.data, *g = gain.data, *off = offset.data;
   for (size_t y = 0; y < dh; y++) {
     const uint8_t *top = s + (size_t)py0[y] * (size_t)stride;
     const uint8_t *bottom = s + (size_t)py1[y] * (size_t)stride;
     const float v = fwy[y];
     const size_t line = (size_t)line0 + y * (size_t)width;
-    float *o0 = o + pl[0] + line, *o1 = o + pl[1] + line, *o2 = o + pl[2] + line;
+    float *f0 = (float *)out.data + pl[0] + line, *f1 = (float *)out.data + pl[1] + line, *f2 = (float *)out.data + pl[2] + line;
+    uint8_t *q0 = (uint8_t *)out.data + pl[0] + line, *q1 = (uint8_t *)out.data + pl[1] + line, *q2 = (uint8_t *)out.data + pl[2] + line;
+    const float g0 = g[0], g1 = g[1], g2 = g[2], off0 = off[0], off1 = off[1], off2 = off[2];
     for (size_t x = 0; x < dw; x++) {
       const uint8_t *a = top + px0[x], *b = top + px1[x], *c = bottom + px0[x], *d = bottom + px1[x];
       const float w = fwx[x];
       float u = a[0] + (b[0] - a[0]) * w, l = c[0] + (d[0] - c[0]) * w;
-      o0[x] = (u + (l - u) * v) * g[0] + off[0];
+      const float v0 = (u + (l - u) * v) * g0 + off0;
       u = a[1] + (b[1] - a[1]) * w; l = c[1] + (d[1] - c[1]) * w;
-      o1[x] = (u + (l - u) * v) * g[1] + off[1];
+      const float v1 = (u + (l - u) * v) * g1 + off1;
       u = a[2] + (b[2] - a[2]) * w; l = c[2] + (d[2] - c[2]) * w;
-      o2[x] = (u + (l - u) * v) * g[2] + off[2];
+      const float v2 = (u + (l - u) * v) * g2 + off2;
+      if (quantized) {
+        q0[x] = quantize(v0, scale, zero_point); q1[x] = quantize(v1, scale, zero_point); q2[x] = quantize(v2, scale, zero_point);
+      } else {
+        f0[x] = v0; f1[x] = v1; f2[x] = v2;
+      }
     }
   }
   return NULL;
@@ -121,10 +174,10 @@ static napi_value bilinear(napi_env env, napi_callback_info info) {
  * only. Converting the whole frame to RGB first (what ffmpeg's rgb24 output did) costs a 768x576 frame 1.3 MB of
  * writes and reads; this reads 0.66 MB and converts 416x312 pixels (docs/decisions.md, "Frames stay YUV").
  *
- * bilinearI420(src: Uint8Array, width, height, out: Float32Array, outWidth, line0, planes: Int32Array[3],
+ * bilinearI420(src: Uint8Array, width, height, out: Float32Array | Uint8Array, outWidth, line0, planes: Int32Array[3],
  *              x0, x1: Int32Array, wx: Float32Array, y0, y1: Int32Array, wy: Float32Array,
  *              cx0, cx1: Int32Array, cwx: Float32Array, cy0, cy1: Int32Array, cwy: Float32Array,
- *              gain: Float32Array[3], offset: Float32Array[3])
+ *              gain: Float32Array[3], offset: Float32Array[3], scale?, zeroPoint?)
  *   x0/x1: per output column the Y-plane column left/right of its centre, wx the right one's weight; y0/y1/wy
  *   likewise for rows; cx0.. and cy0.. the same in the chroma planes. gain/offset are per R, G, B.
  */
@@ -151,13 +204,14 @@ static int indices_below(const array_t *t, int64_t limit) {
 }
 
 static napi_value bilinear_i420(napi_env env, napi_callback_info info) {
-  size_t argc = 21;
-  napi_value argv[21];
+  size_t argc = 23;
+  napi_value argv[23];
   array_t src, out, planes, x0, x1, wx, y0, y1, wy, cx0, cx1, cwx, cy0, cy1, cwy, gain, offset;
   int64_t width, height, ow, line0;
+  int quantized;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 21) return fail(env, "bilinearI420: 21 arguments");
   if (!typed(env, argv[0], napi_uint8_array, &src) || !integer(env, argv[1], &width) || !integer(env, argv[2], &height) ||
-      !typed(env, argv[3], napi_float32_array, &out) || !integer(env, argv[4], &ow) || !integer(env, argv[5], &line0) ||
+      !model_input(env, argv[3], &out, &quantized) || !integer(env, argv[4], &ow) || !integer(env, argv[5], &line0) ||
       !typed(env, argv[6], napi_int32_array, &planes) ||
       !typed(env, argv[7], napi_int32_array, &x0) || !typed(env, argv[8], napi_int32_array, &x1) || !typed(env, argv[9], napi_float32_array, &wx) ||
       !typed(env, argv[10], napi_int32_array, &y0) || !typed(env, argv[11], napi_int32_array, &y1) || !typed(env, argv[12], napi_float32_array, &wy) ||
@@ -166,6 +220,9 @@ static napi_value bilinear_i420(napi_env env, napi_callback_info info) {
       !typed(env, argv[19], napi_float32_array, &gain) || !typed(env, argv[20], napi_float32_array, &offset)) {
     return fail(env, "bilinearI420: argument of the wrong type");
   }
+  float scale, zero_point;
+  if (!number_or(env, argc, argv, 21, 0.0f, &scale) || !number_or(env, argc, argv, 22, 0.0f, &zero_point)) return fail(env, "bilinearI420: scale and zero point are numbers");
+  if (quantized && !(scale > 0.0f)) return fail(env, "bilinearI420: a uint8 output needs the input's quantization scale");
   const size_t dw = x0.length;
   const size_t dh = y0.length;
   if (width <= 0 || height <= 0 || ow <= 0 || line0 < 0 || (int64_t)dw > ow || planes.length != 3 || gain.length != 3 || offset.length != 3 ||
@@ -198,7 +255,6 @@ static napi_value bilinear_i420(napi_env env, napi_callback_info info) {
   if (!rows) return fail(env, "bilinearI420: out of memory");
   float *ry = rows, *ru = rows + width, *rv = ru + cw;
   const uint8_t *s = src.data, *su = s + u_at, *sv = s + v_at;
-  float *o = out.data;
   const int32_t *px0 = x0.data, *px1 = x1.data, *py0 = y0.data, *py1 = y1.data;
   const int32_t *pcx0 = cx0.data, *pcx1 = cx1.data, *pcy0 = cy0.data, *pcy1 = cy1.data;
   const float *fwx = wx.data, *fwy = wy.data, *fcwx = cwx.data, *fcwy = cwy.data, *g = gain.data, *off = offset.data;
@@ -213,15 +269,22 @@ static napi_value bilinear_i420(napi_env env, napi_callback_info info) {
       rv[i] = sv[ctop + i] + (sv[cbottom + i] - sv[ctop + i]) * cv;
     }
     const size_t line = (size_t)line0 + y * (size_t)ow;
-    float *o0 = o + pl[0] + line, *o1 = o + pl[1] + line, *o2 = o + pl[2] + line;
+    float *f0 = (float *)out.data + pl[0] + line, *f1 = (float *)out.data + pl[1] + line, *f2 = (float *)out.data + pl[2] + line;
+    uint8_t *q0 = (uint8_t *)out.data + pl[0] + line, *q1 = (uint8_t *)out.data + pl[1] + line, *q2 = (uint8_t *)out.data + pl[2] + line;
+    const float g0 = g[0], g1 = g[1], g2 = g[2], off0 = off[0], off1 = off[1], off2 = off[2];
     for (size_t x = 0; x < dw; x++) {
       const int32_t a = px0[x], b = px1[x], ca = pcx0[x], cb = pcx1[x];
       const float luma = KY * (ry[a] + (ry[b] - ry[a]) * fwx[x] - 16.0f);
       const float cu = ru[ca] + (ru[cb] - ru[ca]) * fcwx[x] - 128.0f;
       const float cr = rv[ca] + (rv[cb] - rv[ca]) * fcwx[x] - 128.0f;
-      o0[x] = clamp255(luma + KRV * cr) * g[0] + off[0];
-      o1[x] = clamp255(luma - KGU * cu - KGV * cr) * g[1] + off[1];
-      o2[x] = clamp255(luma + KBU * cu) * g[2] + off[2];
+      const float v0 = clamp255(luma + KRV * cr) * g0 + off0;
+      const float v1 = clamp255(luma - KGU * cu - KGV * cr) * g1 + off1;
+      const float v2 = clamp255(luma + KBU * cu) * g2 + off2;
+      if (quantized) {
+        q0[x] = quantize(v0, scale, zero_point); q1[x] = quantize(v1, scale, zero_point); q2[x] = quantize(v2, scale, zero_point);
+      } else {
+        f0[x] = v0; f1[x] = v1; f2[x] = v2;
+      }
     }
   }
   free(rows);

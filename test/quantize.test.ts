@@ -9,7 +9,10 @@ import { averagePrecision, compareDetections, type Box } from '../src/model/comp
 import { buildInt8, readCalibrationRecord } from '../src/model/int8.js';
 import { decodeModel, readModel, tensorFromProto } from '../src/model/onnx.js';
 import { planQuantization, quantizeWeights, uint8Params } from '../src/model/quantize.js';
-import { defaultModelsDir, loadManifest, resolveModel } from '../src/vision/index.js';
+import * as ort from 'onnxruntime-node';
+import { defaultModelsDir, inputTensor, loadManifest, Preprocessor, resolveModel, type ModelSpec } from '../src/vision/index.js';
+import type { ResizeFilter } from '../src/vision/preprocess.js';
+import { readFrames } from './helpers/frames.js';
 
 const modelsDir = defaultModelsDir();
 const clip = join(modelsDir, '..', 'assets', 'vtest.avi');
@@ -78,6 +81,56 @@ t.test('the shipped INT8 default: rebuilt byte for byte, loads, and agrees with 
   t.comment(`held-out 30 frames: P ${r.precision.toFixed(4)} R ${r.recall.toFixed(4)} F1 ${r.f1.toFixed(4)} mAP@0.5 ${r.map50.toFixed(4)} drift ${r.scoreDrift.meanAbs.toFixed(4)}`);
   t.ok(r.reference > 100, `a real test: ${r.reference} reference boxes`);
   t.ok(r.f1 >= 0.9, `F1 ${r.f1.toFixed(4)} >= 0.90`);
+});
+
+t.test('the uint8 input: the preprocessing quantizes as the model\'s first QuantizeLinear did, bit for bit', { skip: int8Name ? false : 'no INT8 model in the manifest' }, async (t) => {
+  const spec = manifest.models[int8Name!]!;
+  const q = spec.quantization as { from: string; ranges: string };
+  const record = await readCalibrationRecord(join(modelsDir, q.ranges));
+  t.equal(record.uint8Input, true, 'the shipped record asks for a uint8 input');
+  t.match(spec.input, { type: 'uint8', quantization: { scale: Number, zeroPoint: Number } }, 'and the manifest says how it is quantized');
+  const fp32 = await readModel(resolveModel(manifest, q.from).path);
+  const floatBytes = buildInt8(fp32, { ...record, uint8Input: false });
+  // A record without the field builds the float-input model every earlier record built (the sha256 shipped before).
+  t.equal(createHash('sha256').update(floatBytes).digest('hex'), '58b55a0e26a093473026ec98a1100ec0ba27a0977e923d4346431bb93f0ec922',
+    'without uint8Input: the float-input model of before, byte for byte');
+  const graph = decodeModel(buildInt8(fp32, record)).graph!;
+  t.equal(graph.input![0]!.type!.tensorType!.elemType, 2, 'the graph input is uint8');
+  t.same(graph.node!.filter((n) => n.input!.includes(spec.input.name)).map((n) => n.opType), ['DequantizeLinear'], 'read by its DequantizeLinear only');
+  t.notOk(graph.node!.some((n) => n.opType === 'QuantizeLinear' && n.input![0] === spec.input.name), 'no QuantizeLinear of the input left');
+
+  const opts = { executionProviders: ['cpu'], intraOpNumThreads: 1, graphOptimizationLevel: 'all' } as const;
+  const floatSession = await ort.InferenceSession.create(floatBytes, opts);
+  const uint8Session = await ort.InferenceSession.create(buildInt8(fp32, record), opts);
+  t.teardown(async () => { await floatSession.release(); await uint8Session.release(); });
+  const floatSpec: ModelSpec = { ...spec, input: { name: spec.input.name, shape: spec.input.shape, layout: spec.input.layout } };
+  const times = [3, 41];
+  const frames = [
+    ...(await readFrames(clip, { width: 768, height: 576, times })).map((data) => ({ width: 768, height: 576, data })),
+    ...(await readFrames(clip, { width: 768, height: 576, times, pixelFormat: 'yuv420p' })).map((data) => ({ width: 768, height: 576, data, format: 'yuv420p' as const })),
+    ...(await readFrames(clip, { width: 320, height: 180, times: [20], pixelFormat: 'yuv420p' })).map((data) => ({ width: 320, height: 180, data, format: 'yuv420p' as const })),
+  ];
+  const variants: [string, ResizeFilter, boolean, ModelSpec['preprocess']][] = [
+    ['bilinear in C', 'bilinear', true, spec.preprocess],
+    ['bilinear in JavaScript', 'bilinear', false, spec.preprocess],
+    ['area', 'area', true, spec.preprocess],
+    ['bilinear in C, letterbox', 'bilinear', true, { ...spec.preprocess, resize: 'letterbox', pad: 114 }],
+    ['bilinear in JavaScript, letterbox', 'bilinear', false, { ...spec.preprocess, resize: 'letterbox', pad: 114 }],
+  ];
+  for (const [name, filter, native, preprocess] of variants) {
+    const floatPre = Preprocessor.forModel({ ...floatSpec, preprocess }, filter, native);
+    const uint8Pre = Preprocessor.forModel({ ...spec, preprocess }, filter, native);
+    t.type(floatPre.output, Float32Array);
+    t.type(uint8Pre.output, Uint8Array);
+    for (const f of frames) {
+      const a = (await floatSession.run({ [spec.input.name]: inputTensor(floatSpec, floatPre.run(f)) }))[spec.output.name]!.data as Float32Array;
+      const b = (await uint8Session.run({ [spec.input.name]: inputTensor(spec, uint8Pre.run(f)) }))[spec.output.name]!.data as Float32Array;
+      let differ = 0;
+      for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) differ++;
+      t.equal(differ, 0, `${name}, ${f.width}x${f.height} ${'format' in f ? 'YUV' : 'RGB'}: all ${a.length} outputs identical`);
+    }
+  }
+  t.throws(() => inputTensor(spec, new Float32Array(3 * 416 * 416)), /model input 'input' takes uint8, got a Float32Array/);
 });
 
 t.test('edgepatrol model quantize on the real model, calibrated on a few frames, passes the F1 bar on held-out frames', async (t) => {

@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import { Candidates, decodeNanodet, iou, loadManifest, ModelError, nanodetCellCount, nativeVision, nms, openModelSession, Preprocessor, readVerifiedModel, resolveModel, type NanodetLayout } from '../src/vision/index.js';
+import { Candidates, decodeNanodet, inputTensor, iou, loadManifest, ModelError, nanodetCellCount, nativeVision, nms, openModelSession, Preprocessor, readVerifiedModel, resolveModel, type NanodetLayout } from '../src/vision/index.js';
 import type { Preprocess } from '../src/vision/manifest.js';
+import { quantizeInput } from '../src/vision/preprocess.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
 import { defaultClip } from './helpers/rtsp.js';
 import { drawLabel, drawRect, drawText, textSize, type Canvas } from '../src/evidence/draw.js';
@@ -129,7 +130,34 @@ t.test('preprocess', async (t) => {
   t.equal(lb.run(img(4, 2, Array.from({ length: 24 }, (_, i) => (i * 10) % 256)), mine), mine, 'returns the buffer it filled');
   t.same(Array.from(lb.output), Array.from(before), 'its own output is left as it was');
   t.same(Array.from(mine), Array.from(lb.run(img(4, 2, Array.from({ length: 24 }, (_, i) => (i * 10) % 256)))), 'the same input as in its own output');
-  t.throws(() => lb.run(img(4, 2, Array.from({ length: 24 }, () => 0)), new Float32Array(47)), /47 floats, the model takes 48/);
+  t.throws(() => lb.run(img(4, 2, Array.from({ length: 24 }, () => 0)), new Float32Array(47)), /Float32Array of 47, the model takes a Float32Array of 48/);
+
+  // A quantized (uint8) input: the float value, then x / scale rounded half to even, plus the zero point, clamped.
+  // An odd zero point: rounding must happen before it is added (3.5 + 11 would round to 14 + 1, not 15).
+  const q = { scale: 0.5, zeroPoint: 11 };
+  for (const [native, filter] of [[true, 'bilinear'], [false, 'bilinear'], [true, 'area']] as const) {
+    const name = `${filter}${filter === 'bilinear' ? (native ? ' (C)' : ' (JavaScript)') : ''}`;
+    // value = pixel (mean 0, std 1); scale 0.5 → q = pixel * 2 + 11.
+    const p8 = new Preprocessor(4, 1, { ...unit, std: [1, 1, 1], mean: [0, 0, 0] }, filter, native, q);
+    t.type(p8.output, Uint8Array, `${name}: a uint8 output`);
+    const px = [0, 0.25, 0.75, 200];
+    const out = p8.run(img(4, 1, px.flatMap((v) => [v, v, v]).map(Math.round)));
+    // Pixels are whole bytes (0, 0, 1, 200): 11, 11, 13, and 411 clamped to 255.
+    t.same(Array.from(out.subarray(0, 4)), [11, 11, 13, 255], `${name}: quantized and clamped`);
+    const ties = new Preprocessor(4, 1, { ...unit, std: [4, 4, 4], mean: [0, 0, 0] }, filter, native, q);
+    // value = pixel / 4, x / scale = pixel / 2: pixels 1, 3, 5, 7 are ties at 0.5, 1.5, 2.5, 3.5 → even: 0, 2, 2, 4.
+    t.same(Array.from(ties.run(img(4, 1, [1, 3, 5, 7].flatMap((v) => [v, v, v]))).subarray(0, 4)), [11, 13, 13, 15], `${name}: ties round to even before the zero point`);
+    const boxed8 = new Preprocessor(4, 4, { ...unit, resize: 'letterbox', pad: 51, std: [255, 255, 255] }, filter, native, { scale: 0.01, zeroPoint: 0 });
+    t.same(Array.from(boxed8.run(img(4, 2, Array.from({ length: 24 }, () => 255))).subarray(0, 16)),
+      [20, 20, 20, 20, 100, 100, 100, 100, 100, 100, 100, 100, 20, 20, 20, 20], `${name}: the letterbox border quantized too`);
+    const mine8 = new Uint8Array(48);
+    t.same(Array.from(boxed8.run(img(4, 2, Array.from({ length: 24 }, () => 255)), mine8)), Array.from(boxed8.output), `${name}: into a caller's buffer, border included`);
+    t.throws(() => p8.run(img(4, 1, Array.from({ length: 12 }, () => 0)), new Float32Array(12)), /Float32Array of 12, the model takes a Uint8Array of 12/, `${name}: a float buffer is refused`);
+  }
+  const x = Float32Array.from([-1, 0.25, 0.75, 1.25, 300, Number.NaN]);
+  const dst = new Uint8Array(6);
+  quantizeInput(x, { scale: 0.5, zeroPoint: 3 }, dst);
+  t.same(Array.from(dst), [1, 3, 5, 5, 255, 0], 'quantizeInput: x / scale = −2, 0.5, 1.5, 2.5 (ties to even), then + 3; clamped; NaN → 0');
 });
 
 t.test('manifest', async (t) => {
@@ -161,6 +189,12 @@ t.test('manifest', async (t) => {
 
   write({ schema: 1, default: 'tiny', models: { tiny: { ...spec, output: { name: 'output', shape: [1, 21, 47] } } } });
   t.throws(() => loadManifest(dir), { message: /output\.shape: is \[1,21,47\] but the decoder needs \[1,20,47\]/ });
+  write({ schema: 1, default: 'tiny', models: { tiny: { ...spec, input: { ...spec.input, type: 'uint8' } } } });
+  t.throws(() => loadManifest(dir), { message: /models\.tiny\.input\.quantization: is required for a uint8 input/ });
+  write({ schema: 1, default: 'tiny', models: { tiny: { ...spec, input: { ...spec.input, quantization: { scale: 0.1, zeroPoint: 3 } } } } });
+  t.throws(() => loadManifest(dir), { message: /models\.tiny\.input\.quantization: is only for an input of type uint8/ });
+  write({ schema: 1, default: 'tiny', models: { tiny: { ...spec, input: { ...spec.input, type: 'uint8', quantization: { scale: 0.1, zeroPoint: 300 } } } } });
+  t.throws(() => loadManifest(dir), { message: /models\.tiny\.input\.quantization\.zeroPoint/ });
   write({ schema: 1, default: 'x', models: { tiny: { ...spec, classes: ['a'] } } });
   t.throws(() => loadManifest(dir), { message: /models\.tiny\.classes: has 1 names but decoder\.numClasses is 3/ });
   t.throws(() => loadManifest(dir), { message: /default: names 'x', which is not in models/ });
@@ -262,13 +296,13 @@ t.test('the NanoDet class scan in C finds the JavaScript loop\'s candidates', as
   // Real outputs of the default model on vtest.avi frames, at a low, the default and a high threshold.
   const { model, session, inputWidth, inputHeight } = await openModelSession({ threads: 1 });
   t.teardown(() => session.release());
-  const pre = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess, 'bilinear');
+  const pre = Preprocessor.forModel(model.spec, 'bilinear');
   const decoder = model.spec.decoder;
   if (decoder.kind !== 'nanodet') throw new Error(`the default model's decoder is ${decoder.kind}`);
   const layout: NanodetLayout = { inputWidth, inputHeight, strides: decoder.strides, regMax: decoder.regMax, numClasses: decoder.numClasses };
   let found = 0;
   for await (const f of readVideoFrames(defaultClip, { fps: 0.1, maxFrames: 3 })) {
-    const result = await session.run({ [model.spec.input.name]: new ort.Tensor('float32', pre.run(f).slice(), [...model.spec.input.shape]) });
+    const result = await session.run({ [model.spec.input.name]: inputTensor(model.spec, pre.run(f).slice()) });
     const out = result[model.spec.output.name]!.data as Float32Array;
     for (const threshold of [0.05, 0.35, 0.6]) {
       const c = decodeNanodet(out, layout, threshold, new Candidates());

@@ -293,7 +293,7 @@ async function quantize(modelsDir: string, positionals: string[], values: Values
   });
   const calibFile = `${out}.calib.json`;
   const bytes = buildInt8(fp32, record);
-  const done = await installModel({ modelsDir, name: out, bytes, entry: int8Entry(from.spec, record, calibFile, plan), makeDefault: values.default ?? false });
+  const done = await installModel({ modelsDir, name: out, bytes, entry: int8Entry(from.spec, record, calibFile, plan, fp32), makeDefault: values.default ?? false });
   await writeCalibrationRecord(join(modelsDir, calibFile), record);
   io.stdout.write(
     `quantized ${from.name} → ${out}: ${done.path} (sha256 ${done.sha256}, ${(bytes.length / 1e6).toFixed(1)} MB)\n` +

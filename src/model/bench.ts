@@ -1,15 +1,14 @@
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import * as ort from 'onnxruntime-node';
-import { loadModelSession } from '../vision/detector.js';
+import { inputTensor, loadModelSession } from '../vision/detector.js';
 import { loadManifest, resolveModel, type ModelSpec } from '../vision/manifest.js';
-import { Preprocessor } from '../vision/preprocess.js';
+import { Preprocessor, type ModelInput } from '../vision/preprocess.js';
 import { readFrameSet } from './frames.js';
 
 /** One real frame of the sample clip (or a flat grey one when it is absent) as each model's input. */
-export async function benchInput(modelsDir: string, spec: ModelSpec): Promise<Float32Array> {
+export async function benchInput(modelsDir: string, spec: ModelSpec): Promise<ModelInput> {
   const [, , h, w] = spec.input.shape;
-  const pre = new Preprocessor(w, h, spec.preprocess);
+  const pre = Preprocessor.forModel(spec);
   const clip = join(modelsDir, '..', 'assets', 'vtest.avi');
   try {
     for await (const img of readFrameSet({ path: clip, frames: 1, start: 20, end: 21 })) return pre.run(img).slice();
@@ -39,11 +38,11 @@ export async function benchModels(modelsDir: string, names: string[], threadCoun
     for (const m of models) sessions.push({ m, s: await loadModelSession(m, threads), x: await benchInput(modelsDir, m.spec) });
     try {
       const times = sessions.map(() => [] as number[]);
-      for (const { m, s, x } of sessions) for (let i = 0; i < 3; i++) await s.session.run({ [m.spec.input.name]: new ort.Tensor('float32', x, [...m.spec.input.shape]) });
+      for (const { m, s, x } of sessions) for (let i = 0; i < 3; i++) await s.session.run({ [m.spec.input.name]: inputTensor(m.spec, x) });
       for (let r = 0; r < runs; r++) {
         for (let k = 0; k < sessions.length; k++) {
           const { m, s, x } = sessions[k]!;
-          const feed = { [m.spec.input.name]: new ort.Tensor('float32', x, [...m.spec.input.shape]) };
+          const feed = { [m.spec.input.name]: inputTensor(m.spec, x) };
           const t0 = performance.now();
           await s.session.run(feed);
           times[k]!.push(performance.now() - t0);

@@ -4,7 +4,7 @@ import { Preprocessor } from '../vision/preprocess.js';
 import { calibrate, type CalibrationMethod } from './calibrate.js';
 import { describeFrameSet, readFrameSet, type FrameSet } from './frames.js';
 import { encodeModel, type onnx } from './onnx.js';
-import { planQuantization, quantizeModel, type QuantizationPlan, type Ranges } from './quantize.js';
+import { inputQuantization, planQuantization, quantizeModel, type QuantizationPlan, type Ranges } from './quantize.js';
 
 /**
  * Everything an INT8 model is built from besides its fp32 source: kept as `<name>.calib.json` next to the
@@ -18,6 +18,11 @@ export interface CalibrationRecord {
   calibration: Record<string, unknown>;
   keepFloat: string[];
   quantizeHeadConvs: boolean;
+  /**
+   * The model takes its input as uint8, quantized by the caller's preprocessing, instead of float32 quantized by
+   * its first node (a quarter of the bytes per frame; docs/decisions.md). Records written before it lack it.
+   */
+  uint8Input?: boolean;
   ranges: Ranges;
 }
 
@@ -42,7 +47,12 @@ export async function calibrateModel(fp32: onnx.IModelProto, opts: CalibrateOpti
     method: opts.method,
     threads: opts.threads,
     async *inputs() {
-      for await (const img of readFrameSet(opts.frames)) yield pre.run(img).slice();
+      for await (const img of readFrameSet(opts.frames)) {
+        // The float source model's input, never quantized (no quantization given above).
+        const x = pre.run(img);
+        if (!(x instanceof Float32Array)) throw new TypeError(`calibration needs the float input of ${opts.from.name}`);
+        yield x.slice();
+      }
     },
   });
   const record: CalibrationRecord = {
@@ -52,6 +62,7 @@ export async function calibrateModel(fp32: onnx.IModelProto, opts: CalibrateOpti
     calibration: describeFrameSet(opts.frames),
     keepFloat,
     quantizeHeadConvs,
+    uint8Input: true,
     ranges,
   };
   return { record, plan };
@@ -61,14 +72,20 @@ export async function calibrateModel(fp32: onnx.IModelProto, opts: CalibrateOpti
 export function buildInt8(fp32: onnx.IModelProto, record: CalibrationRecord): Uint8Array {
   const plan = planQuantization(fp32, { keepFloat: record.keepFloat, quantizeHeadConvs: record.quantizeHeadConvs });
   const doc = `${record.from.name} (sha256 ${record.from.sha256}) quantized to INT8 QDQ by edgepatrol, ${record.method} calibration`;
-  return encodeModel(quantizeModel(fp32, plan, record.ranges, doc));
+  return encodeModel(quantizeModel(fp32, plan, record.ranges, doc, { uint8Input: record.uint8Input ?? false }));
 }
 
-/** The manifest entry of an INT8 model (without file and sha256): its source's, with the quantization recorded. */
-export function int8Entry(from: ModelSpec, record: CalibrationRecord, calibFile: string, plan: QuantizationPlan): Omit<ModelSpec, 'file' | 'sha256'> {
+/**
+ * The manifest entry of an INT8 model (without file and sha256): its source's, with the quantization recorded,
+ * and for a uint8 input how the preprocessing quantizes it.
+ */
+export function int8Entry(from: ModelSpec, record: CalibrationRecord, calibFile: string, plan: QuantizationPlan, fp32: onnx.IModelProto): Omit<ModelSpec, 'file' | 'sha256'> {
   const { file: _file, sha256: _sha, quantization: _q, ...rest } = from;
+  const q = record.uint8Input ? inputQuantization(fp32, plan, record.ranges) : undefined;
+  if (record.uint8Input && !q) throw new Error(`${record.from.name}: its input '${from.input.name}' is not quantized, so it cannot be taken as uint8`);
   return {
     ...rest,
+    input: q ? { ...from.input, type: 'uint8', quantization: { scale: q.scale, zeroPoint: q.zeroPoint } } : from.input,
     precision: 'int8',
     quantization: {
       format: 'QDQ: weights int8 per channel symmetric, activations uint8 per tensor, bias int32',

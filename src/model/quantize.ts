@@ -185,6 +185,9 @@ export function uint8Params([min, max]: Range): QuantParams {
   return { scale, zeroPoint: Math.min(255, Math.max(0, Math.round(-lo / scale))) };
 }
 
+/** onnx.TensorProto.DataType.UINT8. */
+const UINT8 = 2;
+
 const scalar = (dtype: 'float32' | 'uint8', v: number): HostTensor =>
   dtype === 'float32' ? { dtype, shape: [], data: Float32Array.of(v) } : { dtype, shape: [], data: Uint8Array.of(v) };
 
@@ -209,8 +212,24 @@ export function quantizeWeights(w: Float32Array, channels: number): { q: Int8Arr
   return { q, scales };
 }
 
-/** Builds the QDQ model from the fp32 model, the plan and a range for every tensor in `plan.calibrate`. */
-export function quantizeModel(model: onnx.IModelProto, plan: QuantizationPlan, ranges: Ranges, docString?: string): onnx.IModelProto {
+/**
+ * The quantization of the graph's (first) input, when quantized nodes read it: what a uint8 input built with
+ * `uint8Input` expects the caller to have applied.
+ */
+export function inputQuantization(model: onnx.IModelProto, plan: QuantizationPlan, ranges: Ranges): QuantParams | undefined {
+  const name = model.graph?.input?.[0]?.name;
+  if (!name || !plan.calibrate.includes(name) || !ranges[name]) return undefined;
+  return uint8Params(ranges[name]);
+}
+
+/**
+ * Builds the QDQ model from the fp32 model, the plan and a range for every tensor in `plan.calibrate`. With
+ * `uint8Input`, a graph input read by quantized nodes becomes uint8 and is read through its DequantizeLinear
+ * alone: the caller quantizes (the preprocessing does, into a quarter of the bytes) instead of the model's first
+ * QuantizeLinear.
+ */
+export function quantizeModel(model: onnx.IModelProto, plan: QuantizationPlan, ranges: Ranges, docString?: string,
+  opts: { uint8Input?: boolean } = {}): onnx.IModelProto {
   const graph = model.graph;
   if (!graph) throw new Error('the model has no graph');
   const opset = (model.opsetImport ?? []).find((o) => !o.domain)?.version;
@@ -244,10 +263,18 @@ export function quantizeModel(model: onnx.IModelProto, plan: QuantizationPlan, r
     out.push({ name: `${t}_DequantizeLinear`, opType: 'DequantizeLinear', input: [`${t}_quantized`, q.scale, q.zp], output: [target] });
   };
   // Graph inputs and constants read by quantized nodes have no producer to rename: their readers are rewired.
+  const graphInputs = new Set((graph.input ?? []).map((i) => i.name ?? ''));
+  const uint8Inputs = new Set<string>();
   const unproduced = [...plan.calibrate].filter((t) => !g.producer.has(t));
   for (const t of unproduced) {
     rename.set(t, `${t}_dequantized`);
-    qdq(t, `${t}_dequantized`, t);
+    if (opts.uint8Input && graphInputs.has(t)) {
+      const q = paramsOf(t)!;
+      out.push({ name: `${t}_DequantizeLinear`, opType: 'DequantizeLinear', input: [t, q.scale, q.zp], output: [`${t}_dequantized`] });
+      uint8Inputs.add(t);
+    } else {
+      qdq(t, `${t}_dequantized`, t);
+    }
   }
   const removedInits = new Set<string>();
 
@@ -300,6 +327,9 @@ export function quantizeModel(model: onnx.IModelProto, plan: QuantizationPlan, r
     docString: docString ?? model.docString ?? '',
     graph: {
       ...graph,
+      input: (graph.input ?? []).map((i) => (uint8Inputs.has(i.name ?? '')
+        ? { ...i, type: { tensorType: { ...i.type?.tensorType, elemType: UINT8 } } }
+        : i)),
       node: out,
       initializer: [...(graph.initializer ?? []).filter((t) => !removedInits.has(t.name ?? '') || stillRead.has(t.name ?? '')), ...inits],
       // Stale shape annotations of renamed tensors would only mislead onnxruntime's shape inference.

@@ -2,11 +2,12 @@ import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { createDecoder, type OutputDecoder } from './decoders.js';
 import {
-  expectedOutput, loadManifest, outputFits, readVerifiedModel, resolveModel, ModelError, type Preprocess, type ResolvedModel,
+  expectedOutput, loadManifest, outputFits, readVerifiedModel, resolveModel, ModelError, type InputQuantization, type ModelSpec, type Preprocess,
+  type ResolvedModel,
 } from './manifest.js';
 import { tuneMalloc } from './malloc.js';
 import { Candidates, nms } from './nms.js';
-import { Preprocessor, type InputMapping, type ResizeFilter } from './preprocess.js';
+import { Preprocessor, type InputMapping, type ModelInput, type ResizeFilter } from './preprocess.js';
 import type { Detection, Frame } from './types.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
@@ -49,6 +50,21 @@ export interface ModelSession {
   decode: OutputDecoder;
 }
 
+/** The model's input tensor over `data`, which must be of the element type the model takes (manifest `input.type`). */
+export function inputTensor(spec: ModelSpec, data: ModelInput): ort.Tensor {
+  const { name, type = 'float32', shape } = spec.input;
+  if (!(type === 'uint8' ? data instanceof Uint8Array : data instanceof Float32Array)) {
+    throw new TypeError(`model input '${name}' takes ${type}, got a ${data.constructor.name}`);
+  }
+  return new ort.Tensor(type, data, [...shape]);
+}
+
+/** A zeroed buffer of the model's input type and size. */
+export function emptyInput(spec: ModelSpec): ModelInput {
+  const [, , height, width] = spec.input.shape;
+  return spec.input.type === 'uint8' ? new Uint8Array(3 * width * height) : new Float32Array(3 * width * height);
+}
+
 /** Resolves a model in a manifest, then loads it as `loadModelSession` does. */
 export async function openModelSession(opts: Pick<DetectorOptions, 'model' | 'modelsDir' | 'threads'> = {}): Promise<ModelSession> {
   return loadModelSession(resolveModel(loadManifest(opts.modelsDir), opts.model), opts.threads);
@@ -87,8 +103,7 @@ export async function loadModelSession(model: ResolvedModel, threads = 1): Promi
     const [, , height, width] = input.shape;
     let dims: number[];
     try {
-      const zeros = new ort.Tensor('float32', new Float32Array(3 * width * height), [...input.shape]);
-      const out = (await session.run({ [input.name]: zeros }, [output.name]))[output.name]!;
+      const out = (await session.run({ [input.name]: inputTensor(model.spec, emptyInput(model.spec)) }, [output.name]))[output.name]!;
       if (out.type !== 'float32') throw new Error(`output '${output.name}' is ${out.type}, expected float32`);
       dims = out.dims.map(Number);
     } catch (err) {
@@ -143,8 +158,10 @@ export interface InferenceCore {
   inputHeight: number;
   /** The preprocessing the input must have had (the manifest's, or the override of the options). */
   preprocess: Preprocess;
+  /** For a model with a uint8 input: how the preprocessed values are quantized into it. */
+  quantization: InputQuantization | undefined;
   /** Detections on one preprocessed input; one call at a time (the candidates buffer is shared). */
-  infer(input: Float32Array, frame: { width: number; height: number }, mapping: InputMapping, timing?: DetectTiming): Promise<Detection[]>;
+  infer(input: ModelInput, frame: { width: number; height: number }, mapping: InputMapping, timing?: DetectTiming): Promise<Detection[]>;
   release(): Promise<void>;
 }
 
@@ -153,7 +170,7 @@ export async function openInferenceCore(opts: DetectorOptions = {}): Promise<Inf
   const scoreThreshold = opts.scoreThreshold ?? 0.35;
   const iouThreshold = opts.iouThreshold ?? 0.5;
   const maxDetections = opts.maxDetections ?? 100;
-  const { input, output } = model.spec;
+  const { output } = model.spec;
   const inputLength = 3 * inputWidth * inputHeight;
   const candidates = new Candidates();
   const classes = model.classes;
@@ -162,10 +179,12 @@ export async function openInferenceCore(opts: DetectorOptions = {}): Promise<Inf
     inputWidth,
     inputHeight,
     preprocess: opts.preprocess ?? model.spec.preprocess,
+    quantization: model.spec.input.quantization,
     async infer(data, frame, mapping, timing) {
-      if (data.length !== inputLength) throw new RangeError(`model ${model.name}: input of ${data.length} floats, expected ${inputLength}`);
+      if (data.length !== inputLength) throw new RangeError(`model ${model.name}: input of ${data.length} values, expected ${inputLength}`);
+      const feed = { [model.spec.input.name]: inputTensor(model.spec, data) };
       const t1 = performance.now();
-      const result = await session.run({ [input.name]: new ort.Tensor('float32', data, [...input.shape]) });
+      const result = await session.run(feed);
       const t2 = performance.now();
       const out = result[output.name];
       if (!out || out.type !== 'float32') throw new Error(`model ${model.name}: output '${output.name}' missing or not float32`);
@@ -203,7 +222,7 @@ export async function openInferenceCore(opts: DetectorOptions = {}): Promise<Inf
 export async function openInlineDetector(opts: DetectorOptions = {}): Promise<Detector> {
   const core = await openInferenceCore(opts);
   const { model } = core;
-  const pre = new Preprocessor(core.inputWidth, core.inputHeight, core.preprocess, opts.resize ?? 'bilinear');
+  const pre = new Preprocessor(core.inputWidth, core.inputHeight, core.preprocess, opts.resize ?? 'bilinear', true, core.quantization);
 
   async function detectNow(frame: Frame, timing?: DetectTiming): Promise<Detection[]> {
     const t0 = performance.now();
@@ -275,7 +294,7 @@ class WorkerDetector implements Detector {
   private conn: Connection | null = null;
   private nextId = 1;
   /** Shared input buffers (see worker-protocol.ts), by slot number, and the numbers of those not in use. */
-  private readonly slots: Float32Array[] = [];
+  private readonly slots: ModelInput[] = [];
   private readonly freeSlots: number[] = [];
   /** Made when the first worker says what input its model takes. */
   private pre: Preprocessor | undefined;
@@ -317,7 +336,7 @@ class WorkerDetector implements Detector {
       switch (msg.type) {
         case 'ready':
           this.model = { name: msg.name, sha256: msg.sha256 };
-          this.pre ??= new Preprocessor(msg.inputWidth, msg.inputHeight, msg.preprocess, this.opts.resize ?? 'bilinear');
+          this.pre ??= new Preprocessor(msg.inputWidth, msg.inputHeight, msg.preprocess, this.opts.resize ?? 'bilinear', true, msg.quantization);
           conn.isReady = true;
           settleReady!.resolve();
           return;
@@ -379,12 +398,13 @@ class WorkerDetector implements Detector {
     }, this.timeoutMs);
   }
 
-  /** A free input slot of `length` floats, made if none is free; undefined when MAX_SLOTS are all in use. */
-  private takeSlot(length: number): number | undefined {
+  /** A free input slot like `like` (type and length), made if none is free; undefined when MAX_SLOTS are all in use. */
+  private takeSlot(like: ModelInput): number | undefined {
     const free = this.freeSlots.pop();
     if (free !== undefined) return free;
     if (this.slots.length >= MAX_SLOTS) return undefined;
-    this.slots.push(new Float32Array(new SharedArrayBuffer(length * 4)));
+    const length = like.length;
+    this.slots.push(like instanceof Uint8Array ? new Uint8Array(new SharedArrayBuffer(length)) : new Float32Array(new SharedArrayBuffer(length * 4)));
     return this.slots.length - 1;
   }
 
@@ -411,7 +431,7 @@ class WorkerDetector implements Detector {
     const t0 = performance.now();
     const pre = this.pre!;
     const length = pre.output.length;
-    const slot = this.takeSlot(length);
+    const slot = this.takeSlot(pre.output);
     if (slot === undefined) return Promise.reject(new Error(`detector for model ${this.model.name}: more than ${MAX_SLOTS} frames in flight`));
     const shared = this.slots[slot]!;
     try {

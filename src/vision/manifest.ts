@@ -32,6 +32,13 @@ export const PreprocessSchema = z.object({
 });
 export type Preprocess = z.infer<typeof PreprocessSchema>;
 
+/** How a uint8 model input encodes the normalised value: q = round_half_even(value / scale) + zeroPoint, clamped to 0–255. */
+export const InputQuantizationSchema = z.object({
+  scale: z.number().positive(),
+  zeroPoint: z.number().int().min(0).max(255),
+});
+export type InputQuantization = z.infer<typeof InputQuantizationSchema>;
+
 export const NanodetDecoderSchema = z.object({
   kind: z.literal('nanodet'),
   strides: z.array(positiveInt).min(1),
@@ -81,6 +88,10 @@ export const ModelSpecSchema = z
       name: z.string().min(1),
       shape: z.tuple([z.literal(1), z.literal(3), positiveInt, positiveInt]),
       layout: z.literal('NCHW'),
+      /** Element type of the input tensor (default float32). `uint8` takes the normalised values already quantized. */
+      type: z.enum(['float32', 'uint8']).optional(),
+      /** For a `uint8` input: q = round(value / scale) + zeroPoint, clamped to 0–255 (ONNX QuantizeLinear). */
+      quantization: InputQuantizationSchema.optional(),
     }),
     output: z.object({
       name: z.string().min(1),
@@ -98,6 +109,12 @@ export const ModelSpecSchema = z
     const { decoder, classes, input, output } = m;
     if (classes.length !== decoder.numClasses) {
       ctx.addIssue({ code: 'custom', path: ['classes'], message: `has ${classes.length} names but decoder.numClasses is ${decoder.numClasses}` });
+    }
+    if ((input.type === 'uint8') !== (input.quantization !== undefined)) {
+      ctx.addIssue({
+        code: 'custom', path: ['input', 'quantization'],
+        message: input.type === 'uint8' ? 'is required for a uint8 input (its scale and zeroPoint)' : 'is only for an input of type uint8',
+      });
     }
     const [, , height, width] = input.shape;
     const expected = expectedOutput(decoder, width, height);

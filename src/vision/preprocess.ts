@@ -1,4 +1,4 @@
-import type { Preprocess } from './manifest.js';
+import type { InputQuantization, ModelSpec, Preprocess } from './manifest.js';
 import { nativeVision, type VisionAddon } from './native.js';
 import { checkI420, clamp255, KBU, KGU, KGV, KRV, KY, toRgb, type I420Layout } from './yuv.js';
 
@@ -88,6 +88,27 @@ export interface InputMapping {
 }
 
 /**
+ * A model input tensor's data: float32 values, or for a model with a quantized input (manifest `input.type`
+ * uint8) the same values quantized as ONNX QuantizeLinear does, a quarter of the bytes to write, copy and read.
+ */
+export type ModelInput = Float32Array | Uint8Array;
+
+/** 1.5 × 2^52: a double plus this and minus it again has no fraction left, rounded half to even. */
+const ROUND_EVEN = 6755399441055744;
+
+/**
+ * ONNX QuantizeLinear of float32 values into uint8, as onnxruntime computes it: x / scale in float32, rounded
+ * half to even, then plus the zero point (so an odd zero point does not move a tie), clamped to 0–255 (the
+ * clamped view's store; NaN gives 0). native/vision.c `quantize` does the same per value.
+ */
+export function quantizeInput(src: Float32Array, q: InputQuantization, dst: Uint8Array): void {
+  const out = new Uint8ClampedArray(dst.buffer, dst.byteOffset, dst.length);
+  const scale = Math.fround(q.scale);
+  const zp = q.zeroPoint;
+  for (let i = 0; i < src.length; i++) out[i] = Math.fround(src[i]! / scale) + ROUND_EVEN - ROUND_EVEN + zp;
+}
+
+/**
  * How the frame is resampled to the model input. `area` averages every source pixel an output pixel covers
  * (two separable passes through a float buffer); `bilinear` blends the 2×2 source pixels nearest each output
  * pixel's centre in one pass, reading about a third of the pixels a 768×576 → 416×416 area resize reads.
@@ -96,14 +117,15 @@ export interface InputMapping {
 export type ResizeFilter = 'area' | 'bilinear';
 
 /**
- * Turns RGB24 frames into the model's NCHW float input: resize to the input size (`stretch`, or `letterbox`:
- * aspect kept, centred, borders filled with `pad`), channel order, (v − mean) / std. Buffers and weight
- * tables are kept between calls, so a stream of same-sized frames allocates nothing; `run` returns the same
- * Float32Array every time (valid until the next call) unless given one to fill, and `mapping` says how to map
- * boxes back.
+ * Turns frames into the model's NCHW input: resize to the input size (`stretch`, or `letterbox`: aspect kept,
+ * centred, borders filled with `pad`), channel order, (v − mean) / std, and for a quantized input what the
+ * model's QuantizeLinear did with that float (`quantizeInput`; in C in the same loop). Buffers and weight tables are
+ * kept between calls, so a stream of same-sized frames allocates nothing; `run` returns the same buffer every
+ * time (valid until the next call) unless given one to fill, and `mapping` says how to map boxes back.
  */
 export class Preprocessor {
-  readonly output: Float32Array;
+  /** The model input `run` fills by default: Float32Array, or Uint8Array for a quantized input. */
+  readonly output: ModelInput;
   private readonly planeOf: Int32Array;
   private readonly gain: Float32Array;
   private readonly offset: Float32Array;
@@ -130,18 +152,21 @@ export class Preprocessor {
   private readonly addon: VisionAddon | null;
   mapping: InputMapping = { scaleX: 1, scaleY: 1, padX: 0, padY: 0 };
   /** Caller buffers whose letterbox border is filled for the current frame size (`output` has its own). */
-  private bordered = new WeakSet<Float32Array>();
+  private bordered = new WeakSet<ModelInput>();
+  /** For a quantized input filled in JavaScript: the float input, quantized into the output at the end. */
+  private scratch: Float32Array | undefined;
 
   /**
    * `native` false keeps the bilinear loop in JavaScript even where the addon is built (tests compare the two);
-   * the area filter always runs in JavaScript.
+   * the area filter always runs in JavaScript. `quantized`: the model takes a uint8 input quantized so.
    */
-  constructor(readonly width: number, readonly height: number, preprocess: Preprocess, readonly filter: ResizeFilter = 'area', native = true) {
+  constructor(readonly width: number, readonly height: number, preprocess: Preprocess, readonly filter: ResizeFilter = 'area', native = true,
+    readonly quantized?: InputQuantization) {
     const addon = native && filter === 'bilinear' ? nativeVision() : null;
     this.addon = addon?.ok ? addon.addon : null;
     this.letterbox = preprocess.resize === 'letterbox';
     this.pad = preprocess.pad ?? 114;
-    this.output = new Float32Array(3 * width * height);
+    this.output = quantized ? new Uint8Array(3 * width * height) : new Float32Array(3 * width * height);
     this.acc = new Float32Array(width * 3);
     // planeOf[source channel] = output plane; gain/offset indexed by source channel, folded from mean/std.
     const order = preprocess.channels === 'rgb' ? [0, 1, 2] : [2, 1, 0];
@@ -154,6 +179,14 @@ export class Preprocessor {
       this.gain[c] = 1 / preprocess.std[plane]!;
       this.offset[c] = -preprocess.mean[plane]! / preprocess.std[plane]!;
     }
+    // The JavaScript loops write floats and quantize them after (the C loop quantizes as it goes).
+    if (quantized && !this.addon) this.scratch = new Float32Array(3 * width * height);
+  }
+
+  /** The preprocessing a model's manifest entry asks for, into the input type it takes. */
+  static forModel(spec: ModelSpec, filter: ResizeFilter = 'area', native = true): Preprocessor {
+    const [, , height, width] = spec.input.shape;
+    return new Preprocessor(width, height, spec.preprocess, filter, native, spec.input.quantization);
   }
 
   /** Whether `run` resizes in C (bilinear filter and the addon loaded). */
@@ -166,13 +199,15 @@ export class Preprocessor {
    * a buffer it is about to hand to another thread without copying it. A YUV image is read as it is by the
    * bilinear filter (converted to RGB at the output size only); the area filter converts it to RGB first.
    */
-  run(image: RgbImage | YuvImage, out: Float32Array = this.output): Float32Array {
+  run(image: RgbImage | YuvImage, out: ModelInput = this.output): ModelInput {
     const { width: sw, height: sh, data } = image;
     const layout = image.format === 'yuv420p' ? checkI420(sw, sh, data) : undefined;
     if (!layout && data.length < sw * sh * 3) {
       throw new RangeError(`frame of ${sw}x${sh} needs ${sw * sh * 3} bytes of RGB24, got ${data.length}`);
     }
-    if (out.length !== this.output.length) throw new RangeError(`input buffer of ${out.length} floats, the model takes ${this.output.length}`);
+    if (out.length !== this.output.length || out.constructor !== this.output.constructor) {
+      throw new RangeError(`input buffer is a ${out.constructor.name} of ${out.length}, the model takes a ${this.output.constructor.name} of ${this.output.length}`);
+    }
     if (sw !== this.srcWidth || sh !== this.srcHeight || !this.xTable || !this.yTable) this.resize(sw, sh);
     if (this.letterbox && out !== this.output && !this.bordered.has(out)) {
       out.set(this.output);
@@ -183,6 +218,7 @@ export class Preprocessor {
       return this.run(toRgb({ width: sw, height: sh, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength), ts: 0, format: 'yuv420p' }), out);
     }
     if (this.filter === 'bilinear') return this.runBilinear(data, sw, out);
+    const dst = this.floatTarget(out);
     const { padX, padY } = this.mapping;
     const dw = this.xTable!.start.length;
     const dh = this.yTable!.start.length;
@@ -236,15 +272,26 @@ export class Preprocessor {
       }
       const line = (y + padY) * this.width + padX;
       for (let x = 0; x < dw; x++) {
-        out[p0 + line + x] = acc[x * 3]! * g0 + o0;
-        out[p1 + line + x] = acc[x * 3 + 1]! * g1 + o1;
-        out[p2 + line + x] = acc[x * 3 + 2]! * g2 + o2;
+        dst[p0 + line + x] = acc[x * 3]! * g0 + o0;
+        dst[p1 + line + x] = acc[x * 3 + 1]! * g1 + o1;
+        dst[p2 + line + x] = acc[x * 3 + 2]! * g2 + o2;
       }
     }
+    return this.finish(dst, out);
+  }
+
+  /** Where the JavaScript loops write: `out` itself, or for a quantized input the float scratch. */
+  private floatTarget(out: ModelInput): Float32Array {
+    return out instanceof Float32Array ? out : this.scratch!;
+  }
+
+  /** Quantizes the scratch into `out` when the loops wrote there (the letterbox border included). */
+  private finish(written: Float32Array, out: ModelInput): ModelInput {
+    if (written !== out) quantizeInput(written, this.quantized!, out as Uint8Array);
     return out;
   }
 
-  private runBilinear(data: Uint8Array, sw: number, out: Float32Array): Float32Array {
+  private runBilinear(data: Uint8Array, sw: number, out: ModelInput): ModelInput {
     const { padX, padY } = this.mapping;
     const dw = this.bx0.length;
     const dh = this.by0.length;
@@ -257,9 +304,11 @@ export class Preprocessor {
     const o0 = this.offset[0]!, o1 = this.offset[1]!, o2 = this.offset[2]!;
     const stride = sw * 3;
     if (this.addon) {
-      this.addon.bilinear(data, stride, out, this.width, padY * this.width + padX, this.planes, bx0, bx1, bwx, by0, by1, bwy, this.gain, this.offset);
+      this.addon.bilinear(data, stride, out, this.width, padY * this.width + padX, this.planes, bx0, bx1, bwx, by0, by1, bwy, this.gain, this.offset,
+        this.quantized?.scale, this.quantized?.zeroPoint);
       return out;
     }
+    const dst = this.floatTarget(out);
     for (let y = 0; y < dh; y++) {
       const top = by0[y]! * stride;
       const bottom = by1[y]! * stride;
@@ -273,29 +322,30 @@ export class Preprocessor {
         const wx = bwx[x]!;
         let u = data[a]! + (data[b]! - data[a]!) * wx;
         let l = data[c]! + (data[d]! - data[c]!) * wx;
-        out[p0 + line + x] = (u + (l - u) * wy) * g0 + o0;
+        dst[p0 + line + x] = (u + (l - u) * wy) * g0 + o0;
         u = data[a + 1]! + (data[b + 1]! - data[a + 1]!) * wx;
         l = data[c + 1]! + (data[d + 1]! - data[c + 1]!) * wx;
-        out[p1 + line + x] = (u + (l - u) * wy) * g1 + o1;
+        dst[p1 + line + x] = (u + (l - u) * wy) * g1 + o1;
         u = data[a + 2]! + (data[b + 2]! - data[a + 2]!) * wx;
         l = data[c + 2]! + (data[d + 2]! - data[c + 2]!) * wx;
-        out[p2 + line + x] = (u + (l - u) * wy) * g2 + o2;
+        dst[p2 + line + x] = (u + (l - u) * wy) * g2 + o2;
       }
     }
-    return out;
+    return this.finish(dst, out);
   }
 
-  private runBilinearYuv(data: Uint8Array, sw: number, sh: number, { u: uAt, v: vAt, cw }: I420Layout, out: Float32Array): Float32Array {
+  private runBilinearYuv(data: Uint8Array, sw: number, sh: number, { u: uAt, v: vAt, cw }: I420Layout, out: ModelInput): ModelInput {
     const { padX, padY } = this.mapping;
     const t = (this.yuv ??= this.yuvTables(sw, sh));
     const planes = this.planes;
     if (this.addon) {
       this.addon.bilinearI420(data, sw, sh, out, this.width, padY * this.width + padX, planes, t.x0, t.x1, t.wx, t.y0, t.y1, t.wy,
-        t.cx0, t.cx1, t.cwx, t.cy0, t.cy1, t.cwy, this.gain, this.offset);
+        t.cx0, t.cx1, t.cwx, t.cy0, t.cy1, t.cwy, this.gain, this.offset, this.quantized?.scale, this.quantized?.zeroPoint);
       return out;
     }
     const g0 = this.gain[0]!, g1 = this.gain[1]!, g2 = this.gain[2]!;
     const o0 = this.offset[0]!, o1 = this.offset[1]!, o2 = this.offset[2]!;
+    const dst = this.floatTarget(out);
     const lerp2 = (at: number, stride: number, r0: number, r1: number, wr: number, c0: number, c1: number, wc: number): number => {
       const top = data[at + r0 * stride + c0]! + (data[at + r0 * stride + c1]! - data[at + r0 * stride + c0]!) * wc;
       const bottom = data[at + r1 * stride + c0]! + (data[at + r1 * stride + c1]! - data[at + r1 * stride + c0]!) * wc;
@@ -307,12 +357,12 @@ export class Preprocessor {
         const luma = KY * (lerp2(0, sw, t.y0[y]!, t.y1[y]!, t.wy[y]!, t.x0[x]!, t.x1[x]!, t.wx[x]!) - 16);
         const cu = lerp2(uAt, cw, t.cy0[y]!, t.cy1[y]!, t.cwy[y]!, t.cx0[x]!, t.cx1[x]!, t.cwx[x]!) - 128;
         const cv = lerp2(vAt, cw, t.cy0[y]!, t.cy1[y]!, t.cwy[y]!, t.cx0[x]!, t.cx1[x]!, t.cwx[x]!) - 128;
-        out[planes[0]! + line + x] = clamp255(luma + KRV * cv) * g0 + o0;
-        out[planes[1]! + line + x] = clamp255(luma - KGU * cu - KGV * cv) * g1 + o1;
-        out[planes[2]! + line + x] = clamp255(luma + KBU * cu) * g2 + o2;
+        dst[planes[0]! + line + x] = clamp255(luma + KRV * cv) * g0 + o0;
+        dst[planes[1]! + line + x] = clamp255(luma - KGU * cu - KGV * cv) * g1 + o1;
+        dst[planes[2]! + line + x] = clamp255(luma + KBU * cu) * g2 + o2;
       }
     }
-    return out;
+    return this.finish(dst, out);
   }
 
   /**
@@ -342,9 +392,12 @@ export class Preprocessor {
       padX = (this.width - iw) >> 1;
       padY = (this.height - ih) >> 1;
       const plane = this.width * this.height;
+      const border = this.scratch ?? new Float32Array(3 * plane);
       for (let c = 0; c < 3; c++) {
-        this.output.fill(this.pad * this.gain[c]! + this.offset[c]!, this.planeOf[c]! * plane, (this.planeOf[c]! + 1) * plane);
+        border.fill(this.pad * this.gain[c]! + this.offset[c]!, this.planeOf[c]! * plane, (this.planeOf[c]! + 1) * plane);
       }
+      if (this.output instanceof Float32Array) this.output.set(border);
+      else quantizeInput(border, this.quantized!, this.output);
     }
     this.xTable = axisTable(sw, iw);
     this.yTable = axisTable(sh, ih);

@@ -1,6 +1,6 @@
 /**
  * Messages between `openDetector` (main thread) and its worker thread, and the worker's side of them. The main
- * thread preprocesses each frame into the model's float input and sends that; the worker runs only the
+ * thread preprocesses each frame into the model's input (float32, or uint8 for a quantized input) and sends that; the worker runs only the
  * inference core (session.run, decoding, NMS), so the next frame's preprocessing overlaps this frame's inference.
  * Inputs travel in a few SharedArrayBuffer slots that both threads keep: the main thread writes a slot, the
  * worker copies it into its own input buffer (onnxruntime-node refuses shared memory) and frees the slot with
@@ -10,7 +10,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { pinThisThread } from './affinity.js';
 import { openInferenceCore, type DetectorOptions, type DetectTiming } from './detector.js';
-import { ModelError, type Preprocess } from './manifest.js';
+import { ModelError, type InputQuantization, type Preprocess } from './manifest.js';
 import type { InputMapping } from './preprocess.js';
 import type { Detection } from './types.js';
 
@@ -19,14 +19,14 @@ export type WorkerInit = Omit<DetectorOptions, 'timeoutMs' | 'onWorkerExit' | 'w
 
 export type ToWorker =
   /**
-   * Slot `slot` holds `length` float32 values: the preprocessed input; `width`/`height` are the frame's. `shared`
+   * Slot `slot` holds `length` values of the model's input type: the preprocessed input; `width`/`height` are the frame's. `shared`
    * comes with the first use of a slot on this worker, which keeps it.
    */
   | { type: 'detect'; id: number; width: number; height: number; mapping: InputMapping; slot: number; shared?: SharedArrayBuffer; length: number }
   | { type: 'close' };
 
 export type FromWorker =
-  | { type: 'ready'; name: string; sha256: string; inputWidth: number; inputHeight: number; preprocess: Preprocess }
+  | { type: 'ready'; name: string; sha256: string; inputWidth: number; inputHeight: number; preprocess: Preprocess; quantization: InputQuantization | undefined }
   | { type: 'init-failed'; message: string; modelError: boolean; file?: string }
   | { type: 'result'; id: number; detections: Detection[]; timing: DetectTiming; slot: number }
   | { type: 'failed'; id: number; message: string; errorName: string; slot: number };
@@ -51,7 +51,8 @@ export async function serveDetector(port: MessagePort, init: WorkerInit): Promis
   // setImmediate, so two runs begun from two messages could otherwise interleave their decoding.
   let chain: Promise<unknown> = Promise.resolve();
   const slots = new Map<number, SharedArrayBuffer>();
-  let input = new Float32Array(0);
+  const quantized = c.quantization !== undefined;
+  let input: Float32Array | Uint8Array = quantized ? new Uint8Array(0) : new Float32Array(0);
   port.on('message', (msg: ToWorker) => {
     if (msg.type === 'close') {
       port.removeAllListeners('message');
@@ -63,14 +64,19 @@ export async function serveDetector(port: MessagePort, init: WorkerInit): Promis
     const timing: DetectTiming = { preprocessMs: 0, inferenceMs: 0, postMs: 0 };
     chain = chain.then(() => {
       if (!shared) throw new Error(`input slot ${msg.slot} was never sent to this worker`);
-      if (input.length !== msg.length) input = new Float32Array(msg.length);
       // The slot stays the main thread's to overwrite only once the answer below has been posted.
-      input.set(new Float32Array(shared, 0, msg.length));
+      if (quantized) {
+        if (input.length !== msg.length) input = new Uint8Array(msg.length);
+        input.set(new Uint8Array(shared, 0, msg.length));
+      } else {
+        if (input.length !== msg.length) input = new Float32Array(msg.length);
+        input.set(new Float32Array(shared, 0, msg.length));
+      }
       return c.infer(input, msg, msg.mapping, timing);
     }).then(
       (detections) => post({ type: 'result', id: msg.id, detections, timing, slot: msg.slot }),
       (err: Error) => post({ type: 'failed', id: msg.id, message: err.message, errorName: err.name, slot: msg.slot }),
     );
   });
-  post({ type: 'ready', name: c.model.name, sha256: c.model.spec.sha256, inputWidth: c.inputWidth, inputHeight: c.inputHeight, preprocess: c.preprocess });
+  post({ type: 'ready', name: c.model.name, sha256: c.model.spec.sha256, inputWidth: c.inputWidth, inputHeight: c.inputHeight, preprocess: c.preprocess, quantization: c.quantization });
 }
