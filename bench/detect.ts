@@ -19,6 +19,7 @@ import {
 import { inputTensor, openInlineDetector, type Detector } from '../src/vision/detector.js';
 import type { ResizeFilter } from '../src/vision/preprocess.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
+import { yuvFrames } from './frames.js';
 
 const { values } = parseArgs({
   options: {
@@ -88,6 +89,11 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
   const pre = Preprocessor.forModel(model.spec);
   const bilinear = Preprocessor.forModel(model.spec, 'bilinear');
   const bilinearJs = Preprocessor.forModel(model.spec, 'bilinear', false);
+  // A model with a uint8 input: the same resize into a float32 input, as before the input was quantized, on the
+  // RGB frames and on the YUV frames the agent gets.
+  const quantized = model.spec.input.quantization !== undefined;
+  const bilinearFloat = new Preprocessor(inputWidth, inputHeight, model.spec.preprocess, 'bilinear');
+  const yuv = yuvFrames(values.video, 1, frames[0]!.width, frames[0]!.height).slice(0, frames.length);
   const tensors = frames.map((f) => inputTensor(model.spec, pre.run(f).slice()));
   const outputs: Float32Array[] = [];
   for (const t of tensors) outputs.push((await session.run({ [input.name]: t }))[output.name]!.data as Float32Array);
@@ -100,6 +106,9 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
   const decodeMs: number[] = [];
   const bilinearMs: number[] = [];
   const bilinearJsMs: number[] = [];
+  const floatMs: number[] = [];
+  const yuvMs: number[] = [];
+  const yuvFloatMs: number[] = [];
   const workerMs: number[] = [];
   const inlineMs: number[] = [];
   let workerTurns = 0;
@@ -112,6 +121,11 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
     await time(frames, (f) => pre.run(f), preMs);
     await time(frames, (f) => bilinear.run(f), bilinearMs);
     await time(frames, (f) => bilinearJs.run(f), bilinearJsMs);
+    if (quantized) {
+      await time(frames, (f) => bilinearFloat.run(f), floatMs);
+      await time(yuv, (f) => bilinear.run(f), yuvMs);
+      await time(yuv, (f) => bilinearFloat.run(f), yuvFloatMs);
+    }
     await time(outputs, (o) => nms(decode(o, 0.35, cand), 0.5, 100), decodeMs);
   }
   await session.release();
@@ -127,6 +141,11 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
     ['preprocess, area resize', preMs],
     [`preprocess, bilinear resize${bilinear.native ? ' (C)' : ` (JS: ${(nativeVision() as { reason: string }).reason})`}`, bilinearMs],
     ['preprocess, bilinear resize in JavaScript', bilinearJsMs],
+    ...(quantized ? [
+      ['  the same (C) into a float32 input', floatMs],
+      ['  from YUV frames (C), into the uint8 input', yuvMs],
+      ['  from YUV frames (C), into a float32 input', yuvFloatMs],
+    ] as [string, number[]][] : []),
     ['onnxruntime session.run (raw)', runMs],
     ['decode + NMS', decodeMs],
     ['detect(), worker thread', workerMs],
@@ -137,6 +156,10 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
   process.stdout.write(`${'raw / detect(), worker thread'.padEnd(46)}${(median(runMs) / median(workerMs)).toFixed(3).padStart(10)}${(mean(runMs) / mean(workerMs)).toFixed(3).padStart(10)}\n`);
   process.stdout.write(`${'raw / detect(), same thread'.padEnd(46)}${(median(runMs) / median(inlineMs)).toFixed(3).padStart(10)}${(mean(runMs) / mean(inlineMs)).toFixed(3).padStart(10)}\n`);
   process.stdout.write(`${'area / bilinear preprocess'.padEnd(46)}${(median(preMs) / median(bilinearMs)).toFixed(3).padStart(10)}${(mean(preMs) / mean(bilinearMs)).toFixed(3).padStart(10)}\n`);
+  if (quantized) {
+    process.stdout.write(`${'bilinear (C) float32 / uint8 input, RGB'.padEnd(46)}${(median(floatMs) / median(bilinearMs)).toFixed(3).padStart(10)}${(mean(floatMs) / mean(bilinearMs)).toFixed(3).padStart(10)}\n`);
+    process.stdout.write(`${'bilinear (C) float32 / uint8 input, YUV'.padEnd(46)}${(median(yuvFloatMs) / median(yuvMs)).toFixed(3).padStart(10)}${(mean(yuvFloatMs) / mean(yuvMs)).toFixed(3).padStart(10)}\n`);
+  }
   process.stdout.write(`${'bilinear preprocess, JavaScript / C'.padEnd(46)}${(median(bilinearJsMs) / median(bilinearMs)).toFixed(3).padStart(10)}${(mean(bilinearJsMs) / mean(bilinearMs)).toFixed(3).padStart(10)}\n`);
   const n = rounds * frames.length;
   process.stdout.write(`1 ms timer ticks per frame while detecting: worker thread ${(workerTurns / n).toFixed(1)}, same thread ${(inlineTurns / n).toFixed(1)}\n`);

@@ -42,9 +42,8 @@ import { openDetector, type Detection } from '../src/vision/index.js';
 import { pinThisThread } from '../src/vision/affinity.js';
 import { MotionDetector, MotionGate } from '../src/vision/motion.js';
 import type { YuvFrame } from '../src/vision/types.js';
-import { i420Layout } from '../src/vision/yuv.js';
-import { scaleFilter } from '../src/ingest/ffmpeg.js';
 import { defaultClip, startRtspServer } from '../test/helpers/rtsp.js';
+import { yuvFrames } from './frames.js';
 import { openRawLoop } from './raw.js';
 
 const { values, positionals } = parseArgs({
@@ -351,17 +350,6 @@ async function gating(): Promise<void> {
     for (let k = 0; k < 60; k++) push(end - 1);
   }
   compareGating(`vtest.avi with its last frame held 30 s after every 20 s (${held.length} frames at 2 fps)`, held, heldDetections);
-}
-
-/** A clip's frames at `fps`, width×height, as the cameras' frame sources deliver them (src/ingest/ffmpeg.ts). */
-function yuvFrames(file: string, fps: number, width: number, height: number): YuvFrame[] {
-  const bytes = i420Layout(width, height).bytes;
-  const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-i', file, '-an',
-    '-vf', `fps=${fps},${scaleFilter({ width, height, pixelFormat: 'yuv420p' })}`, '-pix_fmt', 'yuv420p', '-f', 'rawvideo', 'pipe:1'], { maxBuffer: 1 << 30 });
-  if (r.status !== 0 || r.stdout.length % bytes !== 0) throw new Error(`ffmpeg could not read ${file}: ${r.stderr.toString().trim().split('\n').pop()}`);
-  return Array.from({ length: r.stdout.length / bytes }, (_, i) => ({
-    width, height, data: r.stdout.subarray(i * bytes, (i + 1) * bytes), ts: (i * 1000) / fps, format: 'yuv420p' as const,
-  }));
 }
 
 /** Replays the rules with and without the gate and prints detector calls, hits and their recall. */
