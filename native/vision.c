@@ -68,6 +68,23 @@ __attribute__((noinline)) static void quantize_row(const float *restrict src, ui
   }
 }
 
+/* Where one output row's three planes are written as floats: the output's planes themselves, or for a uint8
+ * output the scratch row `tmp` (3 * dw floats), which `finish_row` then quantizes into them. */
+typedef struct {
+  float *plane[3];
+} row_t;
+
+static row_t output_row(int quantized, float *tmp, const array_t *out, const int32_t *pl, size_t line, size_t dw) {
+  row_t r;
+  for (int c = 0; c < 3; c++) r.plane[c] = quantized ? tmp + (size_t)c * dw : (float *)out->data + pl[c] + line;
+  return r;
+}
+
+static void finish_row(int quantized, const row_t *r, const array_t *out, const int32_t *pl, size_t line, size_t dw, float scale, int32_t zero_point) {
+  if (!quantized) return;
+  for (int c = 0; c < 3; c++) quantize_row(r->plane[c], (uint8_t *)out->data + pl[c] + line, dw, scale, zero_point);
+}
+
 /* Whether every value the resize can produce from pixels in 0-255, v * gain + offset, divided by scale stays
  * below 2^22 in magnitude (quantize_row's range); a manifest with a tiny scale or std fails instead. */
 static int quantization_fits(const array_t *gain, const array_t *offset, float scale) {
@@ -168,12 +185,8 @@ static napi_value bilinear(napi_env env, napi_callback_info info) {
     const uint8_t *bottom = s + (size_t)py1[y] * (size_t)stride;
     const float v = fwy[y];
     const size_t line = (size_t)line0 + y * (size_t)width;
-    float *f0, *f1, *f2;
-    if (quantized) {
-      f0 = tmp; f1 = tmp + dw; f2 = tmp + 2 * dw;
-    } else {
-      f0 = (float *)out.data + pl[0] + line; f1 = (float *)out.data + pl[1] + line; f2 = (float *)out.data + pl[2] + line;
-    }
+    const row_t row = output_row(quantized, tmp, &out, pl, line, dw);
+    float *f0 = row.plane[0], *f1 = row.plane[1], *f2 = row.plane[2];
     const float g0 = g[0], g1 = g[1], g2 = g[2], off0 = off[0], off1 = off[1], off2 = off[2];
     for (size_t x = 0; x < dw; x++) {
       const uint8_t *a = top + px0[x], *b = top + px1[x], *c = bottom + px0[x], *d = bottom + px1[x];
@@ -186,12 +199,7 @@ static napi_value bilinear(napi_env env, napi_callback_info info) {
       const float v2 = (u + (l - u) * v) * g2 + off2;
       f0[x] = v0; f1[x] = v1; f2[x] = v2;
     }
-    if (quantized) {
-      uint8_t *q = out.data;
-      quantize_row(f0, q + pl[0] + line, dw, scale, zero_point);
-      quantize_row(f1, q + pl[1] + line, dw, scale, zero_point);
-      quantize_row(f2, q + pl[2] + line, dw, scale, zero_point);
-    }
+    finish_row(quantized, &row, &out, pl, line, dw, scale, zero_point);
   }
   free(tmp);
   return NULL;
@@ -301,12 +309,8 @@ static napi_value bilinear_i420(napi_env env, napi_callback_info info) {
       rv[i] = sv[ctop + i] + (sv[cbottom + i] - sv[ctop + i]) * cv;
     }
     const size_t line = (size_t)line0 + y * (size_t)ow;
-    float *f0, *f1, *f2;
-    if (quantized) {
-      f0 = tmp; f1 = tmp + dw; f2 = tmp + 2 * dw;
-    } else {
-      f0 = (float *)out.data + pl[0] + line; f1 = (float *)out.data + pl[1] + line; f2 = (float *)out.data + pl[2] + line;
-    }
+    const row_t row = output_row(quantized, tmp, &out, pl, line, dw);
+    float *f0 = row.plane[0], *f1 = row.plane[1], *f2 = row.plane[2];
     const float g0 = g[0], g1 = g[1], g2 = g[2], off0 = off[0], off1 = off[1], off2 = off[2];
     for (size_t x = 0; x < dw; x++) {
       const int32_t a = px0[x], b = px1[x], ca = pcx0[x], cb = pcx1[x];
@@ -318,12 +322,7 @@ static napi_value bilinear_i420(napi_env env, napi_callback_info info) {
       const float v2 = clamp255(luma + KBU * cu) * g2 + off2;
       f0[x] = v0; f1[x] = v1; f2[x] = v2;
     }
-    if (quantized) {
-      uint8_t *q = out.data;
-      quantize_row(f0, q + pl[0] + line, dw, scale, zero_point);
-      quantize_row(f1, q + pl[1] + line, dw, scale, zero_point);
-      quantize_row(f2, q + pl[2] + line, dw, scale, zero_point);
-    }
+    finish_row(quantized, &row, &out, pl, line, dw, scale, zero_point);
   }
   free(rows);
   return NULL;
