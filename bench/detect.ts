@@ -219,7 +219,8 @@ async function comparePreprocess(frames: VideoFrame[]): Promise<void> {
   process.stdout.write(`${frames.length} frames of ${values.video}, score threshold 0.3, NMS IoU 0.5\n\n`);
   process.stdout.write(`${'preprocessing'.padEnd(24)}${'person>0.4'.padStart(11)}${'person>0.5'.padStart(11)}${'mean person score'.padStart(19)}${'other>0.4'.padStart(10)}  other classes >0.4\n`);
   for (const [name, preprocess] of variants) {
-    const detector = await openDetector({ model: values.model, threads, preprocess, scoreThreshold: 0.3 });
+    // The float model: the INT8 model's uint8 input is quantized for its own preprocessing only.
+    const detector = await openDetector({ model: values.model ?? 'nanodet-m', threads, preprocess, scoreThreshold: 0.3 });
     const all: Detection[] = [];
     for (const f of frames) all.push(...(await detector.detect(f)));
     await detector.close();

@@ -11,6 +11,7 @@ import { decodeModel, readModel, tensorFromProto } from '../src/model/onnx.js';
 import { planQuantization, quantizeWeights, uint8Params } from '../src/model/quantize.js';
 import * as ort from 'onnxruntime-node';
 import { defaultModelsDir, inputTensor, loadManifest, Preprocessor, resolveModel, type ModelSpec } from '../src/vision/index.js';
+import { openInlineDetector } from '../src/vision/detector.js';
 import type { ResizeFilter } from '../src/vision/preprocess.js';
 import { readFrames } from './helpers/frames.js';
 
@@ -131,6 +132,9 @@ t.test('the uint8 input: the preprocessing quantizes as the model\'s first Quant
     }
   }
   t.throws(() => inputTensor(spec, new Float32Array(3 * 416 * 416)), /model input 'input' takes uint8, got a Float32Array/);
+  // Its input range was calibrated for its own preprocessing: another one is refused, naming the float model to use.
+  await t.rejects(openInlineDetector({ model: int8Name!, preprocess: { resize: 'stretch', channels: 'rgb', mean: [0, 0, 0], std: [255, 255, 255] } }),
+    { name: 'ModelError', message: /takes a uint8 input quantized for its own preprocessing.*fp32 source: nanodet-m/ });
 });
 
 t.test('edgepatrol model quantize on the real model, calibrated on a few frames, passes the F1 bar on held-out frames', async (t) => {

@@ -167,6 +167,11 @@ export interface InferenceCore {
 
 export async function openInferenceCore(opts: DetectorOptions = {}): Promise<InferenceCore> {
   const { model, session, inputWidth, inputHeight, decode } = await openModelSession(opts);
+  if (opts.preprocess && model.spec.input.quantization) {
+    await session.release();
+    throw new ModelError(`model ${model.name} takes a uint8 input quantized for its own preprocessing, so another preprocessing would be clipped to ` +
+      `its range; compare preprocessings on a float-input model (its fp32 source: ${String((model.spec.quantization as { from?: string } | undefined)?.from ?? 'none recorded')})`, model.path);
+  }
   const scoreThreshold = opts.scoreThreshold ?? 0.35;
   const iouThreshold = opts.iouThreshold ?? 0.5;
   const maxDetections = opts.maxDetections ?? 100;

@@ -99,7 +99,7 @@ const ROUND_EVEN = 6755399441055744;
 /**
  * ONNX QuantizeLinear of float32 values into uint8, as onnxruntime computes it: x / scale in float32, rounded
  * half to even, then plus the zero point (so an odd zero point does not move a tie), clamped to 0–255 (the
- * clamped view's store; NaN gives 0). native/vision.c `quantize` does the same per value.
+ * clamped view's store; NaN gives 0). native/vision.c `quantize_row` does the same in C.
  */
 export function quantizeInput(src: Float32Array, q: InputQuantization, dst: Uint8Array): void {
   const out = new Uint8ClampedArray(dst.buffer, dst.byteOffset, dst.length);
@@ -119,7 +119,7 @@ export type ResizeFilter = 'area' | 'bilinear';
 /**
  * Turns frames into the model's NCHW input: resize to the input size (`stretch`, or `letterbox`: aspect kept,
  * centred, borders filled with `pad`), channel order, (v − mean) / std, and for a quantized input what the
- * model's QuantizeLinear did with that float (`quantizeInput`; in C in the same loop). Buffers and weight tables are
+ * model's QuantizeLinear did with that float (`quantizeInput`; in C row by row). Buffers and weight tables are
  * kept between calls, so a stream of same-sized frames allocates nothing; `run` returns the same buffer every
  * time (valid until the next call) unless given one to fill, and `mapping` says how to map boxes back.
  */
@@ -287,7 +287,7 @@ export class Preprocessor {
 
   /** Quantizes the scratch into `out` when the loops wrote there (the letterbox border included). */
   private finish(written: Float32Array, out: ModelInput): ModelInput {
-    if (written !== out) quantizeInput(written, this.quantized!, out as Uint8Array);
+    if (!(out instanceof Float32Array)) quantizeInput(written, this.quantized!, out);
     return out;
   }
 
