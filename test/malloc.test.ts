@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { tuneMalloc } from '../src/vision/index.js';
+import { MALLOC_THRESHOLD_BYTES, MALLOC_TOP_PAD_BYTES, tuneMalloc } from '../src/vision/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const addonPath = join(here, '..', 'build', 'Release', 'malloc_tune.node');
@@ -28,10 +28,10 @@ t.test('EDGEPATROL_MALLOC_TUNING=off leaves glibc defaults and says so', async (
   t.match(got.reason, /EDGEPATROL_MALLOC_TUNING=off/);
 });
 
-t.test('the addon refuses what is not two positive byte counts', async (t) => {
+t.test('the addon refuses what is not two positive byte counts and a pad', async (t) => {
   const { tune } = createRequire(import.meta.url)(addonPath) as { tune: (...args: unknown[]) => boolean };
-  for (const args of [[], [1], [-1, 1], [1, 0], ['32M', 1], [2 ** 40, 1]]) {
+  for (const args of [[], [1], [1, 1], [-1, 1, 0], [1, 0, 0], [1, 1, -1], ['32M', 1, 0], [2 ** 40, 1, 0], [1, 1, 2 ** 40]]) {
     t.throws(() => tune(...args), RangeError, `tune(${args.map((a) => JSON.stringify(a)).join(', ')})`);
   }
-  t.equal(tune(32 * 1024 * 1024, 32 * 1024 * 1024), true, 'the values the agent uses');
+  t.equal(tune(MALLOC_THRESHOLD_BYTES, MALLOC_THRESHOLD_BYTES, MALLOC_TOP_PAD_BYTES), true, 'the values the agent uses');
 });

@@ -15,4 +15,4 @@ export { remapClasses, type ClassMap } from './classes.js';
 export {
   openDetector, openModelSession, loadModelSession, inputTensor, emptyInput, type Detector, type DetectorOptions, type ModelSession,
 } from './detector.js';
-export { tuneMalloc, MALLOC_THRESHOLD_BYTES, type MallocTuning } from './malloc.js';
+export { tuneMalloc, mallocAddon, MALLOC_THRESHOLD_BYTES, MALLOC_TOP_PAD_BYTES, type MallocTuning } from './malloc.js';

@@ -1,4 +1,4 @@
-import { loadAddon } from '../native.js';
+import { loadAddon, type Addon } from '../native.js';
 
 /**
  * glibc's malloc mmap and trim thresholds for the agent process, bytes. With the defaults (dynamic, from
@@ -9,21 +9,41 @@ import { loadAddon } from '../native.js';
  */
 export const MALLOC_THRESHOLD_BYTES = 32 * 1024 * 1024;
 
+/**
+ * glibc's malloc top pad, bytes: how much free memory an arena keeps at its top when it trims, and what stops a
+ * thread arena deleting a 64 MiB heap that became free. The thresholds alone still left ~150 minor faults per
+ * inference in the detector's worker (and, in phases, ~300 on a main-thread loop): every inference's 1.7 MB output
+ * lives until V8 collects it, and tens of MB of them are then freed at once. 8 MiB left 10–80 faults; 64 MiB left
+ * 3–6, and the detector ran 82–85 frames/s instead of 66–70 (docs/decisions.md, "Page faults inside session.run").
+ * It is address space, not memory: the agent's RSS rose 13 MB on average in the 90 s soak (max 254 MB against 246).
+ */
+export const MALLOC_TOP_PAD_BYTES = 64 * 1024 * 1024;
+
 export type MallocTuning = { tuned: true } | { tuned: false; reason: string };
+
+/** native/malloc_tune.c: mallopt of the mmap and trim thresholds and the top pad; false when glibc refused one. */
+export interface MallocAddon {
+  tune(mmapThreshold: number, trimThreshold: number, topPad: number): boolean;
+}
+
+/** The addon, or why not (not built, not glibc, or EDGEPATROL_MALLOC_TUNING=off). */
+export function mallocAddon(): Addon<MallocAddon> {
+  return loadAddon<MallocAddon>('malloc_tune', 'EDGEPATROL_MALLOC_TUNING');
+}
 
 let result: MallocTuning | undefined;
 
 /**
- * Sets the thresholds once per process through the project's native addon (native/malloc_tune.c, built by
+ * Sets the thresholds and the top pad once per process through the project's native addon (native/malloc_tune.c, built by
  * `npm ci` or `npm run build:native`), unless the environment has EDGEPATROL_MALLOC_TUNING=off; later calls return
  * the first result. Never throws: without the addon (not built, or not glibc) the agent works, with slower
  * inference, and the result says why.
  */
 export function tuneMalloc(): MallocTuning {
   if (result) return result;
-  const native = loadAddon<{ tune: (mmapThreshold: number, trimThreshold: number) => boolean }>('malloc_tune', 'EDGEPATROL_MALLOC_TUNING');
+  const native = mallocAddon();
   if (!native.ok) return (result = { tuned: false, reason: native.reason });
-  return (result = native.addon.tune(MALLOC_THRESHOLD_BYTES, MALLOC_THRESHOLD_BYTES)
+  return (result = native.addon.tune(MALLOC_THRESHOLD_BYTES, MALLOC_THRESHOLD_BYTES, MALLOC_TOP_PAD_BYTES)
     ? { tuned: true }
-    : { tuned: false, reason: 'mallopt refused the thresholds (not glibc?)' });
+    : { tuned: false, reason: 'mallopt refused the thresholds or the top pad (not glibc?)' });
 }
