@@ -33,6 +33,15 @@ const runs = Number(values.runs);
 if (threads.some((t) => !Number.isInteger(t) || t < 1) || !Number.isInteger(runs) || runs < 1) {
   throw new Error('--threads takes positive integers separated by commas, --runs a positive integer');
 }
+/** One line per thread count: the two models' ms and the first's ÷ the second's. */
+function printRows(rows: Awaited<ReturnType<typeof benchModels>>, first: string, second: string, ratio: string): void {
+  process.stdout.write(`${'threads'.padEnd(9)}${first.padStart(10)}${second.padStart(10)}${ratio.padStart(15)}\n`);
+  for (const { threads: n, results } of rows) {
+    const [a, b] = [results[0]!, results[1]!];
+    process.stdout.write(`${String(n).padEnd(9)}${a.ms.toFixed(2).padStart(10)}${b.ms.toFixed(2).padStart(10)}${`${(a.ms / b.ms).toFixed(3)}x`.padStart(15)}\n`);
+  }
+}
+
 if (values['input-types']) {
   const manifest = loadManifest(values['models-dir']);
   const int8 = resolveModel(manifest, values.int8);
@@ -49,14 +58,8 @@ if (values['input-types']) {
     await writeManifestEntry(join(dir, 'manifest.json'), 'float-input', {
       ...int8.spec, input: floatInput, file: 'float-input.onnx', sha256: createHash('sha256').update(bytes).digest('hex'),
     });
-    const rows = await benchModels(dir, ['float-input', int8.name], threads, runs);
     process.stdout.write(`${int8.name}: float32 input (quantized by its first node) vs uint8 input (quantized by the preprocessing), ${runs} interleaved runs each, medians, node ${process.version}\n\n`);
-    process.stdout.write(`${'threads'.padEnd(9)}${'float ms'.padStart(10)}${'uint8 ms'.padStart(10)}${'float / uint8'.padStart(15)}\n`);
-    for (const { threads: n, results } of rows) {
-      const f = results[0]!;
-      const u = results[1]!;
-      process.stdout.write(`${String(n).padEnd(9)}${f.ms.toFixed(2).padStart(10)}${u.ms.toFixed(2).padStart(10)}${`${(f.ms / u.ms).toFixed(3)}x`.padStart(15)}\n`);
-    }
+    printRows(await benchModels(dir, ['float-input', int8.name], threads, runs), 'float ms', 'uint8 ms', 'float / uint8');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -64,9 +67,4 @@ if (values['input-types']) {
 }
 const rows = await benchModels(values['models-dir'], [values.fp32, values.int8], threads, runs);
 process.stdout.write(`${values.fp32} vs ${values.int8}, ${runs} interleaved runs each, medians, node ${process.version}\n\n`);
-process.stdout.write(`${'threads'.padEnd(9)}${'fp32 ms'.padStart(10)}${'int8 ms'.padStart(10)}${'int8 speed-up'.padStart(15)}\n`);
-for (const { threads: n, results } of rows) {
-  const f = results[0]!;
-  const q = results[1]!;
-  process.stdout.write(`${String(n).padEnd(9)}${f.ms.toFixed(2).padStart(10)}${q.ms.toFixed(2).padStart(10)}${`${(f.ms / q.ms).toFixed(3)}x`.padStart(15)}\n`);
-}
+printRows(rows, 'fp32 ms', 'int8 ms', 'int8 speed-up');

@@ -7,7 +7,7 @@ import {
 } from './manifest.js';
 import { tuneMalloc } from './malloc.js';
 import { Candidates, nms } from './nms.js';
-import { Preprocessor, type InputMapping, type ModelInput, type ResizeFilter } from './preprocess.js';
+import { modelInput, Preprocessor, type InputMapping, type ModelInput, type ResizeFilter } from './preprocess.js';
 import type { Detection, Frame } from './types.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
@@ -62,7 +62,7 @@ export function inputTensor(spec: ModelSpec, data: ModelInput): ort.Tensor {
 /** A zeroed buffer of the model's input type and size. */
 export function emptyInput(spec: ModelSpec): ModelInput {
   const [, , height, width] = spec.input.shape;
-  return spec.input.type === 'uint8' ? new Uint8Array(3 * width * height) : new Float32Array(3 * width * height);
+  return modelInput(spec.input.type === 'uint8', 3 * width * height);
 }
 
 /** Resolves a model in a manifest, then loads it as `loadModelSession` does. */
@@ -408,8 +408,7 @@ class WorkerDetector implements Detector {
     const free = this.freeSlots.pop();
     if (free !== undefined) return free;
     if (this.slots.length >= MAX_SLOTS) return undefined;
-    const length = like.length;
-    this.slots.push(like instanceof Uint8Array ? new Uint8Array(new SharedArrayBuffer(length)) : new Float32Array(new SharedArrayBuffer(length * 4)));
+    this.slots.push(modelInput(like instanceof Uint8Array, like.length, new SharedArrayBuffer(like.byteLength)));
     return this.slots.length - 1;
   }
 

@@ -93,6 +93,12 @@ export interface InputMapping {
  */
 export type ModelInput = Float32Array | Uint8Array;
 
+/** A model input of `length` values, uint8 for a quantized input, on its own memory or over `buffer` (a shared slot). */
+export function modelInput(quantized: boolean, length: number, buffer?: ArrayBufferLike): ModelInput {
+  if (quantized) return buffer ? new Uint8Array(buffer, 0, length) : new Uint8Array(length);
+  return buffer ? new Float32Array(buffer, 0, length) : new Float32Array(length);
+}
+
 /** 1.5 × 2^52: a double plus this and minus it again has no fraction left, rounded half to even. */
 const ROUND_EVEN = 6755399441055744;
 
@@ -166,7 +172,7 @@ export class Preprocessor {
     this.addon = addon?.ok ? addon.addon : null;
     this.letterbox = preprocess.resize === 'letterbox';
     this.pad = preprocess.pad ?? 114;
-    this.output = quantized ? new Uint8Array(3 * width * height) : new Float32Array(3 * width * height);
+    this.output = modelInput(quantized !== undefined, 3 * width * height);
     this.acc = new Float32Array(width * 3);
     // planeOf[source channel] = output plane; gain/offset indexed by source channel, folded from mean/std.
     const order = preprocess.channels === 'rgb' ? [0, 1, 2] : [2, 1, 0];
@@ -392,12 +398,12 @@ export class Preprocessor {
       padX = (this.width - iw) >> 1;
       padY = (this.height - ih) >> 1;
       const plane = this.width * this.height;
-      const border = this.scratch ?? new Float32Array(3 * plane);
+      // A uint8 output gets the float border quantized, as every other value.
+      const border = this.output instanceof Float32Array ? this.output : (this.scratch ?? new Float32Array(3 * plane));
       for (let c = 0; c < 3; c++) {
         border.fill(this.pad * this.gain[c]! + this.offset[c]!, this.planeOf[c]! * plane, (this.planeOf[c]! + 1) * plane);
       }
-      if (this.output instanceof Float32Array) this.output.set(border);
-      else quantizeInput(border, this.quantized!, this.output);
+      if (!(this.output instanceof Float32Array)) quantizeInput(border, this.quantized!, this.output);
     }
     this.xTable = axisTable(sw, iw);
     this.yTable = axisTable(sh, ih);

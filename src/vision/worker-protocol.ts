@@ -11,7 +11,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { pinThisThread } from './affinity.js';
 import { openInferenceCore, type DetectorOptions, type DetectTiming } from './detector.js';
 import { ModelError, type InputQuantization, type Preprocess } from './manifest.js';
-import type { InputMapping } from './preprocess.js';
+import { modelInput, type InputMapping } from './preprocess.js';
 import type { Detection } from './types.js';
 
 /** What the worker is started with (`workerData`); plain data, as structured clone requires. */
@@ -52,7 +52,7 @@ export async function serveDetector(port: MessagePort, init: WorkerInit): Promis
   let chain: Promise<unknown> = Promise.resolve();
   const slots = new Map<number, SharedArrayBuffer>();
   const quantized = c.quantization !== undefined;
-  let input: Float32Array | Uint8Array = quantized ? new Uint8Array(0) : new Float32Array(0);
+  let input = modelInput(quantized, 0);
   port.on('message', (msg: ToWorker) => {
     if (msg.type === 'close') {
       port.removeAllListeners('message');
@@ -65,13 +65,8 @@ export async function serveDetector(port: MessagePort, init: WorkerInit): Promis
     chain = chain.then(() => {
       if (!shared) throw new Error(`input slot ${msg.slot} was never sent to this worker`);
       // The slot stays the main thread's to overwrite only once the answer below has been posted.
-      if (quantized) {
-        if (input.length !== msg.length) input = new Uint8Array(msg.length);
-        input.set(new Uint8Array(shared, 0, msg.length));
-      } else {
-        if (input.length !== msg.length) input = new Float32Array(msg.length);
-        input.set(new Float32Array(shared, 0, msg.length));
-      }
+      if (input.length !== msg.length) input = modelInput(quantized, msg.length);
+      input.set(modelInput(quantized, msg.length, shared));
       return c.infer(input, msg, msg.mapping, timing);
     }).then(
       (detections) => post({ type: 'result', id: msg.id, detections, timing, slot: msg.slot }),
