@@ -29,6 +29,9 @@ t.test('quantization arithmetic', async (t) => {
   const { q, scales } = quantizeWeights(Float32Array.from([1, -0.5, 0.25, 0, 0, 0, -2, 1]), 4);
   t.same(Array.from(scales), [1 / 127, 0.25 / 127, 1, 2 / 127].map(Math.fround), 'per channel max|w| / 127; zero channel → 1');
   t.same(Array.from(q), [127, -64, 127, 0, 0, 0, -127, 64], 'symmetric int8, half away from zero');
+  const w7 = quantizeWeights(Float32Array.from([1, -0.5, 0.25, 0, 0, 0, -2, 1]), 4, 7);
+  t.same(Array.from(w7.scales), [1 / 63, 0.25 / 63, 1, 2 / 63].map(Math.fround), '7 bits: per channel max|w| / 63');
+  t.same(Array.from(w7.q), [63, -32, 63, 0, 0, 0, -63, 32], '7 bits: within ±63');
   // 1000 values in bin 0..9 and one outlier in the last bin: the 99 % threshold drops the outlier.
   const h = new Float64Array(2048);
   for (let i = 0; i < 10; i++) h[i] = 100;

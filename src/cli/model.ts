@@ -39,6 +39,8 @@ const help = `usage: edgepatrol model <command> [options]
       --method minmax|percentile|entropy   activation ranges (default percentile)
       --keep-float NODE       keep a node float (repeatable; the decoder head is always float)
       --quantize-head         also quantize the convs that feed the decoder head
+      --weight-bits 7|8       conv weight precision (default 7: the same results on x86 with and without VNNI
+                              and on arm64; 8 saturates on x86 CPUs without VNNI, see docs/decisions.md)
       --out NAME              manifest name of the INT8 model (default: <model>-int8)
       --default               make it the default model
   compare <a> <b> --frames <dir-or-video>
@@ -91,6 +93,7 @@ const options = {
   method: { type: 'string' },
   'keep-float': { type: 'string', multiple: true },
   'quantize-head': { type: 'boolean' },
+  'weight-bits': { type: 'string' },
   out: { type: 'string' },
   threshold: { type: 'string' },
   json: { type: 'boolean' },
@@ -278,6 +281,8 @@ async function quantize(modelsDir: string, positionals: string[], values: Values
   const method = (values.method ?? 'percentile') as CalibrationMethod;
   if (!CALIBRATION_METHODS.includes(method)) throw new UsageError(`--method must be one of ${CALIBRATION_METHODS.join(', ')}`);
   const threads = number('threads', values.threads, { integer: true, min: 1 }) ?? 2;
+  const weightBits = number('weight-bits', values['weight-bits'], { integer: true }) ?? 7;
+  if (weightBits !== 7 && weightBits !== 8) throw new UsageError(`--weight-bits must be 7 or 8, got '${values['weight-bits']}'`);
   const frames = frameSet(values.calib, number('frames', values.frames, { integer: true, min: 1 }) ?? 40, values, '--calib');
   const manifest = loadManifest(modelsDir);
   const from = resolveModel(manifest, positionals[0]);
@@ -289,7 +294,7 @@ async function quantize(modelsDir: string, positionals: string[], values: Values
   const fp32 = await readModel(from.path);
   const t0 = performance.now();
   const { record, plan } = await calibrateModel(fp32, {
-    from: { name: from.name, spec: from.spec }, frames, method, keepFloat: values['keep-float'] ?? [], quantizeHeadConvs: values['quantize-head'] ?? false, threads,
+    from: { name: from.name, spec: from.spec }, frames, method, keepFloat: values['keep-float'] ?? [], quantizeHeadConvs: values['quantize-head'] ?? false, weightBits, threads,
   });
   const calibFile = `${out}.calib.json`;
   const bytes = buildInt8(fp32, record);

@@ -4,7 +4,7 @@ import { Preprocessor } from '../vision/preprocess.js';
 import { calibrate, type CalibrationMethod } from './calibrate.js';
 import { describeFrameSet, readFrameSet, type FrameSet } from './frames.js';
 import { encodeModel, type onnx } from './onnx.js';
-import { inputQuantization, planQuantization, quantizeModel, type QuantizationPlan, type Ranges } from './quantize.js';
+import { inputQuantization, planQuantization, quantizeModel, type QuantizationPlan, type Ranges, type WeightBits } from './quantize.js';
 
 /**
  * Everything an INT8 model is built from besides its fp32 source: kept as `<name>.calib.json` next to the
@@ -23,6 +23,8 @@ export interface CalibrationRecord {
    * its first node (a quarter of the bytes per frame; docs/decisions.md). Records written before it lack it.
    */
   uint8Input?: boolean;
+  /** Conv weight bits (default 8, what records written before the field meant). */
+  weightBits?: WeightBits;
   ranges: Ranges;
 }
 
@@ -32,6 +34,7 @@ export interface CalibrateOptions {
   method: CalibrationMethod;
   keepFloat?: string[];
   quantizeHeadConvs?: boolean;
+  weightBits?: WeightBits;
   threads?: number;
 }
 
@@ -63,6 +66,7 @@ export async function calibrateModel(fp32: onnx.IModelProto, opts: CalibrateOpti
     keepFloat,
     quantizeHeadConvs,
     uint8Input: true,
+    weightBits: opts.weightBits ?? 7,
     ranges,
   };
   return { record, plan };
@@ -72,7 +76,7 @@ export async function calibrateModel(fp32: onnx.IModelProto, opts: CalibrateOpti
 export function buildInt8(fp32: onnx.IModelProto, record: CalibrationRecord): Uint8Array {
   const plan = planQuantization(fp32, { keepFloat: record.keepFloat, quantizeHeadConvs: record.quantizeHeadConvs });
   const doc = `${record.from.name} (sha256 ${record.from.sha256}) quantized to INT8 QDQ by edgepatrol, ${record.method} calibration`;
-  return encodeModel(quantizeModel(fp32, plan, record.ranges, doc, { uint8Input: record.uint8Input ?? false }));
+  return encodeModel(quantizeModel(fp32, plan, record.ranges, doc, { uint8Input: record.uint8Input ?? false, weightBits: record.weightBits ?? 8 }));
 }
 
 /**

@@ -171,6 +171,13 @@ export function planQuantization(model: onnx.IModelProto, opts: QuantizeOptions 
   };
 }
 
+/**
+ * Conv weight precision. 7 bits keep every sum of two u8×s8 products inside int16 (2 × 255 × 63 = 32130), so
+ * x86 CPUs without VNNI, whose kernels add such pairs with int16 saturation (pmaddubsw), compute exactly what VNNI
+ * and arm64 compute; with 8 bits they clip (docs/decisions.md, "INT8 that gives the same detections on every CPU").
+ */
+export type WeightBits = 7 | 8;
+
 export interface QuantParams {
   scale: number;
   zeroPoint: number;
@@ -195,19 +202,21 @@ const scalar = (dtype: 'float32' | 'uint8', v: number): HostTensor =>
 const roundAway = (x: number): number => Math.sign(x) * Math.round(Math.abs(x));
 
 /**
- * Per-output-channel symmetric int8 weights: scale_c = max|w_c| / 127. A channel of zeros gets scale 1,
- * which dequantizes it to zeros as well.
+ * Per-output-channel symmetric int8 weights with `bits` of magnitude and sign: scale_c = max|w_c| / qmax,
+ * qmax = 2^(bits-1) − 1 (127 for 8 bits, 63 for 7). A channel of zeros gets scale 1, which dequantizes it to
+ * zeros as well.
  */
-export function quantizeWeights(w: Float32Array, channels: number): { q: Int8Array; scales: Float32Array } {
+export function quantizeWeights(w: Float32Array, channels: number, bits: WeightBits = 8): { q: Int8Array; scales: Float32Array } {
+  const qmax = 2 ** (bits - 1) - 1;
   const per = w.length / channels;
   const q = new Int8Array(w.length);
   const scales = new Float32Array(channels);
   for (let c = 0; c < channels; c++) {
     let absMax = 0;
     for (let k = c * per; k < (c + 1) * per; k++) absMax = Math.max(absMax, Math.abs(w[k]!));
-    const scale = absMax > 0 ? Math.fround(absMax / 127) : 1;
+    const scale = absMax > 0 ? Math.fround(absMax / qmax) : 1;
     scales[c] = scale;
-    for (let k = c * per; k < (c + 1) * per; k++) q[k] = Math.max(-127, Math.min(127, roundAway(w[k]! / scale)));
+    for (let k = c * per; k < (c + 1) * per; k++) q[k] = Math.max(-qmax, Math.min(qmax, roundAway(w[k]! / scale)));
   }
   return { q, scales };
 }
@@ -229,7 +238,7 @@ export function inputQuantization(model: onnx.IModelProto, plan: QuantizationPla
  * QuantizeLinear.
  */
 export function quantizeModel(model: onnx.IModelProto, plan: QuantizationPlan, ranges: Ranges, docString?: string,
-  opts: { uint8Input?: boolean } = {}): onnx.IModelProto {
+  opts: { uint8Input?: boolean; weightBits?: WeightBits } = {}): onnx.IModelProto {
   const graph = model.graph;
   if (!graph) throw new Error('the model has no graph');
   const opset = (model.opsetImport ?? []).find((o) => !o.domain)?.version;
@@ -286,7 +295,7 @@ export function quantizeModel(model: onnx.IModelProto, plan: QuantizationPlan, r
       const w = tensorFromProto(g.initializers.get(wName)!);
       if (w.dtype !== 'float32') throw new Error(`conv ${name}: weight ${wName} is ${w.dtype}, expected float32`);
       const channels = w.shape[0]!;
-      const { q, scales } = quantizeWeights(w.data, channels);
+      const { q, scales } = quantizeWeights(w.data, channels, opts.weightBits);
       const wq = addInit(`${wName}_quantized`, { dtype: 'int8', shape: w.shape, data: q });
       const ws = addInit(`${wName}_scale`, { dtype: 'float32', shape: [channels], data: scales });
       const wz = addInit(`${wName}_zero_point`, { dtype: 'int8', shape: [channels], data: new Int8Array(channels) });
