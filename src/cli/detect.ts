@@ -29,8 +29,6 @@ Files ending in ${[...IMAGE_EXTENSIONS].join(' ')} are read as images; anything 
 exit codes: 0 done, 1 bad usage, unreadable input, or a missing or refused model
 `;
 
-export type { CommandIo } from './io.js';
-
 class UsageError extends Error {}
 
 function positiveNumber(name: string, value: string | undefined, integer: boolean): number | undefined {

@@ -10,10 +10,7 @@ import { CameraRules, SceneReferenceError, type RuleHit } from '../rules/index.j
 import { annotateEvidence } from '../evidence/annotate.js';
 import { writeFile } from 'node:fs/promises';
 import { formatLocal } from '../agent/recorder.js';
-
 import { EXIT, writeJson, type CommandIo } from './io.js';
-
-export { EXIT, type CommandIo } from './io.js';
 
 export class UsageError extends Error {}
 
