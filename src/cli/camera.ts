@@ -7,7 +7,8 @@ import { encodeJpeg } from '../evidence/jpeg.js';
 import type { Canvas } from '../evidence/draw.js';
 import type { CameraConfig } from '../config/index.js';
 import { formatLocal } from '../agent/recorder.js';
-import { cameraFromConfig, reportFailure, EXIT, UsageError, type CommandIo } from './rules.js';
+import { cameraFromConfig, reportFailure, UsageError } from './rules.js';
+import { EXIT, writeJson, type CommandIo } from './io.js';
 
 const help = `usage: edgepatrol camera snapshot <camera> --config <file> [--annotate out.jpg] [--out clean.jpg]
 
@@ -17,6 +18,8 @@ Grabs one current frame from the camera's stream (or its video file) and writes 
   --out FILE        untouched, e.g. as the reference image of a scene_change rule
   --config FILE     the gateway's YAML config (see docs/config.md)
   --timeout S       give up after S seconds (default 10)
+  --json            instead of the "wrote" lines, one JSON document: {"camera","width","height","ts","out","annotate",
+                    "zones":[ids]}; out and annotate are the files written (null if not asked for)
 exit codes: 0 written, 1 bad usage or no frame, 2 invalid config
 `;
 
@@ -29,6 +32,7 @@ function parse(argv: string[]) {
       annotate: { type: 'string' },
       out: { type: 'string' },
       timeout: { type: 'string' },
+      json: { type: 'boolean' },
       'models-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -41,7 +45,7 @@ function parse(argv: string[]) {
   if (!values.annotate && !values.out) throw new UsageError('nothing to write: give --annotate FILE and/or --out FILE');
   const timeout = values.timeout === undefined ? 10 : Number(values.timeout);
   if (!(timeout > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got '${values.timeout}'`);
-  return { help: false as const, camera, config: values.config, annotate: values.annotate, out: values.out, timeoutMs: timeout * 1000, modelsDir: values['models-dir'] };
+  return { help: false as const, camera, config: values.config, annotate: values.annotate, out: values.out, timeoutMs: timeout * 1000, json: values.json ?? false, modelsDir: values['models-dir'] };
 }
 
 /** Draws every zone, mask and line of the camera, each zone labelled with its id and rules. */
@@ -73,13 +77,19 @@ export async function cameraCommand(argv: string[], io: CommandIo = process): Pr
     const frame = await grabFrame({ cameraId: camera.id, url, timeoutMs: opts.timeoutMs });
     if (opts.out) {
       await writeFile(opts.out, await encodeJpeg(frame, 92));
-      io.stdout.write(`wrote ${opts.out} (${frame.width}×${frame.height})\n`);
+      if (!opts.json) io.stdout.write(`wrote ${opts.out} (${frame.width}×${frame.height})\n`);
     }
     if (opts.annotate) {
       const img: Canvas = { width: frame.width, height: frame.height, data: Buffer.from(frame.data) };
       drawCameraLayout(img, camera, frame.ts);
       await writeFile(opts.annotate, await encodeJpeg(img, 90));
-      io.stdout.write(`wrote ${opts.annotate} (${frame.width}×${frame.height}, ${camera.zones.length} zone${camera.zones.length === 1 ? '' : 's'})\n`);
+      if (!opts.json) io.stdout.write(`wrote ${opts.annotate} (${frame.width}×${frame.height}, ${camera.zones.length} zone${camera.zones.length === 1 ? '' : 's'})\n`);
+    }
+    if (opts.json) {
+      writeJson(io, {
+        camera: camera.id, width: frame.width, height: frame.height, ts: new Date(frame.ts).toISOString(),
+        out: opts.out ?? null, annotate: opts.annotate ?? null, zones: camera.zones.map((z) => z.id),
+      });
     }
     return EXIT.ok;
   } catch (err) {

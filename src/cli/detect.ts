@@ -6,6 +6,7 @@ import { openDetector, type Detection, type Detector, type RgbFrame } from '../v
 import { readVideoFrames, VideoError } from '../vision/video.js';
 import { drawBoxes } from '../evidence/draw.js';
 import { decodeImage, encodeJpeg } from '../evidence/jpeg.js';
+import { writeJson, type CommandIo } from './io.js';
 
 const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif']);
 
@@ -15,7 +16,8 @@ Runs the detector on one image or on frames sampled from a video and prints the 
 one line each: class, score, box x1 y1 x2 y2 in pixels of the input.
 Files ending in ${[...IMAGE_EXTENSIONS].join(' ')} are read as images; anything else as a video (with ffmpeg).
   --json            one JSON document per line: {"detections":[{"class","score","box":[x1,y1,x2,y2]}]};
-                    for a video one per sampled frame, with "frame" (index) and "time" (seconds)
+                    for a video one per sampled frame, with "frame" (index) and "time" (seconds);
+                    nothing else goes to stdout, errors go to stderr
   --annotate FILE   write a JPEG with boxes and labels; for a video, of the first sampled frame
                     that has detections (the first frame if none has)
   --model NAME      model from the manifest (default: the manifest's default)
@@ -26,12 +28,6 @@ Files ending in ${[...IMAGE_EXTENSIONS].join(' ')} are read as images; anything 
   --threads N       onnxruntime intra-op threads (default 1)
 exit codes: 0 done, 1 bad usage, unreadable input, or a missing or refused model
 `;
-
-/** Where the command writes; the CLI passes the process streams, tests pass collectors. */
-export interface CommandIo {
-  stdout: { write(text: string): unknown };
-  stderr: { write(text: string): unknown };
-}
 
 class UsageError extends Error {}
 
@@ -136,7 +132,7 @@ export async function detectCommand(argv: string[], io: CommandIo = process): Pr
       const frame: RgbFrame = { ...image, ts: Date.now() };
       detector = await open();
       const dets = await detector.detect(frame);
-      if (opts.json) io.stdout.write(JSON.stringify({ detections: jsonDetections(dets) }) + '\n');
+      if (opts.json) writeJson(io, { detections: jsonDetections(dets) });
       else for (const d of dets) io.stdout.write(plainLine(d, ''));
       if (opts.annotate) await writeAnnotated(opts.annotate, frame, dets);
       return 0;
@@ -147,7 +143,7 @@ export async function detectCommand(argv: string[], io: CommandIo = process): Pr
     for await (const frame of readVideoFrames(input, { fps: opts.fps, maxFrames: opts.maxFrames })) {
       const dets = await detector.detect(frame);
       const time = round(frame.time, 3);
-      if (opts.json) io.stdout.write(JSON.stringify({ frame: frame.index, time, detections: jsonDetections(dets) }) + '\n');
+      if (opts.json) writeJson(io, { frame: frame.index, time, detections: jsonDetections(dets) });
       else for (const d of dets) io.stdout.write(plainLine(d, `frame ${frame.index} t=${time.toFixed(2)}s `));
       if (!chosen || (chosen.dets.length === 0 && dets.length > 0)) chosen = { frame, dets };
       if (outputClosed) break;

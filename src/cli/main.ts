@@ -17,7 +17,8 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
 function usage(): string {
   const lines = [`edgepatrol ${version}`, '', 'usage: edgepatrol <command> [options]', '', 'commands:'];
   for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
-  lines.push('', 'edgepatrol <command> --help shows the options of a command.');
+  lines.push('', 'edgepatrol <command> --help shows the options of a command. Every command that prints a table or a',
+    'report takes --json: one JSON document (JSON lines for streams) on stdout, errors on stderr.');
   return lines.join('\n');
 }
 

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
@@ -12,17 +12,25 @@ import { readModel } from '../model/onnx.js';
 import { classNamesFromMetadata, installModel, onnxInfo } from '../model/registry.js';
 import {
   DECODER_KINDS, defaultModelsDir, loadManifest, loadModelSession, ModelError, openDetector, resolveModel,
-  type DecoderSpec, type Detector, type Preprocess,
+  type DecoderSpec, type Detector, type LoadedManifest, type ModelSpec, type Preprocess,
 } from '../vision/index.js';
-import type { CommandIo } from './detect.js';
+import { EXIT, writeJson, type CommandIo } from './io.js';
 
 const help = `usage: edgepatrol model <command> [options]
 
   list                      the models in the manifest: name, precision, decoder, input, sha256, source
+      --json                  {"default":name,"models":[{"name","default","precision","decoder",
+                              "input":{"width","height","type"},"classes":[names],"sha256","file",
+                              "source","quantizedFrom","method"}]}; source is the npm package or file
+                              (null if none), quantizedFrom/method null for a model that is not quantized
   verify [name…]            check each model's sha256 and run a test inference (default: every model)
+      --json                  {"models":[{"name","ok","decoder","outputDims","ms","error"}],"failed":N};
+                              a failure also goes to stderr, and the exit code is 1
   bench [name…]             ms/inference of each model on one real frame, models interleaved
       --threads 1,2           intra-op thread counts to measure (default 1,2)
       --runs N                timed runs per model and thread count (default 20)
+      --json                  {"runs","node","baseline":name,"results":[{"threads","name","precision","ms",
+                              "speedup"}]}; speedup is baseline ms ÷ ms at the same thread count
   add <file.onnx> --decoder nanodet|yolov5|yolov8
                             copy a model into the models folder and write its manifest entry (sha256 computed);
                             it must load and pass a test inference first, so a broken file never replaces a model
@@ -32,6 +40,7 @@ const help = `usage: edgepatrol model <command> [options]
       --channels rgb|bgr --mean R,G,B --std R,G,B   input normalisation (default YOLO: rgb, 0, 255)
       --strides 8,16,32 --reg-max 10               NanoDet head (defaults shown)
       --default               make it the default model
+      --json                  {"name","file","sha256","decoder","classes":[names],"output":[dims],"default"}
   quantize <model> --calib <dir-or-video>
                             static INT8 (QDQ) model from an fp32 model in the manifest, calibrated on real frames
       --frames N              calibration frames (default 40)
@@ -43,13 +52,20 @@ const help = `usage: edgepatrol model <command> [options]
                               and on arm64; 8 saturates on x86 CPUs without VNNI, see docs/decisions.md)
       --out NAME              manifest name of the INT8 model (default: <model>-int8)
       --default               make it the default model
+      --json                  {"name","from","file","sha256","bytes","method","calibration":{"path","frames",
+                              "start","end"},"quantizedNodes","headNodes":[…],"keptFloat":[…],"activationRanges",
+                              "ranges","seconds","default"}
   compare <a> <b> --frames <dir-or-video>
                             a against b's detections as reference (IoU >= 0.5, same class): precision, recall,
                             F1, mAP@0.5 and score drift; use frames that calibration did not see
       --count N               frames (default 60)   --start S --end S   video stretch in seconds
       --threshold S           operating score threshold of both (default 0.35)
-      --json                  one JSON document instead of text
+      --json                  {"a":{"name","sha256"},"b":{…},"threshold","frames","reference","detections",
+                              "truePositives","precision","recall","f1","map50","scoreDrift":{"pairs","mean",
+                              "meanAbs","maxAbs"},"perClass":{"<id>":{"class","reference","ap"}},"set":{"path",
+                              "start","end"}}
 common: --models-dir DIR (default: the project's models/), --threads N (default 2, bench excepted)
+--json prints one JSON document on stdout and nothing else; errors and warnings go to stderr, exit codes unchanged.
 exit codes: 0 done, 1 bad usage or a failed check (verify prints every failure)
 `;
 
@@ -110,17 +126,17 @@ export async function modelCommand(argv: string[], io: CommandIo = process): Pro
     ({ values, positionals } = parseArgs({ args: rest, options, allowPositionals: true }));
   } catch (err) {
     io.stderr.write(`edgepatrol model: ${(err as Error).message}\n\n${help}`);
-    return 1;
+    return EXIT.usage;
   }
   if (!sub || sub === '--help' || sub === '-h' || values.help) {
     io.stdout.write(help);
-    return sub ? 0 : 1;
+    return sub ? EXIT.ok : EXIT.usage;
   }
   const modelsDir = values['models-dir'] ?? defaultModelsDir();
   try {
     switch (sub) {
-      case 'list': return list(modelsDir, io);
-      case 'verify': return await verify(modelsDir, positionals, io);
+      case 'list': return list(modelsDir, values.json ?? false, io);
+      case 'verify': return await verify(modelsDir, positionals, values.json ?? false, io);
       case 'bench': return await bench(modelsDir, positionals, values, io);
       case 'add': return await add(modelsDir, positionals, values, io);
       case 'quantize': return await quantize(modelsDir, positionals, values, io);
@@ -130,44 +146,73 @@ export async function modelCommand(argv: string[], io: CommandIo = process): Pro
   } catch (err) {
     if (err instanceof UsageError) {
       io.stderr.write(`edgepatrol model ${sub}: ${err.message}\n\n${help}`);
-      return 1;
+      return EXIT.usage;
     }
     // ModelError and frame-reading errors already name the file and what to do.
     io.stderr.write(`edgepatrol model ${sub}: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
+    return EXIT.failed;
   }
 }
 
-function list(modelsDir: string, io: CommandIo): number {
+/** One manifest entry as `model list --json` prints it; the text table is printed from the same rows. */
+export function modelRow(manifest: LoadedManifest, name: string, spec: ModelSpec) {
+  const q = spec.quantization as { from?: string; method?: string } | undefined;
+  const source = spec.source as { npm?: string; file?: string } | undefined;
+  return {
+    name,
+    default: name === manifest.default,
+    precision: spec.precision,
+    decoder: spec.decoder.kind,
+    input: { width: spec.input.shape[3], height: spec.input.shape[2], type: spec.input.type ?? 'float32' },
+    classes: spec.classes,
+    sha256: spec.sha256,
+    file: resolve(manifest.dir, spec.file),
+    source: source?.npm ?? source?.file ?? null,
+    quantizedFrom: q?.from ?? null,
+    method: q?.method ?? null,
+  };
+}
+
+function list(modelsDir: string, json: boolean, io: CommandIo): number {
   const manifest = loadManifest(modelsDir);
+  const rows = Object.entries(manifest.models).map(([name, spec]) => modelRow(manifest, name, spec));
+  if (json) {
+    writeJson(io, { default: manifest.default, models: rows });
+    return EXIT.ok;
+  }
   io.stdout.write(`${'name'.padEnd(20)}${'precision'.padEnd(10)}${'decoder'.padEnd(9)}${'input'.padEnd(10)}${'classes'.padEnd(8)}${'sha256'.padEnd(14)}source\n`);
-  for (const [name, m] of Object.entries(manifest.models)) {
-    const q = m.quantization as { from?: string; method?: string } | undefined;
-    const source = q ? `quantized from ${q.from} (${q.method})` : String((m.source as { npm?: string } | undefined)?.npm ?? (m.source as { file?: string } | undefined)?.file ?? '');
+  for (const r of rows) {
+    const source = r.quantizedFrom ? `quantized from ${r.quantizedFrom} (${r.method})` : r.source ?? '';
     io.stdout.write(
-      `${(name + (name === manifest.default ? ' *' : '')).padEnd(20)}${m.precision.padEnd(10)}${m.decoder.kind.padEnd(9)}` +
-        `${`${m.input.shape[3]}x${m.input.shape[2]}`.padEnd(10)}${String(m.classes.length).padEnd(8)}${`${m.sha256.slice(0, 12)}`.padEnd(14)}${source}\n`,
+      `${(r.name + (r.default ? ' *' : '')).padEnd(20)}${r.precision.padEnd(10)}${r.decoder.padEnd(9)}` +
+        `${`${r.input.width}x${r.input.height}`.padEnd(10)}${String(r.classes.length).padEnd(8)}${r.sha256.slice(0, 12).padEnd(14)}${source}\n`,
     );
   }
   io.stdout.write('* default model\n');
-  return 0;
+  return EXIT.ok;
 }
 
-async function verify(modelsDir: string, names: string[], io: CommandIo): Promise<number> {
+async function verify(modelsDir: string, names: string[], json: boolean, io: CommandIo): Promise<number> {
   const manifest = loadManifest(modelsDir);
-  let failed = 0;
+  const results = [];
   for (const name of names.length ? names : Object.keys(manifest.models)) {
     const t0 = performance.now();
     try {
       const s = await loadModelSession(resolveModel(manifest, name), 1);
       await s.session.release();
-      io.stdout.write(`ok      ${name}: sha256 matches, test inference gave [${s.outputDims.join(',')}] for decoder ${s.model.spec.decoder.kind} (${(performance.now() - t0).toFixed(0)} ms)\n`);
+      const r = { name, ok: true, decoder: s.model.spec.decoder.kind, outputDims: s.outputDims.map(Number), ms: Math.round(performance.now() - t0), error: null };
+      results.push(r);
+      if (!json) io.stdout.write(`ok      ${name}: sha256 matches, test inference gave [${r.outputDims.join(',')}] for decoder ${r.decoder} (${r.ms} ms)\n`);
     } catch (err) {
-      failed++;
-      io.stdout.write(`FAILED  ${name}: ${(err as Error).message}\n`);
+      const error = (err as Error).message;
+      results.push({ name, ok: false, decoder: null, outputDims: null, ms: Math.round(performance.now() - t0), error });
+      if (json) io.stderr.write(`edgepatrol model verify: ${name}: ${error}\n`);
+      else io.stdout.write(`FAILED  ${name}: ${error}\n`);
     }
   }
-  return failed ? 1 : 0;
+  const failed = results.filter((r) => !r.ok).length;
+  if (json) writeJson(io, { models: results, failed });
+  return failed ? EXIT.failed : EXIT.ok;
 }
 
 async function bench(modelsDir: string, names: string[], values: Values, io: CommandIo): Promise<number> {
@@ -175,15 +220,19 @@ async function bench(modelsDir: string, names: string[], values: Values, io: Com
   const chosen = names.length ? names : Object.keys(manifest.models);
   const threads = (values.threads ?? '1,2').split(',').map((t) => number('threads', t, { integer: true, min: 1 })!);
   const runs = number('runs', values.runs, { integer: true, min: 1 }) ?? 20;
-  for (const { threads: n, results } of await benchModels(modelsDir, chosen, threads, runs)) {
-    const base = results[0]!;
-    for (const r of results) {
-      io.stdout.write(`${String(n).padStart(2)} threads  ${r.name.padEnd(20)}${r.precision.padEnd(6)}${r.ms.toFixed(2).padStart(9)} ms/inference` +
-        `${r === base ? '' : `   ${(base.ms / r.ms).toFixed(2)}x ${base.name}'s speed`}\n`);
-    }
+  const measured = await benchModels(modelsDir, chosen, threads, runs);
+  // Speed against the first model named, at the same thread count.
+  const rows = measured.flatMap(({ threads: n, results }) => results.map((r) => ({ threads: n, ...r, speedup: results[0]!.ms / r.ms })));
+  if (values.json) {
+    writeJson(io, { runs, node: process.version, baseline: chosen[0], results: rows });
+    return EXIT.ok;
+  }
+  for (const r of rows) {
+    io.stdout.write(`${String(r.threads).padStart(2)} threads  ${r.name.padEnd(20)}${r.precision.padEnd(6)}${r.ms.toFixed(2).padStart(9)} ms/inference` +
+      `${r.name === chosen[0] ? '' : `   ${r.speedup.toFixed(2)}x ${chosen[0]}'s speed`}\n`);
   }
   io.stdout.write(`(${runs} interleaved runs per model, medians, node ${process.version}, onnxruntime CPU)\n`);
-  return 0;
+  return EXIT.ok;
 }
 
 function defaultPreprocess(kind: DecoderSpec['kind']): Preprocess {
@@ -265,8 +314,12 @@ async function add(modelsDir: string, positionals: string[], values: Values, io:
     source: { file: basename(file), ...(info.metadata.description ? { description: info.metadata.description } : {}), addedBy: 'edgepatrol model add' },
   };
   const done = await installModel({ modelsDir, name, bytes, entry, makeDefault: values.default ?? false });
+  if (values.json) {
+    writeJson(io, { name, file: done.path, sha256: done.sha256, decoder: decoder.kind, classes, output: dims, default: values.default ?? false });
+    return EXIT.ok;
+  }
   io.stdout.write(`added ${name}: ${done.path} (sha256 ${done.sha256}), decoder ${decoder.kind}, ${classes.length} classes, output [${dims.join(',')}]${values.default ? ', now the default' : ''}\n`);
-  return 0;
+  return EXIT.ok;
 }
 
 function frameSet(path: string | undefined, count: number, values: Values, what: string): FrameSet {
@@ -300,13 +353,23 @@ async function quantize(modelsDir: string, positionals: string[], values: Values
   const bytes = buildInt8(fp32, record);
   const done = await installModel({ modelsDir, name: out, bytes, entry: int8Entry(from.spec, record, calibFile, plan, fp32), makeDefault: values.default ?? false });
   await writeCalibrationRecord(join(modelsDir, calibFile), record);
+  const seconds = (performance.now() - t0) / 1000;
+  if (values.json) {
+    writeJson(io, {
+      name: out, from: from.name, file: done.path, sha256: done.sha256, bytes: bytes.length, method,
+      calibration: { path: frames.path, frames: frames.frames, start: frames.start ?? null, end: frames.end ?? null },
+      quantizedNodes: plan.quantized.length, headNodes: plan.head, keptFloat: plan.keptFloat, activationRanges: plan.calibrate.length,
+      ranges: join(modelsDir, calibFile), seconds: Number(seconds.toFixed(1)), default: values.default ?? false,
+    });
+    return EXIT.ok;
+  }
   io.stdout.write(
     `quantized ${from.name} → ${out}: ${done.path} (sha256 ${done.sha256}, ${(bytes.length / 1e6).toFixed(1)} MB)\n` +
       `  ${plan.quantized.length} nodes int8, ${plan.head.length} head nodes and ${plan.keptFloat.length} kept nodes float; ` +
-      `${plan.calibrate.length} activation ranges by ${method} on ${frames.frames} frames of ${frames.path} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n` +
+      `${plan.calibrate.length} activation ranges by ${method} on ${frames.frames} frames of ${frames.path} in ${seconds.toFixed(1)} s\n` +
       `  ranges: ${join(modelsDir, calibFile)}\n  check it: edgepatrol model compare ${out} ${from.name} --frames <frames calibration did not see>\n`,
   );
-  return 0;
+  return EXIT.ok;
 }
 
 /** Runs a and b over the frame set and measures a against b's detections. */
@@ -334,11 +397,12 @@ async function compare(modelsDir: string, positionals: string[], values: Values,
   const set = frameSet(values.frames, number('count', values.count, { integer: true, min: 1 }) ?? 60, values, '--frames');
   const threshold = number('threshold', values.threshold, { min: 0 });
   const r = await compareModels(modelsDir, positionals[0]!, positionals[1]!, set, { threshold, threads: number('threads', values.threads, { integer: true, min: 1 }) });
-  if (values.json) {
-    io.stdout.write(`${JSON.stringify(r)}\n`);
-    return 0;
-  }
   const classes = resolveModel(loadManifest(modelsDir), positionals[1]).classes;
+  if (values.json) {
+    const perClass = Object.fromEntries(Object.entries(r.perClass).map(([id, c]) => [id, { class: classes[Number(id)] ?? `class${id}`, ...c }]));
+    writeJson(io, { ...r, perClass, set: { path: set.path, start: set.start ?? null, end: set.end ?? null } });
+    return EXIT.ok;
+  }
   const pct = (v: number): string => v.toFixed(4);
   io.stdout.write(
     `${r.a.name} (${r.a.sha256.slice(0, 12)}) against ${r.b.name} (${r.b.sha256.slice(0, 12)}) as reference, ${r.frames} frames of ${set.path}` +
@@ -350,5 +414,5 @@ async function compare(modelsDir: string, positionals: string[], values: Values,
   for (const [id, c] of Object.entries(r.perClass).sort((x, y) => y[1].reference - x[1].reference)) {
     io.stdout.write(`  ${(classes[Number(id)] ?? `class${id}`).padEnd(16)} reference ${String(c.reference).padStart(5)}  AP@0.5 ${pct(c.ap)}\n`);
   }
-  return 0;
+  return EXIT.ok;
 }

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Outbox, OutboxError, type OutboxRow, type OutboxState } from '../outbox/index.js';
+import { EXIT, writeJson, type CommandIo } from './io.js';
 
 const help = `usage: edgepatrol outbox <stats|ls|show <id-or-seq>|replay> [--data-dir DIR | --file FILE] [options]
 
@@ -16,10 +17,17 @@ Reads the gateway's local event store ({dataDir}/outbox.db). Safe while the agen
       --since TIME      only events created at or after TIME (default: all)
   --data-dir DIR        the gateway data folder (default /var/lib/edgepatrol)
   --file FILE           the outbox file itself
-  --json                machine-readable output (stats, ls, show)
+  --json                machine-readable output on stdout, errors on stderr:
+      stats   {"file","pending","sent","acked","confirmed","lastSeq","bytes","maxBytes","oldestPendingTs",
+              "dropped":{"events","evidence"},"drops":[{"what","reason","priority","count","bytes"}]}
+      ls      one line per event: {"seq","id","state","priority","attempts","createdAt","camera","type","topic",
+              "evidence"} (JSON lines, the rows of the text form)
+      show    {every column of the event…, "evidenceFile", "payload":{the message as published}}
+      replay  {"file","replayed":N}
+exit codes: 0 done, 1 bad usage, no such event, or a store that cannot be opened
 `;
 
-export async function outboxCommand(argv: string[]): Promise<number> {
+export async function outboxCommand(argv: string[], io: CommandIo = process): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({ args: argv, allowPositionals: true, options: {
@@ -32,41 +40,47 @@ export async function outboxCommand(argv: string[]): Promise<number> {
       help: { type: 'boolean', short: 'h' },
     } });
   } catch (err) {
-    process.stderr.write(`edgepatrol outbox: ${(err as Error).message}\n\n${help}`);
-    return 1;
+    io.stderr.write(`edgepatrol outbox: ${(err as Error).message}\n\n${help}`);
+    return EXIT.usage;
   }
   const { values: v, positionals } = parsed;
   const [verb, target] = positionals;
-  if (v.help) { process.stdout.write(help); return 0; }
+  if (v.help) { io.stdout.write(help); return EXIT.ok; }
   if (!verb || !['stats', 'ls', 'show', 'replay'].includes(verb)) {
-    process.stderr.write(`edgepatrol outbox: expected stats, ls, show <id> or replay\n\n${help}`);
-    return 1;
+    io.stderr.write(`edgepatrol outbox: expected stats, ls, show <id> or replay\n\n${help}`);
+    return EXIT.usage;
   }
   const sinceMs = v.since === undefined ? undefined : Date.parse(v.since);
   if (sinceMs !== undefined && Number.isNaN(sinceMs)) {
-    process.stderr.write(`edgepatrol outbox: --since ${v.since} is not a time; use ISO 8601, e.g. 2025-03-01T08:00:00Z\n`);
-    return 1;
+    io.stderr.write(`edgepatrol outbox: --since ${v.since} is not a time; use ISO 8601, e.g. 2025-03-01T08:00:00Z\n`);
+    return EXIT.usage;
   }
   const states: OutboxState[] = ['pending', 'sent', 'acked', 'confirmed'];
   if (v.state !== undefined && !states.includes(v.state as OutboxState)) {
-    process.stderr.write(`edgepatrol outbox: --state ${v.state}: expected one of ${states.join(', ')}\n`);
-    return 1;
+    io.stderr.write(`edgepatrol outbox: --state ${v.state}: expected one of ${states.join(', ')}\n`);
+    return EXIT.usage;
+  }
+  const limit = Number(v.limit);
+  if (!(Number.isInteger(limit) && limit > 0)) {
+    io.stderr.write(`edgepatrol outbox: --limit ${v.limit}: expected a positive integer\n`);
+    return EXIT.usage;
   }
   const file = v.file ?? join(v['data-dir'], 'outbox.db');
   let outbox: Outbox;
   try {
     outbox = Outbox.open(file);
   } catch (err) {
-    process.stderr.write(`edgepatrol outbox: ${err instanceof OutboxError ? err.message : String(err)}\n`);
-    return 1;
+    io.stderr.write(`edgepatrol outbox: ${err instanceof OutboxError ? err.message : String(err)}\n`);
+    return EXIT.failed;
   }
   try {
-    const out = (s: string): void => { process.stdout.write(s + '\n'); };
+    const out = (s: string): void => { io.stdout.write(s + '\n'); };
+    const json = (value: unknown): void => writeJson(io, value);
     switch (verb) {
       case 'stats': {
         const stats = outbox.stats();
         const drops = outbox.drops();
-        if (v.json) { out(JSON.stringify({ file, ...stats, drops })); break; }
+        if (v.json) { json({ file, ...stats, drops }); break; }
         out(`outbox ${file}`);
         out(`  pending ${stats.pending}, sent ${stats.sent}, acked ${stats.acked}, confirmed ${stats.confirmed}; last seq ${stats.lastSeq}`);
         out(`  ${stats.bytes} bytes held${stats.maxBytes === null ? '' : ` of ${stats.maxBytes}`} (payloads and kept evidence)`);
@@ -76,8 +90,8 @@ export async function outboxCommand(argv: string[]): Promise<number> {
         break;
       }
       case 'ls': {
-        const rows = outbox.list({ sinceMs, state: v.state as OutboxState | undefined, limit: Number(v.limit) });
-        if (v.json) { for (const r of rows) out(JSON.stringify(summary(r))); break; }
+        const rows = outbox.list({ sinceMs, state: v.state as OutboxState | undefined, limit });
+        if (v.json) { for (const r of rows) json(summary(r)); break; }
         for (const r of rows) {
           out([String(r.seq).padStart(7), r.state.padEnd(9), r.priority.padEnd(6), `x${r.attempts}`.padEnd(4),
             new Date(r.createdAt).toISOString(), r.cameraId, r.type, r.id, r.evidenceState === 'dropped' ? '(evidence dropped)' : ''].join(' ').trimEnd());
@@ -85,22 +99,24 @@ export async function outboxCommand(argv: string[]): Promise<number> {
         break;
       }
       case 'show': {
-        if (!target) { process.stderr.write('edgepatrol outbox show: give an event id or seq\n'); return 1; }
+        if (!target) { io.stderr.write('edgepatrol outbox show: give an event id or seq\n'); return EXIT.usage; }
         const row = outbox.get(target);
-        if (!row) { process.stderr.write(`edgepatrol outbox: no event ${target} in ${file}\n`); return 1; }
-        const payload = JSON.parse(row.payload) as unknown;
-        if (v.json) { out(JSON.stringify({ ...row, payload })); break; }
-        const { payload: _text, ...columns } = row;
-        out(JSON.stringify({ ...columns, evidenceFile: row.evidencePath ? outbox.evidenceFile(row.evidencePath) : null, payload }, null, 2));
+        if (!row) { io.stderr.write(`edgepatrol outbox: no event ${target} in ${file}\n`); return EXIT.failed; }
+        // The text form is the same document, indented for reading.
+        const { payload: text, ...columns } = row;
+        const doc = { ...columns, evidenceFile: row.evidencePath ? outbox.evidenceFile(row.evidencePath) : null, payload: JSON.parse(text) as unknown };
+        if (v.json) json(doc);
+        else out(JSON.stringify(doc, null, 2));
         break;
       }
       case 'replay': {
         const n = outbox.replay(sinceMs ?? 0);
+        if (v.json) { json({ file, replayed: n }); break; }
         out(`${n} event(s) set back to pending in ${file}; a running agent publishes them within 5 s, otherwise at its next start`);
         break;
       }
     }
-    return 0;
+    return EXIT.ok;
   } finally {
     outbox.close();
   }

@@ -10,15 +10,7 @@ import { CameraRules, SceneReferenceError, type RuleHit } from '../rules/index.j
 import { annotateEvidence } from '../evidence/annotate.js';
 import { writeFile } from 'node:fs/promises';
 import { formatLocal } from '../agent/recorder.js';
-
-/** Where a command writes; the CLI passes the process streams, tests pass collectors. */
-export interface CommandIo {
-  stdout: { write(text: string): unknown };
-  stderr: { write(text: string): unknown };
-}
-
-/** Exit codes shared by the camera and rules commands. */
-export const EXIT = { ok: 0, usage: 1, config: 2, model: 3 } as const;
+import { EXIT, writeJson, type CommandIo } from './io.js';
 
 export class UsageError extends Error {}
 
@@ -52,7 +44,10 @@ Nothing is stored or published.
   --video FILE      the clip to replay; sampled at the camera's detect.fps
   --start ISO       wall-clock time of the clip's first frame, for schedules (default: now)
   --evidence DIR    also write each message's annotated evidence JPEG into DIR
-  --json            one JSON object per message instead of text
+  --json            JSON lines, one per message, nothing else on stdout: {"time" (seconds into the video),
+                    "eventId","state","eventType","preset","rule","ruleId","zoneId","startedAt","ts","endedAt",
+                    "endReason","dwellSeconds","objects":[…],"counts","change"} (times in ms since 1970; the
+                    optional fields only where the text shows them)
   --models-dir DIR  folder with manifest.json and the model files (default: the project's models/)
 exit codes: 0 done, 1 bad usage or unreadable video, 2 invalid config, 3 model missing or refused
 `;
@@ -116,7 +111,7 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
       const detections = remapClasses(await detector.detect(frame), camera.classMap);
       for (const hit of rules.evaluate(frame.ts, frame.width, frame.height, detections, frame)) {
         count++;
-        if (opts.json) io.stdout.write(JSON.stringify({ time: Math.round(frame.time * 1000) / 1000, ...hit }) + '\n');
+        if (opts.json) writeJson(io, { time: Math.round(frame.time * 1000) / 1000, ...hit });
         else io.stdout.write(line(hit, frame.time));
         if (opts.evidence) {
           const zone = camera.zones.find((z) => z.id === hit.zoneId);

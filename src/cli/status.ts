@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readStatus, STATUS_FILE, STATUS_INTERVAL_MS, type AgentStatus, type CameraStatus } from '../agent/stats.js';
 import { ConfigError, formatConfigError, loadConfig } from '../config/index.js';
+import { EXIT, writeJson, type CommandIo } from './io.js';
 
 const help = `usage: edgepatrol status --config <file> [--json]
 
@@ -9,14 +10,17 @@ Shows what the running agent of this config reports about each camera: stream st
 detected and skipped frames per second, the share of frames with motion, and detector time. The agent
 rewrites {gateway.dataDir}/${STATUS_FILE} every ${STATUS_INTERVAL_MS / 1000} s; rates cover that interval.
   --config  the gateway's YAML config (the one given to edgepatrol run)
-  --json    print the status file as it is
+  --json    the status file as the agent wrote it, on one line: {"schema","gatewayId","pid","version","startedAt",
+            "writtenAt","windowSeconds","cameras":[{"id","state","reason","since","decodeFps","detectFps",
+            "skippedFps","motionRatio","inferenceMs","totals":{…}}],"outbox":{…}}; a stale status is still
+            printed, with the warning on stderr and exit code 1
 exit codes: 0 the agent is running, 1 bad usage, no status or a stale one (agent not running), 2 invalid config
 `;
 
 /** A status this much older than the write interval means the agent is not writing it any more. */
 const STALE_AFTER_MS = 3 * STATUS_INTERVAL_MS;
 
-export async function statusCommand(argv: string[]): Promise<number> {
+export async function statusCommand(argv: string[], io: CommandIo = process): Promise<number> {
   let args;
   try {
     args = parseArgs({ args: argv, options: {
@@ -25,17 +29,17 @@ export async function statusCommand(argv: string[]): Promise<number> {
       help: { type: 'boolean', short: 'h' },
     } }).values;
   } catch (err) {
-    process.stderr.write(`edgepatrol status: ${(err as Error).message}\n\n${help}`);
-    return 1;
+    io.stderr.write(`edgepatrol status: ${(err as Error).message}\n\n${help}`);
+    return EXIT.usage;
   }
-  if (args.help) { process.stdout.write(help); return 0; }
-  if (!args.config) { process.stderr.write(`edgepatrol status: --config <file> is required\n\n${help}`); return 1; }
+  if (args.help) { io.stdout.write(help); return EXIT.ok; }
+  if (!args.config) { io.stderr.write(`edgepatrol status: --config <file> is required\n\n${help}`); return EXIT.usage; }
 
   let dataDir: string;
   try {
     dataDir = resolve(loadConfig(args.config).gateway.dataDir);
   } catch (err) {
-    if (err instanceof ConfigError) { process.stderr.write(formatConfigError(err) + '\n'); return 2; }
+    if (err instanceof ConfigError) { io.stderr.write(formatConfigError(err) + '\n'); return EXIT.config; }
     throw err;
   }
   const file = join(dataDir, STATUS_FILE);
@@ -44,21 +48,18 @@ export async function statusCommand(argv: string[]): Promise<number> {
     status = readStatus(dataDir);
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `cannot be read: ${(err as Error).message}`;
-    process.stderr.write(`edgepatrol status: ${file} ${why}; the agent of ${args.config} is not running, or started less than `
+    io.stderr.write(`edgepatrol status: ${file} ${why}; the agent of ${args.config} is not running, or started less than `
       + `${STATUS_INTERVAL_MS / 1000} s ago (start it with: edgepatrol run --config ${args.config}, or systemctl start edgepatrol)\n`);
-    return 1;
+    return EXIT.failed;
   }
-  if (args.json) {
-    process.stdout.write(JSON.stringify(status, null, 2) + '\n');
-    return isFresh(status) ? 0 : 1;
-  }
-  process.stdout.write(formatStatus(status, Date.now()));
+  if (args.json) writeJson(io, status);
+  else io.stdout.write(formatStatus(status, Date.now()));
   if (!isFresh(status)) {
-    process.stderr.write(`edgepatrol status: ${file} was last written ${ago(Date.parse(status.writtenAt), Date.now())} ago; `
+    io.stderr.write(`edgepatrol status: ${file} was last written ${ago(Date.parse(status.writtenAt), Date.now())} ago; `
       + `the agent (pid ${status.pid}) seems to have stopped\n`);
-    return 1;
+    return EXIT.failed;
   }
-  return 0;
+  return EXIT.ok;
 }
 
 function isFresh(status: AgentStatus): boolean {

@@ -11,7 +11,7 @@ import { alertPayloadSchema } from '../outbox/index.js';
 import { ACK_SCHEMA_ID, availabilityPayloadSchema, evidencePropertiesSchema, type AckPayload } from '../uplink/index.js';
 
 const help = `usage: edgepatrol tail [--url mqtt://host:port] [--prefix edgepatrol] [--topic filter] [--share group]
-                      [--session id] [--ack] [--save-evidence dir] [--check] [--count N] [--timeout S]
+                      [--session id] [--ack] [--save-evidence dir] [--check] [--count N] [--timeout S] [--json]
 
 A reference subscriber: prints every message under {prefix}/# as one line, "topic payload" (evidence images as a
 summary line).
@@ -28,6 +28,12 @@ summary line).
   --check          validate every message against its schema (docs/schemas); exit 1 at the end if one failed
   --count          exit after N event messages
   --timeout        exit 1 if --count is not reached within S seconds
+  --json           JSON lines instead of text, one per message, nothing else on stdout:
+                     {"kind":"message","topic","retained","payload"}  payload parsed from JSON (the text if it is not)
+                     {"kind":"evidence","topic","retained","messageId","part","parts","bytes"}
+                     {"kind":"saved","messageId","file","bytes","parts"}  with --save-evidence, once an image is whole
+                   subscription notes, errors and --check findings go to stderr as in the text form
+exit codes: 0 done (--count reached, or stopped by SIGINT/SIGTERM), 1 bad usage, --timeout passed or --check failed
 `;
 
 interface Options {
@@ -39,6 +45,7 @@ interface Options {
   ack: boolean;
   saveEvidence?: string;
   check: boolean;
+  json?: boolean;
   ca?: string;
   cert?: string;
   key?: string;
@@ -87,6 +94,7 @@ function parse(argv: string[]): TailOptions | string {
       ack: { type: 'boolean', default: false },
       'save-evidence': { type: 'string' },
       check: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
       ca: { type: 'string' },
       cert: { type: 'string' },
       key: { type: 'string' },
@@ -104,7 +112,7 @@ function parse(argv: string[]): TailOptions | string {
   if (v.share !== undefined && !/^[^/+#$]+$/.test(v.share)) return `--share ${v.share}: a group name without '/', '+', '#' or '$'\n`;
   return {
     url: v.url, prefix: v.prefix, topic: v.topic, share: v.share, session: v.session, ack: v.ack,
-    saveEvidence: v['save-evidence'], check: v.check, ca: v.ca, cert: v.cert, key: v.key, count, timeoutS,
+    saveEvidence: v['save-evidence'], check: v.check, json: v.json, ca: v.ca, cert: v.cert, key: v.key, count, timeoutS,
   };
 }
 
@@ -177,16 +185,32 @@ export async function runTail(args: TailOptions, io: { out: (s: string) => void;
       const retained = packet.retain ? ' (retained)' : '';
       if (/\/evidence\/[^/]+$/.test(topic)) {
         const p = packet.properties?.userProperties as Record<string, string> | undefined;
-        io.out(`${topic}${retained} [image/jpeg ${payload.length} bytes, part ${p?.part ?? '?'}/${p?.parts ?? '?'}]\n`);
-        if (args.saveEvidence && p) saveEvidence(args.saveEvidence, assemblies, p, payload, io);
+        if (args.json) {
+          const part = (v: string | undefined): number | null => (v === undefined ? null : Number(v));
+          io.out(line({ kind: 'evidence', topic, retained: packet.retain, messageId: p?.messageId ?? null, part: part(p?.part), parts: part(p?.parts), bytes: payload.length }));
+        } else {
+          io.out(`${topic}${retained} [image/jpeg ${payload.length} bytes, part ${p?.part ?? '?'}/${p?.parts ?? '?'}]\n`);
+        }
+        if (args.saveEvidence && p) saveEvidence(args.saveEvidence, assemblies, p, payload, io, args.json ?? false);
         return;
       }
-      io.out(`${topic}${retained} ${payload.toString('utf8')}\n`);
+      const text = payload.toString('utf8');
+      io.out(args.json ? line({ kind: 'message', topic, retained: packet.retain, payload: parsedOrText(text) }) : `${topic}${retained} ${text}\n`);
       const kind = /\/(event|alert)\/[^/]+$/.exec(topic)?.[1];
       if (kind && args.ack) acknowledge(client, topic, payload);
       if (kind === 'event' && ++events >= count) finish(0);
     });
   });
+}
+
+const line = (value: unknown): string => `${JSON.stringify(value)}\n`;
+
+function parsedOrText(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
 }
 
 /** Acks by message id (an event's messageId, an alert's id) on the ack topic of the gateway that published it. */
@@ -205,7 +229,7 @@ function acknowledge(client: mqtt.MqttClient, topic: string, payload: Buffer): v
   client.publish(ackTopic, JSON.stringify(ack), { qos: 1, properties: { contentType: 'application/json' } });
 }
 
-function saveEvidence(dir: string, assemblies: Map<string, Assembly>, p: Record<string, string>, payload: Buffer, io: { out: (s: string) => void; err: (s: string) => void }): void {
+function saveEvidence(dir: string, assemblies: Map<string, Assembly>, p: Record<string, string>, payload: Buffer, io: { out: (s: string) => void; err: (s: string) => void }, json: boolean): void {
   const id = p.messageId;
   const part = Number(p.part);
   const total = Number(p.parts);
@@ -228,5 +252,6 @@ function saveEvidence(dir: string, assemblies: Map<string, Assembly>, p: Record<
   }
   const file = join(dir, `${id}.jpg`);
   writeFileSync(file, image);
-  io.out(`saved evidence ${file} (${image.length} bytes, ${a.total} part(s), sha256 ok)\n`);
+  io.out(json ? line({ kind: 'saved', messageId: id, file, bytes: image.length, parts: a.total })
+    : `saved evidence ${file} (${image.length} bytes, ${a.total} part(s), sha256 ok)\n`);
 }
