@@ -29,9 +29,9 @@ t.test('quantization arithmetic', async (t) => {
   const { q, scales } = quantizeWeights(Float32Array.from([1, -0.5, 0.25, 0, 0, 0, -2, 1]), 4);
   t.same(Array.from(scales), [1 / 127, 0.25 / 127, 1, 2 / 127].map(Math.fround), 'per channel max|w| / 127; zero channel → 1');
   t.same(Array.from(q), [127, -64, 127, 0, 0, 0, -127, 64], 'symmetric int8, half away from zero');
-  const w7 = quantizeWeights(Float32Array.from([1, -0.5, 0.25, 0, 0, 0, -2, 1]), 4, 7);
+  const w7 = quantizeWeights(Float32Array.from([1, -0.6, 0.25, 0, 0, 0, -2, 0.9]), 4, 7);
   t.same(Array.from(w7.scales), [1 / 63, 0.25 / 63, 1, 2 / 63].map(Math.fround), '7 bits: per channel max|w| / 63');
-  t.same(Array.from(w7.q), [63, -32, 63, 0, 0, 0, -63, 32], '7 bits: within ±63');
+  t.same(Array.from(w7.q), [63, -38, 63, 0, 0, 0, -63, 28], '7 bits: within ±63');
   // 1000 values in bin 0..9 and one outlier in the last bin: the 99 % threshold drops the outlier.
   const h = new Float64Array(2048);
   for (let i = 0; i < 10; i++) h[i] = 100;
@@ -80,6 +80,13 @@ t.test('the shipped INT8 default: rebuilt byte for byte, loads, and agrees with 
   t.equal(int8Convs.length, convs.length - 3, 'every conv but the three head convs has int8 weights');
   t.equal(tensorFromProto(inits.get(`${int8Convs[0]!.input![1]!.replace(/_dequantized$/, '')}_quantized`)!).dtype, 'int8');
   t.ok(plan.head.filter((n) => n.includes('convolution')).length === 3, 'head convs are float');
+  // 7-bit weights: no sum of two u8 × s8 products leaves int16, so x86 without VNNI computes what VNNI and arm64 do.
+  t.equal(record.weightBits, 7, 'the shipped record asks for 7-bit weights');
+  const maxAbs = Math.max(...int8Convs.map((n) => {
+    const w = tensorFromProto(inits.get(`${n.input![1]!.replace(/_dequantized$/, '')}_quantized`)!).data as Int8Array;
+    return w.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  }));
+  t.equal(maxAbs, 63, 'every int8 weight within ±63, and the range used');
 
   const r = await compareModels(modelsDir, int8Name!, q.from, { ...HELD_OUT, frames: 30 });
   t.comment(`held-out 30 frames: P ${r.precision.toFixed(4)} R ${r.recall.toFixed(4)} F1 ${r.f1.toFixed(4)} mAP@0.5 ${r.map50.toFixed(4)} drift ${r.scoreDrift.meanAbs.toFixed(4)}`);
@@ -95,8 +102,13 @@ t.test('the uint8 input: the preprocessing quantizes as the model\'s first Quant
   t.match(spec.input, { type: 'uint8', quantization: { scale: Number, zeroPoint: Number } }, 'and the manifest says how it is quantized');
   const fp32 = await readModel(resolveModel(manifest, q.from).path);
   const floatBytes = buildInt8(fp32, { ...record, uint8Input: false });
-  // A record without the field builds the float-input model every earlier record built (the sha256 shipped before).
-  t.equal(createHash('sha256').update(floatBytes).digest('hex'), '58b55a0e26a093473026ec98a1100ec0ba27a0977e923d4346431bb93f0ec922',
+  // Records written before a field existed still build what they built: the record of the default shipped until
+  // 2026-12 (8-bit weights, no weightBits field) gives its model, and without uint8Input the float-input one before it.
+  const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+  const old = await readCalibrationRecord(join(import.meta.dirname, 'fixtures', 'nanodet-m-int8-461bffa8.calib.json'));
+  t.equal(old.weightBits, undefined);
+  t.equal(sha(buildInt8(fp32, old)), '461bffa88bfee25b16dd74a6c1b396063290ffb1139700b98f1567e4fa7841ba', 'a record without weightBits: 8-bit weights, byte for byte');
+  t.equal(sha(buildInt8(fp32, { ...old, uint8Input: false })), '58b55a0e26a093473026ec98a1100ec0ba27a0977e923d4346431bb93f0ec922',
     'without uint8Input: the float-input model of before, byte for byte');
   const graph = decodeModel(buildInt8(fp32, record)).graph!;
   t.equal(graph.input![0]!.type!.tensorType!.elemType, 2, 'the graph input is uint8');

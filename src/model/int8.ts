@@ -92,7 +92,8 @@ export function int8Entry(from: ModelSpec, record: CalibrationRecord, calibFile:
     input: q ? { ...from.input, type: 'uint8', quantization: { scale: q.scale, zeroPoint: q.zeroPoint } } : from.input,
     precision: 'int8',
     quantization: {
-      format: 'QDQ: weights int8 per channel symmetric, activations uint8 per tensor, bias int32',
+      format: `QDQ: weights int8 per channel symmetric${record.weightBits === 7 ? ' within ±63 (7 bits)' : ''}, activations uint8 per tensor, bias int32`,
+      ...(record.weightBits ? { weightBits: record.weightBits } : {}),
       from: record.from.name,
       fromSha256: record.from.sha256,
       method: record.method,
