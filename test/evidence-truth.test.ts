@@ -78,17 +78,28 @@ cameras:
   const objects = checks.reduce((n, c) => n + c.payload.objects.length, 0);
   const missing = checks.reduce((n, c) => n + c.missing.length, 0);
   const share = objects ? (objects - missing) / objects : 1;
-  const byState = new Map<string, [number, number]>();
-  for (const c of checks) {
-    const [o, m] = byState.get(c.payload.state) ?? [0, 0];
-    byState.set(c.payload.state, [o + c.payload.objects.length, m + c.missing.length]);
-  }
+  const tally = (key: (p: EventPayload) => string): string => {
+    const by = new Map<string, [number, number]>();
+    for (const c of checks) {
+      const [o, m] = by.get(key(c.payload)) ?? [0, 0];
+      by.set(key(c.payload), [o + c.payload.objects.length, m + c.missing.length]);
+    }
+    return [...by].map(([k, [o, m]]) => `${k} ${o - m}/${o}`).join(', ');
+  };
+  const unseen = checks.flatMap((c) => (c.payload.unseen ?? []).map((u) => ({ ...u, message: c.payload })));
   t.comment(`${checks.length} event messages, ${objects} objects, ${objects - missing} (${(share * 100).toFixed(1)} %) found again in their own clean frame; `
-    + [...byState].map(([s, [o, m]]) => `${s} ${o - m}/${o}`).join(', '));
+    + `${unseen.length} listed apart as unseen`);
+  t.comment(`found/listed by state: ${tally((p) => p.state)}; by type: ${tally((p) => p.type)}`);
   for (const c of checks) {
     for (const o of c.missing) t.fail(`${c.payload.type} ${c.payload.state} seq ${c.payload.seq} at ${c.payload.detectedAt}: ${o.class} #${o.trackId} [${o.box.join(', ')}] is not in its evidence frame`);
   }
   t.ok(checks.some((c) => c.payload.state === 'updated') && checks.some((c) => c.payload.state === 'ended'), 'started, updated and ended messages were checked');
+  t.ok(unseen.some((u) => u.message.state === 'updated'), 'some updated message came while an object of its event was hidden: it is listed apart');
+  for (const u of unseen) {
+    const ago = Date.parse(u.message.detectedAt) - Date.parse(u.lastSeenAt);
+    if (!(ago > 0)) t.fail(`${u.message.type} ${u.message.state} seq ${u.message.seq}: unseen ${u.class} #${u.trackId} last seen ${u.lastSeenAt}, not before its frame ${u.message.detectedAt}`);
+    if (u.message.objects.some((o) => o.trackId === u.trackId)) t.fail(`${u.message.type} seq ${u.message.seq}: track #${u.trackId} both seen and unseen`);
+  }
 });
 
 function normalize(d: Detection, width: number, height: number): { class: string; box: [number, number, number, number] } {

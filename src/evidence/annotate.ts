@@ -3,6 +3,9 @@ import { encodeJpeg } from './jpeg.js';
 
 type Pt = readonly [number, number];
 
+/** An object of the event that is not in the frame, and when it was (ms). */
+export interface UnseenLabel { class: string; trackId: number; lastSeenAt: number }
+
 export interface AnnotateOptions {
   /** Caption across the top: camera, event type, local time. */
   title: string;
@@ -12,8 +15,13 @@ export interface AnnotateOptions {
   masks?: readonly (readonly Pt[])[];
   /** A line_cross line, normalized, drawn with an arrow towards its forward side. */
   line?: readonly [Pt, Pt];
-  /** The objects that made the rule fire, boxes normalized. */
+  /** The objects that made the rule fire, as detected in this frame, boxes normalized: each is boxed. */
   objects: readonly { class: string; score: number; box: readonly [number, number, number, number]; trackId: number }[];
+  /**
+   * Objects of the event the detector did not find in this frame (hidden, missed, gone): not boxed, since the box
+   * would frame empty ground, but named in a caption along the bottom with how long ago they were last seen.
+   */
+  unseen?: { objects: readonly UnseenLabel[]; /** Time of the frame (ms), for "last seen … ago". */ ts: number };
   quality: number;
 }
 
@@ -58,6 +66,13 @@ export function drawAnnotations(img: Canvas, opts: Omit<AnnotateOptions, 'qualit
     classId: classIndex(o.class),
   })));
   drawLabel(img, 0, 0, opts.title, { ...TITLE_STYLE, scale });
+  if (opts.unseen?.objects.length) drawLabel(img, 0, img.height, unseenCaption(opts.unseen.objects, opts.unseen.ts), { ...TITLE_STYLE, scale });
+}
+
+/** "not detected in this frame: person #3 last seen 2.1 s ago, …" */
+export function unseenCaption(unseen: readonly UnseenLabel[], ts: number): string {
+  const items = unseen.map((o) => `${o.class} #${o.trackId} last seen ${(Math.max(0, ts - o.lastSeenAt) / 1000).toFixed(1)} s ago`);
+  return `not detected in this frame: ${items.join(', ')}`;
 }
 
 /**
