@@ -47,8 +47,9 @@ Nothing is stored or published.
   --evidence DIR    also write each message's annotated evidence JPEG into DIR
   --json            JSON lines, one per message, nothing else on stdout: {"time" (seconds into the video),
                     "eventId","state","eventType","preset","rule","ruleId","zoneId","startedAt","ts","endedAt",
-                    "endReason","dwellSeconds","objects":[…],"counts","change"} (times in ms since 1970; the
-                    optional fields only where the text shows them)
+                    "endReason","dwellSeconds","objects":[…],"unseen":[{"class","trackId","lastSeenAt","lastScore",
+                    "lastBox"}],"counts","change"} (times in ms since 1970; the optional fields only where the
+                    text shows them)
   --models-dir DIR  folder with manifest.json and the model files (default: the project's models/)
 exit codes: 0 done, 1 bad usage or unreadable video, 2 invalid config, 3 model missing or refused
 `;
