@@ -58,7 +58,7 @@ function hit(i: number, ts: number): RuleHit {
   return {
     eventId: `00000000-0000-7000-8000-${String(i).padStart(12, '0')}`, state: 'instant', eventType: 'fire_lane_parking', rule: 'presence',
     ruleId: 'r', zoneId: 'z', startedAt: ts, ts, dwellSeconds: 0,
-    objects: [{ class: 'car', score: 0.9, box: [0.2, 0.3, 0.5, 0.8], trackId: i }],
+    objects: [{ class: 'car', score: 0.9, box: [0.2, 0.3, 0.5, 0.8], trackId: i }], unseen: [],
   };
 }
 

@@ -11,6 +11,8 @@ import { EventRecorder } from '../src/agent/recorder.js';
 import { eventPayloadSchema, renderEventJsonSchema, type EventPayload } from '../src/agent/event.js';
 import { CameraRules } from '../src/rules/index.js';
 import { pruneEvidence, storeEvidence } from '../src/evidence/store.js';
+import { unseenCaption } from '../src/evidence/annotate.js';
+import { docSchemaProblems } from './helpers/schemas.js';
 import type { RgbFrame } from '../src/vision/types.js';
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -122,6 +124,39 @@ t.test('a violation is one event id over started, updated and ended, each a mess
   const zoneEdge = at(160, Math.round(0.9 * H));
   t.ok(zoneEdge[0]! - zoneEdge[2]! > 60 && zoneEdge[1]! - zoneEdge[2]! > 40, `zone outline drawn in yellow on grey (${zoneEdge})`);
   t.same(at(160, 120).map((v) => Math.abs(v - 160) <= 4), [true, true, true], 'inside the zone the frame is untouched');
+});
+
+t.test('an update while the subject is hidden lists it apart (lastSeenAt) and draws no box where it was', async (t) => {
+  const s = setup(t, '          - { kind: presence, type: loitering, classes: [person], updateMinutes: 0.05, endSeconds: 2 }');
+  const rules = new CameraRules(s.cam);
+  const box = [0.3125, 0.25, 0.4375, 0.75] as const;
+  const person = { class: 'person', classId: 0, score: 0.9, box: [100, 60, 140, 180] as [number, number, number, number] };
+  const t0 = Date.parse('2025-06-06T12:00:00Z');
+  // Seen over frames 0-4 (0-2 s), then hidden: the update due at 3 s finds the track coasting (kept 5 s).
+  for (let i = 0; i < 7; i++) {
+    const ts = t0 + i * 500;
+    const f = frame(ts, i < 5 ? box : undefined);
+    for (const hit of rules.evaluate(ts, W, H, i < 5 ? [person] : [], f)) t.ok(await s.recorder.record(s.cam, f, hit, s.model));
+  }
+  const [started, updated] = payloads(s.outbox);
+  t.same([started?.state, updated?.state], ['started', 'updated']);
+  t.match(started, { objects: [{ class: 'person', trackId: 1 }] });
+  t.equal(started!.unseen, undefined, 'nothing unseen: the field is left out, as before it existed');
+  t.same(updated!.objects, [], 'nobody is detected in the update\'s frame');
+  t.same(updated!.unseen, [{ class: 'person', trackId: 1, lastSeenAt: new Date(t0 + 4 * 500).toISOString(), lastScore: 0.9, lastBox: [...box] }]);
+  t.equal(docSchemaProblems('event', updated), null, 'valid against docs/schemas/event.schema.json');
+
+  const pixels = async (p: EventPayload) => sharp(readFileSync(join(s.dir, 'data', p.evidence.annotated.file))).raw().toBuffer();
+  const grey = (img: Buffer, x: number, y: number) => [...img.subarray((y * W + x) * 3, (y * W + x) * 3 + 3)].every((v) => Math.abs(v - 160) <= 6);
+  const boxEdge = [Math.round(box[2] * W), Math.round((box[1] + box[3]) / 2 * H)] as const; // the right edge, on grey ground
+  const [first, update] = [await pixels(started!), await pixels(updated!)];
+  t.notOk(grey(first, ...boxEdge), 'started: the person is boxed');
+  t.ok(grey(update, ...boxEdge), 'updated: no box around the empty ground where the person was');
+  t.ok(grey(first, 1, H - 1), 'started: no caption along the bottom');
+  const caption = [...update.subarray(((H - 1) * W + 1) * 3, ((H - 1) * W + 1) * 3 + 3)]; // its black padding
+  t.ok(caption.every((v) => v < 40), `updated: a caption along the bottom names the unseen person (${caption})`);
+  t.same(unseenCaption(updated!.unseen!.map((u) => ({ ...u, lastSeenAt: Date.parse(u.lastSeenAt) })), Date.parse(updated!.detectedAt)),
+    ['not detected in this frame: person #1 (last seen 1.0 s ago)']);
 });
 
 t.test('scene_change: evidence puts the reference beside the current view; line_cross events are instant with counts', async (t) => {

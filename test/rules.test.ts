@@ -117,6 +117,31 @@ t.test('presence lifecycle: one event per stay; ended after endSeconds; re-entry
   t.equal(early[2]!.startedAt, back * STEP, 'with the time it really came back');
 });
 
+t.test('a message lists as objects only what is detected in its own frame; hidden objects of the violation apart, with lastSeenAt', async (t) => {
+  // Updates every 3 s (6 frames): at frames 6, 12, 18, 24. A stands in view throughout; B is hidden (a passer-by, a
+  // bus: no detection) over frames 10-15, so the update at 12 comes while B's track coasts; from 20 both are hidden.
+  const rules = rulesOf(camera(PRESENCE.replace('endSeconds: 5', 'endSeconds: 5, updateMinutes: 0.05')));
+  const a = inside('person', 0.2);
+  const b = inside('person', 0.6);
+  const hits = run(rules, 28, (i) => (i >= 20 ? [] : i >= 10 && i < 16 ? [a] : [a, b]));
+  t.same(hits.map((h) => [h.frame, h.state, h.objects.map((o) => o.trackId), h.unseen.map((o) => o.trackId)]),
+    [[0, 'started', [1, 2], []], [6, 'updated', [1, 2], []], [12, 'updated', [1], [2]], [18, 'updated', [1, 2], []], [24, 'updated', [], [1, 2]]]);
+  const occluded = hits[2]!;
+  const normalized = (d: Detection) => d.box.map((v, i) => v / (i % 2 ? H : W));
+  t.same(occluded.objects[0]!.box, normalized(a), 'A with the box of this frame');
+  t.same(occluded.unseen, [{ class: 'person', trackId: 2, lastSeenAt: 9 * STEP, lastScore: 0.9, lastBox: normalized(b) }],
+    'B: not among the objects, listed apart with its last detection');
+  t.same(hits[4]!.unseen.map((o) => o.lastSeenAt), [19 * STEP, 19 * STEP], 'nobody visible: the update says when each was last seen');
+
+  t.test('ended at a stop: the last frame\'s detections are objects, a hidden subject is unseen', async (t) => {
+    const stop = rulesOf(camera(PRESENCE));
+    run(stop, 12, (i) => (i >= 10 ? [a] : [a, b]));
+    const [ended] = stop.close(12 * STEP);
+    t.match(ended, { state: 'ended', endReason: 'agent_stopped', objects: [{ trackId: 1 }], unseen: [{ trackId: 2, lastSeenAt: 9 * STEP }] });
+    t.equal(ended!.objects.length, 1);
+  });
+});
+
 t.test('presence: a short gap keeps one event; a step out shorter than endSeconds too', async (t) => {
   const rules = rulesOf(camera(PRESENCE));
   const y = (i: number) => (i >= 20 && i < 26 ? 0.2 : 0.6); // 3 s out of the zone, endSeconds 5
@@ -135,7 +160,8 @@ t.test('dwell: a parked car is one event: started at T, updated every updateMinu
   t.same(new Set(hits.map((h) => h.eventId)).size, 1, 'one stable id');
   t.match(hits[0], { eventType: 'fire_lane_parking', rule: 'dwell', ruleId: 'fire_lane_parking', zoneId: 'lower', startedAt: 0, ts: 30_000, dwellSeconds: 30 });
   t.equal(hits[1]!.dwellSeconds, 630);
-  t.equal(hits[3]!.objects[0]!.class, 'car');
+  t.same(hits[3]!.objects, [], 'ended: the car is not in the end frame, so nothing is listed as seen in it');
+  t.match(hits[3]!.unseen, [{ class: 'car', trackId: 1, lastSeenAt: (parked - 1) * STEP }], 'it is listed apart, with when it was last seen');
 });
 
 t.test('dwell: a car that keeps moving never dwells; one that stops does, from where it stopped', async (t) => {
@@ -163,7 +189,7 @@ t.test('cooldown: after an event ends, the next waits cooldownSeconds; two cars 
     ...(i < 100 ? [obj('car', 0.12, 0.6, 0.15, 0.2)] : []),
     ...(i >= 130 ? [obj('truck', 0.6, 0.6, 0.2, 0.25)] : []),
   ]);
-  t.same(hits.map((h) => [h.frame, h.state, h.objects[0]!.class]), [[60, 'started', 'car'], [129, 'ended', 'car'], [249, 'started', 'truck']],
+  t.same(hits.map((h) => [h.frame, h.state, [...h.objects, ...h.unseen][0]!.class]), [[60, 'started', 'car'], [129, 'ended', 'car'], [249, 'started', 'truck']],
     'B was due at frame 190, the 60 s cooldown from the end at frame 129 holds it to 249');
   t.same(hits[2]!.startedAt, 130 * STEP, 'startedAt stays when B stopped');
 
@@ -224,8 +250,8 @@ t.test('count: at least N objects together for the hold time', async (t) => {
   const people = (n: number) => [0.15, 0.35, 0.55, 0.75].slice(0, n).map((x) => inside('person', x));
   const n = (i: number) => (i < 10 ? 2 : i < 30 ? 3 : i < 40 ? 4 : 1);
   const hits = run(rules, 60, (i) => people(n(i)));
-  t.same(hits.map((h) => [h.frame, h.state, h.objects.length]), [[20, 'started', 3], [40 + 9 + 4, 'ended', 4]],
-    '3 from frame 10, held 5 s; at 40 three vanish, coast 5 s (last held at 49), endSeconds 2 s');
+  t.same(hits.map((h) => [h.frame, h.state, h.objects.length, h.unseen.length]), [[20, 'started', 3, 0], [40 + 9 + 4, 'ended', 1, 3]],
+    '3 from frame 10, held 5 s; at 40 three vanish, coast 5 s (last held at 49), endSeconds 2 s; the one left is seen, the three are unseen');
 });
 
 t.test('line_cross: counts per direction, once per crossing, on the segment and in the zone', async (t) => {

@@ -46,7 +46,16 @@ export const eventPayloadSchema = z.object({
     score: z.number().min(0).max(1),
     box: normalizedBox,
     trackId: z.number().int().nonnegative(),
-  }).strict()).describe('the objects that make the rule hold; empty for scene_change'),
+  }).strict()).describe('the objects that make the rule hold, each as the detector found it in this message\'s own frame (the evidence shows these boxes); '
+    + 'ended: those of the last frame it held that are still detected now; empty for scene_change'),
+  unseen: z.array(z.object({
+    class: z.string(),
+    trackId: z.number().int().nonnegative(),
+    lastSeenAt: z.iso.datetime().describe('the last frame the detector found it in'),
+    lastScore: z.number().min(0).max(1),
+    lastBox: normalizedBox.describe('x1, y1, x2, y2 as fractions of the frame, in the frame at lastSeenAt: where it was, not where it is'),
+  }).strict()).optional().describe('objects of the violation the detector did not find in this message\'s frame: hidden (the rule keeps an '
+    + 'occluded object for 5 s), missed, or gone (ended). Not boxed in the evidence, which names them in a caption. Absent when there are none'),
   counts: z.object({ forward: z.number().int().min(0), backward: z.number().int().min(0) }).strict().optional()
     .describe('line_cross: crossings per direction since the agent started'),
   change: z.object({ fraction: z.number().min(0).max(1), threshold: z.number().min(0).max(1) }).strict().optional()

@@ -79,7 +79,12 @@ export class EventRecorder {
         ...(hit.endedAt !== undefined && { endedAt: new Date(hit.endedAt).toISOString() }),
         ...(hit.endReason !== undefined && { endReason: hit.endReason }),
         dwellSeconds: Math.round(hit.dwellSeconds * 10) / 10,
-        objects: hit.objects.map((o) => ({ class: o.class, score: round3(o.score), box: o.box.map(round4) as [number, number, number, number], trackId: o.trackId })),
+        objects: hit.objects.map((o) => ({ class: o.class, score: round3(o.score), box: roundBox(o.box), trackId: o.trackId })),
+        ...(hit.unseen.length > 0 && {
+          unseen: hit.unseen.map((o) => ({
+            class: o.class, trackId: o.trackId, lastSeenAt: new Date(o.lastSeenAt).toISOString(), lastScore: round3(o.lastScore), lastBox: roundBox(o.lastBox),
+          })),
+        }),
         ...(hit.counts && { counts: hit.counts }),
         ...(hit.change && { change: hit.change }),
         location: { ...cam.location },
@@ -138,6 +143,7 @@ export class EventRecorder {
       masks: zone?.masks,
       line: rule?.kind === 'line_cross' ? rule.line : undefined,
       objects: hit.objects,
+      unseen: { objects: hit.unseen, ts: hit.ts },
     };
     const image = ({ file, sha256, bytes }: Stored, img: { width: number; height: number }): EvidenceImage =>
       ({ file, sha256, bytes, width: img.width, height: img.height, contentType: 'image/jpeg' });
@@ -243,6 +249,7 @@ export class EventRecorder {
 
 function round3(x: number): number { return Math.round(x * 1000) / 1000; }
 function round4(x: number): number { return Math.min(1, Math.max(0, Math.round(x * 10000) / 10000)); }
+function roundBox(box: readonly number[]): [number, number, number, number] { return box.map(round4) as [number, number, number, number]; }
 
 /** Local wall-clock time for the evidence caption, in the camera's time zone. */
 export function formatLocal(ts: number, timeZone: string | undefined): string {

@@ -38,7 +38,8 @@ export function reportFailure(command: string, err: unknown, io: CommandIo, help
 const help = `usage: edgepatrol rules test <camera> --video <file> --config <file> [options]
 
 Replays a video through the camera's detector, tracker and rules, as the agent would run them, and prints
-every event message that would be sent: time in the video, state, type, zone, rule and objects.
+every event message that would be sent: time in the video, state, type, zone, rule and objects (those not
+detected in the message's frame marked "unseen" with how long ago they were last seen).
 Nothing is stored or published.
   --config FILE     the gateway's YAML config (see docs/config.md)
   --video FILE      the clip to replay; sampled at the camera's detect.fps
@@ -46,8 +47,9 @@ Nothing is stored or published.
   --evidence DIR    also write each message's annotated evidence JPEG into DIR
   --json            JSON lines, one per message, nothing else on stdout: {"time" (seconds into the video),
                     "eventId","state","eventType","preset","rule","ruleId","zoneId","startedAt","ts","endedAt",
-                    "endReason","dwellSeconds","objects":[…],"counts","change"} (times in ms since 1970; the
-                    optional fields only where the text shows them)
+                    "endReason","dwellSeconds","objects":[…],"unseen":[{"class","trackId","lastSeenAt","lastScore",
+                    "lastBox"}],"counts","change"} (times in ms since 1970; the optional fields only where the
+                    text shows them)
   --models-dir DIR  folder with manifest.json and the model files (default: the project's models/)
 exit codes: 0 done, 1 bad usage or unreadable video, 2 invalid config, 3 model missing or refused
 `;
@@ -78,7 +80,10 @@ function parse(argv: string[]) {
 }
 
 function line(hit: RuleHit, videoSeconds: number): string {
-  const objects = hit.objects.map((o) => `${o.class}#${o.trackId} ${o.score.toFixed(2)}`).join(', ');
+  const objects = [
+    ...hit.objects.map((o) => `${o.class}#${o.trackId} ${o.score.toFixed(2)}`),
+    ...hit.unseen.map((o) => `${o.class}#${o.trackId} unseen ${((hit.ts - o.lastSeenAt) / 1000).toFixed(1)}s`),
+  ].join(', ');
   const extra = [
     hit.counts ? `forward ${hit.counts.forward} backward ${hit.counts.backward}` : '',
     hit.change ? `changed ${Math.round(hit.change.fraction * 100)}% (threshold ${Math.round(hit.change.threshold * 100)}%)` : '',
@@ -119,7 +124,7 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
           const jpeg = await annotateEvidence(frame, {
             title: `${camera.name} | ${hit.eventType} ${hit.state} | ${formatLocal(frame.ts, camera.timezone)}`,
             zone: zone?.polygon, masks: zone?.masks, line: rule?.kind === 'line_cross' ? rule.line : undefined,
-            objects: hit.objects, quality: config.evidence.jpegQuality,
+            objects: hit.objects, unseen: { objects: hit.unseen, ts: hit.ts }, quality: config.evidence.jpegQuality,
           });
           await writeFile(join(opts.evidence, `${String(count).padStart(4, '0')}-${hit.eventType}-${hit.state}.jpg`), jpeg);
         }

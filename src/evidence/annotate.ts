@@ -1,7 +1,10 @@
-import { drawBoxes, drawLabel, drawLine, drawPolygon, fillRect, styleFor, type Canvas, type Color } from './draw.js';
+import { drawBoxes, drawLabel, drawLine, drawPolygon, fillRect, styleFor, textSize, type Canvas, type Color } from './draw.js';
 import { encodeJpeg } from './jpeg.js';
 
 type Pt = readonly [number, number];
+
+/** An object of the event that is not in the frame, and when it was (ms). */
+export interface UnseenLabel { class: string; trackId: number; lastSeenAt: number }
 
 export interface AnnotateOptions {
   /** Caption across the top: camera, event type, local time. */
@@ -12,8 +15,13 @@ export interface AnnotateOptions {
   masks?: readonly (readonly Pt[])[];
   /** A line_cross line, normalized, drawn with an arrow towards its forward side. */
   line?: readonly [Pt, Pt];
-  /** The objects that made the rule fire, boxes normalized. */
+  /** The objects that made the rule fire, as detected in this frame, boxes normalized: each is boxed. */
   objects: readonly { class: string; score: number; box: readonly [number, number, number, number]; trackId: number }[];
+  /**
+   * Objects of the event the detector did not find in this frame (hidden, missed, gone): not boxed, since the box
+   * would frame empty ground, but named in a caption along the bottom with how long ago they were last seen.
+   */
+  unseen?: { objects: readonly UnseenLabel[]; /** Time of the frame (ms), for "last seen … ago". */ ts: number };
   quality: number;
 }
 
@@ -46,7 +54,7 @@ export function drawDirectedLine(img: Canvas, line: readonly [Pt, Pt], color: Co
   drawLine(img, tx, ty, tx - nx * size * 0.4 - ux * size * 0.3, ty - ny * size * 0.4 - uy * size * 0.3, color, thickness);
 }
 
-/** Draws zone, masks, line, boxes and caption on `img` in place. */
+/** Draws zone, masks, line, boxes, title and the caption of unseen objects on `img` in place. */
 export function drawAnnotations(img: Canvas, opts: Omit<AnnotateOptions, 'quality'>): void {
   const { scale, thickness } = styleFor(img);
   if (opts.zone) drawPolygon(img, px(img, opts.zone), ZONE_COLOR, thickness);
@@ -58,6 +66,30 @@ export function drawAnnotations(img: Canvas, opts: Omit<AnnotateOptions, 'qualit
     classId: classIndex(o.class),
   })));
   drawLabel(img, 0, 0, opts.title, { ...TITLE_STYLE, scale });
+  if (opts.unseen?.objects.length) {
+    // Last line first, on the bottom edge, then upwards: the caption reads top-down and stays clear of the title.
+    const fits = (line: string): boolean => textSize(line, scale).width + 4 * scale <= img.width;
+    let bottom = img.height;
+    for (const line of unseenCaption(opts.unseen.objects, opts.unseen.ts, fits).reverse()) {
+      bottom = drawLabel(img, 0, bottom, line, { ...TITLE_STYLE, scale })[1];
+    }
+  }
+}
+
+/**
+ * The caption naming the unseen objects, "not detected in this frame: person #3 (last seen 2.1 s ago), …", in
+ * lines that each `fit`.
+ */
+export function unseenCaption(unseen: readonly UnseenLabel[], ts: number, fits: (line: string) => boolean = () => true): string[] {
+  const items = unseen.map((o) => `${o.class} #${o.trackId} (last seen ${(Math.max(0, ts - o.lastSeenAt) / 1000).toFixed(1)} s ago)`);
+  const lines = ['not detected in this frame:'];
+  for (const item of items) {
+    const last = lines.length - 1;
+    const joined = `${lines[last]}${lines[last]!.endsWith(':') ? ' ' : ', '}${item}`;
+    if (fits(joined)) lines[last] = joined;
+    else lines.push(item);
+  }
+  return lines;
 }
 
 /**

@@ -47,6 +47,8 @@ export class CameraRules {
   private readonly evaluators: Evaluator[] = [];
   private readonly lifecycles: Lifecycle[] = [];
   private readonly timeZone: string;
+  /** The live tracks of the last evaluated frame: what a message about that frame (at a stop) can say was seen. */
+  private lastTracks: Track[] = [];
 
   /** Loads the camera's scene_change references, then builds its rules. */
   static async open(camera: CameraConfig, opts: Omit<CameraRulesOptions, 'references'> = {}): Promise<CameraRules> {
@@ -82,7 +84,7 @@ export class CameraRules {
   private evaluator(camera: CameraConfig, zone: ZoneConfig, rule: RuleConfig, life: Lifecycle, references: ReadonlyMap<string, Thumb> | undefined): Evaluator {
     const scheduled = (ts: number): boolean => inSchedule(rule.schedule, ts, this.timeZone);
     const over = (observer: { observe(ts: number, tracks: readonly Track[]): Observation }): Evaluator =>
-      (ts, tracks) => life.step(ts, observer.observe(ts, tracks), scheduled(ts));
+      (ts, tracks) => life.step(ts, tracks, observer.observe(ts, tracks), scheduled(ts));
     switch (rule.kind) {
       case 'presence': return over(new PresenceObserver(zone, rule));
       case 'dwell': return over(new DwellObserver(zone, rule));
@@ -95,7 +97,7 @@ export class CameraRules {
           const hits: RuleHit[] = [];
           for (const c of observer.observe(tracks)) {
             if (rule.direction !== 'both' && c.direction !== rule.direction) continue;
-            const hit = life.instant(ts, [c.object], on, { counts: { ...observer.counts } });
+            const hit = life.instant(ts, tracks, [c.track], on, { counts: { ...observer.counts } });
             if (hit) hits.push(hit);
           }
           return hits;
@@ -111,7 +113,7 @@ export class CameraRules {
           const current = thumb();
           if (!current) return null;
           const obs = observer.observe(ts, current, tracks);
-          return life.step(ts, obs, scheduled(ts), { change: { fraction: round3(observer.fraction), threshold: rule.threshold } });
+          return life.step(ts, tracks, obs, scheduled(ts), { change: { fraction: round3(observer.fraction), threshold: rule.threshold } });
         };
       }
     }
@@ -130,6 +132,7 @@ export class CameraRules {
       box: [clamp(d.box[0] / width), clamp(d.box[1] / height), clamp(d.box[2] / width), clamp(d.box[3] / height)] as const,
     }));
     const tracks = this.tracker.update(ts, normalized);
+    this.lastTracks = tracks;
     let thumb: Thumb | null | undefined;
     const lazyThumb = (): Thumb | null => (thumb === undefined ? (thumb = frame ? greyThumb({ width, height, data: frame.data, ...(frame.format && { format: frame.format }) }) : null) : thumb);
     const hits: RuleHit[] = [];
@@ -151,10 +154,11 @@ export class CameraRules {
 
   /**
    * Ends every open violation because the agent stops (`ended` with endReason `agent_stopped`, `endedAt` the last
-   * frame the rule held); the rules are not used after it. `ts` is the time of the stop.
+   * frame the rule held); the rules are not used after it. `ts` is the time of the stop. The messages describe the
+   * last evaluated frame, which their evidence shows: the objects detected in it, the others unseen.
    */
   close(ts: number): RuleHit[] {
-    return this.lifecycles.flatMap((life) => life.close(ts) ?? []);
+    return this.lifecycles.flatMap((life) => life.close(ts, this.lastTracks) ?? []);
   }
 }
 

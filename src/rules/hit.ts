@@ -3,12 +3,26 @@ import type { Track } from '../vision/tracker.js';
 import type { RuleKind } from './presets.js';
 import { boxArea, groundPoint, pointInPolygon, type Point } from './geometry.js';
 
-/** One object behind a rule hit; `box` is normalized to the frame (0..1). */
+/** One object behind a rule hit, as the detector found it in the message's own frame; `box` is normalized (0..1). */
 export interface RuleObject {
   class: string;
   score: number;
   box: [number, number, number, number];
   trackId: number;
+}
+
+/**
+ * An object of the violation that the detector did not find in the message's own frame: hidden (its track coasts
+ * through an occlusion), missed by the detector, or gone (an `ended` message). Where and when it was last seen.
+ */
+export interface UnseenObject {
+  class: string;
+  trackId: number;
+  /** Time of the last frame it was detected in (ms). */
+  lastSeenAt: number;
+  lastScore: number;
+  /** Its box in that frame, normalized; not where it is now. */
+  lastBox: [number, number, number, number];
 }
 
 /**
@@ -46,8 +60,13 @@ export interface RuleHit {
   endReason?: EndReason;
   /** How long the violation has lasted, in seconds: (endedAt or ts) - startedAt. */
   dwellSeconds: number;
-  /** The objects that make the rule hold (for `ended`, those of the last frame it held); none for scene_change. */
+  /**
+   * The objects that make the rule hold and that the detector found in this frame (for `ended`, those of the last
+   * frame it held that are still detected now); none for scene_change. Their boxes are this frame's detections.
+   */
   objects: RuleObject[];
+  /** The objects that make the rule hold but were not detected in this frame, with where and when they were last seen. */
+  unseen: UnseenObject[];
   /** line_cross: crossings counted per direction since the rules started. */
   counts?: { forward: number; backward: number };
   /** scene_change: the fraction of the zone that differs from the reference, and the rule's threshold. */
@@ -75,8 +94,26 @@ export function sight(rule: ObjectRuleConfig, zone: ZoneConfig, track: Track): S
   return { kind: 'seen', inZone: inZone(at, zone), at };
 }
 
-export function ruleObject(track: Track): RuleObject {
-  return { class: track.class, score: track.score, box: [...track.box], trackId: track.id };
+/**
+ * The message's view of a violation's tracks on the frame of `tracks` (every live track of that frame): those
+ * detected in it are `objects`, with this frame's box; the others (coasting, or ended by the tracker) are `unseen`,
+ * with their last detection. `subjects` may be older than the frame: an `ended` message's are those of the last
+ * frame the rule held.
+ */
+export function sortBySight(subjects: readonly Track[], tracks: readonly Track[]): { objects: RuleObject[]; unseen: UnseenObject[] } {
+  const now = new Map(tracks.map((t) => [t.id, t]));
+  const objects: RuleObject[] = [];
+  const unseen: UnseenObject[] = [];
+  for (const subject of subjects) {
+    const t = now.get(subject.id);
+    if (t?.missed === 0) {
+      objects.push({ class: t.class, score: t.score, box: [...t.box], trackId: t.id });
+    } else {
+      const last = t ?? subject;
+      unseen.push({ class: last.class, trackId: last.id, lastSeenAt: last.lastSeen, lastScore: last.score, lastBox: [...last.box] });
+    }
+  }
+  return { objects, unseen };
 }
 
 /** Forgets per-track state of tracks the tracker has ended. */

@@ -1,5 +1,5 @@
 export { CameraRules, OCCLUSION_SECONDS, SceneReferenceError, referenceKey, type CameraRulesOptions } from './camera.js';
-export { END_REASONS, type RuleHit, type RuleObject, type EventState, type EndReason } from './hit.js';
+export { END_REASONS, type RuleHit, type RuleObject, type UnseenObject, type EventState, type EndReason } from './hit.js';
 export { groundPoint, pointInPolygon, polygonProblem, sideOf, type Point, type Box } from './geometry.js';
 export { inSchedule, localTime } from './schedule.js';
 export { PRESETS, PRESET_NAMES, RULE_KINDS, applyPreset, type PresetName, type RuleKind, type Preset } from './presets.js';

@@ -1,6 +1,7 @@
 import type { RuleConfig, ZoneConfig } from '../config/index.js';
+import type { Track } from '../vision/tracker.js';
 import type { Observation } from './observe.js';
-import type { EndReason, EventState, RuleHit, RuleObject } from './hit.js';
+import { sortBySight, type EndReason, type EventState, type RuleHit } from './hit.js';
 
 /**
  * The life of one rule's violations: one event while the rule holds, with a stable id. `started` when the rule
@@ -8,6 +9,9 @@ import type { EndReason, EventState, RuleHit, RuleObject } from './hit.js';
  * `updateMinutes` while it holds; `ended` once it has not held for `endSeconds` (short gaps, such as a missed
  * detection or a passer-by covering the scene, do not split one violation in two), or when the schedule window
  * closes. Pure apart from the id generator it is given.
+ *
+ * Each message describes its own frame, whose live tracks (`tracks`) come with it: the violation's objects the
+ * detector found in that frame are its `objects`, those it did not (hidden, missed, gone) are `unseen`.
  */
 export class Lifecycle {
   private active: Active | null = null;
@@ -20,46 +24,50 @@ export class Lifecycle {
     private readonly newId: () => string,
   ) {}
 
-  /** Feeds one frame's observation; returns the message this frame makes, if any. */
-  step(ts: number, obs: Observation, scheduled: boolean, extra: Extra = {}): RuleHit | null {
+  /** Feeds one frame's observation and live tracks; returns the message this frame makes, if any. */
+  step(ts: number, tracks: readonly Track[], obs: Observation, scheduled: boolean, extra: Extra = {}): RuleHit | null {
     const a = this.active;
     if (a) {
       if (obs.holds && scheduled) {
         a.lastHeld = ts;
-        a.objects = obs.objects;
+        a.subjects = obs.subjects;
         a.extra = extra;
         if (ts - a.lastMessage < this.rule.updateMinutes * 60_000) return null;
         a.lastMessage = ts;
-        return this.hit('updated', a.eventId, a.startedAt, ts, a.objects, extra);
+        return this.hit('updated', a.eventId, a.startedAt, ts, a.subjects, tracks, extra);
       }
       if (scheduled && ts - a.lastHeld < this.rule.endSeconds * 1000) return null;
-      return this.end(a, ts, scheduled ? 'cleared' : 'schedule');
+      return this.end(a, ts, tracks, scheduled ? 'cleared' : 'schedule');
     }
     if (!obs.holds || !scheduled || ts - this.lastEnd < this.rule.cooldownSeconds * 1000) return null;
     const eventId = this.newId();
-    this.active = { eventId, startedAt: obs.since, lastHeld: ts, lastMessage: ts, objects: obs.objects, extra };
-    return this.hit('started', eventId, obs.since, ts, obs.objects, extra);
+    this.active = { eventId, startedAt: obs.since, lastHeld: ts, lastMessage: ts, subjects: obs.subjects, extra };
+    return this.hit('started', eventId, obs.since, ts, obs.subjects, tracks, extra);
   }
 
-  /** Ends the open violation, if there is one, because the agent stops; the lifecycle is not used after it. */
-  close(ts: number): RuleHit | null {
-    return this.active ? this.end(this.active, ts, 'agent_stopped') : null;
+  /**
+   * Ends the open violation, if there is one, because the agent stops; `tracks` are those of the last frame, the
+   * one its evidence shows. The lifecycle is not used after it.
+   */
+  close(ts: number, tracks: readonly Track[]): RuleHit | null {
+    return this.active ? this.end(this.active, ts, tracks, 'agent_stopped') : null;
   }
 
-  private end(a: Active, ts: number, endReason: EndReason): RuleHit {
+  /** The subjects of the last frame the rule held, as the frame of `tracks` shows them: still there, or unseen. */
+  private end(a: Active, ts: number, tracks: readonly Track[], endReason: EndReason): RuleHit {
     this.active = null;
     this.lastEnd = ts;
-    return { ...this.hit('ended', a.eventId, a.startedAt, ts, a.objects, a.extra), endedAt: a.lastHeld, dwellSeconds: (a.lastHeld - a.startedAt) / 1000, endReason };
+    return { ...this.hit('ended', a.eventId, a.startedAt, ts, a.subjects, tracks, a.extra), endedAt: a.lastHeld, dwellSeconds: (a.lastHeld - a.startedAt) / 1000, endReason };
   }
 
   /** A violation that is one moment (a line crossing): one `instant` message, at most one per cooldown. */
-  instant(ts: number, objects: RuleObject[], scheduled: boolean, extra: Extra = {}): RuleHit | null {
+  instant(ts: number, tracks: readonly Track[], subjects: readonly Track[], scheduled: boolean, extra: Extra = {}): RuleHit | null {
     if (!scheduled || ts - this.lastInstant < this.rule.cooldownSeconds * 1000) return null;
     this.lastInstant = ts;
-    return this.hit('instant', this.newId(), ts, ts, objects, extra);
+    return this.hit('instant', this.newId(), ts, ts, subjects, tracks, extra);
   }
 
-  private hit(state: EventState, eventId: string, startedAt: number, ts: number, objects: RuleObject[], extra: Extra): RuleHit {
+  private hit(state: EventState, eventId: string, startedAt: number, ts: number, subjects: readonly Track[], tracks: readonly Track[], extra: Extra): RuleHit {
     return {
       eventId,
       state,
@@ -71,14 +79,14 @@ export class Lifecycle {
       startedAt,
       ts,
       dwellSeconds: (ts - startedAt) / 1000,
-      objects,
+      ...sortBySight(subjects, tracks),
       ...extra,
     };
   }
 }
 
 /** The open violation. */
-interface Active { eventId: string; startedAt: number; lastHeld: number; lastMessage: number; objects: RuleObject[]; extra: Extra }
+interface Active { eventId: string; startedAt: number; lastHeld: number; lastMessage: number; subjects: Track[]; extra: Extra }
 
 /** Kind-specific facts carried by every message of the event. */
 export type Extra = Pick<RuleHit, 'counts' | 'change'>;

@@ -3,7 +3,7 @@ import type {
 } from '../config/index.js';
 import type { Track } from '../vision/tracker.js';
 import { crossingPoint, distance, distanceToBox, groundPoint, segmentsIntersect, sideOf, type Point } from './geometry.js';
-import { dropEnded, inZone, ruleObject, sight, type RuleObject } from './hit.js';
+import { dropEnded, inZone, sight } from './hit.js';
 
 /**
  * Per-kind conditions over tracked objects, one frame at a time. Each says whether its condition holds on this
@@ -13,17 +13,18 @@ export interface Observation {
   holds: boolean;
   /** When the condition began to hold without a break (ms); meaningful when `holds`. */
   since: number;
-  objects: RuleObject[];
+  /** The tracks that make it hold: seen in this frame, or coasting through an occlusion. */
+  subjects: Track[];
 }
 
-const NOTHING: Observation = { holds: false, since: 0, objects: [] };
+const NOTHING: Observation = { holds: false, since: 0, subjects: [] };
 
 function observation(entries: { since: number; track: Track }[]): Observation {
   if (entries.length === 0) return NOTHING;
   return {
     holds: true,
     since: Math.min(...entries.map((e) => e.since)),
-    objects: entries.map((e) => ruleObject(e.track)),
+    subjects: entries.map((e) => e.track),
   };
 }
 
@@ -75,7 +76,7 @@ export class CountObserver {
     }
     this.reachedAt ??= ts;
     if (ts - this.reachedAt < this.rule.seconds * 1000) return NOTHING;
-    return { holds: true, since: this.reachedAt, objects: present.map((p) => ruleObject(p.track)) };
+    return { holds: true, since: this.reachedAt, subjects: present.map((p) => p.track) };
   }
 }
 
@@ -165,10 +166,10 @@ export class LineCrossObserver {
 
   constructor(private readonly zone: ZoneConfig, private readonly rule: LineCrossRuleConfig) {}
 
-  observe(tracks: readonly Track[]): { direction: Direction; object: RuleObject }[] {
+  observe(tracks: readonly Track[]): { direction: Direction; track: Track }[] {
     dropEnded(this.sides, tracks);
     const [a, b] = this.rule.line;
-    const out: { direction: Direction; object: RuleObject }[] = [];
+    const out: { direction: Direction; track: Track }[] = [];
     for (const track of tracks) {
       const s = sight(this.rule, this.zone, track);
       if (s.kind !== 'seen') continue;
@@ -181,7 +182,7 @@ export class LineCrossObserver {
       if (!segmentsIntersect(last.at, s.at, a, b) || !inZone(crossingPoint(last.at, s.at, a, b), this.zone)) continue;
       const direction: Direction = side > 0 ? 'forward' : 'backward';
       this.counts[direction]++;
-      out.push({ direction, object: ruleObject(track) });
+      out.push({ direction, track });
     }
     return out;
   }

@@ -109,6 +109,6 @@ export class SceneChangeObserver {
       else this.differentSince ??= ts;
     }
     const holds = this.differentSince !== null && ts - this.differentSince >= this.rule.seconds * 1000;
-    return { holds, since: this.differentSince ?? ts, objects: [] };
+    return { holds, since: this.differentSince ?? ts, subjects: [] };
   }
 }
