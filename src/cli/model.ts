@@ -1,12 +1,14 @@
-import { readFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { CALIBRATION_METHODS, type CalibrationMethod } from '../model/calibrate.js';
 import { compareDetections, type FrameDetections } from '../model/compare.js';
 import { benchModels } from '../model/bench.js';
-import { readFrameSet, type FrameSet } from '../model/frames.js';
+import { IMAGE_EXTENSIONS, readFrameSet, type FrameSet } from '../model/frames.js';
+import { evaluateDetections, LabelError, parseClassNames, parseCocoLabels, parseYoloLabels, type ClassScore, type ImageResult } from '../model/ground-truth.js';
+import { decodeImage } from '../evidence/jpeg.js';
 import { buildInt8, calibrateModel, int8Entry, writeCalibrationRecord } from '../model/int8.js';
 import { readModel } from '../model/onnx.js';
 import { classNamesFromMetadata, installModel, onnxInfo } from '../model/registry.js';
@@ -64,6 +66,22 @@ const help = `usage: edgepatrol model <command> [options]
                               "truePositives","precision","recall","f1","map50","scoreDrift":{"pairs","mean",
                               "meanAbs","maxAbs"},"perClass":{"<id>":{"class","reference","ap"}},"set":{"path",
                               "start","end"}}
+  eval <model> --labels <dir-or-file.json>
+                            precision, recall and AP@0.5 per class and mAP@0.5 against human-labelled boxes
+      --labels DIR            YOLO labels: one <image name>.txt per image, a line 'class cx cy w h' per box
+                              (normalised to the image; class = index in the model's class list, or in the
+                              folder's classes.txt if it has one); an empty file = an image with no objects,
+                              a missing one is an error
+      --labels FILE.json      COCO detection JSON (bbox in pixels, category names the model knows)
+      --images DIR            the labelled images (default: the labels' folder)
+      --classes a,b,…         classes to score (default: those with at least one label; detections of
+                              other classes are not counted, as nobody labelled them)
+      --threshold S           operating score threshold for precision and recall (default 0.35)
+      --iou X                 IoU a detection needs to match a label (default 0.5)
+      --json                  {"model":{"name","sha256"},"imagesDir","labelsPath","threshold","iou","images",
+                              "labels","detections","truePositives","precision","recall","f1","map50",
+                              "perClass":{"<class>":{"labels","detections","truePositives","precision","recall",
+                              "ap50"}},"perImage":[{"image","labels"}]}
 common: --models-dir DIR (default: the project's models/), --threads N (default 2, bench excepted)
 --json prints one JSON document on stdout and nothing else; errors and warnings go to stderr, exit codes unchanged.
 exit codes: 0 done, 1 bad usage or a failed check (verify prints every failure)
@@ -112,6 +130,9 @@ const options = {
   'weight-bits': { type: 'string' },
   out: { type: 'string' },
   threshold: { type: 'string' },
+  images: { type: 'string' },
+  classes: { type: 'string' },
+  iou: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -141,6 +162,7 @@ export async function modelCommand(argv: string[], io: CommandIo = process): Pro
       case 'add': return await add(modelsDir, positionals, values, io);
       case 'quantize': return await quantize(modelsDir, positionals, values, io);
       case 'compare': return await compare(modelsDir, positionals, values, io);
+      case 'eval': return await evaluate(modelsDir, positionals, values, io);
       default: throw new UsageError(`unknown command '${sub}'`);
     }
   } catch (err) {
@@ -415,4 +437,121 @@ async function compare(modelsDir: string, positionals: string[], values: Values,
     io.stdout.write(`  ${(classes[Number(id)] ?? `class${id}`).padEnd(16)} reference ${String(c.reference).padStart(5)}  AP@0.5 ${pct(c.ap)}\n`);
   }
   return EXIT.ok;
+}
+
+/** Boxes per image of a label set, in pixels, for the images of `imagesDir` (every image needs its labels). */
+async function readLabelSet(labels: string, imagesDir: string, classes: readonly string[]): Promise<{ image: string; file: string; labels: ImageResult['labels'] }[]> {
+  const classId = (name: string): number | undefined => {
+    const i = classes.indexOf(name);
+    return i >= 0 ? i : undefined;
+  };
+  let images: string[];
+  try {
+    images = (await readdir(imagesDir)).filter((f) => IMAGE_EXTENSIONS.has(extname(f).toLowerCase())).sort();
+  } catch {
+    throw new UsageError(`--images ${imagesDir} is not a readable folder`);
+  }
+  if (images.length === 0) throw new UsageError(`${imagesDir} holds no images (${[...IMAGE_EXTENSIONS].join(' ')}); give the labelled images with --images DIR`);
+  const isDir = (await stat(labels).catch(() => undefined))?.isDirectory();
+  if (isDir === undefined) throw new UsageError(`--labels ${labels} does not exist: give a folder of YOLO .txt files or a COCO .json file`);
+  const out: { image: string; file: string; labels: ImageResult['labels'] }[] = [];
+  if (!isDir) {
+    const byName = parseCocoLabels(await readFile(labels, 'utf8'), labels, classId);
+    const stray = [...byName.keys()].filter((n) => !images.includes(n));
+    if (stray.length) throw new LabelError(`${labels} lists images not in ${imagesDir}: ${stray.slice(0, 5).join(', ')}${stray.length > 5 ? ', …' : ''}`);
+    for (const image of images) {
+      const boxes = byName.get(image);
+      if (!boxes) throw new LabelError(`${labels} does not list image ${image} of ${imagesDir}: add it to 'images' (with no annotations if it shows nothing)`);
+      out.push({ image, file: join(imagesDir, image), labels: boxes });
+    }
+    return out;
+  }
+  const txt = (await readdir(labels)).filter((f) => f.endsWith('.txt') && f !== 'classes.txt');
+  const namesFile = join(labels, 'classes.txt');
+  const names = await readFile(namesFile, 'utf8').then((t) => parseClassNames(t, namesFile, (n) => classId(n) !== undefined), (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [...classes];
+    throw err;
+  });
+  const stem = (f: string): string => f.slice(0, f.length - extname(f).length);
+  const stray = txt.filter((f) => !images.some((i) => stem(i) === stem(f)));
+  if (stray.length) throw new LabelError(`${labels} has label files for images not in ${imagesDir}: ${stray.slice(0, 5).join(', ')}${stray.length > 5 ? ', …' : ''}`);
+  for (const image of images) {
+    const labelFile = join(labels, `${stem(image)}.txt`);
+    const text = await readFile(labelFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') throw new LabelError(`no label file ${labelFile} for image ${join(imagesDir, image)}: write an empty one if the image shows none of the labelled classes`);
+      throw err;
+    });
+    const { width, height } = await decodeImage(join(imagesDir, image));
+    out.push({ image, file: join(imagesDir, image), labels: parseYoloLabels(text, labelFile, { width, height }, names, (n) => classId(n)!) });
+  }
+  return out;
+}
+
+/** Runs a model over labelled images and scores it against the labels. */
+export async function evaluateModel(
+  modelsDir: string,
+  model: string,
+  opts: { labels: string; images?: string; threshold?: number; iou?: number; classes?: readonly string[]; threads?: number },
+) {
+  const threshold = opts.threshold ?? 0.35;
+  const iou = opts.iou ?? 0.5;
+  const classes = resolveModel(loadManifest(modelsDir), model).classes;
+  const scope = opts.classes?.map((name) => {
+    const i = classes.indexOf(name);
+    if (i < 0) throw new UsageError(`--classes: the model has no class '${name}'`);
+    return i;
+  });
+  const imagesDir = opts.images ?? ((await stat(opts.labels).catch(() => undefined))?.isDirectory() ? opts.labels : dirname(opts.labels));
+  const set = await readLabelSet(opts.labels, imagesDir, classes);
+  const detectors: Detector[] = [];
+  try {
+    for (const s of [threshold, 0.05]) detectors.push(await openDetector({ modelsDir, model, threads: opts.threads, scoreThreshold: s }));
+    const [atThreshold, ranked] = detectors as [Detector, Detector];
+    const results: ImageResult[] = [];
+    for (const item of set) {
+      const img = await decodeImage(item.file);
+      const frame = { width: img.width, height: img.height, data: img.data, ts: 0 };
+      results.push({ image: item.image, labels: item.labels, detections: await atThreshold.detect(frame), ranked: await ranked.detect(frame) });
+    }
+    const r = evaluateDetections(results, { iou, ...(scope ? { scope } : {}) });
+    const perClass: Record<string, ClassScore> = {};
+    for (const [id, c] of Object.entries(r.perClass).sort((x, y) => y[1].labels - x[1].labels || Number(x[0]) - Number(y[0]))) perClass[classes[Number(id)]!] = c;
+    const perImage = results.map((x) => ({ image: x.image, labels: x.labels.length }));
+    return { model: atThreshold.model, imagesDir, labelsPath: opts.labels, threshold, iou, ...r, perClass, perImage };
+  } finally {
+    for (const d of detectors) await d.close();
+  }
+}
+
+async function evaluate(modelsDir: string, positionals: string[], values: Values, io: CommandIo): Promise<number> {
+  if (positionals.length !== 1) throw new UsageError('one model name expected (from the manifest, see edgepatrol model list)');
+  if (!values.labels) throw new UsageError('--labels is required: a folder of YOLO .txt files or a COCO .json file');
+  const iou = number('iou', values.iou, { min: 0 });
+  if (iou !== undefined && !(iou > 0 && iou <= 1)) throw new UsageError(`--iou must be in (0, 1], got '${values.iou}'`);
+  const r = await evaluateModel(modelsDir, positionals[0]!, {
+    labels: values.labels,
+    ...(values.images ? { images: values.images } : {}),
+    ...(values.classes ? { classes: values.classes.split(',').map((c) => c.trim()).filter(Boolean) } : {}),
+    threshold: number('threshold', values.threshold, { min: 0 }),
+    iou,
+    threads: number('threads', values.threads, { integer: true, min: 1 }),
+  });
+  if (values.json) {
+    writeJson(io, r);
+    return 0;
+  }
+  const f = (v: number): string => v.toFixed(3).padStart(10);
+  io.stdout.write(
+    `${r.model.name} (${r.model.sha256.slice(0, 12)}) on ${r.images} images of ${r.imagesDir} against ${r.labels} labelled boxes (${r.labelsPath}), ` +
+      `score >= ${r.threshold}, IoU >= ${r.iou}, same class\n` +
+      `${'class'.padEnd(16)}${'labels'.padStart(7)}${'detections'.padStart(11)}${'matched'.padStart(8)}${'precision'.padStart(10)}${'recall'.padStart(10)}${'AP@0.5'.padStart(10)}\n`,
+  );
+  for (const [name, c] of Object.entries(r.perClass)) {
+    io.stdout.write(`${name.padEnd(16)}${String(c.labels).padStart(7)}${String(c.detections).padStart(11)}${String(c.truePositives).padStart(8)}${f(c.precision)}${f(c.recall)}${f(c.ap50)}\n`);
+  }
+  io.stdout.write(
+    `${'all'.padEnd(16)}${String(r.labels).padStart(7)}${String(r.detections).padStart(11)}${String(r.truePositives).padStart(8)}${f(r.precision)}${f(r.recall)}${' '.repeat(10)}\n` +
+      `mAP@0.5 ${r.map50.toFixed(4)} (mean over the ${Object.values(r.perClass).filter((c) => c.labels > 0).length} classes with labels)   F1 ${r.f1.toFixed(4)}\n`,
+  );
+  return 0;
 }
