@@ -32,8 +32,10 @@ unpack() {
         deb=$(ls .cache/debs/"${pkg}"_*.deb 2>/dev/null | head -1 || true)
         if [[ -z $deb ]]; then
           say "downloading Debian package $spec"
-          (cd .cache/debs && apt-get download "$spec" >/dev/null 2>&1) || (cd .cache/debs && apt-get download "$pkg" >/dev/null) ||
-            { say "cannot download Debian package $pkg (run apt-get update?)"; exit 1; }
+          # The pinned version first; a Debian point release may have replaced it (the sha256 check then decides).
+          get() { (cd .cache/debs && { apt-get download "$spec" >/dev/null 2>&1 || apt-get download "$pkg" >/dev/null 2>&1; }); }
+          get || { [[ $(id -u) -eq 0 ]] && apt-get update -qq && get; } ||
+            { say "cannot download Debian package $pkg: run apt-get update, then this script again"; exit 1; }
           deb=$(ls .cache/debs/"${pkg}"_*.deb | head -1)
         fi
         dpkg-deb -x "$deb" "$dir" ;;
