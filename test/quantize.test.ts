@@ -66,7 +66,14 @@ t.test('the shipped INT8 default: rebuilt byte for byte, loads, and agrees with 
   t.equal(manifest.default, int8Name, 'the INT8 model is the default');
   const q = spec.quantization as { from: string; ranges: string; method: string; calibration: { start?: number; end?: number; path: string } };
   const record = await readCalibrationRecord(join(modelsDir, q.ranges));
-  t.ok((record.calibration.end as number) <= HELD_OUT.start, `calibrated on ${record.calibration.path} up to ${String(record.calibration.end)} s, tested from ${HELD_OUT.start} s`);
+  // Calibrated on the calib image set (scripts/images.tsv): its vtest frames all lie before the held-out stretch,
+  // and no image is also in the held-out set.
+  t.equal(record.calibration.path, 'assets/images/calib', 'calibrated on the varied calib set');
+  const sets = readFileSync(join(modelsDir, '..', 'scripts', 'images.tsv'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split('\t'));
+  const calibVtest = sets.filter(([set, , source]) => set === 'calib' && source!.startsWith('vtest:')).map(([, , source]) => Number(source!.slice(6)));
+  t.ok(calibVtest.length > 0 && Math.max(...calibVtest) < HELD_OUT.start, `calib vtest frames up to ${Math.max(...calibVtest)} s, tested from ${HELD_OUT.start} s`);
+  const calibSums = new Set(sets.filter(([set]) => set === 'calib').map((r) => r[4]));
+  t.notOk(sets.some(([set, , , , sum]) => set === 'heldout' && calibSums.has(sum)), 'no held-out image is a calibration image');
   const fp32 = await readModel(resolveModel(manifest, q.from).path);
   const bytes = buildInt8(fp32, record);
   t.equal(createHash('sha256').update(bytes).digest('hex'), spec.sha256, 'fp32 model + calibration record → the manifest sha256');

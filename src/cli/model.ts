@@ -48,6 +48,7 @@ const help = `usage: edgepatrol model <command> [options]
       --frames N              calibration frames (default 40)
       --start S --end S       video only: calibrate on this stretch, in seconds (keep other frames for compare)
       --method minmax|percentile|entropy   activation ranges (default percentile)
+      --percentile P          share of |x| the percentile method keeps (default 99.999)
       --keep-float NODE       keep a node float (repeatable; the decoder head is always float)
       --quantize-head         also quantize the convs that feed the decoder head
       --weight-bits 7|8       conv weight precision (default 7: the same results on x86 with and without VNNI
@@ -128,6 +129,7 @@ const options = {
   'keep-float': { type: 'string', multiple: true },
   'quantize-head': { type: 'boolean' },
   'weight-bits': { type: 'string' },
+  percentile: { type: 'string' },
   out: { type: 'string' },
   threshold: { type: 'string' },
   images: { type: 'string' },
@@ -369,7 +371,8 @@ async function quantize(modelsDir: string, positionals: string[], values: Values
   const fp32 = await readModel(from.path);
   const t0 = performance.now();
   const { record, plan } = await calibrateModel(fp32, {
-    from: { name: from.name, spec: from.spec }, frames, method, keepFloat: values['keep-float'] ?? [], quantizeHeadConvs: values['quantize-head'] ?? false, weightBits, threads,
+    from: { name: from.name, spec: from.spec }, frames, method, keepFloat: values['keep-float'] ?? [], quantizeHeadConvs: values['quantize-head'] ?? false, weightBits,
+    percentile: number('percentile', values.percentile, { min: 50 }), threads,
   });
   const calibFile = `${out}.calib.json`;
   const bytes = buildInt8(fp32, record);

@@ -35,6 +35,8 @@ export interface CalibrateOptions {
   keepFloat?: string[];
   quantizeHeadConvs?: boolean;
   weightBits?: WeightBits;
+  /** Kept share of |x| for the percentile method (default: calibrate.ts's). */
+  percentile?: number;
   threads?: number;
 }
 
@@ -48,6 +50,7 @@ export async function calibrateModel(fp32: onnx.IModelProto, opts: CalibrateOpti
   const pre = new Preprocessor(width, height, spec.preprocess);
   const ranges = await calibrate(fp32, plan.calibrate, {
     method: opts.method,
+    percentile: opts.percentile,
     threads: opts.threads,
     async *inputs() {
       for await (const img of readFrameSet(opts.frames)) {
@@ -62,7 +65,7 @@ export async function calibrateModel(fp32: onnx.IModelProto, opts: CalibrateOpti
     schema: 1,
     from: { name: opts.from.name, sha256: spec.sha256 },
     method: opts.method,
-    calibration: describeFrameSet(opts.frames),
+    calibration: { ...describeFrameSet(opts.frames), ...(opts.method === 'percentile' && opts.percentile !== undefined ? { percentile: opts.percentile } : {}) },
     keepFloat,
     quantizeHeadConvs,
     uint8Input: true,
