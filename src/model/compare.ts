@@ -19,9 +19,8 @@ export interface FrameDetections {
   b: readonly Box[];
 }
 
-export interface Agreement {
-  frames: number;
-  reference: number;
+/** Detections scored against reference boxes (another model's, or hand labels). */
+export interface DetectionScores {
   detections: number;
   truePositives: number;
   precision: number;
@@ -29,6 +28,11 @@ export interface Agreement {
   f1: number;
   /** Mean over the reference's classes of the all-point interpolated AP at IoU 0.5. */
   map50: number;
+}
+
+export interface Agreement extends DetectionScores {
+  frames: number;
+  reference: number;
   /** Per class: reference count and AP. */
   perClass: Record<number, { reference: number; ap: number }>;
   /** Over matched pairs: mean of score_a − score_b, and mean and max of its absolute value. */

@@ -3,7 +3,7 @@
  * and AP@0.5, and mAP@0.5. Pure: the caller reads the files and runs the detector (src/cli/model.ts). Matching and
  * AP are compare.ts's, with the labels as the reference.
  */
-import { compareDetections, type Box, type FrameDetections } from './compare.js';
+import { compareDetections, type Box, type DetectionScores, type FrameDetections } from './compare.js';
 
 /** A label file, or a line or entry in it, that cannot be read; the message names the file and the line. */
 export class LabelError extends Error {}
@@ -115,16 +115,10 @@ export interface ClassScore {
   ap50: number;
 }
 
-export interface Evaluation {
+/** `map50` is the mean AP@0.5 over the classes in scope that have at least one label. */
+export interface Evaluation extends DetectionScores {
   images: number;
   labels: number;
-  detections: number;
-  truePositives: number;
-  precision: number;
-  recall: number;
-  f1: number;
-  /** Mean AP@0.5 over the classes with at least one label. */
-  map50: number;
   /** Per class id, every class in scope that has labels or detections. */
   perClass: Record<number, ClassScore>;
 }
