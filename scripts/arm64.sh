@@ -58,8 +58,10 @@ cross_gyp() {
   local gyp
   gyp=$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js
   [[ -f $gyp ]] || die "cannot find npm's node-gyp at $gyp; install node-gyp (npm i -g node-gyp)"
+  local log=$cache/node-gyp.log
   CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ AR=aarch64-linux-gnu-ar LINK=aarch64-linux-gnu-g++ \
-    node "$gyp" rebuild --arch=arm64 --nodedir="$cache/node" "$@" >/dev/null
+    node "$gyp" rebuild --arch=arm64 --nodedir="$cache/node" "$@" >"$log" 2>&1 ||
+    { tail -20 "$log" >&2; die "cross-compiling in $PWD failed (whole log: $log)"; }
 }
 
 is_arm64() { [[ -f $1 ]] && file -b "$1" | grep -q 'ARM aarch64'; }
@@ -67,11 +69,13 @@ is_arm64() { [[ -f $1 ]] && file -b "$1" | grep -q 'ARM aarch64'; }
 app_tree() {
   mkdir -p "$app"
   local f
-  for f in package.json package-lock.json .npmrc binding.gyp; do cp "$root/$f" "$app/$f"; done
-  rm -rf "$app/native" && cp -r "$root/native" "$app/native"
-  if [[ ! -f $app/node_modules/.package-lock.json || $app/package-lock.json -nt $app/node_modules/.package-lock.json ]]; then
+  # -p keeps the sources' times, so the staleness tests below compare them with what was built from them.
+  for f in package.json package-lock.json .npmrc binding.gyp; do cp -p "$root/$f" "$app/$f"; done
+  rm -rf "$app/native" && cp -rp "$root/native" "$app/native"
+  if ! cmp -s "$app/package-lock.json" "$app/node_modules/.installed-from-lock.json"; then
     say "npm ci of the runtime dependencies for linux-arm64 (install scripts off: the native ones are cross-compiled below)"
     (cd "$app" && ONNXRUNTIME_NODE_INSTALL=skip npm ci --omit=dev --cpu=arm64 --os=linux --libc=glibc --ignore-scripts --no-audit --no-fund --loglevel=error)
+    cp "$app/package-lock.json" "$app/node_modules/.installed-from-lock.json"
   fi
   for f in "$app"/node_modules/@img/sharp-linux-arm64/package.json "$app"/node_modules/@img/sharp-libvips-linux-arm64/package.json; do
     [[ -f $f ]] || die "$f is missing after npm ci --cpu=arm64: sharp's linux-arm64 packages must be in package-lock.json (npm install sharp again on a recent npm)"
