@@ -46,7 +46,8 @@ async function main(): Promise<number> {
   for (const model of values.model) {
     let detector: Detector | undefined;
     try {
-      detector = await openDetector({ modelsDir: values['models-dir'], model, scoreThreshold: threshold, maxDetections: 1000 });
+      // Under emulation on a busy machine one inference can take minutes; the agent's 60 s watchdog would end the worker.
+      detector = await openDetector({ modelsDir: values['models-dir'], model, scoreThreshold: threshold, maxDetections: 1000, timeoutMs: 30 * 60_000 });
       for (const img of images) {
         const t0 = performance.now();
         const dets = await detector.detect({ width: img.width, height: img.height, data: img.data, ts: 0 });
