@@ -220,6 +220,33 @@ async function main(argv: string[]): Promise<number> {
     if (!opts.json) process.stderr.write(`[check-cpus] arm64 tree ready in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   }
 
+  // Each kind's lines go out as soon as it is done (an emulated kind takes minutes); the summary waits for all.
+  const out = (line: unknown): void => { process.stdout.write(JSON.stringify(line) + '\n'); };
+  let failed = false;
+  let below = false;
+  const report = (r: KindResult): void => {
+    const { kind } = r;
+    for (const l of r.lines) {
+      out({ cpu: kind, image: l.image, model: l.model, detections: l.detections.filter((d) => d.score >= opts.threshold).map((d) => ({ class: d.class, score: Number(d.score.toFixed(3)), box: d.box.map((v) => Number(v.toFixed(1))) })) });
+    }
+    if (r.error || !r.agreement) {
+      failed = true;
+      if (opts.json) out({ cpu: kind, error: r.error });
+      else process.stdout.write(`${kind}: FAILED — ${r.error}\n`);
+      return;
+    }
+    const a = r.agreement;
+    const pass = a.f1 >= opts.minF1;
+    if (!pass) below = true;
+    const drift = { mean: Number(a.scoreDrift.mean.toFixed(4)), meanAbs: Number(a.scoreDrift.meanAbs.toFixed(4)), maxAbs: Number(a.scoreDrift.maxAbs.toFixed(4)) };
+    out({
+      cpu: kind, description: r.description, ...(r.features ? { features: r.features } : {}), model: judged.name, sha256: judged.spec.sha256, reference: reference.name,
+      agreement: { images: a.frames, referenceBoxes: a.reference, detections: a.detections, truePositives: a.truePositives,
+        precision: Number(a.precision.toFixed(4)), recall: Number(a.recall.toFixed(4)), f1: Number(a.f1.toFixed(4)), map50: Number(a.map50.toFixed(4)), scoreDrift: drift },
+      threshold: opts.threshold, minF1: opts.minF1, pass, seconds: Number(r.seconds.toFixed(1)),
+    });
+  };
+
   const results = new Map<Kind, KindResult>();
   const queue = [...opts.kinds];
   await Promise.all(Array.from({ length: Math.min(opts.jobs, queue.length) }, async () => {
@@ -232,36 +259,9 @@ async function main(argv: string[]): Promise<number> {
       }
       results.set(kind, r);
       if (!opts.json) process.stderr.write(`[check-cpus] ${kind}: ${r.error ? 'failed' : 'done'} in ${r.seconds.toFixed(1)} s\n`);
+      report(r);
     }
   }));
-
-  const out = (line: unknown): void => { process.stdout.write(JSON.stringify(line) + '\n'); };
-  for (const kind of opts.kinds) {
-    for (const l of results.get(kind)!.lines) {
-      out({ cpu: kind, image: l.image, model: l.model, detections: l.detections.filter((d) => d.score >= opts.threshold).map((d) => ({ class: d.class, score: Number(d.score.toFixed(3)), box: d.box.map((v) => Number(v.toFixed(1))) })) });
-    }
-  }
-  let failed = false;
-  let below = false;
-  for (const kind of opts.kinds) {
-    const r = results.get(kind)!;
-    if (r.error || !r.agreement) {
-      failed = true;
-      if (opts.json) out({ cpu: kind, error: r.error });
-      else process.stdout.write(`${kind}: FAILED — ${r.error}\n`);
-      continue;
-    }
-    const a = r.agreement;
-    const pass = a.f1 >= opts.minF1;
-    if (!pass) below = true;
-    const drift = { mean: Number(a.scoreDrift.mean.toFixed(4)), meanAbs: Number(a.scoreDrift.meanAbs.toFixed(4)), maxAbs: Number(a.scoreDrift.maxAbs.toFixed(4)) };
-    out({
-      cpu: kind, description: r.description, ...(r.features ? { features: r.features } : {}), model: judged.name, sha256: judged.spec.sha256, reference: reference.name,
-      agreement: { images: a.frames, referenceBoxes: a.reference, detections: a.detections, truePositives: a.truePositives,
-        precision: Number(a.precision.toFixed(4)), recall: Number(a.recall.toFixed(4)), f1: Number(a.f1.toFixed(4)), map50: Number(a.map50.toFixed(4)), scoreDrift: drift },
-      threshold: opts.threshold, minF1: opts.minF1, pass, seconds: Number(r.seconds.toFixed(1)),
-    });
-  }
   if (!opts.json) {
     process.stdout.write(`\n${judged.name} (sha256 ${judged.spec.sha256.slice(0, 12)}…) against ${reference.name} on ${images.length} image(s), score >= ${opts.threshold}, IoU >= 0.5, same class; F1 must be >= ${opts.minF1}\n`);
     for (const kind of opts.kinds) {
