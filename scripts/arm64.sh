@@ -131,7 +131,7 @@ emulate() {
   shift
   case $kind in
     a72) cpu=cortex-a72 ;;
-    max) cpu=max ;;
+    max) cpu=max,pauth-impdef=on ;; # the architected pointer-auth cipher costs qemu ~25 % of node's start-up
     *) die "unknown arm64 CPU kind '$kind': use a72 (Cortex-A72, no dot product) or max (qemu's max CPU, with dot product)" ;;
   esac
   [[ -x $arm_node && -f $cache/cpuinfo-$kind && -f $app/dist/src/cli/main.js ]] || die "the arm64 tree in $cache is not built: run bash scripts/arm64.sh build"
