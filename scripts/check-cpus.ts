@@ -2,11 +2,12 @@
 // Each kind runs scripts/cpu-detect.ts in its own process: natively, under qemu-x86_64 -cpu Haswell, or in the
 // arm64 tree (scripts/arm64.sh) under qemu-aarch64. The FP32 detections of the same kind are the reference.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+import { extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { compareDetections, type Agreement, type Box, type FrameDetections } from '../src/model/compare.js';
+import { IMAGE_EXTENSIONS } from '../src/model/frames.js';
 import { loadManifest, resolveModel } from '../src/vision/index.js';
 import { projectRoot } from '../src/version.js';
 
@@ -16,6 +17,9 @@ Runs the agent's detector (INT8 default and its FP32 source) on held-out frames 
 images given, as each CPU kind would, and measures INT8 against FP32 per kind (FP32 of the same kind is the
 reference): precision, recall, F1, mAP@0.5 and score drift. Prints one JSON line per kind, image and model
 {"cpu","image","model","detections":[{"class","score","box"}]}, one agreement line per kind and a summary.
+What passes: on x64-host, INT8 against FP32 on the whole held-out set (assets/images/heldout and the frames: the
+emulated kinds are too slow for it); on every other kind, its INT8 detections against x64-host's INT8 detections
+on the frames ("sameAsHost": F1 and the largest score difference), so that the host's figure holds for it too.
 CPU kinds:
   x64-host      this machine, natively (the output says whether its CPU has VNNI)
   x64-haswell   qemu-x86_64 -cpu Haswell: AVX2 without VNNI (onnxruntime's saturating u8×s8 kernels)
@@ -29,7 +33,8 @@ Emulation is slow: per image and model pair about 50 s on Haswell and 20 s on ar
   --model NAME        the model to judge (default: the manifest's default)
   --reference NAME    the reference (default: the judged model's quantization.from)
   --models-dir DIR    folder with manifest.json and the model files (default: the project's models/)
-  --min-f1 F          fail when a kind's F1 is below F (default 0.95)
+  --min-f1 F          fail when the host's held-out F1, or a kind's F1 against the host, is below F (default 0.95)
+  --heldout DIR       the host's held-out images (default assets/images/heldout when present; 'none': only the frames)
   --threshold S       operating score threshold for precision, recall, F1 and drift (default 0.35)
   --jobs N            kinds run at once (default: the number of CPUs, at most 2)
   --json              JSON lines only: detections, then one {"cpu","agreement"} line per kind
@@ -56,6 +61,7 @@ interface Options {
   model: string | undefined;
   reference: string | undefined;
   modelsDir: string;
+  heldout: string | undefined;
   minF1: number;
   threshold: number;
   jobs: number;
@@ -78,7 +84,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
       options: {
         cpus: { type: 'string' }, frames: { type: 'string' }, quick: { type: 'boolean' }, model: { type: 'string' }, reference: { type: 'string' },
         'models-dir': { type: 'string' }, 'min-f1': { type: 'string' }, threshold: { type: 'string' }, jobs: { type: 'string' },
-        json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        heldout: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     });
   } catch (err) {
@@ -89,6 +95,11 @@ export function parseOptions(argv: string[]): Options | 'help' {
   const kinds = values.cpus === undefined ? [...KINDS] : values.cpus.split(',').map((k) => k.trim()).filter(Boolean);
   for (const k of kinds) if (!(KINDS as readonly string[]).includes(k)) throw new UsageError(`unknown CPU kind '${k}' in --cpus; known: ${KINDS.join(', ')}`);
   if (kinds.length === 0) throw new UsageError('--cpus names no CPU kind');
+  // Every other kind is judged against the host's detections, so the host always runs, first.
+  if (!kinds.includes('x64-host')) kinds.unshift('x64-host');
+  const defaultHeldout = join(projectRoot, 'assets', 'images', 'heldout');
+  const heldout = values.heldout === 'none' ? undefined : values.heldout ?? (existsSync(defaultHeldout) ? defaultHeldout : undefined);
+  if (heldout !== undefined && !existsSync(heldout)) throw new UsageError(`--heldout ${heldout} does not exist: give a folder of images, or 'none'`);
   if (values.quick && values.frames !== undefined) throw new UsageError('--quick sets --frames 2; give one of them');
   const frames = values.quick ? 2 : number('frames', values.frames, 3, (n) => Number.isInteger(n) && n >= 0 && n <= FRAME_TIMES.length, `an integer from 0 to ${FRAME_TIMES.length}`);
   if (frames === 0 && positionals.length === 0) throw new UsageError('--frames 0 and no image given: nothing to check');
@@ -100,6 +111,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
     model: values.model,
     reference: values.reference,
     modelsDir: resolve(values['models-dir'] ?? join(projectRoot, 'models')),
+    heldout: heldout === undefined ? undefined : resolve(heldout),
     minF1: number('min-f1', values['min-f1'], 0.95, (n) => n >= 0 && n <= 1, 'between 0 and 1'),
     threshold: number('threshold', values.threshold, 0.35, (n) => n > 0.05 && n <= 1, 'above 0.05 (the ranking threshold for mAP) and at most 1'),
     jobs: number('jobs', values.jobs, Math.min(2, availableParallelism()), (n) => Number.isInteger(n) && n >= 1, 'a positive integer'),
@@ -157,12 +169,20 @@ function command(kind: Kind, workerArgs: string[]): [string, string[]] {
 }
 
 interface ImageResult { model: string; sha256: string; image: string; ms: number; detections: (Box & { class: string })[] }
-interface KindResult { kind: Kind; description: string; seconds: number; lines: ImageResult[]; features?: string; agreement?: Agreement; error?: string }
+interface KindResult {
+  kind: Kind; description: string; seconds: number; lines: ImageResult[]; features?: string; error?: string;
+  /** INT8 against FP32 on the frames. */
+  agreement?: Agreement;
+  /** x64-host only: INT8 against FP32 on the held-out set. */
+  heldout?: Agreement;
+  /** Other kinds: INT8 against x64-host's INT8 on the frames, and the largest score difference of matched boxes. */
+  sameAsHost?: Agreement;
+}
 
-async function runKind(kind: Kind, opts: Options, judged: string, reference: string, images: string[]): Promise<KindResult> {
+async function runKind(kind: Kind, opts: Options, judged: string, reference: string, images: string[], heldoutImages: string[] = []): Promise<KindResult> {
   const description = kind === 'x64-host' ? `${DESCRIPTION[kind]}: ${hostVnni()}` : DESCRIPTION[kind];
   const t0 = performance.now();
-  const [cmd, args] = command(kind, ['--models-dir', opts.modelsDir, '--model', judged, '--model', reference, ...images]);
+  const [cmd, args] = command(kind, ['--models-dir', opts.modelsDir, '--model', judged, '--model', reference, ...images, ...heldoutImages]);
   if (!opts.json) process.stderr.write(`[check-cpus] ${kind}: ${images.length} image(s) × 2 models…\n`);
   let out: string;
   try {
@@ -179,14 +199,36 @@ async function runKind(kind: Kind, opts: Options, judged: string, reference: str
     if (!line) throw new Error(`${kind}: no output for model ${model} on ${image}`);
     return line.detections;
   };
-  const frames: FrameDetections[] = images.map((image) => {
+  const frames = (set: string[]): FrameDetections[] => set.map((image) => {
     const all = pick(judged, image);
     return { aAll: all, a: all.filter((d) => d.score >= opts.threshold), b: pick(reference, image).filter((d) => d.score >= opts.threshold) };
   });
-  return { kind, description, seconds, lines, features, agreement: compareDetections(frames) };
+  return {
+    kind, description, seconds, lines, features, agreement: compareDetections(frames(images)),
+    ...(heldoutImages.length ? { heldout: compareDetections(frames(heldoutImages)) } : {}),
+  };
 }
 
 const f3 = (v: number): string => v.toFixed(3);
+
+/** The kind's INT8 detections against the host's on the same images: the host's are the reference. */
+function againstHost(r: KindResult, host: KindResult, judged: string, images: string[], threshold: number): Agreement {
+  const int8 = (k: KindResult, image: string): ImageResult['detections'] => {
+    const line = k.lines.find((l) => l.model === judged && l.image === image);
+    if (!line) throw new Error(`${k.kind}: no output for model ${judged} on ${image}`);
+    return line.detections;
+  };
+  return compareDetections(images.map((image) => {
+    const all = int8(r, image);
+    return { aAll: all, a: all.filter((d) => d.score >= threshold), b: int8(host, image).filter((d) => d.score >= threshold) };
+  }));
+}
+
+const agreementJson = (a: Agreement): Record<string, unknown> => ({
+  images: a.frames, referenceBoxes: a.reference, detections: a.detections, truePositives: a.truePositives,
+  precision: Number(a.precision.toFixed(4)), recall: Number(a.recall.toFixed(4)), f1: Number(a.f1.toFixed(4)), map50: Number(a.map50.toFixed(4)),
+  scoreDrift: { mean: Number(a.scoreDrift.mean.toFixed(4)), meanAbs: Number(a.scoreDrift.meanAbs.toFixed(4)), maxAbs: Number(a.scoreDrift.maxAbs.toFixed(4)) },
+});
 
 async function main(argv: string[]): Promise<number> {
   let opts: Options;
@@ -212,6 +254,12 @@ async function main(argv: string[]): Promise<number> {
   }
   const reference = resolveModel(manifest, referenceName);
   const images = [...(await heldOutFrames(opts.frames)), ...opts.images];
+  const heldoutImages = opts.heldout === undefined ? []
+    : readdirSync(opts.heldout).filter((f) => IMAGE_EXTENSIONS.has(extname(f).toLowerCase())).sort().map((f) => join(opts.heldout!, f));
+  if (opts.heldout !== undefined && heldoutImages.length === 0) {
+    process.stderr.write(`check-cpus: ${opts.heldout} holds no images; fetch them with bash scripts/fetch-images.sh, or give --heldout none\n`);
+    return 2;
+  }
 
   if (opts.kinds.some((k) => k.startsWith('arm64'))) {
     const t0 = performance.now();
@@ -235,35 +283,53 @@ async function main(argv: string[]): Promise<number> {
       else process.stdout.write(`${kind}: FAILED — ${r.error}\n`);
       return;
     }
-    const a = r.agreement;
-    const pass = a.f1 >= opts.minF1;
+    // The host is judged on the held-out set (or the frames without one), every other kind against the host.
+    const judgedBy = kind === 'x64-host' ? (r.heldout ?? r.agreement) : r.sameAsHost!;
+    const pass = judgedBy.f1 >= opts.minF1;
     if (!pass) below = true;
-    const drift = { mean: Number(a.scoreDrift.mean.toFixed(4)), meanAbs: Number(a.scoreDrift.meanAbs.toFixed(4)), maxAbs: Number(a.scoreDrift.maxAbs.toFixed(4)) };
     out({
       cpu: kind, description: r.description, ...(r.features ? { features: r.features } : {}), model: judged.name, sha256: judged.spec.sha256, reference: reference.name,
-      agreement: { images: a.frames, referenceBoxes: a.reference, detections: a.detections, truePositives: a.truePositives,
-        precision: Number(a.precision.toFixed(4)), recall: Number(a.recall.toFixed(4)), f1: Number(a.f1.toFixed(4)), map50: Number(a.map50.toFixed(4)), scoreDrift: drift },
+      agreement: agreementJson(r.agreement),
+      ...(r.heldout ? { heldout: { path: opts.heldout, ...agreementJson(r.heldout) } } : {}),
+      ...(r.sameAsHost ? { sameAsHost: agreementJson(r.sameAsHost) } : {}),
       threshold: opts.threshold, minF1: opts.minF1, pass, seconds: Number(r.seconds.toFixed(1)),
     });
   };
 
   const results = new Map<Kind, KindResult>();
-  const queue = [...opts.kinds];
+  const finish = (r: KindResult): void => {
+    results.set(r.kind, r);
+    if (!opts.json) process.stderr.write(`[check-cpus] ${r.kind}: ${r.error ? 'failed' : 'done'} in ${r.seconds.toFixed(1)} s\n`);
+    report(r);
+  };
+  let host: KindResult;
+  try {
+    host = await runKind('x64-host', opts, judged.name, reference.name, images, heldoutImages);
+  } catch (err) {
+    host = { kind: 'x64-host', description: DESCRIPTION['x64-host'], seconds: 0, lines: [], error: (err as Error).message };
+  }
+  finish(host);
+  if (host.error) return 2;
+  const queue = opts.kinds.filter((k) => k !== 'x64-host');
   await Promise.all(Array.from({ length: Math.min(opts.jobs, queue.length) }, async () => {
     for (let kind = queue.shift(); kind; kind = queue.shift()) {
       let r: KindResult;
       try {
         r = await runKind(kind, opts, judged.name, reference.name, images);
+        if (!r.error) r.sameAsHost = againstHost(r, host, judged.name, images, opts.threshold);
       } catch (err) {
         r = { kind, description: DESCRIPTION[kind], seconds: 0, lines: [], error: (err as Error).message };
       }
-      results.set(kind, r);
-      if (!opts.json) process.stderr.write(`[check-cpus] ${kind}: ${r.error ? 'failed' : 'done'} in ${r.seconds.toFixed(1)} s\n`);
-      report(r);
+      finish(r);
     }
   }));
   if (!opts.json) {
-    process.stdout.write(`\n${judged.name} (sha256 ${judged.spec.sha256.slice(0, 12)}…) against ${reference.name} on ${images.length} image(s), score >= ${opts.threshold}, IoU >= 0.5, same class; F1 must be >= ${opts.minF1}\n`);
+    process.stdout.write(`\n${judged.name} (sha256 ${judged.spec.sha256.slice(0, 12)}…) against ${reference.name} on ${images.length} frame(s), score >= ${opts.threshold}, IoU >= 0.5, same class\n`);
+    if (host.heldout) {
+      const h = host.heldout;
+      process.stdout.write(`x64-host on the held-out set (${h.frames} images of ${opts.heldout}): F1 ${f3(h.f1)}  P ${f3(h.precision)}  R ${f3(h.recall)}  ` +
+        `mAP50 ${f3(h.map50)}  ${h.reference} ref boxes  ${h.f1 >= opts.minF1 ? 'ok' : 'BELOW'} (must be >= ${opts.minF1})\n`);
+    }
     for (const kind of opts.kinds) {
       const r = results.get(kind)!;
       if (!r.agreement) continue;
@@ -271,8 +337,12 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(
         `${kind.padEnd(12)} F1 ${f3(a.f1)}  P ${f3(a.precision)}  R ${f3(a.recall)}  mAP50 ${f3(a.map50)}  ` +
         `drift ${a.scoreDrift.mean >= 0 ? '+' : ''}${f3(a.scoreDrift.mean)} (|mean| ${f3(a.scoreDrift.meanAbs)}, max ${f3(a.scoreDrift.maxAbs)})  ` +
-        `${a.reference} ref boxes  ${r.seconds.toFixed(0)} s  ${a.f1 >= opts.minF1 ? 'ok' : 'BELOW'}  [${r.description}]\n`,
+        `${a.reference} ref boxes  ${r.seconds.toFixed(0)} s  [${r.description}]\n`,
       );
+      if (r.sameAsHost) {
+        const h = r.sameAsHost;
+        process.stdout.write(`${''.padEnd(12)} against x64-host's INT8: F1 ${f3(h.f1)}, largest score difference ${f3(h.scoreDrift.maxAbs)}  ${h.f1 >= opts.minF1 ? 'ok' : 'BELOW'} (must be >= ${opts.minF1})\n`);
+      }
     }
   }
   return failed ? 2 : below ? 1 : 0;
