@@ -13,10 +13,10 @@ import { parseArgs } from 'node:util';
 import { compareModels } from '../src/cli/model.js';
 import { buildInt8, int8Entry, readCalibrationRecord } from '../src/model/int8.js';
 import { readManifestFile, writeManifestEntry } from '../src/model/manifest-file.js';
-import { readModel, writeModel } from '../src/model/onnx.js';
+import { readModel } from '../src/model/onnx.js';
+import { installModel } from '../src/model/registry.js';
 import { planQuantization } from '../src/model/quantize.js';
 import { defaultModelsDir, loadManifest, resolveModel } from '../src/vision/index.js';
-import { createHash } from 'node:crypto';
 import type { FrameSet } from '../src/model/frames.js';
 
 const { values } = parseArgs({
@@ -48,9 +48,7 @@ if (values.record.length) {
     const name = `${basename(file!).replace(/\.calib\.json$/, '')}${bits ? `-w${bits}` : ''}`;
     const bytes = buildInt8(fp32, rec);
     const plan = planQuantization(fp32, { keepFloat: rec.keepFloat, quantizeHeadConvs: rec.quantizeHeadConvs });
-    await writeModel(join(dir, `${name}.onnx`), bytes);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    await writeManifestEntry(join(dir, 'manifest.json'), name, { ...int8Entry(ref.spec, rec, `${name}.calib.json`, plan, fp32), file: `${name}.onnx`, sha256 });
+    await installModel({ modelsDir: dir, name, bytes, entry: int8Entry(ref.spec, rec, `${name}.calib.json`, plan, fp32), makeDefault: false });
   }
 }
 

@@ -180,6 +180,12 @@ interface KindResult {
   sameAsHost?: Agreement;
 }
 
+function detectionsOf(r: Pick<KindResult, 'kind' | 'lines'>, model: string, image: string): ImageResult['detections'] {
+  const line = r.lines.find((l) => l.model === model && l.image === image);
+  if (!line) throw new Error(`${r.kind}: no output for model ${model} on ${image}`);
+  return line.detections;
+}
+
 /**
  * Runs one kind. The host runs both models (on the frames and the held-out set); an emulated kind runs only the
  * INT8 model, against the host's FP32 detections (`host`): emulated FP32 costs most of the time and is not what
@@ -202,12 +208,7 @@ async function runKind(kind: Kind, opts: Options, judged: string, reference: str
   const parsed = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { cpu?: { features?: string } } & ImageResult);
   const features = parsed.find((l) => l.cpu)?.cpu?.features;
   const lines = parsed.filter((l) => !l.cpu);
-  const pick = (model: string, image: string): ImageResult['detections'] => {
-    const from = model === reference && host ? host : { kind, lines };
-    const line = from.lines.find((l) => l.model === model && l.image === image);
-    if (!line) throw new Error(`${from.kind}: no output for model ${model} on ${image}`);
-    return line.detections;
-  };
+  const pick = (model: string, image: string): ImageResult['detections'] => detectionsOf(model === reference && host ? host : { kind, lines }, model, image);
   const frames = (set: string[]): FrameDetections[] => set.map((image) => {
     const all = pick(judged, image);
     return { aAll: all, a: all.filter((d) => d.score >= opts.threshold), b: pick(reference, image).filter((d) => d.score >= opts.threshold) };
@@ -222,14 +223,9 @@ const f3 = (v: number): string => v.toFixed(3);
 
 /** The kind's INT8 detections against the host's on the same images: the host's are the reference. */
 function againstHost(r: KindResult, host: KindResult, judged: string, images: string[], threshold: number): Agreement {
-  const int8 = (k: KindResult, image: string): ImageResult['detections'] => {
-    const line = k.lines.find((l) => l.model === judged && l.image === image);
-    if (!line) throw new Error(`${k.kind}: no output for model ${judged} on ${image}`);
-    return line.detections;
-  };
   return compareDetections(images.map((image) => {
-    const all = int8(r, image);
-    return { aAll: all, a: all.filter((d) => d.score >= threshold), b: int8(host, image).filter((d) => d.score >= threshold) };
+    const all = detectionsOf(r, judged, image);
+    return { aAll: all, a: all.filter((d) => d.score >= threshold), b: detectionsOf(host, judged, image).filter((d) => d.score >= threshold) };
   }));
 }
 
