@@ -16,7 +16,7 @@ import {
   Candidates, defaultModelsDir, iou, nativeVision, nms, openDetector, openModelSession, Preprocessor,
   type Detection, type Preprocess,
 } from '../src/vision/index.js';
-import { inputTensor, openInlineDetector, type Detector } from '../src/vision/detector.js';
+import { inputTensor, openInlineDetector, type Detector } from '../src/vision/inference.js';
 import type { ResizeFilter } from '../src/vision/preprocess.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
 import { yuvFrames } from './frames.js';

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { annotateEvidence, drawAnnotations } from '../src/evidence/annotate.js';
-import { encodeJpeg } from '../src/evidence/jpeg.js';
+import { encodeJpeg } from '../src/common/jpeg.js';
 import type { Canvas } from '../src/evidence/draw.js';
 
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), process.argv[1]?.includes('/dist/') ? '../..' : '..');

@@ -9,7 +9,7 @@
 // operating threshold itself; NMS keeps the same boxes above any cut, so one run serves both).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { decodeImage } from '../src/evidence/jpeg.js';
+import { decodeImage } from '../src/common/jpeg.js';
 import { openDetector, type Detector } from '../src/vision/index.js';
 
 const round = (v: number, digits: number): number => Number(v.toFixed(digits));

@@ -3,7 +3,8 @@
 // rejects its frames with a reason, is reported and replaced; close() ends the thread and onnxruntime's threads.
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { openDetector, openInlineDetector, type DetectTiming } from '../src/vision/detector.js';
+import { openDetector } from '../src/vision/detector.js';
+import { openInlineDetector, type DetectTiming } from '../src/vision/inference.js';
 import { defaultModelsDir } from '../src/vision/index.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
 import { join } from 'node:path';

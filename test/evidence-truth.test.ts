@@ -10,7 +10,7 @@ import { Outbox } from '../src/outbox/index.js';
 import { EventRecorder } from '../src/agent/recorder.js';
 import { eventPayloadSchema, type EventPayload } from '../src/agent/event.js';
 import { CameraRules } from '../src/rules/index.js';
-import { decodeImage } from '../src/evidence/jpeg.js';
+import { decodeImage } from '../src/common/jpeg.js';
 import { openDetector, type Detection } from '../src/vision/index.js';
 import { readVideoFrames } from '../src/vision/video.js';
 import { clip } from './helpers/agent.js';

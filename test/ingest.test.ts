@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
-import { backoffDelay } from '../src/ingest/backoff.js';
+import { backoffDelay } from '../src/common/backoff.js';
 import { ffmpegArgs, parseInput, rateFilter, StderrTail } from '../src/ingest/ffmpeg.js';
 import { FrameSource, type FrameSourceOptions, type SourceState, type StreamState } from '../src/ingest/index.js';
 import { createLogger } from '../src/log.js';

@@ -11,7 +11,7 @@ import { decodeModel, readModel, tensorFromProto } from '../src/model/onnx.js';
 import { planQuantization, quantizeWeights, uint8Params } from '../src/model/quantize.js';
 import * as ort from 'onnxruntime-node';
 import { defaultModelsDir, inputTensor, loadManifest, Preprocessor, resolveModel, type ModelSpec } from '../src/vision/index.js';
-import { openInlineDetector } from '../src/vision/detector.js';
+import { openInlineDetector } from '../src/vision/inference.js';
 import type { ResizeFilter } from '../src/vision/preprocess.js';
 import { readFrames } from './helpers/frames.js';
 

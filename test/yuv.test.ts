@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { greyThumb } from '../src/rules/scene.js';
 import { frameBytes, i420Layout, nativeVision, Preprocessor, toRgb, type Frame, type YuvFrame } from '../src/vision/index.js';
-import { openInlineDetector } from '../src/vision/detector.js';
+import { openInlineDetector } from '../src/vision/inference.js';
 import type { Preprocess } from '../src/vision/manifest.js';
 import { MotionDetector } from '../src/vision/motion.js';
 import { iou } from '../src/vision/nms.js';

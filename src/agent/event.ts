@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { RULE_KINDS } from '../rules/presets.js';
+import { RULE_KINDS } from '../config/presets.js';
 import { END_REASONS } from '../rules/hit.js';
 
 /**

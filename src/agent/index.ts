@@ -5,7 +5,7 @@ import type { Config, CameraConfig } from '../config/index.js';
 import { FrameSource, grabFrame, type SourceState } from '../ingest/index.js';
 import { nativeVision, openDetector, remapClasses, tuneMalloc, type Detector } from '../vision/index.js';
 import { allowedCpus, pinProcessThreads, planCpus, type CpuPlan } from '../vision/affinity.js';
-import type { DetectTiming } from '../vision/detector.js';
+import type { DetectTiming } from '../vision/inference.js';
 import { MotionDetector, MotionGate } from '../vision/motion.js';
 import { InferenceScheduler } from '../vision/scheduler.js';
 import type { Frame, RgbFrame } from '../vision/types.js';

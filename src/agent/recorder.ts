@@ -8,7 +8,8 @@ import type { CameraRules, RuleHit } from '../rules/index.js';
 import type { RgbFrame } from '../vision/types.js';
 import { annotateEvidence, drawAnnotations, sideBySide } from '../evidence/annotate.js';
 import type { Canvas } from '../evidence/draw.js';
-import { decodeImage, encodeJpeg } from '../evidence/jpeg.js';
+import { decodeImage, encodeJpeg } from '../common/jpeg.js';
+import { formatLocal } from '../common/time.js';
 import { evidencePath, pruneEvidence, storeEvidence, type StoredEvidence } from '../evidence/store.js';
 import type { Outbox } from '../outbox/index.js';
 import type { Uplink } from '../uplink/index.js';
@@ -250,9 +251,3 @@ export class EventRecorder {
 function round3(x: number): number { return Math.round(x * 1000) / 1000; }
 function round4(x: number): number { return Math.min(1, Math.max(0, Math.round(x * 10000) / 10000)); }
 function roundBox(box: readonly number[]): [number, number, number, number] { return box.map(round4) as [number, number, number, number]; }
-
-/** Local wall-clock time for the evidence caption, in the camera's time zone. */
-export function formatLocal(ts: number, timeZone: string | undefined): string {
-  const f = new Intl.DateTimeFormat('sv-SE', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short' });
-  return f.format(new Date(ts));
-}

@@ -3,10 +3,10 @@ import { parseArgs } from 'node:util';
 import { grabFrame } from '../ingest/index.js';
 import { drawAnnotations, ZONE_COLOR } from '../evidence/annotate.js';
 import { drawLabel, styleFor } from '../evidence/draw.js';
-import { encodeJpeg } from '../evidence/jpeg.js';
+import { encodeJpeg } from '../common/jpeg.js';
 import type { Canvas } from '../evidence/draw.js';
 import type { CameraConfig } from '../config/index.js';
-import { formatLocal } from '../agent/recorder.js';
+import { formatLocal } from '../common/time.js';
 import { cameraFromConfig, reportFailure, UsageError } from './rules.js';
 import { EXIT, writeJson, type CommandIo } from './io.js';
 

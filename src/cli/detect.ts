@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { openDetector, type Detection, type Detector, type RgbFrame } from '../vision/index.js';
 import { readVideoFrames, VideoError } from '../vision/video.js';
 import { drawBoxes } from '../evidence/draw.js';
-import { decodeImage, encodeJpeg } from '../evidence/jpeg.js';
+import { decodeImage, encodeJpeg } from '../common/jpeg.js';
 import { writeJson, type CommandIo } from './io.js';
 
 const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif']);

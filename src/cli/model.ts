@@ -8,7 +8,7 @@ import { compareDetections, type FrameDetections } from '../model/compare.js';
 import { benchModels } from '../model/bench.js';
 import { IMAGE_EXTENSIONS, readFrameSet, type FrameSet } from '../model/frames.js';
 import { evaluateDetections, LabelError, parseClassNames, parseCocoLabels, parseYoloLabels, type ClassScore, type ImageResult } from '../model/ground-truth.js';
-import { decodeImage } from '../evidence/jpeg.js';
+import { decodeImage } from '../common/jpeg.js';
 import { buildInt8, calibrateModel, int8Entry, writeCalibrationRecord } from '../model/int8.js';
 import { readModel } from '../model/onnx.js';
 import { classNamesFromMetadata, installModel, onnxInfo } from '../model/registry.js';

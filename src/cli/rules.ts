@@ -9,7 +9,7 @@ import { readVideoFrames } from '../vision/video.js';
 import { CameraRules, SceneReferenceError, type RuleHit } from '../rules/index.js';
 import { annotateEvidence } from '../evidence/annotate.js';
 import { writeFile } from 'node:fs/promises';
-import { formatLocal } from '../agent/recorder.js';
+import { formatLocal } from '../common/time.js';
 import { EXIT, writeJson, type CommandIo } from './io.js';
 
 export class UsageError extends Error {}

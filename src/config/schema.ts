@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { polygonProblem } from '../rules/geometry.js';
-import { applyPreset, PRESET_NAMES } from '../rules/presets.js';
+import { polygonProblem } from '../common/geometry.js';
+import { applyPreset, PRESET_NAMES } from './presets.js';
 
 /**
  * The gateway config file: this one schema is the TypeScript type (`Config`), the validator, and the source of

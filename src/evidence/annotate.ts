@@ -1,5 +1,5 @@
 import { drawBoxes, drawLabel, drawLine, drawPolygon, fillRect, styleFor, textSize, type Canvas, type Color } from './draw.js';
-import { encodeJpeg } from './jpeg.js';
+import { encodeJpeg } from '../common/jpeg.js';
 
 type Pt = readonly [number, number];
 

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, statfsSync } from 'node:fs';
 import { availableParallelism, freemem, loadavg, totalmem } from 'node:os';
 import type { Outbox } from '../outbox/index.js';
 import type { UplinkStatus } from '../uplink/index.js';
-import { HEALTH_SCHEMA_ID, type HealthPayload } from './payload.js';
+import { HEALTH_SCHEMA_ID, type HealthPayload } from '../uplink/health-payload.js';
 
 export interface HealthInputs {
   outbox: Outbox;

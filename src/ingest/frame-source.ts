@@ -5,9 +5,9 @@ import { connect, Socket, type SocketConstructorOpts } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { safeUrl } from '../log.js';
-import type { Frame } from '../vision/types.js';
-import { frameBytes } from '../vision/yuv.js';
-import { backoffDelay, defaultBackoff, type BackoffOptions } from './backoff.js';
+import type { Frame } from '../common/frame.js';
+import { frameBytes } from '../common/frame.js';
+import { backoffDelay, defaultBackoff, type BackoffOptions } from '../common/backoff.js';
 import { ffmpegArgs, parseInput, scrubCredentials, StderrTail, type Input } from './ffmpeg.js';
 
 /**

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import type { RgbFrame } from '../vision/types.js';
+import type { RgbFrame } from '../common/frame.js';
 import { parseInput, scrubCredentials, StderrTail } from './ffmpeg.js';
 
 export interface GrabOptions {

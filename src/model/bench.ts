@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { inputTensor, loadModelSession } from '../vision/detector.js';
+import { inputTensor, loadModelSession } from '../vision/inference.js';
 import { loadManifest, resolveModel, type ModelSpec } from '../vision/manifest.js';
 import { Preprocessor, type ModelInput } from '../vision/preprocess.js';
 import { readFrameSet } from './frames.js';

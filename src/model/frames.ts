@@ -1,6 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
-import { decodeImage } from '../evidence/jpeg.js';
+import { decodeImage } from '../common/jpeg.js';
 import type { RgbImage } from '../vision/preprocess.js';
 import { probeVideo, readVideoFrames } from '../vision/video.js';
 

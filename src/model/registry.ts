@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { loadModelSession } from '../vision/detector.js';
+import { loadModelSession } from '../vision/inference.js';
 import { ModelError, ModelSpecSchema, type ModelSpec } from '../vision/manifest.js';
 import { readManifestFile, setManifestDefault, writeManifestEntry } from './manifest-file.js';
 import { decodeModel } from './onnx.js';

@@ -2,7 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { CameraConfig, RuleConfig, SceneChangeRuleConfig, ZoneConfig } from '../config/index.js';
 import type { Detection } from '../vision/types.js';
 import { Tracker, type Track, type TrackerOptions } from '../vision/tracker.js';
-import { decodeImage } from '../evidence/jpeg.js';
+import { decodeImage } from '../common/jpeg.js';
 import { Lifecycle } from './lifecycle.js';
 import {
   CountObserver, DwellObserver, LeftObjectObserver, LineCrossObserver, PresenceObserver, type Observation,

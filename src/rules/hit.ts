@@ -1,7 +1,7 @@
 import type { ObjectRuleConfig, ZoneConfig } from '../config/index.js';
 import type { Track } from '../vision/tracker.js';
-import type { RuleKind } from './presets.js';
-import { boxArea, groundPoint, pointInPolygon, type Point } from './geometry.js';
+import type { RuleKind } from '../config/presets.js';
+import { boxArea, groundPoint, pointInPolygon, type Point } from '../common/geometry.js';
 
 /** One object behind a rule hit, as the detector found it in the message's own frame; `box` is normalized (0..1). */
 export interface RuleObject {

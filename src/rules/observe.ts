@@ -2,7 +2,7 @@ import type {
   CountRuleConfig, DwellRuleConfig, LeftObjectRuleConfig, LineCrossRuleConfig, PresenceRuleConfig, ZoneConfig,
 } from '../config/index.js';
 import type { Track } from '../vision/tracker.js';
-import { crossingPoint, distance, distanceToBox, groundPoint, segmentsIntersect, sideOf, type Point } from './geometry.js';
+import { crossingPoint, distance, distanceToBox, groundPoint, segmentsIntersect, sideOf, type Point } from '../common/geometry.js';
 import { dropEnded, inZone, sight } from './hit.js';
 
 /**

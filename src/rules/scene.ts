@@ -1,7 +1,7 @@
 import type { SceneChangeRuleConfig, ZoneConfig } from '../config/index.js';
 import type { Track } from '../vision/tracker.js';
 import { KY } from '../vision/yuv.js';
-import type { Box } from './geometry.js';
+import type { Box } from '../common/geometry.js';
 import { inZone } from './hit.js';
 import type { Observation } from './observe.js';
 

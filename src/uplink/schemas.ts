@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { healthPayloadSchema, HEALTH_SCHEMA_ID } from '../health/index.js';
+import { healthPayloadSchema, HEALTH_SCHEMA_ID } from './health-payload.js';
 import { ALERT_SCHEMA_ID, alertPayloadSchema } from '../outbox/index.js';
 import { ACK_SCHEMA_ID, ackPayloadSchema, availabilityPayloadSchema, evidencePropertiesSchema } from './contract.js';
 

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import mqtt, { type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { backoffDelay, type BackoffOptions } from '../ingest/backoff.js';
+import { backoffDelay, type BackoffOptions } from '../common/backoff.js';
 import { safeUrl } from '../log.js';
 import type { AckClaim, Outbox, OutgoingRow, Watermark } from '../outbox/index.js';
 import { ackPayloadSchema, type AvailabilityPayload } from './contract.js';

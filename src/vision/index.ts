@@ -12,7 +12,8 @@ export { decodeYolov5, decodeYolov8, type YoloLayout } from './yolo.js';
 export { createDecoder, type OutputDecoder } from './decoders.js';
 export { Candidates, nms, iou } from './nms.js';
 export { remapClasses, type ClassMap } from './classes.js';
+export { openDetector } from './detector.js';
 export {
-  openDetector, openModelSession, loadModelSession, inputTensor, emptyInput, type Detector, type DetectorOptions, type ModelSession,
-} from './detector.js';
+  openModelSession, loadModelSession, inputTensor, emptyInput, type Detector, type DetectorOptions, type ModelSession,
+} from './inference.js';
 export { tuneMalloc, mallocAddon, MALLOC_THRESHOLD_BYTES, MALLOC_TOP_PAD_BYTES, type MallocTuning } from './malloc.js';

@@ -1,4 +1,4 @@
-import { pointInPolygon, type Point } from '../rules/geometry.js';
+import { pointInPolygon, type Point } from '../common/geometry.js';
 import type { Frame } from './types.js';
 import { KY } from './yuv.js';
 

@@ -9,7 +9,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import { pinThisThread } from './affinity.js';
-import { openInferenceCore, type DetectorOptions, type DetectTiming } from './detector.js';
+import { openInferenceCore, type DetectorOptions, type DetectTiming } from './inference.js';
 import { ModelError, type InputQuantization, type Preprocess } from './manifest.js';
 import { modelInput, type InputMapping } from './preprocess.js';
 import type { Detection } from './types.js';

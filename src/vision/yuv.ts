@@ -1,34 +1,13 @@
 import { nativeVision } from './native.js';
-import type { Frame, RgbFrame } from './types.js';
+import { i420Layout, type Frame, type I420Layout, type RgbFrame } from '../common/frame.js';
+
+export { frameBytes, i420Layout, type I420Layout } from '../common/frame.js';
 
 /**
  * YUV 4:2:0 frames (I420, limited range, BT.601), the layout the cameras' frame sources deliver
  * (docs/decisions.md, "Frames stay YUV"). The detector's preprocessing reads them directly (preprocess.ts); only a
  * frame that becomes evidence is converted to RGB, here.
  */
-
-/** Where the planes of a width×height I420 frame lie in its buffer, and its size in bytes. */
-export interface I420Layout {
-  /** Chroma plane width and height: ⌈width/2⌉, ⌈height/2⌉. */
-  cw: number;
-  ch: number;
-  /** Byte offsets of the U and V planes (Y starts at 0). */
-  u: number;
-  v: number;
-  bytes: number;
-}
-
-export function i420Layout(width: number, height: number): I420Layout {
-  const cw = (width + 1) >> 1;
-  const ch = (height + 1) >> 1;
-  const u = width * height;
-  return { cw, ch, u, v: u + cw * ch, bytes: u + 2 * cw * ch };
-}
-
-/** Bytes of one frame of `format` at width×height. */
-export function frameBytes(format: 'rgb24' | 'yuv420p', width: number, height: number): number {
-  return format === 'rgb24' ? width * height * 3 : i420Layout(width, height).bytes;
-}
 
 /**
  * BT.601 limited range to full-range RGB: R = KY·(Y−16) + KRV·(V−128), G = KY·(Y−16) − KGU·(U−128) − KGV·(V−128),

@@ -1,8 +1,14 @@
 import sharp from 'sharp';
-import type { Canvas } from './draw.js';
+
+/** Packed RGB24 pixels, rows top to bottom (an evidence canvas, a decoded frame). */
+interface Rgb24 {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
 
 /** Encodes an RGB24 image as baseline JPEG (quality 1–100, default 80). */
-export async function encodeJpeg(img: Canvas, quality = 80): Promise<Buffer> {
+export async function encodeJpeg(img: Rgb24, quality = 80): Promise<Buffer> {
   return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
     .jpeg({ quality, chromaSubsampling: '4:2:0' })
     .toBuffer();
