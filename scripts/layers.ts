@@ -1,7 +1,8 @@
 /**
  * The layers of src/ and the check that imports only run downwards: a module may import from its own folder or
  * from a folder of a lower layer, never from a higher or equal one, and no set of files imports itself round
- * (README "Layout"). `npx tsx scripts/layers.ts` prints the problems; test/layers.test.ts fails on any.
+ * (README "Layout", docs/decisions/0036). `node dist/scripts/layers.js` (after `npm run build`) prints the problems;
+ * test/layers.test.ts fails on any.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
