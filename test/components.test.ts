@@ -151,7 +151,8 @@ t.test('a component whose start throws: the agent does not start, names it, and 
   let ffmpegWhileStarting = 0;
   const failing: Component = {
     name: 'failing',
-    start: () => {
+    start: async (ctx) => {
+      await until('the camera streams', () => ctx.cameras.status()[0]!.state === 'streaming', 60_000);
       ffmpegWhileStarting = ffmpegChildren().length;
       throw new Error('cannot open its port');
     },
@@ -164,10 +165,8 @@ t.test('a component whose start throws: the agent does not start, names it, and 
   t.same(order, ['start before', 'stop before'], 'the started one stopped; the failing one undoes its own start; the rest never started');
   t.ok(before.outboxOpenAtStop, 'it stopped before the core');
   t.same(ffmpegChildren(), [], 'no ffmpeg left');
-  // The core let go of the data folder: another agent opens the same outbox.
-  const again = await Agent.start({ config, log: createLogger({ level: 'silent' }), components: [] });
-  await again.stop();
-  t.pass('the same data folder opens again');
+  t.throws(() => before.ctx!.outbox.stats(), 'the core stopped: its outbox is closed');
+  t.equal(before.ctx!.uplink.status().connected, false, 'and its uplink disconnected');
 });
 
 t.test('the agent starts and stops twice in one process, with the default components', async (t) => {
