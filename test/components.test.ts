@@ -113,9 +113,12 @@ t.test('components on the real agent: context, bus events of the frame path, ord
 
   await until('an event stored', () => last.seen['event.stored'].length > 0, 120_000);
   const states = first.seen['camera.state'];
-  t.same(states.slice(0, 2).map((s) => [s.cameraId, s.state]), [['cam-a', 'connecting'], ['cam-a', 'streaming']], 'connecting, then streaming');
-  t.same(last.seen['camera.state'].slice(0, 2).map((s) => s.state), ['connecting', 'streaming'], 'a listener after the throwing one still gets it');
-  t.ok(lines().some((l) => l.component === 'broken' && /^broken: listener of camera\.state failed: listener bug/.test(l.msg)), 'the throw is logged, naming the component');
+  const firstTwo = states.slice(0, 2).map((s) => [s.cameraId, s.state]);
+  t.same(firstTwo, [['cam-a', 'connecting'], ['cam-a', 'streaming']], 'connecting, then streaming');
+  const laterListener = last.seen['camera.state'].slice(0, 2).map((s) => s.state);
+  t.same(laterListener, ['connecting', 'streaming'], 'a listener after the throwing one still gets it');
+  const logged = lines().some((l) => l.component === 'broken' && /^broken: listener of camera\.state failed: listener bug/.test(l.msg));
+  t.ok(logged, 'the throw is logged, naming the component');
   t.equal(agent.cameraStatus()[0]!.state, 'streaming', 'the camera goes on');
 
   const hit = first.seen['rule.hit'][0]!;
@@ -180,7 +183,8 @@ t.test('the agent starts and stops twice in one process, with the default compon
     const agent = await Agent.start({ config, log: createLogger({ level: 'silent' }), components: [...defaultComponents(), probe] });
     await until(`round ${round}: streaming`, () => probe.seen['camera.state'].some((s) => s.state === 'streaming'), 60_000);
     const startedAt = new Date(probe.ctx!.startedAt).toISOString();
-    await until(`round ${round}: its status file`, () => existsSync(statusFile) && readStatus(join(dir, 'data')).startedAt === startedAt, 15_000);
+    const written = (): boolean => existsSync(statusFile) && readStatus(join(dir, 'data')).startedAt === startedAt;
+    await until(`round ${round}: its status file`, written, 15_000);
     await agent.stop();
     t.same(order, ['start probe', 'stop probe'], `round ${round}`);
     t.same(ffmpegChildren(), [], `round ${round}: no ffmpeg left`);

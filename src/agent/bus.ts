@@ -88,7 +88,8 @@ export class EventBus<Events extends object = AgentEvents> {
 
   private failed(owner: string, event: keyof Events, err: unknown): void {
     const message = err instanceof Error ? err.message : String(err);
-    this.log.error({ component: owner, event, err }, `${owner}: listener of ${String(event)} failed: ${message}; the other listeners still ran`);
+    const what = `${owner}: listener of ${String(event)} failed: ${message}; the other listeners still ran`;
+    this.log.error({ component: owner, event, err }, what);
   }
 }
 

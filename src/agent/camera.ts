@@ -86,7 +86,9 @@ export class CameraPipeline {
       this.reason = s.reason;
       const level = s.state === 'failed' || s.state === 'backoff' ? 'warn' : 'info';
       log[level]({ camera: id, state: s.state, reason: s.reason }, `camera ${id}: ${s.state}${s.reason ? ` (${s.reason})` : ''}`);
-      if (bus.listening('camera.state')) bus.emit('camera.state', { cameraId: id, state: s.state, reason: s.reason, since: this.stateSince });
+      if (bus.listening('camera.state')) {
+        bus.emit('camera.state', { cameraId: id, state: s.state, reason: s.reason, since: this.stateSince });
+      }
     });
     this.source.on('frame', (frame: Frame) => {
       this.counters.framesIn++;
@@ -184,7 +186,8 @@ export class CameraPipeline {
 
   /** State and rates over the last window (`edgepatrol status`, health). */
   status(): CameraStatus {
-    const status: CameraStatus = { id: this.id, state: this.state, since: new Date(this.stateSince).toISOString(), ...this.window.current, totals: this.totals() };
+    const since = new Date(this.stateSince).toISOString();
+    const status: CameraStatus = { id: this.id, state: this.state, since, ...this.window.current, totals: this.totals() };
     if (this.reason !== undefined) status.reason = this.reason;
     return status;
   }

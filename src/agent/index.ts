@@ -85,7 +85,8 @@ export class Agent {
     for (const cam of this.opts.config.cameras) await this.openCamera(cam);
     for (const component of this.opts.components) await this.startComponent(component);
     const models = [...this.detectors.values()].map((d) => d.model.name);
-    this.opts.log.info({ cameras: this.cameras.size, models, components: this.running.map((r) => r.component.name), dataDir: this.dataDir }, 'agent started');
+    const components = this.running.map((r) => r.component.name);
+    this.opts.log.info({ cameras: this.cameras.size, models, components, dataDir: this.dataDir }, 'agent started');
   }
 
   /** Data folder, detectors (and the CPU split for them), outbox, uplink, recorder and the inference queue. */

@@ -10,8 +10,9 @@ export class HealthPublisher implements Component {
   private timer: NodeJS.Timeout | undefined;
 
   start(ctx: ComponentContext): void {
-    const { config, allowedCpus } = ctx;
-    const sampler = new HealthSampler({ gatewayId: config.gateway.id, version: ctx.version, dataDir: ctx.dataDir, ...(allowedCpus && { cores: allowedCpus.length }) });
+    const { config, allowedCpus, version, dataDir } = ctx;
+    const cores = allowedCpus && { cores: allowedCpus.length };
+    const sampler = new HealthSampler({ gatewayId: config.gateway.id, version, dataDir, ...cores });
     this.timer = setInterval(() => publish(ctx, sampler), config.health.intervalSeconds * 1000);
     this.timer.unref();
   }
