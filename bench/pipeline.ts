@@ -34,6 +34,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { Agent } from '../src/agent/index.js';
+import { defaultComponents } from '../src/components/index.js';
 import type { CameraStatus } from '../src/agent/stats.js';
 import { parseConfig, type CameraConfig, type Config } from '../src/config/index.js';
 import { createLogger } from '../src/log.js';
@@ -112,7 +113,7 @@ function cpuSeconds(): number {
 }
 
 async function runAgent(cfg: Config, seconds: number, warmupS = 5): Promise<{ before: CameraStatus[]; after: CameraStatus[]; seconds: number; cpu: number }> {
-  const agent = await Agent.start({ config: cfg, log: createLogger({ level: 'silent' }), frameFormat: formatOpt });
+  const agent = await Agent.start({ config: cfg, log: createLogger({ level: 'silent' }), frameFormat: formatOpt, components: defaultComponents() });
   try {
     await sleep(warmupS * 1000);
     const before = agent.cameraStatus();
@@ -183,7 +184,7 @@ async function ratio(): Promise<void> {
       const cfg = config(cams);
       // The config stops at 30 fps, a camera's limit; one file camera must offer more for the path to be detection-bound.
       for (const c of cfg.cameras) c.detect.fps = fps;
-      const agent = await Agent.start({ config: cfg, log: createLogger({ level: 'silent' }), frameFormat: formatOpt });
+      const agent = await Agent.start({ config: cfg, log: createLogger({ level: 'silent' }), frameFormat: formatOpt, components: defaultComponents() });
       const split = agent.cpuSplit;
       const detected = (): number => sum(agent.cameraStatus().map((c) => c.totals.detected));
       const decoded = (): number => sum(agent.cameraStatus().map((c) => c.totals.framesIn));

@@ -93,6 +93,7 @@ t.test('the agent: its inference on a core of its own, ffmpeg and the rest on th
   const { tmpdir } = await import('node:os');
   const { spawnSync } = await import('node:child_process');
   const { Agent } = await import('../src/agent/index.js');
+  const { defaultComponents } = await import('../src/components/index.js');
   const { parseConfig } = await import('../src/config/index.js');
   const { createLogger } = await import('../src/log.js');
   const { defaultClip } = await import('./helpers/rtsp.js');
@@ -118,7 +119,7 @@ t.test('the agent: its inference on a core of its own, ffmpeg and the rest on th
       // The first agent's message is retained: this agent's is the first one not flagged so.
       if (!packet.retain) resolve(JSON.parse(payload.toString()));
     }));
-    const agent = await Agent.start({ config, log: createLogger({ level: 'silent' }) });
+    const agent = await Agent.start({ config, log: createLogger({ level: 'silent' }), components: defaultComponents() });
     let stopped = false;
     t.teardown(() => (stopped ? undefined : agent.stop()));
     for (const start = Date.now(); agent.cameraStatus()[0]!.totals.detected < 2 && Date.now() - start < 30_000;) await new Promise((r) => setTimeout(r, 100));

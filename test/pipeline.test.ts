@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import YAML from 'yaml';
 import { Agent } from '../src/agent/index.js';
+import { defaultComponents } from '../src/components/index.js';
 import type { CameraStatus } from '../src/agent/stats.js';
 import { loadConfig } from '../src/config/index.js';
 import { createLogger } from '../src/log.js';
@@ -84,7 +85,7 @@ t.test('four cameras on one detector: streaming, refused, frozen, killed and bac
       camera('cam-still', { file: stillClip, loop: true }),
     ],
   }));
-  const agent = await Agent.start({ config: loadConfig(configFile), log: createLogger({ level: 'silent' }) });
+  const agent = await Agent.start({ config: loadConfig(configFile), log: createLogger({ level: 'silent' }), components: defaultComponents() });
   t.teardown(() => agent.stop());
   const cam = (id: string): CameraStatus => agent.cameraStatus().find((c) => c.id === id)!;
   async function until(what: string, cond: () => boolean, timeoutMs: number): Promise<number> {

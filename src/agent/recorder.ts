@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
 import type { CameraConfig, Config, RuleConfig, ZoneConfig } from '../config/index.js';
@@ -14,6 +14,7 @@ import { evidencePath, pruneEvidence, storeEvidence, type StoredEvidence } from 
 import type { Outbox } from '../outbox/index.js';
 import type { Uplink } from '../uplink/index.js';
 import { version } from '../version.js';
+import type { EventBus } from './bus.js';
 import { EVENT_SCHEMA_ID, type EventPayload, type EvidenceImage } from './event.js';
 
 export interface RecorderOptions {
@@ -22,12 +23,11 @@ export interface RecorderOptions {
   outbox: Outbox;
   uplink: Pick<Uplink, 'notify'>;
   log: Logger;
-  /** Clock for retention (default Date.now). */
+  /** Where `event.stored` goes once a message is committed (evidence retention follows it). */
+  bus?: Pick<EventBus, 'emit' | 'listening'>;
+  /** Clock for the stop of open events and for freeing disk space (default Date.now). */
   now?: () => number;
 }
-
-/** Retention runs at most this often: listing the evidence folder costs more than one event. */
-const PRUNE_INTERVAL_MS = 60_000;
 
 /** On a full disk, room freed beyond the image itself: the outbox row and its WAL pages must fit too. */
 const DISK_MARGIN_BYTES = 512 * 1024;
@@ -46,7 +46,6 @@ function noSpace(err: unknown): boolean {
  * Every message is its own outbox row (`messageId`); the violation's `id` is shared by all its messages.
  */
 export class EventRecorder {
-  private lastPrune = Number.NEGATIVE_INFINITY;
   /** Decoded scene_change references by file, resized to the frame they are shown beside. */
   private readonly references = new Map<string, Promise<Canvas>>();
 
@@ -107,7 +106,10 @@ export class EventRecorder {
       log.info({ camera: cam.id, event: hit.eventId, state: hit.state, seq, type: hit.eventType, zone: hit.zoneId },
         `event ${hit.eventType} ${hit.state} on ${cam.id}/${hit.zoneId} stored (seq ${seq})`);
       uplink.notify();
-      this.pruneIfDue();
+      const bus = this.opts.bus;
+      if (bus?.listening('event.stored')) {
+        bus.emit('event.stored', { cameraId: cam.id, eventId: hit.eventId, messageId, type: hit.eventType, state: hit.state, seq });
+      }
       return true;
     } catch (err) {
       log.error({ camera: cam.id, event: hit.eventId, err }, `camera ${cam.id}: could not store ${hit.eventType} ${hit.state} event`);
@@ -229,22 +231,6 @@ export class EventRecorder {
       ref.catch(() => this.references.delete(key));
     }
     return ref;
-  }
-
-  /** Deletes evidence beyond the configured age and bytes, keeping that of messages the uplink has not delivered. */
-  private pruneIfDue(): void {
-    const now = (this.opts.now ?? Date.now)();
-    if (now - this.lastPrune < PRUNE_INTERVAL_MS) return;
-    this.lastPrune = now;
-    const { outbox, config, dataDir, log } = this.opts;
-    try {
-      const undelivered = new Set([...outbox.list({ state: 'pending', limit: 1_000_000 }), ...outbox.list({ state: 'sent', limit: 1_000_000 })].map((r) => r.id));
-      const keep = (file: string): boolean => undelivered.has(basename(file).replace(/-(annotated|clean|reference)\.jpg$/, ''));
-      const removed = pruneEvidence(dataDir, { maxBytes: config.evidence.maxBytes, maxAgeDays: config.evidence.maxAgeDays, now, keep });
-      if (removed.files) log.info({ files: removed.files, bytes: removed.bytes, keptBytes: removed.keptBytes }, `evidence retention deleted ${removed.files} files`);
-    } catch (err) {
-      log.warn({ err }, `evidence retention in ${dataDir}/evidence failed; old images stay until the next try`);
-    }
   }
 }
 

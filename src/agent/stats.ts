@@ -20,7 +20,7 @@ export interface CameraCounters {
   events: number;
 }
 
-/** One camera in `edgepatrol status` and (later) the health topic. Rates are over the last window. */
+/** One camera in `edgepatrol status` and the health topic. Rates are over the last window. */
 export interface CameraStatus {
   id: string;
   state: StreamState;
@@ -52,7 +52,10 @@ export interface AgentStatus {
 }
 
 export const STATUS_FILE = 'status.json';
-/** How often the agent rewrites {dataDir}/status.json (read by `edgepatrol status`); rates cover this interval. */
+/**
+ * How often the agent samples each camera's rates (rates cover this interval) and the status-file component
+ * (src/components/status.ts) rewrites {dataDir}/status.json, read by `edgepatrol status`.
+ */
 export const STATUS_INTERVAL_MS = 5000;
 
 export function emptyCounters(): CameraCounters {

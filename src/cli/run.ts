@@ -3,6 +3,7 @@ import { loadConfig, ConfigError, formatConfigError, type Config } from '../conf
 import { loadManifest, ModelError } from '../vision/index.js';
 import { checkConfigAgainstModels } from './model-check.js';
 import { Agent } from '../agent/index.js';
+import { defaultComponents } from '../components/index.js';
 import { createLogger } from '../log.js';
 
 const help = `usage: edgepatrol run --config <file> [--mqtt-url URL] [--models-dir DIR] [--log-level LEVEL]
@@ -47,7 +48,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const log = createLogger({ level: args['log-level'] });
   let agent: Agent;
   try {
-    agent = await Agent.start({ config, log, modelsDir: args['models-dir'] });
+    agent = await Agent.start({ config, log, modelsDir: args['models-dir'], components: defaultComponents() });
   } catch (err) {
     if (err instanceof ModelError) { process.stderr.write(`edgepatrol run: ${err.message}\n`); return 3; }
     throw err;

@@ -1,0 +1,49 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config/index.js';
+import type { Outbox } from '../outbox/index.js';
+import type { Uplink } from '../uplink/index.js';
+import type { ScopedBus } from './bus.js';
+import type { CameraStatus } from './stats.js';
+
+/**
+ * A capability of the agent beside the frame path (health, the status file, evidence retention, …): it starts
+ * once the core runs (outbox, uplink, cameras) and stops before the core does, so it may still publish while
+ * stopping. The list the agent runs is src/components/index.ts; README "Layout" says where a new one goes.
+ */
+export interface Component {
+  /** Names the component in logs and in the error when its start fails. */
+  readonly name: string;
+  /** Sets up timers and bus listeners. A start that throws must undo what it made itself: stop() is not called then. */
+  start(ctx: ComponentContext): Promise<void> | void;
+  /** Undoes start(). Its bus listeners are removed after it returns, whether it removed them or not. */
+  stop(): Promise<void> | void;
+}
+
+/** The cameras as a component sees them: read-only. */
+export interface CameraView {
+  readonly ids: readonly string[];
+  /** Per-camera state, rates over the last status window, and running totals (Agent.cameraStatus()). */
+  status(): CameraStatus[];
+}
+
+/** What a component gets from the core. */
+export interface ComponentContext {
+  config: Config;
+  /** A child logger with `component: <name>`. */
+  log: Logger;
+  /** The agent's event bus; listeners added here carry the component's name and go when it stops. */
+  bus: ScopedBus;
+  outbox: Outbox;
+  uplink: Uplink;
+  /** gateway.dataDir, resolved. */
+  dataDir: string;
+  version: string;
+  /** When the agent started (ms since the epoch). */
+  startedAt: number;
+  cameras: CameraView;
+  /**
+   * The CPUs the process had before the agent pinned its threads (model.pinCores); undefined when they were
+   * not read. The process's own CPU count is too low once it is pinned.
+   */
+  allowedCpus: readonly number[] | undefined;
+}

@@ -1,0 +1,16 @@
+import type { Component } from '../agent/index.js';
+import { HealthPublisher } from './health.js';
+import { EvidenceRetention } from './retention.js';
+import { StatusFile } from './status.js';
+
+export { HealthPublisher } from './health.js';
+export { EvidenceRetention, PRUNE_INTERVAL_MS } from './retention.js';
+export { StatusFile } from './status.js';
+
+/**
+ * The components `edgepatrol run` starts, in start order (they stop in reverse). A new capability is a file
+ * of this folder implementing Component (src/agent/component.ts), added here.
+ */
+export function defaultComponents(): Component[] {
+  return [new StatusFile(), new HealthPublisher(), new EvidenceRetention()];
+}
