@@ -86,7 +86,7 @@ function editDistance(a: string, b: string): number {
 }
 
 /** Unknown keys get one message per key, separated by this, so each can point at its own line. */
-const KEY_SEPARATOR = '\u0000';
+export const KEY_SEPARATOR = '\u0000';
 
 /** Messages that say what is wrong and what is expected, in the words of the config file (a zod error map). */
 export function configMessage(iss: z.core.$ZodRawIssue): string | undefined {

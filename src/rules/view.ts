@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import type { CameraConfig, RuleConfig, SceneChangeRuleConfig, ZoneConfig } from '../config/index.js';
-import { ConfigError, configMessage, formatPath } from '../config/load.js';
+import { ConfigError, configMessage, formatPath, KEY_SEPARATOR, type ConfigIssue } from '../config/load.js';
 import { checkUnique, polygonSchema, zoneSchema } from '../config/schema.js';
 import { decodeImage } from '../common/jpeg.js';
 import { greyThumb, type Thumb } from './scene.js';
@@ -53,10 +53,13 @@ export function cameraWithView(camera: CameraConfig, view: ViewConfig): CameraCo
 export function parseView(raw: unknown, source: string, baseDir = '.'): ViewConfig {
   const result = viewSchema.safeParse(raw, { error: configMessage });
   if (!result.success) {
-    throw new ConfigError(source, result.error.issues.map((iss) => ({
-      path: formatPath(iss.path.filter((k): k is string | number => typeof k !== 'symbol')),
-      message: iss.message,
-    })));
+    // As the config file's: one issue per unknown key, at the key.
+    throw new ConfigError(source, result.error.issues.flatMap((iss): ConfigIssue[] => {
+      const path = iss.path.filter((k): k is string | number => typeof k !== 'symbol');
+      if (iss.code !== 'unrecognized_keys') return [{ path: formatPath(path), message: iss.message }];
+      const messages = iss.message.split(KEY_SEPARATOR);
+      return iss.keys.map((key, i) => ({ path: formatPath([...path, key]), message: messages[i] ?? 'unknown key' }));
+    }));
   }
   const view = result.data;
   return {
