@@ -10,7 +10,7 @@ import { greyThumb, SceneChangeObserver, type Thumb } from './scene.js';
 import { inSchedule } from './schedule.js';
 import type { EndReason, RuleHit } from './hit.js';
 import {
-  configView, loadView, parseView, referenceKey, ruleWhere, SceneReferenceError, type CameraView, type ViewInput,
+  configView, loadReferences, parseView, referenceKey, ruleWhere, SceneReferenceError, type CameraView, type ViewInput,
 } from './view.js';
 
 export interface CameraRulesOptions {
@@ -39,6 +39,7 @@ type Evaluator = (ts: number, tracks: readonly Track[], thumb: () => Thumb | nul
 /** Everything that holds for one view: a new view, a pause, replaces it whole, so nothing of the old view's state survives. */
 interface ViewRules {
   view: CameraView;
+  references: ReadonlyMap<string, Thumb>;
   tracker: Tracker;
   evaluators: Evaluator[];
   lifecycles: Lifecycle[];
@@ -64,19 +65,18 @@ interface ViewRules {
 export class CameraRules {
   private readonly newId: () => string;
   private current: ViewRules;
-  private pausedBy: PauseReason | null = null;
+  private isPaused = false;
   /** The live tracks of the last evaluated frame: what a message about that frame (at a stop) can say was seen. */
   private lastTracks: Track[] = [];
 
   /** Loads the camera's scene_change references, then builds its rules. */
   static async open(camera: CameraConfig, opts: Omit<CameraRulesOptions, 'references'> = {}): Promise<CameraRules> {
-    const { references } = await loadView(camera, configView(camera));
-    return new CameraRules(camera, { ...opts, references });
+    return new CameraRules(camera, { ...opts, references: await loadReferences(camera, configView(camera)) });
   }
 
   constructor(private readonly camera: CameraConfig, private readonly opts: CameraRulesOptions = {}) {
     this.newId = opts.newId ?? uuidv7;
-    this.current = this.build({ ...configView(camera), references: opts.references ?? new Map() });
+    this.current = this.build(configView(camera), opts.references ?? new Map());
   }
 
   /** The view the rules run on now. */
@@ -86,7 +86,7 @@ export class CameraRules {
 
   /** Whether the rules are paused (evaluate sees nothing) until resume(). */
   get paused(): boolean {
-    return this.pausedBy !== null;
+    return this.isPaused;
   }
 
   /**
@@ -98,7 +98,7 @@ export class CameraRules {
    */
   async setView(input: ViewInput, ts: number): Promise<RuleHit[]> {
     const view = parseView(input, `camera ${this.camera.id}, view ${input.id ?? 'config'}`);
-    const next = this.build(await loadView(this.camera, view));
+    const next = this.build(view, await loadReferences(this.camera, view));
     const ended = this.end(ts, 'view_changed');
     this.current = next;
     return ended;
@@ -109,19 +109,19 @@ export class CameraRules {
    * close()'s are), and evaluate returns nothing until resume(). The rules start afresh on the same view.
    */
   pause(reason: PauseReason, ts: number): RuleHit[] {
-    if (this.pausedBy) return [];
+    if (this.isPaused) return [];
     const ended = this.end(ts, reason);
-    this.current = this.build(this.current.view);
-    this.pausedBy = reason;
+    this.current = this.build(this.current.view, this.current.references);
+    this.isPaused = true;
     return ended;
   }
 
   /** Ends a pause: the next frame is the first the rules see, as at a start. */
   resume(): void {
-    this.pausedBy = null;
+    this.isPaused = false;
   }
 
-  private build(view: CameraView): ViewRules {
+  private build(view: CameraView, references: ReadonlyMap<string, Thumb>): ViewRules {
     // A track must exist for a rule to see its object: a rule with minScore 0.4 must get objects scoring 0.4-0.5.
     const minScores = view.zones.flatMap((z) => z.rules.flatMap((r) => (r.kind === 'scene_change' ? [] : [r.minScore])));
     // Expiry by time, not by detector runs: with motion gating the runs come at irregular intervals.
@@ -136,13 +136,13 @@ export class CameraRules {
       for (const rule of zone.rules) {
         const life = new Lifecycle(zone, rule, this.newId);
         lifecycles.push(life);
-        evaluators.push(this.evaluator(view, zone, rule, life));
+        evaluators.push(this.evaluator(view, references, zone, rule, life));
       }
     }
-    return { view, tracker, evaluators, lifecycles };
+    return { view, references, tracker, evaluators, lifecycles };
   }
 
-  private evaluator(view: CameraView, zone: ZoneConfig, rule: RuleConfig, life: Lifecycle): Evaluator {
+  private evaluator(view: CameraView, references: ReadonlyMap<string, Thumb>, zone: ZoneConfig, rule: RuleConfig, life: Lifecycle): Evaluator {
     const timeZone = this.camera.timezone ?? 'UTC';
     const scheduled = (ts: number): boolean => inSchedule(rule.schedule, ts, timeZone);
     const over = (observer: { observe(ts: number, tracks: readonly Track[]): Observation }): Evaluator =>
@@ -166,7 +166,7 @@ export class CameraRules {
         };
       }
       case 'scene_change': {
-        const reference = view.references.get(referenceKey(zone, rule));
+        const reference = references.get(referenceKey(zone, rule));
         if (!reference) {
           throw new SceneReferenceError(`${ruleWhere(this.camera, view, zone, rule)}: the scene_change reference ${rule.reference} is not loaded; create the rules with CameraRules.open()`);
         }
@@ -187,7 +187,7 @@ export class CameraRules {
    * pixels, RGB24 or YUV 4:2:0) is needed only by scene_change rules, which skip frames evaluated without it.
    */
   evaluate(ts: number, width: number, height: number, detections: readonly Detection[], frame?: { data: Uint8Array; format?: 'rgb24' | 'yuv420p' }): RuleHit[] {
-    if (this.pausedBy) return [];
+    if (this.isPaused) return [];
     const clamp = (v: number): number => Math.min(1, Math.max(0, v));
     const normalized = detections.map((d) => ({
       class: d.class,

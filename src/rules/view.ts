@@ -17,23 +17,26 @@ export const viewSchema = z
     zones: z.array(zoneSchema).default([]).describe('Zones and their rules, as in a camera\'s zones.'),
     motionMasks: z.array(polygonSchema).default([]).describe('Areas where motion is ignored, as in a camera\'s motion.masks.'),
   })
-  .superRefine((view, ctx) => {
-    checkUnique(view.zones, (zone) => zone.id, (zi) => ['zones', zi, 'id'], 'zone id', ctx);
-    view.zones.forEach((zone, zi) => checkUnique(zone.rules, (rule) => rule.id, (ri) => ['zones', zi, 'rules', ri, 'id'], 'rule id', ctx));
-  });
+  // Runs even when parts are invalid, as the config's cross-checks do, so every problem shows in one pass; hence
+  // written for a partly parsed view.
+  .superRefine((view: unknown, ctx) => {
+    const zones = listAt(view, 'zones');
+    checkUnique(zones, (zone) => zone.id, (zi) => ['zones', zi, 'id'], 'zone id', ctx);
+    zones.forEach((zone, zi) => checkUnique(listAt(zone, 'rules'), (rule) => rule.id ?? rule.type, (ri) => ['zones', zi, 'rules', ri, 'id'], 'rule id', ctx));
+  }, { when: () => true });
+
+function listAt(parent: unknown, key: string): unknown[] {
+  const list = typeof parent === 'object' && parent !== null ? (parent as Record<string, unknown>)[key] : undefined;
+  return Array.isArray(list) ? list : [];
+}
 
 /** A validated view: defaults filled in, presets applied, rule ids set. */
-export type ViewConfig = z.output<typeof viewSchema>;
+export type CameraView = z.output<typeof viewSchema>;
 /** What a view is written as. */
 export type ViewInput = z.input<typeof viewSchema>;
 
-/** A view ready to run: its scene_change references loaded, by `referenceKey`. */
-export interface CameraView extends ViewConfig {
-  references: ReadonlyMap<string, Thumb>;
-}
-
 /** The view a camera's config describes. */
-export function configView(camera: CameraConfig): ViewConfig {
+export function configView(camera: CameraConfig): CameraView {
   return { id: 'config', zones: camera.zones, motionMasks: camera.motion.masks };
 }
 
@@ -41,7 +44,7 @@ export function configView(camera: CameraConfig): ViewConfig {
  * The camera's config as it is while `view` is on: what the evidence recorder draws an event's zone from and the
  * motion gate takes its masks from. The camera's settings that do not depend on where it looks stay as they are.
  */
-export function cameraWithView(camera: CameraConfig, view: ViewConfig): CameraConfig {
+export function cameraWithView(camera: CameraConfig, view: CameraView): CameraConfig {
   return { ...camera, zones: view.zones, motion: { ...camera.motion, masks: view.motionMasks } };
 }
 
@@ -50,7 +53,7 @@ export function cameraWithView(camera: CameraConfig, view: ViewConfig): CameraCo
  * (the file or task it came from) and whose issue paths start at the view (`zones[1].polygon`). Relative
  * scene_change reference paths count from `baseDir`, as the config file's count from its folder.
  */
-export function parseView(raw: unknown, source: string, baseDir = '.'): ViewConfig {
+export function parseView(raw: unknown, source: string, baseDir = '.'): CameraView {
   const result = viewSchema.safeParse(raw, { error: configMessage });
   if (!result.success) {
     // As the config file's: one issue per unknown key, at the key.
@@ -71,7 +74,7 @@ export function parseView(raw: unknown, source: string, baseDir = '.'): ViewConf
   };
 }
 
-/** Key of a scene_change rule's reference in CameraView.references. */
+/** Key of a scene_change rule's reference in the map loadReferences returns. */
 export function referenceKey(zone: ZoneConfig, rule: RuleConfig): string {
   return `${zone.id}/${rule.id}`;
 }
@@ -81,26 +84,29 @@ export class SceneReferenceError extends Error {
   override name = 'SceneReferenceError';
 }
 
-/** Loads the scene_change references of `view` on `camera`; throws SceneReferenceError for the first one that cannot be used. */
-export async function loadView(camera: CameraConfig, view: ViewConfig): Promise<CameraView> {
+/**
+ * The grey thumbnails of the scene_change references of `view` on `camera`, by `referenceKey`; throws
+ * SceneReferenceError for the first one that cannot be used.
+ */
+export async function loadReferences(camera: CameraConfig, view: CameraView): Promise<Map<string, Thumb>> {
   const references = new Map<string, Thumb>();
   for (const zone of view.zones) {
     for (const rule of zone.rules) {
       if (rule.kind === 'scene_change') references.set(referenceKey(zone, rule), await loadReference(camera, view, zone, rule));
     }
   }
-  return { ...view, references };
+  return references;
 }
 
 /** Aspect ratios further apart than this mean the reference shows another view (or a crop) of the camera. */
 const ASPECT_TOLERANCE = 0.03;
 
 /** Where a rule is, for messages: the view is named when it is not the camera's own. */
-export function ruleWhere(camera: CameraConfig, view: ViewConfig, zone: ZoneConfig, rule: RuleConfig): string {
+export function ruleWhere(camera: CameraConfig, view: CameraView, zone: ZoneConfig, rule: RuleConfig): string {
   return `camera ${camera.id}${view.id === 'config' ? '' : `, view ${view.id}`}, zone ${zone.id}, rule ${rule.id}`;
 }
 
-async function loadReference(camera: CameraConfig, view: ViewConfig, zone: ZoneConfig, rule: SceneChangeRuleConfig): Promise<Thumb> {
+async function loadReference(camera: CameraConfig, view: CameraView, zone: ZoneConfig, rule: SceneChangeRuleConfig): Promise<Thumb> {
   const where = ruleWhere(camera, view, zone, rule);
   const fix = `take one with: edgepatrol camera snapshot ${camera.id} --out ${rule.reference}`;
   let img;
