@@ -59,7 +59,7 @@ export const eventPayloadSchema = z.object({
   }).strict()).optional().describe('objects of the violation the detector did not find in this message\'s frame: hidden (the rule keeps an '
     + 'occluded object for 5 s), missed, or gone (ended). Not boxed in the evidence, which names them in a caption. Absent when there are none'),
   counts: z.object({ forward: z.number().int().min(0), backward: z.number().int().min(0) }).strict().optional()
-    .describe('line_cross: crossings per direction since the agent started or the camera\'s view last changed'),
+    .describe('line_cross: crossings per direction since the agent started, the camera\'s view last changed or its rules last paused'),
   change: z.object({ fraction: z.number().min(0).max(1), threshold: z.number().min(0).max(1) }).strict().optional()
     .describe('scene_change: share of the zone that differs from the reference, and the rule threshold'),
   location: z.object({
