@@ -121,7 +121,8 @@ t.test('a bad view throws the error a bad config gives, naming camera and view, 
   t.same(brief(run(rules, 0, 4, () => [below()])), [[0, 'started', 'ev1', 'lower']]);
 
   const bowtie: Polygon = [[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]];
-  const crossed = await rules.setView({ id: 'bad-1', zones: [{ id: 'upper', polygon: bowtie, rules: [] }] }, 4 * STEP).then(() => null, (e: unknown) => e);
+  const crossed = await rules.setView({ id: 'bad-1', zones: [{ id: 'upper', polygon: bowtie, rules: [] }] }, 4 * STEP)
+    .then(() => null, (e: unknown) => e);
   t.ok(crossed instanceof ConfigError, 'a ConfigError, as for the config file');
   const configSays = (() => {
     try {
@@ -137,12 +138,17 @@ t.test('a bad view throws the error a bad config gives, naming camera and view, 
 
   const twice = await rules.setView({ id: 'bad-2', zones: [{ id: 'z', polygon: bowtie }, { id: 'z', polygon: LOWER }] }, 4 * STEP)
     .then(() => null, (e: unknown) => e);
-  t.match((twice as ConfigError).issues, [{ path: 'zones[0].polygon', message: /crosses itself/ }, { path: 'zones[1].id', message: /duplicate zone id 'z'/ }],
-    'every problem in one pass');
-  const missing = await rules.setView({ id: 'bad-3', zones: [{ id: 'bin', polygon: UPPER, rules: [{ preset: 'bin_overflow', reference: '/nowhere/bin.jpg' }] }] }, 4 * STEP)
-    .then(() => null, (e: unknown) => e);
+  t.match((twice as ConfigError).issues, [
+    { path: 'zones[0].polygon', message: /crosses itself/ },
+    { path: 'zones[1].id', message: /duplicate zone id 'z'/ },
+  ], 'every problem in one pass');
+  const bin = { preset: 'bin_overflow', reference: '/nowhere/bin.jpg' };
+  const binView: ViewInput = { id: 'bad-3', zones: [{ id: 'bin', polygon: UPPER, rules: [bin] }] };
+  const missing = await rules.setView(binView, 4 * STEP).then(() => null, (e: unknown) => e);
   t.ok(missing instanceof SceneReferenceError, 'a missing reference file');
-  t.match((missing as Error).message, /^camera cam-ptz, view bad-3, zone bin, rule bin_overflow: cannot read the scene_change reference \/nowhere\/bin\.jpg .*edgepatrol camera snapshot cam-ptz/);
+  t.match((missing as Error).message,
+    /^camera cam-ptz, view bad-3, zone bin, rule bin_overflow: cannot read the scene_change reference \/nowhere\/bin\.jpg .*/);
+  t.match((missing as Error).message, /take one with: edgepatrol camera snapshot cam-ptz --out \/nowhere\/bin\.jpg$/, 'and what to do');
 
   t.equal(rules.view.id, 'config', 'still the old view');
   t.same(run(rules, 4, 10, () => [below()]), [], 'ev1 goes on, unended');
@@ -151,12 +157,17 @@ t.test('a bad view throws the error a bad config gives, naming camera and view, 
 });
 
 t.test('parseView: a view is written like a camera\'s zones, presets applied, references relative to its file', async (t) => {
-  const view = parseView({ id: 'preset-3', zones: [{ id: 'bin', polygon: UPPER, rules: [{ preset: 'bin_overflow', reference: 'refs/bin.jpg' }] }] },
-    '/etc/edgepatrol/presets.yaml', '/etc/edgepatrol');
-  t.match(view.zones[0]!.rules[0], { kind: 'scene_change', id: 'bin_overflow', type: 'bin_overflow', threshold: 0.2, reference: '/etc/edgepatrol/refs/bin.jpg' });
+  const bin = { preset: 'bin_overflow', reference: 'refs/bin.jpg' };
+  const written = { id: 'preset-3', zones: [{ id: 'bin', polygon: UPPER, rules: [bin] }] };
+  const view = parseView(written, '/etc/edgepatrol/presets.yaml', '/etc/edgepatrol');
+  t.match(view.zones[0]!.rules[0], {
+    kind: 'scene_change', id: 'bin_overflow', type: 'bin_overflow', threshold: 0.2, reference: '/etc/edgepatrol/refs/bin.jpg',
+  });
   t.same(view.motionMasks, []);
-  t.throws(() => parseView({ zones: [{ id: 'bin', polygon: UPPER, rule: [] }] }, '/etc/edgepatrol/presets.yaml'),
-    { name: 'ConfigError', message: /^\/etc\/edgepatrol\/presets\.yaml: 1 config problem: zones\[0\]\.rule: unknown key \(did you mean 'rules'\?\)/ });
+  t.throws(
+    () => parseView({ zones: [{ id: 'bin', polygon: UPPER, rule: [] }] }, '/etc/edgepatrol/presets.yaml'),
+    { name: 'ConfigError', message: /^\/etc\/edgepatrol\/presets\.yaml: 1 config problem: zones\[0\]\.rule: unknown key \(did you mean 'rules/ },
+  );
 });
 
 t.test('pause ends open violations and keeps the rules quiet until resume, which starts clean', async (t) => {
@@ -173,7 +184,8 @@ t.test('pause ends open violations and keeps the rules quiet until resume, which
   rules.resume();
   t.notOk(rules.paused);
   t.same(brief(run(rules, 40, 42, () => [above()])), [[40, 'started', 'ev2', 'upper']]);
-  t.match(rules.pause('view_changed', 42 * STEP), [{ eventId: 'ev2', endReason: 'view_changed' }], 'a pause for a move ends with view_changed');
+  t.match(rules.pause('view_changed', 42 * STEP), [{ eventId: 'ev2', endReason: 'view_changed' }],
+    'a pause for a move ends with view_changed');
   t.same(rules.close(43 * STEP), [], 'a stop after the pause has nothing left to end');
 });
 
@@ -187,7 +199,8 @@ t.test('scene_change references swap with the view', async (t) => {
   writeFileSync(join(dir, 'ref-2.jpg'), await encodeJpeg({ width: W, height: H, data: marked }));
   const scene = (ref: string): string =>
     `[{ kind: scene_change, type: bin_overflow, reference: ${ref}, seconds: 0, threshold: 0.25, cooldownSeconds: 0 }]`;
-  const cam = config(dir, `      - id: all\n        polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]\n        rules: ${scene('./ref-config.jpg')}`).cameras[0]!;
+  const zone = `      - id: all\n        polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]\n        rules: ${scene('./ref-config.jpg')}`;
+  const cam = config(dir, zone).cameras[0]!;
   const rules = await CameraRules.open(cam);
   const frames = (from: number, to: number): RuleHit[] => {
     const hits: RuleHit[] = [];
@@ -200,7 +213,8 @@ t.test('scene_change references swap with the view', async (t) => {
     kind: 'scene_change', type: 'bin_overflow', reference: 'ref-2.jpg', seconds: 0, threshold: 0.25, cooldownSeconds: 0,
   }] }] }, join(dir, 'presets.yaml'), dir);
   t.same(await rules.setView(preset, 4 * STEP), []);
-  t.match(frames(4, 5), [{ state: 'started', zoneId: 'all', change: { threshold: 0.25 } }], 'the same scene differs from preset 2\'s reference');
+  t.match(frames(4, 5), [{ state: 'started', zoneId: 'all', change: { threshold: 0.25 } }],
+    'the same scene differs from preset 2\'s reference');
   t.ok(rules.evaluate(5 * STEP, W, H, [], { data: grey }).length === 0, 'one event, not one a frame');
 });
 
@@ -252,7 +266,9 @@ t.test('the caller records view_changed and camera_paused endings as schema-vali
   const cam = cfg.cameras[0]!;
   const outbox = Outbox.open(join(dir, 'data', 'outbox.db'));
   t.teardown(() => outbox.close());
-  const recorder = new EventRecorder({ config: cfg, dataDir: join(dir, 'data'), outbox, uplink: { notify: () => undefined }, log: pino({ level: 'silent' }) });
+  const recorder = new EventRecorder({
+    config: cfg, dataDir: join(dir, 'data'), outbox, uplink: { notify: () => undefined }, log: pino({ level: 'silent' }),
+  });
   const model = { name: 'nanodet-m', sha256: 'ab'.repeat(32) };
   const t0 = Date.parse('2025-06-06T12:00:00Z');
   const frameAt = (i: number): RgbFrame => ({ width: W, height: H, data: Buffer.alloc(W * H * 3, 128), ts: t0 + i * STEP });
@@ -281,7 +297,8 @@ t.test('the caller records view_changed and camera_paused endings as schema-vali
   for (const p of payloads) t.equal(docSchemaProblems('event', p), null, 'valid against docs/schemas/event.schema.json');
   const events = payloads.map((p) => eventPayloadSchema.parse(p));
   t.same(events.map((e) => [e.state, e.zone, e.endReason]), [
-    ['started', 'lower', undefined], ['ended', 'lower', 'view_changed'], ['started', 'upper', undefined], ['ended', 'upper', 'camera_paused'],
+    ['started', 'lower', undefined], ['ended', 'lower', 'view_changed'],
+    ['started', 'upper', undefined], ['ended', 'upper', 'camera_paused'],
   ]);
   t.equal(events[1]!.id, events[0]!.id, 'the view change ends the violation it started');
   t.equal(events[1]!.endedAt, new Date(t0 + 3 * STEP).toISOString(), 'the last frame it held');

@@ -142,7 +142,9 @@ export class CameraRules {
     return { view, references, tracker, evaluators, lifecycles };
   }
 
-  private evaluator(view: CameraView, references: ReadonlyMap<string, Thumb>, zone: ZoneConfig, rule: RuleConfig, life: Lifecycle): Evaluator {
+  private evaluator(
+    view: CameraView, references: ReadonlyMap<string, Thumb>, zone: ZoneConfig, rule: RuleConfig, life: Lifecycle,
+  ): Evaluator {
     const timeZone = this.camera.timezone ?? 'UTC';
     const scheduled = (ts: number): boolean => inSchedule(rule.schedule, ts, timeZone);
     const over = (observer: { observe(ts: number, tracks: readonly Track[]): Observation }): Evaluator =>
@@ -168,7 +170,9 @@ export class CameraRules {
       case 'scene_change': {
         const reference = references.get(referenceKey(zone, rule));
         if (!reference) {
-          throw new SceneReferenceError(`${ruleWhere(this.camera, view, zone, rule)}: the scene_change reference ${rule.reference} is not loaded; create the rules with CameraRules.open()`);
+          const where = ruleWhere(this.camera, view, zone, rule);
+          const fix = 'create the rules with CameraRules.open()';
+          throw new SceneReferenceError(`${where}: the scene_change reference ${rule.reference} is not loaded; ${fix}`);
         }
         const observer = new SceneChangeObserver(zone, rule, reference);
         return (ts, tracks, thumb) => {

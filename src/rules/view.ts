@@ -13,7 +13,8 @@ import { greyThumb, type Thumb } from './scene.js';
  */
 export const viewSchema = z
   .strictObject({
-    id: z.string().min(1).max(64).default('config').describe('Names the view in errors and logs: a PTZ preset\'s name; `config` for the camera\'s own zones.'),
+    id: z.string().min(1).max(64).default('config')
+      .describe('Names the view in errors and logs: a PTZ preset\'s name; `config` for the camera\'s own zones.'),
     zones: z.array(zoneSchema).default([]).describe('Zones and their rules, as in a camera\'s zones.'),
     motionMasks: z.array(polygonSchema).default([]).describe('Areas where motion is ignored, as in a camera\'s motion.masks.'),
   })
@@ -22,7 +23,9 @@ export const viewSchema = z
   .superRefine((view: unknown, ctx) => {
     const zones = listAt(view, 'zones');
     checkUnique(zones, (zone) => zone.id, (zi) => ['zones', zi, 'id'], 'zone id', ctx);
-    zones.forEach((zone, zi) => checkUnique(listAt(zone, 'rules'), (rule) => rule.id ?? rule.type, (ri) => ['zones', zi, 'rules', ri, 'id'], 'rule id', ctx));
+    zones.forEach((zone, zi) => {
+      checkUnique(listAt(zone, 'rules'), (rule) => rule.id ?? rule.type, (ri) => ['zones', zi, 'rules', ri, 'id'], 'rule id', ctx);
+    });
   }, { when: () => true });
 
 function listAt(parent: unknown, key: string): unknown[] {
@@ -117,7 +120,8 @@ async function loadReference(camera: CameraConfig, view: CameraView, zone: ZoneC
   }
   const want = camera.detect.width / camera.detect.height;
   if (Math.abs(img.width / img.height - want) / want > ASPECT_TOLERANCE) {
-    throw new SceneReferenceError(`${where}: the reference ${rule.reference} is ${img.width}×${img.height}, not the camera's aspect ratio ${camera.detect.width}:${camera.detect.height}; it must show the whole camera view; ${fix}`);
+    throw new SceneReferenceError(`${where}: the reference ${rule.reference} is ${img.width}×${img.height}, not the camera's aspect ratio `
+      + `${camera.detect.width}:${camera.detect.height}; it must show the whole camera view; ${fix}`);
   }
   return greyThumb(img);
 }
