@@ -39,7 +39,9 @@ export const eventPayloadSchema = z.object({
   detectedAt: z.iso.datetime().describe('the frame this message is about'),
   endedAt: z.iso.datetime().optional().describe('ended only: the last frame on which the rule still held'),
   endReason: z.enum(END_REASONS).optional().describe('ended only: cleared (the rule stopped holding for endSeconds), schedule (its window closed), '
-    + 'agent_stopped (the agent stopped cleanly while the rule held; after the restart a new event starts once the rule holds again for its full time)'),
+    + 'agent_stopped (the agent stopped cleanly while the rule held; after the restart a new event starts once the rule holds again for its full time), '
+    + 'view_changed (the camera turned to another view, e.g. a PTZ preset, whose zones are not the ones the violation was in), '
+    + 'camera_paused (the camera\'s rules were paused without a new view); the last three mean no longer watched, not cleared'),
   dwellSeconds: z.number().min(0).describe('how long the violation has lasted: (endedAt or detectedAt) - startedAt'),
   objects: z.array(z.object({
     class: z.string(),
@@ -57,7 +59,7 @@ export const eventPayloadSchema = z.object({
   }).strict()).optional().describe('objects of the violation the detector did not find in this message\'s frame: hidden (the rule keeps an '
     + 'occluded object for 5 s), missed, or gone (ended). Not boxed in the evidence, which names them in a caption. Absent when there are none'),
   counts: z.object({ forward: z.number().int().min(0), backward: z.number().int().min(0) }).strict().optional()
-    .describe('line_cross: crossings per direction since the agent started'),
+    .describe('line_cross: crossings per direction since the agent started, the camera\'s view last changed or its rules last paused'),
   change: z.object({ fraction: z.number().min(0).max(1), threshold: z.number().min(0).max(1) }).strict().optional()
     .describe('scene_change: share of the zone that differs from the reference, and the rule threshold'),
   location: z.object({

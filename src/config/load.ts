@@ -86,10 +86,10 @@ function editDistance(a: string, b: string): number {
 }
 
 /** Unknown keys get one message per key, separated by this, so each can point at its own line. */
-const KEY_SEPARATOR = '\u0000';
+export const KEY_SEPARATOR = '\u0000';
 
-/** Messages that say what is wrong and what is expected, in the words of the config file. */
-function message(iss: z.core.$ZodRawIssue): string | undefined {
+/** Messages that say what is wrong and what is expected, in the words of the config file (a zod error map). */
+export function configMessage(iss: z.core.$ZodRawIssue): string | undefined {
   switch (iss.code) {
     case 'invalid_type': {
       const expected = KIND_NAMES[iss.expected] ?? iss.expected;
@@ -206,7 +206,7 @@ function parseWithIssues(text: string, file: string): { config?: Config; raw?: u
   if (raw === null || raw === undefined) {
     return { issues: [{ path: '', message: 'the file is empty; expected a mapping with gateway, mqtt and cameras (see examples/gateway.yaml)' }] };
   }
-  const result = configSchema.safeParse(raw, { error: message });
+  const result = configSchema.safeParse(raw, { error: configMessage });
   if (!result.success) return { raw, issues: zodIssues(result.error, doc, lines) };
   return { raw, config: resolvePaths(result.data, dirname(resolve(file))), issues: [] };
 }

@@ -179,7 +179,7 @@ const point = z.tuple([fraction('x'), fraction('y')], {
   error: 'expected a point [x, y] of two numbers between 0 and 1 ([0,0] is the top-left corner of the frame, [1,1] the bottom-right)',
 });
 
-const polygonSchema = z
+export const polygonSchema = z
   .array(point)
   .min(3, { error: 'a zone polygon needs at least 3 points' })
   .superRefine((polygon, ctx) => {
@@ -297,7 +297,7 @@ const motionSchema = z.strictObject({
   masks: z.array(polygonSchema).default([]).describe('Areas where motion is ignored (trees, a clock overlay): outlines like a zone polygon.'),
 });
 
-const zoneSchema = z.strictObject({
+export const zoneSchema = z.strictObject({
   id: identifier('zone id').describe('Zone id, unique per camera.'),
   polygon: polygonSchema.describe('Zone outline, [x, y] points as fractions of the frame (0..1), at least 3, edges not crossing.'),
   masks: z.array(polygonSchema).default([]).describe('Areas inside the zone that do not count (a tree, a bus stop): outlines like polygon.'),
@@ -333,7 +333,7 @@ function asList(v: unknown): unknown[] {
 }
 
 /** Reports every id that repeats an earlier one in the same list; `idOf` may return undefined for unusable entries. */
-function checkUnique(items: unknown[], idOf: (item: Record<string, unknown>) => unknown, path: (i: number) => (string | number)[], what: string, ctx: Ctx): void {
+export function checkUnique(items: unknown[], idOf: (item: Record<string, unknown>) => unknown, path: (i: number) => (string | number)[], what: string, ctx: Ctx): void {
   const first = new Map<string, number>();
   items.forEach((item, i) => {
     if (!isRecord(item)) return;

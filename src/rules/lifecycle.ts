@@ -46,11 +46,11 @@ export class Lifecycle {
   }
 
   /**
-   * Ends the open violation, if there is one, because the agent stops; `tracks` are those of the last frame, the
-   * one its evidence shows. The lifecycle is not used after it.
+   * Ends the open violation, if there is one, for a reason outside the rule (the agent stops, the view changes, the
+   * camera is paused); `tracks` are those of the last frame, the one its evidence shows. The lifecycle is not used after it.
    */
-  close(ts: number, tracks: readonly Track[]): RuleHit | null {
-    return this.active ? this.end(this.active, ts, tracks, 'agent_stopped') : null;
+  close(ts: number, tracks: readonly Track[], endReason: EndReason): RuleHit | null {
+    return this.active ? this.end(this.active, ts, tracks, endReason) : null;
   }
 
   /** The subjects of the last frame the rule held, as the frame of `tracks` shows them: still there, or unseen. */

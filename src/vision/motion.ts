@@ -45,7 +45,7 @@ export class MotionDetector {
   private readonly minArea: number;
   private readonly tauMs: number;
   private readonly resetArea: number;
-  private readonly masks: readonly (readonly Point[])[];
+  private masks: readonly (readonly Point[])[];
   private h = 0;
   private srcW = 0;
   private srcH = 0;
@@ -72,6 +72,19 @@ export class MotionDetector {
     this.tauMs = (opts.backgroundSeconds ?? 10) * 1000;
     this.resetArea = opts.resetArea ?? 0.6;
     this.masks = opts.masks ?? [];
+  }
+
+  /**
+   * Forgets the background, as when the camera turned to another view or was paused: the old background would make
+   * the whole new view one big change. The next frame starts the background again and counts as motion (a reset),
+   * as the first frame does, so the detector looks at the new view at once: objects already standing in it do not
+   * move. With `masks`, motion there is ignored from that frame on.
+   */
+  reset(masks?: readonly (readonly Point[])[]): void {
+    this.primed = false;
+    if (!masks) return;
+    this.masks = masks;
+    if (this.h > 0) this.applyMasks();
   }
 
   update(frame: Frame): MotionResult {
@@ -140,6 +153,12 @@ export class MotionDetector {
     this.colSamples = samples(srcW, w, this.colN, yuv ? 1 : 3);
     this.rowSamples = samples(srcH, h, this.rowN, srcW * (yuv ? 1 : 3));
     this.active = new Uint8Array(w * h);
+    this.applyMasks();
+  }
+
+  /** Where motion counts: the small image's pixels whose centre is outside every mask. */
+  private applyMasks(): void {
+    const { w, h } = this;
     this.activeCount = 0;
     for (let y = 0, i = 0; y < h; y++) {
       for (let x = 0; x < w; x++, i++) {
@@ -211,6 +230,11 @@ export class MotionGate {
     if (result.motion) return { decision: 'motion', result };
     if (objectsTracked && frame.ts - this.lastDetectAt >= this.opts.refreshMs) return { decision: 'refresh', result };
     return { decision: 'skip', result };
+  }
+
+  /** The camera's view changed or it resumes after a pause: see MotionDetector.reset; `masks` are the new view's. */
+  reset(masks?: readonly (readonly Point[])[]): void {
+    this.motion?.reset(masks);
   }
 
   /** The detector ran on a frame taken at `ts` (it may have been dropped from the queue instead). */
