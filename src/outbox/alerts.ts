@@ -21,7 +21,8 @@ export class Alerts {
     if (!alerts) return;
     const id = uuidv7();
     const at = new Date(this.store.now()).toISOString();
-    insertRow(this.store, { id, cameraId: GATEWAY_STREAM, type: kind, topic: `${alerts.prefix}/${alerts.gatewayId}/alert/${kind}`, priority: 'high' }, 0,
+    insertRow(this.store,
+      { id, cameraId: GATEWAY_STREAM, type: kind, topic: `${alerts.prefix}/${alerts.gatewayId}/alert/${kind}`, priority: 'high' }, 0,
       (_e, seq): AlertPayload => ({ schema: ALERT_SCHEMA_ID, id, seq, gatewayId: alerts.gatewayId, kind, at, message: text, detail }),
       // Exempt from the cap: an alert is small and rare (one per interval), and evicting for it would create
       // drops that only the next alert could announce.

@@ -19,7 +19,9 @@ export function markAcked(store: RowStore, seqs: readonly number[]): number {
 }
 
 /** See Outbox.recordDelivery. */
-export function recordDelivery(store: RowStore, sent: readonly number[], acked: readonly number[], claim?: AckClaim): { acked: number; watermark: Watermark | null } {
+export function recordDelivery(
+  store: RowStore, sent: readonly number[], acked: readonly number[], claim?: AckClaim,
+): { acked: number; watermark: Watermark | null } {
   const { st } = store;
   const at = store.now();
   return store.stateTransaction(() => {

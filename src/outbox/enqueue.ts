@@ -14,7 +14,9 @@ function toText(payload: Payload): string {
 }
 
 /** `capped` false: outside the byte cap (nothing is evicted for the row). */
-export function insertRow(store: RowStore, e: NewEvent, evidenceBytes: number, build: PayloadBuilder | undefined, capped = true): { seq: number } {
+export function insertRow(
+  store: RowStore, e: NewEvent, evidenceBytes: number, build: PayloadBuilder | undefined, capped = true,
+): { seq: number } {
   const priority = e.priority ?? 'normal';
   if (!(priority in rank)) throw new TypeError(`outbox add: event ${e.id} has unknown priority ${String(priority)}`);
   const dropped = e.evidencePath ? undefined : e.evidenceDropped;

@@ -18,7 +18,8 @@ import { migrations } from './migrations.js';
 import type { OutgoingColumns } from './statements.js';
 import { RowStore } from './store.js';
 import type {
-  AckClaim, Delivery, DropCount, MaintainResult, NewEvent, OutboxOptions, OutboxRow, OutboxState, OutboxStats, OutgoingRow, Payload, Watermark,
+  AckClaim, Delivery, DropCount, MaintainResult, NewEvent, OutboxOptions, OutboxRow, OutboxState, OutboxStats, OutgoingRow, Payload,
+  Watermark,
 } from './types.js';
 import { BackgroundCheckpointer } from './wal-checkpoints.js';
 import { lowerWatermark, readWatermark } from './watermark.js';
