@@ -7,7 +7,7 @@ import { MotionDetector, MotionGate } from '../vision/motion.js';
 import type { InferenceScheduler } from '../vision/scheduler.js';
 import type { Frame, RgbFrame } from '../vision/types.js';
 import { toRgb } from '../vision/yuv.js';
-import { CameraRules } from '../rules/index.js';
+import { CameraRules, cameraWithView, type PauseReason, type RuleHit, type ViewInput } from '../rules/index.js';
 import type { EventBus } from './bus.js';
 import type { EventRecorder } from './recorder.js';
 import { emptyCounters, StatsWindow, type CameraCounters, type CameraStatus } from './stats.js';
@@ -28,8 +28,8 @@ export interface CameraPipelineOptions {
 /**
  * Everything the agent runs for one camera: frame source → motion gate → the shared inference queue →
  * detector → rules → event recorder, its counters and its state. The agent owns it and closes it.
- * Control of one running camera (pause it, swap its rules, zones or masks) belongs here, as methods the agent
- * reaches by camera id, so the frame path keeps its direct calls.
+ * Control of one running camera (pause it, swap its view: rules, zones, masks, scene references) is here, as
+ * methods the agent reaches by camera id (ComponentContext.cameras), so the frame path keeps its direct calls.
  */
 export class CameraPipeline {
   readonly id: string;
@@ -49,6 +49,11 @@ export class CameraPipeline {
   private readonly counters = emptyCounters();
   private readonly window = new StatsWindow(this.stateSince);
   private stopping = false;
+  /** The camera's config under its current view: the zones evidence is drawn with and the masks of the gate. */
+  private viewConfig: CameraConfig;
+  /** Frames captured before this (a view change, a pause, a resume) belong to another view: they are not evaluated. */
+  private viewSince = 0;
+  private pauseReason: PauseReason | undefined;
 
   static async open(opts: CameraPipelineOptions): Promise<CameraPipeline> {
     return new CameraPipeline(opts, await CameraRules.open(opts.config));
@@ -57,6 +62,7 @@ export class CameraPipeline {
   private constructor(private readonly opts: CameraPipelineOptions, private readonly rules: CameraRules) {
     const cam = opts.config;
     this.id = cam.id;
+    this.viewConfig = cam;
     this.source = new FrameSource({
       cameraId: cam.id,
       url: cam.source.url !== undefined ? cam.source.detectUrl ?? cam.source.url : cam.source.file,
@@ -92,6 +98,7 @@ export class CameraPipeline {
     });
     this.source.on('frame', (frame: Frame) => {
       this.counters.framesIn++;
+      if (this.pauseReason !== undefined) return this.source.recycle(frame.data);
       const { decision } = this.gate.decide(frame, this.objectsTracked);
       if (decision === 'motion') this.counters.motionFrames++;
       if (decision === 'skip' || this.stopping) return this.source.recycle(frame.data);
@@ -110,6 +117,7 @@ export class CameraPipeline {
   async detect(frame: Frame): Promise<void> {
     if (this.stopping) return;
     const { detector, bus, recorder, config } = this.opts;
+    const cam = this.viewConfig;
     const timing: DetectTiming = { preprocessMs: 0, inferenceMs: 0, postMs: 0 };
     let detections;
     try {
@@ -121,6 +129,7 @@ export class CameraPipeline {
     // The worker's own time on this frame: wall time here would also count the frame ahead of it in the worker.
     this.counters.inferenceMs += timing.preprocessMs + timing.inferenceMs + timing.postMs;
     this.counters.detected++;
+    if (frame.ts < this.viewSince || this.pauseReason !== undefined) return this.source.recycle(frame.data);
     const hits = this.rules.evaluate(frame.ts, frame.width, frame.height, detections, frame);
     this.objectsTracked = this.rules.hasTracks();
     this.hold(frame);
@@ -131,12 +140,72 @@ export class CameraPipeline {
       this.hold(frame);
       this.eventChain = this.eventChain.then(async () => {
         try {
-          if (await recorder.record(config, await this.evidenceFrame(frame), hit, detector.model)) this.counters.events++;
+          if (await recorder.record(cam, await this.evidenceFrame(frame), hit, detector.model)) this.counters.events++;
         } finally {
           this.unhold(frame);
         }
       });
     }
+  }
+
+  /**
+   * Swaps the camera's view (zones and their rules, motion masks, scene references) while it runs, e.g. for a PTZ
+   * preset. A bad view throws (ConfigError or SceneReferenceError, naming the camera and the problem) and the old
+   * view keeps running. Otherwise open violations end with endReason `view_changed`, drawn on the last frame with
+   * the old view's zones; frames captured before the change are not evaluated; the motion background restarts.
+   */
+  async setView(view: ViewInput): Promise<void> {
+    const before = this.viewConfig;
+    const ts = Date.now();
+    const ended = await this.rules.setView(view, ts);
+    this.viewSince = ts;
+    this.viewConfig = cameraWithView(this.opts.config, this.rules.view);
+    this.gate.reset(this.rules.view.motionMasks);
+    this.objectsTracked = false;
+    await this.recordEnded(before, ended);
+  }
+
+  /**
+   * Stops evaluating the camera (its stream keeps running, frames are dropped undetected) until resume(): open
+   * violations end with endReason `reason` (`camera_paused`, or `view_changed` when the camera is moving away).
+   */
+  async pause(reason: PauseReason): Promise<void> {
+    if (this.pauseReason !== undefined) return;
+    const ts = Date.now();
+    this.pauseReason = reason;
+    this.viewSince = ts;
+    this.objectsTracked = false;
+    await this.recordEnded(this.viewConfig, this.rules.pause(reason, ts));
+  }
+
+  /** Evaluates the camera again from its next frame, with a fresh motion background: the scene may have changed. */
+  resume(): void {
+    if (this.pauseReason === undefined) return;
+    this.rules.resume();
+    this.gate.reset();
+    this.viewSince = Date.now();
+    this.pauseReason = undefined;
+  }
+
+  /** Records violations a view change or pause ended, after the camera's earlier event writes, on its last frame. */
+  private recordEnded(cam: CameraConfig, ended: RuleHit[]): Promise<void> {
+    if (ended.length === 0) return this.eventChain;
+    const frame = this.lastFrame;
+    const { recorder, detector, log } = this.opts;
+    if (!frame) {
+      log.warn({ camera: this.id, events: ended.map((h) => h.eventId) }, `camera ${this.id}: ${ended.length} ended events not recorded: no frame for their evidence`);
+      return this.eventChain;
+    }
+    this.hold(frame);
+    this.eventChain = this.eventChain.then(async () => {
+      try {
+        const rgb = toRgb(frame);
+        for (const hit of ended) if (await recorder.record(cam, rgb, hit, detector.model)) this.counters.events++;
+      } finally {
+        this.unhold(frame);
+      }
+    });
+    return this.eventChain;
   }
 
   /** A frame the inference queue dropped goes back to the source unread. */
@@ -189,6 +258,8 @@ export class CameraPipeline {
     const since = new Date(this.stateSince).toISOString();
     const status: CameraStatus = { id: this.id, state: this.state, since, ...this.window.current, totals: this.totals() };
     if (this.reason !== undefined) status.reason = this.reason;
+    if (this.rules.view.id !== 'config') status.view = this.rules.view.id;
+    if (this.pauseReason !== undefined) status.paused = this.pauseReason;
     return status;
   }
 
@@ -208,7 +279,7 @@ export class CameraPipeline {
    * last frame its detector saw, so the platform is not left waiting for an update.
    */
   async endOpenEvents(): Promise<void> {
-    const { recorder, config, detector } = this.opts;
-    await recorder.recordStop(config, this.rules, this.lastFrame && toRgb(this.lastFrame), detector.model);
+    const { recorder, detector } = this.opts;
+    await recorder.recordStop(this.viewConfig, this.rules, this.lastFrame && toRgb(this.lastFrame), detector.model);
   }
 }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import type { Outbox } from '../outbox/index.js';
+import type { PauseReason, ViewInput } from '../rules/index.js';
 import type { Uplink } from '../uplink/index.js';
 import type { ScopedBus } from './bus.js';
 import type { CameraStatus } from './stats.js';
@@ -19,11 +20,19 @@ export interface Component {
   stop(): Promise<void> | void;
 }
 
-/** The cameras as a component sees them: read-only. */
-export interface CameraView {
+/**
+ * The cameras as a component sees them: their status, and control of one running camera by id. An unknown id
+ * throws an Error naming it.
+ */
+export interface Cameras {
   readonly ids: readonly string[];
   /** Per-camera state, rates over the last status window, and running totals (Agent.cameraStatus()). */
   status(): CameraStatus[];
+  /** Swaps the camera's view (CameraPipeline.setView): open events end with `view_changed`; a bad view throws. */
+  setView(cameraId: string, view: ViewInput): Promise<void>;
+  /** Stops evaluating the camera until resume (CameraPipeline.pause); open events end with `reason`. */
+  pause(cameraId: string, reason: PauseReason): Promise<void>;
+  resume(cameraId: string): void;
 }
 
 /** What a component gets from the core. */
@@ -40,7 +49,7 @@ export interface ComponentContext {
   version: string;
   /** When the agent started (ms since the epoch). */
   startedAt: number;
-  cameras: CameraView;
+  cameras: Cameras;
   /**
    * The CPUs the process had before the agent pinned its threads (model.pinCores); undefined when they were
    * not read. The process's own CPU count is too low once it is pinned.

@@ -16,7 +16,7 @@ import { EventRecorder } from './recorder.js';
 import { STATUS_INTERVAL_MS, type CameraStatus } from './stats.js';
 
 export type { AgentEvents, EventBus, Listener, ScopedBus } from './bus.js';
-export type { CameraView, Component, ComponentContext } from './component.js';
+export type { Cameras, Component, ComponentContext } from './component.js';
 
 export interface AgentOptions {
   config: Config;
@@ -182,7 +182,13 @@ export class Agent {
       dataDir: this.dataDir,
       version,
       startedAt: this.startedAt,
-      cameras: { ids: [...this.cameras.keys()], status: () => this.cameraStatus() },
+      cameras: {
+        ids: [...this.cameras.keys()],
+        status: () => this.cameraStatus(),
+        setView: (id, view) => this.camera(id).setView(view),
+        pause: (id, reason) => this.camera(id).pause(reason),
+        resume: (id) => this.camera(id).resume(),
+      },
       allowedCpus: this.cpus.allowed,
     };
     try {
@@ -203,6 +209,13 @@ export class Agent {
   /** While model.pinCores holds the inference on CPUs of its own: those, and the CPUs of everything else. */
   get cpuSplit(): { inference: number[]; others: number[] } | undefined {
     return this.cpus.split;
+  }
+
+  /** The running pipeline of camera `id`; throws naming the id and the cameras there are. */
+  camera(id: string): CameraPipeline {
+    const pipe = this.cameras.get(id);
+    if (!pipe) throw new Error(`no camera '${id}' in this agent (cameras: ${[...this.cameras.keys()].join(', ') || 'none'})`);
+    return pipe;
   }
 
   /** Per-camera state and rates over the last status interval (`edgepatrol status`, health). */

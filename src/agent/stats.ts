@@ -25,6 +25,10 @@ export interface CameraStatus {
   id: string;
   state: StreamState;
   reason?: string;
+  /** The id of the view the camera's rules run on, when it is not the config's own (CameraPipeline.setView). */
+  view?: string;
+  /** Why the camera's rules are paused (CameraPipeline.pause); absent while they run. */
+  paused?: string;
   /** When the camera entered its state (ISO time). */
   since: string;
   decodeFps: number;
