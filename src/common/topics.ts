@@ -77,6 +77,16 @@ export function gatewayTopics(prefix: string, gatewayId: string): GatewayTopics 
   };
 }
 
+/**
+ * The topics of the gateway that published `topic`, an event, alert or evidence topic (`{prefix}/{gw}/event/{type}`,
+ * …); null for any other topic. For subscribers that answer a gateway, such as `edgepatrol tail --ack`.
+ */
+export function senderTopics(topic: string): GatewayTopics | null {
+  const m = /^(.+)\/([^/]+)\/(?:event|alert|evidence)\/[^/]+$/.exec(topic);
+  if (!m || !TOPIC_PREFIX.test(m[1]!) || topicLevelProblem(m[2]!, 'gateway id')) return null;
+  return gatewayTopics(m[1]!, m[2]!);
+}
+
 /** Why `filter` is not a valid MQTT topic filter, or null ('#' only as the last level, '+' only as a whole level). */
 export function topicFilterProblem(filter: string): string | null {
   if (filter.length === 0) return 'a topic filter must not be empty';

@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
+import { gatewayTopics } from '../common/topics.js';
 import { migrations } from './migrations.js';
 import { ALERT_SCHEMA_ID, type AlertKind, type AlertPayload } from './alert.js';
 import type { CheckpointerInit } from './checkpointer.js';
@@ -733,7 +734,7 @@ export class Outbox {
     if (!alerts) return;
     const id = uuidv7();
     const at = new Date(this.now()).toISOString();
-    this.insertOne({ id, cameraId: GATEWAY_STREAM, type: kind, topic: `${alerts.prefix}/${alerts.gatewayId}/alert/${kind}`, priority: 'high' }, 0,
+    this.insertOne({ id, cameraId: GATEWAY_STREAM, type: kind, topic: gatewayTopics(alerts.prefix, alerts.gatewayId).alert(kind), priority: 'high' }, 0,
       (_e, seq): AlertPayload => ({ schema: ALERT_SCHEMA_ID, id, seq, gatewayId: alerts.gatewayId, kind, at, message: text, detail }),
       // Exempt from the cap: an alert is small and rare (one per interval), and evicting for it would create
       // drops that only the next alert could announce.
