@@ -137,6 +137,7 @@ export class Agent {
       log,
       version,
       reconnect: config.mqtt.reconnect,
+      sessionExpirySeconds: config.mqtt.sessionExpirySeconds,
     });
     this.uplink.start();
     this.recorder = new EventRecorder({ config, dataDir: this.dataDir, outbox: this.outbox, uplink: this.uplink, log });

@@ -101,7 +101,9 @@ const mqttSchema = z.strictObject({
   password: z.string().optional().describe('Broker password. A config file holding it must have mode 600.'),
   tls: tlsSchema.optional().describe('TLS settings for mqtts:// and wss:// URLs.'),
   delivery: z.enum(['broker', 'service']).default('broker').describe("When an event counts as delivered: broker = the broker's PUBACK; service = the task service's ack on {prefix}/{gateway.id}/ack (docs/delivery.md)."),
-  sessionExpirySeconds: wholeNumber().min(0).max(4_294_967_295).default(7 * 86_400).describe('How long the broker keeps this gateway\'s session (its subscriptions and the messages sent down to it) while the gateway is offline, s; 0 ends the session at each disconnect (docs/delivery.md).'),
+  sessionExpirySeconds: wholeNumber().min(0).max(4_294_967_295).default(7 * 86_400).describe(
+    'How long the broker keeps this gateway\'s session (its subscriptions and the messages sent down to it) while the gateway is offline, s; ' +
+    '0 ends the session at each disconnect (docs/delivery.md).'),
   reconnect: z.strictObject({
     initialMs: wholeNumber().min(100).default(1000).describe('First reconnect delay, ms.'),
     maxMs: wholeNumber().min(100).default(60_000).describe('Longest reconnect delay, ms; delays double up to it, with jitter.'),

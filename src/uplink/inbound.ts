@@ -139,7 +139,8 @@ export class Subscriptions {
   }
 
   private run(sub: Subscription, payload: never, topic: string, properties: IPublishPacket['properties']): void {
-    const failed = (err: unknown): void => this.reject(sub.filter, topic, `the handler of ${sub.filter} failed on a message on ${topic}: ${errorText(err)}`);
+    const failed = (err: unknown): void =>
+      this.reject(sub.filter, topic, `the handler of ${sub.filter} failed on a message on ${topic}: ${errorText(err)}`);
     try {
       const done = sub.handler(payload, topic, properties);
       if (done instanceof Promise) done.catch(failed);
@@ -164,7 +165,8 @@ export class Subscriptions {
     // Retain handling 1: a retained message comes with a new subscription only, not again on every reconnect.
     client.subscribe(filter, { qos: 1, rh: 1 }, (err) => {
       if (err && generation === this.generation) {
-        this.log.error({ err: errorText(err), topic: filter }, `cannot subscribe to ${filter}; its messages will not arrive (check the broker ACL)`);
+        const text = `cannot subscribe to ${filter}; its messages will not arrive (check the broker ACL)`;
+        this.log.error({ err: errorText(err), topic: filter }, text);
       }
     });
   }

@@ -36,7 +36,7 @@ export interface UplinkOptions {
   stopTimeoutMs?: number;
   /** Period of outbox upkeep (time-to-live, service-ack timeout, drop alerts) and re-scan, ms (default 5000). */
   maintainMs?: number;
-  /** How long the broker keeps this gateway's session (its subscriptions, messages sent down to it) while it is offline, s (default 7 days). */
+  /** How long the broker keeps this gateway's session (subscriptions, messages sent down) while it is offline, s (default 7 days). */
   sessionExpirySeconds?: number;
 }
 
@@ -104,7 +104,8 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   }
 
   status(): UplinkStatus {
-    return { connected: this.connected, ...this.drain.status(), reconnectAttempts: this.reconnectAttempts, inbound: this.subscriptions.status() };
+    const inbound = this.subscriptions.status();
+    return { connected: this.connected, ...this.drain.status(), reconnectAttempts: this.reconnectAttempts, inbound };
   }
 
   /**
@@ -122,13 +123,14 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     if (this.client || this.stopping) throw new Error('uplink: start() called twice; create a new Uplink instead');
     const { url, tls } = this.opts;
     const clientId = this.opts.clientId ?? `edgepatrol-${this.opts.gatewayId}`;
+    const will: AvailabilityPayload = { state: 'offline', version: this.opts.version };
     const client = mqtt.connect(url, sessionOptions({
       clientId,
       username: this.opts.username,
       password: this.opts.password,
       tls,
       sessionExpirySeconds: this.opts.sessionExpirySeconds ?? DEFAULT_SESSION_EXPIRY_SECONDS,
-      will: { topic: this.topics.availability, payload: JSON.stringify({ state: 'offline', version: this.opts.version } satisfies AvailabilityPayload) },
+      will: { topic: this.topics.availability, payload: JSON.stringify(will) },
     }));
     this.client = client;
     client.on('connect', (connack) => this.onConnect(client, connack));
