@@ -4,13 +4,16 @@
 import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import mqtt from 'mqtt';
 import t, { type Test } from 'tap';
+import { z } from 'zod';
 import { Agent, type AgentEvents, type Component, type ComponentContext } from '../src/agent/index.js';
 import { EventBus } from '../src/agent/bus.js';
 import { readStatus } from '../src/agent/stats.js';
 import { defaultComponents, EvidenceRetention } from '../src/components/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { createLogger } from '../src/log.js';
+import { gatewayTopics } from '../src/common/topics.js';
 import { clipCamera, ffmpegChildren, gatewayConfig, tempDir, until, writeConfig } from './helpers/agent.js';
 import { startMosquitto } from './helpers/mosquitto.js';
 
@@ -189,4 +192,33 @@ t.test('the agent starts and stops twice in one process, with the default compon
     t.same(order, ['start probe', 'stop probe'], `round ${round}`);
     t.same(ffmpegChildren(), [], `round ${round}: no ffmpeg left`);
   }
+});
+
+t.test('a component subscribes through ctx.uplink; accepted messages reach the bus, bad ones do not', async (t) => {
+  const url = await broker(t);
+  const dir = tempDir('components-inbound');
+  const config = loadConfig(writeConfig(dir, gatewayConfig(dir, url, [clipCamera('cam-a')])));
+  const handled: unknown[] = [];
+  const listener: Component = {
+    name: 'pinger',
+    start: (ctx) => {
+      ctx.uplink.subscribe(gatewayTopics(config.mqtt.prefix, config.gateway.id).request('ping'), z.object({ n: z.number() }), (p) => {
+        handled.push(p);
+      });
+    },
+    stop: () => {},
+  };
+  const probe = new Probe('probe', []);
+  const agent = await Agent.start({ config, log: createLogger({ level: 'silent' }), components: [listener, probe] });
+  t.teardown(() => agent.stop());
+  await until('connected', () => probe.ctx!.uplink.status().connected, 30_000);
+  const client = await mqtt.connectAsync(url, { protocolVersion: 5 });
+  t.teardown(() => client.endAsync());
+  const topic = 'ept/gw-test-01/request/ping';
+  await client.publishAsync(topic, '{"n":"not a number"}', { qos: 1 });
+  await client.publishAsync(topic, '{"n":7}', { qos: 1 });
+  await until('the good message handled', () => handled.length === 1, 10_000);
+  t.same(handled, [{ n: 7 }]);
+  t.same(probe.seen['message.received'], [{ topic, filter: topic, payload: { n: 7 } }], 'the bus hears the accepted message only');
+  t.match(probe.ctx!.uplink.status().inbound, { rejected: 1 }, 'the bad one is counted');
 });

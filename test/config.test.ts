@@ -42,7 +42,7 @@ function issueAt(issues: ConfigIssue[], path: string): ConfigIssue | undefined {
 t.test('a minimal config gets every default', async (t) => {
   const cfg = parseConfig(minimal, '/srv/gw/gateway.yaml');
   t.same(cfg.gateway, { id: 'gw-demo-01', dataDir: '/var/lib/edgepatrol', timezone: 'UTC' });
-  t.same(cfg.mqtt, { url: 'mqtt://127.0.0.1:1883', prefix: 'edgepatrol', clientId: 'edgepatrol-gw-demo-01', delivery: 'broker', reconnect: { initialMs: 1000, maxMs: 60000 } });
+  t.same(cfg.mqtt, { url: 'mqtt://127.0.0.1:1883', prefix: 'edgepatrol', clientId: 'edgepatrol-gw-demo-01', delivery: 'broker', sessionExpirySeconds: 604800, reconnect: { initialMs: 1000, maxMs: 60000 } });
   t.same(cfg.model, { threads: 1, scoreThreshold: 0.35, queueDepth: 3, pinCores: true });
   t.same(cfg.evidence, { jpegQuality: 80, maxBytes: 2_000_000_000, maxAgeDays: 30 });
   const cam = cfg.cameras[0]!;

@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -100,6 +101,47 @@ function checkDelivery(tt: Test, messages: Received[], added: { seq: number; id:
   const firstCopies = [...new Set(got.map((e) => e.seq))];
   tt.same(firstCopies, added.map((e) => e.seq), `all ${added.length} events arrived, in seq order`);
   tt.comment(`${got.length - firstCopies.length} duplicate(s)`);
+}
+
+/**
+ * A TCP relay between the uplink and the broker that can stop passing the uplink's packets on (they vanish, as on a
+ * dead link) and cut its connections; new connections pass everything again.
+ */
+async function relay(tt: Test, brokerPort: number): Promise<{ url: string; holdUpstream(): void; dropConnections(): void }> {
+  const sockets = new Set<Socket>();
+  let hold = false;
+  const server = createServer((client) => {
+    const upstream = createConnection({ port: brokerPort, host: '127.0.0.1' });
+    sockets.add(client).add(upstream);
+    client.on('data', (chunk) => {
+      if (!hold) upstream.write(chunk);
+    });
+    upstream.pipe(client);
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  tt.teardown(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return {
+    url: `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    holdUpstream: () => {
+      hold = true;
+    },
+    dropConnections: () => {
+      hold = false;
+      for (const s of sockets) s.destroy();
+    },
+  };
 }
 
 function tests(): void {
@@ -278,6 +320,33 @@ function tests(): void {
     t.equal(row?.seq, forbidden.seq, 'only the refused event is still pending');
     t.match(r.outbox.stats(), { pending: 0, sent: 1, acked: 2 });
     t.match(r.logText(), /broker refused a message/);
+  });
+
+  t.test('a resumed session re-sends the events in flight once, from the outbox only (not also from mqtt.js memory)', async (t) => {
+    const b = await broker(t);
+    const proxy = await relay(t, b.port);
+    const sub = await collect(b.url, `${prefix}/${gatewayId}/event/#`);
+    t.teardown(() => sub.close());
+    const r = rig(t, proxy.url);
+    r.uplink.start();
+    await connected(r.uplink);
+    r.add(5);
+    await sub.waitFor((m) => eventsIn(m).length >= 5);
+    await until('5 acks', () => r.outbox.stats().acked === 5);
+    // Publishes now go nowhere and get no PUBACK: a full window is in flight when the connection drops.
+    proxy.holdUpstream();
+    r.add(50);
+    await until('a full window in flight', () => r.uplink.status().inFlight === r.uplink.status().window);
+    const back = once(r.uplink, 'connected', { signal: AbortSignal.timeout(20_000) });
+    proxy.dropConnections();
+    await back;
+    await until('the outbox to drain', () => unacked(r.outbox) === 0);
+    await sub.waitFor((m) => eventsIn(m).length >= 55);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    checkDelivery(t, sub.messages, r.added);
+    t.equal(eventsIn(sub.messages).length, 55, 'no event arrived twice: the copies mqtt.js held were not sent as well');
+    t.match(r.outbox.stats(), { pending: 0, sent: 0, acked: 55 });
+    t.match(r.logText(), /"sessionPresent":true/, 'the broker had kept the session');
   });
 
   t.test('stop() while the broker is unreachable returns promptly and keeps events pending', async (t) => {

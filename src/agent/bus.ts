@@ -16,8 +16,8 @@ export interface AgentEvents {
   'event.stored': { cameraId: string; eventId: string; messageId: string; type: string; state: RuleHit['state']; seq: number };
   /** The per-camera rates were sampled (every STATUS_INTERVAL_MS): `cameras` is cameraStatus() right after. */
   'cameras.sampled': { at: number; cameras: CameraStatus[] };
-  /** A message arrived on a topic the uplink subscribed to. */
-  'message.received': { topic: string; payload: Buffer };
+  /** A message arrived on a topic subscribed with uplink.subscribe and passed its schema (`payload`: parsed). */
+  'message.received': { topic: string; filter: string; payload: unknown };
 }
 
 export type Listener<P> = (payload: P) => void | Promise<void>;

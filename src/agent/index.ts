@@ -138,6 +138,10 @@ export class Agent {
       log,
       version,
       reconnect: config.mqtt.reconnect,
+      sessionExpirySeconds: config.mqtt.sessionExpirySeconds,
+    });
+    this.uplink.on('received', (topic, filter, payload) => {
+      if (this.bus.listening('message.received')) this.bus.emit('message.received', { topic, filter, payload });
     });
     this.uplink.start();
     this.recorder = new EventRecorder({ config, dataDir: this.dataDir, outbox: this.outbox, uplink: this.uplink, log, bus: this.bus });

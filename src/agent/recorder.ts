@@ -10,6 +10,7 @@ import { annotateEvidence, drawAnnotations, sideBySide } from '../evidence/annot
 import type { Canvas } from '../evidence/draw.js';
 import { decodeImage, encodeJpeg } from '../common/jpeg.js';
 import { formatLocal } from '../common/time.js';
+import { gatewayTopics } from '../common/topics.js';
 import { evidencePath, pruneEvidence, storeEvidence, type StoredEvidence } from '../evidence/store.js';
 import type { Outbox } from '../outbox/index.js';
 import type { Uplink } from '../uplink/index.js';
@@ -96,7 +97,7 @@ export class EventRecorder {
         id: messageId,
         cameraId: cam.id,
         type: hit.eventType,
-        topic: `${config.mqtt.prefix}/${config.gateway.id}/event/${hit.eventType}`,
+        topic: gatewayTopics(config.mqtt.prefix, config.gateway.id).event(hit.eventType),
         // A full disk leaves the event without its image: the row says so and the drop is counted with it.
         ...(annotatedDropped
           ? { evidenceDropped: { reason: 'disk_full' as const, bytes: evidence.annotated.bytes } }

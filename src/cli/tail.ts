@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mqtt, { type IPublishPacket } from 'mqtt';
 import type { z } from 'zod';
+import { senderTopics } from '../common/topics.js';
 import { eventPayloadSchema } from '../agent/event.js';
 import { healthPayloadSchema } from '../health/index.js';
 import { safeUrl } from '../log.js';
@@ -223,8 +224,8 @@ function acknowledge(client: mqtt.MqttClient, topic: string, payload: Buffer): v
     return;
   }
   if (typeof id !== 'string') return;
-  // {prefix}/{gatewayId}/event/{type}: the gateway's ack topic replaces the last two levels.
-  const ackTopic = `${topic.split('/').slice(0, -2).join('/')}/ack`;
+  const ackTopic = senderTopics(topic)?.ack;
+  if (!ackTopic) return;
   const ack: AckPayload = { schema: ACK_SCHEMA_ID, ids: [id] };
   client.publish(ackTopic, JSON.stringify(ack), { qos: 1, properties: { contentType: 'application/json' } });
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { polygonProblem } from '../common/geometry.js';
+import { TOPIC_PREFIX, TOPIC_PREFIX_RULE } from '../common/topics.js';
 import { applyPreset, PRESET_NAMES } from './presets.js';
 
 /**
@@ -92,7 +93,7 @@ const mqttSchema = z.strictObject({
   url: urlWithScheme(MQTT_SCHEMES, 'mqtts://broker.example:8883').describe('Broker URL: mqtt://, mqtts://, ws:// or wss://.'),
   prefix: z
     .string()
-    .regex(/^[^/+#\s]+(\/[^/+#\s]+)*$/, { error: "topic prefix must be one or more topic levels separated by '/', without '+', '#', spaces, or a leading/trailing '/'" })
+    .regex(TOPIC_PREFIX, { error: `topic prefix must be ${TOPIC_PREFIX_RULE}` })
     .default('edgepatrol')
     .describe('First topic level(s) of every topic this gateway uses.'),
   clientId: z.string().min(1).max(128).optional().describe('MQTT client id (default: edgepatrol-{gateway.id}).'),
@@ -100,6 +101,9 @@ const mqttSchema = z.strictObject({
   password: z.string().optional().describe('Broker password. A config file holding it must have mode 600.'),
   tls: tlsSchema.optional().describe('TLS settings for mqtts:// and wss:// URLs.'),
   delivery: z.enum(['broker', 'service']).default('broker').describe("When an event counts as delivered: broker = the broker's PUBACK; service = the task service's ack on {prefix}/{gateway.id}/ack (docs/delivery.md)."),
+  sessionExpirySeconds: wholeNumber().min(0).max(4_294_967_295).default(7 * 86_400).describe(
+    'How long the broker keeps this gateway\'s session (its subscriptions and the messages sent down to it) while the gateway is offline, s; ' +
+    '0 ends the session at each disconnect (docs/delivery.md).'),
   reconnect: z.strictObject({
     initialMs: wholeNumber().min(100).default(1000).describe('First reconnect delay, ms.'),
     maxMs: wholeNumber().min(100).default(60_000).describe('Longest reconnect delay, ms; delays double up to it, with jitter.'),

@@ -4,6 +4,7 @@
  * announced here at most once per interval, one alert summing up every drop since the last one.
  */
 import { v7 as uuidv7 } from 'uuid';
+import { gatewayTopics } from '../common/topics.js';
 import { ALERT_SCHEMA_ID, type AlertKind, type AlertPayload } from './alert.js';
 import { insertRow } from './enqueue.js';
 import { sqliteCode } from './errors.js';
@@ -22,7 +23,7 @@ export class Alerts {
     const id = uuidv7();
     const at = new Date(this.store.now()).toISOString();
     insertRow(this.store,
-      { id, cameraId: GATEWAY_STREAM, type: kind, topic: `${alerts.prefix}/${alerts.gatewayId}/alert/${kind}`, priority: 'high' }, 0,
+      { id, cameraId: GATEWAY_STREAM, type: kind, topic: gatewayTopics(alerts.prefix, alerts.gatewayId).alert(kind), priority: 'high' }, 0,
       (_e, seq): AlertPayload => ({ schema: ALERT_SCHEMA_ID, id, seq, gatewayId: alerts.gatewayId, kind, at, message: text, detail }),
       // Exempt from the cap: an alert is small and rare (one per interval), and evicting for it would create
       // drops that only the next alert could announce.
