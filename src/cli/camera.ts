@@ -1,5 +1,4 @@
 import { writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { grabFrame } from '../ingest/index.js';
 import { drawAnnotations, ZONE_COLOR } from '../evidence/annotate.js';
 import { drawLabel, styleFor } from '../evidence/draw.js';
@@ -7,8 +6,8 @@ import { encodeJpeg } from '../common/jpeg.js';
 import type { Canvas } from '../evidence/draw.js';
 import type { CameraConfig } from '../config/index.js';
 import { formatLocal } from '../common/time.js';
-import { cameraFromConfig, reportFailure, UsageError } from './rules.js';
-import { EXIT, writeJson, type CommandIo } from './io.js';
+import { cameraFromConfig } from './rules.js';
+import { EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
 
 const help = `usage: edgepatrol camera snapshot <camera> --config <file> [--annotate out.jpg] [--out clean.jpg]
 
@@ -20,23 +19,20 @@ Grabs one current frame from the camera's stream (or its video file) and writes 
   --timeout S       give up after S seconds (default 10)
   --json            instead of the "wrote" lines, one JSON document: {"camera","width","height","ts","out","annotate",
                     "zones":[ids]}; out and annotate are the files written (null if not asked for)
-exit codes: 0 written, 1 bad usage or no frame, 2 invalid config
+  --models-dir DIR  folder with manifest.json, to check the rules' classes (default: the project's models/)
+exit codes: 0 written, 1 bad usage or no frame, 2 invalid config, 3 model manifest missing or refused
 `;
 
 function parse(argv: string[]) {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string', short: 'c' },
-      annotate: { type: 'string' },
-      out: { type: 'string' },
-      timeout: { type: 'string' },
-      json: { type: 'boolean' },
-      'models-dir': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values, positionals } = parseCommandArgs(argv, {
+    config: { type: 'string', short: 'c' },
+    annotate: { type: 'string' },
+    out: { type: 'string' },
+    timeout: { type: 'string' },
+    json: { type: 'boolean' },
+    'models-dir': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  }, { positionals: true });
   if (values.help) return { help: true as const };
   const [sub, camera, ...extra] = positionals;
   if (sub !== 'snapshot') throw new UsageError(sub ? `unknown sub-command 'camera ${sub}'` : 'a sub-command is required: camera snapshot');
@@ -68,7 +64,7 @@ export async function cameraCommand(argv: string[], io: CommandIo = process): Pr
   try {
     opts = parse(argv);
   } catch (err) {
-    return reportFailure('camera', err instanceof UsageError ? err : new UsageError((err as Error).message), io, help);
+    return reportError(io, 'camera', err, help);
   }
   if (opts.help) { io.stdout.write(help); return EXIT.ok; }
   try {
@@ -93,6 +89,6 @@ export async function cameraCommand(argv: string[], io: CommandIo = process): Pr
     }
     return EXIT.ok;
   } catch (err) {
-    return reportFailure('camera', err, io, help);
+    return reportError(io, 'camera', err, help);
   }
 }

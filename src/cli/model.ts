@@ -1,7 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { CALIBRATION_METHODS, type CalibrationMethod } from '../model/calibrate.js';
 import { compareDetections, type FrameDetections } from '../model/compare.js';
@@ -16,7 +15,7 @@ import {
   DECODER_KINDS, defaultModelsDir, loadManifest, loadModelSession, ModelError, openDetector, resolveModel,
   type DecoderSpec, type Detector, type LoadedManifest, type ModelSpec, type Preprocess,
 } from '../vision/index.js';
-import { EXIT, writeJson, type CommandIo } from './io.js';
+import { EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
 
 const help = `usage: edgepatrol model <command> [options]
 
@@ -88,8 +87,6 @@ common: --models-dir DIR (default: the project's models/), --threads N (default 
 exit codes: 0 done, 1 bad usage or a failed check (verify prints every failure)
 `;
 
-class UsageError extends Error {}
-
 function number(name: string, value: string | undefined, opts: { integer?: boolean; min?: number } = {}): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
@@ -139,24 +136,25 @@ const options = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values'];
+type Values = ReturnType<typeof parseCommandArgs<typeof options>>['values'];
+
+const SUBCOMMANDS = ['list', 'verify', 'bench', 'add', 'quantize', 'compare', 'eval'] as const;
+type Sub = (typeof SUBCOMMANDS)[number];
 
 export async function modelCommand(argv: string[], io: CommandIo = process): Promise<number> {
   const [sub, ...rest] = argv;
-  let values: Values;
-  let positionals: string[];
   try {
-    ({ values, positionals } = parseArgs({ args: rest, options, allowPositionals: true }));
-  } catch (err) {
-    io.stderr.write(`edgepatrol model: ${(err as Error).message}\n\n${help}`);
-    return EXIT.usage;
-  }
-  if (!sub || sub === '--help' || sub === '-h' || values.help) {
-    io.stdout.write(help);
-    return sub ? EXIT.ok : EXIT.usage;
-  }
-  const modelsDir = values['models-dir'] ?? defaultModelsDir();
-  try {
+    if (sub === '--help' || sub === '-h') {
+      io.stdout.write(help);
+      return EXIT.ok;
+    }
+    if (sub === undefined) throw new UsageError(`a command is required: ${SUBCOMMANDS.join(', ')}`);
+    const { values, positionals } = parseCommandArgs(rest, options, { positionals: true });
+    if (values.help) {
+      io.stdout.write(help);
+      return EXIT.ok;
+    }
+    const modelsDir = values['models-dir'] ?? defaultModelsDir();
     switch (sub) {
       case 'list': return list(modelsDir, values.json ?? false, io);
       case 'verify': return await verify(modelsDir, positionals, values.json ?? false, io);
@@ -168,13 +166,8 @@ export async function modelCommand(argv: string[], io: CommandIo = process): Pro
       default: throw new UsageError(`unknown command '${sub}'`);
     }
   } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr.write(`edgepatrol model ${sub}: ${err.message}\n\n${help}`);
-      return EXIT.usage;
-    }
     // ModelError and frame-reading errors already name the file and what to do.
-    io.stderr.write(`edgepatrol model ${sub}: ${err instanceof Error ? err.message : String(err)}\n`);
-    return EXIT.failed;
+    return reportError(io, SUBCOMMANDS.includes(sub as Sub) ? `model ${sub}` : 'model', err, help, { modelExit: EXIT.failed });
   }
 }
 
@@ -541,7 +534,7 @@ async function evaluate(modelsDir: string, positionals: string[], values: Values
   });
   if (values.json) {
     writeJson(io, r);
-    return 0;
+    return EXIT.ok;
   }
   const f = (v: number): string => v.toFixed(3).padStart(10);
   io.stdout.write(
@@ -556,5 +549,5 @@ async function evaluate(modelsDir: string, positionals: string[], values: Values
     `${'all'.padEnd(16)}${String(r.labels).padStart(7)}${String(r.detections).padStart(11)}${String(r.truePositives).padStart(8)}${f(r.precision)}${f(r.recall)}${' '.repeat(10)}\n` +
       `mAP@0.5 ${r.map50.toFixed(4)} (mean over the ${Object.values(r.perClass).filter((c) => c.labels > 0).length} classes with labels)   F1 ${r.f1.toFixed(4)}\n`,
   );
-  return 0;
+  return EXIT.ok;
 }

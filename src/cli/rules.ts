@@ -1,21 +1,18 @@
-import { parseArgs } from 'node:util';
 import { access, mkdir } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig, ConfigError, formatConfigError, type Config, type CameraConfig } from '../config/index.js';
-import { loadManifest, openDetector, remapClasses, ModelError, type Detector } from '../vision/index.js';
+import { loadConfig, ConfigError, type Config, type CameraConfig } from '../config/index.js';
+import { loadManifest, openDetector, remapClasses, type Detector } from '../vision/index.js';
 import { cameraModelName, checkConfigAgainstModels } from './model-check.js';
 import { readVideoFrames } from '../vision/video.js';
 import { CameraRules, SceneReferenceError, type RuleHit } from '../rules/index.js';
 import { annotateEvidence } from '../evidence/annotate.js';
 import { writeFile } from 'node:fs/promises';
 import { formatLocal } from '../common/time.js';
-import { EXIT, writeJson, type CommandIo } from './io.js';
-
-export class UsageError extends Error {}
+import { EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
 
 /**
- * Loads the config and picks one camera, checking rule classes against the model when `classesOf` is given.
+ * Loads the config and picks one camera, checking the config against the models it names.
  * Throws ConfigError (exit 2), ModelError (exit 3) or UsageError (exit 1) for the caller to report.
  */
 export function cameraFromConfig(configFile: string, cameraId: string, modelsDir?: string): { config: Config; camera: CameraConfig } {
@@ -24,15 +21,6 @@ export function cameraFromConfig(configFile: string, cameraId: string, modelsDir
   const camera = config.cameras.find((c) => c.id === cameraId);
   if (!camera) throw new UsageError(`no camera '${cameraId}' in ${configFile}; its cameras are: ${config.cameras.map((c) => c.id).join(', ')}`);
   return { config, camera };
-}
-
-/** Reports a failure of a camera/rules command and returns its exit code. */
-export function reportFailure(command: string, err: unknown, io: CommandIo, help: string): number {
-  if (err instanceof ConfigError) { io.stderr.write(formatConfigError(err) + '\n'); return EXIT.config; }
-  if (err instanceof ModelError) { io.stderr.write(`edgepatrol ${command}: ${err.message}\n`); return EXIT.model; }
-  if (err instanceof UsageError) { io.stderr.write(`edgepatrol ${command}: ${err.message}\n\n${help}`); return EXIT.usage; }
-  io.stderr.write(`edgepatrol ${command}: ${err instanceof Error ? err.message : String(err)}\n`);
-  return EXIT.usage;
 }
 
 const help = `usage: edgepatrol rules test <camera> --video <file> --config <file> [options]
@@ -55,19 +43,15 @@ exit codes: 0 done, 1 bad usage or unreadable video, 2 invalid config, 3 model m
 `;
 
 function parse(argv: string[]) {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string', short: 'c' },
-      video: { type: 'string' },
-      start: { type: 'string' },
-      evidence: { type: 'string' },
-      json: { type: 'boolean' },
-      'models-dir': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values, positionals } = parseCommandArgs(argv, {
+    config: { type: 'string', short: 'c' },
+    video: { type: 'string' },
+    start: { type: 'string' },
+    evidence: { type: 'string' },
+    json: { type: 'boolean' },
+    'models-dir': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  }, { positionals: true });
   if (values.help) return { help: true as const };
   const [sub, camera, ...extra] = positionals;
   if (sub !== 'test') throw new UsageError(sub ? `unknown sub-command 'rules ${sub}'` : 'a sub-command is required: rules test');
@@ -97,7 +81,7 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
   try {
     opts = parse(argv);
   } catch (err) {
-    return reportFailure('rules', err instanceof UsageError ? err : new UsageError((err as Error).message), io, help);
+    return reportError(io, 'rules', err, help);
   }
   if (opts.help) { io.stdout.write(help); return EXIT.ok; }
   let detector: Detector | undefined;
@@ -133,8 +117,8 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
     if (!opts.json) io.stdout.write(`${count} event message${count === 1 ? '' : 's'}\n`);
     return EXIT.ok;
   } catch (err) {
-    if (err instanceof SceneReferenceError) return reportFailure('rules', new ConfigError(opts.config, [{ path: '', message: err.message }]), io, help);
-    return reportFailure('rules', err, io, help);
+    if (err instanceof SceneReferenceError) return reportError(io, 'rules', new ConfigError(opts.config, [{ path: '', message: err.message }]), help);
+    return reportError(io, 'rules', err, help);
   } finally {
     await detector?.close();
   }

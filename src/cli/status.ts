@@ -1,8 +1,7 @@
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { readStatus, STATUS_FILE, STATUS_INTERVAL_MS, type AgentStatus, type CameraStatus } from '../agent/stats.js';
-import { ConfigError, formatConfigError, loadConfig } from '../config/index.js';
-import { EXIT, writeJson, type CommandIo } from './io.js';
+import { loadConfig } from '../config/index.js';
+import { EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
 
 const help = `usage: edgepatrol status --config <file> [--json]
 
@@ -20,27 +19,26 @@ exit codes: 0 the agent is running, 1 bad usage, no status or a stale one (agent
 /** A status this much older than the write interval means the agent is not writing it any more. */
 const STALE_AFTER_MS = 3 * STATUS_INTERVAL_MS;
 
-export async function statusCommand(argv: string[], io: CommandIo = process): Promise<number> {
-  let args;
-  try {
-    args = parseArgs({ args: argv, options: {
-      config: { type: 'string', short: 'c' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    } }).values;
-  } catch (err) {
-    io.stderr.write(`edgepatrol status: ${(err as Error).message}\n\n${help}`);
-    return EXIT.usage;
-  }
-  if (args.help) { io.stdout.write(help); return EXIT.ok; }
-  if (!args.config) { io.stderr.write(`edgepatrol status: --config <file> is required\n\n${help}`); return EXIT.usage; }
+function parse(argv: string[]) {
+  const { values } = parseCommandArgs(argv, {
+    config: { type: 'string', short: 'c' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  }, { positionals: false });
+  if (values.help) return { help: true as const };
+  if (!values.config) throw new UsageError('--config <file> is required');
+  return { help: false as const, config: values.config, json: values.json ?? false };
+}
 
+export async function statusCommand(argv: string[], io: CommandIo = process): Promise<number> {
+  let args: ReturnType<typeof parse>;
   let dataDir: string;
   try {
+    args = parse(argv);
+    if (args.help) { io.stdout.write(help); return EXIT.ok; }
     dataDir = resolve(loadConfig(args.config).gateway.dataDir);
   } catch (err) {
-    if (err instanceof ConfigError) { io.stderr.write(formatConfigError(err) + '\n'); return EXIT.config; }
-    throw err;
+    return reportError(io, 'status', err, help);
   }
   const file = join(dataDir, STATUS_FILE);
   let status: AgentStatus;
