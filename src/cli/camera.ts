@@ -23,6 +23,9 @@ Grabs one current frame from the camera's stream (or its video file) and writes 
 exit codes: 0 written, 1 bad usage or no frame, 2 invalid config, 3 model manifest missing or refused
 `;
 
+/** How errors name the command: with its sub-command once that is given. */
+const commandName = (argv: string[]): string => (argv[0] === 'snapshot' ? 'camera snapshot' : 'camera');
+
 function parse(argv: string[]) {
   const { values, positionals } = parseCommandArgs(argv, {
     config: { type: 'string', short: 'c' },
@@ -64,7 +67,7 @@ export async function cameraCommand(argv: string[], io: CommandIo = process): Pr
   try {
     opts = parse(argv);
   } catch (err) {
-    return reportError(io, 'camera', err, help);
+    return reportError(io, commandName(argv), err, help);
   }
   if (opts.help) { io.stdout.write(help); return EXIT.ok; }
   try {
@@ -89,6 +92,6 @@ export async function cameraCommand(argv: string[], io: CommandIo = process): Pr
     }
     return EXIT.ok;
   } catch (err) {
-    return reportError(io, 'camera', err, help);
+    return reportError(io, commandName(argv), err, help);
   }
 }

@@ -84,7 +84,7 @@ const help = `usage: edgepatrol model <command> [options]
                               "ap50"}},"perImage":[{"image","labels"}]}
 common: --models-dir DIR (default: the project's models/), --threads N (default 2, bench excepted)
 --json prints one JSON document on stdout and nothing else; errors and warnings go to stderr, exit codes unchanged.
-exit codes: 0 done, 1 bad usage or a failed check (verify prints every failure)
+exit codes: 0 done, 1 bad usage, a failed check (verify prints every failure), or a missing or refused model
 `;
 
 function number(name: string, value: string | undefined, opts: { integer?: boolean; min?: number } = {}): number | undefined {

@@ -27,6 +27,8 @@ exit codes: 0 done, 1 bad usage, no such event, or a store that cannot be opened
 `;
 
 const STATES: OutboxState[] = ['pending', 'sent', 'acked', 'confirmed'];
+const VERBS = ['stats', 'ls', 'show', 'replay'] as const;
+const isVerb = (word: string | undefined): word is (typeof VERBS)[number] => VERBS.includes(word as never);
 
 function parse(argv: string[]) {
   const { values: v, positionals } = parseCommandArgs(argv, {
@@ -40,10 +42,10 @@ function parse(argv: string[]) {
   }, { positionals: true });
   if (v.help) return { help: true as const };
   const [verb, target, ...extra] = positionals;
-  if (verb !== 'stats' && verb !== 'ls' && verb !== 'show' && verb !== 'replay') {
+  if (!isVerb(verb)) {
     throw new UsageError(verb === undefined ? 'expected stats, ls, show <id> or replay' : `unknown sub-command 'outbox ${verb}': expected stats, ls, show <id> or replay`);
   }
-  if (verb === 'show' && target === undefined) throw new UsageError('show: give an event id or seq (edgepatrol outbox ls lists them)');
+  if (verb === 'show' && target === undefined) throw new UsageError('give an event id or seq (edgepatrol outbox ls lists them)');
   const unexpected = verb === 'show' ? extra[0] : target;
   if (unexpected !== undefined) throw new UsageError(`unexpected argument '${unexpected}'`);
   const sinceMs = v.since === undefined ? undefined : Date.parse(v.since);
@@ -65,7 +67,7 @@ export async function outboxCommand(argv: string[], io: CommandIo = process): Pr
     if (opts.help) { io.stdout.write(help); return EXIT.ok; }
     outbox = Outbox.open(opts.file);
   } catch (err) {
-    return reportError(io, 'outbox', err, help);
+    return reportError(io, isVerb(argv[0]) ? `outbox ${argv[0]}` : 'outbox', err, help);
   }
   const { verb, target, sinceMs, file } = opts;
   try {
@@ -95,7 +97,7 @@ export async function outboxCommand(argv: string[], io: CommandIo = process): Pr
       }
       case 'show': {
         const row = outbox.get(target!);
-        if (!row) { io.stderr.write(`edgepatrol outbox: no event ${target} in ${file}\n`); return EXIT.failed; }
+        if (!row) { io.stderr.write(`edgepatrol outbox show: no event ${target} in ${file}; edgepatrol outbox ls lists them\n`); return EXIT.failed; }
         // The text form is the same document, indented for reading.
         const { payload: text, ...columns } = row;
         const doc = { ...columns, evidenceFile: row.evidencePath ? outbox.evidenceFile(row.evidencePath) : null, payload: JSON.parse(text) as unknown };

@@ -42,6 +42,9 @@ Nothing is stored or published.
 exit codes: 0 done, 1 bad usage or unreadable video, 2 invalid config, 3 model missing or refused
 `;
 
+/** How errors name the command: with its sub-command once that is given. */
+const commandName = (argv: string[]): string => (argv[0] === 'test' ? 'rules test' : 'rules');
+
 function parse(argv: string[]) {
   const { values, positionals } = parseCommandArgs(argv, {
     config: { type: 'string', short: 'c' },
@@ -81,7 +84,7 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
   try {
     opts = parse(argv);
   } catch (err) {
-    return reportError(io, 'rules', err, help);
+    return reportError(io, commandName(argv), err, help);
   }
   if (opts.help) { io.stdout.write(help); return EXIT.ok; }
   let detector: Detector | undefined;
@@ -117,8 +120,8 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
     if (!opts.json) io.stdout.write(`${count} event message${count === 1 ? '' : 's'}\n`);
     return EXIT.ok;
   } catch (err) {
-    if (err instanceof SceneReferenceError) return reportError(io, 'rules', new ConfigError(opts.config, [{ path: '', message: err.message }]), help);
-    return reportError(io, 'rules', err, help);
+    if (err instanceof SceneReferenceError) return reportError(io, commandName(argv), new ConfigError(opts.config, [{ path: '', message: err.message }]), help);
+    return reportError(io, commandName(argv), err, help);
   } finally {
     await detector?.close();
   }
