@@ -11,8 +11,12 @@ function edgepatrol(...args: string[]): Promise<{ code: number | null; out: stri
     const proc = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    proc.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    proc.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    proc.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    proc.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     proc.on('error', reject);
     proc.on('close', (code) => resolve({ code, out, err }));
   });
@@ -35,31 +39,45 @@ function documentedExitCodes(): Map<string, string> {
 }
 
 /** A bad flag where each command reads its options (after the sub-command for those that have one). */
-const withSub: Record<string, string[]> = { model: ['model', 'list'], outbox: ['outbox', 'stats'], camera: ['camera', 'snapshot'], rules: ['rules', 'test'] };
+const withSub: Record<string, string[]> = {
+  model: ['model', 'list'],
+  outbox: ['outbox', 'stats'],
+  camera: ['camera', 'snapshot'],
+  rules: ['rules', 'test'],
+};
 
-t.test('every command: --help on stdout with its exit codes as docs/cli.md lists them; a bad flag is one line and the usage on stderr, exit 1', async (t) => {
-  const top = await edgepatrol('--help');
-  t.same([top.code, top.err], [0, '']);
-  const commands = commandsOf(top.out);
-  t.same(commands.toSorted(), ['camera', 'detect', 'model', 'outbox', 'rules', 'run', 'status', 'tail'], 'the commands the usage lists');
-  const documented = documentedExitCodes();
-  t.same([...documented.keys()].toSorted(), commands.toSorted(), 'docs/cli.md lists the exit codes of every command');
+t.test(
+  'every command: --help on stdout with its exit codes as docs/cli.md lists them; a bad flag is one line and the usage on stderr, exit 1',
+  async (t) => {
+    const top = await edgepatrol('--help');
+    t.same([top.code, top.err], [0, '']);
+    const commands = commandsOf(top.out);
+    t.same(commands.toSorted(), ['camera', 'detect', 'model', 'outbox', 'rules', 'run', 'status', 'tail'], 'the commands the usage lists');
+    const documented = documentedExitCodes();
+    t.same([...documented.keys()].toSorted(), commands.toSorted(), 'docs/cli.md lists the exit codes of every command');
 
-  await Promise.all(commands.map(async (name) => {
-    const help = await edgepatrol(name, '--help');
-    t.same([help.code, help.err], [0, ''], `${name} --help: exit 0, nothing on stderr`);
-    t.match(help.out, new RegExp(`^usage: edgepatrol ${name}`), `${name} --help starts with its usage`);
-    const listed = /^exit codes: ([\s\S]*)$/m.exec(help.out)?.[1];
-    t.equal(squash(listed ?? ''), squash(documented.get(name) ?? ''), `${name}: the exit codes of --help are the ones in docs/cli.md`);
+    await Promise.all(
+      commands.map(async (name) => {
+        const help = await edgepatrol(name, '--help');
+        t.same([help.code, help.err], [0, ''], `${name} --help: exit 0, nothing on stderr`);
+        t.match(help.out, new RegExp(`^usage: edgepatrol ${name}`), `${name} --help starts with its usage`);
+        const listed = /^exit codes: ([\s\S]*)$/m.exec(help.out)?.[1];
+        t.equal(squash(listed ?? ''), squash(documented.get(name) ?? ''), `${name}: the exit codes of --help are the ones in docs/cli.md`);
 
-    const bad = await edgepatrol(...(withSub[name] ?? [name]), '--bogus');
-    t.equal(bad.code, 1, `${name} --bogus: exit 1`);
-    t.equal(bad.out, '', `${name} --bogus: nothing on stdout`);
-    const [first, blank, usage] = bad.err.split('\n');
-    t.equal(first, `edgepatrol ${withSub[name]?.join(' ') ?? name}: unknown option '--bogus'`, `${name} --bogus: one line naming the option`);
-    t.same([blank, usage?.startsWith(`usage: edgepatrol ${name}`)], ['', true], `${name} --bogus: then the usage`);
-  }));
-});
+        const bad = await edgepatrol(...(withSub[name] ?? [name]), '--bogus');
+        t.equal(bad.code, 1, `${name} --bogus: exit 1`);
+        t.equal(bad.out, '', `${name} --bogus: nothing on stdout`);
+        const [first, blank, usage] = bad.err.split('\n');
+        t.equal(
+          first,
+          `edgepatrol ${withSub[name]?.join(' ') ?? name}: unknown option '--bogus'`,
+          `${name} --bogus: one line naming the option`,
+        );
+        t.same([blank, usage?.startsWith(`usage: edgepatrol ${name}`)], ['', true], `${name} --bogus: then the usage`);
+      }),
+    );
+  },
+);
 
 t.test('no command, an unknown command, a missing value and a stray argument are usage errors', async (t) => {
   for (const [args, line] of [
@@ -103,13 +121,19 @@ t.test('tail exits 4 when the broker is unreachable within --timeout, and at onc
   // Port 1 is privileged and closed: connections are refused.
   const unreachable = await edgepatrol('tail', '--url', 'mqtt://127.0.0.1:1', '--count', '1', '--timeout', '1');
   t.same([unreachable.code, unreachable.out], [4, '']);
-  t.match(unreachable.err.trimEnd().split('\n').pop(), 'edgepatrol tail: no connection to mqtt://127.0.0.1:1 within 1 s; check --url and that the broker runs');
+  t.match(
+    unreachable.err.trimEnd().split('\n').pop(),
+    'edgepatrol tail: no connection to mqtt://127.0.0.1:1 within 1 s; check --url and that the broker runs',
+  );
 
   // The later allow_anonymous wins: the broker turns away a client without a user.
   const broker = await brokerFor(t, { extraConfig: ['allow_anonymous false'] });
   const started = Date.now();
   const refused = await edgepatrol('tail', '--url', broker.url, '--timeout', '300');
   t.same([refused.code, refused.out], [4, '']);
-  t.equal(refused.err, `edgepatrol tail: ${broker.url} refused the connection (Connection refused: Not authorized); check the user and password in --url, or --cert and --key\n`);
+  t.equal(
+    refused.err,
+    `edgepatrol tail: ${broker.url} refused the connection (Connection refused: Not authorized); check the user and password in --url, or --cert and --key\n`,
+  );
   t.ok(Date.now() - started < 120_000, 'without waiting for --timeout');
 });

@@ -26,16 +26,18 @@ exit codes: 0 written, 1 bad usage or no frame, 2 invalid config, 3 model manife
 /** How errors name the command: with its sub-command once that is given. */
 const commandName = (argv: string[]): string => (argv[0] === 'snapshot' ? 'camera snapshot' : 'camera');
 
+const options = {
+  config: { type: 'string', short: 'c' },
+  annotate: { type: 'string' },
+  out: { type: 'string' },
+  timeout: { type: 'string' },
+  json: { type: 'boolean' },
+  'models-dir': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 function parse(argv: string[]) {
-  const { values, positionals } = parseCommandArgs(argv, {
-    config: { type: 'string', short: 'c' },
-    annotate: { type: 'string' },
-    out: { type: 'string' },
-    timeout: { type: 'string' },
-    json: { type: 'boolean' },
-    'models-dir': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  }, { positionals: true });
+  const { values, positionals } = parseCommandArgs(argv, options, { positionals: true });
   if (values.help) return { help: true as const };
   const [sub, camera, ...extra] = positionals;
   if (sub !== 'snapshot') throw new UsageError(sub ? `unknown sub-command 'camera ${sub}'` : 'a sub-command is required: camera snapshot');
@@ -44,7 +46,16 @@ function parse(argv: string[]) {
   if (!values.annotate && !values.out) throw new UsageError('nothing to write: give --annotate FILE and/or --out FILE');
   const timeout = values.timeout === undefined ? 10 : Number(values.timeout);
   if (!(timeout > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got '${values.timeout}'`);
-  return { help: false as const, camera, config: values.config, annotate: values.annotate, out: values.out, timeoutMs: timeout * 1000, json: values.json ?? false, modelsDir: values['models-dir'] };
+  return {
+    help: false as const,
+    camera,
+    config: values.config,
+    annotate: values.annotate,
+    out: values.out,
+    timeoutMs: timeout * 1000,
+    json: values.json ?? false,
+    modelsDir: values['models-dir'],
+  };
 }
 
 /** Draws every zone, mask and line of the camera, each zone labelled with its id and rules. */
@@ -56,7 +67,11 @@ export function drawCameraLayout(img: Canvas, camera: CameraConfig, ts: number):
     // The zone's label sits at its top-left-most point, as a box label would.
     const corner = [...zone.polygon].sort((a, b) => a[0] + a[1] - (b[0] + b[1]))[0]!;
     const label = `${zone.id}: ${zone.rules.map((r) => `${r.id} (${r.kind})`).join(', ') || 'no rules'}`;
-    drawLabel(img, corner[0] * img.width, corner[1] * img.height, label, { color: [0, 0, 0], background: ZONE_COLOR, scale: styleFor(img).scale });
+    drawLabel(img, corner[0] * img.width, corner[1] * img.height, label, {
+      color: [0, 0, 0],
+      background: ZONE_COLOR,
+      scale: styleFor(img).scale,
+    });
   }
   // The caption last, so no zone label covers it.
   drawAnnotations(img, { title: `${camera.name} | ${formatLocal(ts, camera.timezone)}`, objects: [] });
@@ -69,7 +84,10 @@ export async function cameraCommand(argv: string[], io: CommandIo = process): Pr
   } catch (err) {
     return reportError(io, commandName(argv), err, help);
   }
-  if (opts.help) { io.stdout.write(help); return EXIT.ok; }
+  if (opts.help) {
+    io.stdout.write(help);
+    return EXIT.ok;
+  }
   try {
     const { camera } = cameraFromConfig(opts.config, opts.camera, opts.modelsDir);
     const url = camera.source.file ?? camera.source.url;
@@ -82,12 +100,20 @@ export async function cameraCommand(argv: string[], io: CommandIo = process): Pr
       const img: Canvas = { width: frame.width, height: frame.height, data: Buffer.from(frame.data) };
       drawCameraLayout(img, camera, frame.ts);
       await writeFile(opts.annotate, await encodeJpeg(img, 90));
-      if (!opts.json) io.stdout.write(`wrote ${opts.annotate} (${frame.width}×${frame.height}, ${camera.zones.length} zone${camera.zones.length === 1 ? '' : 's'})\n`);
+      if (!opts.json)
+        io.stdout.write(
+          `wrote ${opts.annotate} (${frame.width}×${frame.height}, ${camera.zones.length} zone${camera.zones.length === 1 ? '' : 's'})\n`,
+        );
     }
     if (opts.json) {
       writeJson(io, {
-        camera: camera.id, width: frame.width, height: frame.height, ts: new Date(frame.ts).toISOString(),
-        out: opts.out ?? null, annotate: opts.annotate ?? null, zones: camera.zones.map((z) => z.id),
+        camera: camera.id,
+        width: frame.width,
+        height: frame.height,
+        ts: new Date(frame.ts).toISOString(),
+        out: opts.out ?? null,
+        annotate: opts.annotate ?? null,
+        zones: camera.zones.map((z) => z.id),
       });
     }
     return EXIT.ok;

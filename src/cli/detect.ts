@@ -37,22 +37,26 @@ function positiveNumber(name: string, value: string | undefined, integer: boolea
   return n;
 }
 
+const options = {
+  json: { type: 'boolean' },
+  annotate: { type: 'string' },
+  model: { type: 'string' },
+  'models-dir': { type: 'string' },
+  fps: { type: 'string' },
+  'max-frames': { type: 'string' },
+  threshold: { type: 'string' },
+  threads: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 function parse(argv: string[]) {
-  const { values, positionals } = parseCommandArgs(argv, {
-    json: { type: 'boolean' },
-    annotate: { type: 'string' },
-    model: { type: 'string' },
-    'models-dir': { type: 'string' },
-    fps: { type: 'string' },
-    'max-frames': { type: 'string' },
-    threshold: { type: 'string' },
-    threads: { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  }, { positionals: true });
+  const { values, positionals } = parseCommandArgs(argv, options, { positionals: true });
   if (values.help) return { help: true as const };
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? `one input file expected, got ${positionals.length}` : 'an input file is required');
+  if (positionals.length !== 1)
+    throw new UsageError(positionals.length ? `one input file expected, got ${positionals.length}` : 'an input file is required');
   const threshold = values.threshold === undefined ? undefined : Number(values.threshold);
-  if (threshold !== undefined && !(threshold >= 0 && threshold <= 1)) throw new UsageError(`--threshold must be between 0 and 1, got '${values.threshold}'`);
+  if (threshold !== undefined && !(threshold >= 0 && threshold <= 1))
+    throw new UsageError(`--threshold must be between 0 and 1, got '${values.threshold}'`);
   return {
     help: false as const,
     input: positionals[0]!,
@@ -78,7 +82,10 @@ function plainLine(d: Detection, prefix: string): string {
 }
 
 async function writeAnnotated(file: string, frame: RgbFrame, dets: Detection[]): Promise<void> {
-  drawBoxes(frame, dets.map((d) => ({ box: d.box, label: `${d.class} ${d.score.toFixed(2)}`, classId: d.classId })));
+  drawBoxes(
+    frame,
+    dets.map((d) => ({ box: d.box, label: `${d.class} ${d.score.toFixed(2)}`, classId: d.classId })),
+  );
   try {
     await writeFile(file, await encodeJpeg(frame, 85));
   } catch (err) {
@@ -102,13 +109,17 @@ export async function detectCommand(argv: string[], io: CommandIo = process): Pr
     await access(input, constants.R_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    io.stderr.write(`edgepatrol detect: cannot read input file ${input}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message}\n`);
+    io.stderr.write(
+      `edgepatrol detect: cannot read input file ${input}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message}\n`,
+    );
     return EXIT.failed;
   }
 
   // A reader that goes away (`edgepatrol detect clip.avi | head`) ends the run quietly instead of crashing it.
   let outputClosed = false;
-  const onStdoutError = (): void => { outputClosed = true; };
+  const onStdoutError = (): void => {
+    outputClosed = true;
+  };
   if (io.stdout === process.stdout) process.stdout.on('error', onStdoutError);
   let detector: Detector | undefined;
   try {

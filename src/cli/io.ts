@@ -50,7 +50,8 @@ function parseErrorMessage(err: Error & { code?: string }): string {
   // node's own text goes on about '--' positionals; a technician needs the option's name.
   const option = /'(?:-\w, )?(-{1,2}[^' ,]+)/.exec(err.message)?.[1];
   if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option) return `unknown option '${option}'`;
-  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && option && /argument missing/.test(err.message)) return `${option} needs a value`;
+  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && option && /argument missing/.test(err.message))
+    return `${option} needs a value`;
   return err.message;
 }
 

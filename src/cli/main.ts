@@ -2,14 +2,32 @@ import { version } from '../version.js';
 import { EXIT, reportError, UsageError, type Command, type CommandIo } from './io.js';
 
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
-  detect: { summary: 'run the detector on an image or video and print detections', load: async () => (await import('./detect.js')).detectCommand },
+  detect: {
+    summary: 'run the detector on an image or video and print detections',
+    load: async () => (await import('./detect.js')).detectCommand,
+  },
   run: { summary: 'run the agent with a config file', load: async () => (await import('./run.js')).runCommand },
   status: { summary: 'show per-camera state and rates of a running agent', load: async () => (await import('./status.js')).statusCommand },
-  tail: { summary: 'reference subscriber: print (and ack) what gateways publish', load: async () => (await import('./tail.js')).tailCommand },
-  outbox: { summary: 'inspect and replay the local event store (stats, ls, show, replay)', load: async () => (await import('./outbox.js')).outboxCommand },
-  model: { summary: 'manage detector models (list, verify, add, quantize, compare, bench)', load: async () => (await import('./model.js')).modelCommand },
-  camera: { summary: 'grab a frame and draw its zones, masks and lines (camera snapshot)', load: async () => (await import('./camera.js')).cameraCommand },
-  rules: { summary: "replay a video through a camera's rules and print the events (rules test)", load: async () => (await import('./rules.js')).rulesCommand },
+  tail: {
+    summary: 'reference subscriber: print (and ack) what gateways publish',
+    load: async () => (await import('./tail.js')).tailCommand,
+  },
+  outbox: {
+    summary: 'inspect and replay the local event store (stats, ls, show, replay)',
+    load: async () => (await import('./outbox.js')).outboxCommand,
+  },
+  model: {
+    summary: 'manage detector models (list, verify, add, quantize, compare, bench)',
+    load: async () => (await import('./model.js')).modelCommand,
+  },
+  camera: {
+    summary: 'grab a frame and draw its zones, masks and lines (camera snapshot)',
+    load: async () => (await import('./camera.js')).cameraCommand,
+  },
+  rules: {
+    summary: "replay a video through a camera's rules and print the events (rules test)",
+    load: async () => (await import('./rules.js')).rulesCommand,
+  },
 };
 
 function usage(): string {

@@ -19,7 +19,8 @@ export function cameraFromConfig(configFile: string, cameraId: string, modelsDir
   const config = loadConfig(configFile);
   checkConfigAgainstModels(configFile, config, loadManifest(modelsDir));
   const camera = config.cameras.find((c) => c.id === cameraId);
-  if (!camera) throw new UsageError(`no camera '${cameraId}' in ${configFile}; its cameras are: ${config.cameras.map((c) => c.id).join(', ')}`);
+  if (!camera)
+    throw new UsageError(`no camera '${cameraId}' in ${configFile}; its cameras are: ${config.cameras.map((c) => c.id).join(', ')}`);
   return { config, camera };
 }
 
@@ -45,16 +46,18 @@ exit codes: 0 done, 1 bad usage or unreadable video, 2 invalid config, 3 model m
 /** How errors name the command: with its sub-command once that is given. */
 const commandName = (argv: string[]): string => (argv[0] === 'test' ? 'rules test' : 'rules');
 
+const options = {
+  config: { type: 'string', short: 'c' },
+  video: { type: 'string' },
+  start: { type: 'string' },
+  evidence: { type: 'string' },
+  json: { type: 'boolean' },
+  'models-dir': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 function parse(argv: string[]) {
-  const { values, positionals } = parseCommandArgs(argv, {
-    config: { type: 'string', short: 'c' },
-    video: { type: 'string' },
-    start: { type: 'string' },
-    evidence: { type: 'string' },
-    json: { type: 'boolean' },
-    'models-dir': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  }, { positionals: true });
+  const { values, positionals } = parseCommandArgs(argv, options, { positionals: true });
   if (values.help) return { help: true as const };
   const [sub, camera, ...extra] = positionals;
   if (sub !== 'test') throw new UsageError(sub ? `unknown sub-command 'rules ${sub}'` : 'a sub-command is required: rules test');
@@ -63,7 +66,16 @@ function parse(argv: string[]) {
   if (!values.video) throw new UsageError('--video <file> is required');
   const start = values.start === undefined ? Date.now() : Date.parse(values.start);
   if (Number.isNaN(start)) throw new UsageError(`--start must be an ISO time such as 2025-06-06T21:00:00+08:00, got '${values.start}'`);
-  return { help: false as const, camera, config: values.config, video: values.video, start, evidence: values.evidence, json: values.json ?? false, modelsDir: values['models-dir'] };
+  return {
+    help: false as const,
+    camera,
+    config: values.config,
+    video: values.video,
+    start,
+    evidence: values.evidence,
+    json: values.json ?? false,
+    modelsDir: values['models-dir'],
+  };
 }
 
 function line(hit: RuleHit, videoSeconds: number): string {
@@ -74,9 +86,13 @@ function line(hit: RuleHit, videoSeconds: number): string {
   const extra = [
     hit.counts ? `forward ${hit.counts.forward} backward ${hit.counts.backward}` : '',
     hit.change ? `changed ${Math.round(hit.change.fraction * 100)}% (threshold ${Math.round(hit.change.threshold * 100)}%)` : '',
-  ].filter(Boolean).join(' ');
-  return `${videoSeconds.toFixed(1).padStart(7)}s  ${hit.state.padEnd(7)} ${hit.eventType}  zone ${hit.zoneId}  rule ${hit.ruleId}  `
-    + `dwell ${hit.dwellSeconds.toFixed(1)}s  event ${hit.eventId}${objects ? `  [${objects}]` : ''}${extra ? `  ${extra}` : ''}\n`;
+  ]
+    .filter(Boolean)
+    .join(' ');
+  return (
+    `${videoSeconds.toFixed(1).padStart(7)}s  ${hit.state.padEnd(7)} ${hit.eventType}  zone ${hit.zoneId}  rule ${hit.ruleId}  ` +
+    `dwell ${hit.dwellSeconds.toFixed(1)}s  event ${hit.eventId}${objects ? `  [${objects}]` : ''}${extra ? `  ${extra}` : ''}\n`
+  );
 }
 
 export async function rulesCommand(argv: string[], io: CommandIo = process): Promise<number> {
@@ -86,7 +102,10 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
   } catch (err) {
     return reportError(io, commandName(argv), err, help);
   }
-  if (opts.help) { io.stdout.write(help); return EXIT.ok; }
+  if (opts.help) {
+    io.stdout.write(help);
+    return EXIT.ok;
+  }
   let detector: Detector | undefined;
   try {
     const { config, camera } = cameraFromConfig(opts.config, opts.camera, opts.modelsDir);
@@ -96,7 +115,12 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
       throw new UsageError(`cannot read the video ${opts.video}`);
     }
     const rules = await CameraRules.open(camera);
-    detector = await openDetector({ model: cameraModelName(config, camera), modelsDir: opts.modelsDir, threads: config.model.threads, scoreThreshold: config.model.scoreThreshold });
+    detector = await openDetector({
+      model: cameraModelName(config, camera),
+      modelsDir: opts.modelsDir,
+      threads: config.model.threads,
+      scoreThreshold: config.model.scoreThreshold,
+    });
     if (opts.evidence) await mkdir(opts.evidence, { recursive: true });
     let count = 0;
     for await (const frame of readVideoFrames(opts.video, { fps: camera.detect.fps, startTs: opts.start })) {
@@ -110,8 +134,12 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
           const rule = zone?.rules.find((r) => r.id === hit.ruleId);
           const jpeg = await annotateEvidence(frame, {
             title: `${camera.name} | ${hit.eventType} ${hit.state} | ${formatLocal(frame.ts, camera.timezone)}`,
-            zone: zone?.polygon, masks: zone?.masks, line: rule?.kind === 'line_cross' ? rule.line : undefined,
-            objects: hit.objects, unseen: { objects: hit.unseen, ts: hit.ts }, quality: config.evidence.jpegQuality,
+            zone: zone?.polygon,
+            masks: zone?.masks,
+            line: rule?.kind === 'line_cross' ? rule.line : undefined,
+            objects: hit.objects,
+            unseen: { objects: hit.unseen, ts: hit.ts },
+            quality: config.evidence.jpegQuality,
           });
           await writeFile(join(opts.evidence, `${String(count).padStart(4, '0')}-${hit.eventType}-${hit.state}.jpg`), jpeg);
         }
@@ -120,7 +148,8 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
     if (!opts.json) io.stdout.write(`${count} event message${count === 1 ? '' : 's'}\n`);
     return EXIT.ok;
   } catch (err) {
-    if (err instanceof SceneReferenceError) return reportError(io, commandName(argv), new ConfigError(opts.config, [{ path: '', message: err.message }]), help);
+    if (err instanceof SceneReferenceError)
+      return reportError(io, commandName(argv), new ConfigError(opts.config, [{ path: '', message: err.message }]), help);
     return reportError(io, commandName(argv), err, help);
   } finally {
     await detector?.close();

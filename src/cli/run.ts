@@ -16,14 +16,16 @@ Runs the agent: every camera of the config through the detector and its rules; e
 exit codes: 0 stopped cleanly, 1 bad usage or a runtime failure, 2 invalid config, 3 model missing or refused
 `;
 
+const options = {
+  config: { type: 'string', short: 'c' },
+  'mqtt-url': { type: 'string' },
+  'models-dir': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 function parse(argv: string[]) {
-  const { values } = parseCommandArgs(argv, {
-    config: { type: 'string', short: 'c' },
-    'mqtt-url': { type: 'string' },
-    'models-dir': { type: 'string' },
-    'log-level': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  }, { positionals: false });
+  const { values } = parseCommandArgs(argv, options, { positionals: false });
   if (values.help) return { help: true as const };
   if (!values.config) throw new UsageError('--config <file> is required');
   return { ...values, help: false as const, config: values.config };
@@ -34,7 +36,10 @@ export async function runCommand(argv: string[], io: CommandIo = process): Promi
   let config: Config;
   try {
     args = parse(argv);
-    if (args.help) { io.stdout.write(help); return EXIT.ok; }
+    if (args.help) {
+      io.stdout.write(help);
+      return EXIT.ok;
+    }
     config = loadConfig(args.config);
     if (args['mqtt-url']) config = { ...config, mqtt: { ...config.mqtt, url: args['mqtt-url'] } };
     checkConfigAgainstModels(args.config, config, loadManifest(args['models-dir']));

@@ -53,7 +53,12 @@ interface Options {
 }
 
 /** Parts of an evidence image received so far, by message id. */
-interface Assembly { parts: Buffer[]; received: number; total: number; sha256: string }
+interface Assembly {
+  parts: Buffer[];
+  received: number;
+  total: number;
+  sha256: string;
+}
 
 const payloadSchemas: [RegExp, z.ZodType][] = [
   [/\/event\/[^/]+$/, eventPayloadSchema],
@@ -83,32 +88,47 @@ export function contractProblem(topic: string, payload: Buffer, properties: IPub
   return parsed.success ? null : parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
 }
 
+const options = {
+  url: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
+  prefix: { type: 'string', default: 'edgepatrol' },
+  topic: { type: 'string' },
+  share: { type: 'string' },
+  session: { type: 'string' },
+  ack: { type: 'boolean', default: false },
+  'save-evidence': { type: 'string' },
+  check: { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
+  ca: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  count: { type: 'string' },
+  timeout: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 function parse(argv: string[]) {
-  const { values: v } = parseCommandArgs(argv, {
-    url: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
-    prefix: { type: 'string', default: 'edgepatrol' },
-    topic: { type: 'string' },
-    share: { type: 'string' },
-    session: { type: 'string' },
-    ack: { type: 'boolean', default: false },
-    'save-evidence': { type: 'string' },
-    check: { type: 'boolean', default: false },
-    json: { type: 'boolean', default: false },
-    ca: { type: 'string' },
-    cert: { type: 'string' },
-    key: { type: 'string' },
-    count: { type: 'string' },
-    timeout: { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  }, { positionals: false });
+  const { values: v } = parseCommandArgs(argv, options, { positionals: false });
   if (v.help) return { help: true as const };
   const count = v.count === undefined ? Infinity : Number(v.count);
   const timeoutS = v.timeout === undefined ? Infinity : Number(v.timeout);
   if (!(count > 0) || !(timeoutS > 0)) throw new UsageError('--count and --timeout take positive numbers');
-  if (v.share !== undefined && !/^[^/+#$]+$/.test(v.share)) throw new UsageError(`--share ${v.share}: a group name without '/', '+', '#' or '$'`);
+  if (v.share !== undefined && !/^[^/+#$]+$/.test(v.share))
+    throw new UsageError(`--share ${v.share}: a group name without '/', '+', '#' or '$'`);
   const tail: TailOptions = {
-    url: v.url, prefix: v.prefix, topic: v.topic, share: v.share, session: v.session, ack: v.ack,
-    saveEvidence: v['save-evidence'], check: v.check, json: v.json, ca: v.ca, cert: v.cert, key: v.key, count, timeoutS,
+    url: v.url,
+    prefix: v.prefix,
+    topic: v.topic,
+    share: v.share,
+    session: v.session,
+    ack: v.ack,
+    saveEvidence: v['save-evidence'],
+    check: v.check,
+    json: v.json,
+    ca: v.ca,
+    cert: v.cert,
+    key: v.key,
+    count,
+    timeoutS,
   };
   return { help: false as const, tail };
 }
@@ -117,7 +137,10 @@ export async function tailCommand(argv: string[], io: CommandIo = process): Prom
   let opts: ReturnType<typeof parse>;
   try {
     opts = parse(argv);
-    if (opts.help) { io.stdout.write(help); return EXIT.ok; }
+    if (opts.help) {
+      io.stdout.write(help);
+      return EXIT.ok;
+    }
     const stop = new AbortController();
     process.once('SIGINT', () => stop.abort());
     process.once('SIGTERM', () => stop.abort());
@@ -133,7 +156,10 @@ export type TailOptions = Options & { count?: number; timeoutS?: number };
  * The subscriber itself, writing lines to `out` and diagnostics to `err`; resolves with the exit code when
  * --count is reached, the timeout passes or `signal` aborts. Tests run several in one process.
  */
-export async function runTail(args: TailOptions, io: { out: (s: string) => void; err: (s: string) => void; signal?: AbortSignal }): Promise<number> {
+export async function runTail(
+  args: TailOptions,
+  io: { out: (s: string) => void; err: (s: string) => void; signal?: AbortSignal },
+): Promise<number> {
   const count = args.count ?? Infinity;
   const timeoutS = args.timeoutS ?? Infinity;
   const base = args.topic ?? `${args.prefix}/#`;
@@ -166,14 +192,14 @@ export async function runTail(args: TailOptions, io: { out: (s: string) => void;
     io.signal?.addEventListener('abort', onAbort);
     const timer = Number.isFinite(timeoutS)
       ? setTimeout(() => {
-        if (connected) {
-          io.err(`edgepatrol tail: ${events} of ${count} events within ${timeoutS} s\n`);
-          finish(EXIT.failed);
-        } else {
-          io.err(`edgepatrol tail: no connection to ${safeUrl(args.url)} within ${timeoutS} s; check --url and that the broker runs\n`);
-          finish(EXIT.broker);
-        }
-      }, timeoutS * 1000)
+          if (connected) {
+            io.err(`edgepatrol tail: ${events} of ${count} events within ${timeoutS} s\n`);
+            finish(EXIT.failed);
+          } else {
+            io.err(`edgepatrol tail: no connection to ${safeUrl(args.url)} within ${timeoutS} s; check --url and that the broker runs\n`);
+            finish(EXIT.broker);
+          }
+        }, timeoutS * 1000)
       : undefined;
     client.on('connect', (connack) => {
       connected = true;
@@ -187,7 +213,9 @@ export async function runTail(args: TailOptions, io: { out: (s: string) => void;
     client.on('error', (err) => {
       // A reason code before any connection is the broker's CONNACK refusal; mqtt.js does not retry it, so neither do we.
       if (!connected && typeof (err as { code?: unknown }).code === 'number') {
-        io.err(`edgepatrol tail: ${safeUrl(args.url)} refused the connection (${err.message}); check the user and password in --url, or --cert and --key\n`);
+        io.err(
+          `edgepatrol tail: ${safeUrl(args.url)} refused the connection (${err.message}); check the user and password in --url, or --cert and --key\n`,
+        );
         finish(EXIT.broker);
         return;
       }
@@ -206,7 +234,17 @@ export async function runTail(args: TailOptions, io: { out: (s: string) => void;
         const p = packet.properties?.userProperties as Record<string, string> | undefined;
         if (args.json) {
           const part = (v: string | undefined): number | null => (v === undefined ? null : Number(v));
-          io.out(line({ kind: 'evidence', topic, retained: packet.retain, messageId: p?.messageId ?? null, part: part(p?.part), parts: part(p?.parts), bytes: payload.length }));
+          io.out(
+            line({
+              kind: 'evidence',
+              topic,
+              retained: packet.retain,
+              messageId: p?.messageId ?? null,
+              part: part(p?.part),
+              parts: part(p?.parts),
+              bytes: payload.length,
+            }),
+          );
         } else {
           io.out(`${topic}${retained} [image/jpeg ${payload.length} bytes, part ${p?.part ?? '?'}/${p?.parts ?? '?'}]\n`);
         }
@@ -214,7 +252,11 @@ export async function runTail(args: TailOptions, io: { out: (s: string) => void;
         return;
       }
       const text = payload.toString('utf8');
-      io.out(args.json ? line({ kind: 'message', topic, retained: packet.retain, payload: parsedOrText(text) }) : `${topic}${retained} ${text}\n`);
+      io.out(
+        args.json
+          ? line({ kind: 'message', topic, retained: packet.retain, payload: parsedOrText(text) })
+          : `${topic}${retained} ${text}\n`,
+      );
       const kind = /\/(event|alert)\/[^/]+$/.exec(topic)?.[1];
       if (kind && args.ack) acknowledge(client, topic, payload);
       if (kind === 'event' && ++events >= count) finish(EXIT.ok);
@@ -256,7 +298,14 @@ function acknowledge(client: mqtt.MqttClient, topic: string, payload: Buffer): v
   client.publish(ackTopic, JSON.stringify(ack), { qos: 1, properties: { contentType: 'application/json' } });
 }
 
-function saveEvidence(dir: string, assemblies: Map<string, Assembly>, p: Record<string, string>, payload: Buffer, io: { out: (s: string) => void; err: (s: string) => void }, json: boolean): void {
+function saveEvidence(
+  dir: string,
+  assemblies: Map<string, Assembly>,
+  p: Record<string, string>,
+  payload: Buffer,
+  io: { out: (s: string) => void; err: (s: string) => void },
+  json: boolean,
+): void {
   const id = p.messageId;
   const part = Number(p.part);
   const total = Number(p.parts);
@@ -279,6 +328,9 @@ function saveEvidence(dir: string, assemblies: Map<string, Assembly>, p: Record<
   }
   const file = join(dir, `${id}.jpg`);
   writeFileSync(file, image);
-  io.out(json ? line({ kind: 'saved', messageId: id, file, bytes: image.length, parts: a.total })
-    : `saved evidence ${file} (${image.length} bytes, ${a.total} part(s), sha256 ok)\n`);
+  io.out(
+    json
+      ? line({ kind: 'saved', messageId: id, file, bytes: image.length, parts: a.total })
+      : `saved evidence ${file} (${image.length} bytes, ${a.total} part(s), sha256 ok)\n`,
+  );
 }
