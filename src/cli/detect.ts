@@ -109,9 +109,8 @@ export async function detectCommand(argv: string[], io: CommandIo = process): Pr
     await access(input, constants.R_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    io.stderr.write(
-      `edgepatrol detect: cannot read input file ${input}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message}\n`,
-    );
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    io.stderr.write(`edgepatrol detect: cannot read input file ${input}: ${why}\n`);
     return EXIT.failed;
   }
 

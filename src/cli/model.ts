@@ -406,7 +406,8 @@ async function add(modelsDir: string, positionals: string[], values: Values, io:
     return EXIT.ok;
   }
   io.stdout.write(
-    `added ${name}: ${done.path} (sha256 ${done.sha256}), decoder ${decoder.kind}, ${classes.length} classes, output [${dims.join(',')}]${values.default ? ', now the default' : ''}\n`,
+    `added ${name}: ${done.path} (sha256 ${done.sha256}), decoder ${decoder.kind}, ${classes.length} classes, ` +
+      `output [${dims.join(',')}]${values.default ? ', now the default' : ''}\n`,
   );
   return EXIT.ok;
 }
@@ -541,10 +542,12 @@ async function compare(modelsDir: string, positionals: string[], values: Values,
   const pct = (v: number): string => v.toFixed(4);
   io.stdout.write(
     `${r.a.name} (${r.a.sha256.slice(0, 12)}) against ${r.b.name} (${r.b.sha256.slice(0, 12)}) as reference, ${r.frames} frames of ${set.path}` +
-      `${set.start !== undefined || set.end !== undefined ? ` from ${set.start ?? 0} s to ${set.end ?? 'the end'}` : ''}, score >= ${r.threshold}, IoU >= 0.5, same class\n` +
+      `${set.start !== undefined || set.end !== undefined ? ` from ${set.start ?? 0} s to ${set.end ?? 'the end'}` : ''}` +
+      `, score >= ${r.threshold}, IoU >= 0.5, same class\n` +
       `reference boxes ${r.reference}, detections ${r.detections}, matched ${r.truePositives}\n` +
       `precision ${pct(r.precision)}  recall ${pct(r.recall)}  F1 ${pct(r.f1)}  mAP@0.5 ${pct(r.map50)}\n` +
-      `score drift over ${r.scoreDrift.pairs} matched pairs: mean ${r.scoreDrift.mean.toFixed(4)}, mean |drift| ${r.scoreDrift.meanAbs.toFixed(4)}, max |drift| ${r.scoreDrift.maxAbs.toFixed(4)}\n`,
+      `score drift over ${r.scoreDrift.pairs} matched pairs: mean ${r.scoreDrift.mean.toFixed(4)}, ` +
+      `mean |drift| ${r.scoreDrift.meanAbs.toFixed(4)}, max |drift| ${r.scoreDrift.maxAbs.toFixed(4)}\n`,
   );
   for (const [id, c] of Object.entries(r.perClass).sort((x, y) => y[1].reference - x[1].reference)) {
     io.stdout.write(
@@ -694,16 +697,20 @@ async function evaluate(modelsDir: string, positionals: string[], values: Values
   io.stdout.write(
     `${r.model.name} (${r.model.sha256.slice(0, 12)}) on ${r.images} images of ${r.imagesDir} against ${r.labels} labelled boxes (${r.labelsPath}), ` +
       `score >= ${r.threshold}, IoU >= ${r.iou}, same class\n` +
-      `${'class'.padEnd(16)}${'labels'.padStart(7)}${'detections'.padStart(11)}${'matched'.padStart(8)}${'precision'.padStart(10)}${'recall'.padStart(10)}${'AP@0.5'.padStart(10)}\n`,
+      `${'class'.padEnd(16)}${'labels'.padStart(7)}${'detections'.padStart(11)}${'matched'.padStart(8)}` +
+      `${'precision'.padStart(10)}${'recall'.padStart(10)}${'AP@0.5'.padStart(10)}\n`,
   );
   for (const [name, c] of Object.entries(r.perClass)) {
     io.stdout.write(
-      `${name.padEnd(16)}${String(c.labels).padStart(7)}${String(c.detections).padStart(11)}${String(c.truePositives).padStart(8)}${f(c.precision)}${f(c.recall)}${f(c.ap50)}\n`,
+      `${name.padEnd(16)}${String(c.labels).padStart(7)}${String(c.detections).padStart(11)}${String(c.truePositives).padStart(8)}` +
+        `${f(c.precision)}${f(c.recall)}${f(c.ap50)}\n`,
     );
   }
   io.stdout.write(
-    `${'all'.padEnd(16)}${String(r.labels).padStart(7)}${String(r.detections).padStart(11)}${String(r.truePositives).padStart(8)}${f(r.precision)}${f(r.recall)}${' '.repeat(10)}\n` +
-      `mAP@0.5 ${r.map50.toFixed(4)} (mean over the ${Object.values(r.perClass).filter((c) => c.labels > 0).length} classes with labels)   F1 ${r.f1.toFixed(4)}\n`,
+    `${'all'.padEnd(16)}${String(r.labels).padStart(7)}${String(r.detections).padStart(11)}${String(r.truePositives).padStart(8)}` +
+      `${f(r.precision)}${f(r.recall)}${' '.repeat(10)}\n` +
+      `mAP@0.5 ${r.map50.toFixed(4)} (mean over the ${Object.values(r.perClass).filter((c) => c.labels > 0).length} classes with labels)` +
+      `   F1 ${r.f1.toFixed(4)}\n`,
   );
   return EXIT.ok;
 }
