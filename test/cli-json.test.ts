@@ -208,7 +208,9 @@ t.test('outbox stats|ls|show|replay --json against the store', async (t) => {
   const file = join(dir, 'outbox.db');
   const outbox = Outbox.open(file, { maxBytes: 1_000_000 });
   const ids = Array.from({ length: 3 }, () => uuidv7());
-  ids.forEach((id, i) => outbox.add({ id, cameraId: `cam-${i}`, type: 'presence', topic: 'ep/gw/event/presence', priority: i === 2 ? 'high' : 'normal' }, (seq) => ({ id, seq })));
+  for (const [i, id] of ids.entries()) {
+    outbox.add({ id, cameraId: `cam-${i}`, type: 'presence', topic: 'ep/gw/event/presence', priority: i === 2 ? 'high' : 'normal' }, (seq) => ({ id, seq }));
+  }
   outbox.markAcked(1, 1);
   const rows = outbox.list();
   const stats = outbox.stats();

@@ -1,5 +1,4 @@
 import { writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { grabFrame } from '../ingest/index.js';
 import { drawAnnotations, ZONE_COLOR } from '../evidence/annotate.js';
 import { drawLabel, styleFor } from '../evidence/draw.js';
@@ -7,8 +6,8 @@ import { encodeJpeg } from '../common/jpeg.js';
 import type { Canvas } from '../evidence/draw.js';
 import type { CameraConfig } from '../config/index.js';
 import { formatLocal } from '../common/time.js';
-import { cameraFromConfig, reportFailure, UsageError } from './rules.js';
-import { EXIT, writeJson, type CommandIo } from './io.js';
+import { cameraFromConfig } from './rules.js';
+import { EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
 
 const help = `usage: edgepatrol camera snapshot <camera> --config <file> [--annotate out.jpg] [--out clean.jpg]
 
@@ -20,23 +19,25 @@ Grabs one current frame from the camera's stream (or its video file) and writes 
   --timeout S       give up after S seconds (default 10)
   --json            instead of the "wrote" lines, one JSON document: {"camera","width","height","ts","out","annotate",
                     "zones":[ids]}; out and annotate are the files written (null if not asked for)
-exit codes: 0 written, 1 bad usage or no frame, 2 invalid config
+  --models-dir DIR  folder with manifest.json, to check the rules' classes (default: the project's models/)
+exit codes: 0 written, 1 bad usage or no frame, 2 invalid config, 3 model manifest missing or refused
 `;
 
+/** How errors name the command: with its sub-command once that is given. */
+const commandName = (argv: string[]): string => (argv[0] === 'snapshot' ? 'camera snapshot' : 'camera');
+
+const options = {
+  config: { type: 'string', short: 'c' },
+  annotate: { type: 'string' },
+  out: { type: 'string' },
+  timeout: { type: 'string' },
+  json: { type: 'boolean' },
+  'models-dir': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 function parse(argv: string[]) {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string', short: 'c' },
-      annotate: { type: 'string' },
-      out: { type: 'string' },
-      timeout: { type: 'string' },
-      json: { type: 'boolean' },
-      'models-dir': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values, positionals } = parseCommandArgs(argv, options, { positionals: true });
   if (values.help) return { help: true as const };
   const [sub, camera, ...extra] = positionals;
   if (sub !== 'snapshot') throw new UsageError(sub ? `unknown sub-command 'camera ${sub}'` : 'a sub-command is required: camera snapshot');
@@ -45,7 +46,16 @@ function parse(argv: string[]) {
   if (!values.annotate && !values.out) throw new UsageError('nothing to write: give --annotate FILE and/or --out FILE');
   const timeout = values.timeout === undefined ? 10 : Number(values.timeout);
   if (!(timeout > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got '${values.timeout}'`);
-  return { help: false as const, camera, config: values.config, annotate: values.annotate, out: values.out, timeoutMs: timeout * 1000, json: values.json ?? false, modelsDir: values['models-dir'] };
+  return {
+    help: false as const,
+    camera,
+    config: values.config,
+    annotate: values.annotate,
+    out: values.out,
+    timeoutMs: timeout * 1000,
+    json: values.json ?? false,
+    modelsDir: values['models-dir'],
+  };
 }
 
 /** Draws every zone, mask and line of the camera, each zone labelled with its id and rules. */
@@ -57,7 +67,11 @@ export function drawCameraLayout(img: Canvas, camera: CameraConfig, ts: number):
     // The zone's label sits at its top-left-most point, as a box label would.
     const corner = [...zone.polygon].sort((a, b) => a[0] + a[1] - (b[0] + b[1]))[0]!;
     const label = `${zone.id}: ${zone.rules.map((r) => `${r.id} (${r.kind})`).join(', ') || 'no rules'}`;
-    drawLabel(img, corner[0] * img.width, corner[1] * img.height, label, { color: [0, 0, 0], background: ZONE_COLOR, scale: styleFor(img).scale });
+    drawLabel(img, corner[0] * img.width, corner[1] * img.height, label, {
+      color: [0, 0, 0],
+      background: ZONE_COLOR,
+      scale: styleFor(img).scale,
+    });
   }
   // The caption last, so no zone label covers it.
   drawAnnotations(img, { title: `${camera.name} | ${formatLocal(ts, camera.timezone)}`, objects: [] });
@@ -68,9 +82,12 @@ export async function cameraCommand(argv: string[], io: CommandIo = process): Pr
   try {
     opts = parse(argv);
   } catch (err) {
-    return reportFailure('camera', err instanceof UsageError ? err : new UsageError((err as Error).message), io, help);
+    return reportError(io, commandName(argv), err, help);
   }
-  if (opts.help) { io.stdout.write(help); return EXIT.ok; }
+  if (opts.help) {
+    io.stdout.write(help);
+    return EXIT.ok;
+  }
   try {
     const { camera } = cameraFromConfig(opts.config, opts.camera, opts.modelsDir);
     const url = camera.source.file ?? camera.source.url;
@@ -83,16 +100,24 @@ export async function cameraCommand(argv: string[], io: CommandIo = process): Pr
       const img: Canvas = { width: frame.width, height: frame.height, data: Buffer.from(frame.data) };
       drawCameraLayout(img, camera, frame.ts);
       await writeFile(opts.annotate, await encodeJpeg(img, 90));
-      if (!opts.json) io.stdout.write(`wrote ${opts.annotate} (${frame.width}×${frame.height}, ${camera.zones.length} zone${camera.zones.length === 1 ? '' : 's'})\n`);
+      if (!opts.json)
+        io.stdout.write(
+          `wrote ${opts.annotate} (${frame.width}×${frame.height}, ${camera.zones.length} zone${camera.zones.length === 1 ? '' : 's'})\n`,
+        );
     }
     if (opts.json) {
       writeJson(io, {
-        camera: camera.id, width: frame.width, height: frame.height, ts: new Date(frame.ts).toISOString(),
-        out: opts.out ?? null, annotate: opts.annotate ?? null, zones: camera.zones.map((z) => z.id),
+        camera: camera.id,
+        width: frame.width,
+        height: frame.height,
+        ts: new Date(frame.ts).toISOString(),
+        out: opts.out ?? null,
+        annotate: opts.annotate ?? null,
+        zones: camera.zones.map((z) => z.id),
       });
     }
     return EXIT.ok;
   } catch (err) {
-    return reportFailure('camera', err, io, help);
+    return reportError(io, commandName(argv), err, help);
   }
 }

@@ -1,12 +1,11 @@
 import { constants } from 'node:fs';
 import { access, writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
-import { parseArgs } from 'node:util';
 import { openDetector, type Detection, type Detector, type RgbFrame } from '../vision/index.js';
 import { readVideoFrames, VideoError } from '../vision/video.js';
 import { drawBoxes } from '../evidence/draw.js';
 import { decodeImage, encodeJpeg } from '../common/jpeg.js';
-import { writeJson, type CommandIo } from './io.js';
+import { EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
 
 const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif']);
 
@@ -29,8 +28,6 @@ Files ending in ${[...IMAGE_EXTENSIONS].join(' ')} are read as images; anything 
 exit codes: 0 done, 1 bad usage, unreadable input, or a missing or refused model
 `;
 
-class UsageError extends Error {}
-
 function positiveNumber(name: string, value: string | undefined, integer: boolean): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
@@ -40,26 +37,26 @@ function positiveNumber(name: string, value: string | undefined, integer: boolea
   return n;
 }
 
+const options = {
+  json: { type: 'boolean' },
+  annotate: { type: 'string' },
+  model: { type: 'string' },
+  'models-dir': { type: 'string' },
+  fps: { type: 'string' },
+  'max-frames': { type: 'string' },
+  threshold: { type: 'string' },
+  threads: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 function parse(argv: string[]) {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      json: { type: 'boolean' },
-      annotate: { type: 'string' },
-      model: { type: 'string' },
-      'models-dir': { type: 'string' },
-      fps: { type: 'string' },
-      'max-frames': { type: 'string' },
-      threshold: { type: 'string' },
-      threads: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values, positionals } = parseCommandArgs(argv, options, { positionals: true });
   if (values.help) return { help: true as const };
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? `one input file expected, got ${positionals.length}` : 'an input file is required');
+  if (positionals.length !== 1)
+    throw new UsageError(positionals.length ? `one input file expected, got ${positionals.length}` : 'an input file is required');
   const threshold = values.threshold === undefined ? undefined : Number(values.threshold);
-  if (threshold !== undefined && !(threshold >= 0 && threshold <= 1)) throw new UsageError(`--threshold must be between 0 and 1, got '${values.threshold}'`);
+  if (threshold !== undefined && !(threshold >= 0 && threshold <= 1))
+    throw new UsageError(`--threshold must be between 0 and 1, got '${values.threshold}'`);
   return {
     help: false as const,
     input: positionals[0]!,
@@ -85,7 +82,10 @@ function plainLine(d: Detection, prefix: string): string {
 }
 
 async function writeAnnotated(file: string, frame: RgbFrame, dets: Detection[]): Promise<void> {
-  drawBoxes(frame, dets.map((d) => ({ box: d.box, label: `${d.class} ${d.score.toFixed(2)}`, classId: d.classId })));
+  drawBoxes(
+    frame,
+    dets.map((d) => ({ box: d.box, label: `${d.class} ${d.score.toFixed(2)}`, classId: d.classId })),
+  );
   try {
     await writeFile(file, await encodeJpeg(frame, 85));
   } catch (err) {
@@ -98,25 +98,27 @@ export async function detectCommand(argv: string[], io: CommandIo = process): Pr
   try {
     opts = parse(argv);
   } catch (err) {
-    io.stderr.write(`edgepatrol detect: ${(err as Error).message}\n\n${help}`);
-    return 1;
+    return reportError(io, 'detect', err, help);
   }
   if (opts.help) {
     io.stdout.write(help);
-    return 0;
+    return EXIT.ok;
   }
   const { input } = opts;
   try {
     await access(input, constants.R_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    io.stderr.write(`edgepatrol detect: cannot read input file ${input}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message}\n`);
-    return 1;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    io.stderr.write(`edgepatrol detect: cannot read input file ${input}: ${why}\n`);
+    return EXIT.failed;
   }
 
   // A reader that goes away (`edgepatrol detect clip.avi | head`) ends the run quietly instead of crashing it.
   let outputClosed = false;
-  const onStdoutError = (): void => { outputClosed = true; };
+  const onStdoutError = (): void => {
+    outputClosed = true;
+  };
   if (io.stdout === process.stdout) process.stdout.on('error', onStdoutError);
   let detector: Detector | undefined;
   try {
@@ -135,7 +137,7 @@ export async function detectCommand(argv: string[], io: CommandIo = process): Pr
       if (opts.json) writeJson(io, { detections: jsonDetections(dets) });
       else for (const d of dets) io.stdout.write(plainLine(d, ''));
       if (opts.annotate) await writeAnnotated(opts.annotate, frame, dets);
-      return 0;
+      return EXIT.ok;
     }
 
     detector = await open();
@@ -150,11 +152,10 @@ export async function detectCommand(argv: string[], io: CommandIo = process): Pr
     }
     if (!chosen) throw new VideoError(`${input}: no frames decoded`);
     if (opts.annotate) await writeAnnotated(opts.annotate, chosen.frame, chosen.dets);
-    return 0;
+    return EXIT.ok;
   } catch (err) {
     // ModelError, VideoError and decode/write failures already name the file and what to do.
-    io.stderr.write(`edgepatrol detect: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
+    return reportError(io, 'detect', err, help, { modelExit: EXIT.failed });
   } finally {
     process.stdout.off('error', onStdoutError);
     await detector?.close();

@@ -1,14 +1,22 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError, formatConfigError } from '../config/index.js';
+import { ModelError } from '../vision/index.js';
+
 /** Where a command writes; the CLI passes the process streams, tests pass collectors. */
 export interface CommandIo {
   stdout: { write(text: string): unknown };
   stderr: { write(text: string): unknown };
 }
 
+/** A sub-command: takes its own arguments and where to write, returns the process exit code. */
+export type Command = (argv: string[], io: CommandIo) => Promise<number>;
+
 /**
- * Exit codes of the commands. `failed` shares 1 with `usage`: scripts tell them apart by stderr, and every
- * command's --help has documented 1 as "bad usage or a failure" since the first release.
+ * Exit codes of the commands (docs/cli.md lists which command uses which). `failed` shares 1 with `usage`:
+ * scripts tell them apart by stderr, and every command's --help has documented 1 as "bad usage or a failure"
+ * since the first release.
  */
-export const EXIT = { ok: 0, usage: 1, failed: 1, config: 2, model: 3 } as const;
+export const EXIT = { ok: 0, usage: 1, failed: 1, config: 2, model: 3, broker: 4 } as const;
 
 /**
  * What every `--json` prints: one document on one line of stdout, so `| jq` and `JSON.parse` read it whole
@@ -16,4 +24,58 @@ export const EXIT = { ok: 0, usage: 1, failed: 1, config: 2, model: 3 } as const
  */
 export function writeJson(io: CommandIo, value: unknown): void {
   io.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+/** A mistake in the command line: reported with the command's usage, exit code `EXIT.usage`. */
+export class UsageError extends Error {}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/**
+ * The arguments of a command, parsed the one way every command does: options as declared (unknown ones refused),
+ * positionals allowed only when the command takes them. Every parse error is a UsageError.
+ */
+export function parseCommandArgs<const T extends Options>(argv: string[], options: T, opts: { positionals: boolean }) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(parseErrorMessage(err as Error & { code?: string }));
+  }
+  if (!opts.positionals && parsed.positionals.length) throw new UsageError(`unexpected argument '${parsed.positionals[0]}'`);
+  return parsed;
+}
+
+function parseErrorMessage(err: Error & { code?: string }): string {
+  // node's own text goes on about '--' positionals; a technician needs the option's name.
+  const option = /'(?:-\w, )?(-{1,2}[^' ,]+)/.exec(err.message)?.[1];
+  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option) return `unknown option '${option}'`;
+  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && option && /argument missing/.test(err.message))
+    return `${option} needs a value`;
+  return err.message;
+}
+
+/**
+ * Reports why a command failed, as every command does, and returns its exit code: a usage mistake as one line
+ * followed by the usage, an invalid config as the config's error list, anything else as one line
+ * "edgepatrol <command>: <what, naming the file or camera, and what to do>".
+ * `modelExit` is for detect and model, whose --help has documented 1 for a missing or refused model.
+ */
+export function reportError(io: CommandIo, command: string, err: unknown, help: string, opts: { modelExit?: number } = {}): number {
+  const who = command ? `edgepatrol ${command}` : 'edgepatrol';
+  if (err instanceof UsageError) {
+    io.stderr.write(`${who}: ${err.message}\n${help ? `\n${help}` : ''}`);
+    return EXIT.usage;
+  }
+  if (err instanceof ConfigError) {
+    io.stderr.write(`${formatConfigError(err)}\n`);
+    return EXIT.config;
+  }
+  io.stderr.write(`${who}: ${oneLine(err instanceof Error ? err.message : String(err))}\n`);
+  return err instanceof ModelError ? (opts.modelExit ?? EXIT.model) : EXIT.failed;
+}
+
+/** Messages from libraries sometimes span lines; the report is one line so logs and `2>&1 | tail -1` keep it whole. */
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ').trim();
 }

@@ -13,10 +13,16 @@ export function cameraModelName(config: Config, cam: CameraConfig): string | und
  */
 export function checkConfigAgainstModels(configFile: string, config: Config, manifest: LoadedManifest): void {
   const known = Object.keys(manifest.models);
-  const modelIssues: ConfigIssue[] = config.cameras.flatMap((cam, i) => cam.model === undefined || known.includes(cam.model) ? [] : [{
-    path: `cameras[${i}].model`,
-    message: `camera ${cam.id}: no model '${cam.model}' in ${manifest.file}; known models: ${known.join(', ')} (edgepatrol model list)`,
-  }]);
+  const modelIssues: ConfigIssue[] = config.cameras.flatMap((cam, i) =>
+    cam.model === undefined || known.includes(cam.model)
+      ? []
+      : [
+          {
+            path: `cameras[${i}].model`,
+            message: `camera ${cam.id}: no model '${cam.model}' in ${manifest.file}; known models: ${known.join(', ')} (edgepatrol model list)`,
+          },
+        ],
+  );
   if (modelIssues.length) throw new ConfigError(configFile, modelIssues);
   const issues = checkClasses(config, (cam) => {
     const map = cam.classMap ?? {};

@@ -1,22 +1,39 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { CALIBRATION_METHODS, type CalibrationMethod } from '../model/calibrate.js';
 import { compareDetections, type FrameDetections } from '../model/compare.js';
 import { benchModels } from '../model/bench.js';
 import { IMAGE_EXTENSIONS, readFrameSet, type FrameSet } from '../model/frames.js';
-import { evaluateDetections, LabelError, parseClassNames, parseCocoLabels, parseYoloLabels, type ClassScore, type ImageResult } from '../model/ground-truth.js';
+import {
+  evaluateDetections,
+  LabelError,
+  parseClassNames,
+  parseCocoLabels,
+  parseYoloLabels,
+  type ClassScore,
+  type ImageResult,
+} from '../model/ground-truth.js';
 import { decodeImage } from '../common/jpeg.js';
 import { buildInt8, calibrateModel, int8Entry, writeCalibrationRecord } from '../model/int8.js';
 import { readModel } from '../model/onnx.js';
 import { classNamesFromMetadata, installModel, onnxInfo } from '../model/registry.js';
 import {
-  DECODER_KINDS, defaultModelsDir, loadManifest, loadModelSession, ModelError, openDetector, resolveModel,
-  type DecoderSpec, type Detector, type LoadedManifest, type ModelSpec, type Preprocess,
+  DECODER_KINDS,
+  defaultModelsDir,
+  loadManifest,
+  loadModelSession,
+  ModelError,
+  openDetector,
+  resolveModel,
+  type DecoderSpec,
+  type Detector,
+  type LoadedManifest,
+  type ModelSpec,
+  type Preprocess,
 } from '../vision/index.js';
-import { EXIT, writeJson, type CommandIo } from './io.js';
+import { EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
 
 const help = `usage: edgepatrol model <command> [options]
 
@@ -85,16 +102,16 @@ const help = `usage: edgepatrol model <command> [options]
                               "ap50"}},"perImage":[{"image","labels"}]}
 common: --models-dir DIR (default: the project's models/), --threads N (default 2, bench excepted)
 --json prints one JSON document on stdout and nothing else; errors and warnings go to stderr, exit codes unchanged.
-exit codes: 0 done, 1 bad usage or a failed check (verify prints every failure)
+exit codes: 0 done, 1 bad usage, a failed check (verify prints every failure), or a missing or refused model
 `;
-
-class UsageError extends Error {}
 
 function number(name: string, value: string | undefined, opts: { integer?: boolean; min?: number } = {}): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
   if (!Number.isFinite(n) || (opts.integer && !Number.isInteger(n)) || n < (opts.min ?? -Infinity)) {
-    throw new UsageError(`--${name} must be ${opts.integer ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got '${value}'`);
+    throw new UsageError(
+      `--${name} must be ${opts.integer ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got '${value}'`,
+    );
   }
   return n;
 }
@@ -102,7 +119,8 @@ function number(name: string, value: string | undefined, opts: { integer?: boole
 function triple(name: string, value: string | undefined): [number, number, number] | undefined {
   if (value === undefined) return undefined;
   const parts = value.split(',').map(Number);
-  if (parts.length !== 3 || parts.some((p) => !Number.isFinite(p))) throw new UsageError(`--${name} takes three numbers R,G,B, got '${value}'`);
+  if (parts.length !== 3 || parts.some((p) => !Number.isFinite(p)))
+    throw new UsageError(`--${name} takes three numbers R,G,B, got '${value}'`);
   return parts as [number, number, number];
 }
 
@@ -139,42 +157,46 @@ const options = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values'];
+type Values = ReturnType<typeof parseCommandArgs<typeof options>>['values'];
+
+const SUBCOMMANDS = ['list', 'verify', 'bench', 'add', 'quantize', 'compare', 'eval'] as const;
+type Sub = (typeof SUBCOMMANDS)[number];
 
 export async function modelCommand(argv: string[], io: CommandIo = process): Promise<number> {
   const [sub, ...rest] = argv;
-  let values: Values;
-  let positionals: string[];
   try {
-    ({ values, positionals } = parseArgs({ args: rest, options, allowPositionals: true }));
-  } catch (err) {
-    io.stderr.write(`edgepatrol model: ${(err as Error).message}\n\n${help}`);
-    return EXIT.usage;
-  }
-  if (!sub || sub === '--help' || sub === '-h' || values.help) {
-    io.stdout.write(help);
-    return sub ? EXIT.ok : EXIT.usage;
-  }
-  const modelsDir = values['models-dir'] ?? defaultModelsDir();
-  try {
+    if (sub === '--help' || sub === '-h') {
+      io.stdout.write(help);
+      return EXIT.ok;
+    }
+    if (sub === undefined) throw new UsageError(`a command is required: ${SUBCOMMANDS.join(', ')}`);
+    const { values, positionals } = parseCommandArgs(rest, options, { positionals: true });
+    if (values.help) {
+      io.stdout.write(help);
+      return EXIT.ok;
+    }
+    const modelsDir = values['models-dir'] ?? defaultModelsDir();
     switch (sub) {
-      case 'list': return list(modelsDir, values.json ?? false, io);
-      case 'verify': return await verify(modelsDir, positionals, values.json ?? false, io);
-      case 'bench': return await bench(modelsDir, positionals, values, io);
-      case 'add': return await add(modelsDir, positionals, values, io);
-      case 'quantize': return await quantize(modelsDir, positionals, values, io);
-      case 'compare': return await compare(modelsDir, positionals, values, io);
-      case 'eval': return await evaluate(modelsDir, positionals, values, io);
-      default: throw new UsageError(`unknown command '${sub}'`);
+      case 'list':
+        return list(modelsDir, values.json ?? false, io);
+      case 'verify':
+        return await verify(modelsDir, positionals, values.json ?? false, io);
+      case 'bench':
+        return await bench(modelsDir, positionals, values, io);
+      case 'add':
+        return await add(modelsDir, positionals, values, io);
+      case 'quantize':
+        return await quantize(modelsDir, positionals, values, io);
+      case 'compare':
+        return await compare(modelsDir, positionals, values, io);
+      case 'eval':
+        return await evaluate(modelsDir, positionals, values, io);
+      default:
+        throw new UsageError(`unknown command '${sub}'`);
     }
   } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr.write(`edgepatrol model ${sub}: ${err.message}\n\n${help}`);
-      return EXIT.usage;
-    }
     // ModelError and frame-reading errors already name the file and what to do.
-    io.stderr.write(`edgepatrol model ${sub}: ${err instanceof Error ? err.message : String(err)}\n`);
-    return EXIT.failed;
+    return reportError(io, SUBCOMMANDS.includes(sub as Sub) ? `model ${sub}` : 'model', err, help, { modelExit: EXIT.failed });
   }
 }
 
@@ -204,9 +226,11 @@ function list(modelsDir: string, json: boolean, io: CommandIo): number {
     writeJson(io, { default: manifest.default, models: rows });
     return EXIT.ok;
   }
-  io.stdout.write(`${'name'.padEnd(20)}${'precision'.padEnd(10)}${'decoder'.padEnd(9)}${'input'.padEnd(10)}${'classes'.padEnd(8)}${'sha256'.padEnd(14)}source\n`);
+  io.stdout.write(
+    `${'name'.padEnd(20)}${'precision'.padEnd(10)}${'decoder'.padEnd(9)}${'input'.padEnd(10)}${'classes'.padEnd(8)}${'sha256'.padEnd(14)}source\n`,
+  );
   for (const r of rows) {
-    const source = r.quantizedFrom ? `quantized from ${r.quantizedFrom} (${r.method})` : r.source ?? '';
+    const source = r.quantizedFrom ? `quantized from ${r.quantizedFrom} (${r.method})` : (r.source ?? '');
     io.stdout.write(
       `${(r.name + (r.default ? ' *' : '')).padEnd(20)}${r.precision.padEnd(10)}${r.decoder.padEnd(9)}` +
         `${`${r.input.width}x${r.input.height}`.padEnd(10)}${String(r.classes.length).padEnd(8)}${r.sha256.slice(0, 12).padEnd(14)}${source}\n`,
@@ -224,9 +248,19 @@ async function verify(modelsDir: string, names: string[], json: boolean, io: Com
     try {
       const s = await loadModelSession(resolveModel(manifest, name), 1);
       await s.session.release();
-      const r = { name, ok: true, decoder: s.model.spec.decoder.kind, outputDims: s.outputDims.map(Number), ms: Math.round(performance.now() - t0), error: null };
+      const r = {
+        name,
+        ok: true,
+        decoder: s.model.spec.decoder.kind,
+        outputDims: s.outputDims.map(Number),
+        ms: Math.round(performance.now() - t0),
+        error: null,
+      };
       results.push(r);
-      if (!json) io.stdout.write(`ok      ${name}: sha256 matches, test inference gave [${r.outputDims.join(',')}] for decoder ${r.decoder} (${r.ms} ms)\n`);
+      if (!json)
+        io.stdout.write(
+          `ok      ${name}: sha256 matches, test inference gave [${r.outputDims.join(',')}] for decoder ${r.decoder} (${r.ms} ms)\n`,
+        );
     } catch (err) {
       const error = (err as Error).message;
       results.push({ name, ok: false, decoder: null, outputDims: null, ms: Math.round(performance.now() - t0), error });
@@ -252,8 +286,10 @@ async function bench(modelsDir: string, names: string[], values: Values, io: Com
     return EXIT.ok;
   }
   for (const r of rows) {
-    io.stdout.write(`${String(r.threads).padStart(2)} threads  ${r.name.padEnd(20)}${r.precision.padEnd(6)}${r.ms.toFixed(2).padStart(9)} ms/inference` +
-      `${r.name === chosen[0] ? '' : `   ${r.speedup.toFixed(2)}x ${chosen[0]}'s speed`}\n`);
+    io.stdout.write(
+      `${String(r.threads).padStart(2)} threads  ${r.name.padEnd(20)}${r.precision.padEnd(6)}${r.ms.toFixed(2).padStart(9)} ms/inference` +
+        `${r.name === chosen[0] ? '' : `   ${r.speedup.toFixed(2)}x ${chosen[0]}'s speed`}\n`,
+    );
   }
   io.stdout.write(`(${runs} interleaved runs per model, medians, node ${process.version}, onnxruntime CPU)\n`);
   return EXIT.ok;
@@ -269,7 +305,8 @@ async function add(modelsDir: string, positionals: string[], values: Values, io:
   if (positionals.length !== 1) throw new UsageError('one .onnx file expected');
   const file = positionals[0]!;
   const kind = values.decoder;
-  if (!kind || !(DECODER_KINDS as readonly string[]).includes(kind)) throw new UsageError(`--decoder must be one of ${DECODER_KINDS.join(', ')}`);
+  if (!kind || !(DECODER_KINDS as readonly string[]).includes(kind))
+    throw new UsageError(`--decoder must be one of ${DECODER_KINDS.join(', ')}`);
   let bytes: Uint8Array;
   try {
     bytes = await readFile(file);
@@ -291,7 +328,10 @@ async function add(modelsDir: string, positionals: string[], values: Values, io:
   const w = input.dims[3] ?? 640;
   let classes: string[] | undefined;
   if (values.labels) {
-    classes = (await readFile(values.labels, 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean);
+    classes = (await readFile(values.labels, 'utf8'))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
   } else {
     classes = classNamesFromMetadata(info.metadata);
     if (!classes) throw new UsageError(`${file} has no class names in its metadata ('names'); give them with --labels FILE (one a line)`);
@@ -308,25 +348,36 @@ async function add(modelsDir: string, positionals: string[], values: Values, io:
   } finally {
     await probe.release();
   }
-  const decoder: DecoderSpec = kind === 'nanodet'
-    ? {
-      kind,
-      strides: values.strides ? values.strides.split(',').map((s) => number('strides', s, { integer: true, min: 1 })!) : [8, 16, 32],
-      regMax: number('reg-max', values['reg-max'], { integer: true, min: 1 }) ?? 10,
-      numClasses: classes.length,
-    }
-    : { kind: kind as 'yolov5' | 'yolov8', numClasses: classes.length };
+  const decoder: DecoderSpec =
+    kind === 'nanodet'
+      ? {
+          kind,
+          strides: values.strides ? values.strides.split(',').map((s) => number('strides', s, { integer: true, min: 1 })!) : [8, 16, 32],
+          regMax: number('reg-max', values['reg-max'], { integer: true, min: 1 }) ?? 10,
+          numClasses: classes.length,
+        }
+      : { kind: kind as 'yolov5' | 'yolov8', numClasses: classes.length };
   const base = defaultPreprocess(decoder.kind);
   const resize = values.resize ?? base.resize;
   if (resize !== 'stretch' && resize !== 'letterbox') throw new UsageError(`--resize must be stretch or letterbox, got '${resize}'`);
   const channels = values.channels ?? base.channels;
   if (channels !== 'rgb' && channels !== 'bgr') throw new UsageError(`--channels must be rgb or bgr, got '${channels}'`);
-  const preprocess: Preprocess = { ...base, resize, channels, mean: triple('mean', values.mean) ?? base.mean, std: triple('std', values.std) ?? base.std };
+  const preprocess: Preprocess = {
+    ...base,
+    resize,
+    channels,
+    mean: triple('mean', values.mean) ?? base.mean,
+    std: triple('std', values.std) ?? base.std,
+  };
   if (resize === 'stretch') delete preprocess.pad;
   const name = values.name ?? basename(file).replace(/\.onnx$/i, '');
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new UsageError(`model name '${name}' must be letters, digits, '.', '_' or '-'`);
   const shape = dims.length === 3 ? (dims as [number, number, number]) : undefined;
-  if (!shape) throw new ModelError(`${file}: output '${output.name}' has shape [${dims.join(',')}]; every supported decoder reads a 3-d output`, file);
+  if (!shape)
+    throw new ModelError(
+      `${file}: output '${output.name}' has shape [${dims.join(',')}]; every supported decoder reads a 3-d output`,
+      file,
+    );
   const entry = {
     format: 'onnx' as const,
     precision: 'fp32',
@@ -335,14 +386,29 @@ async function add(modelsDir: string, positionals: string[], values: Values, io:
     preprocess,
     decoder,
     classes,
-    source: { file: basename(file), ...(info.metadata.description ? { description: info.metadata.description } : {}), addedBy: 'edgepatrol model add' },
+    source: {
+      file: basename(file),
+      ...(info.metadata.description ? { description: info.metadata.description } : {}),
+      addedBy: 'edgepatrol model add',
+    },
   };
   const done = await installModel({ modelsDir, name, bytes, entry, makeDefault: values.default ?? false });
   if (values.json) {
-    writeJson(io, { name, file: done.path, sha256: done.sha256, decoder: decoder.kind, classes, output: dims, default: values.default ?? false });
+    writeJson(io, {
+      name,
+      file: done.path,
+      sha256: done.sha256,
+      decoder: decoder.kind,
+      classes,
+      output: dims,
+      default: values.default ?? false,
+    });
     return EXIT.ok;
   }
-  io.stdout.write(`added ${name}: ${done.path} (sha256 ${done.sha256}), decoder ${decoder.kind}, ${classes.length} classes, output [${dims.join(',')}]${values.default ? ', now the default' : ''}\n`);
+  io.stdout.write(
+    `added ${name}: ${done.path} (sha256 ${done.sha256}), decoder ${decoder.kind}, ${classes.length} classes, ` +
+      `output [${dims.join(',')}]${values.default ? ', now the default' : ''}\n`,
+  );
   return EXIT.ok;
 }
 
@@ -363,7 +429,8 @@ async function quantize(modelsDir: string, positionals: string[], values: Values
   const frames = frameSet(values.calib, number('frames', values.frames, { integer: true, min: 1 }) ?? 40, values, '--calib');
   const manifest = loadManifest(modelsDir);
   const from = resolveModel(manifest, positionals[0]);
-  if (from.spec.precision !== 'fp32') throw new UsageError(`model '${from.name}' is ${from.spec.precision}; quantize its fp32 source instead`);
+  if (from.spec.precision !== 'fp32')
+    throw new UsageError(`model '${from.name}' is ${from.spec.precision}; quantize its fp32 source instead`);
   const out = values.out ?? `${from.name}-int8`;
   // The source must be the file the manifest vouches for; loading it checks that too.
   const check = await loadModelSession(from, 1);
@@ -371,20 +438,42 @@ async function quantize(modelsDir: string, positionals: string[], values: Values
   const fp32 = await readModel(from.path);
   const t0 = performance.now();
   const { record, plan } = await calibrateModel(fp32, {
-    from: { name: from.name, spec: from.spec }, frames, method, keepFloat: values['keep-float'] ?? [], quantizeHeadConvs: values['quantize-head'] ?? false, weightBits,
-    percentile: number('percentile', values.percentile, { min: 50 }), threads,
+    from: { name: from.name, spec: from.spec },
+    frames,
+    method,
+    keepFloat: values['keep-float'] ?? [],
+    quantizeHeadConvs: values['quantize-head'] ?? false,
+    weightBits,
+    percentile: number('percentile', values.percentile, { min: 50 }),
+    threads,
   });
   const calibFile = `${out}.calib.json`;
   const bytes = buildInt8(fp32, record);
-  const done = await installModel({ modelsDir, name: out, bytes, entry: int8Entry(from.spec, record, calibFile, plan, fp32), makeDefault: values.default ?? false });
+  const done = await installModel({
+    modelsDir,
+    name: out,
+    bytes,
+    entry: int8Entry(from.spec, record, calibFile, plan, fp32),
+    makeDefault: values.default ?? false,
+  });
   await writeCalibrationRecord(join(modelsDir, calibFile), record);
   const seconds = (performance.now() - t0) / 1000;
   if (values.json) {
     writeJson(io, {
-      name: out, from: from.name, file: done.path, sha256: done.sha256, bytes: bytes.length, method,
+      name: out,
+      from: from.name,
+      file: done.path,
+      sha256: done.sha256,
+      bytes: bytes.length,
+      method,
       calibration: { path: frames.path, frames: frames.frames, start: frames.start ?? null, end: frames.end ?? null },
-      quantizedNodes: plan.quantized.length, headNodes: plan.head, keptFloat: plan.keptFloat, activationRanges: plan.calibrate.length,
-      ranges: join(modelsDir, calibFile), seconds: Number(seconds.toFixed(1)), default: values.default ?? false,
+      quantizedNodes: plan.quantized.length,
+      headNodes: plan.head,
+      keptFloat: plan.keptFloat,
+      activationRanges: plan.calibrate.length,
+      ranges: join(modelsDir, calibFile),
+      seconds: Number(seconds.toFixed(1)),
+      default: values.default ?? false,
     });
     return EXIT.ok;
   }
@@ -398,17 +487,34 @@ async function quantize(modelsDir: string, positionals: string[], values: Values
 }
 
 /** Runs a and b over the frame set and measures a against b's detections. */
-export async function compareModels(modelsDir: string, a: string, b: string, set: FrameSet, opts: { threshold?: number; threads?: number } = {}) {
+export async function compareModels(
+  modelsDir: string,
+  a: string,
+  b: string,
+  set: FrameSet,
+  opts: { threshold?: number; threads?: number } = {},
+) {
   const threshold = opts.threshold ?? 0.35;
-  const open = (model: string, scoreThreshold: number): Promise<Detector> => openDetector({ modelsDir, model, threads: opts.threads, scoreThreshold });
+  const open = (model: string, scoreThreshold: number): Promise<Detector> =>
+    openDetector({ modelsDir, model, threads: opts.threads, scoreThreshold });
   const detectors: Detector[] = [];
   try {
     // a twice: at the operating threshold for precision/recall, and low for the ranking behind mAP.
-    for (const [m, s] of [[a, threshold], [a, 0.05], [b, threshold]] as const) detectors.push(await open(m, s));
+    for (const [m, s] of [
+      [a, threshold],
+      [a, 0.05],
+      [b, threshold],
+    ] as const)
+      detectors.push(await open(m, s));
     const [da, daAll, db] = detectors as [Detector, Detector, Detector];
     const frames: FrameDetections[] = [];
     for await (const img of readFrameSet(set)) {
-      const frame = { width: img.width, height: img.height, data: Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength), ts: 0 };
+      const frame = {
+        width: img.width,
+        height: img.height,
+        data: Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength),
+        ts: 0,
+      };
       frames.push({ a: await da.detect(frame), aAll: await daAll.detect(frame), b: await db.detect(frame) });
     }
     return { a: da.model, b: db.model, threshold, ...compareDetections(frames) };
@@ -421,29 +527,42 @@ async function compare(modelsDir: string, positionals: string[], values: Values,
   if (positionals.length !== 2) throw new UsageError('two model names expected: the one to judge, then the reference');
   const set = frameSet(values.frames, number('count', values.count, { integer: true, min: 1 }) ?? 60, values, '--frames');
   const threshold = number('threshold', values.threshold, { min: 0 });
-  const r = await compareModels(modelsDir, positionals[0]!, positionals[1]!, set, { threshold, threads: number('threads', values.threads, { integer: true, min: 1 }) });
+  const r = await compareModels(modelsDir, positionals[0]!, positionals[1]!, set, {
+    threshold,
+    threads: number('threads', values.threads, { integer: true, min: 1 }),
+  });
   const classes = resolveModel(loadManifest(modelsDir), positionals[1]).classes;
   if (values.json) {
-    const perClass = Object.fromEntries(Object.entries(r.perClass).map(([id, c]) => [id, { class: classes[Number(id)] ?? `class${id}`, ...c }]));
+    const perClass = Object.fromEntries(
+      Object.entries(r.perClass).map(([id, c]) => [id, { class: classes[Number(id)] ?? `class${id}`, ...c }]),
+    );
     writeJson(io, { ...r, perClass, set: { path: set.path, start: set.start ?? null, end: set.end ?? null } });
     return EXIT.ok;
   }
   const pct = (v: number): string => v.toFixed(4);
   io.stdout.write(
     `${r.a.name} (${r.a.sha256.slice(0, 12)}) against ${r.b.name} (${r.b.sha256.slice(0, 12)}) as reference, ${r.frames} frames of ${set.path}` +
-      `${set.start !== undefined || set.end !== undefined ? ` from ${set.start ?? 0} s to ${set.end ?? 'the end'}` : ''}, score >= ${r.threshold}, IoU >= 0.5, same class\n` +
+      `${set.start !== undefined || set.end !== undefined ? ` from ${set.start ?? 0} s to ${set.end ?? 'the end'}` : ''}` +
+      `, score >= ${r.threshold}, IoU >= 0.5, same class\n` +
       `reference boxes ${r.reference}, detections ${r.detections}, matched ${r.truePositives}\n` +
       `precision ${pct(r.precision)}  recall ${pct(r.recall)}  F1 ${pct(r.f1)}  mAP@0.5 ${pct(r.map50)}\n` +
-      `score drift over ${r.scoreDrift.pairs} matched pairs: mean ${r.scoreDrift.mean.toFixed(4)}, mean |drift| ${r.scoreDrift.meanAbs.toFixed(4)}, max |drift| ${r.scoreDrift.maxAbs.toFixed(4)}\n`,
+      `score drift over ${r.scoreDrift.pairs} matched pairs: mean ${r.scoreDrift.mean.toFixed(4)}, ` +
+      `mean |drift| ${r.scoreDrift.meanAbs.toFixed(4)}, max |drift| ${r.scoreDrift.maxAbs.toFixed(4)}\n`,
   );
   for (const [id, c] of Object.entries(r.perClass).sort((x, y) => y[1].reference - x[1].reference)) {
-    io.stdout.write(`  ${(classes[Number(id)] ?? `class${id}`).padEnd(16)} reference ${String(c.reference).padStart(5)}  AP@0.5 ${pct(c.ap)}\n`);
+    io.stdout.write(
+      `  ${(classes[Number(id)] ?? `class${id}`).padEnd(16)} reference ${String(c.reference).padStart(5)}  AP@0.5 ${pct(c.ap)}\n`,
+    );
   }
   return EXIT.ok;
 }
 
 /** Boxes per image of a label set, in pixels, for the images of `imagesDir` (every image needs its labels). */
-async function readLabelSet(labels: string, imagesDir: string, classes: readonly string[]): Promise<{ image: string; file: string; labels: ImageResult['labels'] }[]> {
+async function readLabelSet(
+  labels: string,
+  imagesDir: string,
+  classes: readonly string[],
+): Promise<{ image: string; file: string; labels: ImageResult['labels'] }[]> {
   const classId = (name: string): number | undefined => {
     const i = classes.indexOf(name);
     return i >= 0 ? i : undefined;
@@ -454,38 +573,56 @@ async function readLabelSet(labels: string, imagesDir: string, classes: readonly
   } catch {
     throw new UsageError(`--images ${imagesDir} is not a readable folder`);
   }
-  if (images.length === 0) throw new UsageError(`${imagesDir} holds no images (${[...IMAGE_EXTENSIONS].join(' ')}); give the labelled images with --images DIR`);
+  if (images.length === 0)
+    throw new UsageError(`${imagesDir} holds no images (${[...IMAGE_EXTENSIONS].join(' ')}); give the labelled images with --images DIR`);
   const isDir = (await stat(labels).catch(() => undefined))?.isDirectory();
   if (isDir === undefined) throw new UsageError(`--labels ${labels} does not exist: give a folder of YOLO .txt files or a COCO .json file`);
   const out: { image: string; file: string; labels: ImageResult['labels'] }[] = [];
   if (!isDir) {
     const byName = parseCocoLabels(await readFile(labels, 'utf8'), labels, classId);
     const stray = [...byName.keys()].filter((n) => !images.includes(n));
-    if (stray.length) throw new LabelError(`${labels} lists images not in ${imagesDir}: ${stray.slice(0, 5).join(', ')}${stray.length > 5 ? ', …' : ''}`);
+    if (stray.length)
+      throw new LabelError(`${labels} lists images not in ${imagesDir}: ${stray.slice(0, 5).join(', ')}${stray.length > 5 ? ', …' : ''}`);
     for (const image of images) {
       const boxes = byName.get(image);
-      if (!boxes) throw new LabelError(`${labels} does not list image ${image} of ${imagesDir}: add it to 'images' (with no annotations if it shows nothing)`);
+      if (!boxes)
+        throw new LabelError(
+          `${labels} does not list image ${image} of ${imagesDir}: add it to 'images' (with no annotations if it shows nothing)`,
+        );
       out.push({ image, file: join(imagesDir, image), labels: boxes });
     }
     return out;
   }
   const txt = (await readdir(labels)).filter((f) => f.endsWith('.txt') && f !== 'classes.txt');
   const namesFile = join(labels, 'classes.txt');
-  const names = await readFile(namesFile, 'utf8').then((t) => parseClassNames(t, namesFile, (n) => classId(n) !== undefined), (err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return [...classes];
-    throw err;
-  });
+  const names = await readFile(namesFile, 'utf8').then(
+    (t) => parseClassNames(t, namesFile, (n) => classId(n) !== undefined),
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [...classes];
+      throw err;
+    },
+  );
   const stem = (f: string): string => f.slice(0, f.length - extname(f).length);
   const stray = txt.filter((f) => !images.some((i) => stem(i) === stem(f)));
-  if (stray.length) throw new LabelError(`${labels} has label files for images not in ${imagesDir}: ${stray.slice(0, 5).join(', ')}${stray.length > 5 ? ', …' : ''}`);
+  if (stray.length)
+    throw new LabelError(
+      `${labels} has label files for images not in ${imagesDir}: ${stray.slice(0, 5).join(', ')}${stray.length > 5 ? ', …' : ''}`,
+    );
   for (const image of images) {
     const labelFile = join(labels, `${stem(image)}.txt`);
     const text = await readFile(labelFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') throw new LabelError(`no label file ${labelFile} for image ${join(imagesDir, image)}: write an empty one if the image shows none of the labelled classes`);
+      if (err.code === 'ENOENT')
+        throw new LabelError(
+          `no label file ${labelFile} for image ${join(imagesDir, image)}: write an empty one if the image shows none of the labelled classes`,
+        );
       throw err;
     });
     const { width, height } = await decodeImage(join(imagesDir, image));
-    out.push({ image, file: join(imagesDir, image), labels: parseYoloLabels(text, labelFile, { width, height }, names, (n) => classId(n)!) });
+    out.push({
+      image,
+      file: join(imagesDir, image),
+      labels: parseYoloLabels(text, labelFile, { width, height }, names, (n) => classId(n)!),
+    });
   }
   return out;
 }
@@ -514,11 +651,17 @@ export async function evaluateModel(
     for (const item of set) {
       const img = await decodeImage(item.file);
       const frame = { width: img.width, height: img.height, data: img.data, ts: 0 };
-      results.push({ image: item.image, labels: item.labels, detections: await atThreshold.detect(frame), ranked: await ranked.detect(frame) });
+      results.push({
+        image: item.image,
+        labels: item.labels,
+        detections: await atThreshold.detect(frame),
+        ranked: await ranked.detect(frame),
+      });
     }
     const r = evaluateDetections(results, { iou, ...(scope ? { scope } : {}) });
     const perClass: Record<string, ClassScore> = {};
-    for (const [id, c] of Object.entries(r.perClass).sort((x, y) => y[1].labels - x[1].labels || Number(x[0]) - Number(y[0]))) perClass[classes[Number(id)]!] = c;
+    for (const [id, c] of Object.entries(r.perClass).sort((x, y) => y[1].labels - x[1].labels || Number(x[0]) - Number(y[0])))
+      perClass[classes[Number(id)]!] = c;
     const perImage = results.map((x) => ({ image: x.image, labels: x.labels.length }));
     return { model: atThreshold.model, imagesDir, labelsPath: opts.labels, threshold, iou, ...r, perClass, perImage };
   } finally {
@@ -534,27 +677,40 @@ async function evaluate(modelsDir: string, positionals: string[], values: Values
   const r = await evaluateModel(modelsDir, positionals[0]!, {
     labels: values.labels,
     ...(values.images ? { images: values.images } : {}),
-    ...(values.classes ? { classes: values.classes.split(',').map((c) => c.trim()).filter(Boolean) } : {}),
+    ...(values.classes
+      ? {
+          classes: values.classes
+            .split(',')
+            .map((c) => c.trim())
+            .filter(Boolean),
+        }
+      : {}),
     threshold: number('threshold', values.threshold, { min: 0 }),
     iou,
     threads: number('threads', values.threads, { integer: true, min: 1 }),
   });
   if (values.json) {
     writeJson(io, r);
-    return 0;
+    return EXIT.ok;
   }
   const f = (v: number): string => v.toFixed(3).padStart(10);
   io.stdout.write(
     `${r.model.name} (${r.model.sha256.slice(0, 12)}) on ${r.images} images of ${r.imagesDir} against ${r.labels} labelled boxes (${r.labelsPath}), ` +
       `score >= ${r.threshold}, IoU >= ${r.iou}, same class\n` +
-      `${'class'.padEnd(16)}${'labels'.padStart(7)}${'detections'.padStart(11)}${'matched'.padStart(8)}${'precision'.padStart(10)}${'recall'.padStart(10)}${'AP@0.5'.padStart(10)}\n`,
+      `${'class'.padEnd(16)}${'labels'.padStart(7)}${'detections'.padStart(11)}${'matched'.padStart(8)}` +
+      `${'precision'.padStart(10)}${'recall'.padStart(10)}${'AP@0.5'.padStart(10)}\n`,
   );
   for (const [name, c] of Object.entries(r.perClass)) {
-    io.stdout.write(`${name.padEnd(16)}${String(c.labels).padStart(7)}${String(c.detections).padStart(11)}${String(c.truePositives).padStart(8)}${f(c.precision)}${f(c.recall)}${f(c.ap50)}\n`);
+    io.stdout.write(
+      `${name.padEnd(16)}${String(c.labels).padStart(7)}${String(c.detections).padStart(11)}${String(c.truePositives).padStart(8)}` +
+        `${f(c.precision)}${f(c.recall)}${f(c.ap50)}\n`,
+    );
   }
   io.stdout.write(
-    `${'all'.padEnd(16)}${String(r.labels).padStart(7)}${String(r.detections).padStart(11)}${String(r.truePositives).padStart(8)}${f(r.precision)}${f(r.recall)}${' '.repeat(10)}\n` +
-      `mAP@0.5 ${r.map50.toFixed(4)} (mean over the ${Object.values(r.perClass).filter((c) => c.labels > 0).length} classes with labels)   F1 ${r.f1.toFixed(4)}\n`,
+    `${'all'.padEnd(16)}${String(r.labels).padStart(7)}${String(r.detections).padStart(11)}${String(r.truePositives).padStart(8)}` +
+      `${f(r.precision)}${f(r.recall)}${' '.repeat(10)}\n` +
+      `mAP@0.5 ${r.map50.toFixed(4)} (mean over the ${Object.values(r.perClass).filter((c) => c.labels > 0).length} classes with labels)` +
+      `   F1 ${r.f1.toFixed(4)}\n`,
   );
-  return 0;
+  return EXIT.ok;
 }

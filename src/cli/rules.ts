@@ -1,38 +1,27 @@
-import { parseArgs } from 'node:util';
 import { access, mkdir } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig, ConfigError, formatConfigError, type Config, type CameraConfig } from '../config/index.js';
-import { loadManifest, openDetector, remapClasses, ModelError, type Detector } from '../vision/index.js';
+import { loadConfig, ConfigError, type Config, type CameraConfig } from '../config/index.js';
+import { loadManifest, openDetector, remapClasses, type Detector } from '../vision/index.js';
 import { cameraModelName, checkConfigAgainstModels } from './model-check.js';
 import { readVideoFrames } from '../vision/video.js';
 import { CameraRules, SceneReferenceError, type RuleHit } from '../rules/index.js';
 import { annotateEvidence } from '../evidence/annotate.js';
 import { writeFile } from 'node:fs/promises';
 import { formatLocal } from '../common/time.js';
-import { EXIT, writeJson, type CommandIo } from './io.js';
-
-export class UsageError extends Error {}
+import { EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
 
 /**
- * Loads the config and picks one camera, checking rule classes against the model when `classesOf` is given.
+ * Loads the config and picks one camera, checking the config against the models it names.
  * Throws ConfigError (exit 2), ModelError (exit 3) or UsageError (exit 1) for the caller to report.
  */
 export function cameraFromConfig(configFile: string, cameraId: string, modelsDir?: string): { config: Config; camera: CameraConfig } {
   const config = loadConfig(configFile);
   checkConfigAgainstModels(configFile, config, loadManifest(modelsDir));
   const camera = config.cameras.find((c) => c.id === cameraId);
-  if (!camera) throw new UsageError(`no camera '${cameraId}' in ${configFile}; its cameras are: ${config.cameras.map((c) => c.id).join(', ')}`);
+  if (!camera)
+    throw new UsageError(`no camera '${cameraId}' in ${configFile}; its cameras are: ${config.cameras.map((c) => c.id).join(', ')}`);
   return { config, camera };
-}
-
-/** Reports a failure of a camera/rules command and returns its exit code. */
-export function reportFailure(command: string, err: unknown, io: CommandIo, help: string): number {
-  if (err instanceof ConfigError) { io.stderr.write(formatConfigError(err) + '\n'); return EXIT.config; }
-  if (err instanceof ModelError) { io.stderr.write(`edgepatrol ${command}: ${err.message}\n`); return EXIT.model; }
-  if (err instanceof UsageError) { io.stderr.write(`edgepatrol ${command}: ${err.message}\n\n${help}`); return EXIT.usage; }
-  io.stderr.write(`edgepatrol ${command}: ${err instanceof Error ? err.message : String(err)}\n`);
-  return EXIT.usage;
 }
 
 const help = `usage: edgepatrol rules test <camera> --video <file> --config <file> [options]
@@ -54,20 +43,21 @@ Nothing is stored or published.
 exit codes: 0 done, 1 bad usage or unreadable video, 2 invalid config, 3 model missing or refused
 `;
 
+/** How errors name the command: with its sub-command once that is given. */
+const commandName = (argv: string[]): string => (argv[0] === 'test' ? 'rules test' : 'rules');
+
+const options = {
+  config: { type: 'string', short: 'c' },
+  video: { type: 'string' },
+  start: { type: 'string' },
+  evidence: { type: 'string' },
+  json: { type: 'boolean' },
+  'models-dir': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 function parse(argv: string[]) {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string', short: 'c' },
-      video: { type: 'string' },
-      start: { type: 'string' },
-      evidence: { type: 'string' },
-      json: { type: 'boolean' },
-      'models-dir': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values, positionals } = parseCommandArgs(argv, options, { positionals: true });
   if (values.help) return { help: true as const };
   const [sub, camera, ...extra] = positionals;
   if (sub !== 'test') throw new UsageError(sub ? `unknown sub-command 'rules ${sub}'` : 'a sub-command is required: rules test');
@@ -76,7 +66,16 @@ function parse(argv: string[]) {
   if (!values.video) throw new UsageError('--video <file> is required');
   const start = values.start === undefined ? Date.now() : Date.parse(values.start);
   if (Number.isNaN(start)) throw new UsageError(`--start must be an ISO time such as 2025-06-06T21:00:00+08:00, got '${values.start}'`);
-  return { help: false as const, camera, config: values.config, video: values.video, start, evidence: values.evidence, json: values.json ?? false, modelsDir: values['models-dir'] };
+  return {
+    help: false as const,
+    camera,
+    config: values.config,
+    video: values.video,
+    start,
+    evidence: values.evidence,
+    json: values.json ?? false,
+    modelsDir: values['models-dir'],
+  };
 }
 
 function line(hit: RuleHit, videoSeconds: number): string {
@@ -87,9 +86,13 @@ function line(hit: RuleHit, videoSeconds: number): string {
   const extra = [
     hit.counts ? `forward ${hit.counts.forward} backward ${hit.counts.backward}` : '',
     hit.change ? `changed ${Math.round(hit.change.fraction * 100)}% (threshold ${Math.round(hit.change.threshold * 100)}%)` : '',
-  ].filter(Boolean).join(' ');
-  return `${videoSeconds.toFixed(1).padStart(7)}s  ${hit.state.padEnd(7)} ${hit.eventType}  zone ${hit.zoneId}  rule ${hit.ruleId}  `
-    + `dwell ${hit.dwellSeconds.toFixed(1)}s  event ${hit.eventId}${objects ? `  [${objects}]` : ''}${extra ? `  ${extra}` : ''}\n`;
+  ]
+    .filter(Boolean)
+    .join(' ');
+  return (
+    `${videoSeconds.toFixed(1).padStart(7)}s  ${hit.state.padEnd(7)} ${hit.eventType}  zone ${hit.zoneId}  rule ${hit.ruleId}  ` +
+    `dwell ${hit.dwellSeconds.toFixed(1)}s  event ${hit.eventId}${objects ? `  [${objects}]` : ''}${extra ? `  ${extra}` : ''}\n`
+  );
 }
 
 export async function rulesCommand(argv: string[], io: CommandIo = process): Promise<number> {
@@ -97,9 +100,12 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
   try {
     opts = parse(argv);
   } catch (err) {
-    return reportFailure('rules', err instanceof UsageError ? err : new UsageError((err as Error).message), io, help);
+    return reportError(io, commandName(argv), err, help);
   }
-  if (opts.help) { io.stdout.write(help); return EXIT.ok; }
+  if (opts.help) {
+    io.stdout.write(help);
+    return EXIT.ok;
+  }
   let detector: Detector | undefined;
   try {
     const { config, camera } = cameraFromConfig(opts.config, opts.camera, opts.modelsDir);
@@ -109,7 +115,12 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
       throw new UsageError(`cannot read the video ${opts.video}`);
     }
     const rules = await CameraRules.open(camera);
-    detector = await openDetector({ model: cameraModelName(config, camera), modelsDir: opts.modelsDir, threads: config.model.threads, scoreThreshold: config.model.scoreThreshold });
+    detector = await openDetector({
+      model: cameraModelName(config, camera),
+      modelsDir: opts.modelsDir,
+      threads: config.model.threads,
+      scoreThreshold: config.model.scoreThreshold,
+    });
     if (opts.evidence) await mkdir(opts.evidence, { recursive: true });
     let count = 0;
     for await (const frame of readVideoFrames(opts.video, { fps: camera.detect.fps, startTs: opts.start })) {
@@ -123,8 +134,12 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
           const rule = zone?.rules.find((r) => r.id === hit.ruleId);
           const jpeg = await annotateEvidence(frame, {
             title: `${camera.name} | ${hit.eventType} ${hit.state} | ${formatLocal(frame.ts, camera.timezone)}`,
-            zone: zone?.polygon, masks: zone?.masks, line: rule?.kind === 'line_cross' ? rule.line : undefined,
-            objects: hit.objects, unseen: { objects: hit.unseen, ts: hit.ts }, quality: config.evidence.jpegQuality,
+            zone: zone?.polygon,
+            masks: zone?.masks,
+            line: rule?.kind === 'line_cross' ? rule.line : undefined,
+            objects: hit.objects,
+            unseen: { objects: hit.unseen, ts: hit.ts },
+            quality: config.evidence.jpegQuality,
           });
           await writeFile(join(opts.evidence, `${String(count).padStart(4, '0')}-${hit.eventType}-${hit.state}.jpg`), jpeg);
         }
@@ -133,8 +148,9 @@ export async function rulesCommand(argv: string[], io: CommandIo = process): Pro
     if (!opts.json) io.stdout.write(`${count} event message${count === 1 ? '' : 's'}\n`);
     return EXIT.ok;
   } catch (err) {
-    if (err instanceof SceneReferenceError) return reportFailure('rules', new ConfigError(opts.config, [{ path: '', message: err.message }]), io, help);
-    return reportFailure('rules', err, io, help);
+    if (err instanceof SceneReferenceError)
+      return reportError(io, commandName(argv), new ConfigError(opts.config, [{ path: '', message: err.message }]), help);
+    return reportError(io, commandName(argv), err, help);
   } finally {
     await detector?.close();
   }

@@ -1,10 +1,10 @@
-import { parseArgs } from 'node:util';
-import { loadConfig, ConfigError, formatConfigError, type Config } from '../config/index.js';
-import { loadManifest, ModelError } from '../vision/index.js';
+import { loadConfig, type Config } from '../config/index.js';
+import { loadManifest } from '../vision/index.js';
 import { checkConfigAgainstModels } from './model-check.js';
 import { Agent } from '../agent/index.js';
 import { defaultComponents } from '../components/index.js';
 import { createLogger } from '../log.js';
+import { EXIT, parseCommandArgs, reportError, UsageError, type CommandIo } from './io.js';
 
 const help = `usage: edgepatrol run --config <file> [--mqtt-url URL] [--models-dir DIR] [--log-level LEVEL]
 
@@ -17,32 +17,35 @@ Runs the agent: every camera of the config through the detector and its rules; e
 exit codes: 0 stopped cleanly, 1 bad usage or a runtime failure, 2 invalid config, 3 model missing or refused
 `;
 
-export async function runCommand(argv: string[]): Promise<number> {
-  let args;
-  try {
-    args = parseArgs({ args: argv, options: {
-      config: { type: 'string', short: 'c' },
-      'mqtt-url': { type: 'string' },
-      'models-dir': { type: 'string' },
-      'log-level': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    } }).values;
-  } catch (err) {
-    process.stderr.write(`edgepatrol run: ${(err as Error).message}\n\n${help}`);
-    return 1;
-  }
-  if (args.help) { process.stdout.write(help); return 0; }
-  if (!args.config) { process.stderr.write(`edgepatrol run: --config <file> is required\n\n${help}`); return 1; }
+const options = {
+  config: { type: 'string', short: 'c' },
+  'mqtt-url': { type: 'string' },
+  'models-dir': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
 
+function parse(argv: string[]) {
+  const { values } = parseCommandArgs(argv, options, { positionals: false });
+  if (values.help) return { help: true as const };
+  if (!values.config) throw new UsageError('--config <file> is required');
+  return { ...values, help: false as const, config: values.config };
+}
+
+export async function runCommand(argv: string[], io: CommandIo = process): Promise<number> {
+  let args: ReturnType<typeof parse>;
   let config: Config;
   try {
+    args = parse(argv);
+    if (args.help) {
+      io.stdout.write(help);
+      return EXIT.ok;
+    }
     config = loadConfig(args.config);
     if (args['mqtt-url']) config = { ...config, mqtt: { ...config.mqtt, url: args['mqtt-url'] } };
     checkConfigAgainstModels(args.config, config, loadManifest(args['models-dir']));
   } catch (err) {
-    if (err instanceof ConfigError) { process.stderr.write(formatConfigError(err) + '\n'); return 2; }
-    if (err instanceof ModelError) { process.stderr.write(`edgepatrol run: ${err.message}\n`); return 3; }
-    throw err;
+    return reportError(io, 'run', err, help);
   }
 
   const log = createLogger({ level: args['log-level'] });
@@ -50,8 +53,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   try {
     agent = await Agent.start({ config, log, modelsDir: args['models-dir'], components: defaultComponents() });
   } catch (err) {
-    if (err instanceof ModelError) { process.stderr.write(`edgepatrol run: ${err.message}\n`); return 3; }
-    throw err;
+    return reportError(io, 'run', err, help);
   }
   await new Promise<void>((resolveStop) => {
     const stop = (signal: string): void => {
@@ -62,5 +64,5 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
   await agent.stop();
-  return 0;
+  return EXIT.ok;
 }

@@ -1,8 +1,7 @@
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { readStatus, STATUS_FILE, STATUS_INTERVAL_MS, type AgentStatus, type CameraStatus } from '../agent/stats.js';
-import { ConfigError, formatConfigError, loadConfig } from '../config/index.js';
-import { EXIT, writeJson, type CommandIo } from './io.js';
+import { loadConfig } from '../config/index.js';
+import { EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
 
 const help = `usage: edgepatrol status --config <file> [--json]
 
@@ -20,27 +19,31 @@ exit codes: 0 the agent is running, 1 bad usage, no status or a stale one (agent
 /** A status this much older than the write interval means the agent is not writing it any more. */
 const STALE_AFTER_MS = 3 * STATUS_INTERVAL_MS;
 
-export async function statusCommand(argv: string[], io: CommandIo = process): Promise<number> {
-  let args;
-  try {
-    args = parseArgs({ args: argv, options: {
-      config: { type: 'string', short: 'c' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    } }).values;
-  } catch (err) {
-    io.stderr.write(`edgepatrol status: ${(err as Error).message}\n\n${help}`);
-    return EXIT.usage;
-  }
-  if (args.help) { io.stdout.write(help); return EXIT.ok; }
-  if (!args.config) { io.stderr.write(`edgepatrol status: --config <file> is required\n\n${help}`); return EXIT.usage; }
+const options = {
+  config: { type: 'string', short: 'c' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
 
+function parse(argv: string[]) {
+  const { values } = parseCommandArgs(argv, options, { positionals: false });
+  if (values.help) return { help: true as const };
+  if (!values.config) throw new UsageError('--config <file> is required');
+  return { help: false as const, config: values.config, json: values.json ?? false };
+}
+
+export async function statusCommand(argv: string[], io: CommandIo = process): Promise<number> {
+  let args: ReturnType<typeof parse>;
   let dataDir: string;
   try {
+    args = parse(argv);
+    if (args.help) {
+      io.stdout.write(help);
+      return EXIT.ok;
+    }
     dataDir = resolve(loadConfig(args.config).gateway.dataDir);
   } catch (err) {
-    if (err instanceof ConfigError) { io.stderr.write(formatConfigError(err) + '\n'); return EXIT.config; }
-    throw err;
+    return reportError(io, 'status', err, help);
   }
   const file = join(dataDir, STATUS_FILE);
   let status: AgentStatus;
@@ -48,15 +51,19 @@ export async function statusCommand(argv: string[], io: CommandIo = process): Pr
     status = readStatus(dataDir);
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `cannot be read: ${(err as Error).message}`;
-    io.stderr.write(`edgepatrol status: ${file} ${why}; the agent of ${args.config} is not running, or started less than `
-      + `${STATUS_INTERVAL_MS / 1000} s ago (start it with: edgepatrol run --config ${args.config}, or systemctl start edgepatrol)\n`);
+    io.stderr.write(
+      `edgepatrol status: ${file} ${why}; the agent of ${args.config} is not running, or started less than ` +
+        `${STATUS_INTERVAL_MS / 1000} s ago (start it with: edgepatrol run --config ${args.config}, or systemctl start edgepatrol)\n`,
+    );
     return EXIT.failed;
   }
   if (args.json) writeJson(io, status);
   else io.stdout.write(formatStatus(status, Date.now()));
   if (!isFresh(status)) {
-    io.stderr.write(`edgepatrol status: ${file} was last written ${ago(Date.parse(status.writtenAt), Date.now())} ago; `
-      + `the agent (pid ${status.pid}) seems to have stopped\n`);
+    io.stderr.write(
+      `edgepatrol status: ${file} was last written ${ago(Date.parse(status.writtenAt), Date.now())} ago; ` +
+        `the agent (pid ${status.pid}) seems to have stopped\n`,
+    );
     return EXIT.failed;
   }
   return EXIT.ok;
@@ -85,8 +92,9 @@ function ago(ts: number, now: number): string {
 
 /** The human view: one header line, one row per camera. */
 export function formatStatus(status: AgentStatus, now: number): string {
-  const head = `gateway ${status.gatewayId} · agent pid ${status.pid} · version ${status.version} · up ${ago(Date.parse(status.startedAt), now)}`
-    + ` · written ${ago(Date.parse(status.writtenAt), now)} ago · rates over ${status.windowSeconds} s\n`;
+  const head =
+    `gateway ${status.gatewayId} · agent pid ${status.pid} · version ${status.version} · up ${ago(Date.parse(status.startedAt), now)}` +
+    ` · written ${ago(Date.parse(status.writtenAt), now)} ago · rates over ${status.windowSeconds} s\n`;
   const cols: [string, (c: CameraStatus) => string][] = [
     ['camera', (c) => c.id],
     ['state', (c) => c.state],
@@ -101,5 +109,16 @@ export function formatStatus(status: AgentStatus, now: number): string {
   ];
   const rows = [cols.map(([h]) => h), ...status.cameras.map((c) => cols.map(([, f]) => f(c)))];
   const widths = cols.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return head + rows.map((r) => r.map((v, i) => (i === r.length - 1 ? v : v.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    head +
+    rows
+      .map((r) =>
+        r
+          .map((v, i) => (i === r.length - 1 ? v : v.padEnd(widths[i]!)))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') +
+    '\n'
+  );
 }

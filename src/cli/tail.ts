@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import mqtt, { type IPublishPacket } from 'mqtt';
 import type { z } from 'zod';
 import { senderTopics } from '../common/topics.js';
@@ -10,6 +9,7 @@ import { healthPayloadSchema } from '../health/index.js';
 import { safeUrl } from '../log.js';
 import { alertPayloadSchema } from '../outbox/index.js';
 import { ACK_SCHEMA_ID, availabilityPayloadSchema, evidencePropertiesSchema, type AckPayload } from '../uplink/index.js';
+import { EXIT, parseCommandArgs, reportError, UsageError, type CommandIo } from './io.js';
 
 const help = `usage: edgepatrol tail [--url mqtt://host:port] [--prefix edgepatrol] [--topic filter] [--share group]
                       [--session id] [--ack] [--save-evidence dir] [--check] [--count N] [--timeout S] [--json]
@@ -34,7 +34,8 @@ summary line).
                      {"kind":"evidence","topic","retained","messageId","part","parts","bytes"}
                      {"kind":"saved","messageId","file","bytes","parts"}  with --save-evidence, once an image is whole
                    subscription notes, errors and --check findings go to stderr as in the text form
-exit codes: 0 done (--count reached, or stopped by SIGINT/SIGTERM), 1 bad usage, --timeout passed or --check failed
+exit codes: 0 done (--count reached, or stopped by SIGINT/SIGTERM), 1 bad usage, --timeout passed or --check failed,
+            4 broker unreachable within --timeout, or refusing the connection (user, password, certificate)
 `;
 
 interface Options {
@@ -53,7 +54,12 @@ interface Options {
 }
 
 /** Parts of an evidence image received so far, by message id. */
-interface Assembly { parts: Buffer[]; received: number; total: number; sha256: string }
+interface Assembly {
+  parts: Buffer[];
+  received: number;
+  total: number;
+  sha256: string;
+}
 
 const payloadSchemas: [RegExp, z.ZodType][] = [
   [/\/event\/[^/]+$/, eventPayloadSchema],
@@ -83,48 +89,66 @@ export function contractProblem(topic: string, payload: Buffer, properties: IPub
   return parsed.success ? null : parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
 }
 
-function parse(argv: string[]): TailOptions | string {
-  let v;
-  try {
-    v = parseArgs({ args: argv, options: {
-      url: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
-      prefix: { type: 'string', default: 'edgepatrol' },
-      topic: { type: 'string' },
-      share: { type: 'string' },
-      session: { type: 'string' },
-      ack: { type: 'boolean', default: false },
-      'save-evidence': { type: 'string' },
-      check: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      ca: { type: 'string' },
-      cert: { type: 'string' },
-      key: { type: 'string' },
-      count: { type: 'string' },
-      timeout: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    } }).values;
-  } catch (err) {
-    return `${(err as Error).message}\n\n${help}`;
-  }
-  if (v.help) return '';
+const options = {
+  url: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
+  prefix: { type: 'string', default: 'edgepatrol' },
+  topic: { type: 'string' },
+  share: { type: 'string' },
+  session: { type: 'string' },
+  ack: { type: 'boolean', default: false },
+  'save-evidence': { type: 'string' },
+  check: { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
+  ca: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  count: { type: 'string' },
+  timeout: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function parse(argv: string[]) {
+  const { values: v } = parseCommandArgs(argv, options, { positionals: false });
+  if (v.help) return { help: true as const };
   const count = v.count === undefined ? Infinity : Number(v.count);
   const timeoutS = v.timeout === undefined ? Infinity : Number(v.timeout);
-  if (!(count > 0) || !(timeoutS > 0)) return '--count and --timeout take positive numbers\n';
-  if (v.share !== undefined && !/^[^/+#$]+$/.test(v.share)) return `--share ${v.share}: a group name without '/', '+', '#' or '$'\n`;
-  return {
-    url: v.url, prefix: v.prefix, topic: v.topic, share: v.share, session: v.session, ack: v.ack,
-    saveEvidence: v['save-evidence'], check: v.check, json: v.json, ca: v.ca, cert: v.cert, key: v.key, count, timeoutS,
+  if (!(count > 0) || !(timeoutS > 0)) throw new UsageError('--count and --timeout take positive numbers');
+  if (v.share !== undefined && !/^[^/+#$]+$/.test(v.share))
+    throw new UsageError(`--share ${v.share}: a group name without '/', '+', '#' or '$'`);
+  const tail: TailOptions = {
+    url: v.url,
+    prefix: v.prefix,
+    topic: v.topic,
+    share: v.share,
+    session: v.session,
+    ack: v.ack,
+    saveEvidence: v['save-evidence'],
+    check: v.check,
+    json: v.json,
+    ca: v.ca,
+    cert: v.cert,
+    key: v.key,
+    count,
+    timeoutS,
   };
+  return { help: false as const, tail };
 }
 
-export async function tailCommand(argv: string[]): Promise<number> {
-  const args = parse(argv);
-  if (args === '') { process.stdout.write(help); return 0; }
-  if (typeof args === 'string') { process.stderr.write(`edgepatrol tail: ${args}`); return 1; }
-  const stop = new AbortController();
-  process.once('SIGINT', () => stop.abort());
-  process.once('SIGTERM', () => stop.abort());
-  return runTail(args, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), signal: stop.signal });
+export async function tailCommand(argv: string[], io: CommandIo = process): Promise<number> {
+  let opts: ReturnType<typeof parse>;
+  try {
+    opts = parse(argv);
+    if (opts.help) {
+      io.stdout.write(help);
+      return EXIT.ok;
+    }
+    const stop = new AbortController();
+    process.once('SIGINT', () => stop.abort());
+    process.once('SIGTERM', () => stop.abort());
+    return await runTail(opts.tail, { out: (s) => io.stdout.write(s), err: (s) => io.stderr.write(s), signal: stop.signal });
+  } catch (err) {
+    return reportError(io, 'tail', err, help);
+  }
 }
 
 export type TailOptions = Options & { count?: number; timeoutS?: number };
@@ -133,24 +157,28 @@ export type TailOptions = Options & { count?: number; timeoutS?: number };
  * The subscriber itself, writing lines to `out` and diagnostics to `err`; resolves with the exit code when
  * --count is reached, the timeout passes or `signal` aborts. Tests run several in one process.
  */
-export async function runTail(args: TailOptions, io: { out: (s: string) => void; err: (s: string) => void; signal?: AbortSignal }): Promise<number> {
+export async function runTail(
+  args: TailOptions,
+  io: { out: (s: string) => void; err: (s: string) => void; signal?: AbortSignal },
+): Promise<number> {
   const count = args.count ?? Infinity;
   const timeoutS = args.timeoutS ?? Infinity;
   const base = args.topic ?? `${args.prefix}/#`;
   const filter = args.share ? `$share/${args.share}/${base}` : base;
+  if (args.saveEvidence) mkdirSync(args.saveEvidence, { recursive: true });
   const client = mqtt.connect(args.url, {
     protocolVersion: 5,
     reconnectPeriod: 1000,
     connectTimeout: 5000,
     ...(args.session ? { clientId: args.session, clean: false, properties: { sessionExpiryInterval: 7 * 24 * 3600 } } : {}),
-    ...(args.ca ? { ca: readFileSync(args.ca) } : {}),
-    ...(args.cert ? { cert: readFileSync(args.cert) } : {}),
-    ...(args.key ? { key: readFileSync(args.key) } : {}),
+    ...(args.ca ? { ca: readTlsFile('ca', args.ca) } : {}),
+    ...(args.cert ? { cert: readTlsFile('cert', args.cert) } : {}),
+    ...(args.key ? { key: readTlsFile('key', args.key) } : {}),
   });
-  if (args.saveEvidence) mkdirSync(args.saveEvidence, { recursive: true });
   const assemblies = new Map<string, Assembly>();
   let events = 0;
   let invalid = 0;
+  let connected = false;
   return await new Promise<number>((resolve) => {
     let done = false;
     const finish = (code: number): void => {
@@ -159,14 +187,23 @@ export async function runTail(args: TailOptions, io: { out: (s: string) => void;
       clearTimeout(timer);
       io.signal?.removeEventListener('abort', onAbort);
       if (args.check && invalid > 0) io.err(`edgepatrol tail: ${invalid} message(s) broke the contract\n`);
-      client.end(false, () => resolve(args.check && invalid > 0 ? 1 : code));
+      client.end(false, () => resolve(args.check && invalid > 0 ? EXIT.failed : code));
     };
-    const onAbort = (): void => finish(0);
+    const onAbort = (): void => finish(EXIT.ok);
     io.signal?.addEventListener('abort', onAbort);
     const timer = Number.isFinite(timeoutS)
-      ? setTimeout(() => { io.err(`edgepatrol tail: ${events} of ${count} events within ${timeoutS} s\n`); finish(1); }, timeoutS * 1000)
+      ? setTimeout(() => {
+          if (connected) {
+            io.err(`edgepatrol tail: ${events} of ${count} events within ${timeoutS} s\n`);
+            finish(EXIT.failed);
+          } else {
+            io.err(`edgepatrol tail: no connection to ${safeUrl(args.url)} within ${timeoutS} s; check --url and that the broker runs\n`);
+            finish(EXIT.broker);
+          }
+        }, timeoutS * 1000)
       : undefined;
     client.on('connect', (connack) => {
+      connected = true;
       // A resumed session still has the subscription.
       if (connack.sessionPresent) return;
       client.subscribe(filter, { qos: 1 }, (err) => {
@@ -174,7 +211,17 @@ export async function runTail(args: TailOptions, io: { out: (s: string) => void;
         else io.err(`edgepatrol tail: subscribed to ${filter} on ${safeUrl(args.url)}\n`);
       });
     });
-    client.on('error', (err) => io.err(`edgepatrol tail: ${safeUrl(args.url)}: ${err.message}\n`));
+    client.on('error', (err) => {
+      // A reason code before any connection is the broker's CONNACK refusal; mqtt.js does not retry it, so neither do we.
+      if (!connected && typeof (err as { code?: unknown }).code === 'number') {
+        io.err(
+          `edgepatrol tail: ${safeUrl(args.url)} refused the connection (${err.message}); check the user and password in --url, or --cert and --key\n`,
+        );
+        finish(EXIT.broker);
+        return;
+      }
+      io.err(`edgepatrol tail: ${safeUrl(args.url)}: ${err.message}\n`);
+    });
     client.on('message', (topic, payload, packet) => {
       if (args.check) {
         const problem = contractProblem(topic, payload, packet.properties);
@@ -188,7 +235,17 @@ export async function runTail(args: TailOptions, io: { out: (s: string) => void;
         const p = packet.properties?.userProperties as Record<string, string> | undefined;
         if (args.json) {
           const part = (v: string | undefined): number | null => (v === undefined ? null : Number(v));
-          io.out(line({ kind: 'evidence', topic, retained: packet.retain, messageId: p?.messageId ?? null, part: part(p?.part), parts: part(p?.parts), bytes: payload.length }));
+          io.out(
+            line({
+              kind: 'evidence',
+              topic,
+              retained: packet.retain,
+              messageId: p?.messageId ?? null,
+              part: part(p?.part),
+              parts: part(p?.parts),
+              bytes: payload.length,
+            }),
+          );
         } else {
           io.out(`${topic}${retained} [image/jpeg ${payload.length} bytes, part ${p?.part ?? '?'}/${p?.parts ?? '?'}]\n`);
         }
@@ -196,12 +253,24 @@ export async function runTail(args: TailOptions, io: { out: (s: string) => void;
         return;
       }
       const text = payload.toString('utf8');
-      io.out(args.json ? line({ kind: 'message', topic, retained: packet.retain, payload: parsedOrText(text) }) : `${topic}${retained} ${text}\n`);
+      io.out(
+        args.json
+          ? line({ kind: 'message', topic, retained: packet.retain, payload: parsedOrText(text) })
+          : `${topic}${retained} ${text}\n`,
+      );
       const kind = /\/(event|alert)\/[^/]+$/.exec(topic)?.[1];
       if (kind && args.ack) acknowledge(client, topic, payload);
-      if (kind === 'event' && ++events >= count) finish(0);
+      if (kind === 'event' && ++events >= count) finish(EXIT.ok);
     });
   });
+}
+
+function readTlsFile(option: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new Error(`--${option} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
 }
 
 const line = (value: unknown): string => `${JSON.stringify(value)}\n`;
@@ -230,7 +299,14 @@ function acknowledge(client: mqtt.MqttClient, topic: string, payload: Buffer): v
   client.publish(ackTopic, JSON.stringify(ack), { qos: 1, properties: { contentType: 'application/json' } });
 }
 
-function saveEvidence(dir: string, assemblies: Map<string, Assembly>, p: Record<string, string>, payload: Buffer, io: { out: (s: string) => void; err: (s: string) => void }, json: boolean): void {
+function saveEvidence(
+  dir: string,
+  assemblies: Map<string, Assembly>,
+  p: Record<string, string>,
+  payload: Buffer,
+  io: { out: (s: string) => void; err: (s: string) => void },
+  json: boolean,
+): void {
   const id = p.messageId;
   const part = Number(p.part);
   const total = Number(p.parts);
@@ -253,6 +329,9 @@ function saveEvidence(dir: string, assemblies: Map<string, Assembly>, p: Record<
   }
   const file = join(dir, `${id}.jpg`);
   writeFileSync(file, image);
-  io.out(json ? line({ kind: 'saved', messageId: id, file, bytes: image.length, parts: a.total })
-    : `saved evidence ${file} (${image.length} bytes, ${a.total} part(s), sha256 ok)\n`);
+  io.out(
+    json
+      ? line({ kind: 'saved', messageId: id, file, bytes: image.length, parts: a.total })
+      : `saved evidence ${file} (${image.length} bytes, ${a.total} part(s), sha256 ok)\n`,
+  );
 }
