@@ -13,8 +13,16 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import {
-  Candidates, defaultModelsDir, iou, nativeVision, nms, openDetector, openModelSession, Preprocessor,
-  type Detection, type Preprocess,
+  Candidates,
+  defaultModelsDir,
+  iou,
+  nativeVision,
+  nms,
+  openDetector,
+  openModelSession,
+  Preprocessor,
+  type Detection,
+  type Preprocess,
 } from '../src/vision/index.js';
 import { inputTensor, openInlineDetector, type Detector } from '../src/vision/inference.js';
 import type { ResizeFilter } from '../src/vision/preprocess.js';
@@ -58,7 +66,9 @@ const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length
 async function timeDetector(d: Detector, frames: VideoFrame[], samples: number[]): Promise<number> {
   // A 1 ms timer, not a setImmediate spin: a spinning loop would take a core from onnxruntime.
   let turns = 0;
-  const tick = setInterval(() => { turns++; }, 1);
+  const tick = setInterval(() => {
+    turns++;
+  }, 1);
   const t0 = performance.now();
   let inFlight: Promise<unknown> = Promise.resolve();
   for (const f of frames) {
@@ -141,28 +151,45 @@ async function benchmark(frames: VideoFrame[]): Promise<void> {
     ['preprocess, area resize', preMs],
     [`preprocess, bilinear resize${bilinear.native ? ' (C)' : ` (JS: ${(nativeVision() as { reason: string }).reason})`}`, bilinearMs],
     ['preprocess, bilinear resize in JavaScript', bilinearJsMs],
-    ...(quantized ? [
-      ['  the same (C) into a float32 input', floatMs],
-      ['  from YUV frames (C), into the uint8 input', yuvMs],
-      ['  from YUV frames (C), into a float32 input', yuvFloatMs],
-    ] as [string, number[]][] : []),
+    ...(quantized
+      ? ([
+          ['  the same (C) into a float32 input', floatMs],
+          ['  from YUV frames (C), into the uint8 input', yuvMs],
+          ['  from YUV frames (C), into a float32 input', yuvFloatMs],
+        ] as [string, number[]][])
+      : []),
     ['onnxruntime session.run (raw)', runMs],
     ['decode + NMS', decodeMs],
     ['detect(), worker thread', workerMs],
     ['detect(), same thread', inlineMs],
   ];
   process.stdout.write(`${'stage (detect(): ms per frame, 2 in flight)'.padEnd(46)}${'median ms'.padStart(10)}${'mean ms'.padStart(10)}\n`);
-  for (const [name, xs] of rows) process.stdout.write(`${name.padEnd(46)}${median(xs).toFixed(2).padStart(10)}${mean(xs).toFixed(2).padStart(10)}\n`);
-  process.stdout.write(`${'raw / detect(), worker thread'.padEnd(46)}${(median(runMs) / median(workerMs)).toFixed(3).padStart(10)}${(mean(runMs) / mean(workerMs)).toFixed(3).padStart(10)}\n`);
-  process.stdout.write(`${'raw / detect(), same thread'.padEnd(46)}${(median(runMs) / median(inlineMs)).toFixed(3).padStart(10)}${(mean(runMs) / mean(inlineMs)).toFixed(3).padStart(10)}\n`);
-  process.stdout.write(`${'area / bilinear preprocess'.padEnd(46)}${(median(preMs) / median(bilinearMs)).toFixed(3).padStart(10)}${(mean(preMs) / mean(bilinearMs)).toFixed(3).padStart(10)}\n`);
+  for (const [name, xs] of rows)
+    process.stdout.write(`${name.padEnd(46)}${median(xs).toFixed(2).padStart(10)}${mean(xs).toFixed(2).padStart(10)}\n`);
+  process.stdout.write(
+    `${'raw / detect(), worker thread'.padEnd(46)}${(median(runMs) / median(workerMs)).toFixed(3).padStart(10)}${(mean(runMs) / mean(workerMs)).toFixed(3).padStart(10)}\n`,
+  );
+  process.stdout.write(
+    `${'raw / detect(), same thread'.padEnd(46)}${(median(runMs) / median(inlineMs)).toFixed(3).padStart(10)}${(mean(runMs) / mean(inlineMs)).toFixed(3).padStart(10)}\n`,
+  );
+  process.stdout.write(
+    `${'area / bilinear preprocess'.padEnd(46)}${(median(preMs) / median(bilinearMs)).toFixed(3).padStart(10)}${(mean(preMs) / mean(bilinearMs)).toFixed(3).padStart(10)}\n`,
+  );
   if (quantized) {
-    process.stdout.write(`${'bilinear (C) float32 / uint8 input, RGB'.padEnd(46)}${(median(floatMs) / median(bilinearMs)).toFixed(3).padStart(10)}${(mean(floatMs) / mean(bilinearMs)).toFixed(3).padStart(10)}\n`);
-    process.stdout.write(`${'bilinear (C) float32 / uint8 input, YUV'.padEnd(46)}${(median(yuvFloatMs) / median(yuvMs)).toFixed(3).padStart(10)}${(mean(yuvFloatMs) / mean(yuvMs)).toFixed(3).padStart(10)}\n`);
+    process.stdout.write(
+      `${'bilinear (C) float32 / uint8 input, RGB'.padEnd(46)}${(median(floatMs) / median(bilinearMs)).toFixed(3).padStart(10)}${(mean(floatMs) / mean(bilinearMs)).toFixed(3).padStart(10)}\n`,
+    );
+    process.stdout.write(
+      `${'bilinear (C) float32 / uint8 input, YUV'.padEnd(46)}${(median(yuvFloatMs) / median(yuvMs)).toFixed(3).padStart(10)}${(mean(yuvFloatMs) / mean(yuvMs)).toFixed(3).padStart(10)}\n`,
+    );
   }
-  process.stdout.write(`${'bilinear preprocess, JavaScript / C'.padEnd(46)}${(median(bilinearJsMs) / median(bilinearMs)).toFixed(3).padStart(10)}${(mean(bilinearJsMs) / mean(bilinearMs)).toFixed(3).padStart(10)}\n`);
+  process.stdout.write(
+    `${'bilinear preprocess, JavaScript / C'.padEnd(46)}${(median(bilinearJsMs) / median(bilinearMs)).toFixed(3).padStart(10)}${(mean(bilinearJsMs) / mean(bilinearMs)).toFixed(3).padStart(10)}\n`,
+  );
   const n = rounds * frames.length;
-  process.stdout.write(`1 ms timer ticks per frame while detecting: worker thread ${(workerTurns / n).toFixed(1)}, same thread ${(inlineTurns / n).toFixed(1)}\n`);
+  process.stdout.write(
+    `1 ms timer ticks per frame while detecting: worker thread ${(workerTurns / n).toFixed(1)}, same thread ${(inlineTurns / n).toFixed(1)}\n`,
+  );
 }
 
 /** Detections of the `area` and `bilinear` resize on the same frames: matched boxes (same class, IoU ≥ 0.5). */
@@ -190,17 +217,28 @@ async function compareResize(frames: VideoFrame[]): Promise<void> {
         c.push(...a.box, a.score, 0);
         c.push(...b.box, b.score, 0);
         const o = iou(c.boxes, 0, 1);
-        if (o >= bestIou) { bestIou = o; best = j; }
+        if (o >= bestIou) {
+          bestIou = o;
+          best = j;
+        }
       });
-      if (best >= 0) { used.add(best); matched++; drift += Math.abs(alt[i]![best]!.score - a.score); }
+      if (best >= 0) {
+        used.add(best);
+        matched++;
+        drift += Math.abs(alt[i]![best]!.score - a.score);
+      }
     }
   }
   const nRef = ref.flat().length;
   const nAlt = alt.flat().length;
   const people = (ds: Detection[][]) => ds.flat().filter((d) => d.class === 'person' && d.score > 0.4).length;
   process.stdout.write(`${frames.length} frames of ${values.video}, score threshold 0.35; bilinear against area as reference\n`);
-  process.stdout.write(`boxes: area ${nRef}, bilinear ${nAlt}, matched ${matched} (same class, IoU ≥ 0.5): precision ${(matched / nAlt).toFixed(3)}, recall ${(matched / nRef).toFixed(3)}, `
-    + `F1 ${((2 * matched) / (nRef + nAlt)).toFixed(3)}; mean |score drift| of matched ${(drift / matched).toFixed(3)}; person > 0.4: area ${people(ref)}, bilinear ${people(alt)}\n`);
+  process.stdout.write(
+    `boxes: area ${nRef}, bilinear ${nAlt}, matched ${matched} (same class, IoU ≥ 0.5): precision ${(matched / nAlt).toFixed(3)}, recall ` +
+      `${(matched / nRef).toFixed(3)}, ` +
+      `F1 ${((2 * matched) / (nRef + nAlt)).toFixed(3)}; mean |score drift| of matched ${(drift / matched).toFixed(3)}; person > 0.4: ` +
+      `area ${people(ref)}, bilinear ${people(alt)}\n`,
+  );
   const byClass = (ds: Detection[][]) => {
     const m = new Map<string, number>();
     for (const d of ds.flat()) m.set(d.class, (m.get(d.class) ?? 0) + 1);
@@ -217,7 +255,9 @@ async function comparePreprocess(frames: VideoFrame[]): Promise<void> {
     ['RGB / 255', { resize: 'stretch', channels: 'rgb', mean: [0, 0, 0], std: [255, 255, 255] }],
   ];
   process.stdout.write(`${frames.length} frames of ${values.video}, score threshold 0.3, NMS IoU 0.5\n\n`);
-  process.stdout.write(`${'preprocessing'.padEnd(24)}${'person>0.4'.padStart(11)}${'person>0.5'.padStart(11)}${'mean person score'.padStart(19)}${'other>0.4'.padStart(10)}  other classes >0.4\n`);
+  process.stdout.write(
+    `${'preprocessing'.padEnd(24)}${'person>0.4'.padStart(11)}${'person>0.5'.padStart(11)}${'mean person score'.padStart(19)}${'other>0.4'.padStart(10)}  other classes >0.4\n`,
+  );
   for (const [name, preprocess] of variants) {
     // The float model: the INT8 model's uint8 input is quantized for its own preprocessing only.
     const detector = await openDetector({ model: values.model ?? 'nanodet-m', threads, preprocess, scoreThreshold: 0.3 });
@@ -231,7 +271,10 @@ async function comparePreprocess(frames: VideoFrame[]): Promise<void> {
     process.stdout.write(
       `${name.padEnd(24)}${String(persons.length).padStart(11)}${String(persons.filter((d) => d.score > 0.5).length).padStart(11)}` +
         `${(persons.length ? mean(persons.map((d) => d.score)) : 0).toFixed(3).padStart(19)}${String(others.length).padStart(10)}  ` +
-        `${[...counts].sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n}`).join(', ')}\n`,
+        `${[...counts]
+          .sort((a, b) => b[1] - a[1])
+          .map(([c, n]) => `${c} ${n}`)
+          .join(', ')}\n`,
     );
   }
 }

@@ -14,13 +14,40 @@ import type { Canvas } from '../src/evidence/draw.js';
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), process.argv[1]?.includes('/dist/') ? '../..' : '..');
 const W = 640;
 const H = 480;
-const raw = execFileSync('ffmpeg', ['-loglevel', 'error', '-ss', '10', '-i', join(root, 'assets/vtest.avi'), '-frames:v', '1',
-  '-vf', `scale=${W}:${H}`, '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], { maxBuffer: 64 << 20 });
+const raw = execFileSync(
+  'ffmpeg',
+  [
+    '-loglevel',
+    'error',
+    '-ss',
+    '10',
+    '-i',
+    join(root, 'assets/vtest.avi'),
+    '-frames:v',
+    '1',
+    '-vf',
+    `scale=${W}:${H}`,
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    'rgb24',
+    'pipe:1',
+  ],
+  { maxBuffer: 64 << 20 },
+);
 const frame: Canvas = { width: W, height: H, data: raw };
 const drawing = {
   title: 'Plaza walkway | fire_lane_parking | 2025-06-06 12:00:00 GMT+8',
-  zone: [[0.8, 0.1], [1, 0.1], [1, 0.25], [0.8, 0.25]] as const,
-  objects: [{ class: 'truck', score: 0.58, box: [0.85, 0.07, 0.95, 0.17] as const, trackId: 4 }, { class: 'car', score: 0.53, box: [0.95, 0.09, 1, 0.16] as const, trackId: 5 }],
+  zone: [
+    [0.8, 0.1],
+    [1, 0.1],
+    [1, 0.25],
+    [0.8, 0.25],
+  ] as const,
+  objects: [
+    { class: 'truck', score: 0.58, box: [0.85, 0.07, 0.95, 0.17] as const, trackId: 4 },
+    { class: 'car', score: 0.53, box: [0.95, 0.09, 1, 0.16] as const, trackId: 5 },
+  ],
 };
 const N = 100;
 
@@ -43,4 +70,7 @@ h.disable();
 console.log(`evidence for one message (annotated + clean JPEG q80, ${W}x${H}), ${N} runs:`);
 console.log(`  wall time per message:            ${messageMs.toFixed(2)} ms`);
 console.log(`  main thread (copy + draw):        ${drawMs.toFixed(2)} ms  (${((100 * drawMs) / messageMs).toFixed(0)} % of it)`);
-console.log(`  event-loop delay while encoding:  p50 ${(h.percentile(50) / 1e6).toFixed(2)} ms, p99 ${(h.percentile(99) / 1e6).toFixed(2)} ms, max ${(h.max / 1e6).toFixed(2)} ms`);
+console.log(
+  `  event-loop delay while encoding:  p50 ${(h.percentile(50) / 1e6).toFixed(2)} ms, p99 ${(h.percentile(99) / 1e6).toFixed(2)} ms, max ` +
+    `${(h.max / 1e6).toFixed(2)} ms`,
+);

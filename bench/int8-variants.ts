@@ -36,7 +36,8 @@ mkdirSync(dir, { recursive: true });
 const project = loadManifest(defaultModelsDir());
 const ref = resolveModel(project, values.reference);
 if (!existsSync(join(dir, ref.spec.file))) copyFileSync(ref.path, join(dir, ref.spec.file));
-if (!(await readManifestFile(join(dir, 'manifest.json')))?.models[ref.name]) await writeManifestEntry(join(dir, 'manifest.json'), ref.name, { ...ref.spec });
+if (!(await readManifestFile(join(dir, 'manifest.json')))?.models[ref.name])
+  await writeManifestEntry(join(dir, 'manifest.json'), ref.name, { ...ref.spec });
 
 // Candidates from records: <record name>[-w<bits>].
 if (values.record.length) {
@@ -48,7 +49,13 @@ if (values.record.length) {
     const name = `${basename(file!).replace(/\.calib\.json$/, '')}${bits ? `-w${bits}` : ''}`;
     const bytes = buildInt8(fp32, rec);
     const plan = planQuantization(fp32, { keepFloat: rec.keepFloat, quantizeHeadConvs: rec.quantizeHeadConvs });
-    await installModel({ modelsDir: dir, name, bytes, entry: int8Entry(ref.spec, rec, `${name}.calib.json`, plan, fp32), makeDefault: false });
+    await installModel({
+      modelsDir: dir,
+      name,
+      bytes,
+      entry: int8Entry(ref.spec, rec, `${name}.calib.json`, plan, fp32),
+      makeDefault: false,
+    });
   }
 }
 
@@ -59,15 +66,31 @@ const sets: FrameSet[] = values.heldout.map((h) => {
 if (!sets.length) throw new Error('--heldout PATH[@start-end] is required (a folder of images or a video stretch calibration did not see)');
 const manifest = loadManifest(dir);
 const only = values.only ? new Set(values.only.split(',')) : undefined;
-const candidates = Object.entries(manifest.models).filter(([n, m]) => m.precision === 'int8' && (!only || only.has(n))).map(([n]) => n);
+const candidates = Object.entries(manifest.models)
+  .filter(([n, m]) => m.precision === 'int8' && (!only || only.has(n)))
+  .map(([n]) => n);
 const rows = [];
 for (const name of candidates) {
   for (const set of sets) {
     const r = await compareModels(dir, name, ref.name, set);
-    const row = { model: name, set: `${set.path}${set.start !== undefined ? `@${set.start}-${set.end}` : ''}`, frames: r.frames, reference: r.reference,
-      precision: r.precision, recall: r.recall, f1: r.f1, map50: r.map50, drift: r.scoreDrift.mean, driftAbs: r.scoreDrift.meanAbs };
+    const row = {
+      model: name,
+      set: `${set.path}${set.start !== undefined ? `@${set.start}-${set.end}` : ''}`,
+      frames: r.frames,
+      reference: r.reference,
+      precision: r.precision,
+      recall: r.recall,
+      f1: r.f1,
+      map50: r.map50,
+      drift: r.scoreDrift.mean,
+      driftAbs: r.scoreDrift.meanAbs,
+    };
     rows.push(row);
     if (values.json) process.stdout.write(`${JSON.stringify(row)}\n`);
-    else process.stdout.write(`${name.padEnd(34)} ${basename(row.set).padEnd(22)} ref ${String(r.reference).padStart(4)}  P ${r.precision.toFixed(3)} R ${r.recall.toFixed(3)} F1 ${r.f1.toFixed(3)} mAP ${r.map50.toFixed(3)} drift ${r.scoreDrift.mean.toFixed(3)} |${r.scoreDrift.meanAbs.toFixed(3)}|\n`);
+    else
+      process.stdout.write(
+        `${name.padEnd(34)} ${basename(row.set).padEnd(22)} ref ${String(r.reference).padStart(4)}  P ${r.precision.toFixed(3)} R ` +
+          `${r.recall.toFixed(3)} F1 ${r.f1.toFixed(3)} mAP ${r.map50.toFixed(3)} drift ${r.scoreDrift.mean.toFixed(3)} |${r.scoreDrift.meanAbs.toFixed(3)}|\n`,
+      );
   }
 }

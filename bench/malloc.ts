@@ -22,12 +22,19 @@ import { yuvFrames } from './frames.js';
 const SETTINGS = ['default', 'thresholds', 'tuned'] as const;
 type Setting = (typeof SETTINGS)[number];
 
-const { values } = parseArgs({ options: {
-  seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '4' }, threads: { type: 'string', default: '1' },
-  child: { type: 'string' },
-} });
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '4' },
+    threads: { type: 'string', default: '1' },
+    child: { type: 'string' },
+  },
+});
 
-interface Result { rate: number; faultsPerFrame: number }
+interface Result {
+  rate: number;
+  faultsPerFrame: number;
+}
 
 /** Minor page faults and CPU ticks of each thread of this process. */
 function threadStats(): Map<string, { faults: number; ticks: number }> {
@@ -53,7 +60,8 @@ async function child(setting: Setting): Promise<Result> {
     const addon = mallocAddon();
     process.env.EDGEPATROL_MALLOC_TUNING = 'off';
     if (!addon.ok) throw new Error(`the malloc addon is needed: ${addon.reason}`);
-    if (!addon.addon.tune(MALLOC_THRESHOLD_BYTES, MALLOC_THRESHOLD_BYTES, setting === 'tuned' ? MALLOC_TOP_PAD_BYTES : 0)) throw new Error('mallopt refused');
+    if (!addon.addon.tune(MALLOC_THRESHOLD_BYTES, MALLOC_THRESHOLD_BYTES, setting === 'tuned' ? MALLOC_TOP_PAD_BYTES : 0))
+      throw new Error('mallopt refused');
   }
   const cpus = availableParallelism();
   const frames = yuvFrames(defaultClip, 2, 768, 576).slice(0, 60);
@@ -65,7 +73,12 @@ async function child(setting: Setting): Promise<Result> {
     const inFlight: Promise<unknown>[] = [];
     const t0 = performance.now();
     while (performance.now() - t0 < seconds * 1000) {
-      while (inFlight.length < 3) inFlight.push(detector.detect(frames[next++ % frames.length]!).then(() => { done++; }));
+      while (inFlight.length < 3)
+        inFlight.push(
+          detector.detect(frames[next++ % frames.length]!).then(() => {
+            done++;
+          }),
+        );
       await inFlight.shift();
     }
     await Promise.all(inFlight);
@@ -92,14 +105,31 @@ if (values.child) {
   process.stdout.write(JSON.stringify(await child(values.child as Setting)));
 } else {
   const run = (setting: Setting): Result => {
-    const r = spawnSync(process.execPath, [...process.execArgv, new URL(import.meta.url).pathname, '--child', setting, '--seconds', values.seconds!, '--threads', values.threads!], {
-      encoding: 'utf8', env: { ...process.env, EDGEPATROL_MALLOC_TUNING: 'off' },
-    });
+    const r = spawnSync(
+      process.execPath,
+      [
+        ...process.execArgv,
+        new URL(import.meta.url).pathname,
+        '--child',
+        setting,
+        '--seconds',
+        values.seconds!,
+        '--threads',
+        values.threads!,
+      ],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, EDGEPATROL_MALLOC_TUNING: 'off' },
+      },
+    );
     if (r.status !== 0) throw new Error(`bench child (${setting}) failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as Result;
   };
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  console.log(`malloc tuning: the detector path (worker thread, YUV 768×576 frames preprocessed on the main thread), ${values.threads} onnxruntime threads, ${values.seconds} s per process, ${values.rounds} rounds, node ${process.version}`);
+  console.log(
+    `malloc tuning: the detector path (worker thread, YUV 768×576 frames preprocessed on the main thread), ${values.threads} onnxruntime ` +
+      `threads, ${values.seconds} s per process, ${values.rounds} rounds, node ${process.version}`,
+  );
   const overDefault: number[] = [];
   const overThresholds: number[] = [];
   for (let i = 0; i < Number(values.rounds); i++) {
@@ -109,7 +139,11 @@ if (values.child) {
     for (const s of order) got[s] = run(s);
     overDefault.push(got.tuned.rate / got.default.rate);
     overThresholds.push(got.tuned.rate / got.thresholds.rate);
-    console.log(`  round ${i + 1}: ${SETTINGS.map((s) => `${s} ${got[s].rate.toFixed(1)} frames/s, ${got[s].faultsPerFrame.toFixed(0)} faults/frame`).join(' | ')}`);
+    console.log(
+      `  round ${i + 1}: ${SETTINGS.map((s) => `${s} ${got[s].rate.toFixed(1)} frames/s, ${got[s].faultsPerFrame.toFixed(0)} faults/frame`).join(' | ')}`,
+    );
   }
-  console.log(`  median ratio tuned ÷ default ${median(overDefault).toFixed(2)}, tuned ÷ thresholds alone ${median(overThresholds).toFixed(2)}`);
+  console.log(
+    `  median ratio tuned ÷ default ${median(overDefault).toFixed(2)}, tuned ÷ thresholds alone ${median(overThresholds).toFixed(2)}`,
+  );
 }

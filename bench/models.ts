@@ -38,7 +38,9 @@ function printRows(rows: Awaited<ReturnType<typeof benchModels>>, first: string,
   process.stdout.write(`${'threads'.padEnd(9)}${first.padStart(10)}${second.padStart(10)}${ratio.padStart(15)}\n`);
   for (const { threads: n, results } of rows) {
     const [a, b] = [results[0]!, results[1]!];
-    process.stdout.write(`${String(n).padEnd(9)}${a.ms.toFixed(2).padStart(10)}${b.ms.toFixed(2).padStart(10)}${`${(a.ms / b.ms).toFixed(3)}x`.padStart(15)}\n`);
+    process.stdout.write(
+      `${String(n).padEnd(9)}${a.ms.toFixed(2).padStart(10)}${b.ms.toFixed(2).padStart(10)}${`${(a.ms / b.ms).toFixed(3)}x`.padStart(15)}\n`,
+    );
   }
 }
 
@@ -46,7 +48,8 @@ if (values['input-types']) {
   const manifest = loadManifest(values['models-dir']);
   const int8 = resolveModel(manifest, values.int8);
   const q = int8.spec.quantization as { from?: string; ranges?: string } | undefined;
-  if (!int8.spec.input.quantization || !q?.from || !q.ranges) throw new Error(`${values.int8} has no uint8 input built from a calibration record`);
+  if (!int8.spec.input.quantization || !q?.from || !q.ranges)
+    throw new Error(`${values.int8} has no uint8 input built from a calibration record`);
   const record = await readCalibrationRecord(join(manifest.dir, q.ranges));
   const bytes = buildInt8(await readModel(resolveModel(manifest, q.from).path), { ...record, uint8Input: false });
   const dir = mkdtempSync(join(tmpdir(), 'edgepatrol-input-types-'));
@@ -56,9 +59,15 @@ if (values['input-types']) {
     await writeManifestEntry(join(dir, 'manifest.json'), int8.name, { ...int8.spec });
     const { type: _t, quantization: _q, ...floatInput } = int8.spec.input;
     await writeManifestEntry(join(dir, 'manifest.json'), 'float-input', {
-      ...int8.spec, input: floatInput, file: 'float-input.onnx', sha256: createHash('sha256').update(bytes).digest('hex'),
+      ...int8.spec,
+      input: floatInput,
+      file: 'float-input.onnx',
+      sha256: createHash('sha256').update(bytes).digest('hex'),
     });
-    process.stdout.write(`${int8.name}: float32 input (quantized by its first node) vs uint8 input (quantized by the preprocessing), ${runs} interleaved runs each, medians, node ${process.version}\n\n`);
+    process.stdout.write(
+      `${int8.name}: float32 input (quantized by its first node) vs uint8 input (quantized by the preprocessing), ${runs} interleaved ` +
+        `runs each, medians, node ${process.version}\n\n`,
+    );
     printRows(await benchModels(dir, ['float-input', int8.name], threads, runs), 'float ms', 'uint8 ms', 'float / uint8');
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -32,11 +32,15 @@ import { Outbox, type NewEvent } from '../src/outbox/index.js';
 import { Uplink } from '../src/uplink/index.js';
 import { startMosquitto } from '../test/helpers/mosquitto.js';
 
-const { values } = parseArgs({ options: {
-  events: { type: 'string', default: '5000' }, batch: { type: 'string', default: '100' }, rounds: { type: 'string', default: '5' },
-  'stats-rows': { type: 'string', default: '30000' },
-  'receive-maximum': { type: 'string' },
-} });
+const { values } = parseArgs({
+  options: {
+    events: { type: 'string', default: '5000' },
+    batch: { type: 'string', default: '100' },
+    rounds: { type: 'string', default: '5' },
+    'stats-rows': { type: 'string', default: '30000' },
+    'receive-maximum': { type: 'string' },
+  },
+});
 const n = Number(values.events);
 const batchSize = Number(values.batch);
 const rounds = Number(values.rounds);
@@ -46,13 +50,35 @@ const log = createLogger({ level: 'silent' });
 /** An event-sized payload (≈ 900 bytes, like a presence event with two objects and its evidence reference). */
 function payload(id: string, seq: number): object {
   return {
-    schema: 'edgepatrol.event/1', id, messageId: id, state: 'started', seq, gatewayId: 'gw-1', type: 'presence',
-    camera: { id: 'cam-1', name: 'North gate' }, zone: 'walkway', rule: { id: 'presence', kind: 'presence' },
-    startedAt: new Date().toISOString(), detectedAt: new Date().toISOString(), dwellSeconds: 12.5,
-    objects: [{ class: 'person', score: 0.812, box: [0.1, 0.2, 0.3, 0.6], trackId: 17 }, { class: 'person', score: 0.644, box: [0.5, 0.2, 0.6, 0.7], trackId: 18 }],
+    schema: 'edgepatrol.event/1',
+    id,
+    messageId: id,
+    state: 'started',
+    seq,
+    gatewayId: 'gw-1',
+    type: 'presence',
+    camera: { id: 'cam-1', name: 'North gate' },
+    zone: 'walkway',
+    rule: { id: 'presence', kind: 'presence' },
+    startedAt: new Date().toISOString(),
+    detectedAt: new Date().toISOString(),
+    dwellSeconds: 12.5,
+    objects: [
+      { class: 'person', score: 0.812, box: [0.1, 0.2, 0.3, 0.6], trackId: 17 },
+      { class: 'person', score: 0.644, box: [0.5, 0.2, 0.6, 0.7], trackId: 18 },
+    ],
     location: { lat: 22.5431, lon: 114.0579, address: 'Xiangmihu, Futian', grid: 'FT-XMH-0412' },
     model: { name: 'nanodet-m', sha256: 'b'.repeat(64) },
-    evidence: { annotated: { file: `evidence/2025-01-01/${id}-annotated.jpg`, sha256: 'a'.repeat(64), bytes: 48211, width: 640, height: 480, contentType: 'image/jpeg' } },
+    evidence: {
+      annotated: {
+        file: `evidence/2025-01-01/${id}-annotated.jpg`,
+        sha256: 'a'.repeat(64),
+        bytes: 48211,
+        width: 640,
+        height: 480,
+        contentType: 'image/jpeg',
+      },
+    },
     agentVersion: '0.1.0',
   };
 }
@@ -84,11 +110,14 @@ function statsCost(rows: number): { rows: number; counters: number; recount: num
   const { outbox } = backlog(nextFile(), rows);
   const half = outbox.outgoing(Math.floor(rows / 2)).map((r) => r.seq);
   outbox.recordDelivery([], half, { since: outbox.watermark(), upTo: half.at(-1)! });
-  const timeUs = (times: number, f: () => unknown): number => median(Array.from({ length: times }, () => {
-    const t0 = performance.now();
-    f();
-    return (performance.now() - t0) * 1000;
-  }));
+  const timeUs = (times: number, f: () => unknown): number =>
+    median(
+      Array.from({ length: times }, () => {
+        const t0 = performance.now();
+        f();
+        return (performance.now() - t0) * 1000;
+      }),
+    );
   const counters = timeUs(200, () => outbox.stats());
   const db = new Database(outbox.file, { readonly: true });
   const previous = db.prepare(`SELECT
@@ -110,12 +139,17 @@ function statsCost(rows: number): { rows: number; counters: number; recount: num
 const dir = mkdtempSync(join(tmpdir(), 'edgepatrol-bench-outbox-'));
 // Mosquitto announces its max_inflight_messages (default 20) as the Receive Maximum that sets both windows.
 const receiveMaximum = values['receive-maximum'];
-const broker = await startMosquitto(receiveMaximum === undefined ? {} : { extraConfig: [`max_inflight_messages ${Number(receiveMaximum)}`] });
+const broker = await startMosquitto(
+  receiveMaximum === undefined ? {} : { extraConfig: [`max_inflight_messages ${Number(receiveMaximum)}`] },
+);
 let file = 0;
 const nextFile = () => join(dir, `outbox-${file++}.db`);
 
 /** Drains a backlog of `count` events through the Uplink; events/s from 'connected' to the last recorded ack, and the window it used. */
-async function drain(count: number, checkpoint: 'background' | 'inline' = 'background'): Promise<{ rate: number; window: number; payloads: string[]; delayP99Ms: number }> {
+async function drain(
+  count: number,
+  checkpoint: 'background' | 'inline' = 'background',
+): Promise<{ rate: number; window: number; payloads: string[]; delayP99Ms: number }> {
   const { outbox } = backlog(nextFile(), count, checkpoint);
   const payloads = outbox.pending(count).map((r) => r.payload);
   const uplink = new Uplink({ url: broker.url, prefix: 'bench', gatewayId: 'gw-1', outbox, log, version: 'bench' });
@@ -123,8 +157,15 @@ async function drain(count: number, checkpoint: 'background' | 'inline' = 'backg
   let acked = 0;
   let t0 = 0;
   const delay = monitorEventLoopDelay({ resolution: 5 });
-  uplink.once('connected', () => { t0 = performance.now(); delay.enable(); });
-  const done = new Promise<void>((resolve) => uplink.on('acked', () => { if (++acked === count) resolve(); }));
+  uplink.once('connected', () => {
+    t0 = performance.now();
+    delay.enable();
+  });
+  const done = new Promise<void>((resolve) =>
+    uplink.on('acked', () => {
+      if (++acked === count) resolve();
+    }),
+  );
   uplink.start();
   await done;
   const rate = count / ((performance.now() - t0) / 1000);
@@ -140,12 +181,14 @@ async function raw(payloads: readonly string[], window: number): Promise<number>
   const client = await mqtt.connectAsync(broker.url, { protocolVersion: 5 });
   const t0 = performance.now();
   let next = 0;
-  await Promise.all(Array.from({ length: window }, async () => {
-    while (next < payloads.length) {
-      const p = payloads[next++]!;
-      await client.publishAsync(topic, p, { qos: 1, properties: { contentType: 'application/json', payloadFormatIndicator: true } });
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: window }, async () => {
+      while (next < payloads.length) {
+        const p = payloads[next++]!;
+        await client.publishAsync(topic, p, { qos: 1, properties: { contentType: 'application/json', payloadFormatIndicator: true } });
+      }
+    }),
+  );
   const rate = payloads.length / ((performance.now() - t0) / 1000);
   await client.endAsync();
   return rate;
@@ -204,17 +247,35 @@ try {
 
   const bytes = Buffer.byteLength(JSON.stringify(payload(uuidv7(), n)));
   const list = (xs: number[]) => xs.map((x) => Math.round(x)).join(', ');
-  console.log(`outbox bench: ${n} events of ~${bytes} bytes, ${rounds} rounds, WAL + synchronous=FULL for adds (every add/addMany commit fsynced), ${tmpdir()}`);
-  console.log(`  enqueue, addMany batches of ${batchSize}: ${Math.round(median(enqueue))} events/s median   (rounds: ${list(enqueue)}; target ≥ 5000)`);
+  console.log(
+    `outbox bench: ${n} events of ~${bytes} bytes, ${rounds} rounds, WAL + synchronous=FULL for adds (every add/addMany commit fsynced), ${tmpdir()}`,
+  );
+  console.log(
+    `  enqueue, addMany batches of ${batchSize}: ${Math.round(median(enqueue))} events/s median   (rounds: ${list(enqueue)}; target ≥ 5000)`,
+  );
   console.log(`  enqueue, one add per event:         ${Math.round(singleRate)} events/s   (one fsync each, for reference)`);
-  console.log(`  drain through the Uplink:           ${Math.round(median(drains))} events/s median   (rounds: ${list(drains)}; window ${window}, every PUBACK recorded in the outbox)`);
-  console.log(`  raw mqtt.js QoS 1 loop:             ${Math.round(median(raws))} events/s median   (rounds: ${list(raws)}; ${window} in flight, nothing recorded)`);
+  console.log(
+    `  drain through the Uplink:           ${Math.round(median(drains))} events/s median   (rounds: ${list(drains)}; window ${window}, ` +
+      `every PUBACK recorded in the outbox)`,
+  );
+  console.log(
+    `  raw mqtt.js QoS 1 loop:             ${Math.round(median(raws))} events/s median   (rounds: ${list(raws)}; ${window} in flight, nothing recorded)`,
+  );
   console.log(`  drain / raw, per round:             ${ratios.map((x) => x.toFixed(2)).join(', ')}`);
   console.log(`  drain / raw, median:                ${median(ratios).toFixed(2)}   (target ≥ 0.8)`);
-  console.log(`  stats() at ${statsAt.rows} rows:         ${statsAt.counters.toFixed(0)} µs median (counters)   vs ${statsAt.recount.toFixed(0)} µs (full recount, the previous query): ÷${(statsAt.recount / statsAt.counters).toFixed(0)}`);
+  console.log(
+    `  stats() at ${statsAt.rows} rows:         ${statsAt.counters.toFixed(0)} µs median (counters)   vs ${statsAt.recount.toFixed(0)} ` +
+      `µs (full recount, the previous query): ÷${(statsAt.recount / statsAt.counters).toFixed(0)}`,
+  );
   const ms = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(', ');
-  console.log(`  event-loop delay p99 during a drain, checkpoints in the background worker: ${median(delays.background).toFixed(1)} ms median (rounds: ${ms(delays.background)})`);
-  console.log(`  event-loop delay p99 during a drain, checkpoints inline (SQLite default):   ${median(delays.inline).toFixed(1)} ms median (rounds: ${ms(delays.inline)})`);
+  console.log(
+    `  event-loop delay p99 during a drain, checkpoints in the background worker: ${median(delays.background).toFixed(1)} ms median ` +
+      `(rounds: ${ms(delays.background)})`,
+  );
+  console.log(
+    `  event-loop delay p99 during a drain, checkpoints inline (SQLite default):   ${median(delays.inline).toFixed(1)} ms median ` +
+      `(rounds: ${ms(delays.inline)})`,
+  );
   console.log(`  inline / background:                ${(median(delays.inline) / median(delays.background)).toFixed(2)}`);
 } finally {
   await broker.stop();

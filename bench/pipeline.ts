@@ -84,7 +84,11 @@ function configInput(cameras: Record<string, unknown>[]): Record<string, unknown
     gateway: { id: 'gw-bench', dataDir: join(work, 'data') },
     // No broker: the frame path does not wait for the uplink, which keeps retrying in the background.
     mqtt: { url: 'mqtt://127.0.0.1:1' },
-    model: { threads, ...(values.depth !== undefined && { queueDepth: Number(values.depth) }), ...(values.pin !== undefined && { pinCores: values.pin !== 'off' }) },
+    model: {
+      threads,
+      ...(values.depth !== undefined && { queueDepth: Number(values.depth) }),
+      ...(values.pin !== undefined && { pinCores: values.pin !== 'off' }),
+    },
     cameras,
   };
 }
@@ -105,15 +109,26 @@ function cpuSeconds(): number {
     }
   };
   let total = ticks('self');
-  for (const name of spawnSync('pgrep', ['-P', String(process.pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) {
+  for (const name of spawnSync('pgrep', ['-P', String(process.pid)], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .filter(Boolean)) {
     total += ticks(name);
     for (const grand of spawnSync('pgrep', ['-P', name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) total += ticks(grand);
   }
   return total / 100;
 }
 
-async function runAgent(cfg: Config, seconds: number, warmupS = 5): Promise<{ before: CameraStatus[]; after: CameraStatus[]; seconds: number; cpu: number }> {
-  const agent = await Agent.start({ config: cfg, log: createLogger({ level: 'silent' }), frameFormat: formatOpt, components: defaultComponents() });
+async function runAgent(
+  cfg: Config,
+  seconds: number,
+  warmupS = 5,
+): Promise<{ before: CameraStatus[]; after: CameraStatus[]; seconds: number; cpu: number }> {
+  const agent = await Agent.start({
+    config: cfg,
+    log: createLogger({ level: 'silent' }),
+    frameFormat: formatOpt,
+    components: defaultComponents(),
+  });
   try {
     await sleep(warmupS * 1000);
     const before = agent.cameraStatus();
@@ -133,7 +148,10 @@ const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
 /** The ffmpeg processes this bench's agent runs (setpriv execs ffmpeg, so they are this process's children). */
 function ffmpegChildren(): number[] {
-  return spawnSync('pgrep', ['-P', String(process.pid), '-x', 'ffmpeg'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+  return spawnSync('pgrep', ['-P', String(process.pid), '-x', 'ffmpeg'], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .filter(Boolean)
+    .map(Number);
 }
 
 /**
@@ -144,7 +162,24 @@ function ffmpegChildren(): number[] {
 function clipAt(fps: number): string {
   const clip = join(work, `vtest-${fps}fps.mkv`);
   if (!existsSync(clip)) {
-    ffmpeg(['-i', defaultClip, '-t', '20', '-vf', `fps=${fps}`, '-an', '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'fastdecode', '-pix_fmt', 'yuv420p', clip]);
+    ffmpeg([
+      '-i',
+      defaultClip,
+      '-t',
+      '20',
+      '-vf',
+      `fps=${fps}`,
+      '-an',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-tune',
+      'fastdecode',
+      '-pix_fmt',
+      'yuv420p',
+      clip,
+    ]);
   }
   return clip;
 }
@@ -162,7 +197,12 @@ async function ratio(): Promise<void> {
   const rounds = Number(values.rounds ?? 10);
   const offer = Number(values.offer ?? 1.5);
   const offered = values.fps === undefined ? `${offer}× the raw rate in total` : `${values.fps} fps each`;
-  out(`ratio: agent frame path (${frameFormat} frames, motion gating off, queue depth ${values.depth ?? 'default'}, inference ${values.pin === 'off' ? 'not pinned' : 'pinned to its own core (model.pinCores)'}, cameras offering ${offered}, vtest.avi 768×576 re-encoded at that rate) vs raw session.run on this thread, ${threads} threads, windows of ${seconds} s taking turns, ${rounds} agent windows per camera count, node ${process.version}`);
+  out(
+    `ratio: agent frame path (${frameFormat} frames, motion gating off, queue depth ${values.depth ?? 'default'}, inference ` +
+      `${values.pin === 'off' ? 'not pinned' : 'pinned to its own core (model.pinCores)'}, cameras offering ${offered}, vtest.avi ` +
+      `768×576 re-encoded at that rate) vs raw session.run on this thread, ${threads} threads, windows of ${seconds} s taking turns, ` +
+      `${rounds} agent windows per camera count, node ${process.version}`,
+  );
   out('cameras  window  fps each  raw inf/s (before, after)  agent det/s  decoded/s  skipped/s  ratio  agent ms/frame (raw)');
   const loop = await openRawLoop({ threads, fps: 1.5, maxFrames: 30 });
   let fastest = 0;
@@ -178,13 +218,21 @@ async function ratio(): Promise<void> {
       const fps = values.fps === undefined ? Math.max(1, Math.ceil((offer * fastest) / n)) : Number(values.fps);
       const clip = clipAt(fps);
       const cams = Array.from({ length: n }, (_, i) => ({
-        id: `cam-${i + 1}`, source: { file: clip, loop: true }, detect: { fps: Math.min(fps, 30), width: 768, height: 576 },
-        motion: { enabled: false }, stallSeconds: 120,
+        id: `cam-${i + 1}`,
+        source: { file: clip, loop: true },
+        detect: { fps: Math.min(fps, 30), width: 768, height: 576 },
+        motion: { enabled: false },
+        stallSeconds: 120,
       }));
       const cfg = config(cams);
       // The config stops at 30 fps, a camera's limit; one file camera must offer more for the path to be detection-bound.
       for (const c of cfg.cameras) c.detect.fps = fps;
-      const agent = await Agent.start({ config: cfg, log: createLogger({ level: 'silent' }), frameFormat: formatOpt, components: defaultComponents() });
+      const agent = await Agent.start({
+        config: cfg,
+        log: createLogger({ level: 'silent' }),
+        frameFormat: formatOpt,
+        components: defaultComponents(),
+      });
       const split = agent.cpuSplit;
       const detected = (): number => sum(agent.cameraStatus().map((c) => c.totals.detected));
       const decoded = (): number => sum(agent.cameraStatus().map((c) => c.totals.framesIn));
@@ -194,7 +242,7 @@ async function ratio(): Promise<void> {
         if (pids.length !== n) throw new Error(`expected ${n} ffmpeg processes, found ${pids.length}`);
         for (const pid of pids) process.kill(pid, 'SIGSTOP');
         try {
-          for (let last = -1, settled = 0; settled < 3;) {
+          for (let last = -1, settled = 0; settled < 3; ) {
             await sleep(100);
             const now = detected();
             settled = now === last ? settled + 1 : 0;
@@ -236,7 +284,9 @@ async function ratio(): Promise<void> {
           const ms = sum(delta(r, 'inferenceMs')) / sum(delta(r, 'detected'));
           const skipped = sum(delta(r, 'skipped')) / r.seconds;
           if (skipped > 0) ratios.push(det / raw);
-          out(`${String(n).padEnd(9)}${String(round).padEnd(8)}${String(fps).padEnd(10)}${`${raw.toFixed(1)} (${rawBefore.toFixed(1)}, ${rawAfter.toFixed(1)})`.padEnd(25)}${det.toFixed(1).padStart(11)}${(sum(delta(r, 'framesIn')) / r.seconds).toFixed(1).padStart(11)}${skipped.toFixed(1).padStart(11)}${(det / raw).toFixed(3).padStart(7)}${`${ms.toFixed(1)} (${(1000 / raw).toFixed(1)})`.padStart(16)}${skipped > 0 ? '' : '  not detection-bound: left out'}`);
+          out(
+            `${String(n).padEnd(9)}${String(round).padEnd(8)}${String(fps).padEnd(10)}${`${raw.toFixed(1)} (${rawBefore.toFixed(1)}, ${rawAfter.toFixed(1)})`.padEnd(25)}${det.toFixed(1).padStart(11)}${(sum(delta(r, 'framesIn')) / r.seconds).toFixed(1).padStart(11)}${skipped.toFixed(1).padStart(11)}${(det / raw).toFixed(3).padStart(7)}${`${ms.toFixed(1)} (${(1000 / raw).toFixed(1)})`.padStart(16)}${skipped > 0 ? '' : '  not detection-bound: left out'}`,
+          );
           rawBefore = rawAfter;
         }
       } finally {
@@ -244,19 +294,28 @@ async function ratio(): Promise<void> {
       }
       const sorted = [...ratios].sort((a, b) => a - b);
       const label = `${n} camera${n > 1 ? 's' : ''}`;
-      medians.push(sorted.length === 0 ? `${label}: no detection-bound window (offer more: --offer)`
-        : `${label} ${sorted[Math.floor(sorted.length / 2)]!.toFixed(3)} (${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)}, ${sorted.length} windows)`);
+      medians.push(
+        sorted.length === 0
+          ? `${label}: no detection-bound window (offer more: --offer)`
+          : `${label} ${sorted[Math.floor(sorted.length / 2)]!.toFixed(3)} (${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)}, ${sorted.length} windows)`,
+      );
     }
     out(`median ratio per camera count (range): ${medians.join(', ')}   (target ≥ 0.85)`);
     out('skipped/s > 0 shows the detector was the bottleneck (detection-bound), as the ratio requires; other windows are left out.');
     // What any work beside the inference costs it on this machine: raw again while a thread spins on another core
     // (arithmetic only, no memory traffic). The agent's decoding and preprocessing take that core in part.
     const alone = (await loop.run(seconds)).rate;
-    const spinner = new Worker('const end = Date.now() + 3_600_000; let x = 1; while (Date.now() < end) x = (x * 1103515245 + 12345) | 0;', { eval: true });
+    const spinner = new Worker(
+      'const end = Date.now() + 3_600_000; let x = 1; while (Date.now() < end) x = (x * 1103515245 + 12345) | 0;',
+      { eval: true },
+    );
     await sleep(200);
     const beside = (await loop.run(seconds)).rate;
     await spinner.terminate();
-    out(`raw inf/s alone ${alone.toFixed(1)}, with a spinning thread beside it ${beside.toFixed(1)}: ${(beside / alone).toFixed(3)} (1.0 = cores that do not slow each other)`);
+    out(
+      `raw inf/s alone ${alone.toFixed(1)}, with a spinning thread beside it ${beside.toFixed(1)}: ${(beside / alone).toFixed(3)} (1.0 = ` +
+        `cores that do not slow each other)`,
+    );
   } finally {
     await loop.close();
   }
@@ -272,10 +331,32 @@ function benchCamera(): CameraConfig {
     for (let col = 0; col < 4; col++) {
       const [x0, x1, y0, y1] = [col / 4, (col + 1) / 4, 0.3 + (row * 0.7) / 3, 0.3 + ((row + 1) * 0.7) / 3];
       zones.push({
-        id: `cell-${row}-${col}`, polygon: [[x0, y0], [x1, y0], [x1, y1], [x0, y1]],
+        id: `cell-${row}-${col}`,
+        polygon: [
+          [x0, y0],
+          [x1, y0],
+          [x1, y1],
+          [x0, y1],
+        ],
         rules: [
-          { id: `presence-${row}-${col}`, kind: 'presence', type: 'person_presence', classes: ['person'], minScore: 0.45, cooldownSeconds: 0 },
-          { id: `dwell-${row}-${col}`, kind: 'dwell', type: 'person_dwell', classes: ['person'], seconds: 4, maxMovement: 0.05, minScore: 0.45, cooldownSeconds: 0 },
+          {
+            id: `presence-${row}-${col}`,
+            kind: 'presence',
+            type: 'person_presence',
+            classes: ['person'],
+            minScore: 0.45,
+            cooldownSeconds: 0,
+          },
+          {
+            id: `dwell-${row}-${col}`,
+            kind: 'dwell',
+            type: 'person_dwell',
+            classes: ['person'],
+            seconds: 4,
+            maxMovement: 0.05,
+            minScore: 0.45,
+            cooldownSeconds: 0,
+          },
         ],
       });
     }
@@ -283,7 +364,11 @@ function benchCamera(): CameraConfig {
   return config([{ id: 'cam', source: { file: defaultClip }, detect: { fps: 2, width: 640, height: 480 }, zones }]).cameras[0]!;
 }
 
-interface Replay { detectorCalls: number; hits: { rule: string; state: string; ts: number; tracks: number[] }[]; tracks: Map<number, { first: number; last: number }> }
+interface Replay {
+  detectorCalls: number;
+  hits: { rule: string; state: string; ts: number; tracks: number[] }[];
+  tracks: Map<number, { first: number; last: number }>;
+}
 
 /** Replays cached detections of every frame through the rules, running "the detector" only where the gate says. */
 function replay(frames: YuvFrame[], detections: Detection[][], gated: boolean): Replay {
@@ -312,10 +397,17 @@ async function gating(): Promise<void> {
   const still = join(work, 'still.mkv');
   ffmpeg(['-ss', '20', '-i', defaultClip, '-frames:v', '1', png]);
   ffmpeg(['-loop', '1', '-framerate', '10', '-i', png, '-t', '10', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', still]);
-  const r = await runAgent(config([{ id: 'still', source: { file: still, loop: true }, detect: { fps: 2, width: 640, height: 480 } }]), seconds, 1);
+  const r = await runAgent(
+    config([{ id: 'still', source: { file: still, loop: true }, detect: { fps: 2, width: 640, height: 480 } }]),
+    seconds,
+    1,
+  );
   const calls = delta(r, 'detected')[0]!;
   const framesIn = delta(r, 'framesIn')[0]!;
-  out(`gating, still scene (vtest.avi frame at 20 s looped, detect fps 2, refreshSeconds 5, ${seconds} s): detector calls ${calls} / frames ${framesIn} = ${(calls / framesIn).toFixed(3)}`);
+  out(
+    `gating, still scene (vtest.avi frame at 20 s looped, detect fps 2, refreshSeconds 5, ${seconds} s): detector calls ${calls} / ` +
+      `frames ${framesIn} = ${(calls / framesIn).toFixed(3)}`,
+  );
 
   // 2. vtest.avi, every frame at 2 fps, detections computed once; rules replayed with and without gating. The
   // frames are YUV 4:2:0, resized by zscale, as the cameras' frame sources hand them to the gate and the detector.
@@ -333,7 +425,9 @@ async function gating(): Promise<void> {
     return (performance.now() - t0) / (5 * fs.length);
   };
   const big = yuvFrames(defaultClip, 2, 1280, 720).slice(0, 40);
-  out(`motion gate cost per frame: ${motionMs(frames).toFixed(2)} ms at ${frames[0]!.width}×${frames[0]!.height}, ${motionMs(big).toFixed(2)} ms at 1280×720`);
+  out(
+    `motion gate cost per frame: ${motionMs(frames).toFixed(2)} ms at ${frames[0]!.width}×${frames[0]!.height}, ${motionMs(big).toFixed(2)} ms at 1280×720`,
+  );
   compareGating(`vtest.avi (${frames.length} frames at 2 fps)`, frames, detections);
 
   // 3. The same clip with still stretches: every 20 s of it, its last frame held for 30 s (people standing:
@@ -364,19 +458,43 @@ function compareGating(name: string, frames: YuvFrame[], detections: Detection[]
     g.rule === h.rule && g.state === h.state && Math.abs(g.ts - h.ts) <= (h.state === 'ended' ? 5000 : 1000);
   const counted = (hits: Replay['hits']): Replay['hits'] => hits.filter((h) => h.state !== 'updated');
   const recalled = counted(off.hits).filter((h) => on.hits.some((g) => match(h, g))).length;
-  out(`gating, ${name}: detector calls gated ${on.detectorCalls} vs ${off.detectorCalls} (${(on.detectorCalls / off.detectorCalls).toFixed(3)})`);
+  out(
+    `gating, ${name}: detector calls gated ${on.detectorCalls} vs ${off.detectorCalls} (${(on.detectorCalls / off.detectorCalls).toFixed(3)})`,
+  );
   for (const rule of ['presence', 'dwell']) {
     const a = counted(off.hits).filter((h) => h.rule.startsWith(rule));
     const b = counted(on.hits).filter((h) => h.rule.startsWith(rule));
     const hit = a.filter((h) => b.some((g) => match(h, g))).length;
-    out(`  ${rule}: starts+ends without gating ${a.length}, with gating ${b.length}, recall ${(a.length ? hit / a.length : 1).toFixed(3)}; objects reported ${sum(a.map((h) => h.tracks.length))} vs ${sum(b.map((h) => h.tracks.length))}`);
+    out(
+      `  ${rule}: starts+ends without gating ${a.length}, with gating ${b.length}, recall ${(a.length ? hit / a.length : 1).toFixed(3)}; ` +
+        `objects reported ${sum(a.map((h) => h.tracks.length))} vs ${sum(b.map((h) => h.tracks.length))}`,
+    );
   }
   out(`  all starts and ends recall ${(counted(off.hits).length ? recalled / counted(off.hits).length : 1).toFixed(3)}`);
 }
 
 async function streamCameras(n: number, width: number, height: number, seconds: number, sampleRss: boolean): Promise<void> {
   const clip = join(work, `vtest-${width}x${height}.mkv`);
-  ffmpeg(['-i', defaultClip, '-vf', `scale=${width}:${height}`, '-an', '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'baseline', '-g', '10', '-bf', '0', '-pix_fmt', 'yuv420p', clip]);
+  ffmpeg([
+    '-i',
+    defaultClip,
+    '-vf',
+    `scale=${width}:${height}`,
+    '-an',
+    '-c:v',
+    'libx264',
+    '-preset',
+    'veryfast',
+    '-profile:v',
+    'baseline',
+    '-g',
+    '10',
+    '-bf',
+    '0',
+    '-pix_fmt',
+    'yuv420p',
+    clip,
+  ]);
   const mounts = Array.from({ length: n }, (_, i) => `cam${i + 1}`);
   const server = await startRtspServer({ mounts, file: clip });
   try {
@@ -388,17 +506,29 @@ async function streamCameras(n: number, width: number, height: number, seconds: 
       const skipped = delta(r, 'skipped');
       const queued = delta(r, 'queued');
       out(`capacity: ${n} cameras ${width}×${height} H.264 10 fps over RTSP, detect 2 fps, ${r.seconds.toFixed(0)} s, ${threads} threads`);
-      out(`  decoded fps per camera: min ${Math.min(...framesIn.map((x) => x / r.seconds)).toFixed(2)}, mean ${(sum(framesIn) / n / r.seconds).toFixed(2)}`);
-      out(`  detect fps per camera: min ${Math.min(...det.map((x) => x / r.seconds)).toFixed(2)}, mean ${(sum(det) / n / r.seconds).toFixed(2)} (motion-gated frames queued ${sum(queued)} of ${sum(framesIn)})`);
-      out(`  skipped frames: ${sum(skipped)} (${(sum(skipped) / r.seconds).toFixed(2)}/s); states: ${[...new Set(r.after.map((c) => c.state))].join(', ')}`);
-      out(`  CPU (agent + ffmpeg + RTSP server): ${(r.cpu / r.seconds).toFixed(2)} cores, ${(r.cpu / r.seconds / n).toFixed(3)} per camera; mean inference ${(r.after.reduce((s, c) => s + c.inferenceMs, 0) / n).toFixed(1)} ms`);
+      out(
+        `  decoded fps per camera: min ${Math.min(...framesIn.map((x) => x / r.seconds)).toFixed(2)}, mean ${(sum(framesIn) / n / r.seconds).toFixed(2)}`,
+      );
+      out(
+        `  detect fps per camera: min ${Math.min(...det.map((x) => x / r.seconds)).toFixed(2)}, mean ` +
+          `${(sum(det) / n / r.seconds).toFixed(2)} (motion-gated frames queued ${sum(queued)} of ${sum(framesIn)})`,
+      );
+      out(
+        `  skipped frames: ${sum(skipped)} (${(sum(skipped) / r.seconds).toFixed(2)}/s); states: ${[...new Set(r.after.map((c) => c.state))].join(', ')}`,
+      );
+      out(
+        `  CPU (agent + ffmpeg + RTSP server): ${(r.cpu / r.seconds).toFixed(2)} cores, ${(r.cpu / r.seconds / n).toFixed(3)} per ` +
+          `camera; mean inference ${(r.after.reduce((s, c) => s + c.inferenceMs, 0) / n).toFixed(1)} ms`,
+      );
       return;
     }
     // The agent runs as `edgepatrol run` from dist/ in its own process, so its RSS is the agent's alone (this
     // process carries the TypeScript loader and the RTSP server's helper).
     const file = join(work, 'rss.yaml');
     writeFileSync(file, JSON.stringify({ ...configInput(cams) }));
-    const agent = spawn(process.execPath, [join(repoRoot, 'bin', 'edgepatrol.js'), 'run', '--config', file, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const agent = spawn(process.execPath, [join(repoRoot, 'bin', 'edgepatrol.js'), 'run', '--config', file, '--log-level', 'warn'], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     const samples: [number, number][] = [];
     const t0 = performance.now();
     try {
@@ -417,8 +547,11 @@ async function streamCameras(n: number, width: number, height: number, seconds: 
     const mx = sum(half.map((s) => s[0])) / half.length;
     const my = sum(half.map((s) => s[1])) / half.length;
     const slope = sum(half.map(([x, y]) => (x - mx) * (y - my))) / sum(half.map(([x]) => (x - mx) ** 2));
-    out(`rss: ${n} cameras ${width}×${height}, detect 2 fps, ${seconds} s, agent process (dist/): max RSS ${Math.max(...samples.map((s) => s[1])).toFixed(1)} MB; `
-      + `trend over the second half ${(slope * 60).toFixed(2)} MB/min (mean ${my.toFixed(1)} MB)`);
+    out(
+      `rss: ${n} cameras ${width}×${height}, detect 2 fps, ${seconds} s, agent process (dist/): max RSS ` +
+        `${Math.max(...samples.map((s) => s[1])).toFixed(1)} MB; ` +
+        `trend over the second half ${(slope * 60).toFixed(2)} MB/min (mean ${my.toFixed(1)} MB)`,
+    );
   } finally {
     await server.stop();
   }

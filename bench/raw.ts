@@ -38,7 +38,7 @@ export async function openRawLoop(opts: Omit<RawOptions, 'seconds' | 'onTiming'>
   const { model, session } = await openModelSession({ threads: opts.threads });
   const pre = Preprocessor.forModel(model.spec);
   const feeds = frames.map((f) => ({ [model.spec.input.name]: inputTensor(model.spec, pre.run(f).slice()) }));
-  for (const end = performance.now() + 1000; performance.now() < end;) await session.run(feeds[0]!);
+  for (const end = performance.now() + 1000; performance.now() < end; ) await session.run(feeds[0]!);
   let next = 0;
   return {
     frames,

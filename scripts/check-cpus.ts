@@ -83,9 +83,18 @@ export function parseOptions(argv: string[]): Options | 'help' {
       args: argv,
       allowPositionals: true,
       options: {
-        cpus: { type: 'string' }, frames: { type: 'string' }, quick: { type: 'boolean' }, model: { type: 'string' }, reference: { type: 'string' },
-        'models-dir': { type: 'string' }, 'min-f1': { type: 'string' }, threshold: { type: 'string' }, jobs: { type: 'string' },
-        heldout: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        cpus: { type: 'string' },
+        frames: { type: 'string' },
+        quick: { type: 'boolean' },
+        model: { type: 'string' },
+        reference: { type: 'string' },
+        'models-dir': { type: 'string' },
+        'min-f1': { type: 'string' },
+        threshold: { type: 'string' },
+        jobs: { type: 'string' },
+        heldout: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
       },
     });
   } catch (err) {
@@ -93,16 +102,32 @@ export function parseOptions(argv: string[]): Options | 'help' {
   }
   const { values, positionals } = parsed;
   if (values.help) return 'help';
-  const kinds = values.cpus === undefined ? [...KINDS] : values.cpus.split(',').map((k) => k.trim()).filter(Boolean);
-  for (const k of kinds) if (!(KINDS as readonly string[]).includes(k)) throw new UsageError(`unknown CPU kind '${k}' in --cpus; known: ${KINDS.join(', ')}`);
+  const kinds =
+    values.cpus === undefined
+      ? [...KINDS]
+      : values.cpus
+          .split(',')
+          .map((k) => k.trim())
+          .filter(Boolean);
+  for (const k of kinds)
+    if (!(KINDS as readonly string[]).includes(k)) throw new UsageError(`unknown CPU kind '${k}' in --cpus; known: ${KINDS.join(', ')}`);
   if (kinds.length === 0) throw new UsageError('--cpus names no CPU kind');
   // Every other kind is judged against the host's detections, so the host always runs, first.
   if (!kinds.includes('x64-host')) kinds.unshift('x64-host');
   const defaultHeldout = join(projectRoot, 'assets', 'images', 'heldout');
-  const heldout = values.heldout === 'none' ? undefined : values.heldout ?? (existsSync(defaultHeldout) ? defaultHeldout : undefined);
-  if (heldout !== undefined && !existsSync(heldout)) throw new UsageError(`--heldout ${heldout} does not exist: give a folder of images, or 'none'`);
+  const heldout = values.heldout === 'none' ? undefined : (values.heldout ?? (existsSync(defaultHeldout) ? defaultHeldout : undefined));
+  if (heldout !== undefined && !existsSync(heldout))
+    throw new UsageError(`--heldout ${heldout} does not exist: give a folder of images, or 'none'`);
   if (values.quick && values.frames !== undefined) throw new UsageError('--quick sets --frames 2; give one of them');
-  const frames = values.quick ? 2 : number('frames', values.frames, 3, (n) => Number.isInteger(n) && n >= 0 && n <= FRAME_TIMES.length, `an integer from 0 to ${FRAME_TIMES.length}`);
+  const frames = values.quick
+    ? 2
+    : number(
+        'frames',
+        values.frames,
+        3,
+        (n) => Number.isInteger(n) && n >= 0 && n <= FRAME_TIMES.length,
+        `an integer from 0 to ${FRAME_TIMES.length}`,
+      );
   if (frames === 0 && positionals.length === 0) throw new UsageError('--frames 0 and no image given: nothing to check');
   for (const img of positionals) if (!existsSync(img)) throw new UsageError(`image ${img} does not exist`);
   return {
@@ -114,7 +139,13 @@ export function parseOptions(argv: string[]): Options | 'help' {
     modelsDir: resolve(values['models-dir'] ?? join(projectRoot, 'models')),
     heldout: heldout === undefined ? undefined : resolve(heldout),
     minF1: number('min-f1', values['min-f1'], 0.95, (n) => n >= 0 && n <= 1, 'between 0 and 1'),
-    threshold: number('threshold', values.threshold, 0.35, (n) => n > 0.05 && n <= 1, 'above 0.05 (the ranking threshold for mAP) and at most 1'),
+    threshold: number(
+      'threshold',
+      values.threshold,
+      0.35,
+      (n) => n > 0.05 && n <= 1,
+      'above 0.05 (the ranking threshold for mAP) and at most 1',
+    ),
     jobs: number('jobs', values.jobs, Math.min(2, availableParallelism()), (n) => Number.isInteger(n) && n >= 1, 'a positive integer'),
     json: values.json ?? false,
   };
@@ -126,12 +157,22 @@ function run(cmd: string, args: string[], opts: { cwd?: string; inheritStderr?: 
     const child = spawn(cmd, args, { cwd: opts.cwd ?? projectRoot, stdio: ['ignore', 'pipe', opts.inheritStderr ? 'inherit' : 'pipe'] });
     let out = '';
     let err = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => { err += d; });
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+    });
     child.on('error', (e) => reject(new Error(`cannot start ${cmd}: ${e.message}`)));
     child.on('close', (code, signal) => {
       if (code === 0) resolveRun(out);
-      else reject(new Error(`${[cmd, ...args].join(' ')} ${signal ? `was killed by ${signal}` : `exited with ${code}`}${err ? `:\n${err.trim().split('\n').slice(-8).join('\n')}` : ''}`));
+      else
+        reject(
+          new Error(
+            `${[cmd, ...args].join(' ')} ` +
+              `${signal ? `was killed by ${signal}` : `exited with ${code}`}${err ? `:\n${err.trim().split('\n').slice(-8).join('\n')}` : ''}`,
+          ),
+        );
     });
   });
 }
@@ -139,13 +180,15 @@ function run(cmd: string, args: string[], opts: { cwd?: string; inheritStderr?: 
 /** The held-out vtest frames as PNG files in .cache/check-cpus (extracted once with ffmpeg). */
 async function heldOutFrames(count: number): Promise<string[]> {
   const video = join(projectRoot, 'assets', 'vtest.avi');
-  if (count > 0 && !existsSync(video)) throw new Error(`${video} is missing: run bash scripts/setup.sh (it fetches the sample clip), or give images and --frames 0`);
+  if (count > 0 && !existsSync(video))
+    throw new Error(`${video} is missing: run bash scripts/setup.sh (it fetches the sample clip), or give images and --frames 0`);
   const dir = join(projectRoot, '.cache', 'check-cpus');
   mkdirSync(dir, { recursive: true });
   const files: string[] = [];
   for (const t of FRAME_TIMES.slice(0, count)) {
     const file = join(dir, `vtest-${t}s.png`);
-    if (!existsSync(file)) await run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-ss', String(t), '-i', video, '-frames:v', '1', file]);
+    if (!existsSync(file))
+      await run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-ss', String(t), '-i', video, '-frames:v', '1', file]);
     files.push(file);
   }
   return files;
@@ -162,16 +205,31 @@ function command(kind: Kind, workerArgs: string[]): [string, string[]] {
   const worker = join(projectRoot, 'dist', 'scripts', 'cpu-detect.js');
   const armWorker = join(projectRoot, '.cache', 'arm64', 'app', 'dist', 'scripts', 'cpu-detect.js');
   switch (kind) {
-    case 'x64-host': return [process.execPath, [worker, ...workerArgs]];
-    case 'x64-haswell': return ['qemu-x86_64-static', ['-cpu', 'Haswell', process.execPath, worker, ...workerArgs]];
-    case 'arm64-a72': return ['bash', [join(projectRoot, 'scripts', 'arm64.sh'), 'node', 'a72', armWorker, ...workerArgs]];
-    case 'arm64-max': return ['bash', [join(projectRoot, 'scripts', 'arm64.sh'), 'node', 'max', armWorker, ...workerArgs]];
+    case 'x64-host':
+      return [process.execPath, [worker, ...workerArgs]];
+    case 'x64-haswell':
+      return ['qemu-x86_64-static', ['-cpu', 'Haswell', process.execPath, worker, ...workerArgs]];
+    case 'arm64-a72':
+      return ['bash', [join(projectRoot, 'scripts', 'arm64.sh'), 'node', 'a72', armWorker, ...workerArgs]];
+    case 'arm64-max':
+      return ['bash', [join(projectRoot, 'scripts', 'arm64.sh'), 'node', 'max', armWorker, ...workerArgs]];
   }
 }
 
-interface ImageResult { model: string; sha256: string; image: string; ms: number; detections: (Box & { class: string })[] }
+interface ImageResult {
+  model: string;
+  sha256: string;
+  image: string;
+  ms: number;
+  detections: (Box & { class: string })[];
+}
 interface KindResult {
-  kind: Kind; description: string; seconds: number; lines: ImageResult[]; features?: string; error?: string;
+  kind: Kind;
+  description: string;
+  seconds: number;
+  lines: ImageResult[];
+  features?: string;
+  error?: string;
   /** INT8 against FP32 on the frames. */
   agreement?: Agreement;
   /** x64-host only: INT8 against FP32 on the held-out set. */
@@ -191,13 +249,21 @@ function detectionsOf(r: Pick<KindResult, 'kind' | 'lines'>, model: string, imag
  * INT8 model, against the host's FP32 detections (`host`): emulated FP32 costs most of the time and is not what
  * differs between CPUs.
  */
-async function runKind(kind: Kind, opts: Options, judged: string, reference: string, images: string[],
-  host?: KindResult, heldoutImages: string[] = []): Promise<KindResult> {
+async function runKind(
+  kind: Kind,
+  opts: Options,
+  judged: string,
+  reference: string,
+  images: string[],
+  host?: KindResult,
+  heldoutImages: string[] = [],
+): Promise<KindResult> {
   const description = kind === 'x64-host' ? `${DESCRIPTION[kind]}: ${hostVnni()}` : DESCRIPTION[kind];
   const t0 = performance.now();
   const models = host ? ['--model', judged] : ['--model', judged, '--model', reference];
   const [cmd, args] = command(kind, ['--models-dir', opts.modelsDir, ...models, ...images, ...heldoutImages]);
-  if (!opts.json) process.stderr.write(`[check-cpus] ${kind}: ${images.length + heldoutImages.length} image(s) × ${models.length / 2} model(s)…\n`);
+  if (!opts.json)
+    process.stderr.write(`[check-cpus] ${kind}: ${images.length + heldoutImages.length} image(s) × ${models.length / 2} model(s)…\n`);
   let out: string;
   try {
     out = await run(cmd, args);
@@ -205,16 +271,30 @@ async function runKind(kind: Kind, opts: Options, judged: string, reference: str
     return { kind, description, seconds: (performance.now() - t0) / 1000, lines: [], error: (err as Error).message };
   }
   const seconds = (performance.now() - t0) / 1000;
-  const parsed = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { cpu?: { features?: string } } & ImageResult);
+  const parsed = out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { cpu?: { features?: string } } & ImageResult);
   const features = parsed.find((l) => l.cpu)?.cpu?.features;
   const lines = parsed.filter((l) => !l.cpu);
-  const pick = (model: string, image: string): ImageResult['detections'] => detectionsOf(model === reference && host ? host : { kind, lines }, model, image);
-  const frames = (set: string[]): FrameDetections[] => set.map((image) => {
-    const all = pick(judged, image);
-    return { aAll: all, a: all.filter((d) => d.score >= opts.threshold), b: pick(reference, image).filter((d) => d.score >= opts.threshold) };
-  });
+  const pick = (model: string, image: string): ImageResult['detections'] =>
+    detectionsOf(model === reference && host ? host : { kind, lines }, model, image);
+  const frames = (set: string[]): FrameDetections[] =>
+    set.map((image) => {
+      const all = pick(judged, image);
+      return {
+        aAll: all,
+        a: all.filter((d) => d.score >= opts.threshold),
+        b: pick(reference, image).filter((d) => d.score >= opts.threshold),
+      };
+    });
   return {
-    kind, description, seconds, lines, features, agreement: compareDetections(frames(images)),
+    kind,
+    description,
+    seconds,
+    lines,
+    features,
+    agreement: compareDetections(frames(images)),
     ...(heldoutImages.length ? { heldout: compareDetections(frames(heldoutImages)) } : {}),
   };
 }
@@ -223,16 +303,32 @@ const f3 = (v: number): string => v.toFixed(3);
 
 /** The kind's INT8 detections against the host's on the same images: the host's are the reference. */
 function againstHost(r: KindResult, host: KindResult, judged: string, images: string[], threshold: number): Agreement {
-  return compareDetections(images.map((image) => {
-    const all = detectionsOf(r, judged, image);
-    return { aAll: all, a: all.filter((d) => d.score >= threshold), b: detectionsOf(host, judged, image).filter((d) => d.score >= threshold) };
-  }));
+  return compareDetections(
+    images.map((image) => {
+      const all = detectionsOf(r, judged, image);
+      return {
+        aAll: all,
+        a: all.filter((d) => d.score >= threshold),
+        b: detectionsOf(host, judged, image).filter((d) => d.score >= threshold),
+      };
+    }),
+  );
 }
 
 const agreementJson = (a: Agreement): Record<string, unknown> => ({
-  images: a.frames, referenceBoxes: a.reference, detections: a.detections, truePositives: a.truePositives,
-  precision: Number(a.precision.toFixed(4)), recall: Number(a.recall.toFixed(4)), f1: Number(a.f1.toFixed(4)), map50: Number(a.map50.toFixed(4)),
-  scoreDrift: { mean: Number(a.scoreDrift.mean.toFixed(4)), meanAbs: Number(a.scoreDrift.meanAbs.toFixed(4)), maxAbs: Number(a.scoreDrift.maxAbs.toFixed(4)) },
+  images: a.frames,
+  referenceBoxes: a.reference,
+  detections: a.detections,
+  truePositives: a.truePositives,
+  precision: Number(a.precision.toFixed(4)),
+  recall: Number(a.recall.toFixed(4)),
+  f1: Number(a.f1.toFixed(4)),
+  map50: Number(a.map50.toFixed(4)),
+  scoreDrift: {
+    mean: Number(a.scoreDrift.mean.toFixed(4)),
+    meanAbs: Number(a.scoreDrift.meanAbs.toFixed(4)),
+    maxAbs: Number(a.scoreDrift.maxAbs.toFixed(4)),
+  },
 });
 
 async function main(argv: string[]): Promise<number> {
@@ -254,15 +350,24 @@ async function main(argv: string[]): Promise<number> {
   const from = (judged.spec.quantization as { from?: unknown } | undefined)?.from;
   const referenceName = opts.reference ?? (typeof from === 'string' ? from : undefined);
   if (!referenceName) {
-    process.stderr.write(`check-cpus: model '${judged.name}' in ${manifest.file} records no quantization.from; name its FP32 source with --reference\n`);
+    process.stderr.write(
+      `check-cpus: model '${judged.name}' in ${manifest.file} records no quantization.from; name its FP32 source with --reference\n`,
+    );
     return 2;
   }
   const reference = resolveModel(manifest, referenceName);
   const images = [...(await heldOutFrames(opts.frames)), ...opts.images];
-  const heldoutImages = opts.heldout === undefined ? []
-    : readdirSync(opts.heldout).filter((f) => IMAGE_EXTENSIONS.has(extname(f).toLowerCase())).sort().map((f) => join(opts.heldout!, f));
+  const heldoutImages =
+    opts.heldout === undefined
+      ? []
+      : readdirSync(opts.heldout)
+          .filter((f) => IMAGE_EXTENSIONS.has(extname(f).toLowerCase()))
+          .sort()
+          .map((f) => join(opts.heldout!, f));
   if (opts.heldout !== undefined && heldoutImages.length === 0) {
-    process.stderr.write(`check-cpus: ${opts.heldout} holds no images; fetch them with bash scripts/fetch-images.sh, or give --heldout none\n`);
+    process.stderr.write(
+      `check-cpus: ${opts.heldout} holds no images; fetch them with bash scripts/fetch-images.sh, or give --heldout none\n`,
+    );
     return 2;
   }
 
@@ -274,13 +379,22 @@ async function main(argv: string[]): Promise<number> {
   }
 
   // Each kind's lines go out as soon as it is done (an emulated kind takes minutes); the summary waits for all.
-  const out = (line: unknown): void => { process.stdout.write(JSON.stringify(line) + '\n'); };
+  const out = (line: unknown): void => {
+    process.stdout.write(JSON.stringify(line) + '\n');
+  };
   let failed = false;
   let below = false;
   const report = (r: KindResult): void => {
     const { kind } = r;
     for (const l of r.lines) {
-      out({ cpu: kind, image: l.image, model: l.model, detections: l.detections.filter((d) => d.score >= opts.threshold).map((d) => ({ class: d.class, score: Number(d.score.toFixed(3)), box: d.box.map((v) => Number(v.toFixed(1))) })) });
+      out({
+        cpu: kind,
+        image: l.image,
+        model: l.model,
+        detections: l.detections
+          .filter((d) => d.score >= opts.threshold)
+          .map((d) => ({ class: d.class, score: Number(d.score.toFixed(3)), box: d.box.map((v) => Number(v.toFixed(1))) })),
+      });
     }
     if (r.error || !r.agreement) {
       failed = true;
@@ -293,11 +407,19 @@ async function main(argv: string[]): Promise<number> {
     const pass = judgedBy.f1 >= opts.minF1;
     if (!pass) below = true;
     out({
-      cpu: kind, description: r.description, ...(r.features ? { features: r.features } : {}), model: judged.name, sha256: judged.spec.sha256, reference: reference.name,
+      cpu: kind,
+      description: r.description,
+      ...(r.features ? { features: r.features } : {}),
+      model: judged.name,
+      sha256: judged.spec.sha256,
+      reference: reference.name,
       agreement: agreementJson(r.agreement),
       ...(r.heldout ? { heldout: { path: opts.heldout, ...agreementJson(r.heldout) } } : {}),
       ...(r.sameAsHost ? { sameAsHost: agreementJson(r.sameAsHost) } : {}),
-      threshold: opts.threshold, minF1: opts.minF1, pass, seconds: Number(r.seconds.toFixed(1)),
+      threshold: opts.threshold,
+      minF1: opts.minF1,
+      pass,
+      seconds: Number(r.seconds.toFixed(1)),
     });
   };
 
@@ -316,24 +438,31 @@ async function main(argv: string[]): Promise<number> {
   finish(host);
   if (host.error) return 2;
   const queue = opts.kinds.filter((k) => k !== 'x64-host');
-  await Promise.all(Array.from({ length: Math.min(opts.jobs, queue.length) }, async () => {
-    for (let kind = queue.shift(); kind; kind = queue.shift()) {
-      let r: KindResult;
-      try {
-        r = await runKind(kind, opts, judged.name, reference.name, images, host);
-        if (!r.error) r.sameAsHost = againstHost(r, host, judged.name, images, opts.threshold);
-      } catch (err) {
-        r = { kind, description: DESCRIPTION[kind], seconds: 0, lines: [], error: (err as Error).message };
+  await Promise.all(
+    Array.from({ length: Math.min(opts.jobs, queue.length) }, async () => {
+      for (let kind = queue.shift(); kind; kind = queue.shift()) {
+        let r: KindResult;
+        try {
+          r = await runKind(kind, opts, judged.name, reference.name, images, host);
+          if (!r.error) r.sameAsHost = againstHost(r, host, judged.name, images, opts.threshold);
+        } catch (err) {
+          r = { kind, description: DESCRIPTION[kind], seconds: 0, lines: [], error: (err as Error).message };
+        }
+        finish(r);
       }
-      finish(r);
-    }
-  }));
+    }),
+  );
   if (!opts.json) {
-    process.stdout.write(`\n${judged.name} (sha256 ${judged.spec.sha256.slice(0, 12)}…) against ${reference.name} on ${images.length} frame(s), score >= ${opts.threshold}, IoU >= 0.5, same class\n`);
+    process.stdout.write(
+      `\n${judged.name} (sha256 ${judged.spec.sha256.slice(0, 12)}…) against ${reference.name} on ${images.length} frame(s), score >= ` +
+        `${opts.threshold}, IoU >= 0.5, same class\n`,
+    );
     if (host.heldout) {
       const h = host.heldout;
-      process.stdout.write(`x64-host on the held-out set (${h.frames} images of ${opts.heldout}): F1 ${f3(h.f1)}  P ${f3(h.precision)}  R ${f3(h.recall)}  ` +
-        `mAP50 ${f3(h.map50)}  ${h.reference} ref boxes  ${h.f1 >= opts.minF1 ? 'ok' : 'BELOW'} (must be >= ${opts.minF1})\n`);
+      process.stdout.write(
+        `x64-host on the held-out set (${h.frames} images of ${opts.heldout}): F1 ${f3(h.f1)}  P ${f3(h.precision)}  R ${f3(h.recall)}  ` +
+          `mAP50 ${f3(h.map50)}  ${h.reference} ref boxes  ${h.f1 >= opts.minF1 ? 'ok' : 'BELOW'} (must be >= ${opts.minF1})\n`,
+      );
     }
     for (const kind of opts.kinds) {
       const r = results.get(kind)!;
@@ -341,19 +470,27 @@ async function main(argv: string[]): Promise<number> {
       const a = r.agreement;
       process.stdout.write(
         `${kind.padEnd(12)} F1 ${f3(a.f1)}  P ${f3(a.precision)}  R ${f3(a.recall)}  mAP50 ${f3(a.map50)}  ` +
-        `drift ${a.scoreDrift.mean >= 0 ? '+' : ''}${f3(a.scoreDrift.mean)} (|mean| ${f3(a.scoreDrift.meanAbs)}, max ${f3(a.scoreDrift.maxAbs)})  ` +
-        `${a.reference} ref boxes  ${r.seconds.toFixed(0)} s  [${r.description}]\n`,
+          `drift ${a.scoreDrift.mean >= 0 ? '+' : ''}${f3(a.scoreDrift.mean)} (|mean| ${f3(a.scoreDrift.meanAbs)}, max ${f3(a.scoreDrift.maxAbs)})  ` +
+          `${a.reference} ref boxes  ${r.seconds.toFixed(0)} s  [${r.description}]\n`,
       );
       if (r.sameAsHost) {
         const h = r.sameAsHost;
-        process.stdout.write(`${''.padEnd(12)} against x64-host's INT8: F1 ${f3(h.f1)}, largest score difference ${f3(h.scoreDrift.maxAbs)}  ${h.f1 >= opts.minF1 ? 'ok' : 'BELOW'} (must be >= ${opts.minF1})\n`);
+        process.stdout.write(
+          `${''.padEnd(12)} against x64-host's INT8: F1 ${f3(h.f1)}, largest score difference ${f3(h.scoreDrift.maxAbs)}  ` +
+            `${h.f1 >= opts.minF1 ? 'ok' : 'BELOW'} (must be >= ${opts.minF1})\n`,
+        );
       }
     }
   }
   return failed ? 2 : below ? 1 : 0;
 }
 
-main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: unknown) => {
-  process.stderr.write(`check-cpus: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 2;
-});
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`check-cpus: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 2;
+  },
+);

@@ -47,15 +47,32 @@ async function main(): Promise<number> {
     let detector: Detector | undefined;
     try {
       // Under emulation on a busy machine one inference can take minutes; the agent's 60 s watchdog would end the worker.
-      detector = await openDetector({ modelsDir: values['models-dir'], model, scoreThreshold: threshold, maxDetections: 1000, timeoutMs: 30 * 60_000 });
+      detector = await openDetector({
+        modelsDir: values['models-dir'],
+        model,
+        scoreThreshold: threshold,
+        maxDetections: 1000,
+        timeoutMs: 30 * 60_000,
+      });
       for (const img of images) {
         const t0 = performance.now();
         const dets = await detector.detect({ width: img.width, height: img.height, data: img.data, ts: 0 });
-        process.stdout.write(JSON.stringify({
-          model: detector.model.name, sha256: detector.model.sha256, image: img.file, width: img.width, height: img.height,
-          ms: Math.round(performance.now() - t0),
-          detections: dets.map((d) => ({ class: d.class, classId: d.classId, score: round(d.score, 5), box: d.box.map((v) => round(v, 2)) })),
-        }) + '\n');
+        process.stdout.write(
+          JSON.stringify({
+            model: detector.model.name,
+            sha256: detector.model.sha256,
+            image: img.file,
+            width: img.width,
+            height: img.height,
+            ms: Math.round(performance.now() - t0),
+            detections: dets.map((d) => ({
+              class: d.class,
+              classId: d.classId,
+              score: round(d.score, 5),
+              box: d.box.map((v) => round(v, 2)),
+            })),
+          }) + '\n',
+        );
       }
     } finally {
       await detector?.close();
@@ -64,7 +81,12 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then((code) => { process.exitCode = code; }, (err: unknown) => {
-  process.stderr.write(`cpu-detect (${process.arch}): ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 1;
-});
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`cpu-detect (${process.arch}): ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

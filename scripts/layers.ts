@@ -81,7 +81,10 @@ export function layerProblems(edges: ImportEdge[]): LayerProblem[] {
       continue;
     }
     if (folder(e.from) !== folder(e.to) && b >= a && !(b === 0 && a === 0)) {
-      problems.push({ kind: 'back-edge', message: `${e.from} (layer ${a}) imports ${e.to} (layer ${b}): move the shared part down or the importer up` });
+      problems.push({
+        kind: 'back-edge',
+        message: `${e.from} (layer ${a}) imports ${e.to} (layer ${b}): move the shared part down or the importer up`,
+      });
     }
   }
   for (const cycle of cycles(edges)) problems.push({ kind: 'cycle', message: `import cycle: ${[...cycle, cycle[0]].join(' -> ')}` });

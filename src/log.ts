@@ -2,11 +2,21 @@ import { pino, type Logger } from 'pino';
 
 /** Paths pino censors wherever they appear in a log object: credentials never reach a log line. */
 export const redactPaths = [
-  'password', '*.password', '*.*.password',
-  'username', '*.username',
-  'key', '*.key', 'tls.key', '*.tls.key',
-  'url', '*.url', 'source.url', '*.source.url',
-  'authorization', '*.authorization',
+  'password',
+  '*.password',
+  '*.*.password',
+  'username',
+  '*.username',
+  'key',
+  '*.key',
+  'tls.key',
+  '*.tls.key',
+  'url',
+  '*.url',
+  'source.url',
+  '*.source.url',
+  'authorization',
+  '*.authorization',
 ];
 
 export function createLogger(opts: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {}): Logger {

@@ -47,14 +47,21 @@ t.test('a subscriber receives the events with the documented payload, evidence o
     t.equal(ev.camera.id, 'cam-a');
     t.equal(ev.camera.name, 'Walkway A');
     t.equal(ev.location.grid, 'FT-XMH-0101');
-    t.ok(ev.objects.every((o) => o.class === 'person'), 'only people fire the person rule');
+    t.ok(
+      ev.objects.every((o) => o.class === 'person'),
+      'only people fire the person rule',
+    );
     const file = join(dataDir, ev.evidence.annotated.file);
     t.ok(existsSync(file), `evidence ${ev.evidence.annotated.file} exists`);
     t.equal(createHash('sha256').update(readFileSync(file)).digest('hex'), ev.evidence.annotated.sha256, 'evidence sha256 matches');
     t.equal(readFileSync(file).subarray(0, 2).toString('hex'), 'ffd8', 'evidence is a JPEG');
   }
   const seqs = events(sub.messages).map((m) => (JSON.parse(m.payload) as { seq: number }).seq);
-  t.same(seqs, [...seqs].sort((a, b) => a - b), 'events arrive in seq order');
+  t.same(
+    seqs,
+    [...seqs].sort((a, b) => a - b),
+    'events arrive in seq order',
+  );
 
   await sub.waitFor((m) => m.some((x) => x.topic === 'ept/gw-test-01/health'), 30_000);
   const healthJson = JSON.parse(sub.messages.find((x) => x.topic === 'ept/gw-test-01/health')!.payload) as unknown;
@@ -77,7 +84,10 @@ t.test('a subscriber receives the events with the documented payload, evidence o
   await sub.waitFor((m) => events(m).some((x) => (JSON.parse(x.payload) as { state: string }).state === 'ended'), 10_000);
   t.pass('the ended message reached the subscriber before the agent exited');
   const received = new Set(ids(sub.messages));
-  t.ok(rows.filter((r) => r.state === 'acked').every((r) => received.has(r.id)), 'every acked row reached the subscriber');
+  t.ok(
+    rows.filter((r) => r.state === 'acked').every((r) => received.has(r.id)),
+    'every acked row reached the subscriber',
+  );
   t.notOk(agent.stderr().includes('"level":50'), 'no error logged');
 });
 
@@ -96,15 +106,22 @@ t.test('broker down: events stay in SQLite and all arrive, in order, when it is 
   const agent = runCli(['run', '--config', config]);
   t.teardown(() => agent.stop('SIGKILL'));
   await until('4 events stored while the broker is down', () => outboxRows(dataDir).length >= 4, 90_000);
-  t.ok(outboxRows(dataDir).every((r) => r.state === 'pending'), 'nothing is acked while the broker is down');
+  t.ok(
+    outboxRows(dataDir).every((r) => r.state === 'pending'),
+    'nothing is acked while the broker is down',
+  );
 
   await broker.restart();
   const sub = await collect(broker.url, 'ept/+/event/#', { session });
   t.teardown(() => sub.close());
-  await until('the outage backlog acked', () => {
-    const rows = outboxRows(dataDir);
-    return rows.slice(0, 4).every((r) => r.state === 'acked');
-  }, 60_000);
+  await until(
+    'the outage backlog acked',
+    () => {
+      const rows = outboxRows(dataDir);
+      return rows.slice(0, 4).every((r) => r.state === 'acked');
+    },
+    60_000,
+  );
   const stopped = await agent.stop('SIGTERM');
   t.equal(stopped.code, 0);
 
@@ -115,7 +132,11 @@ t.test('broker down: events stay in SQLite and all arrive, in order, when it is 
     const { seq } = JSON.parse(m.payload) as { seq: number };
     if (!firstSeen.includes(seq)) firstSeen.push(seq);
   }
-  t.same(firstSeen, [...firstSeen].sort((a, b) => a - b), 'first copies arrive in seq order');
+  t.same(
+    firstSeen,
+    [...firstSeen].sort((a, b) => a - b),
+    'first copies arrive in seq order',
+  );
   t.ok(firstSeen.length >= 4, `${firstSeen.length} events delivered after the outage`);
   const byId = new Map<string, string>();
   for (const m of events(sub.messages)) {
@@ -149,12 +170,20 @@ t.test('SIGKILL and restart: nothing committed is lost, the last will says offli
   t.equal((await a2.stop('SIGTERM')).code, 0);
 
   const rows = outboxRows(dataDir);
-  t.same(rows.slice(0, before.length).map((r) => r.id), before.map((r) => r.id), 'rows committed before the kill are still there');
+  t.same(
+    rows.slice(0, before.length).map((r) => r.id),
+    before.map((r) => r.id),
+    'rows committed before the kill are still there',
+  );
   await sub.waitFor((m) => rows.every((r) => ids(m).includes(r.id)), 30_000);
   t.pass(`all ${rows.length} committed events reached the subscriber`);
   for (const r of rows) t.ok(existsSync(join(dataDir, r.evidence_path)), `evidence of seq ${r.seq} kept`);
   const seqs = rows.map((r) => r.seq);
-  t.same(seqs, [...new Set(seqs)].sort((a, b) => a - b), 'seq strictly increasing across the restart');
+  t.same(
+    seqs,
+    [...new Set(seqs)].sort((a, b) => a - b),
+    'seq strictly increasing across the restart',
+  );
 });
 
 t.test('an invalid config exits 2 and lists every error with its path; nothing starts', async (t) => {
@@ -164,7 +193,20 @@ t.test('an invalid config exits 2 and lists every error with its path; nothing s
     mqtt: { url: 'http://broker' },
     cameras: [
       clipCamera('cam-a'),
-      { ...clipCamera('cam-b'), zones: [{ id: 'z', polygon: [[0, 0], [1.5, 0], [1, 1]], rules: [] }] },
+      {
+        ...clipCamera('cam-b'),
+        zones: [
+          {
+            id: 'z',
+            polygon: [
+              [0, 0],
+              [1.5, 0],
+              [1, 1],
+            ],
+            rules: [],
+          },
+        ],
+      },
     ],
   });
   const run = runCli(['run', '--config', config]);
@@ -177,9 +219,24 @@ t.test('an invalid config exits 2 and lists every error with its path; nothing s
   t.match(err, /cameras\[1\]\.zones\[0\]\.polygon/);
   t.notOk(existsSync(join(dir, 'data')), 'no data folder created');
 
-  const unknownClass = writeConfig(dir, gatewayConfig(dir, 'mqtt://127.0.0.1:1', [
-    clipCamera('cam-a', { zones: [{ id: 'z', polygon: [[0, 0], [1, 0], [1, 1]], rules: [{ kind: 'presence', type: 'x', classes: ['persn'] }] }] }),
-  ]));
+  const unknownClass = writeConfig(
+    dir,
+    gatewayConfig(dir, 'mqtt://127.0.0.1:1', [
+      clipCamera('cam-a', {
+        zones: [
+          {
+            id: 'z',
+            polygon: [
+              [0, 0],
+              [1, 0],
+              [1, 1],
+            ],
+            rules: [{ kind: 'presence', type: 'x', classes: ['persn'] }],
+          },
+        ],
+      }),
+    ]),
+  );
   const run2 = runCli(['run', '--config', unknownClass]);
   t.equal((await run2.exited).code, 2);
   t.match(run2.stderr(), /cameras\[0\]\.zones\[0\]\.rules\[0\]\.classes\[0\]/, 'an unknown class is named by path');
@@ -193,17 +250,23 @@ t.test('a missing video and a bad RTSP URL are named per camera; the other camer
   const dir = tempDir('badcam');
   const missing = join(dir, 'no-such-clip.avi');
   const port = await freePort();
-  const config = writeConfig(dir, gatewayConfig(dir, broker.url, [
-    clipCamera('cam-missing', { source: { file: missing } }),
-    clipCamera('cam-refused', { source: { url: `rtsp://admin:secret@127.0.0.1:${port}/stream1` } }),
-    clipCamera('cam-good'),
-  ]));
+  const config = writeConfig(
+    dir,
+    gatewayConfig(dir, broker.url, [
+      clipCamera('cam-missing', { source: { file: missing } }),
+      clipCamera('cam-refused', { source: { url: `rtsp://admin:secret@127.0.0.1:${port}/stream1` } }),
+      clipCamera('cam-good'),
+    ]),
+  );
   const agent = runCli(['run', '--config', config]);
   t.teardown(() => agent.stop('SIGKILL'));
   await agent.waitForLog(/cam-missing: failed[^\n]*no-such-clip\.avi/);
   await agent.waitForLog(/cam-refused: backoff[^\n]*(refused|Connection)/i);
   await sub.waitFor((m) => events(m).length >= 2, 90_000);
-  t.ok(events(sub.messages).every((m) => JSON.parse(m.payload).camera.id === 'cam-good'), 'events come from the good camera');
+  t.ok(
+    events(sub.messages).every((m) => JSON.parse(m.payload).camera.id === 'cam-good'),
+    'events come from the good camera',
+  );
   t.notMatch(agent.stderr(), 'secret', 'the camera password never reaches the log');
   t.equal((await agent.stop('SIGTERM')).code, 0);
 });
@@ -213,7 +276,10 @@ t.test('a missing model and a model whose sha256 does not match are refused, nam
   const models = join(dir, 'models');
   mkdirSync(models);
   copyFileSync(join(root, 'models', 'manifest.json'), join(models, 'manifest.json'));
-  const manifest = JSON.parse(readFileSync(join(models, 'manifest.json'), 'utf8')) as { default: string; models: Record<string, { file: string }> };
+  const manifest = JSON.parse(readFileSync(join(models, 'manifest.json'), 'utf8')) as {
+    default: string;
+    models: Record<string, { file: string }>;
+  };
   const modelFile = manifest.models[manifest.default]!.file;
   const config = writeConfig(dir, gatewayConfig(dir, 'mqtt://127.0.0.1:1', [clipCamera('cam-a')]));
 

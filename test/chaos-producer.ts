@@ -23,16 +23,34 @@ export interface ChaosConfig {
   tickMs: number;
 }
 
-export interface Committed { id: string; seq: number; camera: string; priority: Priority }
+export interface Committed {
+  id: string;
+  seq: number;
+  camera: string;
+  priority: Priority;
+}
 
 const cfg = JSON.parse(process.env.EDGEPATROL_CHAOS ?? '{}') as ChaosConfig;
 const log = createLogger({ level: process.env.EDGEPATROL_CHAOS_LOG ?? 'silent' });
-const send = (m: unknown): void => { process.send?.(m); };
+const send = (m: unknown): void => {
+  process.send?.(m);
+};
 const outbox = Outbox.open(join(cfg.dir, 'outbox.db'), {
-  log, maxBytes: cfg.maxBytes, onCorrupt: 'move-aside', alerts: { prefix: cfg.prefix, gatewayId: cfg.gatewayId, intervalMs: 300 },
+  log,
+  maxBytes: cfg.maxBytes,
+  onCorrupt: 'move-aside',
+  alerts: { prefix: cfg.prefix, gatewayId: cfg.gatewayId, intervalMs: 300 },
 });
-const uplink = new Uplink({ url: cfg.url, prefix: cfg.prefix, gatewayId: cfg.gatewayId, outbox, log, version: '0.0.0-chaos',
-  reconnect: { initialMs: 100, maxMs: 800 }, maintainMs: 300 });
+const uplink = new Uplink({
+  url: cfg.url,
+  prefix: cfg.prefix,
+  gatewayId: cfg.gatewayId,
+  outbox,
+  log,
+  version: '0.0.0-chaos',
+  reconnect: { initialMs: 100, maxMs: 800 },
+  maintainMs: 300,
+});
 uplink.start();
 mkdirSync(join(cfg.dir, 'evidence'), { recursive: true });
 
@@ -64,7 +82,9 @@ const timer = setInterval(() => {
     return;
   }
   uplink.notify();
-  send({ committed: batch.map((e, i): Committed => ({ id: e.id, seq: added[i]!.seq, camera: e.cameraId, priority: e.priority ?? 'normal' })) });
+  send({
+    committed: batch.map((e, i): Committed => ({ id: e.id, seq: added[i]!.seq, camera: e.cameraId, priority: e.priority ?? 'normal' })),
+  });
 }, cfg.tickMs);
 
 process.on('message', (m: string) => {

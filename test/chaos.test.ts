@@ -39,8 +39,28 @@ async function until(what: string, done: () => boolean, timeoutMs: number): Prom
 function buildProducer(): string {
   const out = mkdtempSync(join(root, 'test', 'chaos-build-'));
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-  execFileSync(process.execPath, [tsc, '--outDir', out, '--rootDir', root, '--module', 'nodenext', '--moduleResolution', 'nodenext',
-    '--target', 'es2022', '--skipLibCheck', '--types', 'node', '--strict', join(root, 'test', 'chaos-producer.ts')], { stdio: 'pipe' });
+  execFileSync(
+    process.execPath,
+    [
+      tsc,
+      '--outDir',
+      out,
+      '--rootDir',
+      root,
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--target',
+      'es2022',
+      '--skipLibCheck',
+      '--types',
+      'node',
+      '--strict',
+      join(root, 'test', 'chaos-producer.ts'),
+    ],
+    { stdio: 'pipe' },
+  );
   return out;
 }
 
@@ -61,7 +81,8 @@ t.test('chaos: SIGKILLs, broker restarts and a full outbox lose no committed eve
   let drained: unknown;
   const startChild = (): ChildProcess => {
     const c = spawn(process.execPath, [join(build, 'test', 'chaos-producer.js')], {
-      env: { ...process.env, EDGEPATROL_CHAOS: JSON.stringify(cfg) }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      env: { ...process.env, EDGEPATROL_CHAOS: JSON.stringify(cfg) },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
     c.on('message', (m: { committed?: Committed[]; refused?: string; drained?: unknown }) => {
       for (const e of m.committed ?? []) committed.set(e.id, e);
@@ -70,7 +91,9 @@ t.test('chaos: SIGKILLs, broker restarts and a full outbox lose no committed eve
     });
     return c;
   };
-  t.teardown(() => { child?.kill('SIGKILL'); });
+  t.teardown(() => {
+    child?.kill('SIGKILL');
+  });
 
   child = startChild();
   const started = performance.now();
@@ -113,25 +136,39 @@ t.test('chaos: SIGKILLs, broker restarts and a full outbox lose no committed eve
   const drops = outbox.drops();
   const stats = outbox.stats();
   t.comment(`outbox: ${JSON.stringify(stats)}; drops: ${JSON.stringify(drops)}`);
-  t.ok(drops.every((d) => d.reason === 'full'), 'the only drops are byte-cap evictions (no ttl configured, disk not full)');
+  t.ok(
+    drops.every((d) => d.reason === 'full'),
+    'the only drops are byte-cap evictions (no ttl configured, disk not full)',
+  );
   t.ok(stats.dropped.events + stats.dropped.evidence > 0, 'the byte cap was reached');
 
   const droppedEvents = drops.filter((d) => d.what === 'event');
-  t.ok(droppedEvents.every((d) => d.priority === 'low'), `evicted events are low priority only: ${JSON.stringify(droppedEvents)}`);
+  t.ok(
+    droppedEvents.every((d) => d.priority === 'low'),
+    `evicted events are low priority only: ${JSON.stringify(droppedEvents)}`,
+  );
   const allowedMissing = droppedEvents.reduce((n, d) => n + d.count, 0) + refused * cfg.batch;
 
   const eventTopic = `${prefix}/${gatewayId}/event/presence`;
   // Everything committed and not evicted must arrive: wait for it, bounded.
-  const received = () => new Set(sub.messages.filter((m) => m.topic === eventTopic).map((m) => (JSON.parse(m.payload) as { messageId: string }).messageId));
-  await until('the subscriber to receive every committed event that was not evicted', () => {
-    const got = received();
-    let missing = 0;
-    for (const id of committed.keys()) if (!got.has(id)) missing++;
-    return missing <= allowedMissing;
-  }, 60_000).catch(() => {});
+  const received = () =>
+    new Set(sub.messages.filter((m) => m.topic === eventTopic).map((m) => (JSON.parse(m.payload) as { messageId: string }).messageId));
+  await until(
+    'the subscriber to receive every committed event that was not evicted',
+    () => {
+      const got = received();
+      let missing = 0;
+      for (const id of committed.keys()) if (!got.has(id)) missing++;
+      return missing <= allowedMissing;
+    },
+    60_000,
+  ).catch(() => {});
   const got = received();
   const missing = [...committed.values()].filter((e) => !got.has(e.id));
-  t.ok(missing.every((e) => e.priority === 'low'), `every missing event is a low-priority one the cap evicted (${missing.length} missing)`);
+  t.ok(
+    missing.every((e) => e.priority === 'low'),
+    `every missing event is a low-priority one the cap evicted (${missing.length} missing)`,
+  );
   t.ok(missing.length <= allowedMissing, `missing (${missing.length}) ≤ counted event drops (${allowedMissing})`);
   t.equal(missing.filter((e) => e.priority !== 'low').length, 0, '0 normal or high events lost');
 
@@ -175,6 +212,8 @@ t.test('chaos: SIGKILLs, broker restarts and a full outbox lose no committed eve
   }
   t.equal(announced, stats.dropped.events + stats.dropped.evidence, `the ${alertIds.size} drop alert(s) announce every drop exactly once`);
 
-  t.comment(`chaos: ${committed.size} events committed in ${productionS.toFixed(1)} s through ${kills} SIGKILLs and ${brokerRestarts} broker restarts; ` +
-    `${byId.size} distinct received, ${duplicates} duplicates, ${missing.length} evicted (low), ${stats.dropped.evidence} evidence images evicted`);
+  t.comment(
+    `chaos: ${committed.size} events committed in ${productionS.toFixed(1)} s through ${kills} SIGKILLs and ${brokerRestarts} broker restarts; ` +
+      `${byId.size} distinct received, ${duplicates} duplicates, ${missing.length} evicted (low), ${stats.dropped.evidence} evidence images evicted`,
+  );
 });

@@ -45,11 +45,26 @@ t.test('a model without quantization.from needs --reference', async (t) => {
 });
 
 // What scripts/arm64.sh itself requires of a built tree (a half-built one, while a build runs, is skipped too).
-const armBuilt = ['node/bin/node', 'cpuinfo-a72', 'app/dist/src/cli/main.js'].every((f) => existsSync(join(projectRoot, '.cache', 'arm64', f)));
-t.test('the arm64 tree runs under qemu-aarch64 with a Cortex-A72 /proc/cpuinfo', { skip: armBuilt ? false : 'no .cache/arm64 (bash scripts/arm64.sh build)' }, async (t) => {
-  const r = spawnSync('bash', [join(projectRoot, 'scripts', 'arm64.sh'), 'node', 'a72', '-p',
-    'process.arch + " " + /^Features.*$/m.exec(require("fs").readFileSync("/proc/cpuinfo", "utf8"))[0]'], { encoding: 'utf8' });
-  t.equal(r.status, 0, r.stderr);
-  t.match(r.stdout, /^arm64 Features\s*: fp asimd .*cpuid$/m);
-  t.notMatch(r.stdout, /asimddp/, 'the A72 has no dot product');
-});
+const armBuilt = ['node/bin/node', 'cpuinfo-a72', 'app/dist/src/cli/main.js'].every((f) =>
+  existsSync(join(projectRoot, '.cache', 'arm64', f)),
+);
+t.test(
+  'the arm64 tree runs under qemu-aarch64 with a Cortex-A72 /proc/cpuinfo',
+  { skip: armBuilt ? false : 'no .cache/arm64 (bash scripts/arm64.sh build)' },
+  async (t) => {
+    const r = spawnSync(
+      'bash',
+      [
+        join(projectRoot, 'scripts', 'arm64.sh'),
+        'node',
+        'a72',
+        '-p',
+        'process.arch + " " + /^Features.*$/m.exec(require("fs").readFileSync("/proc/cpuinfo", "utf8"))[0]',
+      ],
+      { encoding: 'utf8' },
+    );
+    t.equal(r.status, 0, r.stderr);
+    t.match(r.stdout, /^arm64 Features\s*: fp asimd .*cpuid$/m);
+    t.notMatch(r.stdout, /asimddp/, 'the A72 has no dot product');
+  },
+);

@@ -20,26 +20,47 @@ import { startMosquitto } from './helpers/mosquitto.js';
 /** A logger whose lines the test reads. */
 function capturedLog(): { log: ReturnType<typeof createLogger>; lines: () => { msg: string; component?: string; event?: string }[] } {
   let text = '';
-  const destination = new Writable({ write(chunk: Buffer, _enc, cb) { text += chunk.toString(); cb(); } });
-  return { log: createLogger({ level: 'info', destination }), lines: () => text.split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      text += chunk.toString();
+      cb();
+    },
+  });
+  return {
+    log: createLogger({ level: 'info', destination }),
+    lines: () =>
+      text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l)),
+  };
 }
 
 /** A component that records what it is given and what it sees, and notes its start and stop in `order`. */
 class Probe implements Component {
   ctx: ComponentContext | undefined;
   readonly seen: { [K in keyof AgentEvents]: AgentEvents[K][] } = {
-    'camera.state': [], 'rule.hit': [], 'event.stored': [], 'cameras.sampled': [], 'message.received': [],
+    'camera.state': [],
+    'rule.hit': [],
+    'event.stored': [],
+    'cameras.sampled': [],
+    'message.received': [],
   };
   /** Whether the outbox still answered when stop() ran. */
   outboxOpenAtStop = false;
 
-  constructor(readonly name: string, private readonly order: string[]) {}
+  constructor(
+    readonly name: string,
+    private readonly order: string[],
+  ) {}
 
   start(ctx: ComponentContext): void {
     this.order.push(`start ${this.name}`);
     this.ctx = ctx;
     for (const event of Object.keys(this.seen) as (keyof AgentEvents)[]) {
-      ctx.bus.on(event, (p) => { (this.seen[event] as unknown[]).push(p); });
+      ctx.bus.on(event, (p) => {
+        (this.seen[event] as unknown[]).push(p);
+      });
     }
   }
 
@@ -48,7 +69,9 @@ class Probe implements Component {
     try {
       this.ctx!.outbox.stats();
       this.outboxOpenAtStop = true;
-    } catch { /* closed: the core stopped first */ }
+    } catch {
+      /* closed: the core stopped first */
+    }
   }
 }
 
@@ -58,24 +81,48 @@ async function broker(t: Test): Promise<string> {
   return b.url;
 }
 
-
 t.test('the event bus: a throwing or rejecting listener is logged with its owner, the others still run', async (t) => {
   const { log, lines } = capturedLog();
   const bus = new EventBus<{ ping: number }>(log);
   const got: string[] = [];
-  bus.on('ping', () => { throw new Error('boom'); }, 'first');
-  bus.on('ping', async () => { throw new Error('later'); }, 'second');
-  const off = bus.on('ping', (n) => { got.push(`third ${n}`); }, 'third');
+  bus.on(
+    'ping',
+    () => {
+      throw new Error('boom');
+    },
+    'first',
+  );
+  bus.on(
+    'ping',
+    async () => {
+      throw new Error('later');
+    },
+    'second',
+  );
+  const off = bus.on(
+    'ping',
+    (n) => {
+      got.push(`third ${n}`);
+    },
+    'third',
+  );
   const scoped = bus.scoped('fourth');
-  scoped.on('ping', (n) => { got.push(`fourth ${n}`); });
+  scoped.on('ping', (n) => {
+    got.push(`fourth ${n}`);
+  });
   t.ok(bus.listening('ping'));
   t.doesNotThrow(() => bus.emit('ping', 1), 'the emitter never sees a listener fail');
   await new Promise((r) => setImmediate(r));
   t.same(got, ['third 1', 'fourth 1']);
-  t.match(lines().filter((l) => l.event === 'ping').map((l) => [l.component, l.msg]), [
-    ['first', /^first: listener of ping failed: boom/],
-    ['second', /^second: listener of ping failed: later/],
-  ]);
+  t.match(
+    lines()
+      .filter((l) => l.event === 'ping')
+      .map((l) => [l.component, l.msg]),
+    [
+      ['first', /^first: listener of ping failed: boom/],
+      ['second', /^second: listener of ping failed: later/],
+    ],
+  );
   off();
   scoped.dispose();
   bus.emit('ping', 2);
@@ -97,8 +144,15 @@ t.test('components on the real agent: context, bus events of the frame path, ord
   const first = new Probe('first', order);
   const broken: Component = {
     name: 'broken',
-    start: (ctx) => { ctx.bus.on('camera.state', () => { throw new Error('listener bug'); }); order.push('start broken'); },
-    stop: () => { order.push('stop broken'); },
+    start: (ctx) => {
+      ctx.bus.on('camera.state', () => {
+        throw new Error('listener bug');
+      });
+      order.push('start broken');
+    },
+    stop: () => {
+      order.push('stop broken');
+    },
   };
   const last = new Probe('last', order);
   const { log, lines } = capturedLog();
@@ -117,7 +171,14 @@ t.test('components on the real agent: context, bus events of the frame path, ord
   await until('an event stored', () => last.seen['event.stored'].length > 0, 120_000);
   const states = first.seen['camera.state'];
   const firstTwo = states.slice(0, 2).map((s) => [s.cameraId, s.state]);
-  t.same(firstTwo, [['cam-a', 'connecting'], ['cam-a', 'streaming']], 'connecting, then streaming');
+  t.same(
+    firstTwo,
+    [
+      ['cam-a', 'connecting'],
+      ['cam-a', 'streaming'],
+    ],
+    'connecting, then streaming',
+  );
   const laterListener = last.seen['camera.state'].slice(0, 2).map((s) => s.state);
   t.same(laterListener, ['connecting', 'streaming'], 'a listener after the throwing one still gets it');
   const logged = lines().some((l) => l.component === 'broken' && /^broken: listener of camera\.state failed: listener bug/.test(l.msg));
@@ -162,11 +223,14 @@ t.test('a component whose start throws: the agent does not start, names it, and 
       ffmpegWhileStarting = ffmpegChildren().length;
       throw new Error('cannot open its port');
     },
-    stop: () => { order.push('stop failing'); },
+    stop: () => {
+      order.push('stop failing');
+    },
   };
   const after = new Probe('after', order);
-  await t.rejects(Agent.start({ config, log: createLogger({ level: 'silent' }), components: [before, failing, after] }),
-    { message: /^component failing failed to start: cannot open its port/ });
+  await t.rejects(Agent.start({ config, log: createLogger({ level: 'silent' }), components: [before, failing, after] }), {
+    message: /^component failing failed to start: cannot open its port/,
+  });
   t.ok(ffmpegWhileStarting > 0, 'the cameras ran while components started');
   t.same(order, ['start before', 'stop before'], 'the started one stopped; the failing one undoes its own start; the rest never started');
   t.ok(before.outboxOpenAtStop, 'it stopped before the core');

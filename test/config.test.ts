@@ -4,7 +4,13 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import {
-  parseConfig, loadConfig, ConfigError, formatConfigError, checkClasses, renderConfigJsonSchema, configJsonSchema,
+  parseConfig,
+  loadConfig,
+  ConfigError,
+  formatConfigError,
+  checkClasses,
+  renderConfigJsonSchema,
+  configJsonSchema,
   type ConfigIssue,
 } from '../src/config/index.js';
 
@@ -42,7 +48,14 @@ function issueAt(issues: ConfigIssue[], path: string): ConfigIssue | undefined {
 t.test('a minimal config gets every default', async (t) => {
   const cfg = parseConfig(minimal, '/srv/gw/gateway.yaml');
   t.same(cfg.gateway, { id: 'gw-demo-01', dataDir: '/var/lib/edgepatrol', timezone: 'UTC' });
-  t.same(cfg.mqtt, { url: 'mqtt://127.0.0.1:1883', prefix: 'edgepatrol', clientId: 'edgepatrol-gw-demo-01', delivery: 'broker', sessionExpirySeconds: 604800, reconnect: { initialMs: 1000, maxMs: 60000 } });
+  t.same(cfg.mqtt, {
+    url: 'mqtt://127.0.0.1:1883',
+    prefix: 'edgepatrol',
+    clientId: 'edgepatrol-gw-demo-01',
+    delivery: 'broker',
+    sessionExpirySeconds: 604800,
+    reconnect: { initialMs: 1000, maxMs: 60000 },
+  });
   t.same(cfg.model, { threads: 1, scoreThreshold: 0.35, queueDepth: 3, pinCores: true });
   t.same(cfg.evidence, { jpegQuality: 80, maxBytes: 2_000_000_000, maxAgeDays: 30 });
   const cam = cfg.cameras[0]!;
@@ -55,8 +68,28 @@ t.test('a minimal config gets every default', async (t) => {
   t.same(cam.zones[0]!.masks, []);
   const lifecycle = { priority: 'normal', updateMinutes: 10, endSeconds: 10 };
   t.same(cam.zones[0]!.rules, [
-    { kind: 'presence', id: 'street_vending', type: 'street_vending', classes: ['person'], minScore: 0.5, minBoxArea: 0, cooldownSeconds: 60, ...lifecycle },
-    { kind: 'dwell', id: 'fire_lane_parking', type: 'fire_lane_parking', classes: ['car', 'truck'], seconds: 30, minScore: 0.5, minBoxArea: 0, maxMovement: 0.05, cooldownSeconds: 300, ...lifecycle },
+    {
+      kind: 'presence',
+      id: 'street_vending',
+      type: 'street_vending',
+      classes: ['person'],
+      minScore: 0.5,
+      minBoxArea: 0,
+      cooldownSeconds: 60,
+      ...lifecycle,
+    },
+    {
+      kind: 'dwell',
+      id: 'fire_lane_parking',
+      type: 'fire_lane_parking',
+      classes: ['car', 'truck'],
+      seconds: 30,
+      minScore: 0.5,
+      minBoxArea: 0,
+      maxMovement: 0.05,
+      cooldownSeconds: 300,
+      ...lifecycle,
+    },
   ]);
 });
 
@@ -65,7 +98,12 @@ t.test('the reference example loads, and a loaded config is itself a valid confi
   const cfg = parseConfig(readFileSync(file, 'utf8'), file);
   t.equal(cfg.cameras.length, 3);
   t.equal(cfg.gateway.timezone, 'Asia/Shanghai');
-  t.same(cfg.mqtt.tls, { ca: '/etc/edgepatrol/tls/ca.pem', cert: '/etc/edgepatrol/tls/gateway.pem', key: '/etc/edgepatrol/tls/gateway.key', rejectUnauthorized: true });
+  t.same(cfg.mqtt.tls, {
+    ca: '/etc/edgepatrol/tls/ca.pem',
+    cert: '/etc/edgepatrol/tls/gateway.pem',
+    key: '/etc/edgepatrol/tls/gateway.key',
+    rejectUnauthorized: true,
+  });
   t.same(cfg.cameras[2]!.source, { file: join(root, 'assets/vtest.avi'), loop: true });
   t.equal(cfg.cameras[0]!.zones[0]!.rules[0]!.id, 'vendors');
   t.same(parseConfig(YAML.stringify(cfg), file), cfg, 'round trip: output is valid input');
@@ -122,27 +160,187 @@ t.test('URL schemes, ids, lat/lon pairing, mqtt auth and tls consistency', async
     edit(c);
     return issuesOf(YAML.stringify(c));
   };
-  t.match(issueAt(variant((c) => { c.mqtt.url = 'http://broker'; }), 'mqtt.url')?.message, /expected mqtt:\/\/, mqtts:\/\/, ws:\/\/, wss:\/\//);
-  t.match(issueAt(variant((c) => { c.mqtt.url = 'not a url'; }), 'mqtt.url')?.message, /not a valid URL/);
-  t.match(issueAt(variant((c) => { c.mqtt.tls = {}; }), 'mqtt.url')?.message, /tls is configured but the url uses mqtt:\/\//);
-  t.match(issueAt(variant((c) => { c.mqtt.password = 'p'; }), 'mqtt.username')?.message, /password is set but username is not/);
-  t.match(issueAt(variant((c) => { c.gateway.id = 'gw/1'; }), 'gateway.id')?.message, /only letters, digits/);
-  t.match(issueAt(variant((c) => { c.gateway.timezone = 'Mars/Olympus'; }), 'gateway.timezone')?.message, /unknown time zone/);
-  t.match(issueAt(variant((c) => { c.cameras[0].location = { lat: 22.5 }; }), 'cameras[0].location.lon')?.message, /lat and lon go together/);
-  t.match(issueAt(variant((c) => { c.cameras[0].source = { url: 'rtsp://h/s', loop: true }; }), 'cameras[0].source.loop')?.message, /only to a file source/);
-  t.match(issueAt(variant((c) => { c.cameras[0].source = {}; }), 'cameras[0].source')?.message, /neither url nor file/);
-  t.match(issueAt(variant((c) => { c.cameras[0].source = { file: './x.avi', detectUrl: 'rtsp://h/sub' }; }), 'cameras[0].source.detectUrl')?.message, /needs url, not file/);
-  t.same(parseConfig(minimal.replace('source: { file: ./clip.avi }', 'source: { url: rtsp://h/main, detectUrl: rtsp://h/sub }'), '/x/g.yaml').cameras[0]!.source,
-    { url: 'rtsp://h/main', detectUrl: 'rtsp://h/sub' }, 'main stream and sub-stream');
-  t.match(issueAt(variant((c) => { c.cameras[0].motion = { masks: [[[0, 0], [1, 1], [1, 0], [0, 1]]] }; }), 'cameras[0].motion.masks[0]')?.message, /crosses itself/);
-  t.match(issueAt(variant((c) => { c.cameras[0].zones[0].rules[0].kind = 'presense'; }), 'cameras[0].zones[0].rules[0].kind')?.message, /unknown kind 'presense'; expected one of: presence, dwell, count, line_cross, left_object, scene_change/);
-  t.match(issueAt(variant((c) => { c.cameras[0].zones[0].rules[1].type = 'street_vending'; }), 'cameras[0].zones[0].rules[1].id')?.message, /duplicate rule id 'street_vending'/);
-  t.match(issueAt(variant((c) => { c.model = { threads: 1.5 }; }), 'model.threads')?.message, /whole number/);
-  t.match(issueAt(variant((c) => { c.cameras[0].detect = { width: 641 }; }), 'cameras[0].detect.width')?.message, /width must be an even whole number \(frames are YUV 4:2:0\), got 641; use 642/);
-  t.match(issueAt(variant((c) => { c.cameras[0].detect = { height: 359.5 }; }), 'cameras[0].detect.height')?.message, /height must be an even whole number/);
-  t.match(issueAt(variant((c) => { c.cameras = []; }), 'cameras')?.message, /at least one camera/);
-  t.match(issueAt(variant((c) => { delete c.gateway; }), 'gateway')?.message, /missing; expected a mapping/);
-  const moreCrossChecks = variant((c) => { c.model = { threads: 1.5 }; c.cameras.push(structuredClone(c.cameras[0])); });
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.mqtt.url = 'http://broker';
+      }),
+      'mqtt.url',
+    )?.message,
+    /expected mqtt:\/\/, mqtts:\/\/, ws:\/\/, wss:\/\//,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.mqtt.url = 'not a url';
+      }),
+      'mqtt.url',
+    )?.message,
+    /not a valid URL/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.mqtt.tls = {};
+      }),
+      'mqtt.url',
+    )?.message,
+    /tls is configured but the url uses mqtt:\/\//,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.mqtt.password = 'p';
+      }),
+      'mqtt.username',
+    )?.message,
+    /password is set but username is not/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.gateway.id = 'gw/1';
+      }),
+      'gateway.id',
+    )?.message,
+    /only letters, digits/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.gateway.timezone = 'Mars/Olympus';
+      }),
+      'gateway.timezone',
+    )?.message,
+    /unknown time zone/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.cameras[0].location = { lat: 22.5 };
+      }),
+      'cameras[0].location.lon',
+    )?.message,
+    /lat and lon go together/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.cameras[0].source = { url: 'rtsp://h/s', loop: true };
+      }),
+      'cameras[0].source.loop',
+    )?.message,
+    /only to a file source/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.cameras[0].source = {};
+      }),
+      'cameras[0].source',
+    )?.message,
+    /neither url nor file/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.cameras[0].source = { file: './x.avi', detectUrl: 'rtsp://h/sub' };
+      }),
+      'cameras[0].source.detectUrl',
+    )?.message,
+    /needs url, not file/,
+  );
+  t.same(
+    parseConfig(minimal.replace('source: { file: ./clip.avi }', 'source: { url: rtsp://h/main, detectUrl: rtsp://h/sub }'), '/x/g.yaml')
+      .cameras[0]!.source,
+    { url: 'rtsp://h/main', detectUrl: 'rtsp://h/sub' },
+    'main stream and sub-stream',
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.cameras[0].motion = {
+          masks: [
+            [
+              [0, 0],
+              [1, 1],
+              [1, 0],
+              [0, 1],
+            ],
+          ],
+        };
+      }),
+      'cameras[0].motion.masks[0]',
+    )?.message,
+    /crosses itself/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.cameras[0].zones[0].rules[0].kind = 'presense';
+      }),
+      'cameras[0].zones[0].rules[0].kind',
+    )?.message,
+    /unknown kind 'presense'; expected one of: presence, dwell, count, line_cross, left_object, scene_change/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.cameras[0].zones[0].rules[1].type = 'street_vending';
+      }),
+      'cameras[0].zones[0].rules[1].id',
+    )?.message,
+    /duplicate rule id 'street_vending'/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.model = { threads: 1.5 };
+      }),
+      'model.threads',
+    )?.message,
+    /whole number/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.cameras[0].detect = { width: 641 };
+      }),
+      'cameras[0].detect.width',
+    )?.message,
+    /width must be an even whole number \(frames are YUV 4:2:0\), got 641; use 642/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.cameras[0].detect = { height: 359.5 };
+      }),
+      'cameras[0].detect.height',
+    )?.message,
+    /height must be an even whole number/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        c.cameras = [];
+      }),
+      'cameras',
+    )?.message,
+    /at least one camera/,
+  );
+  t.match(
+    issueAt(
+      variant((c) => {
+        delete c.gateway;
+      }),
+      'gateway',
+    )?.message,
+    /missing; expected a mapping/,
+  );
+  const moreCrossChecks = variant((c) => {
+    c.model = { threads: 1.5 };
+    c.cameras.push(structuredClone(c.cameras[0]));
+  });
   t.ok(issueAt(moreCrossChecks, 'cameras[1].id'), 'cross-checks still run when a field is invalid');
 });
 
@@ -160,7 +358,10 @@ t.test('YAML syntax errors carry line and column', async (t) => {
 t.test('formatConfigError shows file, line, path and message', async (t) => {
   let text = '';
   try {
-    parseConfig('gateway: { id: "bad id" }\nmqtt: { url: mqtt://h }\ncameras: [{ id: c, source: { file: x } }]\n', '/etc/edgepatrol/gateway.yaml');
+    parseConfig(
+      'gateway: { id: "bad id" }\nmqtt: { url: mqtt://h }\ncameras: [{ id: c, source: { file: x } }]\n',
+      '/etc/edgepatrol/gateway.yaml',
+    );
   } catch (err) {
     text = formatConfigError(err as ConfigError);
   }
@@ -170,11 +371,17 @@ t.test('formatConfigError shows file, line, path and message', async (t) => {
 t.test('secrets: a file others can read is refused, mode 600 accepted', async (t) => {
   const dir = t.testdir({});
   const file = join(dir, 'gateway.yaml');
-  writeFileSync(file, minimal.replace('mqtt: { url: mqtt://127.0.0.1:1883 }', 'mqtt: { url: mqtt://127.0.0.1:1883, username: gw, password: hunter2 }'));
+  writeFileSync(
+    file,
+    minimal.replace('mqtt: { url: mqtt://127.0.0.1:1883 }', 'mqtt: { url: mqtt://127.0.0.1:1883, username: gw, password: hunter2 }'),
+  );
   chmodSync(file, 0o644);
   const err = t.throws(() => loadConfig(file)) as unknown as ConfigError;
   t.ok(err instanceof ConfigError);
-  t.match(err.issues[0]?.message, new RegExp(`holds secrets \\(mqtt.password\\) but is readable by group or others \\(mode 0644\\); run: chmod 600 ${file}`));
+  t.match(
+    err.issues[0]?.message,
+    new RegExp(`holds secrets \\(mqtt.password\\) but is readable by group or others \\(mode 0644\\); run: chmod 600 ${file}`),
+  );
   t.notMatch(formatConfigError(err), /hunter2/, 'the secret itself is never shown');
   chmodSync(file, 0o600);
   t.equal(loadConfig(file).mqtt.password, 'hunter2');
@@ -182,7 +389,10 @@ t.test('secrets: a file others can read is refused, mode 600 accepted', async (t
   const cam = join(dir, 'cam.yaml');
   writeFileSync(cam, minimal.replace('{ file: ./clip.avi }', '{ url: "rtsp://admin:pw@10.0.0.2/s" }'));
   chmodSync(cam, 0o640);
-  t.match(t.throws(() => loadConfig(cam)), { issues: [{ message: /cameras\[0\].source.url.*chmod 600/ }] });
+  t.match(
+    t.throws(() => loadConfig(cam)),
+    { issues: [{ message: /cameras\[0\].source.url.*chmod 600/ }] },
+  );
 
   const plain = join(dir, 'plain.yaml');
   writeFileSync(plain, minimal);
@@ -194,19 +404,37 @@ t.test('loadConfig checks the TLS files exist and the key is private', async (t)
   const dir = t.testdir({ 'ca.pem': 'x', 'gw.pem': 'x', 'gw.key': 'x' });
   chmodSync(join(dir, 'gw.key'), 0o644);
   const file = join(dir, 'gateway.yaml');
-  writeFileSync(file, minimal.replace('mqtt: { url: mqtt://127.0.0.1:1883 }', 'mqtt: { url: mqtts://h:8883, tls: { ca: ./ca.pem, cert: ./gw.pem, key: ./gw.key } }'));
-  t.match(t.throws(() => loadConfig(file)), { issues: [{ path: 'mqtt.tls.key', message: /readable by group or others.*chmod 600 .*gw.key/ }] });
+  writeFileSync(
+    file,
+    minimal.replace(
+      'mqtt: { url: mqtt://127.0.0.1:1883 }',
+      'mqtt: { url: mqtts://h:8883, tls: { ca: ./ca.pem, cert: ./gw.pem, key: ./gw.key } }',
+    ),
+  );
+  t.match(
+    t.throws(() => loadConfig(file)),
+    { issues: [{ path: 'mqtt.tls.key', message: /readable by group or others.*chmod 600 .*gw.key/ }] },
+  );
   chmodSync(join(dir, 'gw.key'), 0o600);
   t.equal(loadConfig(file).mqtt.tls?.key, join(dir, 'gw.key'));
   writeFileSync(file, minimal.replace('mqtt: { url: mqtt://127.0.0.1:1883 }', 'mqtt: { url: mqtts://h:8883, tls: { ca: ./missing.pem } }'));
-  t.match(t.throws(() => loadConfig(file)), { issues: [{ path: 'mqtt.tls.ca', message: /not found/ }] });
-  t.match(t.throws(() => loadConfig(join(dir, 'nope.yaml'))), { issues: [{ message: /cannot read the config file: no such file/ }] });
+  t.match(
+    t.throws(() => loadConfig(file)),
+    { issues: [{ path: 'mqtt.tls.ca', message: /not found/ }] },
+  );
+  t.match(
+    t.throws(() => loadConfig(join(dir, 'nope.yaml'))),
+    { issues: [{ message: /cannot read the config file: no such file/ }] },
+  );
 });
 
 t.test('checkClasses names unknown classes by path', async (t) => {
   const cfg = parseConfig(minimal.replace('classes: [car, truck]', 'classes: [car, Truck, tractor]'), '/x/gateway.yaml');
   const issues = checkClasses(cfg, ['person', 'bicycle', 'car', 'motorcycle', 'bus', 'truck']);
-  t.same(issues.map((i) => i.path), ['cameras[0].zones[0].rules[1].classes[1]', 'cameras[0].zones[0].rules[1].classes[2]']);
+  t.same(
+    issues.map((i) => i.path),
+    ['cameras[0].zones[0].rules[1].classes[1]', 'cameras[0].zones[0].rules[1].classes[2]'],
+  );
   t.match(issues[0]?.message, /no class 'Truck' \(did you mean 'truck'\?\)/);
   t.same(checkClasses(cfg, ['person', 'car', 'Truck', 'tractor']), []);
 });
@@ -219,7 +447,10 @@ t.test('docs/config.schema.json is up to date and docs/config.md names every key
 
   const keys = new Set<string>();
   const walk = (node: unknown): void => {
-    if (Array.isArray(node)) { node.forEach(walk); return; }
+    if (Array.isArray(node)) {
+      node.forEach(walk);
+      return;
+    }
     if (typeof node !== 'object' || node === null) return;
     const props = (node as { properties?: Record<string, unknown> }).properties;
     if (props) for (const k of Object.keys(props)) keys.add(k);

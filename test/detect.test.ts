@@ -24,12 +24,19 @@ async function run(...argv: string[]): Promise<{ code: number; out: string; err:
   return { code, out, err };
 }
 
-interface JsonDetection { class: string; score: number; box: [number, number, number, number] }
+interface JsonDetection {
+  class: string;
+  score: number;
+  box: [number, number, number, number];
+}
 
 t.test('finds people in a vtest.avi frame', async (t) => {
   const plain = await run(frame);
   t.equal(plain.code, 0, plain.err);
-  const rows = plain.out.trim().split('\n').map((l) => l.split(' '));
+  const rows = plain.out
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' '));
   const people = rows.filter((r) => r[0] === 'person' && Number(r[1]) > 0.4);
   t.ok(people.length >= 4, `${people.length} people with score > 0.4`);
   for (const r of people) {
@@ -45,8 +52,10 @@ t.test('finds people in a vtest.avi frame', async (t) => {
   t.equal(doc.detections.length, rows.length, 'same detections as the plain output');
   const jsonPeople = doc.detections.filter((d) => d.class === 'person' && d.score > 0.4);
   t.equal(jsonPeople.length, people.length);
-  t.ok(jsonPeople.every((d, i) => d.box.every((v, k) => Math.abs(v - Number(people[i]![2 + k])) <= 0.5)),
-    'same person boxes (JSON keeps 0.1 px, plain rounds to pixels)');
+  t.ok(
+    jsonPeople.every((d, i) => d.box.every((v, k) => Math.abs(v - Number(people[i]![2 + k])) <= 0.5)),
+    'same person boxes (JSON keeps 0.1 px, plain rounds to pixels)',
+  );
 });
 
 t.test('--annotate writes a JPEG of the input size', async (t) => {
@@ -55,16 +64,35 @@ t.test('--annotate writes a JPEG of the input size', async (t) => {
   t.equal(r.code, 0, r.err);
   const meta = await sharp(out).metadata();
   t.same([meta.format, meta.width, meta.height], ['jpeg', 768, 576]);
-  t.ok(r.out.split('\n').filter(Boolean).every((l) => Number(l.split(' ')[1]) > 0.5), '--threshold applies');
+  t.ok(
+    r.out
+      .split('\n')
+      .filter(Boolean)
+      .every((l) => Number(l.split(' ')[1]) > 0.5),
+    '--threshold applies',
+  );
 });
 
 t.test('video: one JSON document per sampled frame', async (t) => {
   const out = join(tmp, 'video.jpg');
   const r = await run(video, '--json', '--fps', '2', '--max-frames', '3', '--annotate', out);
   t.equal(r.code, 0, r.err);
-  const docs = r.out.trim().split('\n').map((l) => JSON.parse(l) as { frame: number; time: number; detections: JsonDetection[] });
-  t.same(docs.map((d) => [d.frame, d.time]), [[0, 0], [1, 0.5], [2, 1]]);
-  t.ok(docs.every((d) => d.detections.some((x) => x.class === 'person')), 'people in every sampled frame');
+  const docs = r.out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { frame: number; time: number; detections: JsonDetection[] });
+  t.same(
+    docs.map((d) => [d.frame, d.time]),
+    [
+      [0, 0],
+      [1, 0.5],
+      [2, 1],
+    ],
+  );
+  t.ok(
+    docs.every((d) => d.detections.some((x) => x.class === 'person')),
+    'people in every sampled frame',
+  );
   const meta = await sharp(out).metadata();
   t.same([meta.width, meta.height], [768, 576]);
 });
@@ -89,7 +117,14 @@ t.test('input errors name the file', async (t) => {
 });
 
 t.test('bad options print usage', async (t) => {
-  for (const argv of [[], [frame, frame], [frame, '--fps', '0'], [frame, '--threshold', '2'], [frame, '--bogus'], [frame, '--max-frames', '1.5']]) {
+  for (const argv of [
+    [],
+    [frame, frame],
+    [frame, '--fps', '0'],
+    [frame, '--threshold', '2'],
+    [frame, '--bogus'],
+    [frame, '--max-frames', '1.5'],
+  ]) {
     const r = await run(...argv);
     t.equal(r.code, 1, argv.join(' '));
     t.match(r.err, /^edgepatrol detect: .+\n\nusage: edgepatrol detect/, argv.join(' '));
@@ -100,7 +135,10 @@ t.test('bad options print usage', async (t) => {
 });
 
 t.test('model errors name the file and what to do', async (t) => {
-  const manifest = JSON.parse(readFileSync(join(modelsDir, 'manifest.json'), 'utf8')) as { default: string; models: Record<string, { file: string }> };
+  const manifest = JSON.parse(readFileSync(join(modelsDir, 'manifest.json'), 'utf8')) as {
+    default: string;
+    models: Record<string, { file: string }>;
+  };
   const file = manifest.models[manifest.default]!.file;
 
   const noModel = join(tmp, 'models-missing');
@@ -108,7 +146,10 @@ t.test('model errors name the file and what to do', async (t) => {
   copyFileSync(join(modelsDir, 'manifest.json'), join(noModel, 'manifest.json'));
   const m = await run(frame, '--models-dir', noModel);
   t.equal(m.code, 1);
-  t.match(m.err, `model file ${join(noModel, file)} (model '${manifest.default}') is missing: run scripts/setup.sh (builds the default model)`);
+  t.match(
+    m.err,
+    `model file ${join(noModel, file)} (model '${manifest.default}') is missing: run scripts/setup.sh (builds the default model)`,
+  );
 
   const corrupt = join(tmp, 'models-corrupt');
   mkdirSync(corrupt);
@@ -119,7 +160,12 @@ t.test('model errors name the file and what to do', async (t) => {
   writeFileSync(join(corrupt, file), bytes);
   const c = await run(frame, '--models-dir', corrupt);
   t.equal(c.code, 1);
-  t.match(c.err, new RegExp(`model file ${join(corrupt, file)} does not match its manifest: sha256 expected [0-9a-f]{64}, found [0-9a-f]{64}\\. Refusing`));
+  t.match(
+    c.err,
+    new RegExp(
+      `model file ${join(corrupt, file)} does not match its manifest: sha256 expected [0-9a-f]{64}, found [0-9a-f]{64}\\. Refusing`,
+    ),
+  );
 
   const u = await run(frame, '--model', 'yolo-nope');
   t.equal(u.code, 1);

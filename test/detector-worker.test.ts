@@ -27,15 +27,20 @@ t.test('same detections as on the main thread, in call order, with the event loo
   const timings = frames.map((): DetectTiming => ({ preprocessMs: 0, inferenceMs: 0, postMs: 0 }));
   // All frames sent at once: the worker takes them one by one; meanwhile this thread counts its own turns.
   let settled = false;
-  const all = Promise.all(frames.map((f, i) => d.detect(f, timings[i]))).finally(() => { settled = true; });
+  const all = Promise.all(frames.map((f, i) => d.detect(f, timings[i]))).finally(() => {
+    settled = true;
+  });
   let turns = 0;
   while (!settled) {
     await new Promise((r) => setImmediate(r));
     turns++;
   }
   const got = await all;
-  t.same(got, expected, 'identical detections, each frame\'s result in its place');
-  t.ok(timings.every((x) => x.inferenceMs > 0 && x.preprocessMs > 0), 'each frame timed where it ran');
+  t.same(got, expected, "identical detections, each frame's result in its place");
+  t.ok(
+    timings.every((x) => x.inferenceMs > 0 && x.preprocessMs > 0),
+    'each frame timed where it ran',
+  );
   // On the same thread, an inference blocks the loop: at most one turn per frame. Here each ≥ 10 ms inference
   // leaves time for many.
   t.ok(turns > frames.length * 10, `the event loop turned ${turns} times during ${frames.length} detections`);
@@ -52,13 +57,18 @@ t.test('a frame the worker cannot use is refused with the reason; the worker car
 });
 
 t.test('model errors come back from the worker as ModelError naming the manifest', async (t) => {
-  await t.rejects(openDetector({ model: 'no-such-model' }), { name: 'ModelError', message: /unknown model 'no-such-model' in .*manifest\.json/ });
+  await t.rejects(openDetector({ model: 'no-such-model' }), {
+    name: 'ModelError',
+    message: /unknown model 'no-such-model' in .*manifest\.json/,
+  });
 });
 
 for (const mode of ['crash', 'exit', 'hang'] as const) {
   t.test(`a worker that goes wrong (${mode}) fails its frame, is reported and replaced`, async (t) => {
     process.env.EDGEPATROL_TEST_WORKER = mode;
-    t.teardown(() => { delete process.env.EDGEPATROL_TEST_WORKER; });
+    t.teardown(() => {
+      delete process.env.EDGEPATROL_TEST_WORKER;
+    });
     const exits: Error[] = [];
     const d = await openDetector({ threads: 1, workerUrl: misbehaving, timeoutMs: 3000, onWorkerExit: (err) => exits.push(err) });
     const f = frames[1]!;

@@ -7,7 +7,19 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -56,9 +68,17 @@ function noiseFrame(ts: number): RgbFrame {
 
 function hit(i: number, ts: number): RuleHit {
   return {
-    eventId: `00000000-0000-7000-8000-${String(i).padStart(12, '0')}`, state: 'instant', eventType: 'fire_lane_parking', rule: 'presence',
-    ruleId: 'r', zoneId: 'z', startedAt: ts, ts, dwellSeconds: 0,
-    objects: [{ class: 'car', score: 0.9, box: [0.2, 0.3, 0.5, 0.8], trackId: i }], unseen: [],
+    eventId: `00000000-0000-7000-8000-${String(i).padStart(12, '0')}`,
+    state: 'instant',
+    eventType: 'fire_lane_parking',
+    rule: 'presence',
+    ruleId: 'r',
+    zoneId: 'z',
+    startedAt: ts,
+    ts,
+    dwellSeconds: 0,
+    objects: [{ class: 'car', score: 0.9, box: [0.2, 0.3, 0.5, 0.8], trackId: i }],
+    unseen: [],
   };
 }
 
@@ -79,7 +99,8 @@ if (process.getuid?.() !== 0) {
     t.test('full disk: events kept in order, evidence dropped oldest first and counted, a clear log line', async (t) => {
       const dataDir = join(mount, 'data');
       mkdirSync(dataDir);
-      const cfg = parseConfig(`
+      const cfg = parseConfig(
+        `
 gateway: { id: gw-df, dataDir: ${dataDir} }
 mqtt: { url: mqtt://127.0.0.1, prefix: ept }
 cameras:
@@ -93,9 +114,18 @@ cameras:
         polygon: [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]]
         rules:
           - { id: r, kind: presence, type: fire_lane_parking, classes: [car] }
-`, join(dataDir, 'gateway.yaml'));
+`,
+        join(dataDir, 'gateway.yaml'),
+      );
       const lines: { level: number; msg: string; err?: unknown }[] = [];
-      const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line)); } });
+      const log = pino(
+        { level: 'info' },
+        {
+          write: (line: string) => {
+            lines.push(JSON.parse(line));
+          },
+        },
+      );
       const outbox = Outbox.open(join(dataDir, 'outbox.db'), { log, alerts: { prefix: 'ept', gatewayId: 'gw-df', intervalMs: 0 } });
       t.teardown(() => outbox.close());
       const recorder = new EventRecorder({ config: cfg, dataDir, outbox, uplink: { notify: () => {} }, log });
@@ -103,42 +133,65 @@ cameras:
       const model = { name: 'nanodet-m', sha256: 'ab'.repeat(32) };
       const t0 = Date.parse('2026-03-01T08:00:00Z');
       const events = () => outbox.list({ limit: 10_000 }).filter((r) => r.cameraId === cam.id);
-      const diskFullDrops = () => outbox.drops().filter((d) => d.reason === 'disk_full').reduce((n, d) => n + d.count, 0);
+      const diskFullDrops = () =>
+        outbox
+          .drops()
+          .filter((d) => d.reason === 'disk_full')
+          .reduce((n, d) => n + d.count, 0);
 
       // 1. Events with evidence until well past the disk's size: the recorder frees the oldest images.
       const n = 60;
       for (let i = 0; i < n; i++) {
         const ts = t0 + i * 1000;
-        t.ok(await recorder.record(cam, noiseFrame(ts), hit(i, ts), model), `event ${i} recorded`, { errors: lines.filter((l) => l.level >= 50).slice(-2) });
+        t.ok(await recorder.record(cam, noiseFrame(ts), hit(i, ts), model), `event ${i} recorded`, {
+          errors: lines.filter((l) => l.level >= 50).slice(-2),
+        });
       }
       let rows = events();
       t.equal(rows.length, n, 'every event is in the outbox');
-      t.same(rows.map((r) => JSON.parse(r.payload).id), Array.from({ length: n }, (_v, i) => hit(i, 0).eventId), 'in the order they were recorded');
+      t.same(
+        rows.map((r) => JSON.parse(r.payload).id),
+        Array.from({ length: n }, (_v, i) => hit(i, 0).eventId),
+        'in the order they were recorded',
+      );
       t.equal(outbox.stats().dropped.events, 0, 'no event dropped');
       const dropped = rows.filter((r) => r.evidenceState === 'dropped');
       const kept = rows.filter((r) => r.evidenceState === 'kept');
       t.ok(dropped.length > 0, `the disk filled: ${dropped.length} of ${n} images dropped`);
       t.ok(kept.length > 0, `${kept.length} images still kept`);
-      t.ok(Math.max(...dropped.map((r) => r.seq)) < Math.min(...kept.slice(-1).map((r) => r.seq)), 'the newest image is kept; the dropped ones are older');
+      t.ok(
+        Math.max(...dropped.map((r) => r.seq)) < Math.min(...kept.slice(-1).map((r) => r.seq)),
+        'the newest image is kept; the dropped ones are older',
+      );
       t.equal(diskFullDrops(), dropped.length, 'every dropped image counted as a disk_full drop');
       for (const r of kept) {
         const bytes = readFileSync(outbox.evidenceFile(r.evidencePath!));
         t.equal(createHash('sha256').update(bytes).digest('hex'), r.evidenceSha256, `kept image of seq ${r.seq} is intact`);
       }
-      for (const r of dropped) t.notOk(existsSync(outbox.evidenceFile(r.evidencePath!)), `dropped image of seq ${r.seq} is gone from the disk`);
-      const line = lines.find((l) => /^disk full under .+: dropped \d+ evidence image\(s\) \(\d+ bytes\) to keep events; free space on that disk$/.test(l.msg));
+      for (const r of dropped)
+        t.notOk(existsSync(outbox.evidenceFile(r.evidencePath!)), `dropped image of seq ${r.seq} is gone from the disk`);
+      const line = lines.find((l) =>
+        /^disk full under .+: dropped \d+ evidence image\(s\) \(\d+ bytes\) to keep events; free space on that disk$/.test(l.msg),
+      );
       t.ok(line, `log: ${line?.msg}`);
       t.equal(line?.level, 50, 'logged as an error');
       t.ok(line?.msg.includes(dataDir), 'the line names the data folder');
 
       const alerts = outbox.list({ limit: 10_000 }).filter((r) => r.cameraId === GATEWAY_STREAM && r.type === 'outbox_drop');
-      const announced = alerts.flatMap((a) => (JSON.parse(a.payload) as { detail: { dropped: { what: string; reason: string; count: number }[] } }).detail.dropped)
-        .filter((d) => d.what === 'evidence' && d.reason === 'disk_full').reduce((s, d) => s + d.count, 0);
+      const announced = alerts
+        .flatMap(
+          (a) => (JSON.parse(a.payload) as { detail: { dropped: { what: string; reason: string; count: number }[] } }).detail.dropped,
+        )
+        .filter((d) => d.what === 'evidence' && d.reason === 'disk_full')
+        .reduce((s, d) => s + d.count, 0);
       t.equal(announced, diskFullDrops(), 'outbox_drop alert events announce every disk_full drop');
 
       // 2. Something else takes every byte left: the next event's image can only be stored by dropping older ones.
       fill(join(mount, 'filler'), 0);
-      t.ok(await recorder.record(cam, noiseFrame(t0 + n * 1000), hit(n, t0 + n * 1000), model), 'an event recorded on a completely full disk');
+      t.ok(
+        await recorder.record(cam, noiseFrame(t0 + n * 1000), hit(n, t0 + n * 1000), model),
+        'an event recorded on a completely full disk',
+      );
       rows = events();
       t.equal(rows.length, n + 1, 'kept');
       t.equal(rows.at(-1)!.evidenceState, 'kept', 'its image was stored after older images were dropped');
@@ -152,7 +205,9 @@ cameras:
       fill(join(mount, 'filler'), 96 * 1024);
       const before = diskFullDrops();
       const ts = t0 + (n + 1) * 1000;
-      t.ok(await recorder.record(cam, noiseFrame(ts), hit(n + 1, ts), model), 'recorded', { errors: lines.filter((l) => l.level >= 40).slice(-3) });
+      t.ok(await recorder.record(cam, noiseFrame(ts), hit(n + 1, ts), model), 'recorded', {
+        errors: lines.filter((l) => l.level >= 40).slice(-3),
+      });
       rows = events();
       const last = rows.at(-1)!;
       t.equal(rows.length, n + 2, 'kept');
@@ -160,9 +215,14 @@ cameras:
       t.equal(diskFullDrops(), before + 1, 'and the image counted as a disk_full drop');
       const payload = eventPayloadSchema.parse(JSON.parse(last.payload));
       t.equal(payload.evidence.annotated.bytes, last.evidenceBytes, 'the payload still describes the image, as for an evicted one');
-      t.ok(lines.some((l) => l.msg.includes('not stored, the event is kept without it; free space on that disk')), 'log says the image was not stored');
+      t.ok(
+        lines.some((l) => l.msg.includes('not stored, the event is kept without it; free space on that disk')),
+        'log says the image was not stored',
+      );
 
-      const parts = readdirSync(join(dataDir, 'evidence'), { recursive: true }).map(String).filter((f) => f.endsWith('.part'));
+      const parts = readdirSync(join(dataDir, 'evidence'), { recursive: true })
+        .map(String)
+        .filter((f) => f.endsWith('.part'));
       t.same(parts, [], 'no partial files left behind');
       unlinkSync(join(mount, 'filler'));
     });

@@ -33,7 +33,8 @@ function frame(ts: number, patch?: readonly [number, number, number, number], le
 function setup(t: Tap.Test, rules: string) {
   const dir = t.testdir({ data: {} });
   const ref = join(dir, 'ref.png');
-  const cfg = parseConfig(`
+  const cfg = parseConfig(
+    `
 gateway: { id: gw-ev, dataDir: ./data, timezone: Asia/Shanghai }
 mqtt: { url: mqtt://127.0.0.1, prefix: ept }
 evidence: { maxBytes: 1000000, maxAgeDays: 2 }
@@ -49,18 +50,32 @@ cameras:
         masks: [[[0.1, 0.1], [0.2, 0.1], [0.2, 0.2], [0.1, 0.2]]]
         rules:
 ${rules}
-`, join(dir, 'gateway.yaml'));
+`,
+    join(dir, 'gateway.yaml'),
+  );
   const outbox = Outbox.open(join(dir, 'data', 'outbox.db'));
   t.teardown(() => outbox.close());
   let nudges = 0;
   const recorder = new EventRecorder({
-    config: cfg, dataDir: join(dir, 'data'), outbox, uplink: { notify: () => { nudges++; } }, log: pino({ level: 'silent' }),
+    config: cfg,
+    dataDir: join(dir, 'data'),
+    outbox,
+    uplink: {
+      notify: () => {
+        nudges++;
+      },
+    },
+    log: pino({ level: 'silent' }),
   });
   const model = { name: 'nanodet-m', sha256: 'ab'.repeat(32) };
   return { dir, ref, cfg, cam: cfg.cameras[0]!, outbox, recorder, model, nudges: () => nudges };
 }
 
-declare global { namespace Tap { type Test = import('tap').Test } }
+declare global {
+  namespace Tap {
+    type Test = import('tap').Test;
+  }
+}
 
 function payloads(outbox: Outbox): EventPayload[] {
   return outbox.list({ limit: 1000 }).map((r) => eventPayloadSchema.parse(JSON.parse(r.payload)));
@@ -73,7 +88,20 @@ t.test('docs/schemas/event.schema.json is generated from src/agent/event.ts', as
   t.equal(readFileSync(file, 'utf8'), rendered, 'stale: regenerate with `npx tap --snapshot test/event.test.ts`');
   const schema = JSON.parse(rendered) as { required: string[]; properties: Record<string, { enum?: string[] }> };
   t.same(schema.properties.state?.enum, ['started', 'updated', 'ended', 'instant']);
-  for (const key of ['id', 'messageId', 'state', 'seq', 'camera', 'zone', 'rule', 'startedAt', 'objects', 'location', 'model', 'evidence']) {
+  for (const key of [
+    'id',
+    'messageId',
+    'state',
+    'seq',
+    'camera',
+    'zone',
+    'rule',
+    'startedAt',
+    'objects',
+    'location',
+    'model',
+    'evidence',
+  ]) {
     t.ok(schema.required.includes(key), `${key} is required`);
   }
 });
@@ -89,20 +117,41 @@ t.test('a violation is one event id over started, updated and ended, each a mess
     for (const hit of rules.evaluate(ts, W, H, i < 150 ? [person] : [], f)) t.ok(await s.recorder.record(s.cam, f, hit, s.model));
   }
   const events = payloads(s.outbox);
-  t.same(events.map((e) => e.state), ['started', 'updated', 'ended']);
+  t.same(
+    events.map((e) => e.state),
+    ['started', 'updated', 'ended'],
+  );
   t.equal(new Set(events.map((e) => e.id)).size, 1, 'one event id');
   t.equal(new Set(events.map((e) => e.messageId)).size, 3, 'each message its own id');
-  t.same(events.map((e) => e.seq), [1, 2, 3]);
-  t.same(s.outbox.list({ limit: 10 }).map((r) => r.id), events.map((e) => e.messageId), 'the outbox row is the message');
+  t.same(
+    events.map((e) => e.seq),
+    [1, 2, 3],
+  );
+  t.same(
+    s.outbox.list({ limit: 10 }).map((r) => r.id),
+    events.map((e) => e.messageId),
+    'the outbox row is the message',
+  );
   t.match(events[0], {
-    schema: 'edgepatrol.event/1', gatewayId: 'gw-ev', type: 'loitering', camera: { id: 'cam-1', name: 'Bin corner' }, zone: 'z',
-    rule: { id: 'loitering', kind: 'presence' }, startedAt: '2025-06-06T12:00:00.000Z', detectedAt: '2025-06-06T12:00:00.000Z', dwellSeconds: 0,
+    schema: 'edgepatrol.event/1',
+    gatewayId: 'gw-ev',
+    type: 'loitering',
+    camera: { id: 'cam-1', name: 'Bin corner' },
+    zone: 'z',
+    rule: { id: 'loitering', kind: 'presence' },
+    startedAt: '2025-06-06T12:00:00.000Z',
+    detectedAt: '2025-06-06T12:00:00.000Z',
+    dwellSeconds: 0,
     objects: [{ class: 'person', score: 0.9, box: [0.3125, 0.25, 0.4375, 0.75], trackId: 1 }],
     location: { lat: 22.54, lon: 114.03, address: 'Xiangmihu Rd 1', grid: 'FT-XMH-0101' },
     model: { name: 'nanodet-m' },
   });
   t.equal(events[1]!.detectedAt, '2025-06-06T12:01:00.000Z', 'updated after updateMinutes');
-  t.match(events[2], { endedAt: new Date(t0 + (149 + 10) * 500).toISOString() }, 'ended: the last frame it held (its track coasted 10 frames, 5 s)');
+  t.match(
+    events[2],
+    { endedAt: new Date(t0 + (149 + 10) * 500).toISOString() },
+    'ended: the last frame it held (its track coasted 10 frames, 5 s)',
+  );
   t.equal(s.outbox.list({ limit: 10 })[0]!.topic, 'ept/gw-ev/event/loitering');
   t.equal(s.nudges(), 3, 'the uplink is nudged once per message');
 
@@ -117,13 +166,21 @@ t.test('a violation is one event id over started, updated and ended, each a mess
     t.not(e.evidence.annotated.sha256, e.evidence.clean.sha256, 'annotated differs from the clean frame');
     t.equal(e.evidence.reference, undefined);
   }
-  const clean = await sharp(readFileSync(join(s.dir, 'data', events[0]!.evidence.clean.file))).raw().toBuffer();
+  const clean = await sharp(readFileSync(join(s.dir, 'data', events[0]!.evidence.clean.file)))
+    .raw()
+    .toBuffer();
   t.ok(Math.abs(clean[0]! - 160) <= 3, 'the clean image is the frame as it was');
-  const annotated = await sharp(readFileSync(join(s.dir, 'data', events[0]!.evidence.annotated.file))).raw().toBuffer();
+  const annotated = await sharp(readFileSync(join(s.dir, 'data', events[0]!.evidence.annotated.file)))
+    .raw()
+    .toBuffer();
   const at = (x: number, y: number) => [...annotated.subarray((y * W + x) * 3, (y * W + x) * 3 + 3)];
   const zoneEdge = at(160, Math.round(0.9 * H));
   t.ok(zoneEdge[0]! - zoneEdge[2]! > 60 && zoneEdge[1]! - zoneEdge[2]! > 40, `zone outline drawn in yellow on grey (${zoneEdge})`);
-  t.same(at(160, 120).map((v) => Math.abs(v - 160) <= 4), [true, true, true], 'inside the zone the frame is untouched');
+  t.same(
+    at(160, 120).map((v) => Math.abs(v - 160) <= 4),
+    [true, true, true],
+    'inside the zone the frame is untouched',
+  );
 });
 
 t.test('an update while the subject is hidden lists it apart (lastSeenAt) and draws no box where it was', async (t) => {
@@ -142,28 +199,47 @@ t.test('an update while the subject is hidden lists it apart (lastSeenAt) and dr
   t.same([started?.state, updated?.state], ['started', 'updated']);
   t.match(started, { objects: [{ class: 'person', trackId: 1 }] });
   t.equal(started!.unseen, undefined, 'nothing unseen: the field is left out, as before it existed');
-  t.same(updated!.objects, [], 'nobody is detected in the update\'s frame');
-  t.same(updated!.unseen, [{ class: 'person', trackId: 1, lastSeenAt: new Date(t0 + 4 * 500).toISOString(), lastScore: 0.9, lastBox: [...box] }]);
+  t.same(updated!.objects, [], "nobody is detected in the update's frame");
+  t.same(updated!.unseen, [
+    { class: 'person', trackId: 1, lastSeenAt: new Date(t0 + 4 * 500).toISOString(), lastScore: 0.9, lastBox: [...box] },
+  ]);
   t.equal(docSchemaProblems('event', updated), null, 'valid against docs/schemas/event.schema.json');
 
-  const pixels = async (p: EventPayload) => sharp(readFileSync(join(s.dir, 'data', p.evidence.annotated.file))).raw().toBuffer();
-  const grey = (img: Buffer, x: number, y: number) => [...img.subarray((y * W + x) * 3, (y * W + x) * 3 + 3)].every((v) => Math.abs(v - 160) <= 6);
-  const boxEdge = [Math.round(box[2] * W), Math.round((box[1] + box[3]) / 2 * H)] as const; // the right edge, on grey ground
+  const pixels = async (p: EventPayload) =>
+    sharp(readFileSync(join(s.dir, 'data', p.evidence.annotated.file)))
+      .raw()
+      .toBuffer();
+  const grey = (img: Buffer, x: number, y: number) =>
+    [...img.subarray((y * W + x) * 3, (y * W + x) * 3 + 3)].every((v) => Math.abs(v - 160) <= 6);
+  const boxEdge = [Math.round(box[2] * W), Math.round(((box[1] + box[3]) / 2) * H)] as const; // the right edge, on grey ground
   const [first, update] = [await pixels(started!), await pixels(updated!)];
   t.notOk(grey(first, ...boxEdge), 'started: the person is boxed');
   t.ok(grey(update, ...boxEdge), 'updated: no box around the empty ground where the person was');
   t.ok(grey(first, 1, H - 1), 'started: no caption along the bottom');
   const caption = [...update.subarray(((H - 1) * W + 1) * 3, ((H - 1) * W + 1) * 3 + 3)]; // its black padding
-  t.ok(caption.every((v) => v < 40), `updated: a caption along the bottom names the unseen person (${caption})`);
-  t.same(unseenCaption(updated!.unseen!.map((u) => ({ ...u, lastSeenAt: Date.parse(u.lastSeenAt) })), Date.parse(updated!.detectedAt)),
-    ['not detected in this frame: person #1 (last seen 1.0 s ago)']);
+  t.ok(
+    caption.every((v) => v < 40),
+    `updated: a caption along the bottom names the unseen person (${caption})`,
+  );
+  t.same(
+    unseenCaption(
+      updated!.unseen!.map((u) => ({ ...u, lastSeenAt: Date.parse(u.lastSeenAt) })),
+      Date.parse(updated!.detectedAt),
+    ),
+    ['not detected in this frame: person #1 (last seen 1.0 s ago)'],
+  );
 });
 
 t.test('scene_change: evidence puts the reference beside the current view; line_cross events are instant with counts', async (t) => {
-  const s = setup(t, `          - { preset: bin_overflow, reference: ./ref.png, seconds: 5, endSeconds: 2 }
-          - { kind: line_cross, type: crossing, classes: [person], line: [[0.5, 0.1], [0.5, 0.9]], cooldownSeconds: 0 }`);
+  const s = setup(
+    t,
+    `          - { preset: bin_overflow, reference: ./ref.png, seconds: 5, endSeconds: 2 }
+          - { kind: line_cross, type: crossing, classes: [person], line: [[0.5, 0.1], [0.5, 0.9]], cooldownSeconds: 0 }`,
+  );
   const blank = frame(0);
-  await sharp(blank.data, { raw: { width: W, height: H, channels: 3 } }).png().toFile(s.ref);
+  await sharp(blank.data, { raw: { width: W, height: H, channels: 3 } })
+    .png()
+    .toFile(s.ref);
   const rules = await CameraRules.open(s.cam);
   const t0 = Date.parse('2025-06-06T12:00:00Z');
   const hits = [];
@@ -178,8 +254,18 @@ t.test('scene_change: evidence puts the reference beside the current view; line_
     }
   }
   const events = payloads(s.outbox);
-  t.same(events.map((e) => [e.type, e.state, e.rule.kind]), [['crossing', 'instant', 'line_cross'], ['bin_overflow', 'started', 'scene_change']]);
-  t.match(events[0], { counts: { forward: 0, backward: 1 }, objects: [{ class: 'person' }] }, 'left to right across a downward line is backward');
+  t.same(
+    events.map((e) => [e.type, e.state, e.rule.kind]),
+    [
+      ['crossing', 'instant', 'line_cross'],
+      ['bin_overflow', 'started', 'scene_change'],
+    ],
+  );
+  t.match(
+    events[0],
+    { counts: { forward: 0, backward: 1 }, objects: [{ class: 'person' }] },
+    'left to right across a downward line is backward',
+  );
   const scene = events[1]!;
   t.match(scene, { preset: 'bin_overflow', objects: [], change: { threshold: 0.2 }, dwellSeconds: 5 });
   t.ok(scene.change!.fraction > 0.35 && scene.change!.fraction < 0.5, `about 40 % of the zone changed (${scene.change!.fraction})`);
@@ -199,8 +285,15 @@ t.test('retention: oldest and too old evidence go, never that of undelivered mes
     return f;
   });
   const result = pruneEvidence(dir, { maxBytes: 700_000, maxAgeDays: 4.5, now, keep: (f) => f.includes('b-') });
-  t.same(result, { files: 3, bytes: 900_000, keptBytes: 600_000 }, 'a: too old; c, d: over the byte cap; b kept (undelivered) although over the cap');
-  t.same(files.map((f) => existsSync(join(dir, f))), [false, true, false, false, true]);
+  t.same(
+    result,
+    { files: 3, bytes: 900_000, keptBytes: 600_000 },
+    'a: too old; c, d: over the byte cap; b kept (undelivered) although over the cap',
+  );
+  t.same(
+    files.map((f) => existsSync(join(dir, f))),
+    [false, true, false, false, true],
+  );
   t.same(readdirSync(join(dir, 'evidence')).sort(), ['2025-06-06', '2025-06-09'], 'empty day folders removed');
   t.same(pruneEvidence(join(dir, 'nothing'), { maxBytes: 1, maxAgeDays: 1, now }), { files: 0, bytes: 0, keptBytes: 0 });
 });

@@ -21,11 +21,15 @@ const SCORE_THRESHOLD = 0.4;
 /** Same class and at least this overlap: the detection is the listed object. */
 const MATCH_IOU = 0.5;
 
-interface Check { payload: EventPayload; missing: EventPayload['objects'] }
+interface Check {
+  payload: EventPayload;
+  missing: EventPayload['objects'];
+}
 
-t.test('vtest.avi through the demo rules: each listed object is detected again in its message\'s clean evidence frame', async (t) => {
+t.test("vtest.avi through the demo rules: each listed object is detected again in its message's clean evidence frame", async (t) => {
   const dir = t.testdir({ data: {} });
-  const cfg = parseConfig(`
+  const cfg = parseConfig(
+    `
 gateway: { id: gw-truth, dataDir: ./data, timezone: Asia/Shanghai }
 mqtt: { url: mqtt://127.0.0.1, prefix: ept }
 model: { threads: 2, scoreThreshold: ${SCORE_THRESHOLD} }
@@ -49,11 +53,19 @@ cameras:
         polygon: [[0.0, 0.5], [0.3, 0.5], [0.3, 1.0], [0.0, 1.0]]
         rules:
           - { kind: presence, type: on_lawn, classes: [person], minScore: 0.5, updateMinutes: 0.05, endSeconds: 2, cooldownSeconds: 0 }
-`, join(dir, 'gateway.yaml'));
+`,
+    join(dir, 'gateway.yaml'),
+  );
   const cam = cfg.cameras[0]!;
   const outbox = Outbox.open(join(dir, 'data', 'outbox.db'));
   t.teardown(() => outbox.close());
-  const recorder = new EventRecorder({ config: cfg, dataDir: join(dir, 'data'), outbox, uplink: { notify: () => undefined }, log: pino({ level: 'silent' }) });
+  const recorder = new EventRecorder({
+    config: cfg,
+    dataDir: join(dir, 'data'),
+    outbox,
+    uplink: { notify: () => undefined },
+    log: pino({ level: 'silent' }),
+  });
   const detector = await openDetector({ threads: 2, scoreThreshold: SCORE_THRESHOLD });
   t.teardown(() => detector.close());
   const rules = new CameraRules(cam);
@@ -69,7 +81,11 @@ cameras:
   const checks: Check[] = [];
   for (const row of outbox.list({ limit: 100_000 })) {
     const payload = eventPayloadSchema.parse(JSON.parse(row.payload));
-    t.equal(docSchemaProblems('event', payload), null, `${payload.type} ${payload.state} seq ${payload.seq}: valid against docs/schemas/event.schema.json`);
+    t.equal(
+      docSchemaProblems('event', payload),
+      null,
+      `${payload.type} ${payload.state} seq ${payload.seq}: valid against docs/schemas/event.schema.json`,
+    );
     const clean = await decodeImage(join(dir, 'data', payload.evidence.clean.file));
     const found = (await detector.detect({ ...clean, ts: 0 })).map((d) => normalize(d, clean.width, clean.height));
     const missing = payload.objects.filter((o) => !found.some((d) => d.class === o.class && iou(d.box, o.box) >= MATCH_IOU));
@@ -87,18 +103,35 @@ cameras:
     return [...by].map(([k, [o, m]]) => `${k} ${o - m}/${o}`).join(', ');
   };
   const unseen = checks.flatMap((c) => (c.payload.unseen ?? []).map((u) => ({ ...u, message: c.payload })));
-  t.comment(`${checks.length} event messages, ${objects} objects, ${objects - missing} (${(share * 100).toFixed(1)} %) found again in their own clean frame; `
-    + `${unseen.length} listed apart as unseen`);
+  t.comment(
+    `${checks.length} event messages, ${objects} objects, ${objects - missing} (${(share * 100).toFixed(1)} %) found again in their own clean frame; ` +
+      `${unseen.length} listed apart as unseen`,
+  );
   t.comment(`found/listed by state: ${tally((p) => p.state)}; by type: ${tally((p) => p.type)}`);
   for (const c of checks) {
-    for (const o of c.missing) t.fail(`${c.payload.type} ${c.payload.state} seq ${c.payload.seq} at ${c.payload.detectedAt}: ${o.class} #${o.trackId} [${o.box.join(', ')}] is not in its evidence frame`);
+    for (const o of c.missing)
+      t.fail(
+        `${c.payload.type} ${c.payload.state} seq ${c.payload.seq} at ${c.payload.detectedAt}: ${o.class} #${o.trackId} ` +
+          `[${o.box.join(', ')}] is not in its evidence frame`,
+      );
   }
-  t.ok(checks.some((c) => c.payload.state === 'updated') && checks.some((c) => c.payload.state === 'ended'), 'started, updated and ended messages were checked');
-  t.ok(unseen.some((u) => u.message.state === 'updated'), 'some updated message came while an object of its event was hidden: it is listed apart');
+  t.ok(
+    checks.some((c) => c.payload.state === 'updated') && checks.some((c) => c.payload.state === 'ended'),
+    'started, updated and ended messages were checked',
+  );
+  t.ok(
+    unseen.some((u) => u.message.state === 'updated'),
+    'some updated message came while an object of its event was hidden: it is listed apart',
+  );
   for (const u of unseen) {
     const ago = Date.parse(u.message.detectedAt) - Date.parse(u.lastSeenAt);
-    if (!(ago > 0)) t.fail(`${u.message.type} ${u.message.state} seq ${u.message.seq}: unseen ${u.class} #${u.trackId} last seen ${u.lastSeenAt}, not before its frame ${u.message.detectedAt}`);
-    if (u.message.objects.some((o) => o.trackId === u.trackId)) t.fail(`${u.message.type} seq ${u.message.seq}: track #${u.trackId} both seen and unseen`);
+    if (!(ago > 0))
+      t.fail(
+        `${u.message.type} ${u.message.state} seq ${u.message.seq}: unseen ${u.class} #${u.trackId} last seen ${u.lastSeenAt}, not ` +
+          `before its frame ${u.message.detectedAt}`,
+      );
+    if (u.message.objects.some((o) => o.trackId === u.trackId))
+      t.fail(`${u.message.type} seq ${u.message.seq}: track #${u.trackId} both seen and unseen`);
   }
 });
 

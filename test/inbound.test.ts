@@ -136,7 +136,9 @@ t.test('a task sent while the gateway is offline arrives when it starts again (p
   const r = rig(t, b.url);
   const first = r.uplink();
   const seen: Task[] = [];
-  first.subscribe(topics.tasks, taskSchema, (task) => { seen.push(task); });
+  first.subscribe(topics.tasks, taskSchema, (task) => {
+    seen.push(task);
+  });
   first.start();
   await connected(first);
   await subscribed(() => seen.length, b.url, t);
@@ -167,7 +169,9 @@ t.test('mqtt.sessionExpirySeconds 0: a task sent while offline is not kept', asy
   const r = rig(t, b.url);
   const first = r.uplink({ sessionExpirySeconds: 0 });
   const seen: Task[] = [];
-  first.subscribe(topics.tasks, taskSchema, (task) => { seen.push(task); });
+  first.subscribe(topics.tasks, taskSchema, (task) => {
+    seen.push(task);
+  });
   first.start();
   await connected(first);
   await subscribed(() => seen.length, b.url, t);
@@ -176,11 +180,17 @@ t.test('mqtt.sessionExpirySeconds 0: a task sent while offline is not kept', asy
   await service.publishAsync(topics.task('t-1'), JSON.stringify({ id: 't-1', camera: 'cam-1' }), { qos: 1 });
   const second = r.uplink({ sessionExpirySeconds: 0 });
   const after: Task[] = [];
-  second.subscribe(topics.tasks, taskSchema, (task) => { after.push(task); });
+  second.subscribe(topics.tasks, taskSchema, (task) => {
+    after.push(task);
+  });
   second.start();
   await connected(second);
   await subscribed(() => after.length, b.url, t);
-  t.same(after.filter((x) => x.id !== 'probe'), [], 'the task sent while offline is gone with the session');
+  t.same(
+    after.filter((x) => x.id !== 'probe'),
+    [],
+    'the task sent while offline is gone with the session',
+  );
 });
 
 t.test('subscriptions are applied again after a broker restart that lost the session', async (t) => {
@@ -188,7 +198,9 @@ t.test('subscriptions are applied again after a broker restart that lost the ses
   const r = rig(t, b.url);
   const uplink = r.uplink();
   const seen: Task[] = [];
-  uplink.subscribe(topics.tasks, taskSchema, (task) => { seen.push(task); });
+  uplink.subscribe(topics.tasks, taskSchema, (task) => {
+    seen.push(task);
+  });
   uplink.start();
   await connected(uplink);
   await subscribed(() => seen.length, b.url, t);
@@ -213,7 +225,9 @@ t.test('a bad payload is logged and counted, never thrown; the next good one is 
   const r = rig(t, b.url);
   const uplink = r.uplink();
   const seen: Task[] = [];
-  uplink.subscribe(topics.tasks, taskSchema, (task) => { seen.push(task); });
+  uplink.subscribe(topics.tasks, taskSchema, (task) => {
+    seen.push(task);
+  });
   uplink.start();
   await connected(uplink);
   await subscribed(() => seen.length, b.url, t);
@@ -226,7 +240,11 @@ t.test('a bad payload is logged and counted, never thrown; the next good one is 
   await service.publishAsync(topics.task('c'), JSON.stringify({ id: 'c', camera: 'cam-1', extra: true }), { qos: 1 });
   await service.publishAsync(topics.task('d'), JSON.stringify({ id: 'd', camera: 'cam-1' }), { qos: 1 });
   await until('the good task', () => seen.some((x) => x.id === 'd'));
-  t.same(seen.filter((x) => x.id !== 'probe').map((x) => x.id), ['d'], 'only the valid payload reached the handler');
+  t.same(
+    seen.filter((x) => x.id !== 'probe').map((x) => x.id),
+    ['d'],
+    'only the valid payload reached the handler',
+  );
   const s = uplink.status();
   t.equal(s.inbound.received - base.received - (probes() - baseProbes), 4, 'all four counted as received');
   t.equal(s.inbound.rejected - base.rejected, 3);
@@ -274,9 +292,13 @@ t.test('unsubscribing stops the handler', async (t) => {
   const r = rig(t, b.url);
   const uplink = r.uplink();
   const seen: string[] = [];
-  const off = uplink.subscribe(topics.tasks, taskSchema, (task) => { seen.push(task.id); });
+  const off = uplink.subscribe(topics.tasks, taskSchema, (task) => {
+    seen.push(task.id);
+  });
   const requests: string[] = [];
-  uplink.subscribe(topics.requests, z.object({ verb: z.string() }), ({ verb }) => { requests.push(verb); });
+  uplink.subscribe(topics.requests, z.object({ verb: z.string() }), ({ verb }) => {
+    requests.push(verb);
+  });
   uplink.start();
   await connected(uplink);
   await subscribed(() => seen.length, b.url, t);
@@ -288,17 +310,19 @@ t.test('unsubscribing stops the handler', async (t) => {
   t.notOk(seen.includes('late'), 'the task filter no longer reaches its handler');
 });
 
-t.test('only the gateway\'s own topics can be subscribed', async (t) => {
+t.test("only the gateway's own topics can be subscribed", async (t) => {
   const b = await brokerFor(t);
   const r = rig(t, b.url);
   const uplink = r.uplink();
   for (const filter of ['ep/gw-2/task/+', 'ep/+/task/+', 'ep/#', 'other/gw-1/task/+', '$share/g/ep/gw-1/task/+', 'ep/gw-1']) {
-    t.throws(() => uplink.subscribe(filter, taskSchema, () => {}),
-      { message: `uplink: cannot subscribe to ${filter}: only topics under ep/gw-1/ are this gateway's; ` +
-        'messages for it must be sent there' });
+    t.throws(() => uplink.subscribe(filter, taskSchema, () => {}), {
+      message:
+        `uplink: cannot subscribe to ${filter}: only topics under ep/gw-1/ are this gateway's; ` + 'messages for it must be sent there',
+    });
   }
-  t.throws(() => uplink.subscribe('ep/gw-1/task/t#', taskSchema, () => {}),
-    { message: /cannot subscribe to ep\/gw-1\/task\/t#: '#' must be a whole level/ });
+  t.throws(() => uplink.subscribe('ep/gw-1/task/t#', taskSchema, () => {}), {
+    message: /cannot subscribe to ep\/gw-1\/task\/t#: '#' must be a whole level/,
+  });
   t.same(uplink.status().inbound.filters, {}, 'nothing subscribed');
 });
 

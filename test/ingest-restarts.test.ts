@@ -21,11 +21,21 @@ function running(pid: number): boolean {
 }
 
 async function until(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
-  for (const end = Date.now() + timeoutMs; !cond(); await sleep(20)) if (Date.now() > end) throw new Error(`${what} not within ${timeoutMs} ms`);
+  for (const end = Date.now() + timeoutMs; !cond(); await sleep(20))
+    if (Date.now() > end) throw new Error(`${what} not within ${timeoutMs} ms`);
 }
 
 t.test('100 forced restarts leave no ffmpeg process behind', async (t) => {
-  const src = new FrameSource({ cameraId: 'restarts', url: defaultClip, loop: true, fps: 5, width: 160, height: 120, log, backoff: { initialMs: 20, maxMs: 40 } });
+  const src = new FrameSource({
+    cameraId: 'restarts',
+    url: defaultClip,
+    loop: true,
+    fps: 5,
+    width: 160,
+    height: 120,
+    log,
+    backoff: { initialMs: 20, maxMs: 40 },
+  });
   t.teardown(() => src.stop());
   const pids = new Set<number>();
   src.start();
@@ -47,17 +57,26 @@ t.test('100 forced restarts leave no ffmpeg process behind', async (t) => {
   t.equal(src.stats().spawns, 100, 'one spawn per run');
 });
 
-t.test('grabFrame: one frame at the stream\'s own size; a refused or wrong stream names the camera and the cause', async (t) => {
+t.test("grabFrame: one frame at the stream's own size; a refused or wrong stream names the camera and the cause", async (t) => {
   const server = await startRtspServer({ mounts: ['main'] });
   t.teardown(() => server.stop());
   const frame = await grabFrame({ cameraId: 'cam-9', url: server.url('main') });
   t.same([frame.width, frame.height, frame.data.length], [768, 576, 768 * 576 * 3], 'native size of the clip');
-  t.ok(frame.data.some((v) => v > 0), 'an image, not zeros');
+  t.ok(
+    frame.data.some((v) => v > 0),
+    'an image, not zeros',
+  );
   await t.rejects(grabFrame({ cameraId: 'cam-9', url: server.url('nope') }), /camera cam-9: .*404 Not Found/);
   const port = await new Promise<number>((res) => {
-    const s = createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => res(p)); });
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => res(p));
+    });
   });
-  const refused = await grabFrame({ cameraId: 'cam-9', url: `rtsp://u:secret@127.0.0.1:${port}/x` }).then(() => null, (err: Error) => err.message);
+  const refused = await grabFrame({ cameraId: 'cam-9', url: `rtsp://u:secret@127.0.0.1:${port}/x` }).then(
+    () => null,
+    (err: Error) => err.message,
+  );
   t.match(refused, /camera cam-9: .*Connection refused/);
   t.notMatch(refused, /secret/, 'no credentials in the message');
 });

@@ -26,7 +26,11 @@ t.teardown(() => rmSync(work, { recursive: true, force: true }));
 
 /** 2 s of the real clip, so that a loop is reached within a test. */
 const shortClip = join(work, 'short.avi');
-const cut = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-i', defaultClip, '-t', '2', '-c', 'copy', shortClip], { encoding: 'utf8' });
+const cut = spawnSync(
+  'ffmpeg',
+  ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-i', defaultClip, '-t', '2', '-c', 'copy', shortClip],
+  { encoding: 'utf8' },
+);
 if (cut.status !== 0) throw new Error(`cutting the test clip failed: ${cut.stderr}`);
 
 /** A FrameSource that records its states and frames and is stopped when the test ends. */
@@ -90,16 +94,47 @@ t.test('pure parts: input kinds, arguments, reasons, backoff', async (tt) => {
   tt.same(parseInput('c', 'clips/a b.avi'), { kind: 'file', path: join(process.cwd(), 'clips/a b.avi') });
   tt.throws(() => parseInput('gate-3', 'http://x/y.mjpg'), /gate-3.*http:\/\//);
   const args = ffmpegArgs(rtsp, { fps: 5, width: 640, height: 480 }, true);
-  tt.same(args.slice(args.indexOf('-vf')), ['-vf', `${rateFilter(5)},zscale=w=640:h=480:range=limited`, '-fps_mode', 'passthrough', '-pix_fmt', 'yuv420p', '-f', 'rawvideo', 'pipe:1'],
-    'YUV 4:2:0 in limited range by default');
+  tt.same(
+    args.slice(args.indexOf('-vf')),
+    [
+      '-vf',
+      `${rateFilter(5)},zscale=w=640:h=480:range=limited`,
+      '-fps_mode',
+      'passthrough',
+      '-pix_fmt',
+      'yuv420p',
+      '-f',
+      'rawvideo',
+      'pipe:1',
+    ],
+    'YUV 4:2:0 in limited range by default',
+  );
   const rgb = ffmpegArgs(rtsp, { fps: 5, width: 640, height: 480, pixelFormat: 'rgb24' }, true);
-  tt.same(rgb.slice(rgb.indexOf('-vf')), ['-vf', `${rateFilter(5)},scale=640:480`, '-fps_mode', 'passthrough', '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1']);
+  tt.same(rgb.slice(rgb.indexOf('-vf')), [
+    '-vf',
+    `${rateFilter(5)},scale=640:480`,
+    '-fps_mode',
+    'passthrough',
+    '-pix_fmt',
+    'rgb24',
+    '-f',
+    'rawvideo',
+    'pipe:1',
+  ]);
   tt.notOk(args.includes('-stream_loop'), 'loop applies to files only');
   tt.same(args.slice(args.indexOf('-threads'), args.indexOf('-threads') + 2), ['-threads', '1'], 'one decoding thread per camera');
   tt.ok(args.indexOf('-threads') < args.indexOf('-i'), 'given as an input (decoder) option');
-  tt.throws(() => new FrameSource({ cameraId: 'gate-3', url: 'rtsp://h/s', fps: 5, width: 641, height: 480, log }), /camera gate-3: detect size 641x480 must be even both ways/);
-  tt.same(ffmpegArgs({ kind: 'file', path: '/v/a:b.avi' }, { fps: 5, width: 640, height: 480 }, true).slice(7, 12),
-    ['-re', '-stream_loop', '-1', '-i', 'file:/v/a:b.avi']);
+  tt.throws(
+    () => new FrameSource({ cameraId: 'gate-3', url: 'rtsp://h/s', fps: 5, width: 641, height: 480, log }),
+    /camera gate-3: detect size 641x480 must be even both ways/,
+  );
+  tt.same(ffmpegArgs({ kind: 'file', path: '/v/a:b.avi' }, { fps: 5, width: 640, height: 480 }, true).slice(7, 12), [
+    '-re',
+    '-stream_loop',
+    '-1',
+    '-i',
+    'file:/v/a:b.avi',
+  ]);
 
   const tail = new StderrTail(200);
   tail.push(Buffer.from('x'.repeat(500) + '\n[rtsp @ 0x55ecca7bc980] method DESCRIBE failed: 401 Unauthorized\n'));
@@ -111,8 +146,14 @@ t.test('pure parts: input kinds, arguments, reasons, backoff', async (tt) => {
   tt.equal(new StderrTail().reason(rtsp), undefined);
 
   const b = { initialMs: 1000, maxMs: 30_000 };
-  tt.same([0, 1, 2, 5, 40].map((n) => backoffDelay(n, b, () => 0)), [500, 1000, 2000, 15_000, 15_000]);
-  tt.same([0, 1, 2, 5, 40].map((n) => backoffDelay(n, b, () => 1)), [1000, 2000, 4000, 30_000, 30_000]);
+  tt.same(
+    [0, 1, 2, 5, 40].map((n) => backoffDelay(n, b, () => 0)),
+    [500, 1000, 2000, 15_000, 15_000],
+  );
+  tt.same(
+    [0, 1, 2, 5, 40].map((n) => backoffDelay(n, b, () => 1)),
+    [1000, 2000, 4000, 30_000, 30_000],
+  );
 });
 
 t.test('file source: exact frames at about the configured rate, looping past the end of the clip', async (tt) => {
@@ -122,12 +163,15 @@ t.test('file source: exact frames at about the configured rate, looping past the
   await sleep(5000);
   const got = frames.slice();
   tt.ok(got.length > 0);
-  tt.ok(got.every((f) => f.width === W && f.height === H && f.format === 'yuv420p' && f.data.length === YUV_BYTES), 'every frame is W×H in YUV 4:2:0');
+  tt.ok(
+    got.every((f) => f.width === W && f.height === H && f.format === 'yuv420p' && f.data.length === YUV_BYTES),
+    'every frame is W×H in YUV 4:2:0',
+  );
   const span = (got[got.length - 1]!.ts - got[0]!.ts) / 1000;
   tt.ok(span > 4, `frames keep coming past the 2 s clip (span ${span} s)`);
   const rate = (got.length - 1) / span;
   tt.ok(rate > 3.5 && rate < 6.5, `about 5 fps (got ${rate.toFixed(2)})`);
-  tt.equal(src.stats().spawns, 1, 'the loop is ffmpeg\'s, not a restart');
+  tt.equal(src.stats().spawns, 1, "the loop is ffmpeg's, not a restart");
   const pid = src.pid!;
   await src.stop();
   tt.ok(exited(pid), 'stop() leaves no ffmpeg');
@@ -147,11 +191,48 @@ t.test('frame layouts: YUV 4:2:0 in limited range from any camera, RGB24 when as
   // One still picture for 2 s, so each frame of a source is the frame ffmpeg converts alone below. MJPEG is
   // full range (yuvj420p), as many IP cameras send it: the source hands it over in limited range.
   const still = join(work, 'still-full-range.mkv');
-  const enc = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-ss', '5', '-i', defaultClip,
-    '-vf', 'trim=end_frame=1,loop=loop=19:size=1:start=0,setpts=N/10/TB', '-c:v', 'mjpeg', '-pix_fmt', 'yuvj420p', '-q:v', '2', still], { encoding: 'utf8' });
+  const enc = spawnSync(
+    'ffmpeg',
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-nostdin',
+      '-y',
+      '-ss',
+      '5',
+      '-i',
+      defaultClip,
+      '-vf',
+      'trim=end_frame=1,loop=loop=19:size=1:start=0,setpts=N/10/TB',
+      '-c:v',
+      'mjpeg',
+      '-pix_fmt',
+      'yuvj420p',
+      '-q:v',
+      '2',
+      still,
+    ],
+    { encoding: 'utf8' },
+  );
   tt.equal(enc.status, 0, enc.stderr);
-  const rgb = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-i', still, '-frames:v', '1', '-vf', `scale=${W}:${H}`,
-    '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1']).stdout;
+  const rgb = spawnSync('ffmpeg', [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-nostdin',
+    '-i',
+    still,
+    '-frames:v',
+    '1',
+    '-vf',
+    `scale=${W}:${H}`,
+    '-pix_fmt',
+    'rgb24',
+    '-f',
+    'rawvideo',
+    'pipe:1',
+  ]).stdout;
   tt.equal(rgb.length, W * H * 3);
   const yuvFrames = await allFrames(tt, { url: still, fps: 10 });
   tt.ok(yuvFrames.length >= 15, `frames of the still clip (${yuvFrames.length})`);
@@ -164,15 +245,25 @@ t.test('frame layouts: YUV 4:2:0 in limited range from any camera, RGB24 when as
   let sum = 0;
   const back = toRgb(frame).data;
   for (let i = 0; i < back.length; i++) sum += Math.abs(back[i]! - rgb[i]!);
-  tt.ok(sum / back.length < 3, `converted back to RGB it is ffmpeg's RGB of the same picture (mean difference ${(sum / back.length).toFixed(2)} levels)`);
+  tt.ok(
+    sum / back.length < 3,
+    `converted back to RGB it is ffmpeg's RGB of the same picture (mean difference ${(sum / back.length).toFixed(2)} levels)`,
+  );
   const rgbFrames = await allFrames(tt, { url: still, fps: 10, pixelFormat: 'rgb24' });
-  tt.ok(rgbFrames.length >= 15 && rgbFrames.every((f) => f.format === undefined && f.data.length === W * H * 3), 'an rgb24 source gives W×H×3 RGB frames');
-  tt.ok(rgbFrames[0]!.data.equals(rgb), 'the same bytes as ffmpeg\'s own RGB conversion');
+  tt.ok(
+    rgbFrames.length >= 15 && rgbFrames.every((f) => f.format === undefined && f.data.length === W * H * 3),
+    'an rgb24 source gives W×H×3 RGB frames',
+  );
+  tt.ok(rgbFrames[0]!.data.equals(rgb), "the same bytes as ffmpeg's own RGB conversion");
 });
 
 t.test('a camera slower than the detect rate, or with jittering timestamps, gives each of its frames once', async (tt) => {
   const count = (file: string): number => {
-    const r = spawnSync('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', file], { encoding: 'utf8' });
+    const r = spawnSync(
+      'ffprobe',
+      ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', file],
+      { encoding: 'utf8' },
+    );
     return Number(r.stdout.trim());
   };
   const inClip = count(shortClip);
@@ -187,11 +278,35 @@ t.test('a camera slower than the detect rate, or with jittering timestamps, give
   // container with millisecond timestamps: flooring to 100 ms slots would put some frames in their
   // predecessor's slot and drop them.
   const jittered = join(work, 'jittered.mkv');
-  const enc = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-i', shortClip,
-    '-vf', "settb=1/1000,setpts='(N/10+if(mod(N,2),-1,1)*0.004)/TB'", '-fps_mode', 'passthrough', '-enc_time_base', '1:1000', '-c:v', 'libx264', '-preset', 'ultrafast', jittered], { encoding: 'utf8' });
+  const enc = spawnSync(
+    'ffmpeg',
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-nostdin',
+      '-y',
+      '-i',
+      shortClip,
+      '-vf',
+      "settb=1/1000,setpts='(N/10+if(mod(N,2),-1,1)*0.004)/TB'",
+      '-fps_mode',
+      'passthrough',
+      '-enc_time_base',
+      '1:1000',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      jittered,
+    ],
+    { encoding: 'utf8' },
+  );
   tt.equal(enc.status, 0, enc.stderr);
   tt.equal(count(jittered), inClip);
-  const pts = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', jittered], { encoding: 'utf8' }).stdout;
+  const pts = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', jittered], {
+    encoding: 'utf8',
+  }).stdout;
   tt.same(pts.split('\n').slice(0, 3).map(Number), [0.004, 0.096, 0.204], 'the clip carries the jitter');
   const exact = await allFrames(tt, { url: jittered, fps: 10 });
   tt.equal(exact.length, inClip, 'every frame kept at fps 10');
@@ -205,7 +320,9 @@ t.test('a camera slower than the detect rate, or with jittering timestamps, give
 t.test('recycled frame buffers carry later frames; a buffer given back twice or of another size is refused', async (tt) => {
   const { src, frames } = source(tt, { url: shortClip, fps: 10 });
   src.start();
-  const until = async (n: number) => { for (const end = Date.now() + 20_000; frames.length < n && Date.now() < end;) await sleep(20); };
+  const until = async (n: number) => {
+    for (const end = Date.now() + 20_000; frames.length < n && Date.now() < end; ) await sleep(20);
+  };
   await until(1);
   const first = frames[0]!.data as Buffer;
   const alien = Buffer.alloc(YUV_BYTES + 1);
@@ -258,14 +375,22 @@ t.test('refused RTSP: backoff with the reason, retrying with growing delays', as
   src.start();
   for (let i = 0; i < 3; i++) await nextState(src, ['backoff'], 20_000);
   const backoffs = states.filter((s) => s.state === 'backoff');
-  tt.ok(backoffs.every((s) => /Connection refused/.test(s.reason ?? '')), 'reason from ffmpeg\'s stderr');
+  tt.ok(
+    backoffs.every((s) => /Connection refused/.test(s.reason ?? '')),
+    "reason from ffmpeg's stderr",
+  );
   // A status taken while a retry connects still says why the camera is not streaming.
   const retries = states.filter((s) => s.state === 'connecting').slice(1);
   tt.ok(retries.length >= 2, `${retries.length} retries seen connecting`);
-  tt.ok(retries.every((s, i) => s.reason?.startsWith(`retry ${i + 1} after: `) && /Connection refused/.test(s.reason)),
-    `each retry names the last failure: ${retries.map((s) => s.reason).join(' | ')}`);
+  tt.ok(
+    retries.every((s, i) => s.reason?.startsWith(`retry ${i + 1} after: `) && /Connection refused/.test(s.reason)),
+    `each retry names the last failure: ${retries.map((s) => s.reason).join(' | ')}`,
+  );
   tt.equal(states[0]?.state === 'connecting' ? states[0].reason : 'not first', undefined, 'the first connect has no failure to name');
-  tt.ok(states.every((s) => !JSON.stringify(s).includes('secret')), 'no credentials in states');
+  tt.ok(
+    states.every((s) => !JSON.stringify(s).includes('secret')),
+    'no credentials in states',
+  );
   tt.ok(src.stats().spawns >= 3, 'retries');
   const delays = backoffs.map((s) => s.retryInMs!);
   tt.ok(delays[0]! >= 100 && delays[0]! <= 200 && delays[2]! >= 400 && delays[2]! <= 800, `delays double with jitter: ${delays}`);
@@ -275,7 +400,9 @@ t.test('RTSP from the GStreamer server: frames, server loss, stall, recovery', a
   const server = await startRtspServer({ mounts: ['cam1', 'cam2'] });
   tt.teardown(() => server.stop());
   const { src, frames, states } = source(tt, {
-    url: server.url('cam1'), stallSeconds: 4, backoff: { initialMs: 300, maxMs: 1000 },
+    url: server.url('cam1'),
+    stallSeconds: 4,
+    backoff: { initialMs: 300, maxMs: 1000 },
   });
   const other = source(tt, { url: server.url('cam2'), cameraId: 'cam-2' });
   src.start();
@@ -285,7 +412,10 @@ t.test('RTSP from the GStreamer server: frames, server loss, stall, recovery', a
   tt.equal(other.src.currentState, 'streaming', 'a second mount streams too');
   await sleep(2000);
   tt.ok(frames.length >= 5, `frames arrive (${frames.length})`);
-  tt.ok(frames.every((f) => f.data.length === YUV_BYTES), 'exact frame size');
+  tt.ok(
+    frames.every((f) => f.data.length === YUV_BYTES),
+    'exact frame size',
+  );
 
   await tt.test('server killed → leaves streaming, streams again after restart', async (st) => {
     await server.stop();
@@ -311,7 +441,10 @@ t.test('RTSP from the GStreamer server: frames, server loss, stall, recovery', a
       process.kill(server.pid, 'SIGCONT');
     }
     await nextState(src, ['streaming'], 30_000);
-    st.ok(states.some((s) => s.state === 'backoff' && s.reason?.startsWith('no frame')), 'backoff keeps the stall reason');
+    st.ok(
+      states.some((s) => s.state === 'backoff' && s.reason?.startsWith('no frame')),
+      'backoff keeps the stall reason',
+    );
   });
 
   await tt.test('stop() leaves no ffmpeg process', async (st) => {
@@ -323,19 +456,28 @@ t.test('RTSP from the GStreamer server: frames, server loss, stall, recovery', a
 
 /** Starts the owner fixture, waits for its ffmpeg, SIGKILLs the owner; reports whether ffmpeg exited within 3 s. */
 async function killOwner(tt: Test, url: string, freeze?: () => void): Promise<{ pid: number; gone: boolean }> {
-  const owner = spawn(process.execPath, ['--import', '@tapjs/typescript/import', join(here, 'fixtures', 'frame-source-owner.ts'), url],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' } });
-  tt.teardown(() => { owner.kill('SIGKILL'); });
+  const owner = spawn(process.execPath, ['--import', '@tapjs/typescript/import', join(here, 'fixtures', 'frame-source-owner.ts'), url], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' },
+  });
+  tt.teardown(() => {
+    owner.kill('SIGKILL');
+  });
   let out = '';
   const pid = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('owner never streamed')), 30_000);
     owner.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /FFMPEG (\d+)/.exec(out);
-      if (m?.[1]) { clearTimeout(timer); resolve(Number(m[1])); }
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
     });
   });
-  tt.teardown(() => { if (!exited(pid)) process.kill(pid, 'SIGKILL'); });
+  tt.teardown(() => {
+    if (!exited(pid)) process.kill(pid, 'SIGKILL');
+  });
   freeze?.();
   owner.kill('SIGKILL');
   return { pid, gone: await waitExited(pid, 3000) };

@@ -21,7 +21,9 @@ t.test('vtest.avi: crossings of a line across the walkway, per direction, equal 
   const file = join(dir, 'gateway.yaml');
   // 5 fps: a walker's feet move about 1 % of the frame between samples, so no crossing falls between two of them,
   // and the replay stays near 20 s on 2 cores.
-  writeFileSync(file, `
+  writeFileSync(
+    file,
+    `
 gateway: { id: gw }
 mqtt: { url: mqtt://127.0.0.1 }
 cameras:
@@ -33,21 +35,35 @@ cameras:
         polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]
         rules:
           - { id: walkers, kind: line_cross, type: walkway_crossing, classes: [person], direction: both, line: ${JSON.stringify(hand.line)} }
-`);
+`,
+  );
   const out: string[] = [];
   const err: string[] = [];
-  const code = await rulesCommand(['test', 'walkway', '--config', file, '--video', join(root, 'assets/vtest.avi'), '--json'],
-    { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => err.push(s) } });
+  const code = await rulesCommand(['test', 'walkway', '--config', file, '--video', join(root, 'assets/vtest.avi'), '--json'], {
+    stdout: { write: (s: string) => out.push(s) },
+    stderr: { write: (s: string) => err.push(s) },
+  });
   t.equal(code, 0, err.join(''));
-  const events = out.join('').trim().split('\n').filter(Boolean)
+  const events = out
+    .join('')
+    .trim()
+    .split('\n')
+    .filter(Boolean)
     .map((l) => JSON.parse(l) as { time: number; state: string; counts: { forward: number; backward: number } });
-  t.ok(events.every((e) => e.state === 'instant'), 'every crossing is one instant message');
+  t.ok(
+    events.every((e) => e.state === 'instant'),
+    'every crossing is one instant message',
+  );
 
   const expected = {
     forward: hand.crossings.filter((c) => c.direction === 'forward').length,
     backward: hand.crossings.filter((c) => c.direction === 'backward').length,
   };
-  t.same(events.at(-1)?.counts, expected, `counts at the end of the clip equal the hand count (${expected.forward} forward, ${expected.backward} backward)`);
+  t.same(
+    events.at(-1)?.counts,
+    expected,
+    `counts at the end of the clip equal the hand count (${expected.forward} forward, ${expected.backward} backward)`,
+  );
 
   // Each message's counts grew by one in one direction: that is the direction of its crossing.
   const detected = events.map((e, i) => {

@@ -11,8 +11,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const addonPath = join(here, '..', 'build', 'Release', 'malloc_tune.node');
 
 function inFreshProcess(env: NodeJS.ProcessEnv): unknown {
-  const r = spawnSync(process.execPath, ['--import', '@tapjs/typescript/import', join(here, 'fixtures', 'malloc-tuning.ts')],
-    { encoding: 'utf8', env: { ...process.env, ...env } });
+  const r = spawnSync(process.execPath, ['--import', '@tapjs/typescript/import', join(here, 'fixtures', 'malloc-tuning.ts')], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+  });
   if (r.status !== 0) throw new Error(`fixture failed: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
@@ -38,10 +40,11 @@ t.test('the addon refuses what is not two positive byte counts and a pad', async
   t.equal(tune(MALLOC_THRESHOLD_BYTES, MALLOC_THRESHOLD_BYTES, MALLOC_TOP_PAD_BYTES), true, 'the values the agent uses');
 });
 
-t.test('with the tuning, the detector\'s worker does not fault its memory in again at every inference', async (t) => {
+t.test("with the tuning, the detector's worker does not fault its memory in again at every inference", async (t) => {
   t.same(tuneMalloc(), { tuned: true });
-  const frames = (await readFrames(defaultClip, { width: 768, height: 576, times: [2, 12, 22, 32], pixelFormat: 'yuv420p' }))
-    .map((data, i) => ({ width: 768, height: 576, data, ts: i, format: 'yuv420p' as const }));
+  const frames = (await readFrames(defaultClip, { width: 768, height: 576, times: [2, 12, 22, 32], pixelFormat: 'yuv420p' })).map(
+    (data, i) => ({ width: 768, height: 576, data, ts: i, format: 'yuv420p' as const }),
+  );
   const detector = await openDetector({ threads: 1 });
   t.teardown(() => detector.close());
   const detect = async (n: number): Promise<void> => {

@@ -77,7 +77,11 @@ t.test('nanodet-m.onnx equals its TFJS source on vtest.avi frames', async (t) =>
 
   const graph = await readTfjsGraph(join(sourceDir, 'nanodet.json'));
   const rebuilt = encodeModel(convertNanodet(graph));
-  t.equal(createHash('sha256').update(rebuilt).digest('hex'), entry.sha256, 'a fresh conversion is byte-identical to the manifest (deterministic)');
+  t.equal(
+    createHash('sha256').update(rebuilt).digest('hex'),
+    entry.sha256,
+    'a fresh conversion is byte-identical to the manifest (deterministic)',
+  );
 
   // The rewrites the conversion promises: no Pad left, biases inside the Convs, only the 6 output Transposes.
   const onnxGraph = decodeModel(modelBytes).graph!;
@@ -87,7 +91,10 @@ t.test('nanodet-m.onnx equals its TFJS source on vtest.avi frames', async (t) =>
   t.equal(ops.get('Transpose'), 6, 'NCHW/NHWC Transpose pairs cancelled');
   const convs = (onnxGraph.node ?? []).filter((n) => n.opType === 'Conv');
   t.equal(convs.length, 34);
-  t.ok(convs.every((n) => n.input?.length === 3), 'every Conv has its bias folded in');
+  t.ok(
+    convs.every((n) => n.input?.length === 3),
+    'every Conv has its bias folded in',
+  );
   const initializers = new Map((onnxGraph.initializer ?? []).map((i) => [i.name, i]));
   const firstWeights = tensorFromProto(initializers.get(convs[0]!.input![1]!)!);
   t.same([firstWeights.dtype, firstWeights.shape], ['float32', [32, 3, 3, 3]], 'float16 weights expanded to float32 OIHW');
@@ -148,8 +155,14 @@ t.test('nanodet-m.onnx equals its TFJS source on vtest.avi frames', async (t) =>
       };
       const scores = of(CLASSES);
       const boxes = of(4 * BINS);
-      t.ok(scores.every((v) => v >= 0 && v <= 1), `stride ${stride}: the 80-channel output is sigmoided`);
-      t.ok(boxes.some((v) => v < 0 || v > 1), `stride ${stride}: the 44-channel output holds logits`);
+      t.ok(
+        scores.every((v) => v >= 0 && v <= 1),
+        `stride ${stride}: the 80-channel output is sigmoided`,
+      );
+      t.ok(
+        boxes.some((v) => v < 0 || v > 1),
+        `stride ${stride}: the 44-channel output holds logits`,
+      );
       for (let cell = 0; cell < n; cell++) {
         const row = (cellOffset + cell) * CHANNELS;
         for (let k = 0; k < CLASSES; k++) maxDiff = Math.max(maxDiff, Math.abs(onnxOut[row + k]! - scores[cell * CLASSES + k]!));
@@ -170,7 +183,10 @@ t.test('nanodet-m.onnx equals its TFJS source on vtest.avi frames', async (t) =>
     let local = best.cell;
     for (const s of STRIDES) {
       const n = (SIZE / s) ** 2;
-      if (local < n) { stride = s; break; }
+      if (local < n) {
+        stride = s;
+        break;
+      }
       local -= n;
     }
     const row = onnxOut.subarray(best.cell * CHANNELS, (best.cell + 1) * CHANNELS);

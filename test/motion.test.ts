@@ -35,7 +35,10 @@ t.test('a still scene with sensor noise: no motion after the first frame', async
   const results = Array.from({ length: 50 }, (_, i) => md.update(frame(noisy(still, 6, i), 1000 + i * 200)));
   t.match(results[0], { motion: true, reset: true }, 'the first frame starts the background and counts as motion');
   t.same(results.slice(1).filter((r) => r.motion).length, 0);
-  t.ok(results.slice(1).every((r) => r.changed < 0.002), 'noise changes (almost) nothing');
+  t.ok(
+    results.slice(1).every((r) => r.changed < 0.002),
+    'noise changes (almost) nothing',
+  );
 });
 
 t.test('an object moving across a still scene: motion on every frame, boxed where it is', async (t) => {
@@ -46,12 +49,24 @@ t.test('an object moving across a still scene: motion on every frame, boxed wher
     const r = md.update(frame(noisy(withBlock(still, x, 150, 30, 80), 6, i), i * 200));
     t.ok(r.motion, `frame ${i}: motion`);
     const [bx1, by1, bx2, by2] = r.box!;
-    t.ok(bx1 * W <= x + 4 && bx2 * W >= x + 26 && by1 * H <= 154 && by2 * H >= 226, `frame ${i}: box ${r.box!.map((v) => v.toFixed(2))} covers the object`);
+    t.ok(
+      bx1 * W <= x + 4 && bx2 * W >= x + 26 && by1 * H <= 154 && by2 * H >= 226,
+      `frame ${i}: box ${r.box!.map((v) => v.toFixed(2))} covers the object`,
+    );
   }
 });
 
 t.test('motion inside a mask is ignored; outside it still counts', async (t) => {
-  const md = new MotionDetector({ masks: [[[0, 0.3], [1, 0.3], [1, 0.75], [0, 0.75]]] });
+  const md = new MotionDetector({
+    masks: [
+      [
+        [0, 0.3],
+        [1, 0.3],
+        [1, 0.75],
+        [0, 0.75],
+      ],
+    ],
+  });
   md.update(frame(still, 0));
   let masked = 0;
   for (let i = 1; i <= 20; i++) if (md.update(frame(withBlock(still, 40 + i * 25, 150, 30, 80), i * 200)).motion) masked++;
@@ -97,8 +112,14 @@ t.test('the gate: detect on motion; without motion only at the refresh rate, and
     if (decision !== 'skip') gate.detected(ts);
     decisions.push(decision);
   }
-  t.same(decisions.map((d, i) => [i, d]).filter(([, d]) => d !== 'skip'), [[0, 'motion'], [10, 'refresh']],
-    'first frame, then once per 2 s while objects are tracked (until frame 15)');
+  t.same(
+    decisions.map((d, i) => [i, d]).filter(([, d]) => d !== 'skip'),
+    [
+      [0, 'motion'],
+      [10, 'refresh'],
+    ],
+    'first frame, then once per 2 s while objects are tracked (until frame 15)',
+  );
   const ungated = new MotionGate(null, { refreshMs: 2000 });
   t.same(ungated.decide(frame(still, 0), false).decision, 'motion', 'no motion detector: every frame is detected');
 });

@@ -11,8 +11,14 @@ async function run(argv: string[]): Promise<{ code: number; out: string; err: st
   let out = '';
   let err = '';
   const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
-  process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => { err += s; return true; }) as typeof process.stderr.write;
+  process.stdout.write = ((s: string) => {
+    out += s;
+    return true;
+  }) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => {
+    err += s;
+    return true;
+  }) as typeof process.stderr.write;
   try {
     return { code: await outboxCommand(argv), out, err };
   } finally {
@@ -26,7 +32,12 @@ t.test('edgepatrol outbox stats|ls|show|replay on a real store', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const outbox = Outbox.open(join(dir, 'outbox.db'), { maxBytes: 1_000_000 });
   const ids = Array.from({ length: 4 }, () => uuidv7());
-  ids.forEach((id, i) => outbox.add({ id, cameraId: `cam-${i % 2}`, type: 'presence', topic: 'ep/gw-1/event/presence', priority: i === 3 ? 'high' : 'normal' }, (seq) => ({ id, seq })));
+  for (const [i, id] of ids.entries()) {
+    outbox.add(
+      { id, cameraId: `cam-${i % 2}`, type: 'presence', topic: 'ep/gw-1/event/presence', priority: i === 3 ? 'high' : 'normal' },
+      (seq) => ({ id, seq }),
+    );
+  }
   outbox.markAcked(1, 2);
   outbox.close();
 
@@ -38,7 +49,13 @@ t.test('edgepatrol outbox stats|ls|show|replay on a real store', async (t) => {
   t.match(json, { pending: 2, acked: 2 });
 
   const ls = await run(['ls', '--data-dir', dir, '--state', 'pending']);
-  t.same(ls.out.trim().split('\n').map((l) => l.trim().split(/\s+/)[0]), ['3', '4']);
+  t.same(
+    ls.out
+      .trim()
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/)[0]),
+    ['3', '4'],
+  );
   t.match(ls.out, new RegExp(`pending\\s+high.*cam-1 presence ${ids[3]}`));
 
   const show = await run(['show', ids[1]!, '--file', join(dir, 'outbox.db')]);

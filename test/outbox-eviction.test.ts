@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import t, { type Test } from 'tap';
 import { v7 as uuidv7 } from 'uuid';
-import { alertPayloadSchema, Outbox, OutboxError, type OutboxOptions, type Priority } from '../src/outbox/index.js';
+import { alertPayloadSchema, Outbox, type OutboxError, type OutboxOptions, type Priority } from '../src/outbox/index.js';
 import { migrations } from '../src/outbox/migrations.js';
 
 function tempDir(tt: Test): string {
@@ -22,7 +22,9 @@ function rig(tt: Test, opts: OutboxOptions = {}) {
   return {
     dir,
     outbox,
-    tick(ms: number) { now += ms; },
+    tick(ms: number) {
+      now += ms;
+    },
     add(priority: Priority, evidence = 0, payloadBytes = 100) {
       const id = uuidv7();
       let evidencePath: string | undefined;
@@ -30,10 +32,22 @@ function rig(tt: Test, opts: OutboxOptions = {}) {
         evidencePath = `${id}.jpg`;
         writeFileSync(join(dir, evidencePath), Buffer.alloc(evidence, 1));
       }
-      const { seq } = outbox.add({ id, cameraId: 'cam-1', type: 'presence', topic: 'ep/gw-1/event/presence', priority, payload: 'x'.repeat(payloadBytes), evidencePath });
+      const { seq } = outbox.add({
+        id,
+        cameraId: 'cam-1',
+        type: 'presence',
+        topic: 'ep/gw-1/event/presence',
+        priority,
+        payload: 'x'.repeat(payloadBytes),
+        evidencePath,
+      });
       return { seq, id, evidencePath };
     },
-    alerts: () => outbox.list({ limit: 1000 }).filter((r) => r.cameraId === '_gateway').map((r) => alertPayloadSchema.parse(JSON.parse(r.payload))),
+    alerts: () =>
+      outbox
+        .list({ limit: 1000 })
+        .filter((r) => r.cameraId === '_gateway')
+        .map((r) => alertPayloadSchema.parse(JSON.parse(r.payload))),
   };
 }
 
@@ -85,7 +99,14 @@ t.test('byte cap: evidence before events, low priority before high, oldest first
   t.ok(dropCount(r.outbox, 'evidence', 'full', 'normal') >= 1);
   t.equal(dropCount(r.outbox, 'event', 'full', 'high') + dropCount(r.outbox, 'evidence', 'full', 'high'), 0);
   const s = r.outbox.stats();
-  t.equal(s.dropped.events, r.outbox.drops().filter((d) => d.what === 'event').reduce((n, d) => n + d.count, 0), 'stats total = sum of counters');
+  t.equal(
+    s.dropped.events,
+    r.outbox
+      .drops()
+      .filter((d) => d.what === 'event')
+      .reduce((n, d) => n + d.count, 0),
+    'stats total = sum of counters',
+  );
   t.end();
 });
 
@@ -94,7 +115,17 @@ t.test('byte cap: an event that cannot fit without displacing higher priority is
   r.add('high', 0, 900);
   const id = uuidv7();
   writeFileSync(join(r.dir, 'x.jpg'), Buffer.alloc(50));
-  const err = t.throws(() => r.outbox.add({ id, cameraId: 'cam-1', type: 'p', topic: 'ep/gw-1/event/p', priority: 'low', payload: 'y'.repeat(200), evidencePath: 'x.jpg' })) as OutboxError;
+  const err = t.throws(() =>
+    r.outbox.add({
+      id,
+      cameraId: 'cam-1',
+      type: 'p',
+      topic: 'ep/gw-1/event/p',
+      priority: 'low',
+      payload: 'y'.repeat(200),
+      evidencePath: 'x.jpg',
+    }),
+  ) as OutboxError;
   t.equal(err.code, 'full');
   t.match(err.message, /is full/);
   t.equal(r.outbox.get(id), undefined, 'nothing of it committed');
@@ -111,7 +142,11 @@ t.test('drops raise an outbox_drop alert event, at most one per interval, with t
   r.add('low', 500);
   const [first] = r.alerts();
   t.ok(first, 'an alert row was written in the eviction');
-  t.match(first, { kind: 'outbox_drop', gatewayId: 'gw-1', detail: { dropped: [{ what: 'evidence', reason: 'full', priority: 'low', count: 1 }] } });
+  t.match(first, {
+    kind: 'outbox_drop',
+    gatewayId: 'gw-1',
+    detail: { dropped: [{ what: 'evidence', reason: 'full', priority: 'low', count: 1 }] },
+  });
   const row = r.outbox.get(first!.id)!;
   t.match(row, { topic: 'ep/gw-1/alert/outbox_drop', priority: 'high', cameraId: '_gateway' });
   r.add('low', 500);
@@ -122,7 +157,11 @@ t.test('drops raise an outbox_drop alert event, at most one per interval, with t
   t.equal(alerts.length, 2);
   const reported = alerts.flatMap((a) => (a.detail as { dropped: { count: number }[] }).dropped).reduce((n, d) => n + d.count, 0);
   const total = r.outbox.stats().dropped;
-  t.equal(reported, total.events + total.evidence, `together the alerts announce every drop exactly once: ${JSON.stringify(r.outbox.drops())} ${JSON.stringify(alerts.map((a) => a.detail))}`);
+  t.equal(
+    reported,
+    total.events + total.evidence,
+    `together the alerts announce every drop exactly once: ${JSON.stringify(r.outbox.drops())} ${JSON.stringify(alerts.map((a) => a.detail))}`,
+  );
   t.equal(r.outbox.maintain().alerts, 0, 'nothing new, no alert');
   t.end();
 });
@@ -161,7 +200,10 @@ t.test('delivery: service — acked is not delivered until confirmed; unconfirme
   r.tick(31_000);
   t.equal(r.outbox.maintain().requeued, 1);
   t.equal(r.outbox.get(b.seq)!.state, 'pending', 'b goes out again');
-  t.same(r.outbox.pending(10).map((x) => x.seq), [b.seq]);
+  t.same(
+    r.outbox.pending(10).map((x) => x.seq),
+    [b.seq],
+  );
   t.equal(r.outbox.markConfirmed([b.id]), 1, 'a confirmation may arrive in any state');
   t.equal(r.outbox.stats().oldestPendingTs, null);
   t.end();
@@ -173,13 +215,22 @@ t.test('replay, list and get for the CLI', (t) => {
   r.tick(10_000);
   const b = r.add('high');
   r.outbox.markAcked(a.seq, b.seq);
-  t.same(r.outbox.list({ state: 'acked' }).map((x) => x.seq), [a.seq, b.seq]);
+  t.same(
+    r.outbox.list({ state: 'acked' }).map((x) => x.seq),
+    [a.seq, b.seq],
+  );
   t.equal(r.outbox.get(b.id)!.seq, b.seq, 'by id');
   t.equal(r.outbox.get(String(b.seq))!.id, b.id, 'by seq text');
   t.equal(r.outbox.replay(r.outbox.get(b.seq)!.createdAt), 1, 'since a time');
-  t.same(r.outbox.pending(10).map((x) => x.seq), [b.seq]);
+  t.same(
+    r.outbox.pending(10).map((x) => x.seq),
+    [b.seq],
+  );
   t.equal(r.outbox.replay(), 1, 'all rows not already pending');
-  t.same(r.outbox.pending(10).map((x) => x.seq), [a.seq, b.seq]);
+  t.same(
+    r.outbox.pending(10).map((x) => x.seq),
+    [a.seq, b.seq],
+  );
   t.end();
 });
 
@@ -187,7 +238,10 @@ t.test('addMany commits a batch in one transaction', (t) => {
   const r = rig(t, { alerts: undefined });
   const events = Array.from({ length: 50 }, () => ({ id: uuidv7(), cameraId: 'cam-1', type: 'p', topic: 'ep/gw-1/event/p' }));
   const added = r.outbox.addMany(events, (e, seq) => ({ id: e.id, seq }));
-  t.same(added.map((x) => x.seq), events.map((_e, i) => i + 1));
+  t.same(
+    added.map((x) => x.seq),
+    events.map((_e, i) => i + 1),
+  );
   const dup = [{ ...events[0]!, id: uuidv7() }, events[3]!];
   t.throws(() => r.outbox.addMany(dup, (e, seq) => ({ id: e.id, seq })), { code: 'duplicate' });
   t.equal(r.outbox.stats().pending, 50, 'a failed batch commits none of its events');

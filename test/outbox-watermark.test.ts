@@ -48,19 +48,38 @@ function tempDir(tt: Test): string {
   return tempDirFor(tt, 'watermark');
 }
 
-function event(n: number, extra: { evidencePath?: string; evidenceBytes?: number; priority?: 'high' | 'normal' | 'low'; cameraId?: string } = {}) {
+function event(
+  n: number,
+  extra: { evidencePath?: string; evidenceBytes?: number; priority?: 'high' | 'normal' | 'low'; cameraId?: string } = {},
+) {
   return { id: uuidv7(), cameraId: extra.cameraId ?? 'cam-1', type: 'presence', topic, payload: { n }, ...extra };
 }
 
 /** What stats() says, recounted from every row (the `events` view shows effective states). */
-function recount(file: string, delivery: 'broker' | 'service'): Pick<OutboxStats, 'pending' | 'sent' | 'acked' | 'confirmed' | 'bytes' | 'oldestPendingTs'> {
+function recount(
+  file: string,
+  delivery: 'broker' | 'service',
+): Pick<OutboxStats, 'pending' | 'sent' | 'acked' | 'confirmed' | 'bytes' | 'oldestPendingTs'> {
   const db = new Database(file, { readonly: true });
   try {
     const count = (state: string) => (db.prepare('SELECT count(*) AS n FROM events WHERE state = ?').get(state) as { n: number }).n;
     const delivered = delivery === 'broker' ? `('acked', 'confirmed')` : `('confirmed')`;
-    const oldest = db.prepare(`SELECT created_at AS at FROM events WHERE state NOT IN ${delivered} ORDER BY seq LIMIT 1`).get() as { at: number } | undefined;
-    const bytes = (db.prepare(`SELECT coalesce(sum(bytes + CASE WHEN evidence_state = 'kept' THEN evidence_bytes ELSE 0 END), 0) AS n FROM events`).get() as { n: number }).n;
-    return { pending: count('pending'), sent: count('sent'), acked: count('acked'), confirmed: count('confirmed'), bytes, oldestPendingTs: oldest?.at ?? null };
+    const oldest = db.prepare(`SELECT created_at AS at FROM events WHERE state NOT IN ${delivered} ORDER BY seq LIMIT 1`).get() as
+      | { at: number }
+      | undefined;
+    const bytes = (
+      db
+        .prepare(`SELECT coalesce(sum(bytes + CASE WHEN evidence_state = 'kept' THEN evidence_bytes ELSE 0 END), 0) AS n FROM events`)
+        .get() as { n: number }
+    ).n;
+    return {
+      pending: count('pending'),
+      sent: count('sent'),
+      acked: count('acked'),
+      confirmed: count('confirmed'),
+      bytes,
+      oldestPendingTs: oldest?.at ?? null,
+    };
   } finally {
     db.close();
   }
@@ -72,7 +91,10 @@ function counters(s: OutboxStats) {
 
 /** A claim as the uplink makes it: every unacknowledged row from the watermark up to `upTo` was PUBACKed. */
 function claimUpTo(outbox: Outbox, upTo: number) {
-  const seqs = outbox.pending(1_000_000).map((r) => r.seq).filter((s) => s <= upTo);
+  const seqs = outbox
+    .pending(1_000_000)
+    .map((r) => r.seq)
+    .filter((s) => s <= upTo);
   return { seqs, claim: { since: outbox.watermark(), upTo } };
 }
 
@@ -93,15 +115,40 @@ function tests(): void {
 
     const raw = new Database(file, { readonly: true });
     t.teardown(() => raw.close());
-    const stored = raw.prepare('SELECT seq, state, attempts FROM event_rows ORDER BY seq').all() as { seq: number; state: string; attempts: number }[];
-    t.same(stored.slice(0, 6).map((r) => r.state), ['sent', 'pending', 'pending', 'pending', 'pending', 'pending'], 'rows under the watermark were not rewritten');
+    const stored = raw.prepare('SELECT seq, state, attempts FROM event_rows ORDER BY seq').all() as {
+      seq: number;
+      state: string;
+      attempts: number;
+    }[];
+    t.same(
+      stored.slice(0, 6).map((r) => r.state),
+      ['sent', 'pending', 'pending', 'pending', 'pending', 'pending'],
+      'rows under the watermark were not rewritten',
+    );
     t.equal(stored[7]!.state, 'acked', 'a row acked above the watermark is written on its own');
-    const view = raw.prepare('SELECT seq, state, attempts, acked_at FROM events ORDER BY seq').all() as { state: string; attempts: number; acked_at: number | null }[];
-    t.same(view.map((r) => r.state), ['acked', 'acked', 'acked', 'acked', 'acked', 'acked', 'pending', 'acked', 'pending', 'pending']);
-    t.ok(view.slice(0, 6).every((r) => r.attempts === 1 && r.acked_at === clock), 'one attempt each, acked at the advance');
+    const view = raw.prepare('SELECT seq, state, attempts, acked_at FROM events ORDER BY seq').all() as {
+      state: string;
+      attempts: number;
+      acked_at: number | null;
+    }[];
+    t.same(
+      view.map((r) => r.state),
+      ['acked', 'acked', 'acked', 'acked', 'acked', 'acked', 'pending', 'acked', 'pending', 'pending'],
+    );
+    t.ok(
+      view.slice(0, 6).every((r) => r.attempts === 1 && r.acked_at === clock),
+      'one attempt each, acked at the advance',
+    );
     t.match(outbox.get(seqs[2]!), { state: 'acked', attempts: 1, ackedAt: clock });
-    t.same(outbox.list({ state: 'acked' }).map((r) => r.seq), [...seqs.slice(0, 6), seqs[7]]);
-    t.same(outbox.pending(100).map((r) => r.seq), [seqs[6], seqs[8], seqs[9]], 'the drain reads only what is unacknowledged');
+    t.same(
+      outbox.list({ state: 'acked' }).map((r) => r.seq),
+      [...seqs.slice(0, 6), seqs[7]],
+    );
+    t.same(
+      outbox.pending(100).map((r) => r.seq),
+      [seqs[6], seqs[8], seqs[9]],
+      'the drain reads only what is unacknowledged',
+    );
     t.match(outbox.stats(), { pending: 3, sent: 0, acked: 7, confirmed: 0 });
     t.same(counters(outbox.stats()), recount(file, 'broker'));
 
@@ -128,13 +175,27 @@ function tests(): void {
     const stale = outbox.watermark();
 
     t.equal(outbox.replay(10_000), 4, 'the rows created since then go back to pending');
-    t.same(outbox.pending(100).map((r) => r.seq), second);
+    t.same(
+      outbox.pending(100).map((r) => r.seq),
+      second,
+    );
     t.ok(outbox.watermark().upTo <= first[3]!, 'the watermark is below the replayed rows');
     t.notSame(outbox.watermark().epoch, stale.epoch);
-    t.same(first.map((s) => outbox.get(s)!.state), ['acked', 'acked', 'acked', 'acked']);
-    t.same(first.map((s) => outbox.get(s)!.ackedAt), [firstAck, firstAck, clock, clock], 'each keeps the time of the advance that acked it');
+    t.same(
+      first.map((s) => outbox.get(s)!.state),
+      ['acked', 'acked', 'acked', 'acked'],
+    );
+    t.same(
+      first.map((s) => outbox.get(s)!.ackedAt),
+      [firstAck, firstAck, clock, clock],
+      'each keeps the time of the advance that acked it',
+    );
     t.same(counters(outbox.stats()), recount(file, 'broker'));
-    t.equal(outbox.recordDelivery([], second, { since: stale, upTo: second[3]! + 1 }).watermark, null, 'a claim made before the replay is refused');
+    t.equal(
+      outbox.recordDelivery([], second, { since: stale, upTo: second[3]! + 1 }).watermark,
+      null,
+      'a claim made before the replay is refused',
+    );
     t.same(counters(outbox.stats()), recount(file, 'broker'));
     t.end();
   });
@@ -153,7 +214,10 @@ function tests(): void {
         };
         // Seeded so a failure can be replayed; the sequence mixes every writer the outbox has.
         let seed = 7;
-        const rnd = (n: number) => { seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31; return seed % n; };
+        const rnd = (n: number) => {
+          seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+          return seed % n;
+        };
         for (let round = 0; round < 60; round++) {
           clock += 300;
           const op = rnd(8);
@@ -162,7 +226,9 @@ function tests(): void {
             const file2 = join(dir, `e-${round}.jpg`);
             if (evidence) writeFileSync(file2, Buffer.alloc(150 + rnd(200)));
             try {
-              outbox.add(event(round, { priority: (['low', 'normal', 'high'] as const)[rnd(3)], ...(evidence ? { evidencePath: file2 } : {}) }));
+              outbox.add(
+                event(round, { priority: (['low', 'normal', 'high'] as const)[rnd(3)], ...(evidence ? { evidencePath: file2 } : {}) }),
+              );
             } catch (err) {
               t.match(err, { code: 'full' });
             }
@@ -174,12 +240,19 @@ function tests(): void {
           } else if (op === 3) {
             const rows = outbox.pending(1 + rnd(8));
             const last = rows.at(-1);
-            const res = outbox.recordDelivery(rows.map((r) => r.seq), rows.map((r) => r.seq), last ? { since: outbox.watermark(), upTo: last.seq } : undefined);
+            const res = outbox.recordDelivery(
+              rows.map((r) => r.seq),
+              rows.map((r) => r.seq),
+              last ? { since: outbox.watermark(), upTo: last.seq } : undefined,
+            );
             if (delivery === 'service') t.equal(res.watermark, null, 'service: no watermark');
             check('recordDelivery with a claim');
           } else if (op === 4) {
             const rows = outbox.pending(3);
-            outbox.recordDelivery([], rows.slice(1).map((r) => r.seq));
+            outbox.recordDelivery(
+              [],
+              rows.slice(1).map((r) => r.seq),
+            );
             check('recordDelivery, out of order');
           } else if (op === 5) {
             const rows = outbox.list({ limit: 1000 }).filter(() => rnd(3) === 0);
@@ -213,13 +286,26 @@ function tests(): void {
     const ids = states.map(() => uuidv7());
     states.forEach((state, i) => {
       const payload = JSON.stringify({ id: ids[i], seq: i + 1 });
-      ins.run(ids[i], topic, payload, payload.length, state, state === 'pending' ? 0 : 1, state === 'acked' || state === 'confirmed' ? 100 + i : null, 1_000 + i);
+      ins.run(
+        ids[i],
+        topic,
+        payload,
+        payload.length,
+        state,
+        state === 'pending' ? 0 : 1,
+        state === 'acked' || state === 'confirmed' ? 100 + i : null,
+        1_000 + i,
+      );
     });
     raw.close();
 
     const outbox = Outbox.open(file);
     t.teardown(() => outbox.close());
-    t.same(outbox.list({ limit: 100 }).map((r) => [r.id, r.state]), ids.map((id, i) => [id, states[i]]), 'every row, with its state');
+    t.same(
+      outbox.list({ limit: 100 }).map((r) => [r.id, r.state]),
+      ids.map((id, i) => [id, states[i]]),
+      'every row, with its state',
+    );
     t.match(outbox.stats(), { pending: 4, sent: 1, acked: 2, confirmed: 1, lastSeq: 8, oldestPendingTs: 1_002 });
     t.same(counters(outbox.stats()), recount(file, 'broker'));
     const check = new Database(file, { readonly: true });
@@ -236,7 +322,11 @@ function tests(): void {
     const expected = [3, 4, 6, 7, 8, 9];
     await sub.waitFor(expected.length);
     await uplink.stop();
-    t.same(sub.messages.map((m) => (JSON.parse(m.payload) as { seq?: number; n?: number }).seq ?? 9), expected, 'the unacknowledged rows, in seq order');
+    t.same(
+      sub.messages.map((m) => (JSON.parse(m.payload) as { seq?: number; n?: number }).seq ?? 9),
+      expected,
+      'the unacknowledged rows, in seq order',
+    );
     t.match(outbox.stats(), { pending: 0, sent: 0, acked: 8, confirmed: 1 });
     t.ok(outbox.watermark().upTo >= 9, 'recorded by the watermark');
     t.same(counters(outbox.stats()), recount(file, 'broker'));
@@ -256,7 +346,10 @@ function tests(): void {
     t.teardown(() => outbox.close());
     t.equal(outbox.watermark().upTo, 0);
     const raw = new Database(file, { readonly: true });
-    t.same(raw.prepare('SELECT state, acked_at AS at FROM event_rows ORDER BY seq LIMIT 3').all(), [0, 1, 2].map(() => ({ state: 'acked', at: 2_000 })));
+    t.same(
+      raw.prepare('SELECT state, acked_at AS at FROM event_rows ORDER BY seq LIMIT 3').all(),
+      [0, 1, 2].map(() => ({ state: 'acked', at: 2_000 })),
+    );
     raw.close();
     t.same(counters(outbox.stats()), recount(file, 'service'));
     t.equal(outbox.maintain().requeued, 3, 'unconfirmed past the timeout: sent again, as before the watermark');
@@ -270,7 +363,10 @@ function tests(): void {
     const n = 400;
     const report = join(dir, 'unrecorded.json');
     const setup = Outbox.open(file);
-    setup.addMany(Array.from({ length: n }, (_, i) => event(i)), (e, seq) => ({ id: e.id, seq }));
+    setup.addMany(
+      Array.from({ length: n }, (_, i) => event(i)),
+      (e, seq) => ({ id: e.id, seq }),
+    );
     const all = setup.list({ limit: n }).map((r) => r.id);
     setup.close();
 
@@ -284,9 +380,15 @@ function tests(): void {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
-    t.teardown(() => { child.kill('SIGKILL'); });
-    const [, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('exit', (code, sig) => resolve([code, sig])));
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+      stderr += s;
+    });
+    t.teardown(() => {
+      child.kill('SIGKILL');
+    });
+    const [, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+      child.once('exit', (code, sig) => resolve([code, sig])),
+    );
     t.equal(signal, 'SIGKILL', `the child killed itself while recording (stderr: ${stderr.slice(0, 500)})`);
     const unrecorded = JSON.parse(readFileSync(report, 'utf8')) as number[];
     t.ok(unrecorded.length > 0, `${unrecorded.length} PUBACKed row(s) were not recorded`);
@@ -294,7 +396,10 @@ function tests(): void {
     const outbox = Outbox.open(file);
     t.teardown(() => outbox.close());
     const unacked = new Set(outbox.pending(n).map((r) => r.seq));
-    t.ok(unrecorded.every((seq) => unacked.has(seq)), 'PUBACKed but unrecorded rows are unacknowledged after the crash, not acked');
+    t.ok(
+      unrecorded.every((seq) => unacked.has(seq)),
+      'PUBACKed but unrecorded rows are unacknowledged after the crash, not acked',
+    );
     t.same(counters(outbox.stats()), recount(file, 'broker'));
 
     const uplink = new Uplink({ url: broker.url, prefix, gatewayId, outbox, log, version: '0.0.0-test' });
@@ -309,7 +414,10 @@ function tests(): void {
       if (bySeq.has(r.seq)) t.equal(bySeq.get(r.seq), r.id, `seq ${r.seq}: a duplicate has the same id`);
       bySeq.set(r.seq, r.id);
     }
-    t.ok(unrecorded.every((seq) => received.filter((r) => r.seq === seq).length >= 2), 'the unrecorded rows were sent again');
+    t.ok(
+      unrecorded.every((seq) => received.filter((r) => r.seq === seq).length >= 2),
+      'the unrecorded rows were sent again',
+    );
     t.match(outbox.stats(), { pending: 0, sent: 0, acked: n });
     t.end();
   });

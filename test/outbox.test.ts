@@ -29,7 +29,13 @@ function tempFile(tt: Test, name = 'outbox.db'): string {
 }
 
 function event(n: number, extra: Partial<{ cameraId: string; type: string }> = {}) {
-  return { id: uuidv7(), cameraId: extra.cameraId ?? 'cam-1', type: extra.type ?? 'presence', topic: 'ep/gw-1/event/presence', payload: { n } };
+  return {
+    id: uuidv7(),
+    cameraId: extra.cameraId ?? 'cam-1',
+    type: extra.type ?? 'presence',
+    topic: 'ep/gw-1/event/presence',
+    payload: { n },
+  };
 }
 
 function tests(): void {
@@ -39,13 +45,45 @@ function tests(): void {
     t.teardown(() => outbox.close());
     const a = outbox.add(event(1));
     const id = uuidv7();
-    const b = outbox.add({ id, cameraId: 'cam-2', type: 'dwell', topic: 'ep/gw-1/event/dwell', evidencePath: '/ev/x.jpg', evidenceSha256: 'ab'.repeat(32), evidenceBytes: 1234 },
-      (seq) => ({ id, seq }));
+    const b = outbox.add(
+      {
+        id,
+        cameraId: 'cam-2',
+        type: 'dwell',
+        topic: 'ep/gw-1/event/dwell',
+        evidencePath: '/ev/x.jpg',
+        evidenceSha256: 'ab'.repeat(32),
+        evidenceBytes: 1234,
+      },
+      (seq) => ({ id, seq }),
+    );
     t.equal(a.seq, 1);
     t.equal(b.seq, 2);
     const [r1, r2] = outbox.pending(10);
-    t.match(r1, { seq: 1, cameraId: 'cam-1', type: 'presence', payload: '{"n":1}', priority: 'normal', bytes: 7, evidencePath: null, evidenceState: null, state: 'pending', attempts: 0, ackedAt: null });
-    t.match(r2, { seq: 2, id, cameraId: 'cam-2', type: 'dwell', topic: 'ep/gw-1/event/dwell', evidencePath: '/ev/x.jpg', evidenceSha256: 'ab'.repeat(32), evidenceBytes: 1234, evidenceState: 'kept' });
+    t.match(r1, {
+      seq: 1,
+      cameraId: 'cam-1',
+      type: 'presence',
+      payload: '{"n":1}',
+      priority: 'normal',
+      bytes: 7,
+      evidencePath: null,
+      evidenceState: null,
+      state: 'pending',
+      attempts: 0,
+      ackedAt: null,
+    });
+    t.match(r2, {
+      seq: 2,
+      id,
+      cameraId: 'cam-2',
+      type: 'dwell',
+      topic: 'ep/gw-1/event/dwell',
+      evidencePath: '/ev/x.jpg',
+      evidenceSha256: 'ab'.repeat(32),
+      evidenceBytes: 1234,
+      evidenceState: 'kept',
+    });
     t.equal(outbox.stats().bytes, 7 + r2!.bytes + 1234, 'bytes count payloads and kept evidence');
     t.same(JSON.parse(r2!.payload), { id, seq: 2 });
     t.ok(Math.abs(r1!.createdAt - Date.now()) < 60_000, 'created_at is ms since the epoch');
@@ -55,7 +93,13 @@ function tests(): void {
   t.test('a failing payload builder commits nothing', (t) => {
     const outbox = Outbox.open(tempFile(t));
     t.teardown(() => outbox.close());
-    t.throws(() => outbox.add(event(1), () => { throw new Error('boom'); }), /boom/);
+    t.throws(
+      () =>
+        outbox.add(event(1), () => {
+          throw new Error('boom');
+        }),
+      /boom/,
+    );
     t.match(outbox.stats(), { pending: 0, acked: 0, oldestPendingTs: null, lastSeq: 0, bytes: 0 });
     t.end();
   });
@@ -78,13 +122,28 @@ function tests(): void {
     const outbox = Outbox.open(tempFile(t));
     t.teardown(() => outbox.close());
     for (let n = 1; n <= 10; n++) outbox.add(event(n, { cameraId: `cam-${n % 3}` }));
-    t.same(outbox.pending(4).map((r) => r.seq), [1, 2, 3, 4]);
-    t.same(outbox.pending(4, 8).map((r) => r.seq), [9, 10]);
+    t.same(
+      outbox.pending(4).map((r) => r.seq),
+      [1, 2, 3, 4],
+    );
+    t.same(
+      outbox.pending(4, 8).map((r) => r.seq),
+      [9, 10],
+    );
     t.equal(outbox.markAcked(1, 3, 5), 3);
     t.equal(outbox.markAcked(3), 0, 'acking twice changes nothing');
-    t.same(outbox.pending(100).map((r) => r.seq), [2, 4, 6, 7, 8, 9, 10]);
+    t.same(
+      outbox.pending(100).map((r) => r.seq),
+      [2, 4, 6, 7, 8, 9, 10],
+    );
     outbox.markSent([2, 2, 4]);
-    t.same(outbox.pending(2).map((r) => [r.state, r.attempts]), [['sent', 2], ['sent', 1]]);
+    t.same(
+      outbox.pending(2).map((r) => [r.state, r.attempts]),
+      [
+        ['sent', 2],
+        ['sent', 1],
+      ],
+    );
     const stats = outbox.stats();
     t.match(stats, { pending: 5, sent: 2, acked: 3, lastSeq: 10 });
     t.equal(stats.oldestPendingTs, outbox.pending(1)[0]!.createdAt);
@@ -179,9 +238,13 @@ function tests(): void {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
     let stderr = '';
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+      stderr += s;
+    });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
-    t.teardown(() => { child.kill('SIGKILL'); });
+    t.teardown(() => {
+      child.kill('SIGKILL');
+    });
     const reported: { seq: number; id: string }[] = [];
     await new Promise<void>((resolve, reject) => {
       child.on('message', (m: { seq: number; id: string }) => {
@@ -200,32 +263,43 @@ function tests(): void {
     const byId = new Map(rows.map((r) => [r.id, r]));
     const missing = reported.filter((r) => byId.get(r.id)?.seq !== r.seq);
     t.same(missing, [], 'every reported event is in the file with its seq');
-    t.same(rows.map((r) => r.seq), rows.map((_r, i) => i + 1), 'seqs are 1..n without gaps');
-    t.ok(rows.every((r) => (JSON.parse(r.payload) as { seq: number }).seq === r.seq), 'each payload carries its own seq');
+    t.same(
+      rows.map((r) => r.seq),
+      rows.map((_r, i) => i + 1),
+      'seqs are 1..n without gaps',
+    );
+    t.ok(
+      rows.every((r) => (JSON.parse(r.payload) as { seq: number }).seq === r.seq),
+      'each payload carries its own seq',
+    );
     t.equal(outbox.add(event(0)).seq, rows.length + 1, 'the next seq follows the last committed one');
   });
 
-  t.test("checkpoint: 'background' copies the WAL into the database file from a worker thread; inline leaves it to SQLite's 1,000-page threshold", async (t) => {
-    // 300 rows of ~2 kB: a few hundred WAL pages, under both the inline threshold and the background backstop.
-    const fill = (outbox: Outbox) => outbox.addMany(Array.from({ length: 300 }, (_v, i) => ({ ...event(i), payload: { n: i, pad: 'x'.repeat(2000) } })));
-    const size = (file: string) => statSync(file).size;
-    const inlineFile = tempFile(t);
-    const inline = Outbox.open(inlineFile);
-    fill(inline);
-    const bgFile = tempFile(t);
-    const background = Outbox.open(bgFile, { checkpoint: 'background' });
-    const before = size(bgFile);
-    fill(background);
-    // The worker starts in well under a second from dist/; from TypeScript sources its loader compiles first.
-    const deadline = Date.now() + 30_000;
-    while (size(bgFile) < before + 300 * 2000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    t.ok(size(bgFile) >= before + 300 * 2000, `the worker checkpointed the rows into ${bgFile} (${size(bgFile)} bytes)`);
-    t.ok(size(inlineFile) < 300 * 2000, `inline: still in the WAL (${size(inlineFile)} bytes in the database file)`);
-    t.equal(background.stats().pending, 300, 'every row readable');
-    background.close();
-    inline.close();
-    const reopened = Outbox.open(bgFile);
-    t.equal(reopened.stats().pending, 300, 'and after reopening');
-    reopened.close();
-  });
+  t.test(
+    "checkpoint: 'background' copies the WAL into the database file from a worker thread; inline leaves it to SQLite's 1,000-page threshold",
+    async (t) => {
+      // 300 rows of ~2 kB: a few hundred WAL pages, under both the inline threshold and the background backstop.
+      const fill = (outbox: Outbox) =>
+        outbox.addMany(Array.from({ length: 300 }, (_v, i) => ({ ...event(i), payload: { n: i, pad: 'x'.repeat(2000) } })));
+      const size = (file: string) => statSync(file).size;
+      const inlineFile = tempFile(t);
+      const inline = Outbox.open(inlineFile);
+      fill(inline);
+      const bgFile = tempFile(t);
+      const background = Outbox.open(bgFile, { checkpoint: 'background' });
+      const before = size(bgFile);
+      fill(background);
+      // The worker starts in well under a second from dist/; from TypeScript sources its loader compiles first.
+      const deadline = Date.now() + 30_000;
+      while (size(bgFile) < before + 300 * 2000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      t.ok(size(bgFile) >= before + 300 * 2000, `the worker checkpointed the rows into ${bgFile} (${size(bgFile)} bytes)`);
+      t.ok(size(inlineFile) < 300 * 2000, `inline: still in the WAL (${size(inlineFile)} bytes in the database file)`);
+      t.equal(background.stats().pending, 300, 'every row readable');
+      background.close();
+      inline.close();
+      const reopened = Outbox.open(bgFile);
+      t.equal(reopened.stats().pending, 300, 'and after reopening');
+      reopened.close();
+    },
+  );
 }

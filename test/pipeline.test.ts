@@ -34,12 +34,18 @@ async function freePort(): Promise<number> {
 
 /** Runs the status command as a process; asynchronously, so the agent in this process keeps running meanwhile. */
 function statusCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', join(here, 'fixtures', 'status-cli.ts'), ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' } });
+  const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', join(here, 'fixtures', 'status-cli.ts'), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' },
+  });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
 }
 
@@ -53,15 +59,59 @@ function ffmpegChildren(): number[] {
       const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       if (ppid === process.pid && (comm === 'ffmpeg' || comm === 'setpriv')) pids.push(Number(name));
-    } catch { /* exited meanwhile */ }
+    } catch {
+      /* exited meanwhile */
+    }
   }
   return pids;
 }
 
 // A still scene: one frame of the real clip (people standing in it) looped as a video.
 const stillClip = join(work, 'still.mkv');
-const made = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-ss', '20', '-i', defaultClip, '-frames:v', '1', '-f', 'image2', join(work, 'still.png')], { encoding: 'utf8' });
-const looped = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-loop', '1', '-framerate', '10', '-i', join(work, 'still.png'), '-t', '4', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', stillClip], { encoding: 'utf8' });
+const made = spawnSync(
+  'ffmpeg',
+  [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-nostdin',
+    '-y',
+    '-ss',
+    '20',
+    '-i',
+    defaultClip,
+    '-frames:v',
+    '1',
+    '-f',
+    'image2',
+    join(work, 'still.png'),
+  ],
+  { encoding: 'utf8' },
+);
+const looped = spawnSync(
+  'ffmpeg',
+  [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-nostdin',
+    '-y',
+    '-loop',
+    '1',
+    '-framerate',
+    '10',
+    '-i',
+    join(work, 'still.png'),
+    '-t',
+    '4',
+    '-c:v',
+    'libx264',
+    '-pix_fmt',
+    'yuv420p',
+    stillClip,
+  ],
+  { encoding: 'utf8' },
+);
 if (made.status !== 0 || looped.status !== 0) throw new Error(`making the still clip failed: ${made.stderr}${looped.stderr}`);
 
 t.test('four cameras on one detector: streaming, refused, frozen, killed and back, still scene', async (t) => {
@@ -71,27 +121,39 @@ t.test('four cameras on one detector: streaming, refused, frozen, killed and bac
   t.teardown(() => server.stop());
   const refusedPort = await freePort();
   const stallSeconds = 3;
-  const camera = (id: string, source: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-    ({ id, source, detect: { fps: 5, width: 480, height: 360 }, ...extra });
+  const camera = (id: string, source: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+    id,
+    source,
+    detect: { fps: 5, width: 480, height: 360 },
+    ...extra,
+  });
   const configFile = join(work, 'gateway.yaml');
-  writeFileSync(configFile, YAML.stringify({
-    gateway: { id: 'gw-pipe', dataDir: join(work, 'data') },
-    mqtt: { url: broker.url },
-    model: { threads: 2 },
-    cameras: [
-      camera('cam-1', { url: server.url('cam1') }, { stallSeconds }),
-      camera('cam-2', { url: server.url('cam2') }),
-      camera('cam-3', { url: `rtsp://127.0.0.1:${refusedPort}/nothing` }),
-      camera('cam-still', { file: stillClip, loop: true }),
-    ],
-  }));
-  const agent = await Agent.start({ config: loadConfig(configFile), log: createLogger({ level: 'silent' }), components: defaultComponents() });
+  writeFileSync(
+    configFile,
+    YAML.stringify({
+      gateway: { id: 'gw-pipe', dataDir: join(work, 'data') },
+      mqtt: { url: broker.url },
+      model: { threads: 2 },
+      cameras: [
+        camera('cam-1', { url: server.url('cam1') }, { stallSeconds }),
+        camera('cam-2', { url: server.url('cam2') }),
+        camera('cam-3', { url: `rtsp://127.0.0.1:${refusedPort}/nothing` }),
+        camera('cam-still', { file: stillClip, loop: true }),
+      ],
+    }),
+  );
+  const agent = await Agent.start({
+    config: loadConfig(configFile),
+    log: createLogger({ level: 'silent' }),
+    components: defaultComponents(),
+  });
   t.teardown(() => agent.stop());
   const cam = (id: string): CameraStatus => agent.cameraStatus().find((c) => c.id === id)!;
   async function until(what: string, cond: () => boolean, timeoutMs: number): Promise<number> {
     const start = Date.now();
     while (!cond()) {
-      if (Date.now() - start > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms; cameras: ${JSON.stringify(agent.cameraStatus())}`);
+      if (Date.now() - start > timeoutMs)
+        throw new Error(`${what}: not within ${timeoutMs} ms; cameras: ${JSON.stringify(agent.cameraStatus())}`);
       await sleep(50);
     }
     return Date.now() - start;
@@ -110,9 +172,15 @@ t.test('four cameras on one detector: streaming, refused, frozen, killed and bac
     const lines = run.stdout.split('\n');
     t.match(lines[0], /^gateway gw-pipe · agent pid \d+/);
     t.match(lines[1], /^camera\s+state\s+for\s+decode fps\s+detect fps\s+skipped fps\s+motion\s+infer ms\s+events\s+reason$/);
-    t.match(lines.find((l) => l.startsWith('cam-1 ')), /streaming/);
+    t.match(
+      lines.find((l) => l.startsWith('cam-1 ')),
+      /streaming/,
+    );
     // Between retries it is in backoff; while a retry connects, the reason still names the last failure.
-    t.match(lines.find((l) => l.startsWith('cam-3 ')), /(backoff|connecting) .*Connection refused/);
+    t.match(
+      lines.find((l) => l.startsWith('cam-3 ')),
+      /(backoff|connecting) .*Connection refused/,
+    );
     const json = await statusCli(['--config', configFile, '--json']);
     const status = JSON.parse(json.stdout) as { cameras: CameraStatus[] };
     const one = status.cameras.find((c) => c.id === 'cam-1')!;
@@ -135,16 +203,25 @@ t.test('four cameras on one detector: streaming, refused, frozen, killed and bac
   await t.test('server frozen → stalled within stallSeconds + 1 s; killed, down 8 s, back → streaming again promptly', async (t) => {
     process.kill(server.pid, 'SIGSTOP');
     let thawed = false;
-    t.teardown(() => { if (!thawed) process.kill(server.pid, 'SIGCONT'); });
+    t.teardown(() => {
+      if (!thawed) process.kill(server.pid, 'SIGCONT');
+    });
     // ffmpeg may still decode what the socket had buffered when the server froze (seconds of video when the
     // machine is loaded), so the stall is timed from the last frame the agent received.
     let frames = cam('cam-1').totals.framesIn;
     let lastFrameAt = Date.now();
-    await until('cam-1 stalls', () => {
-      const c = cam('cam-1');
-      if (c.totals.framesIn !== frames) { frames = c.totals.framesIn; lastFrameAt = Date.now(); }
-      return c.state !== 'streaming';
-    }, 30_000);
+    await until(
+      'cam-1 stalls',
+      () => {
+        const c = cam('cam-1');
+        if (c.totals.framesIn !== frames) {
+          frames = c.totals.framesIn;
+          lastFrameAt = Date.now();
+        }
+        return c.state !== 'streaming';
+      },
+      30_000,
+    );
     const stalledAfter = Date.now() - lastFrameAt;
     t.ok(stalledAfter <= (stallSeconds + 1) * 1000, `left streaming ${stalledAfter} ms after its last frame`);
     t.match(cam('cam-1').reason, /no frame for \d+ s/);

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseConfig, ConfigError } from '../src/config/index.js';
+import { parseConfig, type ConfigError } from '../src/config/index.js';
 import { PRESETS, PRESET_NAMES, type Preset } from '../src/rules/index.js';
 import { rulesCommand } from '../src/cli/rules.js';
 
@@ -37,18 +37,46 @@ t.test('every preset expands to its kind, type and defaults; written keys win', 
     const rule = parseConfig(config(`{ preset: ${name}${extra ? `, ${extra}` : ''} }`), '/x/gateway.yaml').cameras[0]!.zones[0]!.rules[0]!;
     t.match(rule, { kind: preset.kind, type: name, id: name, preset: name, ...preset.defaults[preset.kind] }, name);
   }
-  const custom = parseConfig(config('{ preset: fire_lane_parking, seconds: 45, classes: [bus], type: bus_lane_parking }'), '/x/g.yaml').cameras[0]!.zones[0]!.rules[0]!;
-  t.match(custom, { kind: 'dwell', type: 'bus_lane_parking', preset: 'fire_lane_parking', seconds: 45, classes: ['bus'], maxMovement: 0.03 });
-  const variant = parseConfig(config('{ preset: bin_overflow, kind: presence, classes: [overflowing_bin] }'), '/x/g.yaml').cameras[0]!.zones[0]!.rules[0]!;
-  t.match(variant, { kind: 'presence', type: 'bin_overflow', classes: ['overflowing_bin'], cooldownSeconds: 3600 }, 'a custom model variant');
+  const custom = parseConfig(config('{ preset: fire_lane_parking, seconds: 45, classes: [bus], type: bus_lane_parking }'), '/x/g.yaml')
+    .cameras[0]!.zones[0]!.rules[0]!;
+  t.match(custom, {
+    kind: 'dwell',
+    type: 'bus_lane_parking',
+    preset: 'fire_lane_parking',
+    seconds: 45,
+    classes: ['bus'],
+    maxMovement: 0.03,
+  });
+  const variant = parseConfig(config('{ preset: bin_overflow, kind: presence, classes: [overflowing_bin] }'), '/x/g.yaml').cameras[0]!
+    .zones[0]!.rules[0]!;
+  t.match(
+    variant,
+    { kind: 'presence', type: 'bin_overflow', classes: ['overflowing_bin'], cooldownSeconds: 3600 },
+    'a custom model variant',
+  );
 });
 
 t.test('preset errors name the path', async (t) => {
   const issues = (text: string) => (t.throws(() => parseConfig(text, '/x/g.yaml')) as unknown as ConfigError).issues;
-  t.match(issues(config('{ preset: street_vendor }')), [{ path: 'cameras[0].zones[0].rules[0].preset', message: /unknown preset 'street_vendor'; expected one of: street_vending, illegal_dumping/ }]);
-  t.match(issues(config('{ preset: fire_lane_parking, kind: line_cross }')), [{ path: 'cameras[0].zones[0].rules[0].kind', message: /works with kind dwell, not 'line_cross'/ }]);
-  t.match(issues(config('{ preset: bin_overflow }')), [{ path: 'cameras[0].zones[0].rules[0].reference', message: /missing/ }], 'scene_change needs its reference');
-  t.match(issues(config('{ preset: bin_overflow, kind: presence }')), [{ path: 'cameras[0].zones[0].rules[0].classes', message: /missing/ }], 'the custom-model variant needs the class');
+  t.match(issues(config('{ preset: street_vendor }')), [
+    {
+      path: 'cameras[0].zones[0].rules[0].preset',
+      message: /unknown preset 'street_vendor'; expected one of: street_vending, illegal_dumping/,
+    },
+  ]);
+  t.match(issues(config('{ preset: fire_lane_parking, kind: line_cross }')), [
+    { path: 'cameras[0].zones[0].rules[0].kind', message: /works with kind dwell, not 'line_cross'/ },
+  ]);
+  t.match(
+    issues(config('{ preset: bin_overflow }')),
+    [{ path: 'cameras[0].zones[0].rules[0].reference', message: /missing/ }],
+    'scene_change needs its reference',
+  );
+  t.match(
+    issues(config('{ preset: bin_overflow, kind: presence }')),
+    [{ path: 'cameras[0].zones[0].rules[0].classes', message: /missing/ }],
+    'the custom-model variant needs the class',
+  );
 });
 
 t.test('docs/rules.md explains every preset and kind', async (t) => {
@@ -57,15 +85,24 @@ t.test('docs/rules.md explains every preset and kind', async (t) => {
     t.match(doc, new RegExp(`### \`${name}\` ${PRESETS[name].zh}`), `${name} has its section`);
     t.ok(doc.includes(PRESETS[name].needs), `${name}: what it needs, as the code says`);
   }
-  for (const kind of ['presence', 'dwell', 'count', 'line_cross', 'left_object', 'scene_change']) t.match(doc, new RegExp(`### \`${kind}\``));
+  for (const kind of ['presence', 'dwell', 'count', 'line_cross', 'left_object', 'scene_change'])
+    t.match(doc, new RegExp(`### \`${kind}\``));
 });
 
 t.test('rules test: config errors exit 2 and name the path', async (t) => {
   const dir = t.testdir({});
   const cases: [string, string, RegExp][] = [
     ['{ preset: fire_lane_parking }', '[[0, 0], [1, 1], [1, 0], [0, 1]]', /cameras\[0\]\.zones\[0\]\.polygon: it crosses itself/],
-    ['{ preset: fire_lane_parking }', '[[0, 0], [1.2, 0], [1, 1]]', /cameras\[0\]\.zones\[0\]\.polygon\[1\]\[0\]: x must be between 0 and 1/],
-    ['{ preset: fire_lane_parking, classes: [car, tractor] }', '[[0, 0], [1, 0], [1, 1]]', /cameras\[0\]\.zones\[0\]\.rules\[0\]\.classes\[1\]: the model has no class 'tractor'/],
+    [
+      '{ preset: fire_lane_parking }',
+      '[[0, 0], [1.2, 0], [1, 1]]',
+      /cameras\[0\]\.zones\[0\]\.polygon\[1\]\[0\]: x must be between 0 and 1/,
+    ],
+    [
+      '{ preset: fire_lane_parking, classes: [car, tractor] }',
+      '[[0, 0], [1, 0], [1, 1]]',
+      /cameras\[0\]\.zones\[0\]\.rules\[0\]\.classes\[1\]: the model has no class 'tractor'/,
+    ],
     ['{ preset: fire_lane }', '[[0, 0], [1, 0], [1, 1]]', /cameras\[0\]\.zones\[0\]\.rules\[0\]\.preset: unknown preset 'fire_lane'/],
   ];
   for (const [i, [rule, polygon, expected]] of cases.entries()) {
@@ -73,8 +110,10 @@ t.test('rules test: config errors exit 2 and name the path', async (t) => {
     writeFileSync(file, config(rule, polygon, file));
     const out: string[] = [];
     const err: string[] = [];
-    const code = await rulesCommand(['test', 'cam', '--config', file, '--video', join(root, 'assets/vtest.avi')],
-      { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => err.push(s) } });
+    const code = await rulesCommand(['test', 'cam', '--config', file, '--video', join(root, 'assets/vtest.avi')], {
+      stdout: { write: (s: string) => out.push(s) },
+      stderr: { write: (s: string) => err.push(s) },
+    });
     t.equal(code, 2, `exit 2: ${expected}`);
     t.match(err.join(''), new RegExp(`config ${file} has 1 problem`));
     t.match(err.join(''), expected);
@@ -89,17 +128,54 @@ t.test('a still photo of a parked van, looped as a stream, fires fire_lane_parki
   const still = join(dir, 'van.png');
   const video = join(dir, 'van-140s.avi');
   execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-ss', '10', '-i', join(root, 'assets/vtest.avi'), '-frames:v', '1', still]);
-  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-loop', '1', '-framerate', '2', '-i', still, '-t', '140', '-c:v', 'mjpeg', '-q:v', '3', video]);
+  execFileSync('ffmpeg', [
+    '-loglevel',
+    'error',
+    '-y',
+    '-loop',
+    '1',
+    '-framerate',
+    '2',
+    '-i',
+    still,
+    '-t',
+    '140',
+    '-c:v',
+    'mjpeg',
+    '-q:v',
+    '3',
+    video,
+  ]);
   const file = join(dir, 'gateway.yaml');
-  writeFileSync(file, config('{ preset: fire_lane_parking }', '[[0.8, 0.1], [1, 0.1], [1, 0.25], [0.8, 0.25]]', file).replace('    zones:', '    detect: { fps: 1 }\n    zones:'));
+  writeFileSync(
+    file,
+    config('{ preset: fire_lane_parking }', '[[0.8, 0.1], [1, 0.1], [1, 0.25], [0.8, 0.25]]', file).replace(
+      '    zones:',
+      '    detect: { fps: 1 }\n    zones:',
+    ),
+  );
   const out: string[] = [];
   const err: string[] = [];
-  const code = await rulesCommand(['test', 'cam', '--config', file, '--video', video, '--json'],
-    { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => err.push(s) } });
+  const code = await rulesCommand(['test', 'cam', '--config', file, '--video', video, '--json'], {
+    stdout: { write: (s: string) => out.push(s) },
+    stderr: { write: (s: string) => err.push(s) },
+  });
   t.equal(code, 0, err.join(''));
-  const events = out.join('').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { time: number; state: string; eventType: string; dwellSeconds: number; objects: { class: string }[] });
-  t.same(events.map((e) => [e.eventType, e.state]), [['fire_lane_parking', 'started']], 'exactly one event, still running at the end of the clip');
-  t.equal(events[0]!.time, 120, 'after the preset\'s 120 s dwell');
+  const events = out
+    .join('')
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { time: number; state: string; eventType: string; dwellSeconds: number; objects: { class: string }[] });
+  t.same(
+    events.map((e) => [e.eventType, e.state]),
+    [['fire_lane_parking', 'started']],
+    'exactly one event, still running at the end of the clip',
+  );
+  t.equal(events[0]!.time, 120, "after the preset's 120 s dwell");
   t.equal(events[0]!.dwellSeconds, 120);
-  t.ok(events[0]!.objects.some((o) => o.class === 'truck' || o.class === 'car'), `the vehicles: ${events[0]!.objects.map((o) => o.class).join(', ')}`);
+  t.ok(
+    events[0]!.objects.some((o) => o.class === 'truck' || o.class === 'car'),
+    `the vehicles: ${events[0]!.objects.map((o) => o.class).join(', ')}`,
+  );
 });

@@ -17,7 +17,8 @@ function frame(ts: number): RgbFrame {
 
 t.test('a clean stop ends each open violation once, as a valid ended message with endReason agent_stopped and evidence', async (t) => {
   const dir = t.testdir({ data: {} });
-  const cfg = parseConfig(`
+  const cfg = parseConfig(
+    `
 gateway: { id: gw-stop, dataDir: ./data }
 mqtt: { url: mqtt://127.0.0.1, prefix: ept }
 cameras:
@@ -31,13 +32,20 @@ cameras:
         rules:
           - { preset: fire_lane_parking, seconds: 5 }
           - { kind: presence, type: loitering, classes: [person] }
-`, join(dir, 'gateway.yaml'));
+`,
+    join(dir, 'gateway.yaml'),
+  );
   const cam = cfg.cameras[0]!;
   const outbox = Outbox.open(join(dir, 'data', 'outbox.db'));
   t.teardown(() => outbox.close());
   const stopAt = Date.parse('2025-06-06T12:00:30Z');
   const recorder = new EventRecorder({
-    config: cfg, dataDir: join(dir, 'data'), outbox, uplink: { notify: () => undefined }, log: pino({ level: 'silent' }), now: () => stopAt,
+    config: cfg,
+    dataDir: join(dir, 'data'),
+    outbox,
+    uplink: { notify: () => undefined },
+    log: pino({ level: 'silent' }),
+    now: () => stopAt,
   });
   const model = { name: 'nanodet-m', sha256: 'ab'.repeat(32) };
   const rules = new CameraRules(cam);
@@ -52,7 +60,13 @@ cameras:
 
   t.equal(await recorder.recordStop(cam, rules, last, model), 1);
   const payloads = outbox.list({ limit: 100 }).map((r) => eventPayloadSchema.parse(JSON.parse(r.payload)));
-  t.same(payloads.map((p) => [p.state, p.type, p.endReason]), [['started', 'fire_lane_parking', undefined], ['ended', 'fire_lane_parking', 'agent_stopped']]);
+  t.same(
+    payloads.map((p) => [p.state, p.type, p.endReason]),
+    [
+      ['started', 'fire_lane_parking', undefined],
+      ['ended', 'fire_lane_parking', 'agent_stopped'],
+    ],
+  );
   const [started, ended] = payloads;
   t.equal(ended!.id, started!.id, 'the same violation');
   t.equal(ended!.detectedAt, new Date(stopAt).toISOString(), 'at the stop');

@@ -5,10 +5,11 @@ import { InferenceScheduler } from '../src/vision/scheduler.js';
 function gated() {
   const order: string[] = [];
   const waiting: (() => void)[] = [];
-  const run = (lane: string, item: number) => new Promise<void>((resolve) => {
-    order.push(`${lane}${item}`);
-    waiting.push(resolve);
-  });
+  const run = (lane: string, item: number) =>
+    new Promise<void>((resolve) => {
+      order.push(`${lane}${item}`);
+      waiting.push(resolve);
+    });
   /** Lets the running item finish and the worker start the next one. */
   const step = async () => {
     waiting.shift()?.();
@@ -61,7 +62,9 @@ t.test('a failing item is counted and reported; the worker carries on', async (t
   const errors: string[] = [];
   const q = new InferenceScheduler<number>({
     depth: 2,
-    run: async (_lane, item) => { if (item === 1) throw new Error('boom'); },
+    run: async (_lane, item) => {
+      if (item === 1) throw new Error('boom');
+    },
     onError: (lane, err) => errors.push(`${lane}: ${(err as Error).message}`),
   });
   q.push('cam', 1);
@@ -106,7 +109,9 @@ t.test('concurrency 2: two items in flight at most, still round-robin, idle() wa
   for (let i = 0; i < 3; i++) for (const lane of ['a', 'b', 'c']) q.push(lane, i);
   t.same(g.order, ['a0', 'b0'], 'two start at once');
   let idle = false;
-  const waiting = q.idle().then(() => { idle = true; });
+  const waiting = q.idle().then(() => {
+    idle = true;
+  });
   while (g.order.length < 9) await g.step();
   t.notOk(idle, 'not idle while items run');
   await g.step();

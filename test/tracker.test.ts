@@ -1,8 +1,11 @@
 import t from 'tap';
 import { Tracker, type TrackInput } from '../src/vision/tracker.js';
 
-const det = (cls: string, x: number, y: number, w = 0.1, h = 0.1, score = 0.9): TrackInput =>
-  ({ class: cls, score, box: [x, y, x + w, y + h] });
+const det = (cls: string, x: number, y: number, w = 0.1, h = 0.1, score = 0.9): TrackInput => ({
+  class: cls,
+  score,
+  box: [x, y, x + w, y + h],
+});
 
 t.test('a moving object keeps its id; first and current box and times are kept', async (t) => {
   const tracker = new Tracker();
@@ -12,7 +15,10 @@ t.test('a moving object keeps its id; first and current box and times are kept',
     ids.add(track!.id);
     if (i === 9) {
       t.same(track!.firstBox, [0.1, 0.5, 0.2, 0.6]);
-      t.same(track!.box.map((v) => +v.toFixed(3)), [0.19, 0.5, 0.29, 0.6]);
+      t.same(
+        track!.box.map((v) => +v.toFixed(3)),
+        [0.19, 0.5, 0.29, 0.6],
+      );
       t.equal(track!.firstSeen, 1000);
       t.equal(track!.lastSeen, 5500);
       t.equal(track!.missed, 0);
@@ -24,9 +30,23 @@ t.test('a moving object keeps its id; first and current box and times are kept',
 t.test('tracks are per class and ids are never reused', async (t) => {
   const tracker = new Tracker();
   const first = tracker.update(0, [det('car', 0.1, 0.1), det('person', 0.1, 0.1), det('car', 0.6, 0.6)]);
-  t.same(first.map((x) => [x.id, x.class]), [[1, 'car'], [2, 'person'], [3, 'car']]);
+  t.same(
+    first.map((x) => [x.id, x.class]),
+    [
+      [1, 'car'],
+      [2, 'person'],
+      [3, 'car'],
+    ],
+  );
   const second = tracker.update(500, [det('person', 0.11, 0.1), det('car', 0.61, 0.6), det('car', 0.1, 0.11)]);
-  t.same(second.filter((x) => x.missed === 0).map((x) => x.id).sort(), [1, 2, 3], 'matched by class and overlap, not by order');
+  t.same(
+    second
+      .filter((x) => x.missed === 0)
+      .map((x) => x.id)
+      .sort(),
+    [1, 2, 3],
+    'matched by class and overlap, not by order',
+  );
   const third = tracker.update(1000, [det('truck', 0.1, 0.11)]);
   t.same(third.find((x) => x.class === 'truck')?.id, 4, 'a class change starts a new track');
 });
@@ -35,7 +55,13 @@ t.test('greedy matching gives each detection to the best-overlapping track', asy
   const tracker = new Tracker();
   tracker.update(0, [det('person', 0.1, 0.1), det('person', 0.16, 0.1)]);
   const next = tracker.update(500, [det('person', 0.17, 0.1), det('person', 0.11, 0.1)]);
-  t.same(next.map((x) => [x.id, x.box[0]]), [[1, 0.11], [2, 0.17]]);
+  t.same(
+    next.map((x) => [x.id, x.box[0]]),
+    [
+      [1, 0.11],
+      [2, 0.17],
+    ],
+  );
 });
 
 t.test('a track coasts through maxMissed frames, then ends', async (t) => {
@@ -57,7 +83,14 @@ t.test('low overlap starts a new track; returned tracks are copies', async (t) =
   const tracker = new Tracker({ iouThreshold: 0.5 });
   tracker.update(0, [det('car', 0.1, 0.1)]);
   const tracks = tracker.update(500, [det('car', 0.15, 0.1)]);
-  t.same(tracks.map((x) => [x.id, x.missed]), [[1, 1], [2, 0]], 'IoU 1/3 is below 0.5');
+  t.same(
+    tracks.map((x) => [x.id, x.missed]),
+    [
+      [1, 1],
+      [2, 0],
+    ],
+    'IoU 1/3 is below 0.5',
+  );
   tracks[1]!.box[0] = 0.9;
   t.equal(tracker.update(1000, [det('car', 0.15, 0.1)]).find((x) => x.id === 2)?.missed, 0);
 });
@@ -65,7 +98,7 @@ t.test('low overlap starts a new track; returned tracks are copies', async (t) =
 /** Shuffles the detections of a frame deterministically, so no test depends on the detector's output order. */
 function shuffled<T>(xs: T[], seed: number): T[] {
   const out = xs.slice();
-  let s = seed * 2654435761 >>> 0;
+  let s = (seed * 2654435761) >>> 0;
   for (let i = out.length - 1; i > 0; i--) {
     s = (s * 1103515245 + 12345) >>> 0;
     const j = s % (i + 1);
@@ -77,7 +110,10 @@ function shuffled<T>(xs: T[], seed: number): T[] {
 t.test('crossing: two people walking through each other keep their ids, also when one is hidden at the crossing', async (t) => {
   for (const hideAtCrossing of [false, true]) {
     const tracker = new Tracker({ maxMissed: 10 });
-    const idAt = new Map<string, Set<number>>([['east', new Set()], ['west', new Set()]]);
+    const idAt = new Map<string, Set<number>>([
+      ['east', new Set()],
+      ['west', new Set()],
+    ]);
     for (let i = 0; i < 30; i++) {
       const east = det('person', 0.1 + i * 0.02, 0.4, 0.1, 0.3); // walks right
       const west = det('person', 0.68 - i * 0.02, 0.41, 0.1, 0.3); // walks left; boxes coincide around frame 14-15
@@ -111,7 +147,13 @@ t.test('the assignment is optimal, not greedy: an ambiguous detection goes where
   // d1 overlaps both tracks, best with track 1; d2 overlaps only track 1. Greedy would give d1 to track 1
   // and start a new track for d2 while track 2 coasts.
   const tracks = tracker.update(500, [det('person', 0.2, 0.1, 0.2, 0.2), det('person', 0.04, 0.1, 0.2, 0.2)]);
-  t.same(tracks.map((x) => [x.id, x.missed, +x.box[0].toFixed(2)]), [[1, 0, 0.04], [2, 0, 0.2]]);
+  t.same(
+    tracks.map((x) => [x.id, x.missed, +x.box[0].toFixed(2)]),
+    [
+      [1, 0, 0.04],
+      [2, 0, 0.2],
+    ],
+  );
 });
 
 t.test('weak detections continue tracks but never start one', async (t) => {
@@ -119,8 +161,16 @@ t.test('weak detections continue tracks but never start one', async (t) => {
   t.same(tracker.update(0, [det('person', 0.5, 0.5, 0.1, 0.2, 0.3)]), [], 'a weak detection alone is no track');
   tracker.update(500, [det('person', 0.2, 0.2, 0.1, 0.2, 0.8)]);
   const partly = tracker.update(1000, [det('person', 0.205, 0.2, 0.1, 0.2, 0.25), det('person', 0.7, 0.7, 0.1, 0.2, 0.3)]);
-  t.same(partly.map((x) => [x.id, x.missed, x.score]), [[1, 0, 0.25]], 'half hidden, scoring 0.25: same track, seen');
-  t.same(tracker.update(1500, [det('person', 0.21, 0.2, 0.1, 0.2, 0.05)]).map((x) => x.missed), [1], 'below lowThreshold: ignored');
+  t.same(
+    partly.map((x) => [x.id, x.missed, x.score]),
+    [[1, 0, 0.25]],
+    'half hidden, scoring 0.25: same track, seen',
+  );
+  t.same(
+    tracker.update(1500, [det('person', 0.21, 0.2, 0.1, 0.2, 0.05)]).map((x) => x.missed),
+    [1],
+    'below lowThreshold: ignored',
+  );
 });
 
 t.test('stationary: a car that drives in and parks becomes stationary after stationaryMs despite detector jitter', async (t) => {
@@ -131,12 +181,18 @@ t.test('stationary: a car that drives in and parks becomes stationary after stat
     const [track] = tracker.update(i * 500, [det('car', x, 0.5, 0.2, 0.15)]);
     states.push([i, track!.stationary, track!.stillSince]);
   }
-  t.ok(states.slice(0, 10).every(([, s]) => !s), 'moving: not stationary');
+  t.ok(
+    states.slice(0, 10).every(([, s]) => !s),
+    'moving: not stationary',
+  );
   const firstStill = states.find(([, s]) => s)!;
   // Its last step (frame 9 → 10) is smaller than the tolerance, so "still" may begin at frame 9 or 10.
   t.ok(firstStill[2] === 9 * 500 || firstStill[2] === 10 * 500, `still since it stopped (${firstStill[2]} ms)`);
   t.equal(firstStill[0] * 500, firstStill[2] + 3000, 'stationary 3 s later');
-  t.ok(states.slice(16).every(([, s]) => s), 'jitter of 0.008 does not reset it');
+  t.ok(
+    states.slice(16).every(([, s]) => s),
+    'jitter of 0.008 does not reset it',
+  );
 });
 
 t.test('maxMissedMs: expiry by time for irregular detector runs; one missed run never ends a track', async (t) => {

@@ -48,7 +48,16 @@ function rig(tt: Test, url: string, extra: Partial<UplinkOptions> = {}) {
     },
   });
   const log = createLogger({ level: 'debug', destination });
-  const uplink = new Uplink({ url, prefix, gatewayId, outbox, log, version: '0.0.0-test', reconnect: { initialMs: 250, maxMs: 1_000 }, ...extra });
+  const uplink = new Uplink({
+    url,
+    prefix,
+    gatewayId,
+    outbox,
+    log,
+    version: '0.0.0-test',
+    reconnect: { initialMs: 250, maxMs: 1_000 },
+    ...extra,
+  });
   tt.teardown(async () => {
     await uplink.stop();
     outbox.close();
@@ -97,9 +106,16 @@ function eventsIn(messages: Received[]): { id: string; seq: number }[] {
 function checkDelivery(tt: Test, messages: Received[], added: { seq: number; id: string }[]): void {
   const got = eventsIn(messages);
   const seqOf = new Map(added.map((e) => [e.id, e.seq]));
-  tt.ok(got.every((e) => seqOf.get(e.id) === e.seq), 'every message is an added event carrying its own seq');
+  tt.ok(
+    got.every((e) => seqOf.get(e.id) === e.seq),
+    'every message is an added event carrying its own seq',
+  );
   const firstCopies = [...new Set(got.map((e) => e.seq))];
-  tt.same(firstCopies, added.map((e) => e.seq), `all ${added.length} events arrived, in seq order`);
+  tt.same(
+    firstCopies,
+    added.map((e) => e.seq),
+    `all ${added.length} events arrived, in seq order`,
+  );
   tt.comment(`${got.length - firstCopies.length} duplicate(s)`);
 }
 
@@ -200,12 +216,18 @@ function tests(): void {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
     let stderr = '';
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+      stderr += s;
+    });
     const exited = once(child, 'exit');
-    t.teardown(() => { child.kill('SIGKILL'); });
+    t.teardown(() => {
+      child.kill('SIGKILL');
+    });
     await Promise.race([
       once(child, 'message'),
-      exited.then(() => { throw new Error(`gateway child exited before connecting: ${stderr}`); }),
+      exited.then(() => {
+        throw new Error(`gateway child exited before connecting: ${stderr}`);
+      }),
     ]);
     await live.waitFor((m) => m.some((x) => JSON.parse(x.payload).state === 'online'));
     child.kill('SIGKILL');
@@ -260,7 +282,9 @@ function tests(): void {
       largestRead = Math.max(largestRead, limit);
       return pending(limit, afterSeq);
     };
-    const sample = (): void => { largestInFlight = Math.max(largestInFlight, r.uplink.status().inFlight); };
+    const sample = (): void => {
+      largestInFlight = Math.max(largestInFlight, r.uplink.status().inFlight);
+    };
     const sampler = setInterval(sample, 1);
     r.uplink.on('acked', sample);
     t.teardown(() => clearInterval(sampler));
@@ -272,7 +296,9 @@ function tests(): void {
     checkDelivery(t, sub.messages, r.added);
     t.ok(largestRead <= window, `never read more than a window of rows at once (${largestRead} ≤ ${window})`);
     t.ok(largestInFlight <= window, `never more than the window in flight (${largestInFlight} ≤ ${window})`);
-    t.comment(`drained 2000 events in ${Math.round(ms)} ms (${Math.round(2000 / (ms / 1000))} events/s, window ${r.uplink.status().window})`);
+    t.comment(
+      `drained 2000 events in ${Math.round(ms)} ms (${Math.round(2000 / (ms / 1000))} events/s, window ${r.uplink.status().window})`,
+    );
   });
 
   t.test('credentials never appear in the log, through connect, outage and reconnect', async (t) => {
@@ -311,7 +337,13 @@ function tests(): void {
     r.uplink.start();
     await connected(r.uplink);
     r.add(1);
-    const forbidden = r.outbox.add({ id: uuidv7(), cameraId: 'cam-1', type: 'x', topic: `${prefix}/${gatewayId}/event/forbidden`, payload: {} });
+    const forbidden = r.outbox.add({
+      id: uuidv7(),
+      cameraId: 'cam-1',
+      type: 'x',
+      topic: `${prefix}/${gatewayId}/event/forbidden`,
+      payload: {},
+    });
     r.uplink.notify();
     r.add(1);
     await sub.waitFor((m) => eventsIn(m).length >= 2);
@@ -375,8 +407,10 @@ function tests(): void {
     const sub = await collect(b.url, `${prefix}/${gatewayId}/#`, { clientOptions: tlsClient });
     t.teardown(() => sub.close());
 
-    await t.rejects(mqtt.connectAsync(b.url, { protocolVersion: 5, ca: tlsClient.ca, reconnectPeriod: 0, connectTimeout: 10_000 }),
-      'a client without a certificate is refused');
+    await t.rejects(
+      mqtt.connectAsync(b.url, { protocolVersion: 5, ca: tlsClient.ca, reconnectPeriod: 0, connectTimeout: 10_000 }),
+      'a client without a certificate is refused',
+    );
 
     const r = rig(t, b.url, { tls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey } });
     r.uplink.start();
@@ -396,10 +430,28 @@ function makePki(dir: string) {
   openssl('req', '-x509', ...ecKey, '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '2', '-subj', '/CN=edgepatrol test CA');
   writeFileSync(p('server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   writeFileSync(p('client.ext'), 'extendedKeyUsage=clientAuth\n');
-  for (const [name, cn] of [['server', 'localhost'], ['client', gatewayId]] as const) {
+  for (const [name, cn] of [
+    ['server', 'localhost'],
+    ['client', gatewayId],
+  ] as const) {
     openssl('req', ...ecKey, '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`), '-subj', `/CN=${cn}`);
-    openssl('x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial',
-      '-out', p(`${name}.crt`), '-days', '2', '-extfile', p(`${name}.ext`));
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      p(`${name}.csr`),
+      '-CA',
+      p('ca.crt'),
+      '-CAkey',
+      p('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      p(`${name}.crt`),
+      '-days',
+      '2',
+      '-extfile',
+      p(`${name}.ext`),
+    );
   }
   const read = (name: string) => readFileSync(p(name));
   return {

@@ -3,9 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { ConfigError, parseConfig, type CameraConfig, type Config } from '../src/config/index.js';
-import {
-  CameraRules, cameraWithView, configView, parseView, SceneReferenceError, type RuleHit, type ViewInput,
-} from '../src/rules/index.js';
+import { CameraRules, cameraWithView, parseView, SceneReferenceError, type RuleHit, type ViewInput } from '../src/rules/index.js';
 import { MotionDetector, MotionGate } from '../src/vision/motion.js';
 import type { Detection, RgbFrame } from '../src/vision/types.js';
 import { encodeJpeg } from '../src/common/jpeg.js';
@@ -18,12 +16,23 @@ const W = 320;
 const H = 240;
 const STEP = 500; // 2 fps, as configured below
 type Polygon = [number, number][];
-const LOWER: Polygon = [[0.1, 0.5], [0.9, 0.5], [0.9, 1], [0.1, 1]];
-const UPPER: Polygon = [[0.1, 0], [0.9, 0], [0.9, 0.5], [0.1, 0.5]];
+const LOWER: Polygon = [
+  [0.1, 0.5],
+  [0.9, 0.5],
+  [0.9, 1],
+  [0.1, 1],
+];
+const UPPER: Polygon = [
+  [0.1, 0],
+  [0.9, 0],
+  [0.9, 0.5],
+  [0.1, 0.5],
+];
 
 /** A PTZ camera whose configured view watches the lower half: people loitering, cars parked for 30 s. */
 function config(dir = '/x', zoneExtra = ''): Config {
-  return parseConfig(`
+  return parseConfig(
+    `
 gateway: { id: gw-views, dataDir: ./data }
 mqtt: { url: mqtt://127.0.0.1, prefix: ept }
 cameras:
@@ -38,7 +47,9 @@ cameras:
           - { kind: presence, type: loitering, classes: [person], endSeconds: 5, cooldownSeconds: 0 }
           - { preset: fire_lane_parking, seconds: 30 }
 ${zoneExtra}
-`, join(dir, 'gateway.yaml'));
+`,
+    join(dir, 'gateway.yaml'),
+  );
 }
 
 const camera = (): CameraConfig => config().cameras[0]!;
@@ -79,22 +90,45 @@ t.test('setView ends the open violations with view_changed; the old zones fall s
   t.same(brief(run(rules, 0, 4, () => [below()])), [[0, 'started', 'ev1', 'lower']]);
 
   const ended = await rules.setView(PRESET_2, 3 * STEP + 100);
-  t.match(ended, [{
-    state: 'ended', endReason: 'view_changed', eventId: 'ev1', zoneId: 'lower', ts: 3 * STEP + 100, endedAt: 3 * STEP,
-    objects: [{ class: 'person', trackId: 1 }],
-  }], 'the loitering ends at the change, its person as the last frame showed them');
+  t.match(
+    ended,
+    [
+      {
+        state: 'ended',
+        endReason: 'view_changed',
+        eventId: 'ev1',
+        zoneId: 'lower',
+        ts: 3 * STEP + 100,
+        endedAt: 3 * STEP,
+        objects: [{ class: 'person', trackId: 1 }],
+      },
+    ],
+    'the loitering ends at the change, its person as the last frame showed them',
+  );
   t.equal(ended.length, 1, 'the car rule had nothing open');
   t.equal(rules.view.id, 'preset-2');
   t.notOk(rules.hasTracks(), 'no track survives the change: the motion gate stops refreshing for the old view');
 
-  t.same(run(rules, 4, 40, () => [below()]), [], 'a person where the old zone was: no event, and ev1 never ends again');
-  t.same(brief(run(rules, 40, 44, () => [above()])), [[40, 'started', 'ev2', 'upper']], 'the new view\'s zone fires');
-  t.match(run(rules, 44, 70, () => []), [{ state: 'ended', eventId: 'ev2', endReason: 'cleared' }], 'and ends as usual');
+  t.same(
+    run(rules, 4, 40, () => [below()]),
+    [],
+    'a person where the old zone was: no event, and ev1 never ends again',
+  );
+  t.same(brief(run(rules, 40, 44, () => [above()])), [[40, 'started', 'ev2', 'upper']], "the new view's zone fires");
+  t.match(
+    run(rules, 44, 70, () => []),
+    [{ state: 'ended', eventId: 'ev2', endReason: 'cleared' }],
+    'and ends as usual',
+  );
 });
 
 t.test('a new view starts every rule afresh: a dwell clock and line counts do not carry over', async (t) => {
   const rules = rulesOf(camera());
-  t.same(run(rules, 0, 40, () => [below('car')]), [], 'the car has stood 20 s of its 30');
+  t.same(
+    run(rules, 0, 40, () => [below('car')]),
+    [],
+    'the car has stood 20 s of its 30',
+  );
   t.same(await rules.setView(rules.view, 40 * STEP), [], 'the same view again: nothing was open');
   const hits = run(rules, 40, 140, () => [below('car')]);
   t.same(brief(hits), [[100, 'started', 'ev1', 'lower']], 'the car must stand its full 30 s in the new view');
@@ -102,10 +136,28 @@ t.test('a new view starts every rule afresh: a dwell clock and line counts do no
 
   const line: ViewInput = {
     id: 'gate',
-    zones: [{
-      id: 'all', polygon: [[0, 0], [1, 0], [1, 1], [0, 1]],
-      rules: [{ kind: 'line_cross', type: 'entry', classes: ['person'], line: [[0, 0.5], [1, 0.5]] }],
-    }],
+    zones: [
+      {
+        id: 'all',
+        polygon: [
+          [0, 0],
+          [1, 0],
+          [1, 1],
+          [0, 1],
+        ],
+        rules: [
+          {
+            kind: 'line_cross',
+            type: 'entry',
+            classes: ['person'],
+            line: [
+              [0, 0.5],
+              [1, 0.5],
+            ],
+          },
+        ],
+      },
+    ],
   };
   const walk = (i: number): Detection[] => [obj('person', 0.4, 0.1 + 0.05 * (i % 10))]; // feet from 0.3 down to 0.75
   const crossing = rulesOf(camera());
@@ -120,9 +172,16 @@ t.test('a bad view throws the error a bad config gives, naming camera and view, 
   const rules = rulesOf(camera());
   t.same(brief(run(rules, 0, 4, () => [below()])), [[0, 'started', 'ev1', 'lower']]);
 
-  const bowtie: Polygon = [[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]];
-  const crossed = await rules.setView({ id: 'bad-1', zones: [{ id: 'upper', polygon: bowtie, rules: [] }] }, 4 * STEP)
-    .then(() => null, (e: unknown) => e);
+  const bowtie: Polygon = [
+    [0.1, 0.1],
+    [0.9, 0.9],
+    [0.9, 0.1],
+    [0.1, 0.9],
+  ];
+  const crossed = await rules.setView({ id: 'bad-1', zones: [{ id: 'upper', polygon: bowtie, rules: [] }] }, 4 * STEP).then(
+    () => null,
+    (e: unknown) => e,
+  );
   t.ok(crossed instanceof ConfigError, 'a ConfigError, as for the config file');
   const configSays = (() => {
     try {
@@ -136,38 +195,71 @@ t.test('a bad view throws the error a bad config gives, naming camera and view, 
   t.same((crossed as ConfigError).issues, [{ path: 'zones[0].polygon', message: configSays }], 'the same words as for the config file');
   t.match((crossed as Error).message, /^camera cam-ptz, view bad-1: 1 config problem: zones\[0\]\.polygon: /);
 
-  const twice = await rules.setView({ id: 'bad-2', zones: [{ id: 'z', polygon: bowtie }, { id: 'z', polygon: LOWER }] }, 4 * STEP)
-    .then(() => null, (e: unknown) => e);
-  t.match((twice as ConfigError).issues, [
-    { path: 'zones[0].polygon', message: /crosses itself/ },
-    { path: 'zones[1].id', message: /duplicate zone id 'z'/ },
-  ], 'every problem in one pass');
+  const twice = await rules
+    .setView(
+      {
+        id: 'bad-2',
+        zones: [
+          { id: 'z', polygon: bowtie },
+          { id: 'z', polygon: LOWER },
+        ],
+      },
+      4 * STEP,
+    )
+    .then(
+      () => null,
+      (e: unknown) => e,
+    );
+  t.match(
+    (twice as ConfigError).issues,
+    [
+      { path: 'zones[0].polygon', message: /crosses itself/ },
+      { path: 'zones[1].id', message: /duplicate zone id 'z'/ },
+    ],
+    'every problem in one pass',
+  );
   const bin = { preset: 'bin_overflow', reference: '/nowhere/bin.jpg' };
   const binView: ViewInput = { id: 'bad-3', zones: [{ id: 'bin', polygon: UPPER, rules: [bin] }] };
-  const missing = await rules.setView(binView, 4 * STEP).then(() => null, (e: unknown) => e);
+  const missing = await rules.setView(binView, 4 * STEP).then(
+    () => null,
+    (e: unknown) => e,
+  );
   t.ok(missing instanceof SceneReferenceError, 'a missing reference file');
-  t.match((missing as Error).message,
-    /^camera cam-ptz, view bad-3, zone bin, rule bin_overflow: cannot read the scene_change reference \/nowhere\/bin\.jpg .*/);
+  t.match(
+    (missing as Error).message,
+    /^camera cam-ptz, view bad-3, zone bin, rule bin_overflow: cannot read the scene_change reference \/nowhere\/bin\.jpg .*/,
+  );
   t.match((missing as Error).message, /take one with: edgepatrol camera snapshot cam-ptz --out \/nowhere\/bin\.jpg$/, 'and what to do');
 
   t.equal(rules.view.id, 'config', 'still the old view');
-  t.same(run(rules, 4, 10, () => [below()]), [], 'ev1 goes on, unended');
-  t.same(run(rules, 10, 30, () => []).map((h) => [h.frame, h.state, h.eventId, h.endReason]), [[29, 'ended', 'ev1', 'cleared']],
-    'and ends as usual when the person leaves');
+  t.same(
+    run(rules, 4, 10, () => [below()]),
+    [],
+    'ev1 goes on, unended',
+  );
+  t.same(
+    run(rules, 10, 30, () => []).map((h) => [h.frame, h.state, h.eventId, h.endReason]),
+    [[29, 'ended', 'ev1', 'cleared']],
+    'and ends as usual when the person leaves',
+  );
 });
 
-t.test('parseView: a view is written like a camera\'s zones, presets applied, references relative to its file', async (t) => {
+t.test("parseView: a view is written like a camera's zones, presets applied, references relative to its file", async (t) => {
   const bin = { preset: 'bin_overflow', reference: 'refs/bin.jpg' };
   const written = { id: 'preset-3', zones: [{ id: 'bin', polygon: UPPER, rules: [bin] }] };
   const view = parseView(written, '/etc/edgepatrol/presets.yaml', '/etc/edgepatrol');
   t.match(view.zones[0]!.rules[0], {
-    kind: 'scene_change', id: 'bin_overflow', type: 'bin_overflow', threshold: 0.2, reference: '/etc/edgepatrol/refs/bin.jpg',
+    kind: 'scene_change',
+    id: 'bin_overflow',
+    type: 'bin_overflow',
+    threshold: 0.2,
+    reference: '/etc/edgepatrol/refs/bin.jpg',
   });
   t.same(view.motionMasks, []);
-  t.throws(
-    () => parseView({ zones: [{ id: 'bin', polygon: UPPER, rule: [] }] }, '/etc/edgepatrol/presets.yaml'),
-    { name: 'ConfigError', message: /^\/etc\/edgepatrol\/presets\.yaml: 1 config problem: zones\[0\]\.rule: unknown key \(did you mean 'rules/ },
-  );
+  t.throws(() => parseView({ zones: [{ id: 'bin', polygon: UPPER, rule: [] }] }, '/etc/edgepatrol/presets.yaml'), {
+    name: 'ConfigError',
+    message: /^\/etc\/edgepatrol\/presets\.yaml: 1 config problem: zones\[0\]\.rule: unknown key \(did you mean 'rules/,
+  });
 });
 
 t.test('pause ends open violations and keeps the rules quiet until resume, which starts clean', async (t) => {
@@ -176,7 +268,11 @@ t.test('pause ends open violations and keeps the rules quiet until resume, which
   t.match(rules.pause('camera_paused', 4 * STEP), [{ state: 'ended', eventId: 'ev1', endReason: 'camera_paused', endedAt: 3 * STEP }]);
   t.ok(rules.paused);
   t.same(rules.pause('view_changed', 5 * STEP), [], 'pausing again: nothing open');
-  t.same(run(rules, 4, 40, () => [below(), below('car')]), [], 'nothing while paused, however long the car stands');
+  t.same(
+    run(rules, 4, 40, () => [below(), below('car')]),
+    [],
+    'nothing while paused, however long the car stands',
+  );
   t.notOk(rules.hasTracks(), 'no tracks while paused: the gate does not refresh the detector for them');
   t.same(await rules.setView(PRESET_2, 40 * STEP), [], 'a view change while paused ends nothing');
   t.ok(rules.paused, 'and leaves the camera paused');
@@ -184,8 +280,11 @@ t.test('pause ends open violations and keeps the rules quiet until resume, which
   rules.resume();
   t.notOk(rules.paused);
   t.same(brief(run(rules, 40, 42, () => [above()])), [[40, 'started', 'ev2', 'upper']]);
-  t.match(rules.pause('view_changed', 42 * STEP), [{ eventId: 'ev2', endReason: 'view_changed' }],
-    'a pause for a move ends with view_changed');
+  t.match(
+    rules.pause('view_changed', 42 * STEP),
+    [{ eventId: 'ev2', endReason: 'view_changed' }],
+    'a pause for a move ends with view_changed',
+  );
   t.same(rules.close(43 * STEP), [], 'a stop after the pause has nothing left to end');
 });
 
@@ -207,24 +306,57 @@ t.test('scene_change references swap with the view', async (t) => {
     for (let i = from; i < to; i++) hits.push(...rules.evaluate(i * STEP, W, H, [], { data: grey }));
     return hits;
   };
-  t.same(frames(0, 4), [], 'the scene looks like the configured view\'s reference');
+  t.same(frames(0, 4), [], "the scene looks like the configured view's reference");
 
-  const preset = parseView({ id: 'preset-2', zones: [{ id: 'all', polygon: [[0, 0], [1, 0], [1, 1], [0, 1]], rules: [{
-    kind: 'scene_change', type: 'bin_overflow', reference: 'ref-2.jpg', seconds: 0, threshold: 0.25, cooldownSeconds: 0,
-  }] }] }, join(dir, 'presets.yaml'), dir);
+  const preset = parseView(
+    {
+      id: 'preset-2',
+      zones: [
+        {
+          id: 'all',
+          polygon: [
+            [0, 0],
+            [1, 0],
+            [1, 1],
+            [0, 1],
+          ],
+          rules: [
+            {
+              kind: 'scene_change',
+              type: 'bin_overflow',
+              reference: 'ref-2.jpg',
+              seconds: 0,
+              threshold: 0.25,
+              cooldownSeconds: 0,
+            },
+          ],
+        },
+      ],
+    },
+    join(dir, 'presets.yaml'),
+    dir,
+  );
   t.same(await rules.setView(preset, 4 * STEP), []);
-  t.match(frames(4, 5), [{ state: 'started', zoneId: 'all', change: { threshold: 0.25 } }],
-    'the same scene differs from preset 2\'s reference');
+  t.match(
+    frames(4, 5),
+    [{ state: 'started', zoneId: 'all', change: { threshold: 0.25 } }],
+    "the same scene differs from preset 2's reference",
+  );
   t.ok(rules.evaluate(5 * STEP, W, H, [], { data: grey }).length === 0, 'one event, not one a frame');
 });
 
-const SQUARE = (y0: number, y1: number): [number, number][] => [[0, y0], [1, y0], [1, y1], [0, y1]];
+const SQUARE = (y0: number, y1: number): [number, number][] => [
+  [0, y0],
+  [1, y0],
+  [1, y1],
+  [0, y1],
+];
 
 /** A picture with detail everywhere (motion needs something to differ from), `seed` choosing which. */
 function texture(seed: number): Buffer {
   const out = Buffer.alloc(W * H * 3);
   for (let y = 0; y < H; y++) {
-    for (let x = 0; x < W; x++) out.fill(((x * 7 + y * 13) * seed) % 200 + 30, (y * W + x) * 3, (y * W + x + 1) * 3);
+    for (let x = 0; x < W; x++) out.fill((((x * 7 + y * 13) * seed) % 200) + 30, (y * W + x) * 3, (y * W + x + 1) * 3);
   }
   return out;
 }
@@ -249,9 +381,12 @@ t.test('motion: a view change swaps the masks and starts the background again fr
   t.equal(gate.decide(at(withBlock(viewA, 100, 200), 3), false).decision, 'motion', 'and watches the bottom');
 
   gate.reset([SQUARE(0.7, 1)]);
-  t.match(gate.decide(at(viewB, 4), false), { decision: 'motion', result: { reset: true } }, 'the new view\'s first frame is looked at');
-  t.match(gate.decide(at(viewB, 5), false), { decision: 'skip', result: { reset: false, changed: 0 } },
-    'then the new view is the background, not a change from the old one');
+  t.match(gate.decide(at(viewB, 4), false), { decision: 'motion', result: { reset: true } }, "the new view's first frame is looked at");
+  t.match(
+    gate.decide(at(viewB, 5), false),
+    { decision: 'skip', result: { reset: false, changed: 0 } },
+    'then the new view is the background, not a change from the old one',
+  );
   t.equal(gate.decide(at(withBlock(viewB, 100, 200), 6), false).decision, 'skip', 'view B masks the bottom');
   t.equal(gate.decide(at(withBlock(viewB, 100, 20), 7), false).decision, 'motion', 'and watches the top');
 
@@ -267,7 +402,11 @@ t.test('the caller records view_changed and camera_paused endings as schema-vali
   const outbox = Outbox.open(join(dir, 'data', 'outbox.db'));
   t.teardown(() => outbox.close());
   const recorder = new EventRecorder({
-    config: cfg, dataDir: join(dir, 'data'), outbox, uplink: { notify: () => undefined }, log: pino({ level: 'silent' }),
+    config: cfg,
+    dataDir: join(dir, 'data'),
+    outbox,
+    uplink: { notify: () => undefined },
+    log: pino({ level: 'silent' }),
   });
   const model = { name: 'nanodet-m', sha256: 'ab'.repeat(32) };
   const t0 = Date.parse('2025-06-06T12:00:00Z');
@@ -288,7 +427,11 @@ t.test('the caller records view_changed and camera_paused endings as schema-vali
   const ended = await rules.setView(PRESET_2, t0 + 4 * STEP);
   for (const hit of ended) t.ok(await recorder.record(before, last!, hit, model));
   current = cameraWithView(cam, rules.view);
-  t.same(current.zones.map((z) => z.id), ['upper'], 'later events are drawn on the new view\'s zones');
+  t.same(
+    current.zones.map((z) => z.id),
+    ['upper'],
+    "later events are drawn on the new view's zones",
+  );
   await feed(4, 8, () => [above()]);
   for (const hit of rules.pause('camera_paused', t0 + 8 * STEP)) t.ok(await recorder.record(current, last!, hit, model));
 
@@ -296,10 +439,15 @@ t.test('the caller records view_changed and camera_paused endings as schema-vali
   const payloads = rows.map((r) => JSON.parse(r.payload) as unknown);
   for (const p of payloads) t.equal(docSchemaProblems('event', p), null, 'valid against docs/schemas/event.schema.json');
   const events = payloads.map((p) => eventPayloadSchema.parse(p));
-  t.same(events.map((e) => [e.state, e.zone, e.endReason]), [
-    ['started', 'lower', undefined], ['ended', 'lower', 'view_changed'],
-    ['started', 'upper', undefined], ['ended', 'upper', 'camera_paused'],
-  ]);
+  t.same(
+    events.map((e) => [e.state, e.zone, e.endReason]),
+    [
+      ['started', 'lower', undefined],
+      ['ended', 'lower', 'view_changed'],
+      ['started', 'upper', undefined],
+      ['ended', 'upper', 'camera_paused'],
+    ],
+  );
   t.equal(events[1]!.id, events[0]!.id, 'the view change ends the violation it started');
   t.equal(events[1]!.endedAt, new Date(t0 + 3 * STEP).toISOString(), 'the last frame it held');
   t.ok(events[1]!.evidence.annotated.bytes > 0, 'with evidence of the last frame');

@@ -5,8 +5,22 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as ort from 'onnxruntime-node';
-import { Candidates, decodeNanodet, inputTensor, iou, loadManifest, ModelError, nanodetCellCount, nativeVision, nms, openModelSession, Preprocessor, readVerifiedModel, resolveModel, type NanodetLayout } from '../src/vision/index.js';
+import {
+  Candidates,
+  decodeNanodet,
+  inputTensor,
+  iou,
+  loadManifest,
+  ModelError,
+  nanodetCellCount,
+  nativeVision,
+  nms,
+  openModelSession,
+  Preprocessor,
+  readVerifiedModel,
+  resolveModel,
+  type NanodetLayout,
+} from '../src/vision/index.js';
 import type { Preprocess } from '../src/vision/manifest.js';
 import { quantizeInput } from '../src/vision/preprocess.js';
 import { readVideoFrames, type VideoFrame } from '../src/vision/video.js';
@@ -16,7 +30,12 @@ import { drawLabel, drawRect, drawText, textSize, type Canvas } from '../src/evi
 const close = (t: Test, got: ArrayLike<number>, want: number[], eps = 1e-4, msg = ''): void => {
   t.equal(got.length, want.length, `${msg} length`);
   const diffs = want.map((w, i) => Math.abs((got[i] ?? NaN) - w));
-  t.ok(diffs.every((d) => d <= eps), `${msg} [${Array.from(got).map((v) => v.toFixed(4)).join(', ')}] ≈ [${want.join(', ')}]`);
+  t.ok(
+    diffs.every((d) => d <= eps),
+    `${msg} [${Array.from(got)
+      .map((v) => v.toFixed(4))
+      .join(', ')}] ≈ [${want.join(', ')}]`,
+  );
 };
 
 t.test('NanoDet decoder', async (t) => {
@@ -34,7 +53,10 @@ t.test('NanoDet decoder', async (t) => {
   const a = 2 * 4 + 1;
   out[a * C + 0] = 0.3;
   out[a * C + 2] = 0.9;
-  side(a, 0, [1]); side(a, 1, [2]); side(a, 2, [0]); side(a, 3, [1]);
+  side(a, 0, [1]);
+  side(a, 1, [2]);
+  side(a, 2, [0]);
+  side(a, 3, [1]);
   // Stride 16, cell (x=1, y=0) → centre (24, 8); each side split evenly over bins 0 and 1 → 0.5 × 16 = 8 px.
   const b = 16 + 1;
   out[b * C + 1] = 0.6;
@@ -42,7 +64,10 @@ t.test('NanoDet decoder', async (t) => {
   // Stride 8, cell (x=3, y=3) → centre (28, 28); b = 10 bins → 80 px, clipped to the 32 px input.
   const c = 15;
   out[c * C + 0] = 0.5;
-  side(c, 0, [0]); side(c, 1, [0]); side(c, 2, [0]); side(c, 3, [10]);
+  side(c, 0, [0]);
+  side(c, 1, [0]);
+  side(c, 2, [0]);
+  side(c, 3, [10]);
 
   const cand = decodeNanodet(out, layout, 0.4, new Candidates(1));
   t.equal(cand.count, 3, 'three cells pass 0.4 (the store grows past its initial capacity)');
@@ -81,18 +106,26 @@ t.test('NMS', async (t) => {
 });
 
 t.test('preprocess', async (t) => {
-  const unit = { resize: 'stretch' as const, channels: 'rgb' as const, mean: [0, 0, 0] as [number, number, number], std: [255, 255, 255] as [number, number, number] };
-  const img = (w: number, h: number, px: number[]): { width: number; height: number; data: Uint8Array } => ({ width: w, height: h, data: Uint8Array.from(px) });
+  const unit = {
+    resize: 'stretch' as const,
+    channels: 'rgb' as const,
+    mean: [0, 0, 0] as [number, number, number],
+    std: [255, 255, 255] as [number, number, number],
+  };
+  const img = (w: number, h: number, px: number[]): { width: number; height: number; data: Uint8Array } => ({
+    width: w,
+    height: h,
+    data: Uint8Array.from(px),
+  });
 
   // 2×2 → 2×2 is the identity; planes R, G, B.
   const same = new Preprocessor(2, 2, unit).run(img(2, 2, [255, 0, 0, 0, 255, 0, 0, 0, 255, 51, 102, 153]));
   close(t, same, [1, 0, 0, 0.2, 0, 1, 0, 0.4, 0, 0, 1, 0.6], 1e-6, 'identity NCHW');
 
   // 4×2 → 2×1 area average: each output is the mean of a 2×2 block.
-  const down = new Preprocessor(2, 1, unit).run(img(4, 2, [
-    0, 0, 0, 100, 100, 100, 10, 10, 10, 30, 30, 30,
-    50, 50, 50, 50, 50, 50, 20, 20, 20, 40, 40, 40,
-  ]));
+  const down = new Preprocessor(2, 1, unit).run(
+    img(4, 2, [0, 0, 0, 100, 100, 100, 10, 10, 10, 30, 30, 30, 50, 50, 50, 50, 50, 50, 20, 20, 20, 40, 40, 40]),
+  );
   close(t, down, [50 / 255, 25 / 255, 50 / 255, 25 / 255, 50 / 255, 25 / 255], 1e-6, 'area downscale');
 
   // 3×1 → 2×1: output pixels cover 1.5 source pixels each.
@@ -113,29 +146,91 @@ t.test('preprocess', async (t) => {
 
   // Bilinear: the 2×2 source pixels around each output centre, half-pixel centres, edges clamped.
   const bi = (w: number, h: number, src: ReturnType<typeof img>) => new Preprocessor(w, h, unit, 'bilinear').run(src);
-  close(t, bi(2, 2, img(2, 2, [255, 0, 0, 0, 255, 0, 0, 0, 255, 51, 102, 153])), [1, 0, 0, 0.2, 0, 1, 0, 0.4, 0, 0, 1, 0.6], 1e-6, 'bilinear identity');
+  close(
+    t,
+    bi(2, 2, img(2, 2, [255, 0, 0, 0, 255, 0, 0, 0, 255, 51, 102, 153])),
+    [1, 0, 0, 0.2, 0, 1, 0, 0.4, 0, 0, 1, 0.6],
+    1e-6,
+    'bilinear identity',
+  );
   // 4×1 → 2×1: centres at source x = 0.5 and 2.5, halfway between two pixels each.
-  close(t, bi(2, 1, img(4, 1, [0, 0, 0, 100, 100, 100, 10, 10, 10, 30, 30, 30])).subarray(0, 2), [50 / 255, 20 / 255], 1e-6, 'bilinear downscale');
+  close(
+    t,
+    bi(2, 1, img(4, 1, [0, 0, 0, 100, 100, 100, 10, 10, 10, 30, 30, 30])).subarray(0, 2),
+    [50 / 255, 20 / 255],
+    1e-6,
+    'bilinear downscale',
+  );
   // 2×2 → 1×1: the centre of the four.
   close(t, bi(1, 1, img(2, 2, [0, 0, 0, 40, 40, 40, 80, 80, 80, 120, 120, 120])).subarray(0, 1), [60 / 255], 1e-6, 'bilinear 2-D');
-  close(t, bi(4, 1, img(2, 1, [0, 0, 0, 100, 100, 100])).subarray(0, 4), [0, 25 / 255, 75 / 255, 100 / 255], 1e-6, 'bilinear upscale, same as area');
+  close(
+    t,
+    bi(4, 1, img(2, 1, [0, 0, 0, 100, 100, 100])).subarray(0, 4),
+    [0, 25 / 255, 75 / 255, 100 / 255],
+    1e-6,
+    'bilinear upscale, same as area',
+  );
   // Letterbox with bilinear: a 4×2 frame into 4×4 keeps its aspect, rows 1–2, grey border.
   const lb = new Preprocessor(4, 4, { ...unit, resize: 'letterbox', pad: 51 }, 'bilinear');
-  const boxed = lb.run(img(4, 2, Array.from({ length: 24 }, () => 255)));
+  const boxed = lb.run(
+    img(
+      4,
+      2,
+      Array.from({ length: 24 }, () => 255),
+    ),
+  );
   close(t, boxed.subarray(0, 16), [0.2, 0.2, 0.2, 0.2, 1, 1, 1, 1, 1, 1, 1, 1, 0.2, 0.2, 0.2, 0.2], 1e-6, 'bilinear letterbox');
   t.same(lb.mapping, { scaleX: 1, scaleY: 1, padX: 0, padY: 1 });
   // Into a caller's buffer (what the worker detector sends): same values, border included, output untouched.
   const mine = new Float32Array(48).fill(-7);
   const before = Float32Array.from(lb.output);
-  t.equal(lb.run(img(4, 2, Array.from({ length: 24 }, (_, i) => (i * 10) % 256)), mine), mine, 'returns the buffer it filled');
+  t.equal(
+    lb.run(
+      img(
+        4,
+        2,
+        Array.from({ length: 24 }, (_, i) => (i * 10) % 256),
+      ),
+      mine,
+    ),
+    mine,
+    'returns the buffer it filled',
+  );
   t.same(Array.from(lb.output), Array.from(before), 'its own output is left as it was');
-  t.same(Array.from(mine), Array.from(lb.run(img(4, 2, Array.from({ length: 24 }, (_, i) => (i * 10) % 256)))), 'the same input as in its own output');
-  t.throws(() => lb.run(img(4, 2, Array.from({ length: 24 }, () => 0)), new Float32Array(47)), /Float32Array of 47, the model takes a Float32Array of 48/);
+  t.same(
+    Array.from(mine),
+    Array.from(
+      lb.run(
+        img(
+          4,
+          2,
+          Array.from({ length: 24 }, (_, i) => (i * 10) % 256),
+        ),
+      ),
+    ),
+    'the same input as in its own output',
+  );
+  t.throws(
+    () =>
+      lb.run(
+        img(
+          4,
+          2,
+          Array.from({ length: 24 }, () => 0),
+        ),
+        new Float32Array(47),
+      ),
+    /Float32Array of 47, the model takes a Float32Array of 48/,
+  );
 
   // A quantized (uint8) input: the float value, then x / scale rounded half to even, plus the zero point, clamped.
   // An odd zero point: rounding must happen before it is added (3.5 + 11 would round to 14 + 1, not 15).
   const q = { scale: 0.5, zeroPoint: 11 };
-  for (const [native, filter] of [[true, 'bilinear'], [false, 'bilinear'], [true, 'area']] as const) {
+  for (const [native, filter] of [
+    [true, 'bilinear'],
+    [false, 'bilinear'],
+    [true, 'area'],
+  ] as const) {
     const name = `${filter}${filter === 'bilinear' ? (native ? ' (C)' : ' (JavaScript)') : ''}`;
     // value = pixel (mean 0, std 1); scale 0.5 → q = pixel * 2 + 11.
     const p8 = new Preprocessor(4, 1, { ...unit, std: [1, 1, 1], mean: [0, 0, 0] }, filter, native, q);
@@ -146,13 +241,68 @@ t.test('preprocess', async (t) => {
     t.same(Array.from(out.subarray(0, 4)), [11, 11, 13, 255], `${name}: quantized and clamped`);
     const ties = new Preprocessor(4, 1, { ...unit, std: [4, 4, 4], mean: [0, 0, 0] }, filter, native, q);
     // value = pixel / 4, x / scale = pixel / 2: pixels 1, 3, 5, 7 are ties at 0.5, 1.5, 2.5, 3.5 → even: 0, 2, 2, 4.
-    t.same(Array.from(ties.run(img(4, 1, [1, 3, 5, 7].flatMap((v) => [v, v, v]))).subarray(0, 4)), [11, 13, 13, 15], `${name}: ties round to even before the zero point`);
-    const boxed8 = new Preprocessor(4, 4, { ...unit, resize: 'letterbox', pad: 51, std: [255, 255, 255] }, filter, native, { scale: 0.01, zeroPoint: 0 });
-    t.same(Array.from(boxed8.run(img(4, 2, Array.from({ length: 24 }, () => 255))).subarray(0, 16)),
-      [20, 20, 20, 20, 100, 100, 100, 100, 100, 100, 100, 100, 20, 20, 20, 20], `${name}: the letterbox border quantized too`);
+    t.same(
+      Array.from(
+        ties
+          .run(
+            img(
+              4,
+              1,
+              [1, 3, 5, 7].flatMap((v) => [v, v, v]),
+            ),
+          )
+          .subarray(0, 4),
+      ),
+      [11, 13, 13, 15],
+      `${name}: ties round to even before the zero point`,
+    );
+    const boxed8 = new Preprocessor(4, 4, { ...unit, resize: 'letterbox', pad: 51, std: [255, 255, 255] }, filter, native, {
+      scale: 0.01,
+      zeroPoint: 0,
+    });
+    t.same(
+      Array.from(
+        boxed8
+          .run(
+            img(
+              4,
+              2,
+              Array.from({ length: 24 }, () => 255),
+            ),
+          )
+          .subarray(0, 16),
+      ),
+      [20, 20, 20, 20, 100, 100, 100, 100, 100, 100, 100, 100, 20, 20, 20, 20],
+      `${name}: the letterbox border quantized too`,
+    );
     const mine8 = new Uint8Array(48);
-    t.same(Array.from(boxed8.run(img(4, 2, Array.from({ length: 24 }, () => 255)), mine8)), Array.from(boxed8.output), `${name}: into a caller's buffer, border included`);
-    t.throws(() => p8.run(img(4, 1, Array.from({ length: 12 }, () => 0)), new Float32Array(12)), /Float32Array of 12, the model takes a Uint8Array of 12/, `${name}: a float buffer is refused`);
+    t.same(
+      Array.from(
+        boxed8.run(
+          img(
+            4,
+            2,
+            Array.from({ length: 24 }, () => 255),
+          ),
+          mine8,
+        ),
+      ),
+      Array.from(boxed8.output),
+      `${name}: into a caller's buffer, border included`,
+    );
+    t.throws(
+      () =>
+        p8.run(
+          img(
+            4,
+            1,
+            Array.from({ length: 12 }, () => 0),
+          ),
+          new Float32Array(12),
+        ),
+      /Float32Array of 12, the model takes a Uint8Array of 12/,
+      `${name}: a float buffer is refused`,
+    );
   }
   const x = Float32Array.from([-1, 0.25, 0.75, 1.25, 300, Number.NaN]);
   const dst = new Uint8Array(6);
@@ -166,7 +316,10 @@ t.test('manifest', async (t) => {
   const bytes = Buffer.from('not really onnx');
   writeFileSync(join(dir, 'm.onnx'), bytes);
   const spec = {
-    file: 'm.onnx', sha256: createHash('sha256').update(bytes).digest('hex'), format: 'onnx', precision: 'fp32',
+    file: 'm.onnx',
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    format: 'onnx',
+    precision: 'fp32',
     input: { name: 'input', shape: [1, 3, 32, 32], layout: 'NCHW' },
     output: { name: 'output', shape: [1, 20, 3 + 44] },
     preprocess: { resize: 'stretch', channels: 'rgb', mean: [0, 0, 0], std: [255, 255, 255] },
@@ -183,24 +336,43 @@ t.test('manifest', async (t) => {
   t.same(model.classes, ['a', 'b', 'c']);
   t.same(await readVerifiedModel(model), bytes);
   t.throws(() => resolveModel(manifest, 'nope'), { name: 'ModelError', message: /unknown model 'nope'.*known models: tiny, other/ });
-  await t.rejects(readVerifiedModel(resolveModel(manifest, 'other')), { message: new RegExp(`model file ${join(dir, 'gone.onnx')}.*missing: run scripts/setup.sh`) });
+  await t.rejects(readVerifiedModel(resolveModel(manifest, 'other')), {
+    message: new RegExp(`model file ${join(dir, 'gone.onnx')}.*missing: run scripts/setup.sh`),
+  });
   writeFileSync(join(dir, 'm.onnx'), 'tampered');
-  await t.rejects(readVerifiedModel(model), { name: 'ModelError', message: new RegExp(`${join(dir, 'm.onnx')}.*expected ${spec.sha256}, found [0-9a-f]{64}.*Refusing`) });
+  await t.rejects(readVerifiedModel(model), {
+    name: 'ModelError',
+    message: new RegExp(`${join(dir, 'm.onnx')}.*expected ${spec.sha256}, found [0-9a-f]{64}.*Refusing`),
+  });
 
   write({ schema: 1, default: 'tiny', models: { tiny: { ...spec, output: { name: 'output', shape: [1, 21, 47] } } } });
   t.throws(() => loadManifest(dir), { message: /output\.shape: is \[1,21,47\] but the decoder needs \[1,20,47\]/ });
   write({ schema: 1, default: 'tiny', models: { tiny: { ...spec, input: { ...spec.input, type: 'uint8' } } } });
   t.throws(() => loadManifest(dir), { message: /models\.tiny\.input\.quantization: is required for a uint8 input/ });
-  write({ schema: 1, default: 'tiny', models: { tiny: { ...spec, input: { ...spec.input, quantization: { scale: 0.1, zeroPoint: 3 } } } } });
+  write({
+    schema: 1,
+    default: 'tiny',
+    models: { tiny: { ...spec, input: { ...spec.input, quantization: { scale: 0.1, zeroPoint: 3 } } } },
+  });
   t.throws(() => loadManifest(dir), { message: /models\.tiny\.input\.quantization: is only for an input of type uint8/ });
-  write({ schema: 1, default: 'tiny', models: { tiny: { ...spec, input: { ...spec.input, type: 'uint8', quantization: { scale: 0.1, zeroPoint: 300 } } } } });
+  write({
+    schema: 1,
+    default: 'tiny',
+    models: { tiny: { ...spec, input: { ...spec.input, type: 'uint8', quantization: { scale: 0.1, zeroPoint: 300 } } } },
+  });
   t.throws(() => loadManifest(dir), { message: /models\.tiny\.input\.quantization\.zeroPoint/ });
   write({ schema: 1, default: 'x', models: { tiny: { ...spec, classes: ['a'] } } });
   t.throws(() => loadManifest(dir), { message: /models\.tiny\.classes: has 1 names but decoder\.numClasses is 3/ });
   t.throws(() => loadManifest(dir), { message: /default: names 'x', which is not in models/ });
   writeFileSync(join(dir, 'manifest.json'), '{');
   t.throws(() => loadManifest(dir), { message: /manifest\.json is not valid JSON/ });
-  t.throws(() => loadManifest(join(dir, 'none')), new ModelError(`model manifest ${join(dir, 'none', 'manifest.json')} is missing: run scripts/setup.sh (builds the default model)`, join(dir, 'none', 'manifest.json')));
+  t.throws(
+    () => loadManifest(join(dir, 'none')),
+    new ModelError(
+      `model manifest ${join(dir, 'none', 'manifest.json')} is missing: run scripts/setup.sh (builds the default model)`,
+      join(dir, 'none', 'manifest.json'),
+    ),
+  );
 });
 
 t.test('draw', async (t) => {
@@ -224,33 +396,49 @@ t.test('draw', async (t) => {
   t.same([width, height], [17, 8]);
   let lit = 0;
   let outside = 0;
-  for (let y = 0; y < 12; y++) for (let x = 0; x < 40; x++) {
-    if (at(txt, x, y)[0]) { lit++; if (x < 1 || x >= 1 + width || y < 1 || y >= 1 + height) outside++; }
-  }
+  for (let y = 0; y < 12; y++)
+    for (let x = 0; x < 40; x++) {
+      if (at(txt, x, y)[0]) {
+        lit++;
+        if (x < 1 || x >= 1 + width || y < 1 || y >= 1 + height) outside++;
+      }
+    }
   t.ok(lit > 20, `text lights pixels (${lit})`);
   t.equal(outside, 0, 'text stays inside its measured box');
   t.same(at(txt, 1, 1), [255, 255, 255], 'H top-left stroke');
 
   const lab = canvas(30, 30);
-  t.same(drawLabel(lab, 25, 5, 'ab', { color: [0, 0, 0], background: [0, 255, 0], padding: 1 }), [17, 5, 30, 15],
-    'no room above → placed below the anchor, pushed left to stay inside');
+  t.same(
+    drawLabel(lab, 25, 5, 'ab', { color: [0, 0, 0], background: [0, 255, 0], padding: 1 }),
+    [17, 5, 30, 15],
+    'no room above → placed below the anchor, pushed left to stay inside',
+  );
 });
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The default model's preprocessing (upstream NanoDet: BGR, mean/std). */
 const nanodet: Preprocess = { resize: 'stretch', channels: 'bgr', mean: [103.53, 116.28, 123.675], std: [57.375, 57.12, 58.395] };
 
-t.test('bilinear preprocessing in C gives the JavaScript loop\'s input', async (t) => {
+t.test("bilinear preprocessing in C gives the JavaScript loop's input", async (t) => {
   const js = (w: number, h: number, p: Preprocess) => new Preprocessor(w, h, p, 'bilinear', false);
   const c = (w: number, h: number, p: Preprocess) => new Preprocessor(w, h, p, 'bilinear');
-  t.ok(c(2, 2, nanodet).native, `the addon built at set-up is used (${nativeVision().ok ? 'loaded' : (nativeVision() as { reason: string }).reason})`);
+  t.ok(
+    c(2, 2, nanodet).native,
+    `the addon built at set-up is used (${nativeVision().ok ? 'loaded' : (nativeVision() as { reason: string }).reason})`,
+  );
   t.notOk(js(2, 2, nanodet).native);
   const frames: VideoFrame[] = [];
   for await (const f of readVideoFrames(defaultClip, { fps: 0.2, maxFrames: 3 })) frames.push(f);
   const small = { width: 160, height: 120, data: Uint8Array.from({ length: 160 * 120 * 3 }, (_, i) => (i * 7919) % 256) };
   const cases: [string, number, number, Preprocess, { width: number; height: number; data: Uint8Array }[]][] = [
     ['768×576 → 416×416 stretch, BGR mean/std (the default model)', 416, 416, nanodet, frames],
-    ['768×576 → 320×320 letterbox, RGB /255', 320, 320, { resize: 'letterbox', channels: 'rgb', mean: [0, 0, 0], std: [255, 255, 255], pad: 114 }, frames],
+    [
+      '768×576 → 320×320 letterbox, RGB /255',
+      320,
+      320,
+      { resize: 'letterbox', channels: 'rgb', mean: [0, 0, 0], std: [255, 255, 255], pad: 114 },
+      frames,
+    ],
     ['160×120 → 416×416 upscale', 416, 416, nanodet, [small]],
   ];
   for (const [name, w, h, p, images] of cases) {
@@ -278,14 +466,41 @@ t.test('bilinear preprocessing in C gives the JavaScript loop\'s input', async (
   t.throws(() => call(new Uint8Array(6), 3, 0), /past the frame/, 'a column past the row');
   t.throws(() => call(new Uint8Array(6), 0, 2), /past the frame/, 'a row past the frame');
   t.throws(() => call(new Uint8Array(6), 0, 1, new Float32Array(2)), /output too small/);
-  t.throws(() => native.addon.bilinear(new Uint8Array(6), 3, new Float32Array(3), 1, 0, i32(0, 1), i32(0), i32(0), f32(0), i32(0), i32(0), f32(0), f32(1, 1, 1), f32(0, 0, 0)), /do not match/);
-  const off = spawnSync(process.execPath, ['--import', '@tapjs/typescript/import', '-e',
-    "const { Preprocessor } = await import('./src/vision/index.ts'); console.log(JSON.stringify(new Preprocessor(2, 2, { resize: 'stretch', channels: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] }, 'bilinear').native));"],
-  { encoding: 'utf8', env: { ...process.env, EDGEPATROL_NATIVE_VISION: 'off' }, cwd: join(here, '..') });
+  t.throws(
+    () =>
+      native.addon.bilinear(
+        new Uint8Array(6),
+        3,
+        new Float32Array(3),
+        1,
+        0,
+        i32(0, 1),
+        i32(0),
+        i32(0),
+        f32(0),
+        i32(0),
+        i32(0),
+        f32(0),
+        f32(1, 1, 1),
+        f32(0, 0, 0),
+      ),
+    /do not match/,
+  );
+  const off = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      '@tapjs/typescript/import',
+      '-e',
+      "const { Preprocessor } = await import('./src/vision/index.ts'); console.log(JSON.stringify(new Preprocessor(2, 2, { resize: " +
+        "'stretch', channels: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] }, 'bilinear').native));",
+    ],
+    { encoding: 'utf8', env: { ...process.env, EDGEPATROL_NATIVE_VISION: 'off' }, cwd: join(here, '..') },
+  );
   t.equal(off.stdout.trim(), 'false', `EDGEPATROL_NATIVE_VISION=off keeps the JavaScript loop ${off.stderr}`);
 });
 
-t.test('the NanoDet class scan in C finds the JavaScript loop\'s candidates', async (t) => {
+t.test("the NanoDet class scan in C finds the JavaScript loop's candidates", async (t) => {
   t.ok(nativeVision().ok, 'the addon built at set-up is loaded');
   const same = (a: Candidates, b: Candidates, msg: string): void => {
     t.equal(a.count, b.count, `${msg}: ${a.count} candidates each`);
@@ -299,7 +514,13 @@ t.test('the NanoDet class scan in C finds the JavaScript loop\'s candidates', as
   const pre = Preprocessor.forModel(model.spec, 'bilinear');
   const decoder = model.spec.decoder;
   if (decoder.kind !== 'nanodet') throw new Error(`the default model's decoder is ${decoder.kind}`);
-  const layout: NanodetLayout = { inputWidth, inputHeight, strides: decoder.strides, regMax: decoder.regMax, numClasses: decoder.numClasses };
+  const layout: NanodetLayout = {
+    inputWidth,
+    inputHeight,
+    strides: decoder.strides,
+    regMax: decoder.regMax,
+    numClasses: decoder.numClasses,
+  };
   let found = 0;
   for await (const f of readVideoFrames(defaultClip, { fps: 0.1, maxFrames: 3 })) {
     const result = await session.run({ [model.spec.input.name]: inputTensor(model.spec, pre.run(f).slice()) });
@@ -314,9 +535,17 @@ t.test('the NanoDet class scan in C finds the JavaScript loop\'s candidates', as
   // At the threshold itself: a float just above a threshold given as a double passes in both, one just below in neither.
   const tiny: NanodetLayout = { inputWidth: 8, inputHeight: 8, strides: [8], regMax: 10, numClasses: 2 };
   const row = new Float32Array(2 + 44);
-  for (const [score, threshold] of [[Math.fround(0.1), 0.1], [Math.fround(0.35), 0.35], [Math.fround(0.7), 0.7]] as const) {
+  for (const [score, threshold] of [
+    [Math.fround(0.1), 0.1],
+    [Math.fround(0.35), 0.35],
+    [Math.fround(0.7), 0.7],
+  ] as const) {
     row[1] = score;
     const js = decodeNanodet(row, tiny, threshold, new Candidates(), false);
-    same(decodeNanodet(row, tiny, threshold, new Candidates()), js, `score ${score} at threshold ${threshold} (${js.count ? 'passes' : 'does not pass'})`);
+    same(
+      decodeNanodet(row, tiny, threshold, new Candidates()),
+      js,
+      `score ${score} at threshold ${threshold} (${js.count ? 'passes' : 'does not pass'})`,
+    );
   }
 });

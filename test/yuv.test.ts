@@ -54,13 +54,31 @@ t.test('layout: plane offsets and sizes, odd sizes rounding the chroma planes up
   t.equal(odd!.length, 29_363);
 });
 
-t.test('to RGB: C and JavaScript agree, and both match ffmpeg\'s conversion of the same frames', async (t) => {
+t.test("to RGB: C and JavaScript agree, and both match ffmpeg's conversion of the same frames", async (t) => {
   const mjpeg = join(work, 'full-range.mkv');
-  const made = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-i', defaultClip, '-t', '13', '-c:v', 'mjpeg', '-pix_fmt', 'yuvj420p', '-q:v', '3', mjpeg]);
+  const made = spawnSync('ffmpeg', [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-i',
+    defaultClip,
+    '-t',
+    '13',
+    '-c:v',
+    'mjpeg',
+    '-pix_fmt',
+    'yuvj420p',
+    '-q:v',
+    '3',
+    mjpeg,
+  ]);
   t.equal(made.status, 0, `a full-range MJPEG clip was made ${made.stderr}`);
   const native = nativeVision();
   t.ok(native.ok, 'the addon built at set-up is loaded');
-  for (const [name, file] of [['limited-range source (vtest.avi)', defaultClip], ['full-range source (MJPEG, yuvj420p)', mjpeg]] as const) {
+  for (const [name, file] of [
+    ['limited-range source (vtest.avi)', defaultClip],
+    ['full-range source (MJPEG, yuvj420p)', mjpeg],
+  ] as const) {
     for (const { rgb, yuv } of await pairs(file, 640, 360)) {
       const c = toRgb(yuv);
       t.equal(c.data.length, 640 * 360 * 3);
@@ -74,10 +92,17 @@ t.test('to RGB: C and JavaScript agree, and both match ffmpeg\'s conversion of t
   }
   // The JavaScript conversion (no addon) gives the same bytes, to a rounding.
   const yuv = (await pairs(defaultClip, 161, 121, [3]))[0]!.yuv;
-  const js = spawnSync(process.execPath, ['--import', '@tapjs/typescript/import', '-e',
-    `const { toRgb } = await import('./src/vision/yuv.ts'); const { readFileSync } = await import('node:fs');
-     const data = readFileSync(0); process.stdout.write(toRgb({ width: 161, height: 121, data, ts: 0, format: 'yuv420p' }).data);`],
-  { input: yuv.data, env: { ...process.env, EDGEPATROL_NATIVE_VISION: 'off' }, cwd: join(import.meta.dirname, '..'), maxBuffer: 1 << 24 });
+  const js = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      '@tapjs/typescript/import',
+      '-e',
+      `const { toRgb } = await import('./src/vision/yuv.ts'); const { readFileSync } = await import('node:fs');
+     const data = readFileSync(0); process.stdout.write(toRgb({ width: 161, height: 121, data, ts: 0, format: 'yuv420p' }).data);`,
+    ],
+    { input: yuv.data, env: { ...process.env, EDGEPATROL_NATIVE_VISION: 'off' }, cwd: join(import.meta.dirname, '..'), maxBuffer: 1 << 24 },
+  );
   t.equal(js.status, 0, `the JavaScript conversion ran ${js.stderr}`);
   const d = diff(js.stdout, toRgb(yuv).data);
   t.ok(d.max <= 1, `JavaScript and C differ by at most one level (max ${d.max}) on a 161×121 frame`);
@@ -87,10 +112,13 @@ t.test('to RGB: C and JavaScript agree, and both match ffmpeg\'s conversion of t
     t.throws(() => native.addon.i420ToRgb(new Uint8Array(10), 4, 4, new Uint8Array(48)), /smaller than/, 'a short frame is refused');
     t.throws(() => native.addon.i420ToRgb(new Uint8Array(24), 4, 4, new Uint8Array(47)), /output smaller/, 'a short output is refused');
   }
-  t.throws(() => toRgb({ width: 4, height: 4, data: Buffer.alloc(23), ts: 0, format: 'yuv420p' }), /4x4 needs 24 bytes of YUV 4:2:0, got 23/);
+  t.throws(
+    () => toRgb({ width: 4, height: 4, data: Buffer.alloc(23), ts: 0, format: 'yuv420p' }),
+    /4x4 needs 24 bytes of YUV 4:2:0, got 23/,
+  );
 });
 
-t.test('preprocessing a YUV frame: C and JavaScript agree, and the input matches the RGB frame\'s', async (t) => {
+t.test("preprocessing a YUV frame: C and JavaScript agree, and the input matches the RGB frame's", async (t) => {
   const frames = await pairs(defaultClip, 768, 576);
   const odd = await pairs(defaultClip, 161, 121, [2]);
   const cases: [string, number, number, Preprocess, typeof frames][] = [
@@ -121,8 +149,11 @@ t.test('preprocessing a YUV frame: C and JavaScript agree, and the input matches
   const { rgb, yuv } = frames[0]!;
   const d = diff(area.run(yuv).slice(), area.run(rgb));
   t.ok(d.mean < 2 / 57, `area filter: mean difference ${(d.mean * 57).toFixed(2)} levels`);
-  t.throws(() => new Preprocessor(416, 416, nanodet, 'bilinear').run({ width: 768, height: 576, data: new Uint8Array(663_551), format: 'yuv420p' }),
-    /768x576 needs 663552 bytes of YUV 4:2:0, got 663551/);
+  t.throws(
+    () =>
+      new Preprocessor(416, 416, nanodet, 'bilinear').run({ width: 768, height: 576, data: new Uint8Array(663_551), format: 'yuv420p' }),
+    /768x576 needs 663552 bytes of YUV 4:2:0, got 663551/,
+  );
 
   const native = nativeVision();
   if (!native.ok) return;
@@ -130,13 +161,37 @@ t.test('preprocessing a YUV frame: C and JavaScript agree, and the input matches
   const f32 = (...v: number[]) => Float32Array.from(v);
   // A 2×2 frame (6 bytes): one output pixel from columns x0/x1, rows y0/y1, chroma column/row cx/cy.
   const call = (src: Uint8Array, x1: number, y1: number, cx: number, cy: number, out = new Float32Array(3)) =>
-    native.addon.bilinearI420(src, 2, 2, out, 1, 0, i32(0, 1, 2), i32(0), i32(x1), f32(0), i32(0), i32(y1), f32(0),
-      i32(0), i32(cx), f32(0), i32(0), i32(cy), f32(0), f32(1, 1, 1), f32(0, 0, 0));
+    native.addon.bilinearI420(
+      src,
+      2,
+      2,
+      out,
+      1,
+      0,
+      i32(0, 1, 2),
+      i32(0),
+      i32(x1),
+      f32(0),
+      i32(0),
+      i32(y1),
+      f32(0),
+      i32(0),
+      i32(cx),
+      f32(0),
+      i32(0),
+      i32(cy),
+      f32(0),
+      f32(1, 1, 1),
+      f32(0, 0, 0),
+    );
   const grey = Uint8Array.of(126, 126, 126, 126, 128, 128);
   const out = new Float32Array(3);
   t.doesNotThrow(() => call(grey, 1, 1, 0, 0, out), 'in bounds');
   const level = (126 - 16) * (255 / 219);
-  t.ok(diff(out, [level, level, level]).max < 0.01, `Y 126 with neutral chroma is grey ${level.toFixed(2)} in full range (${Array.from(out).join(', ')})`);
+  t.ok(
+    diff(out, [level, level, level]).max < 0.01,
+    `Y 126 with neutral chroma is grey ${level.toFixed(2)} in full range (${Array.from(out).join(', ')})`,
+  );
   t.throws(() => call(grey, 2, 0, 0, 0), /past the frame/, 'a column past the Y plane');
   t.throws(() => call(grey, 0, 2, 0, 0), /past the frame/, 'a row past the Y plane');
   t.throws(() => call(grey, 0, 0, 1, 0), /past the frame/, 'a column past the chroma planes');
@@ -161,13 +216,16 @@ t.test('detections on YUV frames are the detections on the RGB frames', async (t
       if (twin && Math.abs(twin.score - d.score) < 0.1) matched++;
     }
     const clearYuv = b.filter((d) => d.score >= 0.45).length;
-    t.ok(Math.abs(clear.length - clearYuv) <= 1, `${clear.length} detections of 0.45 or more on RGB, ${clearYuv} on YUV (${a.length} and ${b.length} in all)`);
+    t.ok(
+      Math.abs(clear.length - clearYuv) <= 1,
+      `${clear.length} detections of 0.45 or more on RGB, ${clearYuv} on YUV (${a.length} and ${b.length} in all)`,
+    );
   }
   t.ok(total >= 10, `people found on the five frames (${total} with scores of 0.45 or more)`);
   t.ok(matched >= 0.95 * total, `${matched} of ${total} RGB detections have a YUV twin (same class, IoU > 0.8, score within 0.1)`);
 });
 
-t.test('motion and scene greys: a YUV frame gives the RGB frame\'s grey', async (t) => {
+t.test("motion and scene greys: a YUV frame gives the RGB frame's grey", async (t) => {
   const frames = await pairs(defaultClip, 320, 240, [1, 1.2, 1.4, 1.6, 1.8, 2, 6, 12]);
   for (const { rgb, yuv } of frames.slice(0, 3)) {
     const a = greyThumb(yuv);

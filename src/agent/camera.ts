@@ -59,13 +59,16 @@ export class CameraPipeline {
     return new CameraPipeline(opts, await CameraRules.open(opts.config));
   }
 
-  private constructor(private readonly opts: CameraPipelineOptions, private readonly rules: CameraRules) {
+  private constructor(
+    private readonly opts: CameraPipelineOptions,
+    private readonly rules: CameraRules,
+  ) {
     const cam = opts.config;
     this.id = cam.id;
     this.viewConfig = cam;
     this.source = new FrameSource({
       cameraId: cam.id,
-      url: cam.source.url !== undefined ? cam.source.detectUrl ?? cam.source.url : cam.source.file,
+      url: cam.source.url !== undefined ? (cam.source.detectUrl ?? cam.source.url) : cam.source.file,
       loop: 'loop' in cam.source ? Boolean(cam.source.loop) : false,
       fps: cam.detect.fps,
       width: cam.detect.width,
@@ -76,7 +79,9 @@ export class CameraPipeline {
     });
     const m = cam.motion;
     this.gate = new MotionGate(
-      m.enabled ? new MotionDetector({ threshold: m.threshold, minArea: m.minArea, backgroundSeconds: m.backgroundSeconds, masks: m.masks }) : null,
+      m.enabled
+        ? new MotionDetector({ threshold: m.threshold, minArea: m.minArea, backgroundSeconds: m.backgroundSeconds, masks: m.masks })
+        : null,
       { refreshMs: m.refreshSeconds * 1000 },
     );
   }
@@ -193,7 +198,10 @@ export class CameraPipeline {
     const frame = this.lastFrame;
     const { recorder, detector, log } = this.opts;
     if (!frame) {
-      log.warn({ camera: this.id, events: ended.map((h) => h.eventId) }, `camera ${this.id}: ${ended.length} ended events not recorded: no frame for their evidence`);
+      log.warn(
+        { camera: this.id, events: ended.map((h) => h.eventId) },
+        `camera ${this.id}: ${ended.length} ended events not recorded: no frame for their evidence`,
+      );
       return this.eventChain;
     }
     this.hold(frame);
@@ -238,7 +246,10 @@ export class CameraPipeline {
     try {
       return await grabFrame({ cameraId: this.id, url: src.url });
     } catch (err) {
-      this.opts.log.warn({ camera: this.id, err: (err as Error).message }, `camera ${this.id}: evidence from the detect stream (${(err as Error).message})`);
+      this.opts.log.warn(
+        { camera: this.id, err: (err as Error).message },
+        `camera ${this.id}: evidence from the detect stream (${(err as Error).message})`,
+      );
       return toRgb(frame);
     }
   }

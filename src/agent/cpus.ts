@@ -22,7 +22,8 @@ export class CpuPinning {
     const plan = allowed.ok ? planCpus(allowed.cpus, inferenceThreads) : allowed;
     if (allowed.ok) this.allowed = allowed.cpus;
     // Too few CPUs is how the gateway is; a missing addon is a broken install.
-    if (!plan.ok) this.log[allowed.ok ? 'info' : 'warn']({ reason: plan.reason }, `inference threads share the cores with decoding: ${plan.reason}`);
+    if (!plan.ok)
+      this.log[allowed.ok ? 'info' : 'warn']({ reason: plan.reason }, `inference threads share the cores with decoding: ${plan.reason}`);
     this.planned = plan;
     return plan;
   }
@@ -39,9 +40,15 @@ export class CpuPinning {
     const r = pinProcessThreads(plan.others, plan.inference);
     if (r.moved > 0) this.pinned = { inference: plan.inference, others: plan.others };
     if (r.kept === 0 || r.failed > 0) {
-      this.log.warn({ inference: plan.inference, others: plan.others, ...r }, `CPU pinning incomplete: ${r.kept} thread(s) on the inference CPUs, ${r.failed} thread(s) could not be moved; inference shares its cores with decoding`);
+      this.log.warn(
+        { inference: plan.inference, others: plan.others, ...r },
+        `CPU pinning incomplete: ${r.kept} thread(s) on the inference CPUs, ${r.failed} thread(s) could not be moved; inference shares its cores with decoding`,
+      );
     } else {
-      this.log.info({ inference: plan.inference, others: plan.others }, `inference on CPU ${plan.inference.join(',')} alone; decoding and the rest of the agent on CPU ${plan.others.join(',')}`);
+      this.log.info(
+        { inference: plan.inference, others: plan.others },
+        `inference on CPU ${plan.inference.join(',')} alone; decoding and the rest of the agent on CPU ${plan.others.join(',')}`,
+      );
     }
   }
 

@@ -102,7 +102,11 @@ export class Agent {
         modelsDir: this.opts.modelsDir,
         threads: config.model.threads,
         scoreThreshold: config.model.scoreThreshold,
-        onWorkerExit: (err) => log.error({ model: name, err: err.message }, `${err.message}; frames in flight were lost, a new worker starts with the next frame`),
+        onWorkerExit: (err) =>
+          log.error(
+            { model: name, err: err.message },
+            `${err.message}; frames in flight were lost, a new worker starts with the next frame`,
+          ),
         ...(cpus && { cpus }),
       });
       this.detectors.set(name ?? '', detector);
@@ -111,9 +115,17 @@ export class Agent {
     this.cpus.pinOthers();
     // Applied by the first model session; only its absence is news.
     const malloc = tuneMalloc();
-    if (!malloc.tuned) log.warn({ reason: malloc.reason }, `malloc thresholds not set: ${malloc.reason}; detection runs 30–50 % slower in its worker thread`);
+    if (!malloc.tuned)
+      log.warn(
+        { reason: malloc.reason },
+        `malloc thresholds not set: ${malloc.reason}; detection runs 30–50 % slower in its worker thread`,
+      );
     const vision = nativeVision();
-    if (!vision.ok) log.warn({ reason: vision.reason }, `frames are resized and outputs scanned in JavaScript: ${vision.reason}; about 2 ms more per detected frame`);
+    if (!vision.ok)
+      log.warn(
+        { reason: vision.reason },
+        `frames are resized and outputs scanned in JavaScript: ${vision.reason}; about 2 ms more per detected frame`,
+      );
     const o = config.outbox;
     this.outbox = Outbox.open(join(this.dataDir, 'outbox.db'), {
       log,

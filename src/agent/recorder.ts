@@ -83,7 +83,11 @@ export class EventRecorder {
         objects: hit.objects.map((o) => ({ class: o.class, score: round3(o.score), box: roundBox(o.box), trackId: o.trackId })),
         ...(hit.unseen.length > 0 && {
           unseen: hit.unseen.map((o) => ({
-            class: o.class, trackId: o.trackId, lastSeenAt: new Date(o.lastSeenAt).toISOString(), lastScore: round3(o.lastScore), lastBox: roundBox(o.lastBox),
+            class: o.class,
+            trackId: o.trackId,
+            lastSeenAt: new Date(o.lastSeenAt).toISOString(),
+            lastScore: round3(o.lastScore),
+            lastBox: roundBox(o.lastBox),
           })),
         }),
         ...(hit.counts && { counts: hit.counts }),
@@ -93,19 +97,28 @@ export class EventRecorder {
         evidence,
         agentVersion: version,
       });
-      const { seq } = outbox.add({
-        id: messageId,
-        cameraId: cam.id,
-        type: hit.eventType,
-        topic: gatewayTopics(config.mqtt.prefix, config.gateway.id).event(hit.eventType),
-        // A full disk leaves the event without its image: the row says so and the drop is counted with it.
-        ...(annotatedDropped
-          ? { evidenceDropped: { reason: 'disk_full' as const, bytes: evidence.annotated.bytes } }
-          : { evidencePath: evidence.annotated.file, evidenceSha256: evidence.annotated.sha256, evidenceBytes: evidence.annotated.bytes }),
-        ...(rule && { priority: rule.priority }),
-      }, payloadFor);
-      log.info({ camera: cam.id, event: hit.eventId, state: hit.state, seq, type: hit.eventType, zone: hit.zoneId },
-        `event ${hit.eventType} ${hit.state} on ${cam.id}/${hit.zoneId} stored (seq ${seq})`);
+      const { seq } = outbox.add(
+        {
+          id: messageId,
+          cameraId: cam.id,
+          type: hit.eventType,
+          topic: gatewayTopics(config.mqtt.prefix, config.gateway.id).event(hit.eventType),
+          // A full disk leaves the event without its image: the row says so and the drop is counted with it.
+          ...(annotatedDropped
+            ? { evidenceDropped: { reason: 'disk_full' as const, bytes: evidence.annotated.bytes } }
+            : {
+                evidencePath: evidence.annotated.file,
+                evidenceSha256: evidence.annotated.sha256,
+                evidenceBytes: evidence.annotated.bytes,
+              }),
+          ...(rule && { priority: rule.priority }),
+        },
+        payloadFor,
+      );
+      log.info(
+        { camera: cam.id, event: hit.eventId, state: hit.state, seq, type: hit.eventType, zone: hit.zoneId },
+        `event ${hit.eventType} ${hit.state} on ${cam.id}/${hit.zoneId} stored (seq ${seq})`,
+      );
       uplink.notify();
       const bus = this.opts.bus;
       if (bus?.listening('event.stored')) {
@@ -123,11 +136,19 @@ export class EventRecorder {
    * (`ended`, endReason `agent_stopped`) with evidence drawn on `frame`, the last frame its detector saw, so the
    * platform is not left with events that never end. Returns how many were committed.
    */
-  async recordStop(cam: CameraConfig, rules: CameraRules, frame: RgbFrame | undefined, model: { name: string; sha256: string }): Promise<number> {
+  async recordStop(
+    cam: CameraConfig,
+    rules: CameraRules,
+    frame: RgbFrame | undefined,
+    model: { name: string; sha256: string },
+  ): Promise<number> {
     const hits = rules.close((this.opts.now ?? Date.now)());
     if (hits.length === 0) return 0;
     if (!frame) {
-      this.opts.log.warn({ camera: cam.id, events: hits.map((h) => h.eventId) }, `camera ${cam.id}: ${hits.length} open events not ended at stop: no frame for their evidence`);
+      this.opts.log.warn(
+        { camera: cam.id, events: hits.map((h) => h.eventId) },
+        `camera ${cam.id}: ${hits.length} open events not ended at stop: no frame for their evidence`,
+      );
       return 0;
     }
     let committed = 0;
@@ -136,8 +157,14 @@ export class EventRecorder {
   }
 
   /** Encodes and stores the evidence images of one message; JPEG encoding runs on libuv's pool, off the event loop. */
-  private async evidence(cam: CameraConfig, zone: ZoneConfig | undefined, rule: RuleConfig | undefined, frame: RgbFrame, hit: RuleHit, messageId: string):
-    Promise<{ evidence: EventPayload['evidence']; annotatedDropped: boolean }> {
+  private async evidence(
+    cam: CameraConfig,
+    zone: ZoneConfig | undefined,
+    rule: RuleConfig | undefined,
+    frame: RgbFrame,
+    hit: RuleHit,
+    messageId: string,
+  ): Promise<{ evidence: EventPayload['evidence']; annotatedDropped: boolean }> {
     const { config } = this.opts;
     const quality = config.evidence.jpegQuality;
     const title = `${cam.name} | ${hit.eventType} | ${formatLocal(frame.ts, cam.timezone ?? config.gateway.timezone)}`;
@@ -149,8 +176,14 @@ export class EventRecorder {
       objects: hit.objects,
       unseen: { objects: hit.unseen, ts: hit.ts },
     };
-    const image = ({ file, sha256, bytes }: Stored, img: { width: number; height: number }): EvidenceImage =>
-      ({ file, sha256, bytes, width: img.width, height: img.height, contentType: 'image/jpeg' });
+    const image = ({ file, sha256, bytes }: Stored, img: { width: number; height: number }): EvidenceImage => ({
+      file,
+      sha256,
+      bytes,
+      width: img.width,
+      height: img.height,
+      contentType: 'image/jpeg',
+    });
     const store = (role: string, jpeg: Buffer): Stored => this.store(cam, `${messageId}-${role}`, frame.ts, jpeg);
 
     if (rule?.kind === 'scene_change') {
@@ -160,16 +193,27 @@ export class EventRecorder {
       const refShown: Canvas = { width: reference.width, height: reference.height, data: Buffer.from(reference.data) };
       drawAnnotations(refShown, { title: 'reference', zone: zone?.polygon, masks: zone?.masks, objects: [] });
       const pair = sideBySide(refShown, now, ['', '']);
-      const [annotated, clean, ref] = await Promise.all([encodeJpeg(pair, quality), encodeJpeg(frame, quality), encodeJpeg(reference, quality)]);
+      const [annotated, clean, ref] = await Promise.all([
+        encodeJpeg(pair, quality),
+        encodeJpeg(frame, quality),
+        encodeJpeg(reference, quality),
+      ]);
       const stored = store('annotated', annotated);
       return {
-        evidence: { annotated: image(stored, pair), clean: image(store('clean', clean), frame), reference: image(store('reference', ref), reference) },
+        evidence: {
+          annotated: image(stored, pair),
+          clean: image(store('clean', clean), frame),
+          reference: image(store('reference', ref), reference),
+        },
         annotatedDropped: stored.dropped === true,
       };
     }
     const [annotated, clean] = await Promise.all([annotateEvidence(frame, { ...drawing, quality }), encodeJpeg(frame, quality)]);
     const stored = store('annotated', annotated);
-    return { evidence: { annotated: image(stored, frame), clean: image(store('clean', clean), frame) }, annotatedDropped: stored.dropped === true };
+    return {
+      evidence: { annotated: image(stored, frame), clean: image(store('clean', clean), frame) },
+      annotatedDropped: stored.dropped === true,
+    };
   }
 
   /**
@@ -190,15 +234,19 @@ export class EventRecorder {
     const freed = local.bytes >= need ? { files: 0, bytes: 0 } : outbox.freeDiskSpace(need - local.bytes);
     const files = local.files + freed.files;
     const bytes = local.bytes + freed.bytes;
-    log.error({ camera: cam.id, dataDir, localFiles: local.files, localBytes: local.bytes, outboxFiles: freed.files, outboxBytes: freed.bytes },
-      `disk full under ${dataDir}: dropped ${files} evidence image(s) (${bytes} bytes) to keep events; free space on that disk`);
+    log.error(
+      { camera: cam.id, dataDir, localFiles: local.files, localBytes: local.bytes, outboxFiles: freed.files, outboxBytes: freed.bytes },
+      `disk full under ${dataDir}: dropped ${files} evidence image(s) (${bytes} bytes) to keep events; free space on that disk`,
+    );
     try {
       return storeEvidence(dataDir, name, ts, jpeg);
     } catch (err) {
       if (!noSpace(err)) throw err;
     }
-    log.error({ camera: cam.id, dataDir, image: name, bytes: jpeg.length },
-      `disk full under ${dataDir}: camera ${cam.id}: evidence image ${name} not stored, the event is kept without it; free space on that disk`);
+    log.error(
+      { camera: cam.id, dataDir, image: name, bytes: jpeg.length },
+      `disk full under ${dataDir}: camera ${cam.id}: evidence image ${name} not stored, the event is kept without it; free space on that disk`,
+    );
     return { file: evidencePath(name, ts), sha256: createHash('sha256').update(jpeg).digest('hex'), bytes: jpeg.length, dropped: true };
   }
 
@@ -214,11 +262,18 @@ export class EventRecorder {
       for (const entry of readdirSync(join(dataDir, 'evidence'), { recursive: true, withFileTypes: true })) {
         if (entry.isFile()) total += statSync(join(entry.parentPath, entry.name)).size;
       }
-      const removed = pruneEvidence(dataDir, { maxBytes: Math.max(0, total - bytes), maxAgeDays: config.evidence.maxAgeDays,
-        now: (this.opts.now ?? Date.now)(), keep: (file) => file.endsWith('-annotated.jpg') });
+      const removed = pruneEvidence(dataDir, {
+        maxBytes: Math.max(0, total - bytes),
+        maxAgeDays: config.evidence.maxAgeDays,
+        now: (this.opts.now ?? Date.now)(),
+        keep: (file) => file.endsWith('-annotated.jpg'),
+      });
       return { files: removed.files, bytes: removed.bytes };
     } catch (err) {
-      log.warn({ err, dataDir }, `disk full under ${dataDir}: cannot list ${join(dataDir, 'evidence')} to free space; only the outbox's images are dropped`);
+      log.warn(
+        { err, dataDir },
+        `disk full under ${dataDir}: cannot list ${join(dataDir, 'evidence')} to free space; only the outbox's images are dropped`,
+      );
       return { files: 0, bytes: 0 };
     }
   }
@@ -235,6 +290,12 @@ export class EventRecorder {
   }
 }
 
-function round3(x: number): number { return Math.round(x * 1000) / 1000; }
-function round4(x: number): number { return Math.min(1, Math.max(0, Math.round(x * 10000) / 10000)); }
-function roundBox(box: readonly number[]): [number, number, number, number] { return box.map(round4) as [number, number, number, number]; }
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+function round4(x: number): number {
+  return Math.min(1, Math.max(0, Math.round(x * 10000) / 10000));
+}
+function roundBox(box: readonly number[]): [number, number, number, number] {
+  return box.map(round4) as [number, number, number, number];
+}

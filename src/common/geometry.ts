@@ -67,8 +67,12 @@ function cross(o: Point, a: Point, b: Point): number {
 }
 
 function onSegment(p: Point, a: Point, b: Point): boolean {
-  return Math.min(a[0], b[0]) - EPS <= p[0] && p[0] <= Math.max(a[0], b[0]) + EPS
-    && Math.min(a[1], b[1]) - EPS <= p[1] && p[1] <= Math.max(a[1], b[1]) + EPS;
+  return (
+    Math.min(a[0], b[0]) - EPS <= p[0] &&
+    p[0] <= Math.max(a[0], b[0]) + EPS &&
+    Math.min(a[1], b[1]) - EPS <= p[1] &&
+    p[1] <= Math.max(a[1], b[1]) + EPS
+  );
 }
 
 /** True when the closed segments ab and cd share at least one point. */
@@ -78,10 +82,12 @@ export function segmentsIntersect(a: Point, b: Point, c: Point, d: Point): boole
   const d3 = cross(a, b, c);
   const d4 = cross(a, b, d);
   if (((d1 > EPS && d2 < -EPS) || (d1 < -EPS && d2 > EPS)) && ((d3 > EPS && d4 < -EPS) || (d3 < -EPS && d4 > EPS))) return true;
-  return (Math.abs(d1) <= EPS && onSegment(a, c, d))
-    || (Math.abs(d2) <= EPS && onSegment(b, c, d))
-    || (Math.abs(d3) <= EPS && onSegment(c, a, b))
-    || (Math.abs(d4) <= EPS && onSegment(d, a, b));
+  return (
+    (Math.abs(d1) <= EPS && onSegment(a, c, d)) ||
+    (Math.abs(d2) <= EPS && onSegment(b, c, d)) ||
+    (Math.abs(d3) <= EPS && onSegment(c, a, b)) ||
+    (Math.abs(d4) <= EPS && onSegment(d, a, b))
+  );
 }
 
 /**
@@ -106,8 +112,10 @@ export function polygonProblem(polygon: readonly Point[]): string | null {
       // Neighbouring edges share a corner by design; they are wrong only when the second folds back onto the first.
       const crosses = adjacent ? foldsBack(i, j, a, b, c, d) : segmentsIntersect(a, b, c, d);
       if (crosses) {
-        return `it crosses itself: the edge from point ${i} to point ${(i + 1) % n} meets the edge from point ${j} to point ${(j + 1) % n}; `
-          + 'list the points in order around the outline (clockwise or anticlockwise)';
+        return (
+          `it crosses itself: the edge from point ${i} to point ${(i + 1) % n} meets the edge from point ${j} to point ${(j + 1) % n}; ` +
+          'list the points in order around the outline (clockwise or anticlockwise)'
+        );
       }
     }
   }

@@ -19,15 +19,14 @@ export async function encodeJpeg(img: Rgb24, quality = 80): Promise<Buffer> {
  * turned upright per its EXIF orientation and with any alpha dropped, so pixel boxes match what a viewer shows;
  * stretched to `size` when given.
  */
-export async function decodeImage(file: string, size?: { width: number; height: number }): Promise<{ width: number; height: number; data: Buffer }> {
+export async function decodeImage(
+  file: string,
+  size?: { width: number; height: number },
+): Promise<{ width: number; height: number; data: Buffer }> {
   const img = sharp(file, { autoOrient: true });
   // A stretch, like the frames ffmpeg scales to the detect size, so normalized zones land on the same spots.
   if (size) img.resize(size.width, size.height, { fit: 'fill' });
-  const { data, info } = await img
-    .removeAlpha()
-    .toColourspace('srgb')
-    .raw()
-    .toBuffer({ resolveWithObject: true });
+  const { data, info } = await img.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   if (info.channels !== 3) throw new Error(`${file}: decoded to ${info.channels} channels, expected 3`);
   return { width: info.width, height: info.height, data };
 }

@@ -27,10 +27,16 @@ export class EvidenceRetention implements Component {
     if (now - this.lastPrune < PRUNE_INTERVAL_MS) return;
     this.lastPrune = now;
     try {
-      const undelivered = new Set([...outbox.list({ state: 'pending', limit: 1_000_000 }), ...outbox.list({ state: 'sent', limit: 1_000_000 })].map((r) => r.id));
+      const undelivered = new Set(
+        [...outbox.list({ state: 'pending', limit: 1_000_000 }), ...outbox.list({ state: 'sent', limit: 1_000_000 })].map((r) => r.id),
+      );
       const keep = (file: string): boolean => undelivered.has(basename(file).replace(/-(annotated|clean|reference)\.jpg$/, ''));
       const removed = pruneEvidence(dataDir, { maxBytes: config.evidence.maxBytes, maxAgeDays: config.evidence.maxAgeDays, now, keep });
-      if (removed.files) log.info({ files: removed.files, bytes: removed.bytes, keptBytes: removed.keptBytes }, `evidence retention deleted ${removed.files} files`);
+      if (removed.files)
+        log.info(
+          { files: removed.files, bytes: removed.bytes, keptBytes: removed.keptBytes },
+          `evidence retention deleted ${removed.files} files`,
+        );
     } catch (err) {
       log.warn({ err }, `evidence retention in ${dataDir}/evidence failed; old images stay until the next try`);
     }

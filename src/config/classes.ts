@@ -16,15 +16,20 @@ export function checkClasses(config: Config, classes: readonly string[] | ((cam:
     const known = new Set(classNames);
     cam.zones.forEach((zone, zi) => {
       zone.rules.forEach((rule, ri) => {
-        const lists: [string, readonly string[]][] = Object.entries(rule).filter((e): e is [string, string[]] => CLASS_LISTS.has(e[0]) && Array.isArray(e[1]));
-        for (const [key, names] of lists) names.forEach((name, k) => {
-          if (known.has(name)) return;
-          const lower = classNames.find((c) => c.toLowerCase() === name.toLowerCase());
-          issues.push({
-            path: `cameras[${ci}].zones[${zi}].rules[${ri}].${key}[${k}]`,
-            message: `the model has no class '${name}'${lower ? ` (did you mean '${lower}'?)` : ''}; its classes are listed in models/manifest.json, e.g. ${classNames.slice(0, 4).join(', ')}`,
+        const lists: [string, readonly string[]][] = Object.entries(rule).filter(
+          (e): e is [string, string[]] => CLASS_LISTS.has(e[0]) && Array.isArray(e[1]),
+        );
+        for (const [key, names] of lists)
+          names.forEach((name, k) => {
+            if (known.has(name)) return;
+            const lower = classNames.find((c) => c.toLowerCase() === name.toLowerCase());
+            issues.push({
+              path: `cameras[${ci}].zones[${zi}].rules[${ri}].${key}[${k}]`,
+              message:
+                `the model has no class '${name}'${lower ? ` (did you mean '${lower}'?)` : ''}; its classes are listed in ` +
+                `models/manifest.json, e.g. ${classNames.slice(0, 4).join(', ')}`,
+            });
           });
-        });
       });
     });
   });

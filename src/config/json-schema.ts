@@ -10,8 +10,9 @@ export function configJsonSchema(): Record<string, unknown> {
     ...z.toJSONSchema(configSchema, { io: 'input', target: 'draft-2020-12' }),
     $id: 'https://edgepatrol.dev/schemas/config.schema.json',
     title: 'edgepatrol gateway config',
-    description: 'Config file of an edgepatrol gateway (YAML). Generated from src/config/schema.ts; see docs/config.md. '
-      + 'Checks across keys (unique ids, non-crossing polygons, url vs tls) are made by the agent, not by this schema.',
+    description:
+      'Config file of an edgepatrol gateway (YAML). Generated from src/config/schema.ts; see docs/config.md. ' +
+      'Checks across keys (unique ids, non-crossing polygons, url vs tls) are made by the agent, not by this schema.',
   };
 }
 

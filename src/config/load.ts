@@ -16,8 +16,14 @@ export interface ConfigIssue {
 
 /** The config file cannot be used; `issues` lists every problem found, not only the first. */
 export class ConfigError extends Error {
-  constructor(readonly file: string, readonly issues: ConfigIssue[]) {
-    super(`${file}: ${issues.length} config problem${issues.length === 1 ? '' : 's'}: ${issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`);
+  constructor(
+    readonly file: string,
+    readonly issues: ConfigIssue[],
+  ) {
+    super(
+      `${file}: ${issues.length} config problem${issues.length === 1 ? '' : 's'}: ` +
+        `${issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`,
+    );
     this.name = 'ConfigError';
   }
 }
@@ -68,7 +74,10 @@ function closest(word: string, candidates: readonly string[]): string | undefine
   let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
   for (const c of candidates) {
     const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestDistance) { best = c; bestDistance = d; }
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
   }
   return best;
 }
@@ -113,15 +122,19 @@ export function configMessage(iss: z.core.$ZodRawIssue): string | undefined {
       if (!('discriminator' in iss) || !iss.discriminator) return undefined;
       const options = ('options' in iss && Array.isArray(iss.options) ? iss.options : []).map(String).join(', ');
       const value = (iss.input as Record<string, unknown> | undefined)?.[iss.discriminator];
-      return value === undefined ? `missing; expected one of: ${options}` : `unknown ${iss.discriminator} '${String(value)}'; expected one of: ${options}`;
+      return value === undefined
+        ? `missing; expected one of: ${options}`
+        : `unknown ${iss.discriminator} '${String(value)}'; expected one of: ${options}`;
     }
     case 'unrecognized_keys': {
       const shape = (iss.inst?._zod.def as { shape?: Record<string, unknown> } | undefined)?.shape;
       const allowed = shape ? Object.keys(shape) : [];
-      return iss.keys.map((key) => {
-        const hint = closest(key, allowed);
-        return `unknown key${hint ? ` (did you mean '${hint}'?)` : ''}; allowed here: ${allowed.join(', ')}`;
-      }).join(KEY_SEPARATOR);
+      return iss.keys
+        .map((key) => {
+          const hint = closest(key, allowed);
+          return `unknown key${hint ? ` (did you mean '${hint}'?)` : ''}; allowed here: ${allowed.join(', ')}`;
+        })
+        .join(KEY_SEPARATOR);
     }
     default:
       return undefined;
@@ -146,9 +159,10 @@ function zodIssues(error: z.ZodError, doc: Document, lines: LineCounter): Config
   const out: ConfigIssue[] = [];
   for (const iss of error.issues) {
     const path = iss.path.filter((k): k is string | number => typeof k !== 'symbol');
-    const split = iss.code === 'unrecognized_keys'
-      ? iss.keys.map((key, i) => ({ path: [...path, key], message: iss.message.split(KEY_SEPARATOR)[i] ?? 'unknown key' }))
-      : [{ path, message: iss.message }];
+    const split =
+      iss.code === 'unrecognized_keys'
+        ? iss.keys.map((key, i) => ({ path: [...path, key], message: iss.message.split(KEY_SEPARATOR)[i] ?? 'unknown key' }))
+        : [{ path, message: iss.message }];
     for (const one of split) out.push({ path: formatPath(one.path), message: one.message, ...positionOf(doc, lines, one.path) });
   }
   return out.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
@@ -161,15 +175,17 @@ function resolvePaths(config: Config, baseDir: string): Config {
   return {
     ...config,
     gateway: { ...config.gateway, dataDir: abs(config.gateway.dataDir) },
-    mqtt: tls ? {
-      ...config.mqtt,
-      tls: {
-        ...tls,
-        ...(tls.ca !== undefined && { ca: abs(tls.ca) }),
-        ...(tls.cert !== undefined && { cert: abs(tls.cert) }),
-        ...(tls.key !== undefined && { key: abs(tls.key) }),
-      },
-    } : config.mqtt,
+    mqtt: tls
+      ? {
+          ...config.mqtt,
+          tls: {
+            ...tls,
+            ...(tls.ca !== undefined && { ca: abs(tls.ca) }),
+            ...(tls.cert !== undefined && { cert: abs(tls.cert) }),
+            ...(tls.key !== undefined && { key: abs(tls.key) }),
+          },
+        }
+      : config.mqtt,
     cameras: config.cameras.map((cam) => ({
       ...cam,
       source: cam.source.file === undefined ? cam.source : { file: abs(cam.source.file), loop: cam.source.loop },
@@ -198,13 +214,19 @@ function parseWithIssues(text: string, file: string): { config?: Config; raw?: u
     return {
       issues: doc.errors.map((e) => {
         const pos = e.linePos?.[0];
-        return { path: '', message: `YAML syntax: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`, ...(pos && { line: pos.line, column: pos.col }) };
+        return {
+          path: '',
+          message: `YAML syntax: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`,
+          ...(pos && { line: pos.line, column: pos.col }),
+        };
       }),
     };
   }
   const raw: unknown = doc.toJS({ maxAliasCount: 100 });
   if (raw === null || raw === undefined) {
-    return { issues: [{ path: '', message: 'the file is empty; expected a mapping with gateway, mqtt and cameras (see examples/gateway.yaml)' }] };
+    return {
+      issues: [{ path: '', message: 'the file is empty; expected a mapping with gateway, mqtt and cameras (see examples/gateway.yaml)' }],
+    };
   }
   const result = configSchema.safeParse(raw, { error: configMessage });
   if (!result.success) return { raw, issues: zodIssues(result.error, doc, lines) };
@@ -262,9 +284,16 @@ function fileIssues(file: string, raw: unknown, config: Config | undefined): Con
       const path = tls[key];
       if (path === undefined) continue;
       const tlsMode = modeOf(path);
-      if (tlsMode === undefined) issues.push({ path: `mqtt.tls.${key}`, message: `file ${path} not found or not readable; check the path (relative paths count from the config file's folder)` });
+      if (tlsMode === undefined)
+        issues.push({
+          path: `mqtt.tls.${key}`,
+          message: `file ${path} not found or not readable; check the path (relative paths count from the config file's folder)`,
+        });
       else if (key === 'key' && (tlsMode & PRIVATE_BITS) !== 0) {
-        issues.push({ path: 'mqtt.tls.key', message: `private key ${path} is readable by group or others (mode ${tlsMode.toString(8).padStart(4, '0')}); run: chmod 600 ${path}` });
+        issues.push({
+          path: 'mqtt.tls.key',
+          message: `private key ${path} is readable by group or others (mode ${tlsMode.toString(8).padStart(4, '0')}); run: chmod 600 ${path}`,
+        });
       }
     }
   }
@@ -278,7 +307,8 @@ export function loadConfig(file: string): Config {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied; run as the user that owns it' : (err as Error).message;
+    const why =
+      code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied; run as the user that owns it' : (err as Error).message;
     throw new ConfigError(file, [{ path: '', message: `cannot read the config file: ${why}` }]);
   }
   const { config, raw, issues } = parseWithIssues(text, file);

@@ -28,10 +28,18 @@ export const PRESETS = {
     kind: 'dwell',
     defaults: {
       // A stall is people and their gear staying put; COCO has no "stall", but umbrellas, chairs and tables are its parts.
-      dwell: { classes: ['person', 'umbrella', 'chair', 'dining table'], seconds: 300, maxMovement: 0.06, minScore: 0.45, cooldownSeconds: 600 },
+      dwell: {
+        classes: ['person', 'umbrella', 'chair', 'dining table'],
+        seconds: 300,
+        maxMovement: 0.06,
+        minScore: 0.45,
+        cooldownSeconds: 600,
+      },
       count: { classes: ['person', 'umbrella', 'chair', 'dining table'], min: 3, seconds: 300, minScore: 0.45, cooldownSeconds: 600 },
     },
-    needs: 'default model: people, umbrellas, chairs and tables staying 5 min; it cannot tell a vendor from someone waiting, so draw the zone where nobody should stay',
+    needs:
+      'default model: people, umbrellas, chairs and tables staying 5 min; it cannot tell a vendor from someone waiting, so draw the zone ' +
+      'where nobody should stay',
   },
   illegal_dumping: {
     zh: '偷倒垃圾',
@@ -39,11 +47,16 @@ export const PRESETS = {
     defaults: {
       left_object: {
         classes: ['suitcase', 'backpack', 'handbag', 'chair', 'couch', 'bed', 'tv', 'refrigerator', 'toilet', 'microwave', 'oven', 'sink'],
-        seconds: 120, ownerAbsentSeconds: 60, minScore: 0.4, cooldownSeconds: 600,
+        seconds: 120,
+        ownerAbsentSeconds: 60,
+        minScore: 0.4,
+        cooldownSeconds: 600,
       },
       scene_change: { threshold: 0.2, seconds: 600, cooldownSeconds: 3600 },
     },
-    needs: 'default model: dumped furniture, appliances and luggage (left_object); bags of rubbish and rubble are no COCO class: use scene_change against a reference of the clean spot, or a custom model',
+    needs:
+      'default model: dumped furniture, appliances and luggage (left_object); bags of rubbish and rubble are no COCO class: use ' +
+      'scene_change against a reference of the clean spot, or a custom model',
   },
   bin_overflow: {
     zh: '垃圾桶满溢',
@@ -53,7 +66,9 @@ export const PRESETS = {
       presence: { minScore: 0.5, cooldownSeconds: 3600 },
       dwell: { seconds: 300, minScore: 0.5, cooldownSeconds: 3600 },
     },
-    needs: 'default model: scene_change against a reference photo of the clean bin area; with a custom model that has an overflowing-bin class: presence or dwell of that class',
+    needs:
+      'default model: scene_change against a reference photo of the clean bin area; with a custom model that has an overflowing-bin ' +
+      'class: presence or dwell of that class',
   },
   fire_lane_parking: {
     zh: '违停消防通道',
@@ -70,7 +85,9 @@ export const PRESETS = {
       line_cross: { classes: ['bicycle', 'motorcycle'], direction: 'forward', minScore: 0.4, cooldownSeconds: 0 },
       presence: { classes: ['bicycle', 'motorcycle'], minScore: 0.4, cooldownSeconds: 300 },
     },
-    needs: 'default model: any bicycle or motorcycle crossing the doorway line inwards; COCO cannot tell an e-bike from a pedal bicycle, a custom model with an e-bike class can',
+    needs:
+      'default model: any bicycle or motorcycle crossing the doorway line inwards; COCO cannot tell an e-bike from a pedal bicycle, a ' +
+      'custom model with an e-bike class can',
   },
   illegal_construction: {
     zh: '违法建筑',
@@ -78,7 +95,9 @@ export const PRESETS = {
     defaults: {
       scene_change: { threshold: 0.25, seconds: 1800, cooldownSeconds: 86400 },
     },
-    needs: 'default model: scene_change against a reference photo of the approved state (a fixed view or a PTZ preset); renew the reference after each verified case and with the seasons',
+    needs:
+      'default model: scene_change against a reference photo of the approved state (a fixed view or a PTZ preset); renew the reference ' +
+      'after each verified case and with the seasons',
   },
   reserve_land_intrusion: {
     zh: '储备用地',
@@ -88,7 +107,8 @@ export const PRESETS = {
       presence: { classes: ['person', ...VEHICLES, 'bicycle'], minScore: 0.5, cooldownSeconds: 1800 },
       scene_change: { threshold: 0.2, seconds: 1800, cooldownSeconds: 86400 },
     },
-    needs: 'default model: people and vehicles staying on the land 1 min (dwell); new structures or dumping on it: scene_change with a reference',
+    needs:
+      'default model: people and vehicles staying on the land 1 min (dwell); new structures or dumping on it: scene_change with a reference',
   },
 } as const satisfies Record<string, Preset>;
 

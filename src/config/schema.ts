@@ -29,10 +29,17 @@ function identifier(what: string) {
 const wholeNumber = () => z.number().multipleOf(1, { error: 'expected a whole number' });
 
 /** Frames travel as YUV 4:2:0, whose chroma planes halve each side: the detect size must be even, as H.264's is. */
-const evenNumber = (what: string) => z.number().multipleOf(2, { error: (issue) => `${what} must be an even whole number (frames are YUV 4:2:0), got ${String(issue.input)}; use ${Math.round(Number(issue.input) / 2) * 2}` });
+const evenNumber = (what: string) =>
+  z.number().multipleOf(2, {
+    error: (issue) =>
+      `${what} must be an even whole number (frames are YUV 4:2:0), got ${String(issue.input)}; use ${Math.round(Number(issue.input) / 2) * 2}`,
+  });
 
 const fraction = (what: string) =>
-  z.number().min(0, { error: `${what} must be between 0 and 1` }).max(1, { error: `${what} must be between 0 and 1` });
+  z
+    .number()
+    .min(0, { error: `${what} must be between 0 and 1` })
+    .max(1, { error: `${what} must be between 0 and 1` });
 
 /** A path on the gateway; a relative one is resolved against the folder of the config file. */
 const filePath = z.string().min(1, { error: 'path must not be empty' });
@@ -58,7 +65,10 @@ function urlWithScheme(schemes: readonly string[], example: string) {
   return z.string().superRefine((text, ctx) => {
     const scheme = urlScheme(text);
     if (scheme === null) {
-      ctx.addIssue({ code: 'custom', message: `not a valid URL; expected e.g. ${example} (percent-encode special characters in user and password, e.g. '@' as %40)` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `not a valid URL; expected e.g. ${example} (percent-encode special characters in user and password, e.g. '@' as %40)`,
+      });
     } else if (!schemes.includes(scheme)) {
       ctx.addIssue({ code: 'custom', message: `unsupported scheme '${scheme}:'; expected ${schemes.map((s) => `${s}://`).join(', ')}` });
     }
@@ -78,16 +88,22 @@ const gatewaySchema = z.strictObject({
     .describe('IANA time zone used for local times shown to people (evidence captions). Event times are always UTC.'),
 });
 
-const tlsSchema = z.strictObject({
-  ca: filePath.optional().describe('PEM file of the CA that signed the broker certificate (default: the system CAs).'),
-  cert: filePath.optional().describe('PEM file of this gateway\'s client certificate (mutual TLS).'),
-  key: filePath.optional().describe('PEM file of the client certificate\'s private key; must not be readable by group or others.'),
-  rejectUnauthorized: z.boolean().default(true).describe('Verify the broker certificate. Turn off only on a bench.'),
-}).superRefine((tls, ctx) => {
-  if ((tls.cert === undefined) !== (tls.key === undefined)) {
-    ctx.addIssue({ code: 'custom', path: [tls.cert === undefined ? 'cert' : 'key'], message: 'cert and key go together; set both for a client certificate, or neither' });
-  }
-});
+const tlsSchema = z
+  .strictObject({
+    ca: filePath.optional().describe('PEM file of the CA that signed the broker certificate (default: the system CAs).'),
+    cert: filePath.optional().describe("PEM file of this gateway's client certificate (mutual TLS)."),
+    key: filePath.optional().describe("PEM file of the client certificate's private key; must not be readable by group or others."),
+    rejectUnauthorized: z.boolean().default(true).describe('Verify the broker certificate. Turn off only on a bench.'),
+  })
+  .superRefine((tls, ctx) => {
+    if ((tls.cert === undefined) !== (tls.key === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [tls.cert === undefined ? 'cert' : 'key'],
+        message: 'cert and key go together; set both for a client certificate, or neither',
+      });
+    }
+  });
 
 const mqttSchema = z.strictObject({
   url: urlWithScheme(MQTT_SCHEMES, 'mqtts://broker.example:8883').describe('Broker URL: mqtt://, mqtts://, ws:// or wss://.'),
@@ -100,70 +116,162 @@ const mqttSchema = z.strictObject({
   username: z.string().optional().describe('Broker user name.'),
   password: z.string().optional().describe('Broker password. A config file holding it must have mode 600.'),
   tls: tlsSchema.optional().describe('TLS settings for mqtts:// and wss:// URLs.'),
-  delivery: z.enum(['broker', 'service']).default('broker').describe("When an event counts as delivered: broker = the broker's PUBACK; service = the task service's ack on {prefix}/{gateway.id}/ack (docs/delivery.md)."),
-  sessionExpirySeconds: wholeNumber().min(0).max(4_294_967_295).default(7 * 86_400).describe(
-    'How long the broker keeps this gateway\'s session (its subscriptions and the messages sent down to it) while the gateway is offline, s; ' +
-    '0 ends the session at each disconnect (docs/delivery.md).'),
-  reconnect: z.strictObject({
-    initialMs: wholeNumber().min(100).default(1000).describe('First reconnect delay, ms.'),
-    maxMs: wholeNumber().min(100).default(60_000).describe('Longest reconnect delay, ms; delays double up to it, with jitter.'),
-  }).prefault({}).describe('Reconnect backoff after the broker is lost.'),
+  delivery: z
+    .enum(['broker', 'service'])
+    .default('broker')
+    .describe(
+      "When an event counts as delivered: broker = the broker's PUBACK; service = the task service's ack on {prefix}/{gateway.id}/ack (docs/delivery.md).",
+    ),
+  sessionExpirySeconds: wholeNumber()
+    .min(0)
+    .max(4_294_967_295)
+    .default(7 * 86_400)
+    .describe(
+      "How long the broker keeps this gateway's session (its subscriptions and the messages sent down to it) while the gateway is offline, s; " +
+        '0 ends the session at each disconnect (docs/delivery.md).',
+    ),
+  reconnect: z
+    .strictObject({
+      initialMs: wholeNumber().min(100).default(1000).describe('First reconnect delay, ms.'),
+      maxMs: wholeNumber().min(100).default(60_000).describe('Longest reconnect delay, ms; delays double up to it, with jitter.'),
+    })
+    .prefault({})
+    .describe('Reconnect backoff after the broker is lost.'),
 });
 
 const outboxSchema = z.strictObject({
-  maxBytes: wholeNumber().min(1_000_000).default(512 * 1024 * 1024).describe('Outbox (events and their evidence) kept at most, in bytes; when full, evidence goes before events and low priority before high (docs/delivery.md).'),
-  ttlSeconds: z.strictObject({
-    high: z.number().positive().default(30 * 86_400).describe('Undelivered high-priority events are dropped (and counted) after this many seconds.'),
-    normal: z.number().positive().default(7 * 86_400).describe('… normal-priority events.'),
-    low: z.number().positive().default(86_400).describe('… low-priority events.'),
-  }).prefault({}).describe('Time-to-live of undelivered events per priority.'),
-  confirmTimeoutSeconds: z.number().positive().default(60).describe('delivery: service — an acked event the task service has not confirmed within this many seconds is sent again.'),
+  maxBytes: wholeNumber()
+    .min(1_000_000)
+    .default(512 * 1024 * 1024)
+    .describe(
+      'Outbox (events and their evidence) kept at most, in bytes; when full, evidence goes before events and low priority before high (docs/delivery.md).',
+    ),
+  ttlSeconds: z
+    .strictObject({
+      high: z
+        .number()
+        .positive()
+        .default(30 * 86_400)
+        .describe('Undelivered high-priority events are dropped (and counted) after this many seconds.'),
+      normal: z
+        .number()
+        .positive()
+        .default(7 * 86_400)
+        .describe('… normal-priority events.'),
+      low: z.number().positive().default(86_400).describe('… low-priority events.'),
+    })
+    .prefault({})
+    .describe('Time-to-live of undelivered events per priority.'),
+  confirmTimeoutSeconds: z
+    .number()
+    .positive()
+    .default(60)
+    .describe('delivery: service — an acked event the task service has not confirmed within this many seconds is sent again.'),
 });
 
 const healthSchema = z.strictObject({
-  intervalSeconds: z.number().min(5).default(30).describe('How often the retained health message ({prefix}/{gateway.id}/health) is published.'),
+  intervalSeconds: z
+    .number()
+    .min(5)
+    .default(30)
+    .describe('How often the retained health message ({prefix}/{gateway.id}/health) is published.'),
 });
 
 const modelSchema = z.strictObject({
-  name: z.string().min(1).optional().describe('Model name from models/manifest.json (default: the manifest\'s default model).'),
-  threads: wholeNumber().min(1).max(64).default(1).describe('onnxruntime threads for inference, shared by all cameras. 1 leaves the other cores to decoding and preprocessing; more helps only with idle cores (docs/decisions.md).'),
-  queueDepth: wholeNumber().min(1).max(10).default(3).describe('Frames of one camera waiting for the detector at most; when it is behind, the oldest are dropped and counted as skipped. 3 absorbs 1.5 s of delay at 2 fps (docs/decisions.md).'),
+  name: z.string().min(1).optional().describe("Model name from models/manifest.json (default: the manifest's default model)."),
+  threads: wholeNumber()
+    .min(1)
+    .max(64)
+    .default(1)
+    .describe(
+      'onnxruntime threads for inference, shared by all cameras. 1 leaves the other cores to decoding and preprocessing; more helps only ' +
+        'with idle cores (docs/decisions.md).',
+    ),
+  queueDepth: wholeNumber()
+    .min(1)
+    .max(10)
+    .default(3)
+    .describe(
+      'Frames of one camera waiting for the detector at most; when it is behind, the oldest are dropped and counted as skipped. 3 ' +
+        'absorbs 1.5 s of delay at 2 fps (docs/decisions.md).',
+    ),
   scoreThreshold: fraction('scoreThreshold').default(0.35).describe('Detections below this score are dropped before tracking.'),
-  pinCores: z.boolean().default(true).describe('Give the inference threads cores of their own: the last threads × models CPUs run only the models, the others run the rest of the agent and its ffmpeg processes. Applies only with at least one CPU left for the rest; false lets the kernel place every thread (docs/decisions.md, "A core for the inference").'),
+  pinCores: z
+    .boolean()
+    .default(true)
+    .describe(
+      'Give the inference threads cores of their own: the last threads × models CPUs run only the models, the others run the rest of the ' +
+        'agent and its ffmpeg processes. Applies only with at least one CPU left for the rest; false lets the kernel place every thread ' +
+        '(docs/decisions.md, "A core for the inference").',
+    ),
 });
 
 const evidenceSchema = z.strictObject({
   jpegQuality: wholeNumber().min(1).max(100).default(80).describe('JPEG quality of evidence images, 1..100.'),
-  maxBytes: wholeNumber().min(1_000_000).default(2_000_000_000).describe('Evidence images kept on disk at most, in bytes; the oldest go first (never those of undelivered events).'),
-  maxAgeDays: z.number().positive().default(30).describe('Evidence images older than this many days are deleted (never those of undelivered events).'),
+  maxBytes: wholeNumber()
+    .min(1_000_000)
+    .default(2_000_000_000)
+    .describe('Evidence images kept on disk at most, in bytes; the oldest go first (never those of undelivered events).'),
+  maxAgeDays: z
+    .number()
+    .positive()
+    .default(30)
+    .describe('Evidence images older than this many days are deleted (never those of undelivered events).'),
 });
 
 const sourceSchema = z
-  .strictObject({
-    url: urlWithScheme(['rtsp', 'rtsps'], 'rtsp://user:password@192.0.2.10:554/stream1').optional().describe('RTSP stream of the camera: rtsp:// or rtsps://. With detectUrl: the main stream, grabbed for evidence.'),
-    detectUrl: urlWithScheme(['rtsp', 'rtsps'], 'rtsp://user:password@192.0.2.10:554/stream2').optional().describe('The camera\'s sub-stream (lower resolution), decoded continuously for detection; url then only serves evidence images.'),
-    file: filePath.optional().describe('A video file instead of a camera (bench, demo, tests).'),
-    loop: z.boolean().optional().describe('With file: start again at the end (default false).'),
-  }, { error: (iss) => (iss.input === undefined ? 'missing; every camera needs a source: { url: rtsp://… } or { file: path }' : undefined) })
+  .strictObject(
+    {
+      url: urlWithScheme(['rtsp', 'rtsps'], 'rtsp://user:password@192.0.2.10:554/stream1')
+        .optional()
+        .describe('RTSP stream of the camera: rtsp:// or rtsps://. With detectUrl: the main stream, grabbed for evidence.'),
+      detectUrl: urlWithScheme(['rtsp', 'rtsps'], 'rtsp://user:password@192.0.2.10:554/stream2')
+        .optional()
+        .describe("The camera's sub-stream (lower resolution), decoded continuously for detection; url then only serves evidence images."),
+      file: filePath.optional().describe('A video file instead of a camera (bench, demo, tests).'),
+      loop: z.boolean().optional().describe('With file: start again at the end (default false).'),
+    },
+    { error: (iss) => (iss.input === undefined ? 'missing; every camera needs a source: { url: rtsp://… } or { file: path }' : undefined) },
+  )
   .transform((src, ctx) => {
     if (src.url !== undefined && src.file !== undefined) {
       ctx.issues.push({ code: 'custom', input: src, message: 'has both url and file; expected exactly one of them' });
       return z.NEVER;
     }
     if (src.url !== undefined) {
-      if (src.loop !== undefined) ctx.issues.push({ code: 'custom', input: src, path: ['loop'], message: 'loop applies only to a file source; remove it' });
+      if (src.loop !== undefined)
+        ctx.issues.push({ code: 'custom', input: src, path: ['loop'], message: 'loop applies only to a file source; remove it' });
       return src.detectUrl === undefined ? { url: src.url } : { url: src.url, detectUrl: src.detectUrl };
     }
-    if (src.detectUrl !== undefined) ctx.issues.push({ code: 'custom', input: src, path: ['detectUrl'], message: 'detectUrl is the sub-stream of a camera url; it needs url, not file' });
+    if (src.detectUrl !== undefined)
+      ctx.issues.push({
+        code: 'custom',
+        input: src,
+        path: ['detectUrl'],
+        message: 'detectUrl is the sub-stream of a camera url; it needs url, not file',
+      });
     if (src.file !== undefined) return { file: src.file, loop: src.loop ?? false };
     ctx.issues.push({ code: 'custom', input: src, message: 'has neither url nor file; expected { url: rtsp://… } or { file: path }' });
     return z.NEVER;
   });
 
 const detectSchema = z.strictObject({
-  fps: z.number().positive().max(30).default(2).describe('Frames per second handed to the detector, at most; a slower camera is taken at its own rate, no frame twice.'),
-  width: evenNumber('width').min(64).max(4096).default(640).describe('Frames are scaled to this width before detection and evidence; even (YUV 4:2:0 frames).'),
-  height: evenNumber('height').min(64).max(4096).default(480).describe('Frames are scaled to this height before detection and evidence; even (YUV 4:2:0 frames).'),
+  fps: z
+    .number()
+    .positive()
+    .max(30)
+    .default(2)
+    .describe('Frames per second handed to the detector, at most; a slower camera is taken at its own rate, no frame twice.'),
+  width: evenNumber('width')
+    .min(64)
+    .max(4096)
+    .default(640)
+    .describe('Frames are scaled to this width before detection and evidence; even (YUV 4:2:0 frames).'),
+  height: evenNumber('height')
+    .min(64)
+    .max(4096)
+    .default(480)
+    .describe('Frames are scaled to this height before detection and evidence; even (YUV 4:2:0 frames).'),
 });
 
 const locationSchema = z
@@ -175,7 +283,11 @@ const locationSchema = z
   })
   .superRefine((loc, ctx) => {
     if ((loc.lat === undefined) !== (loc.lon === undefined)) {
-      ctx.addIssue({ code: 'custom', path: [loc.lat === undefined ? 'lat' : 'lon'], message: 'lat and lon go together; set both or neither' });
+      ctx.addIssue({
+        code: 'custom',
+        path: [loc.lat === undefined ? 'lat' : 'lon'],
+        message: 'lat and lon go together; set both or neither',
+      });
     }
   });
 
@@ -195,33 +307,66 @@ export const polygonSchema = z
 const HHMM = /^([01][0-9]|2[0-3]):[0-5][0-9]$/;
 const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
 
-const scheduleWindow = z.strictObject({
-  days: z.array(z.enum(WEEKDAYS)).min(1).optional().describe('Days the window opens on (default every day): mon, tue, wed, thu, fri, sat, sun.'),
-  from: z.string().regex(HHMM, { error: 'expected a local time HH:MM, e.g. 07:00' }).describe('Local time the window opens, HH:MM.'),
-  to: z.string().regex(HHMM, { error: 'expected a local time HH:MM, e.g. 22:00' }).describe('Local time the window closes, HH:MM; earlier than from means the next day (22:00 to 06:00).'),
-}).superRefine((w, ctx) => {
-  if (w.from === w.to) ctx.addIssue({ code: 'custom', path: ['to'], message: 'from and to are the same; a window needs a length (for all day, leave schedule out)' });
-});
+const scheduleWindow = z
+  .strictObject({
+    days: z
+      .array(z.enum(WEEKDAYS))
+      .min(1)
+      .optional()
+      .describe('Days the window opens on (default every day): mon, tue, wed, thu, fri, sat, sun.'),
+    from: z.string().regex(HHMM, { error: 'expected a local time HH:MM, e.g. 07:00' }).describe('Local time the window opens, HH:MM.'),
+    to: z
+      .string()
+      .regex(HHMM, { error: 'expected a local time HH:MM, e.g. 22:00' })
+      .describe('Local time the window closes, HH:MM; earlier than from means the next day (22:00 to 06:00).'),
+  })
+  .superRefine((w, ctx) => {
+    if (w.from === w.to)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['to'],
+        message: 'from and to are the same; a window needs a length (for all day, leave schedule out)',
+      });
+  });
 
-const lineSchema = z.tuple([point, point], { error: 'expected a line [[x1, y1], [x2, y2]] of two points between 0 and 1' })
+const lineSchema = z
+  .tuple([point, point], { error: 'expected a line [[x1, y1], [x2, y2]] of two points between 0 and 1' })
   .refine(([a, b]) => a[0] !== b[0] || a[1] !== b[1], { error: 'the two points of the line are the same' });
 
 const ruleBase = {
   id: identifier('rule id').optional().describe('Rule id, unique in its zone (default: the event type).'),
   type: z
     .string()
-    .regex(EVENT_TYPE, { error: "event type must be snake_case: a lowercase letter, then lowercase letters, digits or '_' (e.g. street_vending); it becomes the topic level …/event/{type}" })
+    .regex(EVENT_TYPE, {
+      error:
+        "event type must be snake_case: a lowercase letter, then lowercase letters, digits or '_' (e.g. street_vending); it becomes the " +
+        'topic level …/event/{type}',
+    })
     .describe('Event type reported when the rule fires, e.g. street_vending, fire_lane_parking (default: the preset name).'),
   preset: z.enum(PRESET_NAMES).optional().describe('Governance preset whose kind and defaults the rule starts from (docs/rules.md).'),
-  schedule: z.array(scheduleWindow).min(1).optional().describe('Local-time windows (gateway.timezone) in which the rule may fire (default: always).'),
-  priority: z.enum(['high', 'normal', 'low']).default('normal').describe('Delivery priority of its events: when the outbox is full, low goes first; each has its own time-to-live.'),
+  schedule: z
+    .array(scheduleWindow)
+    .min(1)
+    .optional()
+    .describe('Local-time windows (gateway.timezone) in which the rule may fire (default: always).'),
+  priority: z
+    .enum(['high', 'normal', 'low'])
+    .default('normal')
+    .describe('Delivery priority of its events: when the outbox is full, low goes first; each has its own time-to-live.'),
   cooldownSeconds: z.number().min(0).default(60).describe('After an event of this rule ends, no new one starts for this many seconds.'),
-  updateMinutes: z.number().positive().default(10).describe('While an event lasts, an update with fresh evidence at most every this many minutes.'),
+  updateMinutes: z
+    .number()
+    .positive()
+    .default(10)
+    .describe('While an event lasts, an update with fresh evidence at most every this many minutes.'),
   endSeconds: z.number().min(0).default(10).describe('The event ends when the rule has not held for this many seconds.'),
 };
 
 const objectFilter = {
-  classes: z.array(z.string().min(1)).min(1, { error: 'list at least one object class, e.g. [person]' }).describe('Detector classes the rule looks at.'),
+  classes: z
+    .array(z.string().min(1))
+    .min(1, { error: 'list at least one object class, e.g. [person]' })
+    .describe('Detector classes the rule looks at.'),
   minScore: fraction('minScore').default(0.5).describe('Ignore detections scoring below this.'),
   minBoxArea: fraction('minBoxArea').default(0).describe('Ignore boxes smaller than this fraction of the frame area.'),
 };
@@ -237,7 +382,9 @@ const dwellRule = z.strictObject({
   ...ruleBase,
   ...objectFilter,
   seconds: z.number().positive().describe('How long an object must stay still in the zone before the rule fires.'),
-  maxMovement: fraction('maxMovement').default(0.05).describe('Still means the ground point moved less than this (fraction of the frame) from where dwelling started.'),
+  maxMovement: fraction('maxMovement')
+    .default(0.05)
+    .describe('Still means the ground point moved less than this (fraction of the frame) from where dwelling started.'),
   cooldownSeconds: z.number().min(0).default(300).describe('After an event of this rule ends, no new one starts for this many seconds.'),
 });
 
@@ -254,8 +401,15 @@ const lineCrossRule = z.strictObject({
   ...ruleBase,
   ...objectFilter,
   line: lineSchema.describe('Directed line from its first point to its second; crossings count where the zone is.'),
-  direction: z.enum(['forward', 'backward', 'both']).default('both').describe('Crossings that make events: forward is the first point→second point direction turned 90° clockwise on screen.'),
-  cooldownSeconds: z.number().min(0).default(0).describe('At least this many seconds between two crossing events (crossings are still counted).'),
+  direction: z
+    .enum(['forward', 'backward', 'both'])
+    .default('both')
+    .describe('Crossings that make events: forward is the first point→second point direction turned 90° clockwise on screen.'),
+  cooldownSeconds: z
+    .number()
+    .min(0)
+    .default(0)
+    .describe('At least this many seconds between two crossing events (crossings are still counted).'),
 });
 
 const leftObjectRule = z.strictObject({
@@ -265,46 +419,82 @@ const leftObjectRule = z.strictObject({
   seconds: z.number().positive().describe('How long the object must stand still in the zone.'),
   maxMovement: fraction('maxMovement').default(0.02).describe('Still means its ground point moved less than this (fraction of the frame).'),
   ownerAbsentSeconds: z.number().min(0).default(60).describe('… and no person was near it for this many seconds.'),
-  nearDistance: fraction('nearDistance').default(0.1).describe('A person is near when their ground point is within this distance (fraction of the frame) of the object\'s box.'),
+  nearDistance: fraction('nearDistance')
+    .default(0.1)
+    .describe("A person is near when their ground point is within this distance (fraction of the frame) of the object's box."),
   personClasses: z.array(z.string().min(1)).default(['person']).describe('Classes that count as a person staying near.'),
 });
 
 const sceneChangeRule = z.strictObject({
   kind: z.literal('scene_change'),
   ...ruleBase,
-  reference: filePath.describe('Image of the zone as it should look (JPEG or PNG of the whole camera view, e.g. from `edgepatrol camera snapshot`).'),
-  threshold: fraction('threshold').default(0.25).describe('The rule holds when more than this fraction of the zone differs from the reference.'),
-  pixelThreshold: fraction('pixelThreshold').default(0.12).describe('A pixel differs when its brightness differs by more than this (0..1), after matching the overall brightness.'),
+  reference: filePath.describe(
+    'Image of the zone as it should look (JPEG or PNG of the whole camera view, e.g. from `edgepatrol camera snapshot`).',
+  ),
+  threshold: fraction('threshold')
+    .default(0.25)
+    .describe('The rule holds when more than this fraction of the zone differs from the reference.'),
+  pixelThreshold: fraction('pixelThreshold')
+    .default(0.12)
+    .describe('A pixel differs when its brightness differs by more than this (0..1), after matching the overall brightness.'),
   seconds: z.number().min(0).default(600).describe('… for at least this many seconds.'),
-  ignoreClasses: z.array(z.string().min(1)).default(['person', 'bicycle', 'car', 'motorcycle', 'bus', 'truck'])
+  ignoreClasses: z
+    .array(z.string().min(1))
+    .default(['person', 'bicycle', 'car', 'motorcycle', 'bus', 'truck'])
     .describe('Pixels under boxes of these classes are left out of the comparison (passers-by).'),
 });
 
 const RULE_KIND_SCHEMAS = [presenceRule, dwellRule, countRule, lineCrossRule, leftObjectRule, sceneChangeRule] as const;
 
 const ruleSchema = z
-  .preprocess((raw, ctx) => {
-    if (!isRecord(raw) || raw.preset === undefined) return raw;
-    const applied = applyPreset(raw);
-    if ('rule' in applied) return applied.rule;
-    ctx.issues.push({ code: 'custom', input: raw, path: [applied.path], message: applied.message });
-    return { ...raw, kind: raw.kind ?? 'presence' };
-  }, z.discriminatedUnion('kind', RULE_KIND_SCHEMAS))
+  .preprocess(
+    (raw, ctx) => {
+      if (!isRecord(raw) || raw.preset === undefined) return raw;
+      const applied = applyPreset(raw);
+      if ('rule' in applied) return applied.rule;
+      ctx.issues.push({ code: 'custom', input: raw, path: [applied.path], message: applied.message });
+      return { ...raw, kind: raw.kind ?? 'presence' };
+    },
+    z.discriminatedUnion('kind', RULE_KIND_SCHEMAS),
+  )
   .transform((rule) => ({ ...rule, id: rule.id ?? rule.type }));
 
 const motionSchema = z.strictObject({
-  enabled: z.boolean().default(true).describe('Run the detector only on frames with motion, plus refreshes while objects are tracked; false runs it on every frame.'),
-  threshold: wholeNumber().min(1).max(255).default(25).describe('A pixel of the small grey image moved when it differs from the background by more than this many grey levels (0..255).'),
+  enabled: z
+    .boolean()
+    .default(true)
+    .describe('Run the detector only on frames with motion, plus refreshes while objects are tracked; false runs it on every frame.'),
+  threshold: wholeNumber()
+    .min(1)
+    .max(255)
+    .default(25)
+    .describe('A pixel of the small grey image moved when it differs from the background by more than this many grey levels (0..255).'),
   minArea: fraction('minArea').default(0.002).describe('Motion when the moved pixels cover at least this fraction of the unmasked frame.'),
-  backgroundSeconds: z.number().positive().default(10).describe('Time constant of the background: a change that stays about this long stops counting as motion.'),
-  refreshSeconds: z.number().positive().default(5).describe('While objects are tracked and nothing moves, detect anyway once per this many seconds (a parked car\'s dwell keeps counting).'),
-  masks: z.array(polygonSchema).default([]).describe('Areas where motion is ignored (trees, a clock overlay): outlines like a zone polygon.'),
+  backgroundSeconds: z
+    .number()
+    .positive()
+    .default(10)
+    .describe('Time constant of the background: a change that stays about this long stops counting as motion.'),
+  refreshSeconds: z
+    .number()
+    .positive()
+    .default(5)
+    .describe(
+      "While objects are tracked and nothing moves, detect anyway once per this many seconds (a parked car's dwell keeps counting).",
+    ),
+  masks: z
+    .array(polygonSchema)
+    .default([])
+    .describe('Areas where motion is ignored (trees, a clock overlay): outlines like a zone polygon.'),
 });
 
 export const zoneSchema = z.strictObject({
   id: identifier('zone id').describe('Zone id, unique per camera.'),
   polygon: polygonSchema.describe('Zone outline, [x, y] points as fractions of the frame (0..1), at least 3, edges not crossing.'),
-  masks: z.array(polygonSchema).default([]).describe('Areas inside the zone that do not count (a tree, a bus stop): outlines like polygon.'),
+  masks: z
+    .array(polygonSchema)
+    .default([])
+    .describe('Areas inside the zone that do not count (a tree, a bus stop): outlines like polygon.'),
   rules: z.array(ruleSchema).default([]).describe('What turns objects in this zone into events.'),
 });
 
@@ -317,12 +507,23 @@ const cameraSchema = z
     stallSeconds: z.number().positive().default(10).describe('Restart the stream when no frame arrived for this long.'),
     motion: motionSchema.prefault({}).describe('Motion gating: which frames the detector runs on.'),
     location: locationSchema.optional().describe('Where the camera looks; copied into every event.'),
-    timezone: z.string().refine(isTimeZone, { error: 'unknown time zone; expected an IANA name such as Asia/Shanghai or UTC' }).optional()
-      .describe('IANA time zone of the rules\' schedules and evidence captions (default: gateway.timezone).'),
+    timezone: z
+      .string()
+      .refine(isTimeZone, { error: 'unknown time zone; expected an IANA name such as Asia/Shanghai or UTC' })
+      .optional()
+      .describe("IANA time zone of the rules' schedules and evidence captions (default: gateway.timezone)."),
     zones: z.array(zoneSchema).default([]).describe('Zones and their rules.'),
-    model: z.string().min(1).optional().describe('Model from models/manifest.json for this camera (default: model.name, else the manifest\'s default).'),
-    classMap: z.record(z.string().min(1), z.string().min(1)).optional()
-      .describe('Renames detector classes for this camera before tracking and rules, e.g. { motorcycle: ebike_candidate, bicycle: ebike_candidate }.'),
+    model: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("Model from models/manifest.json for this camera (default: model.name, else the manifest's default)."),
+    classMap: z
+      .record(z.string().min(1), z.string().min(1))
+      .optional()
+      .describe(
+        'Renames detector classes for this camera before tracking and rules, e.g. { motorcycle: ebike_candidate, bicycle: ebike_candidate }.',
+      ),
   })
   .transform((cam) => ({ ...cam, name: cam.name ?? cam.id }));
 
@@ -337,7 +538,13 @@ function asList(v: unknown): unknown[] {
 }
 
 /** Reports every id that repeats an earlier one in the same list; `idOf` may return undefined for unusable entries. */
-export function checkUnique(items: unknown[], idOf: (item: Record<string, unknown>) => unknown, path: (i: number) => (string | number)[], what: string, ctx: Ctx): void {
+export function checkUnique(
+  items: unknown[],
+  idOf: (item: Record<string, unknown>) => unknown,
+  path: (i: number) => (string | number)[],
+  what: string,
+  ctx: Ctx,
+): void {
   const first = new Map<string, number>();
   items.forEach((item, i) => {
     if (!isRecord(item)) return;
@@ -345,7 +552,12 @@ export function checkUnique(items: unknown[], idOf: (item: Record<string, unknow
     if (typeof id !== 'string') return;
     const earlier = first.get(id);
     if (earlier === undefined) first.set(id, i);
-    else ctx.addIssue({ code: 'custom', path: path(i), message: `duplicate ${what} '${id}' (first used at index ${earlier}); ${what}s must be unique` });
+    else
+      ctx.addIssue({
+        code: 'custom',
+        path: path(i),
+        message: `duplicate ${what} '${id}' (first used at index ${earlier}); ${what}s must be unique`,
+      });
   });
 }
 
@@ -353,25 +565,51 @@ export function checkUnique(items: unknown[], idOf: (item: Record<string, unknow
 function crossChecks(root: unknown, ctx: Ctx): void {
   if (!isRecord(root)) return;
   const cameras = asList(root.cameras);
-  checkUnique(cameras, (c) => c.id, (i) => ['cameras', i, 'id'], 'camera id', ctx);
+  checkUnique(
+    cameras,
+    (c) => c.id,
+    (i) => ['cameras', i, 'id'],
+    'camera id',
+    ctx,
+  );
   cameras.forEach((cam, ci) => {
     if (!isRecord(cam)) return;
     const zones = asList(cam.zones);
-    checkUnique(zones, (z) => z.id, (zi) => ['cameras', ci, 'zones', zi, 'id'], 'zone id', ctx);
+    checkUnique(
+      zones,
+      (z) => z.id,
+      (zi) => ['cameras', ci, 'zones', zi, 'id'],
+      'zone id',
+      ctx,
+    );
     zones.forEach((zone, zi) => {
       if (!isRecord(zone)) return;
-      checkUnique(asList(zone.rules), (r) => r.id ?? r.type, (ri) => ['cameras', ci, 'zones', zi, 'rules', ri, 'id'], 'rule id', ctx);
+      checkUnique(
+        asList(zone.rules),
+        (r) => r.id ?? r.type,
+        (ri) => ['cameras', ci, 'zones', zi, 'rules', ri, 'id'],
+        'rule id',
+        ctx,
+      );
     });
   });
 
   const mqtt = root.mqtt;
   if (!isRecord(mqtt)) return;
   if (mqtt.password !== undefined && mqtt.username === undefined) {
-    ctx.addIssue({ code: 'custom', path: ['mqtt', 'username'], message: 'password is set but username is not; MQTT sends a password only with a user name' });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['mqtt', 'username'],
+      message: 'password is set but username is not; MQTT sends a password only with a user name',
+    });
   }
   const scheme = typeof mqtt.url === 'string' ? urlScheme(mqtt.url) : null;
   if (mqtt.tls !== undefined && scheme !== null && !MQTT_TLS_SCHEMES.includes(scheme)) {
-    ctx.addIssue({ code: 'custom', path: ['mqtt', 'url'], message: `tls is configured but the url uses ${scheme}://; use mqtts:// or wss://` });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['mqtt', 'url'],
+      message: `tls is configured but the url uses ${scheme}://; use mqtts:// or wss://`,
+    });
   }
 }
 

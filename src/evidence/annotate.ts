@@ -4,7 +4,11 @@ import { encodeJpeg } from '../common/jpeg.js';
 type Pt = readonly [number, number];
 
 /** An object of the event that is not in the frame, and when it was (ms). */
-export interface UnseenLabel { class: string; trackId: number; lastSeenAt: number }
+export interface UnseenLabel {
+  class: string;
+  trackId: number;
+  lastSeenAt: number;
+}
 
 export interface AnnotateOptions {
   /** Caption across the top: camera, event type, local time. */
@@ -21,7 +25,7 @@ export interface AnnotateOptions {
    * Objects of the event the detector did not find in this frame (hidden, missed, gone): not boxed, since the box
    * would frame empty ground, but named in a caption along the bottom with how long ago they were last seen.
    */
-  unseen?: { objects: readonly UnseenLabel[]; /** Time of the frame (ms), for "last seen … ago". */ ts: number };
+  unseen?: { objects: readonly UnseenLabel[] /** Time of the frame (ms), for "last seen … ago". */; ts: number };
   quality: number;
 }
 
@@ -60,11 +64,14 @@ export function drawAnnotations(img: Canvas, opts: Omit<AnnotateOptions, 'qualit
   if (opts.zone) drawPolygon(img, px(img, opts.zone), ZONE_COLOR, thickness);
   for (const mask of opts.masks ?? []) drawPolygon(img, px(img, mask), MASK_COLOR, thickness);
   if (opts.line) drawDirectedLine(img, opts.line, LINE_COLOR, thickness);
-  drawBoxes(img, opts.objects.map((o) => ({
-    box: [o.box[0] * img.width, o.box[1] * img.height, o.box[2] * img.width, o.box[3] * img.height] as const,
-    label: `${o.class} ${o.score.toFixed(2)} #${o.trackId}`,
-    classId: classIndex(o.class),
-  })));
+  drawBoxes(
+    img,
+    opts.objects.map((o) => ({
+      box: [o.box[0] * img.width, o.box[1] * img.height, o.box[2] * img.width, o.box[3] * img.height] as const,
+      label: `${o.class} ${o.score.toFixed(2)} #${o.trackId}`,
+      classId: classIndex(o.class),
+    })),
+  );
   drawLabel(img, 0, 0, opts.title, { ...TITLE_STYLE, scale });
   if (opts.unseen?.objects.length) {
     // Last line first, on the bottom edge, then upwards: the caption reads top-down and stays clear of the title.

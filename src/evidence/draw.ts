@@ -101,8 +101,14 @@ export function drawLine(img: Canvas, xa: number, ya: number, xb: number, yb: nu
     else fillRect(img, x - half, y - half, x - half + t, y - half + t, color);
     if (x === x2 && y === y2) break;
     const e2 = 2 * err;
-    if (e2 >= dy) { err += dy; x += sx; }
-    if (e2 <= dx) { err += dx; y += sy; }
+    if (e2 >= dy) {
+      err += dy;
+      x += sx;
+    }
+    if (e2 <= dx) {
+      err += dx;
+      y += sy;
+    }
   }
 }
 
@@ -174,9 +180,26 @@ export function drawLabel(img: Canvas, x: number, y: number, text: string, style
 }
 
 const PALETTE: readonly Color[] = [
-  [255, 56, 56], [255, 157, 151], [255, 112, 31], [255, 178, 29], [207, 210, 49], [72, 249, 10], [146, 204, 23],
-  [61, 219, 134], [26, 147, 52], [0, 212, 187], [44, 153, 168], [0, 194, 255], [52, 69, 147], [100, 115, 255],
-  [0, 24, 236], [132, 56, 255], [82, 0, 133], [203, 56, 255], [255, 149, 200], [255, 55, 199],
+  [255, 56, 56],
+  [255, 157, 151],
+  [255, 112, 31],
+  [255, 178, 29],
+  [207, 210, 49],
+  [72, 249, 10],
+  [146, 204, 23],
+  [61, 219, 134],
+  [26, 147, 52],
+  [0, 212, 187],
+  [44, 153, 168],
+  [0, 194, 255],
+  [52, 69, 147],
+  [100, 115, 255],
+  [0, 24, 236],
+  [132, 56, 255],
+  [82, 0, 133],
+  [203, 56, 255],
+  [255, 149, 200],
+  [255, 55, 199],
 ];
 
 /** A stable, distinct colour per class id, so the same class looks the same in every evidence image. */

@@ -1,5 +1,17 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, readdirSync, statSync, unlinkSync, rmdirSync, rmSync } from 'node:fs';
+import {
+  mkdirSync,
+  openSync,
+  writeSync,
+  fsyncSync,
+  closeSync,
+  renameSync,
+  readdirSync,
+  statSync,
+  unlinkSync,
+  rmdirSync,
+  rmSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 
 export interface StoredEvidence {
@@ -11,7 +23,11 @@ export interface StoredEvidence {
 
 function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
-  try { fsyncSync(fd); } finally { closeSync(fd); }
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The evidence folder's day folders are named by UTC date, so name order is age order. */
@@ -67,7 +83,9 @@ export function pruneEvidence(dataDir: string, opts: RetentionOptions): { files:
   const root = join(dataDir, 'evidence');
   let days: string[];
   try {
-    days = readdirSync(root).filter((d) => DAY.test(d)).sort();
+    days = readdirSync(root)
+      .filter((d) => DAY.test(d))
+      .sort();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { files: 0, bytes: 0, keptBytes: 0 };
     throw err;
@@ -94,7 +112,11 @@ export function pruneEvidence(dataDir: string, opts: RetentionOptions): { files:
     removed.bytes += f.bytes;
   }
   for (const day of days) {
-    try { rmdirSync(join(root, day)); } catch { /* not empty: still holds evidence */ }
+    try {
+      rmdirSync(join(root, day));
+    } catch {
+      /* not empty: still holds evidence */
+    }
   }
   return { ...removed, keptBytes: total };
 }

@@ -52,7 +52,9 @@ export function rateFilter(fps: number): string {
  * checks). For RGB, swscale converts by the frame's own range.
  */
 export function scaleFilter(out: Pick<OutputFormat, 'width' | 'height' | 'pixelFormat'>): string {
-  return (out.pixelFormat ?? 'yuv420p') === 'yuv420p' ? `zscale=w=${out.width}:h=${out.height}:range=limited` : `scale=${out.width}:${out.height}`;
+  return (out.pixelFormat ?? 'yuv420p') === 'yuv420p'
+    ? `zscale=w=${out.width}:h=${out.height}:range=limited`
+    : `scale=${out.width}:${out.height}`;
 }
 
 /**
@@ -60,26 +62,38 @@ export function scaleFilter(out: Pick<OutputFormat, 'width' | 'height' | 'pixelF
  * limited range (a full-range camera, yuvj420p, is converted to it) or RGB24.
  */
 export function ffmpegArgs(input: Input, out: OutputFormat, loop: boolean): string[] {
-  const inputArgs = input.kind === 'rtsp'
-    // Low probe settings: first frame in 0.5–1.5 s instead of 3.6–5.4 s (measured, shared/notes/infra-facts.md).
-    ? ['-rtsp_transport', 'tcp', '-timeout', String(rtspTimeoutUs), '-analyzeduration', '500000', '-probesize', '100000',
-        '-i', input.url]
-    // -re paces a file like a camera; the file: prefix keeps a path with a colon from being read as a protocol.
-    : ['-re', ...(loop ? ['-stream_loop', '-1'] : []), '-i', `file:${input.path}`];
+  const inputArgs =
+    input.kind === 'rtsp'
+      ? // Low probe settings: first frame in 0.5–1.5 s instead of 3.6–5.4 s (measured, shared/notes/infra-facts.md).
+        ['-rtsp_transport', 'tcp', '-timeout', String(rtspTimeoutUs), '-analyzeduration', '500000', '-probesize', '100000', '-i', input.url]
+      : // -re paces a file like a camera; the file: prefix keeps a path with a colon from being read as a protocol.
+        ['-re', ...(loop ? ['-stream_loop', '-1'] : []), '-i', `file:${input.path}`];
   return [
-    '-hide_banner', '-nostats', '-loglevel', 'error',
+    '-hide_banner',
+    '-nostats',
+    '-loglevel',
+    'error',
     // ffmpeg would otherwise read keyboard commands from stdin; the supervisor controls it with signals only.
     '-nostdin',
     // One decoding thread: the cameras' ffmpegs already run side by side on the cores, and frame threads cost
     // 22 % more CPU and 6 MB more RSS per camera on a 640×360 stream (docs/decisions.md).
-    '-threads', '1',
+    '-threads',
+    '1',
     ...inputArgs,
-    '-an', '-sn', '-dn',
-    '-vf', `${rateFilter(out.fps)},${scaleFilter(out)}`,
+    '-an',
+    '-sn',
+    '-dn',
+    '-vf',
+    `${rateFilter(out.fps)},${scaleFilter(out)}`,
     // Frames pass as the filter leaves them: for rawvideo ffmpeg would otherwise default to a constant rate and
     // copy frames into the gaps the filter leaves.
-    '-fps_mode', 'passthrough',
-    '-pix_fmt', out.pixelFormat ?? 'yuv420p', '-f', 'rawvideo', 'pipe:1',
+    '-fps_mode',
+    'passthrough',
+    '-pix_fmt',
+    out.pixelFormat ?? 'yuv420p',
+    '-f',
+    'rawvideo',
+    'pipe:1',
   ];
 }
 
@@ -103,7 +117,10 @@ export class StderrTail {
    * leading "<input>: " removed, e.g. "Connection refused", "Server returned 404 Not Found".
    */
   reason(input: Input): string | undefined {
-    const lines = this.text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
+    const lines = this.text
+      .split(/\r?\n/)
+      .map((l) => l.trim())
+      .filter((l) => l !== '');
     const last = lines[lines.length - 1];
     if (last === undefined) return undefined;
     const inputName = input.kind === 'rtsp' ? input.url : `file:${input.path}`;

@@ -44,7 +44,10 @@ export class FrameAssembler {
   private droppedFrames = 0;
 
   /** `deliver` gets the frames completed since the last turn of the event loop, oldest first. */
-  constructor(private readonly layout: FrameLayout, private readonly deliver: (frames: Frame[]) => void) {
+  constructor(
+    private readonly layout: FrameLayout,
+    private readonly deliver: (frames: Frame[]) => void,
+  ) {
     this.assembling = Buffer.allocUnsafe(layout.frameBytes);
   }
 

@@ -219,7 +219,9 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     let sawFrame = false;
     const tail = new StderrTail();
     this.childExited = new Promise((resolve) => {
-      child.on('error', (err) => { spawnError = `cannot run setpriv: ${err.message}`; });
+      child.on('error', (err) => {
+        spawnError = `cannot run setpriv: ${err.message}`;
+      });
       child.stderr.on('data', (chunk: Buffer) => tail.push(chunk));
       const progressed = (completed: boolean): void => {
         if (!completed) return;
@@ -244,10 +246,12 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
           if (this.child === child) progressed(this.frames.assemble(chunk));
         });
       }
-      const stdoutDrained = reader ? new Promise<void>((done) => {
-        reader.on('error', (err) => this.log.debug({ err: err.message }, `camera ${this.cameraId}: ffmpeg output pipe error`));
-        reader.on('close', () => done());
-      }) : Promise.resolve();
+      const stdoutDrained = reader
+        ? new Promise<void>((done) => {
+            reader.on('error', (err) => this.log.debug({ err: err.message }, `camera ${this.cameraId}: ffmpeg output pipe error`));
+            reader.on('close', () => done());
+          })
+        : Promise.resolve();
       // 'close' rather than 'exit', and after the reader's own close: stdout is drained by then, so no frame
       // arrives after the run ended.
       child.on('close', (code, signal) => {
@@ -310,7 +314,11 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     this.restartTimer = setTimeout(() => this.retryNow(), delay);
     if (this.input.kind === 'rtsp') {
       // During the backoff: the retry starts at once when the camera's port answers again (reachability.ts).
-      this.cancelProbe = probeUntilBack(this.input.url, () => this.restartTimer !== undefined, () => this.retryNow());
+      this.cancelProbe = probeUntilBack(
+        this.input.url,
+        () => this.restartTimer !== undefined,
+        () => this.retryNow(),
+      );
     }
   }
 

@@ -21,16 +21,37 @@ const MAX_BYTES = 7680 * 4320 * 3 + 64;
  */
 export function grabFrame(opts: GrabOptions): Promise<RgbFrame> {
   const input = parseInput(opts.cameraId, opts.url);
-  const inputArgs = input.kind === 'rtsp'
-    ? ['-rtsp_transport', 'tcp', '-timeout', '5000000', '-analyzeduration', '500000', '-probesize', '100000', '-i', input.url]
-    : ['-i', `file:${input.path}`];
-  const args = ['-hide_banner', '-nostats', '-loglevel', 'error', '-nostdin', ...inputArgs,
-    '-an', '-sn', '-dn', '-frames:v', '1', '-f', 'image2pipe', '-c:v', 'ppm', '-pix_fmt', 'rgb24', 'pipe:1'];
+  const inputArgs =
+    input.kind === 'rtsp'
+      ? ['-rtsp_transport', 'tcp', '-timeout', '5000000', '-analyzeduration', '500000', '-probesize', '100000', '-i', input.url]
+      : ['-i', `file:${input.path}`];
+  const args = [
+    '-hide_banner',
+    '-nostats',
+    '-loglevel',
+    'error',
+    '-nostdin',
+    ...inputArgs,
+    '-an',
+    '-sn',
+    '-dn',
+    '-frames:v',
+    '1',
+    '-f',
+    'image2pipe',
+    '-c:v',
+    'ppm',
+    '-pix_fmt',
+    'rgb24',
+    'pipe:1',
+  ];
   const timeoutMs = opts.timeoutMs ?? 8000;
   const what = `camera ${opts.cameraId}: grabbing a frame from ${input.kind === 'rtsp' ? scrubCredentials(input.url) : input.path}`;
   return new Promise((resolve, reject) => {
     const ts = Date.now();
-    const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', opts.ffmpegPath ?? 'ffmpeg', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', opts.ffmpegPath ?? 'ffmpeg', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const chunks: Buffer[] = [];
     let bytes = 0;
     let failure: string | undefined;
@@ -49,12 +70,17 @@ export function grabFrame(opts: GrabOptions): Promise<RgbFrame> {
       chunks.push(b);
     });
     child.stderr.on('data', (b: Buffer) => tail.push(b));
-    child.on('error', (err) => { failure = `cannot run setpriv: ${err.message}`; });
+    child.on('error', (err) => {
+      failure = `cannot run setpriv: ${err.message}`;
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       if (failure) return reject(new Error(`${what}: ${failure}`));
       const frame = code === 0 ? parsePpm(Buffer.concat(chunks), ts) : undefined;
-      if (!frame) return reject(new Error(`${what}: ${tail.reason(input) ?? (signal ? `ffmpeg killed by ${signal}` : `ffmpeg exited with code ${code}`)}`));
+      if (!frame)
+        return reject(
+          new Error(`${what}: ${tail.reason(input) ?? (signal ? `ffmpeg killed by ${signal}` : `ffmpeg exited with code ${code}`)}`),
+        );
       resolve(frame);
     });
   });

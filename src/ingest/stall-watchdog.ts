@@ -8,7 +8,10 @@ export class StallWatchdog {
   private check: NodeJS.Immediate | undefined;
   private lastProgressAt = 0;
 
-  constructor(private readonly stallMs: number, private readonly onStall: (silentMs: number) => void) {}
+  constructor(
+    private readonly stallMs: number,
+    private readonly onStall: (silentMs: number) => void,
+  ) {}
 
   /** A run started: it counts as progress, and the watch begins. */
   start(): void {

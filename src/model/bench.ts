@@ -28,8 +28,12 @@ const median = (xs: number[]): number => {
  * Median ms/inference of each model at each thread count. Models alternate run by run, so load from other
  * processes hits them alike and the ratios (against the first model) are fair on a busy machine.
  */
-export async function benchModels(modelsDir: string, names: string[], threadCounts: number[], runs: number):
-  Promise<{ threads: number; results: { name: string; precision: string; ms: number }[] }[]> {
+export async function benchModels(
+  modelsDir: string,
+  names: string[],
+  threadCounts: number[],
+  runs: number,
+): Promise<{ threads: number; results: { name: string; precision: string; ms: number }[] }[]> {
   const manifest = loadManifest(modelsDir);
   const models = names.map((n) => resolveModel(manifest, n));
   const out = [];
@@ -55,4 +59,3 @@ export async function benchModels(modelsDir: string, names: string[], threadCoun
   }
   return out;
 }
-

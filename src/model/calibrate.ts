@@ -36,8 +36,12 @@ export async function calibrate(model: onnx.IModelProto, tensors: readonly strin
     const c = constants.get(t);
     if (!c) return true;
     const v = tensorFromProto(c).data as ArrayLike<number>;
-    let min = Infinity, max = -Infinity;
-    for (let i = 0; i < v.length; i++) { min = Math.min(min, v[i]!); max = Math.max(max, v[i]!); }
+    let min = Infinity,
+      max = -Infinity;
+    for (let i = 0; i < v.length; i++) {
+      min = Math.min(min, v[i]!);
+      max = Math.max(max, v[i]!);
+    }
     ranges[t] = [min, max];
     return false;
   });
@@ -74,7 +78,8 @@ export async function calibrate(model: onnx.IModelProto, tensors: readonly strin
     const extremes = new Map<string, Range>();
     const frames = await pass((name, data) => {
       const r = extremes.get(name) ?? [Infinity, -Infinity];
-      let min = r[0], max = r[1];
+      let min = r[0],
+        max = r[1];
       for (let i = 0; i < data.length; i++) {
         const v = data[i]!;
         if (v < min) min = v;
@@ -106,9 +111,11 @@ export async function calibrate(model: onnx.IModelProto, tensors: readonly strin
     for (const [t, [min, max]] of extremes) {
       const top = tops.get(t)!;
       const h = hists.get(t)!;
-      const threshold = !(top > 0) ? 0
-        : opts.method === 'percentile' ? percentileThreshold(h, top, opts.percentile ?? 99.999)
-        : entropyThreshold(h, top);
+      const threshold = !(top > 0)
+        ? 0
+        : opts.method === 'percentile'
+          ? percentileThreshold(h, top, opts.percentile ?? 99.999)
+          : entropyThreshold(h, top);
       ranges[t] = [Math.max(min, -threshold), Math.min(max, threshold)];
     }
     return ranges;
@@ -151,12 +158,20 @@ export function entropyThreshold(hist: Float64Array, top: number): number {
     for (let j = 0; j < ENTROPY_LEVELS; j++) {
       const start = Math.floor(j * per);
       const end = j === ENTROPY_LEVELS - 1 ? i : Math.floor((j + 1) * per);
-      let mass = 0, nonEmpty = 0;
-      for (let k = start; k < end; k++) { mass += hist[k]!; if (p[k]! > 0) nonEmpty++; }
+      let mass = 0,
+        nonEmpty = 0;
+      for (let k = start; k < end; k++) {
+        mass += hist[k]!;
+        if (p[k]! > 0) nonEmpty++;
+      }
       for (let k = start; k < end; k++) q[k] = p[k]! > 0 ? mass / nonEmpty : 0;
     }
-    let pSum = 0, qSum = 0;
-    for (let k = 0; k < i; k++) { pSum += p[k]!; qSum += q[k]!; }
+    let pSum = 0,
+      qSum = 0;
+    for (let k = 0; k < i; k++) {
+      pSum += p[k]!;
+      qSum += q[k]!;
+    }
     if (pSum === 0 || qSum === 0) continue;
     let kl = 0;
     for (let k = 0; k < i; k++) {

@@ -99,7 +99,9 @@ export function averagePrecision(hits: readonly boolean[], references: number): 
 }
 
 export function compareDetections(frames: readonly FrameDetections[], iouThreshold = 0.5): Agreement {
-  let reference = 0, detections = 0, tp = 0;
+  let reference = 0,
+    detections = 0,
+    tp = 0;
   const drifts: number[] = [];
   const ranked = new Map<number, { score: number; hit: boolean }[]>();
   const refCount = new Map<number, number>();
@@ -123,7 +125,13 @@ export function compareDetections(frames: readonly FrameDetections[], iouThresho
   const perClass: Agreement['perClass'] = {};
   for (const [classId, n] of refCount) {
     const list = (ranked.get(classId) ?? []).sort((x, y) => y.score - x.score);
-    perClass[classId] = { reference: n, ap: averagePrecision(list.map((x) => x.hit), n) };
+    perClass[classId] = {
+      reference: n,
+      ap: averagePrecision(
+        list.map((x) => x.hit),
+        n,
+      ),
+    };
   }
   const aps = Object.values(perClass).map((c) => c.ap);
   const precision = detections ? tp / detections : reference ? 0 : 1;

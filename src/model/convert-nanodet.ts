@@ -98,7 +98,9 @@ export function convertNanodet(graph: TfGraph): onnx.ModelProto {
   g.addNode('Concat', perStride, [NANODET.outputName], { axis: attr.int(1) });
   g.addOutput(NANODET.outputName, 'float32', [1, NANODET_CELLS, NANODET_CHANNELS]);
   // No dates or paths in here: the same input must give the same bytes, which the manifest's sha256 pins.
-  const docString = `NanoDet-m COCO ${NANODET.inputSize}x${NANODET.inputSize} from ${NANODET_SOURCE.npm} models/nanodet.json, converted by scripts/build-model.ts`;
+  const docString =
+    `NanoDet-m COCO ${NANODET.inputSize}x${NANODET.inputSize} from ${NANODET_SOURCE.npm} models/nanodet.json, converted ` +
+    `by scripts/build-model.ts`;
   return g.toModel({ opset: NANODET.opset, producer: 'edgepatrol', docString });
 }
 

@@ -50,7 +50,9 @@ export async function npmPack(spec: string, destDir: string, integrity: string):
   const file = join(destDir, filename);
   const actual = await npmIntegrity(file);
   if (actual !== integrity) {
-    throw new Error(`${file}: integrity mismatch for ${spec}: expected ${integrity}, got ${actual}; delete the file and retry, or check the registry`);
+    throw new Error(
+      `${file}: integrity mismatch for ${spec}: expected ${integrity}, got ${actual}; delete the file and retry, or check the registry`,
+    );
   }
   return file;
 }
@@ -66,7 +68,15 @@ export async function extractFromTarball(tgz: string, members: string[], destDir
   try {
     const depth = (members[0] ?? '').split('/').length - 1;
     if (members.some((m) => m.split('/').length - 1 !== depth)) throw new Error(`extract from ${tgz}: members must share one folder depth`);
-    await run(`extract ${members.join(', ')} from ${tgz}`, 'tar', ['-xzf', tgz, '-C', tmp, `--strip-components=${depth}`, '--', ...members]);
+    await run(`extract ${members.join(', ')} from ${tgz}`, 'tar', [
+      '-xzf',
+      tgz,
+      '-C',
+      tmp,
+      `--strip-components=${depth}`,
+      '--',
+      ...members,
+    ]);
     await chmod(tmp, 0o755);
     await rm(destDir, { recursive: true, force: true });
     await rename(tmp, destDir);

@@ -20,7 +20,12 @@ export interface FrameSet {
 
 /** The frame set as the manifest records it: what was read, so a reader can tell calibration from test frames. */
 export function describeFrameSet(set: FrameSet): Record<string, unknown> {
-  return { path: set.path, frames: set.frames, ...(set.start !== undefined ? { start: set.start } : {}), ...(set.end !== undefined ? { end: set.end } : {}) };
+  return {
+    path: set.path,
+    frames: set.frames,
+    ...(set.start !== undefined ? { start: set.start } : {}),
+    ...(set.end !== undefined ? { end: set.end } : {}),
+  };
 }
 
 /** Images of the set, one at a time, each in its own buffer. Errors name the path and what is wrong with it. */

@@ -13,7 +13,13 @@ export class LabelError extends Error {}
  * classes.txt, or the model's class list), the box centre and size normalised to the image. Blank lines and
  * lines starting with # are skipped. Returns boxes in pixels of a `width`×`height` image.
  */
-export function parseYoloLabels(text: string, file: string, size: { width: number; height: number }, classes: readonly string[], classId: (name: string) => number): Box[] {
+export function parseYoloLabels(
+  text: string,
+  file: string,
+  size: { width: number; height: number },
+  classes: readonly string[],
+  classId: (name: string) => number,
+): Box[] {
   const boxes: Box[] = [];
   text.split('\n').forEach((raw, i) => {
     const line = raw.trim();
@@ -28,7 +34,8 @@ export function parseYoloLabels(text: string, file: string, size: { width: numbe
     if (!Number.isInteger(c) || c < 0 || c >= classes.length) {
       throw new LabelError(`${where}: class ${fields[0]} is not an index of the ${classes.length} classes (0..${classes.length - 1})`);
     }
-    if (!(w > 0 && h > 0 && w <= 1 && h <= 1)) throw new LabelError(`${where}: width and height must be in (0, 1] (normalised to the image), got ${w} ${h}`);
+    if (!(w > 0 && h > 0 && w <= 1 && h <= 1))
+      throw new LabelError(`${where}: width and height must be in (0, 1] (normalised to the image), got ${w} ${h}`);
     const slack = 1e-3; // rounding of normalised coordinates written with few digits
     if (cx - w / 2 < -slack || cy - h / 2 < -slack || cx + w / 2 > 1 + slack || cy + h / 2 > 1 + slack) {
       throw new LabelError(`${where}: box ${cx} ${cy} ${w} ${h} reaches outside the image (coordinates are normalised to 0..1)`);

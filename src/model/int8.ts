@@ -41,7 +41,10 @@ export interface CalibrateOptions {
 }
 
 /** Plans the quantization of `fp32` and calibrates its activation ranges on the frame set. */
-export async function calibrateModel(fp32: onnx.IModelProto, opts: CalibrateOptions): Promise<{ record: CalibrationRecord; plan: QuantizationPlan }> {
+export async function calibrateModel(
+  fp32: onnx.IModelProto,
+  opts: CalibrateOptions,
+): Promise<{ record: CalibrationRecord; plan: QuantizationPlan }> {
   const keepFloat = opts.keepFloat ?? [];
   const quantizeHeadConvs = opts.quantizeHeadConvs ?? false;
   const plan = planQuantization(fp32, { keepFloat, quantizeHeadConvs });
@@ -65,7 +68,10 @@ export async function calibrateModel(fp32: onnx.IModelProto, opts: CalibrateOpti
     schema: 1,
     from: { name: opts.from.name, sha256: spec.sha256 },
     method: opts.method,
-    calibration: { ...describeFrameSet(opts.frames), ...(opts.method === 'percentile' && opts.percentile !== undefined ? { percentile: opts.percentile } : {}) },
+    calibration: {
+      ...describeFrameSet(opts.frames),
+      ...(opts.method === 'percentile' && opts.percentile !== undefined ? { percentile: opts.percentile } : {}),
+    },
     keepFloat,
     quantizeHeadConvs,
     uint8Input: true,
@@ -79,17 +85,26 @@ export async function calibrateModel(fp32: onnx.IModelProto, opts: CalibrateOpti
 export function buildInt8(fp32: onnx.IModelProto, record: CalibrationRecord): Uint8Array {
   const plan = planQuantization(fp32, { keepFloat: record.keepFloat, quantizeHeadConvs: record.quantizeHeadConvs });
   const doc = `${record.from.name} (sha256 ${record.from.sha256}) quantized to INT8 QDQ by edgepatrol, ${record.method} calibration`;
-  return encodeModel(quantizeModel(fp32, plan, record.ranges, doc, { uint8Input: record.uint8Input ?? false, weightBits: record.weightBits ?? 8 }));
+  return encodeModel(
+    quantizeModel(fp32, plan, record.ranges, doc, { uint8Input: record.uint8Input ?? false, weightBits: record.weightBits ?? 8 }),
+  );
 }
 
 /**
  * The manifest entry of an INT8 model (without file and sha256): its source's, with the quantization recorded,
  * and for a uint8 input how the preprocessing quantizes it.
  */
-export function int8Entry(from: ModelSpec, record: CalibrationRecord, calibFile: string, plan: QuantizationPlan, fp32: onnx.IModelProto): Omit<ModelSpec, 'file' | 'sha256'> {
+export function int8Entry(
+  from: ModelSpec,
+  record: CalibrationRecord,
+  calibFile: string,
+  plan: QuantizationPlan,
+  fp32: onnx.IModelProto,
+): Omit<ModelSpec, 'file' | 'sha256'> {
   const { file: _file, sha256: _sha, quantization: _q, ...rest } = from;
   const q = record.uint8Input ? inputQuantization(fp32, plan, record.ranges) : undefined;
-  if (record.uint8Input && !q) throw new Error(`${record.from.name}: its input '${from.input.name}' is not quantized, so it cannot be taken as uint8`);
+  if (record.uint8Input && !q)
+    throw new Error(`${record.from.name}: its input '${from.input.name}' is not quantized, so it cannot be taken as uint8`);
   return {
     ...rest,
     input: q ? { ...from.input, type: 'uint8', quantization: { scale: q.scale, zeroPoint: q.zeroPoint } } : from.input,
@@ -116,14 +131,17 @@ export async function readCalibrationRecord(file: string): Promise<CalibrationRe
   } catch (err) {
     throw new Error(`cannot read calibration record ${file}: ${(err as Error).message}`);
   }
-  if (rec.schema !== 1 || typeof rec.ranges !== 'object' || !rec.from?.sha256) throw new Error(`${file} is not a calibration record (schema 1 with from and ranges)`);
+  if (rec.schema !== 1 || typeof rec.ranges !== 'object' || !rec.from?.sha256)
+    throw new Error(`${file} is not a calibration record (schema 1 with from and ranges)`);
   return rec;
 }
 
 export async function writeCalibrationRecord(file: string, rec: CalibrationRecord): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;
   // One range per line keeps a diff of two calibrations readable.
-  const ranges = Object.entries(rec.ranges).map(([k, v]) => `    ${JSON.stringify(k)}: [${v[0]}, ${v[1]}]`).join(',\n');
+  const ranges = Object.entries(rec.ranges)
+    .map(([k, v]) => `    ${JSON.stringify(k)}: [${v[0]}, ${v[1]}]`)
+    .join(',\n');
   const { ranges: _r, ...head } = rec;
   const text = JSON.stringify(head, null, 2).replace(/\n}$/, `,\n  "ranges": {\n${ranges}\n  }\n}\n`);
   await writeFile(tmp, text);

@@ -49,7 +49,8 @@ export function tensorFromProto(p: onnx.ITensorProto): HostTensor {
       return { dtype: 'int32', shape, data: raw.byteLength ? new Int32Array(bytes) : Int32Array.from(p.int32Data ?? []) };
     case DataType.INT64:
       return {
-        dtype: 'int64', shape,
+        dtype: 'int64',
+        shape,
         data: raw.byteLength ? Array.from(new BigInt64Array(bytes), Number) : (p.int64Data ?? []).map(Number),
       };
     case DataType.INT8:

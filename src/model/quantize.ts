@@ -18,14 +18,33 @@ const OWN_RANGE_OPS = new Set(['Conv', 'LeakyRelu', 'Relu', 'Clip', 'Concat', 'A
 /** Ops whose output values are a selection or interpolation of their input's: the output keeps the input's scale. */
 const SHARED_RANGE_OPS = new Set(['MaxPool', 'Resize', 'Split', 'Slice']);
 /** Ops that reshape feature maps into the decoder's layout; they and everything after them are the decoder head. */
-const HEAD_START_OPS = new Set(['Reshape', 'Transpose', 'Flatten', 'Softmax', 'Squeeze', 'Unsqueeze', 'Gather', 'MatMul', 'TopK', 'NonMaxSuppression']);
+const HEAD_START_OPS = new Set([
+  'Reshape',
+  'Transpose',
+  'Flatten',
+  'Softmax',
+  'Squeeze',
+  'Unsqueeze',
+  'Gather',
+  'MatMul',
+  'TopK',
+  'NonMaxSuppression',
+]);
 
 /** Which inputs of a quantized node carry activations (the rest are weights, shapes or scales). */
 function activationInputs(node: onnx.INodeProto): string[] {
   const inputs = (node.input ?? []).filter((n) => n !== '');
   switch (node.opType) {
-    case 'Conv': case 'MaxPool': case 'Resize': case 'Split': case 'Slice': case 'LeakyRelu': case 'Relu': case 'Clip':
-    case 'Sigmoid': case 'AveragePool':
+    case 'Conv':
+    case 'MaxPool':
+    case 'Resize':
+    case 'Split':
+    case 'Slice':
+    case 'LeakyRelu':
+    case 'Relu':
+    case 'Clip':
+    case 'Sigmoid':
+    case 'AveragePool':
       return inputs.slice(0, 1);
     default:
       return inputs;
@@ -80,7 +99,10 @@ function indexGraph(graph: onnx.IGraphProto): GraphIndex {
   });
   const names = nodes.map((n, i) => n.name || n.output?.[0] || `node${i}`);
   return {
-    nodes, names, producer, consumers,
+    nodes,
+    names,
+    producer,
+    consumers,
     initializers: new Map((graph.initializer ?? []).map((t) => [t.name ?? '', t])),
     outputs: new Set((graph.output ?? []).map((o) => o.name ?? '')),
   };
@@ -90,7 +112,9 @@ function headNodes(g: GraphIndex): { head: Set<number>; headConvs: Set<number> }
   const head = new Set<number>();
   // Forward: every node reachable from a layout op.
   const stack: number[] = [];
-  g.nodes.forEach((n, i) => { if (HEAD_START_OPS.has(n.opType ?? '')) stack.push(i); });
+  g.nodes.forEach((n, i) => {
+    if (HEAD_START_OPS.has(n.opType ?? '')) stack.push(i);
+  });
   while (stack.length) {
     const i = stack.pop()!;
     if (head.has(i)) continue;
@@ -99,9 +123,9 @@ function headNodes(g: GraphIndex): { head: Set<number>; headConvs: Set<number> }
   }
   // Backward: nodes whose every output goes only to the head or out of the graph (Split → Sigmoid → Reshape).
   const feedsOnlyHead = (i: number): boolean =>
-    (g.nodes[i]!.output ?? []).every((o) => (g.consumers.get(o) ?? []).every((c) => head.has(c)) );
+    (g.nodes[i]!.output ?? []).every((o) => (g.consumers.get(o) ?? []).every((c) => head.has(c)));
   const headConvs = new Set<number>();
-  for (let changed = true; changed;) {
+  for (let changed = true; changed; ) {
     changed = false;
     for (let i = g.nodes.length - 1; i >= 0; i--) {
       if (head.has(i) || headConvs.has(i) || !feedsOnlyHead(i)) continue;
@@ -129,7 +153,10 @@ export function planQuantization(model: onnx.IModelProto, opts: QuantizeOptions 
     const keys = [g.names[i]!, ...(n.output ?? [])];
     const keep = keys.filter((k) => wanted.has(k));
     for (const k of keep) matched.add(k);
-    if (keep.length) return keptFloat.push(g.names[i]!);
+    if (keep.length) {
+      keptFloat.push(g.names[i]!);
+      return;
+    }
     if (head.has(i) || (headConvs.has(i) && !opts.quantizeHeadConvs)) return;
     const op = n.opType ?? '';
     if (!OWN_RANGE_OPS.has(op) && !SHARED_RANGE_OPS.has(op)) return;
@@ -164,7 +191,10 @@ export function planQuantization(model: onnx.IModelProto, opts: QuantizeOptions 
   // A float node may also read a quantized tensor; it then reads the dequantized value, which is the point of QDQ.
   return {
     quantized: [...quantized].map((i) => g.names[i]!),
-    head: [...head, ...headConvs].sort((a, b) => a - b).map((i) => g.names[i]!).filter((name) => !keptFloat.includes(name)),
+    head: [...head, ...headConvs]
+      .sort((a, b) => a - b)
+      .map((i) => g.names[i]!)
+      .filter((name) => !keptFloat.includes(name)),
     keptFloat,
     calibrate,
     shared,
@@ -237,13 +267,20 @@ export function inputQuantization(model: onnx.IModelProto, plan: QuantizationPla
  * alone: the caller quantizes (the preprocessing does, into a quarter of the bytes) instead of the model's first
  * QuantizeLinear.
  */
-export function quantizeModel(model: onnx.IModelProto, plan: QuantizationPlan, ranges: Ranges, docString?: string,
-  opts: { uint8Input?: boolean; weightBits?: WeightBits } = {}): onnx.IModelProto {
+export function quantizeModel(
+  model: onnx.IModelProto,
+  plan: QuantizationPlan,
+  ranges: Ranges,
+  docString?: string,
+  opts: { uint8Input?: boolean; weightBits?: WeightBits } = {},
+): onnx.IModelProto {
   const graph = model.graph;
   if (!graph) throw new Error('the model has no graph');
   const opset = (model.opsetImport ?? []).find((o) => !o.domain)?.version;
   if (opset === undefined || Number(opset) < 13) {
-    throw new Error(`the model uses ONNX opset ${String(opset)}; per-channel QDQ needs opset 13 or later: export the model again with opset ≥ 13`);
+    throw new Error(
+      `the model uses ONNX opset ${String(opset)}; per-channel QDQ needs opset 13 or later: export the model again with opset ≥ 13`,
+    );
   }
   const missing = plan.calibrate.filter((t) => !ranges[t]);
   if (missing.length) throw new Error(`no calibrated range for ${missing.length} tensors (first: ${missing[0]}); calibrate again`);
@@ -259,7 +296,11 @@ export function quantizeModel(model: onnx.IModelProto, plan: QuantizationPlan, r
   const params = new Map<string, { p: QuantParams; scale: string; zp: string }>();
   for (const t of plan.calibrate) {
     const p = uint8Params(ranges[t]!);
-    params.set(t, { p, scale: addInit(`${t}_scale`, scalar('float32', p.scale)), zp: addInit(`${t}_zero_point`, scalar('uint8', p.zeroPoint)) });
+    params.set(t, {
+      p,
+      scale: addInit(`${t}_scale`, scalar('float32', p.scale)),
+      zp: addInit(`${t}_zero_point`, scalar('uint8', p.zeroPoint)),
+    });
   }
   const paramsOf = (t: string): { p: QuantParams; scale: string; zp: string } | undefined => params.get(plan.shared[t] ?? t);
 
@@ -299,7 +340,13 @@ export function quantizeModel(model: onnx.IModelProto, plan: QuantizationPlan, r
       const wq = addInit(`${wName}_quantized`, { dtype: 'int8', shape: w.shape, data: q });
       const ws = addInit(`${wName}_scale`, { dtype: 'float32', shape: [channels], data: scales });
       const wz = addInit(`${wName}_zero_point`, { dtype: 'int8', shape: [channels], data: new Int8Array(channels) });
-      out.push({ name: `${wName}_DequantizeLinear`, opType: 'DequantizeLinear', input: [wq, ws, wz], output: [`${wName}_dequantized`], attribute: [{ name: 'axis', ...attr.int(0) }] });
+      out.push({
+        name: `${wName}_DequantizeLinear`,
+        opType: 'DequantizeLinear',
+        input: [wq, ws, wz],
+        output: [`${wName}_dequantized`],
+        attribute: [{ name: 'axis', ...attr.int(0) }],
+      });
       n.input![1] = `${wName}_dequantized`;
       removedInits.add(wName);
       const bName = node.input?.[2];
@@ -312,7 +359,13 @@ export function quantizeModel(model: onnx.IModelProto, plan: QuantizationPlan, r
         const bqn = addInit(`${bName}_quantized`, { dtype: 'int32', shape: [channels], data: bq });
         const bsn = addInit(`${bName}_scale`, { dtype: 'float32', shape: [channels], data: bScales });
         const bzn = addInit(`${bName}_zero_point`, { dtype: 'int32', shape: [channels], data: new Int32Array(channels) });
-        out.push({ name: `${bName}_DequantizeLinear`, opType: 'DequantizeLinear', input: [bqn, bsn, bzn], output: [`${bName}_dequantized`], attribute: [{ name: 'axis', ...attr.int(0) }] });
+        out.push({
+          name: `${bName}_DequantizeLinear`,
+          opType: 'DequantizeLinear',
+          input: [bqn, bsn, bzn],
+          output: [`${bName}_dequantized`],
+          attribute: [{ name: 'axis', ...attr.int(0) }],
+        });
         n.input![2] = `${bName}_dequantized`;
         removedInits.add(bName);
       }
@@ -336,9 +389,9 @@ export function quantizeModel(model: onnx.IModelProto, plan: QuantizationPlan, r
     docString: docString ?? model.docString ?? '',
     graph: {
       ...graph,
-      input: (graph.input ?? []).map((i) => (uint8Inputs.has(i.name ?? '')
-        ? { ...i, type: { tensorType: { ...i.type?.tensorType, elemType: UINT8 } } }
-        : i)),
+      input: (graph.input ?? []).map((i) =>
+        uint8Inputs.has(i.name ?? '') ? { ...i, type: { tensorType: { ...i.type?.tensorType, elemType: UINT8 } } } : i,
+      ),
       node: out,
       initializer: [...(graph.initializer ?? []).filter((t) => !removedInits.has(t.name ?? '') || stillRead.has(t.name ?? '')), ...inits],
       // Stale shape annotations of renamed tensors would only mislead onnxruntime's shape inference.

@@ -19,12 +19,19 @@ export function onnxInfo(bytes: Uint8Array): OnnxInfo {
   const model = decodeModel(bytes);
   const graph = model.graph;
   const inits = new Set((graph?.initializer ?? []).map((t) => t.name));
-  const dimsOf = (v: { type?: { tensorType?: { shape?: { dim?: { dimValue?: unknown }[] | null } | null } | null } | null }): (number | null)[] =>
-    (v.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : null));
+  const dimsOf = (v: {
+    type?: { tensorType?: { shape?: { dim?: { dimValue?: unknown }[] | null } | null } | null } | null;
+  }): (number | null)[] =>
+    (v.type?.tensorType?.shape?.dim ?? []).map((d) =>
+      d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : null,
+    );
   return {
     inputs: (graph?.input ?? []).filter((i) => !inits.has(i.name)).map((i) => ({ name: i.name ?? '', dims: dimsOf(i) })),
     outputs: (graph?.output ?? []).map((o) => ({ name: o.name ?? '', dims: dimsOf(o) })),
-    opset: (() => { const v = (model.opsetImport ?? []).find((o) => !o.domain)?.version; return v === undefined || v === null ? undefined : Number(v); })(),
+    opset: (() => {
+      const v = (model.opsetImport ?? []).find((o) => !o.domain)?.version;
+      return v === undefined || v === null ? undefined : Number(v);
+    })(),
     metadata: Object.fromEntries((model.metadataProps ?? []).map((p) => [p.key ?? '', p.value ?? ''])),
   };
 }
@@ -66,7 +73,10 @@ export async function installModel(opts: InstallOptions): Promise<{ file: string
   const manifest = await readManifestFile(manifestPath);
   const old = manifest?.models[opts.name];
   const sha256 = createHash('sha256').update(opts.bytes).digest('hex');
-  const file = old === undefined || (old.file === `${opts.name}.onnx` && old.sha256 === sha256) ? `${opts.name}.onnx` : `${opts.name}-${sha256.slice(0, 12)}.onnx`;
+  const file =
+    old === undefined || (old.file === `${opts.name}.onnx` && old.sha256 === sha256)
+      ? `${opts.name}.onnx`
+      : `${opts.name}-${sha256.slice(0, 12)}.onnx`;
   const path = join(dir, file);
   const tmp = join(dir, `.${file}.${process.pid}.tmp`);
   const parsed = ModelSpecSchema.safeParse({ ...opts.entry, file, sha256 });

@@ -48,10 +48,15 @@ export function reshapeTensor(t: HostTensor, shape: number[]): HostTensor {
 /** A tensor of t's dtype with new shape and values. */
 export function withData(t: HostTensor, shape: number[], values: ArrayLike<number>): HostTensor {
   switch (t.dtype) {
-    case 'float32': return { dtype: 'float32', shape, data: Float32Array.from(values) };
-    case 'int32': return { dtype: 'int32', shape, data: Int32Array.from(values) };
-    case 'int64': return { dtype: 'int64', shape, data: Array.from(values) };
-    case 'int8': return { dtype: 'int8', shape, data: Int8Array.from(values) };
-    case 'uint8': return { dtype: 'uint8', shape, data: Uint8Array.from(values) };
+    case 'float32':
+      return { dtype: 'float32', shape, data: Float32Array.from(values) };
+    case 'int32':
+      return { dtype: 'int32', shape, data: Int32Array.from(values) };
+    case 'int64':
+      return { dtype: 'int64', shape, data: Array.from(values) };
+    case 'int8':
+      return { dtype: 'int8', shape, data: Int8Array.from(values) };
+    case 'uint8':
+      return { dtype: 'uint8', shape, data: Uint8Array.from(values) };
   }
 }

@@ -1,5 +1,5 @@
 import { attr, type Attr, type GraphBuilder, type onnx } from './onnx.js';
-import { type TfAttr, type TfGraph, type TfNode } from './tfjs.js';
+import type { TfAttr, TfGraph, TfNode } from './tfjs.js';
 import { numel, reshapeTensor, stridesOf, transposeTensor, withData, type HostTensor } from './tensor.js';
 
 /**
@@ -21,7 +21,10 @@ interface Value {
   /** The bias-less Conv that produced this tensor, while a bias Add may still fold into it. */
   conv?: onnx.INodeProto;
 }
-interface Const { kind: 'const'; tensor: HostTensor }
+interface Const {
+  kind: 'const';
+  tensor: HostTensor;
+}
 type Ref = Value | Const;
 
 /** The layout ONNX Conv, MaxPool and Resize read: logical NHWC stored as physical NCHW. */
@@ -30,7 +33,9 @@ const NHWC_AS_NCHW = [0, 2, 3, 1];
 const identity = (rank: number): number[] => Array.from({ length: rank }, (_, i) => i);
 const invert = (perm: readonly number[]): number[] => {
   const inv = new Array<number>(perm.length);
-  perm.forEach((p, i) => { inv[p] = i; });
+  perm.forEach((p, i) => {
+    inv[p] = i;
+  });
   return inv;
 };
 const samePerm = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
@@ -53,7 +58,11 @@ class Converter implements ConvertedGraph {
   private readonly consumers = new Map<string, number>();
   private readonly emitted = new Map<string, string>();
 
-  constructor(private readonly graph: TfGraph, private readonly g: GraphBuilder, inputs: Record<string, string>) {
+  constructor(
+    private readonly graph: TfGraph,
+    private readonly g: GraphBuilder,
+    inputs: Record<string, string>,
+  ) {
     for (const [name, tensor] of graph.consts) this.refs.set(name, { kind: 'const', tensor });
     for (const node of graph.nodes) for (const i of node.inputs) this.consumers.set(i, (this.consumers.get(i) ?? 0) + 1);
     for (const spec of graph.inputs) {
@@ -118,8 +127,14 @@ class Converter implements ConvertedGraph {
     if (v.pad) {
       const rank = v.shape.length;
       const physical = new Array<[number, number]>(rank);
-      v.pad.pads.forEach((p, axis) => { physical[v.perm[axis]!] = p; });
-      const pads = this.g.addInitializer(`${v.name}/pads`, { dtype: 'int64', shape: [2 * rank], data: [...physical.map((p) => p[0]), ...physical.map((p) => p[1])] });
+      v.pad.pads.forEach((p, axis) => {
+        physical[v.perm[axis]!] = p;
+      });
+      const pads = this.g.addInitializer(`${v.name}/pads`, {
+        dtype: 'int64',
+        shape: [2 * rank],
+        data: [...physical.map((p) => p[0]), ...physical.map((p) => p[1])],
+      });
       const value = this.g.addInitializer(`${v.name}/pad_value`, { dtype: 'float32', shape: [], data: Float32Array.of(v.pad.value) });
       const out = this.g.uniqueName(`${v.name}/padded`);
       this.g.addNode('Pad', [name, pads, value], [out], { mode: attr.string('constant') });
@@ -206,7 +221,14 @@ class Converter implements ConvertedGraph {
         const a = c(0);
         const b = c(1);
         if (a.shape.join() !== b.shape.join()) throw new Error(`constant Add of [${a.shape}] and [${b.shape}] is not supported`);
-        return this.set(node, { kind: 'const', tensor: withData(a, a.shape, Array.from(a.data, (v, i) => v + b.data[i]!)) });
+        return this.set(node, {
+          kind: 'const',
+          tensor: withData(
+            a,
+            a.shape,
+            Array.from(a.data, (v, i) => v + b.data[i]!),
+          ),
+        });
       }
       default:
         throw new Error(`unsupported op ${node.op} in node ${node.name} (on constants)`);
@@ -267,12 +289,24 @@ class Converter implements ConvertedGraph {
     const { input, pads } = this.spatialPads(node, x, (v) => v === 0);
     const weights = this.g.addInitializer(`${node.name}/weights`, transposeTensor(w, [3, 2, 0, 1]));
     const out = this.outName(node);
-    const conv = this.g.addNode('Conv', [input, weights], [out], {
-      kernel_shape: attr.ints([kh, kw]), strides: attr.ints(s), dilations: attr.ints(d), pads: attr.ints(pads),
-      group: attr.int(c / cin),
-    }, node.name);
+    const conv = this.g.addNode(
+      'Conv',
+      [input, weights],
+      [out],
+      {
+        kernel_shape: attr.ints([kh, kw]),
+        strides: attr.ints(s),
+        dilations: attr.ints(d),
+        pads: attr.ints(pads),
+        group: attr.int(c / cin),
+      },
+      node.name,
+    );
     this.set(node, {
-      kind: 'value', name: out, perm: NHWC_AS_NCHW, conv,
+      kind: 'value',
+      name: out,
+      perm: NHWC_AS_NCHW,
+      conv,
       shape: [n, convOut(x, 1, pads[0]! + pads[2]!, kh, s[0]!, d[0]!), convOut(x, 2, pads[1]! + pads[3]!, kw, s[1]!, d[1]!), cout],
     });
   }
@@ -283,12 +317,27 @@ class Converter implements ConvertedGraph {
     const strides = intsAttr(node, 'strides');
     const { input, pads } = this.spatialPads(node, x, (v) => v === -Infinity);
     const out = this.outName(node);
-    this.g.addNode('MaxPool', [input], [out], {
-      kernel_shape: attr.ints([k[1]!, k[2]!]), strides: attr.ints([strides[1]!, strides[2]!]), pads: attr.ints(pads),
-    }, node.name);
+    this.g.addNode(
+      'MaxPool',
+      [input],
+      [out],
+      {
+        kernel_shape: attr.ints([k[1]!, k[2]!]),
+        strides: attr.ints([strides[1]!, strides[2]!]),
+        pads: attr.ints(pads),
+      },
+      node.name,
+    );
     this.set(node, {
-      kind: 'value', name: out, perm: NHWC_AS_NCHW,
-      shape: [x.shape[0]!, convOut(x, 1, pads[0]! + pads[2]!, k[1]!, strides[1]!, 1), convOut(x, 2, pads[1]! + pads[3]!, k[2]!, strides[2]!, 1), x.shape[3]!],
+      kind: 'value',
+      name: out,
+      perm: NHWC_AS_NCHW,
+      shape: [
+        x.shape[0]!,
+        convOut(x, 1, pads[0]! + pads[2]!, k[1]!, strides[1]!, 1),
+        convOut(x, 2, pads[1]! + pads[3]!, k[2]!, strides[2]!, 1),
+        x.shape[3]!,
+      ],
     });
   }
 
@@ -312,7 +361,8 @@ class Converter implements ConvertedGraph {
       return this.set(node, { kind: 'value', name: out, shape: v.shape, perm: v.perm });
     }
     const w = c as Value;
-    if (v.shape.length !== w.shape.length) throw new Error(`Add of rank ${v.shape.length} and rank ${w.shape.length} tensors is not supported`);
+    if (v.shape.length !== w.shape.length)
+      throw new Error(`Add of rank ${v.shape.length} and rank ${w.shape.length} tensors is not supported`);
     const out = this.outName(node);
     this.g.addNode('Add', [this.materialize(v, v.perm), this.materialize(w, v.perm)], [out], {}, node.name);
     this.set(node, { kind: 'value', name: out, shape: broadcast(v.shape, w.shape), perm: v.perm });
@@ -332,7 +382,13 @@ class Converter implements ConvertedGraph {
     const rank = first.shape.length;
     const axis = normAxis(this.constant(this.input(node, node.inputs.length - 1)).data[0]!, rank);
     const out = this.outName(node);
-    this.g.addNode('Concat', parts.map((p) => this.materialize(p, first.perm)), [out], { axis: attr.int(first.perm[axis]!) }, node.name);
+    this.g.addNode(
+      'Concat',
+      parts.map((p) => this.materialize(p, first.perm)),
+      [out],
+      { axis: attr.int(first.perm[axis]!) },
+      node.name,
+    );
     const shape = [...first.shape];
     shape[axis] = parts.reduce((sum, p) => sum + p.shape[axis]!, 0);
     this.set(node, { kind: 'value', name: out, shape, perm: first.perm });
@@ -345,9 +401,16 @@ class Converter implements ConvertedGraph {
     const [n, , , c] = x.shape as [number, number, number, number];
     const sizes = this.g.addInitializer(`${node.name}/sizes`, { dtype: 'int64', shape: [4], data: [n, c, h, w] });
     const out = this.outName(node);
-    this.g.addNode('Resize', [this.materialize(x, NHWC_AS_NCHW), '', '', sizes], [out], {
-      mode: attr.string('linear'), coordinate_transformation_mode: attr.string(mode),
-    }, node.name);
+    this.g.addNode(
+      'Resize',
+      [this.materialize(x, NHWC_AS_NCHW), '', '', sizes],
+      [out],
+      {
+        mode: attr.string('linear'),
+        coordinate_transformation_mode: attr.string(mode),
+      },
+      node.name,
+    );
     this.set(node, { kind: 'value', name: out, shape: [n, h, w, c], perm: NHWC_AS_NCHW });
   }
 

@@ -40,9 +40,24 @@ interface ModelJson {
   weightsManifest?: { paths: string[]; weights: WeightSpec[] }[];
   signature?: { inputs?: Record<string, RawSpec>; outputs?: Record<string, RawSpec> };
 }
-interface RawNode { name: string; op: string; input?: string[]; attr?: Record<string, RawAttr> }
-interface RawAttr { s?: string; i?: string; f?: number; b?: boolean; type?: string; list?: { i?: string[]; s?: string[] } }
-interface RawSpec { name: string; tensorShape?: { dim?: { size?: string }[] } }
+interface RawNode {
+  name: string;
+  op: string;
+  input?: string[];
+  attr?: Record<string, RawAttr>;
+}
+interface RawAttr {
+  s?: string;
+  i?: string;
+  f?: number;
+  b?: boolean;
+  type?: string;
+  list?: { i?: string[]; s?: string[] };
+}
+interface RawSpec {
+  name: string;
+  tensorShape?: { dim?: { size?: string }[] };
+}
 
 /** "x" and "x:0" name the same tensor; everything here uses the explicit form. */
 export function tensorName(ref: string): string {
@@ -144,14 +159,16 @@ export async function readTfjsGraph(jsonFile: string): Promise<TfGraph> {
 
   const consts = new Map<string, HostTensor>();
   for (const group of model.weightsManifest ?? []) {
-    const buffers = await Promise.all(group.paths.map(async (p) => {
-      const file = join(dirname(jsonFile), p);
-      try {
-        return await readFile(file);
-      } catch (err) {
-        throw new Error(`${file}: cannot read the weights of ${jsonFile}: ${(err as Error).message}`);
-      }
-    }));
+    const buffers = await Promise.all(
+      group.paths.map(async (p) => {
+        const file = join(dirname(jsonFile), p);
+        try {
+          return await readFile(file);
+        } catch (err) {
+          throw new Error(`${file}: cannot read the weights of ${jsonFile}: ${(err as Error).message}`);
+        }
+      }),
+    );
     const data = Buffer.concat(buffers);
     let offset = 0;
     for (const spec of group.weights) {
@@ -160,7 +177,8 @@ export async function readTfjsGraph(jsonFile: string): Promise<TfGraph> {
       consts.set(tensorName(spec.name), decodeWeight(spec, data.subarray(offset, offset + size), jsonFile));
       offset += size;
     }
-    if (offset !== data.length) throw new Error(`${jsonFile}: ${data.length - offset} bytes of ${group.paths.join(', ')} are not described by the manifest`);
+    if (offset !== data.length)
+      throw new Error(`${jsonFile}: ${data.length - offset} bytes of ${group.paths.join(', ')} are not described by the manifest`);
   }
 
   const nodes: TfNode[] = [];

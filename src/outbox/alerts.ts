@@ -14,7 +14,10 @@ import { GATEWAY_STREAM, type DropCount, type OutboxOptions } from './types.js';
 export class Alerts {
   private lastAlertAt = -Infinity;
 
-  constructor(private readonly store: RowStore, private readonly alerts: OutboxOptions['alerts']) {}
+  constructor(
+    private readonly store: RowStore,
+    private readonly alerts: OutboxOptions['alerts'],
+  ) {}
 
   /** Inside a transaction: writes an alert row, when alerts are configured. */
   add(kind: AlertKind, text: string, detail: Record<string, unknown>): void {
@@ -22,12 +25,15 @@ export class Alerts {
     if (!alerts) return;
     const id = uuidv7();
     const at = new Date(this.store.now()).toISOString();
-    insertRow(this.store,
-      { id, cameraId: GATEWAY_STREAM, type: kind, topic: gatewayTopics(alerts.prefix, alerts.gatewayId).alert(kind), priority: 'high' }, 0,
+    insertRow(
+      this.store,
+      { id, cameraId: GATEWAY_STREAM, type: kind, topic: gatewayTopics(alerts.prefix, alerts.gatewayId).alert(kind), priority: 'high' },
+      0,
       (_e, seq): AlertPayload => ({ schema: ALERT_SCHEMA_ID, id, seq, gatewayId: alerts.gatewayId, kind, at, message: text, detail }),
       // Exempt from the cap: an alert is small and rare (one per interval), and evicting for it would create
       // drops that only the next alert could announce.
-      false);
+      false,
+    );
   }
 
   /** One alert per interval summarising drops not yet announced; returns true when it wrote one. */
@@ -59,9 +65,11 @@ export class Alerts {
     const events = fresh.filter((d) => d.what === 'event').reduce((n, d) => n + d.count, 0);
     const evidence = fresh.filter((d) => d.what === 'evidence').reduce((n, d) => n + d.count, 0);
     st.markReported.run();
-    this.add('outbox_drop', `outbox dropped ${events} event(s) and ${evidence} evidence image(s) since the last alert`,
-      { since: Number.isFinite(this.lastAlertAt) ? new Date(this.lastAlertAt).toISOString() : null,
-        dropped: fresh.map(({ what, reason, priority, count }) => ({ what, reason, priority, count })), total });
+    this.add('outbox_drop', `outbox dropped ${events} event(s) and ${evidence} evidence image(s) since the last alert`, {
+      since: Number.isFinite(this.lastAlertAt) ? new Date(this.lastAlertAt).toISOString() : null,
+      dropped: fresh.map(({ what, reason, priority, count }) => ({ what, reason, priority, count })),
+      total,
+    });
     return true;
   }
 }

@@ -9,7 +9,9 @@ import { claimHolds, lowerWatermark, readWatermark } from './watermark.js';
 
 export function markSent(store: RowStore, seqs: readonly number[]): void {
   const { sent } = store.st;
-  store.stateTransaction(() => { for (const seq of seqs) sent.run(1, seq); });
+  store.stateTransaction(() => {
+    for (const seq of seqs) sent.run(1, seq);
+  });
 }
 
 export function markAcked(store: RowStore, seqs: readonly number[]): number {
@@ -20,7 +22,10 @@ export function markAcked(store: RowStore, seqs: readonly number[]): number {
 
 /** See Outbox.recordDelivery. */
 export function recordDelivery(
-  store: RowStore, sent: readonly number[], acked: readonly number[], claim?: AckClaim,
+  store: RowStore,
+  sent: readonly number[],
+  acked: readonly number[],
+  claim?: AckClaim,
 ): { acked: number; watermark: Watermark | null } {
   const { st } = store;
   const at = store.now();

@@ -15,14 +15,30 @@ function toText(payload: Payload): string {
 
 /** `capped` false: outside the byte cap (nothing is evicted for the row). */
 export function insertRow(
-  store: RowStore, e: NewEvent, evidenceBytes: number, build: PayloadBuilder | undefined, capped = true,
+  store: RowStore,
+  e: NewEvent,
+  evidenceBytes: number,
+  build: PayloadBuilder | undefined,
+  capped = true,
 ): { seq: number } {
   const priority = e.priority ?? 'normal';
   if (!(priority in rank)) throw new TypeError(`outbox add: event ${e.id} has unknown priority ${String(priority)}`);
   const dropped = e.evidencePath ? undefined : e.evidenceDropped;
   const text = build ? '' : toText(e.payload as Payload);
-  const { lastInsertRowid } = store.st.insert.run(e.id, e.cameraId, e.type, e.topic, text, Buffer.byteLength(text), priority,
-    e.evidencePath ?? null, e.evidenceSha256 ?? null, dropped ? dropped.bytes : evidenceBytes, e.evidencePath ? 'kept' : dropped ? 'dropped' : null, store.now());
+  const { lastInsertRowid } = store.st.insert.run(
+    e.id,
+    e.cameraId,
+    e.type,
+    e.topic,
+    text,
+    Buffer.byteLength(text),
+    priority,
+    e.evidencePath ?? null,
+    e.evidenceSha256 ?? null,
+    dropped ? dropped.bytes : evidenceBytes,
+    e.evidencePath ? 'kept' : dropped ? 'dropped' : null,
+    store.now(),
+  );
   const seq = Number(lastInsertRowid);
   if (dropped) store.st.countDrop.run('evidence', dropped.reason, priority, 1, dropped.bytes);
   if (build) {

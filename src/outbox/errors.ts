@@ -7,7 +7,11 @@ import Database from 'better-sqlite3';
 /** An outbox that cannot be opened or used; `file` names the SQLite file so a technician can find it. */
 export class OutboxError extends Error {
   override name = 'OutboxError';
-  constructor(message: string, readonly file: string, options?: { cause?: unknown; code?: 'duplicate' | 'full' | 'corrupt' }) {
+  constructor(
+    message: string,
+    readonly file: string,
+    options?: { cause?: unknown; code?: 'duplicate' | 'full' | 'corrupt' },
+  ) {
     super(message, options);
     this.code = options?.code;
   }

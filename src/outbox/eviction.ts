@@ -51,8 +51,8 @@ export function makeRoom(store: RowStore, seq: number, priority: Priority): void
 
 /** Delivered rows other than `seq`, oldest first: those the watermark acked (all older), then those acked or confirmed one by one. */
 function deliveredVictims(store: RowStore, seq: number): Victim[] {
-  const covered = store.delivery === 'broker' ? store.st.coveredVictims.all(seq) as Victim[] : [];
-  return covered.length ? covered : store.st.deliveredVictims.all(seq) as Victim[];
+  const covered = store.delivery === 'broker' ? (store.st.coveredVictims.all(seq) as Victim[]) : [];
+  return covered.length ? covered : (store.st.deliveredVictims.all(seq) as Victim[]);
 }
 
 /** An event refused by the byte cap (its transaction rolled back): counted as dropped, with its evidence, and its file deleted. */
@@ -65,6 +65,8 @@ export function dropRefused(store: RowStore, e: NewEvent, evidenceBytes: number)
     else if (e.evidenceDropped) countDrop.run('evidence', e.evidenceDropped.reason, priority, 1, e.evidenceDropped.bytes);
   });
   if (e.evidencePath) store.unlink(e.evidencePath);
-  store.log?.error({ file: store.file, event: e.id, priority, maxBytes: store.maxBytes },
-    `outbox ${store.file} is full: ${priority} event ${e.id} dropped (nothing of lower priority left to evict)`);
+  store.log?.error(
+    { file: store.file, event: e.id, priority, maxBytes: store.maxBytes },
+    `outbox ${store.file} is full: ${priority} event ${e.id} dropped (nothing of lower priority left to evict)`,
+  );
 }

@@ -12,8 +12,11 @@ export function prepareFile(db: Database.Database, file: string): number {
   // Read before any write: a file that is not a database fails here, before SQLite could touch it.
   const from = db.pragma('user_version', { simple: true }) as number;
   if (from > migrations.length) {
-    throw new OutboxError(`outbox ${file} has schema version ${from}, newer than this edgepatrol knows ` +
-      `(${migrations.length}); run the newer edgepatrol or move the file aside`, file);
+    throw new OutboxError(
+      `outbox ${file} has schema version ${from}, newer than this edgepatrol knows ` +
+        `(${migrations.length}); run the newer edgepatrol or move the file aside`,
+      file,
+    );
   }
   // quick_check reads every page once (a few ms per MB): damage found now is handled at start, not mid-drain.
   const check = db.pragma('quick_check', { simple: true }) as string;

@@ -1,6 +1,21 @@
 export { Outbox } from './outbox.js';
 export { OutboxError } from './errors.js';
 export { GATEWAY_STREAM, priorities } from './types.js';
-export type { AckClaim, Delivery, DropCount, DropReason, MaintainResult, NewEvent, OutboxOptions, OutboxRow, OutboxState, OutboxStats, OutgoingRow, Payload, Priority, Watermark } from './types.js';
+export type {
+  AckClaim,
+  Delivery,
+  DropCount,
+  DropReason,
+  MaintainResult,
+  NewEvent,
+  OutboxOptions,
+  OutboxRow,
+  OutboxState,
+  OutboxStats,
+  OutgoingRow,
+  Payload,
+  Priority,
+  Watermark,
+} from './types.js';
 export { ALERT_SCHEMA_ID, alertKinds, alertPayloadSchema } from './alert.js';
 export type { AlertKind, AlertPayload } from './alert.js';

@@ -18,7 +18,17 @@ import { migrations } from './migrations.js';
 import type { OutgoingColumns } from './statements.js';
 import { RowStore } from './store.js';
 import type {
-  AckClaim, Delivery, DropCount, MaintainResult, NewEvent, OutboxOptions, OutboxRow, OutboxState, OutboxStats, OutgoingRow, Payload,
+  AckClaim,
+  Delivery,
+  DropCount,
+  MaintainResult,
+  NewEvent,
+  OutboxOptions,
+  OutboxRow,
+  OutboxState,
+  OutboxStats,
+  OutgoingRow,
+  Payload,
   Watermark,
 } from './types.js';
 import { BackgroundCheckpointer } from './wal-checkpoints.js';
@@ -60,11 +70,20 @@ export class Outbox {
     } catch (err) {
       if (!(err instanceof OutboxError) || err.code !== 'corrupt' || opts.onCorrupt !== 'move-aside') throw err;
       const movedTo = moveAside(file, opts.now?.() ?? Date.now());
-      opts.log?.error({ file, movedTo, err: err.message }, `outbox ${file} is damaged; moved it to ${movedTo} and started a new outbox (events in the old file are not sent; keep it for inspection)`);
+      opts.log?.error(
+        { file, movedTo, err: err.message },
+        `outbox ${file} is damaged; moved it to ${movedTo} and started a new outbox (events in the old file are not sent; keep it for inspection)`,
+      );
       const outbox = Outbox.openOnce(file, opts);
       const { store } = outbox;
-      store.afterWrite(() => store.transaction(() => outbox.alerts.add('outbox_corrupt', `outbox ${file} was damaged and replaced by a new one; the old file is kept as ${movedTo}`,
-        { movedTo, error: err.message })));
+      store.afterWrite(() =>
+        store.transaction(() =>
+          outbox.alerts.add('outbox_corrupt', `outbox ${file} was damaged and replaced by a new one; the old file is kept as ${movedTo}`, {
+            movedTo,
+            error: err.message,
+          }),
+        ),
+      );
       return outbox;
     }
   }
@@ -90,8 +109,12 @@ export class Outbox {
       if (err instanceof OutboxError) throw err;
       const code = sqliteCode(err);
       if (code === 'SQLITE_NOTADB' || code?.startsWith('SQLITE_CORRUPT')) {
-        throw new OutboxError(`outbox ${file} is not a readable SQLite database (${message(err)}); it was left untouched: ` +
-          'move it aside to start a new outbox, or keep it for inspection', file, { cause: err, code: 'corrupt' });
+        throw new OutboxError(
+          `outbox ${file} is not a readable SQLite database (${message(err)}); it was left untouched: ` +
+            'move it aside to start a new outbox, or keep it for inspection',
+          file,
+          { cause: err, code: 'corrupt' },
+        );
       }
       throw new OutboxError(`cannot open outbox ${file}: ${message(err)}`, file, { cause: err });
     }
@@ -117,14 +140,17 @@ export class Outbox {
     }
     const { store } = this;
     const sizes = events.map((e) => (e.evidencePath ? (e.evidenceBytes ?? store.fileSize(e.evidencePath)) : 0));
-    const run = () => store.transaction(() => events.map((e, i) => {
-      try {
-        return insertRow(store, e, sizes[i]!, build);
-      } catch (err) {
-        if (err instanceof DoesNotFit) err.index = i;
-        throw err;
-      }
-    }));
+    const run = () =>
+      store.transaction(() =>
+        events.map((e, i) => {
+          try {
+            return insertRow(store, e, sizes[i]!, build);
+          } catch (err) {
+            if (err instanceof DoesNotFit) err.index = i;
+            throw err;
+          }
+        }),
+      );
     let added: { seq: number }[];
     try {
       added = store.afterWrite(run);
@@ -133,7 +159,9 @@ export class Outbox {
         const e = events[err.index]!;
         dropRefused(store, e, sizes[err.index]!);
         this.alerts.reportDropsIfDue();
-        throw new OutboxError(`outbox ${this.file} is full (max ${store.maxBytes} bytes); event ${e.id} was dropped`, this.file, { code: 'full' });
+        throw new OutboxError(`outbox ${this.file} is full (max ${store.maxBytes} bytes); event ${e.id} was dropped`, this.file, {
+          code: 'full',
+        });
       }
       if (sqliteCode(err) === 'SQLITE_CONSTRAINT_UNIQUE') {
         const dup = events.find((e) => store.st.byId.get(e.id)) ?? events[0]!;
@@ -141,8 +169,10 @@ export class Outbox {
       }
       if (sqliteCode(err) === 'SQLITE_FULL') {
         const freed = this.freeDiskSpace(4 * 1024 * 1024 + sizes.reduce((a, b) => a + b, 0));
-        store.log?.error({ file: this.file, freedFiles: freed.files, freedBytes: freed.bytes },
-          `disk full under ${store.folder}: dropped ${freed.files} evidence image(s) (${freed.bytes} bytes) to keep events; free space on that disk`);
+        store.log?.error(
+          { file: this.file, freedFiles: freed.files, freedBytes: freed.bytes },
+          `disk full under ${store.folder}: dropped ${freed.files} evidence image(s) (${freed.bytes} bytes) to keep events; free space on that disk`,
+        );
         added = store.afterWrite(run);
       } else {
         throw err;
@@ -163,8 +193,17 @@ export class Outbox {
     // Rows come as arrays (the statement is raw) and are made objects here: better-sqlite3's own row objects
     // cost 4.6 µs a row against 3.5 µs as arrays, and this read is the drain's largest cost (docs/decisions.md).
     const rows = this.store.st.outgoing.all(afterSeq, limit) as OutgoingColumns[];
-    return rows.map(([seq, id, topic, payload, bytes, evidencePath, evidenceSha256, evidenceState, attempts]) =>
-      ({ seq, id, topic, payload, bytes, evidencePath, evidenceSha256, evidenceState, attempts }));
+    return rows.map(([seq, id, topic, payload, bytes, evidencePath, evidenceSha256, evidenceState, attempts]) => ({
+      seq,
+      id,
+      topic,
+      payload,
+      bytes,
+      evidencePath,
+      evidenceSha256,
+      evidenceState,
+      attempts,
+    }));
   }
 
   /** Records that rows were handed to MQTT (state sent, attempts + 1): a row with attempts > 1 went out more than once. */
@@ -212,7 +251,10 @@ export class Outbox {
       store.st.dropEvidence.run(seq);
       store.st.countDrop.run('evidence', 'missing', row.priority, 1, row.evidenceBytes);
     });
-    store.log?.warn({ file: this.file, seq, event: row.id, evidence: row.evidencePath }, `evidence file ${row.evidencePath} of event ${row.id} is missing; the event is sent without it`);
+    store.log?.warn(
+      { file: this.file, seq, event: row.id, evidence: row.evidencePath },
+      `evidence file ${row.evidencePath} of event ${row.id} is missing; the event is sent without it`,
+    );
     this.alerts.reportDropsIfDue();
   }
 
@@ -226,12 +268,15 @@ export class Outbox {
     const now = store.now();
     let expired = 0;
     let requeued = 0;
-    store.afterWrite(() => store.transaction(() => {
-      expired = expire(store, this.opts.ttlMs, now);
-      if (this.delivery === 'service') requeued = requeueUnconfirmed(store, now - (this.opts.confirmTimeoutMs ?? 60_000));
-      store.st.pruneAcks.run();
-    }));
-    if (expired) store.log?.warn({ file: this.file, expired }, `outbox: ${expired} undelivered event(s) expired (time-to-live) and were dropped`);
+    store.afterWrite(() =>
+      store.transaction(() => {
+        expired = expire(store, this.opts.ttlMs, now);
+        if (this.delivery === 'service') requeued = requeueUnconfirmed(store, now - (this.opts.confirmTimeoutMs ?? 60_000));
+        store.st.pruneAcks.run();
+      }),
+    );
+    if (expired)
+      store.log?.warn({ file: this.file, expired }, `outbox: ${expired} undelivered event(s) expired (time-to-live) and were dropped`);
     const alerts = this.alerts.reportDropsIfDue() ? 1 : 0;
     return { expired, requeued, alerts };
   }

@@ -19,7 +19,14 @@ export type OutgoingColumns = [number, string, string, string, number, string | 
 const W = '(SELECT coalesce(max(up_to), 0) FROM acks)';
 
 /** What eviction, expiry and the disk-space check read of a row before deleting it or its evidence. */
-export interface Victim { seq: number; priority: Priority; bytes: number; evidencePath: string | null; evidenceState: string | null; evidenceBytes: number }
+export interface Victim {
+  seq: number;
+  priority: Priority;
+  bytes: number;
+  evidencePath: string | null;
+  evidenceState: string | null;
+  evidenceBytes: number;
+}
 
 export type Statements = ReturnType<typeof prepareStatements>;
 
@@ -38,12 +45,16 @@ export function prepareStatements(db: Database.Database, delivery: Delivery) {
     setPayload: p('UPDATE event_rows SET payload = ?, bytes = ? WHERE seq = ?'),
     // Stored pending or sent above the watermark: exactly the unacknowledged rows, read through events_unsent.
     unsent: p(`SELECT ${rowColumns} FROM event_rows WHERE state IN ('pending', 'sent') AND seq > max(?, ${W}) ORDER BY seq LIMIT ?`),
-    outgoing: p(`SELECT ${outgoingColumns} FROM event_rows WHERE state IN ('pending', 'sent') AND seq > max(?, ${W}) ORDER BY seq LIMIT ?`).raw(true),
+    outgoing: p(
+      `SELECT ${outgoingColumns} FROM event_rows WHERE state IN ('pending', 'sent') AND seq > max(?, ${W}) ORDER BY seq LIMIT ?`,
+    ).raw(true),
     ack: p(`UPDATE event_rows SET state = 'acked', acked_at = ? WHERE seq = ? AND state IN ('pending', 'sent') AND seq > ${W}`),
     confirm: p(`UPDATE event_rows SET state = 'confirmed', confirmed_at = ?,
       acked_at = coalesce(acked_at, (SELECT at FROM acks WHERE up_to >= event_rows.seq ORDER BY up_to LIMIT 1), ?) WHERE id = ? AND state != 'confirmed'`),
     sent: p(`UPDATE event_rows SET attempts = attempts + ?, state = CASE WHEN state = 'pending' THEN 'sent' ELSE state END WHERE seq = ?`),
-    sentAcked: p(`UPDATE event_rows SET attempts = attempts + ?, state = 'acked', acked_at = ? WHERE seq = ? AND state IN ('pending', 'sent')`),
+    sentAcked: p(
+      `UPDATE event_rows SET attempts = attempts + ?, state = 'acked', acked_at = ? WHERE seq = ? AND state IN ('pending', 'sent')`,
+    ),
     // A row the watermark acked: its hand-overs are written only when there was more than the one the view implies.
     attempts: p('UPDATE event_rows SET attempts = attempts + ? WHERE seq = ? AND attempts + ? > 1'),
     watermark: p(`SELECT ${W} AS upTo, ack_epoch AS epoch FROM usage WHERE id = 1`),
@@ -52,7 +63,9 @@ export function prepareStatements(db: Database.Database, delivery: Delivery) {
     usage: p('SELECT bytes FROM usage WHERE id = 1'),
     coveredVictims: p(`SELECT ${victim} FROM event_rows WHERE seq <= ${W} AND seq != ? ORDER BY seq LIMIT 64`),
     deliveredVictims: p(`SELECT ${victim} FROM event_rows WHERE ${delivered} AND seq > ${W} AND seq != ? ORDER BY seq LIMIT 64`),
-    evidenceOf: p(`SELECT ${victim} FROM event_rows WHERE priority = ? AND evidence_state = 'kept' AND ${undelivered} AND seq != ? ORDER BY seq LIMIT 64`),
+    evidenceOf: p(
+      `SELECT ${victim} FROM event_rows WHERE priority = ? AND evidence_state = 'kept' AND ${undelivered} AND seq != ? ORDER BY seq LIMIT 64`,
+    ),
     eventsOf: p(`SELECT ${victim} FROM event_rows WHERE priority = ? AND ${undelivered} AND seq != ? ORDER BY seq LIMIT 64`),
     expiredOf: p(`SELECT ${victim} FROM event_rows WHERE priority = ? AND ${undelivered} AND created_at < ? ORDER BY seq LIMIT 256`),
     dropEvidence: p(`UPDATE event_rows SET evidence_state = 'dropped' WHERE seq = ?`),
@@ -88,7 +101,8 @@ export function prepareStatements(db: Database.Database, delivery: Delivery) {
     dropAcks: p('DELETE FROM acks WHERE up_to > ?'),
     // Advances that cover no row any more; the newest stays, it is the watermark.
     pruneAcks: p(`DELETE FROM acks WHERE up_to < coalesce((SELECT min(seq) FROM event_rows), 9007199254740991) AND up_to < ${W}`),
-    spaceVictims: p(`SELECT ${victim}, (${broker ? `seq <= ${W} OR ` : ''}${delivered}) AS delivered FROM event_rows WHERE evidence_state = 'kept'
+    spaceVictims:
+      p(`SELECT ${victim}, (${broker ? `seq <= ${W} OR ` : ''}${delivered}) AS delivered FROM event_rows WHERE evidence_state = 'kept'
       ORDER BY delivered DESC, CASE priority WHEN 'low' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END, seq`),
   };
 }

@@ -22,7 +22,11 @@ export class RowStore {
   /** Evidence files of committed deletions; unlinked after the commit, so a rolled-back eviction keeps its files. */
   private unlinkAfterCommit: string[] = [];
 
-  constructor(readonly db: Database.Database, readonly file: string, opts: OutboxOptions) {
+  constructor(
+    readonly db: Database.Database,
+    readonly file: string,
+    opts: OutboxOptions,
+  ) {
     this.folder = dirname(file);
     this.delivery = opts.delivery ?? 'broker';
     this.maxBytes = opts.maxBytes ?? Infinity;
@@ -97,7 +101,8 @@ export class RowStore {
     try {
       unlinkSync(this.evidenceFile(path));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log?.warn({ file: this.evidenceFile(path), err: message(err) }, 'cannot delete an evidence file');
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.log?.warn({ file: this.evidenceFile(path), err: message(err) }, 'cannot delete an evidence file');
     }
   }
 

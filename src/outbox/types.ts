@@ -17,7 +17,10 @@ export const rank: Record<Priority, number> = { low: 0, normal: 1, high: 2 };
 export type OutboxState = 'pending' | 'sent' | 'acked' | 'confirmed';
 /** broker: a row is delivered at its PUBACK. service: only at the task service's ack on {prefix}/{gw}/ack. */
 export type Delivery = 'broker' | 'service';
-/** full: the byte cap; ttl: older than its priority's time-to-live; disk_full: SQLite or the file system said ENOSPC; missing: the evidence file was gone when it was to be published. */
+/**
+ * full: the byte cap; ttl: older than its priority's time-to-live; disk_full: SQLite or the file system said
+ * ENOSPC; missing: the evidence file was gone when it was to be published.
+ */
 export type DropReason = 'full' | 'ttl' | 'disk_full' | 'missing';
 
 /** One stored event, as the uplink reads it. Times are ms since the Unix epoch. */
@@ -143,7 +146,10 @@ export interface MaintainResult {
 }
 
 /** What the uplink needs of a row to publish it: fewer columns to read per row on the drain's hot path. */
-export type OutgoingRow = Pick<OutboxRow, 'seq' | 'id' | 'topic' | 'payload' | 'bytes' | 'evidencePath' | 'evidenceSha256' | 'evidenceState' | 'attempts'>;
+export type OutgoingRow = Pick<
+  OutboxRow,
+  'seq' | 'id' | 'topic' | 'payload' | 'bytes' | 'evidencePath' | 'evidenceSha256' | 'evidenceState' | 'attempts'
+>;
 
 /** Camera id of rows the outbox writes itself (alerts): they keep their own order, apart from every camera's. */
 export const GATEWAY_STREAM = '_gateway';

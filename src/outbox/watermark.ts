@@ -14,8 +14,13 @@ export function readWatermark(st: Statements): Watermark {
 
 /** Whether `claim` still holds against the `current` watermark: made from it, and moving it up. */
 export function claimHolds(claim: AckClaim | undefined, current: Watermark, delivery: Delivery): claim is AckClaim {
-  return claim !== undefined && delivery === 'broker' && claim.since.epoch === current.epoch && claim.since.upTo === current.upTo &&
-    claim.upTo > current.upTo;
+  return (
+    claim !== undefined &&
+    delivery === 'broker' &&
+    claim.since.epoch === current.epoch &&
+    claim.since.upTo === current.upTo &&
+    claim.upTo > current.upTo
+  );
 }
 
 /**

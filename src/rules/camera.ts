@@ -3,14 +3,19 @@ import type { CameraConfig, RuleConfig, ZoneConfig } from '../config/index.js';
 import type { Detection } from '../vision/types.js';
 import { Tracker, type Track, type TrackerOptions } from '../vision/tracker.js';
 import { Lifecycle } from './lifecycle.js';
-import {
-  CountObserver, DwellObserver, LeftObjectObserver, LineCrossObserver, PresenceObserver, type Observation,
-} from './observe.js';
+import { CountObserver, DwellObserver, LeftObjectObserver, LineCrossObserver, PresenceObserver, type Observation } from './observe.js';
 import { greyThumb, SceneChangeObserver, type Thumb } from './scene.js';
 import { inSchedule } from './schedule.js';
 import type { EndReason, RuleHit } from './hit.js';
 import {
-  configView, loadReferences, parseView, referenceKey, ruleWhere, SceneReferenceError, type CameraView, type ViewInput,
+  configView,
+  loadReferences,
+  parseView,
+  referenceKey,
+  ruleWhere,
+  SceneReferenceError,
+  type CameraView,
+  type ViewInput,
 } from './view.js';
 
 export interface CameraRulesOptions {
@@ -74,7 +79,10 @@ export class CameraRules {
     return new CameraRules(camera, { ...opts, references: await loadReferences(camera, configView(camera)) });
   }
 
-  constructor(private readonly camera: CameraConfig, private readonly opts: CameraRulesOptions = {}) {
+  constructor(
+    private readonly camera: CameraConfig,
+    private readonly opts: CameraRulesOptions = {},
+  ) {
     this.newId = opts.newId ?? uuidv7;
     this.current = this.build(configView(camera), opts.references ?? new Map());
   }
@@ -143,17 +151,27 @@ export class CameraRules {
   }
 
   private evaluator(
-    view: CameraView, references: ReadonlyMap<string, Thumb>, zone: ZoneConfig, rule: RuleConfig, life: Lifecycle,
+    view: CameraView,
+    references: ReadonlyMap<string, Thumb>,
+    zone: ZoneConfig,
+    rule: RuleConfig,
+    life: Lifecycle,
   ): Evaluator {
     const timeZone = this.camera.timezone ?? 'UTC';
     const scheduled = (ts: number): boolean => inSchedule(rule.schedule, ts, timeZone);
-    const over = (observer: { observe(ts: number, tracks: readonly Track[]): Observation }): Evaluator =>
-      (ts, tracks) => life.step(ts, tracks, observer.observe(ts, tracks), scheduled(ts));
+    const over =
+      (observer: { observe(ts: number, tracks: readonly Track[]): Observation }): Evaluator =>
+      (ts, tracks) =>
+        life.step(ts, tracks, observer.observe(ts, tracks), scheduled(ts));
     switch (rule.kind) {
-      case 'presence': return over(new PresenceObserver(zone, rule));
-      case 'dwell': return over(new DwellObserver(zone, rule));
-      case 'count': return over(new CountObserver(zone, rule));
-      case 'left_object': return over(new LeftObjectObserver(zone, rule));
+      case 'presence':
+        return over(new PresenceObserver(zone, rule));
+      case 'dwell':
+        return over(new DwellObserver(zone, rule));
+      case 'count':
+        return over(new CountObserver(zone, rule));
+      case 'left_object':
+        return over(new LeftObjectObserver(zone, rule));
       case 'line_cross': {
         const observer = new LineCrossObserver(zone, rule);
         return (ts, tracks) => {
@@ -190,7 +208,13 @@ export class CameraRules {
    * and returns the event messages of this frame. Boxes are in pixels of a width × height frame. `frame` (the
    * pixels, RGB24 or YUV 4:2:0) is needed only by scene_change rules, which skip frames evaluated without it.
    */
-  evaluate(ts: number, width: number, height: number, detections: readonly Detection[], frame?: { data: Uint8Array; format?: 'rgb24' | 'yuv420p' }): RuleHit[] {
+  evaluate(
+    ts: number,
+    width: number,
+    height: number,
+    detections: readonly Detection[],
+    frame?: { data: Uint8Array; format?: 'rgb24' | 'yuv420p' },
+  ): RuleHit[] {
     if (this.isPaused) return [];
     const clamp = (v: number): number => Math.min(1, Math.max(0, v));
     const normalized = detections.map((d) => ({
@@ -201,7 +225,10 @@ export class CameraRules {
     const tracks = this.current.tracker.update(ts, normalized);
     this.lastTracks = tracks;
     let thumb: Thumb | null | undefined;
-    const lazyThumb = (): Thumb | null => (thumb === undefined ? (thumb = frame ? greyThumb({ width, height, data: frame.data, ...(frame.format && { format: frame.format }) }) : null) : thumb);
+    const lazyThumb = (): Thumb | null =>
+      thumb === undefined
+        ? (thumb = frame ? greyThumb({ width, height, data: frame.data, ...(frame.format && { format: frame.format }) }) : null)
+        : thumb;
     const hits: RuleHit[] = [];
     for (const evaluate of this.current.evaluators) {
       const out = evaluate(ts, tracks, lazyThumb);
@@ -236,4 +263,6 @@ export class CameraRules {
   }
 }
 
-function round3(x: number): number { return Math.round(x * 1000) / 1000; }
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

@@ -1,7 +1,14 @@
 export { CameraRules, OCCLUSION_SECONDS, type CameraRulesOptions, type PauseReason } from './camera.js';
 export {
-  SceneReferenceError, cameraWithView, configView, loadReferences, parseView, referenceKey, viewSchema,
-  type CameraView, type ViewInput,
+  SceneReferenceError,
+  cameraWithView,
+  configView,
+  loadReferences,
+  parseView,
+  referenceKey,
+  viewSchema,
+  type CameraView,
+  type ViewInput,
 } from './view.js';
 export { END_REASONS, type RuleHit, type RuleObject, type UnseenObject, type EventState, type EndReason } from './hit.js';
 export { groundPoint, pointInPolygon, polygonProblem, sideOf, type Point, type Box } from '../common/geometry.js';

@@ -57,7 +57,12 @@ export class Lifecycle {
   private end(a: Active, ts: number, tracks: readonly Track[], endReason: EndReason): RuleHit {
     this.active = null;
     this.lastEnd = ts;
-    return { ...this.hit('ended', a.eventId, a.startedAt, ts, a.subjects, tracks, a.extra), endedAt: a.lastHeld, dwellSeconds: (a.lastHeld - a.startedAt) / 1000, endReason };
+    return {
+      ...this.hit('ended', a.eventId, a.startedAt, ts, a.subjects, tracks, a.extra),
+      endedAt: a.lastHeld,
+      dwellSeconds: (a.lastHeld - a.startedAt) / 1000,
+      endReason,
+    };
   }
 
   /** A violation that is one moment (a line crossing): one `instant` message, at most one per cooldown. */
@@ -67,7 +72,15 @@ export class Lifecycle {
     return this.hit('instant', this.newId(), ts, ts, subjects, tracks, extra);
   }
 
-  private hit(state: EventState, eventId: string, startedAt: number, ts: number, subjects: readonly Track[], tracks: readonly Track[], extra: Extra): RuleHit {
+  private hit(
+    state: EventState,
+    eventId: string,
+    startedAt: number,
+    ts: number,
+    subjects: readonly Track[],
+    tracks: readonly Track[],
+    extra: Extra,
+  ): RuleHit {
     return {
       eventId,
       state,
@@ -86,7 +99,14 @@ export class Lifecycle {
 }
 
 /** The open violation. */
-interface Active { eventId: string; startedAt: number; lastHeld: number; lastMessage: number; subjects: Track[]; extra: Extra }
+interface Active {
+  eventId: string;
+  startedAt: number;
+  lastHeld: number;
+  lastMessage: number;
+  subjects: Track[];
+  extra: Extra;
+}
 
 /** Kind-specific facts carried by every message of the event. */
 export type Extra = Pick<RuleHit, 'counts' | 'change'>;

@@ -1,5 +1,10 @@
 import type {
-  CountRuleConfig, DwellRuleConfig, LeftObjectRuleConfig, LineCrossRuleConfig, PresenceRuleConfig, ZoneConfig,
+  CountRuleConfig,
+  DwellRuleConfig,
+  LeftObjectRuleConfig,
+  LineCrossRuleConfig,
+  PresenceRuleConfig,
+  ZoneConfig,
 } from '../config/index.js';
 import type { Track } from '../vision/tracker.js';
 import { crossingPoint, distance, distanceToBox, groundPoint, segmentsIntersect, sideOf, type Point } from '../common/geometry.js';
@@ -35,7 +40,10 @@ function observation(entries: { since: number; track: Track }[]): Observation {
 class Occupancy {
   private readonly inside = new Map<number, number>();
 
-  constructor(private readonly zone: ZoneConfig, private readonly rule: PresenceRuleConfig | CountRuleConfig) {}
+  constructor(
+    private readonly zone: ZoneConfig,
+    private readonly rule: PresenceRuleConfig | CountRuleConfig,
+  ) {}
 
   update(ts: number, tracks: readonly Track[]): { since: number; track: Track }[] {
     dropEnded(this.inside, tracks);
@@ -57,7 +65,9 @@ class Occupancy {
 /** `presence`: holds while at least one matching object is in the zone. */
 export class PresenceObserver {
   private readonly occupancy: Occupancy;
-  constructor(zone: ZoneConfig, rule: PresenceRuleConfig) { this.occupancy = new Occupancy(zone, rule); }
+  constructor(zone: ZoneConfig, rule: PresenceRuleConfig) {
+    this.occupancy = new Occupancy(zone, rule);
+  }
   observe(ts: number, tracks: readonly Track[]): Observation {
     return observation(this.occupancy.update(ts, tracks));
   }
@@ -67,7 +77,12 @@ export class PresenceObserver {
 export class CountObserver {
   private readonly occupancy: Occupancy;
   private reachedAt: number | null = null;
-  constructor(zone: ZoneConfig, private readonly rule: CountRuleConfig) { this.occupancy = new Occupancy(zone, rule); }
+  constructor(
+    zone: ZoneConfig,
+    private readonly rule: CountRuleConfig,
+  ) {
+    this.occupancy = new Occupancy(zone, rule);
+  }
   observe(ts: number, tracks: readonly Track[]): Observation {
     const present = this.occupancy.update(ts, tracks);
     if (present.length < this.rule.min) {
@@ -87,7 +102,10 @@ export class CountObserver {
 class Stillness {
   readonly still = new Map<number, { since: number; anchor: Point }>();
 
-  constructor(private readonly zone: ZoneConfig, private readonly rule: DwellRuleConfig | LeftObjectRuleConfig) {}
+  constructor(
+    private readonly zone: ZoneConfig,
+    private readonly rule: DwellRuleConfig | LeftObjectRuleConfig,
+  ) {}
 
   update(ts: number, tracks: readonly Track[]): { since: number; track: Track }[] {
     dropEnded(this.still, tracks);
@@ -114,7 +132,12 @@ class Stillness {
 /** `dwell`: holds while at least one matching object has stood still in the zone for `seconds`. */
 export class DwellObserver {
   private readonly stillness: Stillness;
-  constructor(zone: ZoneConfig, private readonly rule: DwellRuleConfig) { this.stillness = new Stillness(zone, rule); }
+  constructor(
+    zone: ZoneConfig,
+    private readonly rule: DwellRuleConfig,
+  ) {
+    this.stillness = new Stillness(zone, rule);
+  }
   observe(ts: number, tracks: readonly Track[]): Observation {
     return observation(this.stillness.update(ts, tracks).filter((e) => ts - e.since >= this.rule.seconds * 1000));
   }
@@ -130,13 +153,16 @@ export class LeftObjectObserver {
   /** Track id → last time a person was near it, and whether it has been found left. */
   private readonly watch = new Map<number, { personNear: number; left: boolean }>();
 
-  constructor(zone: ZoneConfig, private readonly rule: LeftObjectRuleConfig) { this.stillness = new Stillness(zone, rule); }
+  constructor(
+    zone: ZoneConfig,
+    private readonly rule: LeftObjectRuleConfig,
+  ) {
+    this.stillness = new Stillness(zone, rule);
+  }
 
   observe(ts: number, tracks: readonly Track[]): Observation {
     dropEnded(this.watch, tracks);
-    const people = tracks
-      .filter((t) => this.rule.personClasses.includes(t.class) && t.missed === 0)
-      .map((t) => groundPoint(t.box));
+    const people = tracks.filter((t) => this.rule.personClasses.includes(t.class) && t.missed === 0).map((t) => groundPoint(t.box));
     const left: { since: number; track: Track }[] = [];
     for (const e of this.stillness.update(ts, tracks)) {
       let w = this.watch.get(e.track.id);
@@ -164,7 +190,10 @@ export class LineCrossObserver {
   private readonly sides = new Map<number, { side: 1 | -1; at: Point }>();
   readonly counts = { forward: 0, backward: 0 };
 
-  constructor(private readonly zone: ZoneConfig, private readonly rule: LineCrossRuleConfig) {}
+  constructor(
+    private readonly zone: ZoneConfig,
+    private readonly rule: LineCrossRuleConfig,
+  ) {}
 
   observe(tracks: readonly Track[]): { direction: Direction; track: Track }[] {
     dropEnded(this.sides, tracks);

@@ -54,19 +54,27 @@ const MIN_VISIBLE = 0.3;
  * the median ratio of reference to current brightness), so dusk or a cloud does not count as change; pixels under
  * `exclude` boxes are left out.
  */
-export function sceneDifference(current: Thumb, reference: Thumb, zonePixels: readonly number[], exclude: readonly Box[], pixelThreshold: number):
-  { fraction: number; visible: number } {
+export function sceneDifference(
+  current: Thumb,
+  reference: Thumb,
+  zonePixels: readonly number[],
+  exclude: readonly Box[],
+  pixelThreshold: number,
+): { fraction: number; visible: number } {
   const covered = (i: number): boolean => {
     const x = ((i % THUMB_WIDTH) + 0.5) / THUMB_WIDTH;
     const y = (Math.floor(i / THUMB_WIDTH) + 0.5) / THUMB_HEIGHT;
     return exclude.some((b) => x >= b[0] && x <= b[2] && y >= b[1] && y <= b[3]);
   };
   const used = exclude.length ? zonePixels.filter((i) => !covered(i)) : zonePixels;
-  if (used.length === 0 || used.length < zonePixels.length * MIN_VISIBLE) return { fraction: 0, visible: used.length / Math.max(1, zonePixels.length) };
+  if (used.length === 0 || used.length < zonePixels.length * MIN_VISIBLE)
+    return { fraction: 0, visible: used.length / Math.max(1, zonePixels.length) };
   // The median brightness ratio, not the ratio of means: a large change (a heap of rubbish) must not
   // shift the brightness match of the unchanged rest of the zone.
   const ratios = new Float32Array(used.length);
-  used.forEach((i, k) => { ratios[k] = (reference[i]! + 1) / (current[i]! + 1); });
+  used.forEach((i, k) => {
+    ratios[k] = (reference[i]! + 1) / (current[i]! + 1);
+  });
   ratios.sort();
   const gain = ratios[ratios.length >> 1]!;
   const limit = pixelThreshold * 255;
@@ -96,7 +104,11 @@ export class SceneChangeObserver {
   /** The latest judged difference, for the event. */
   fraction = 0;
 
-  constructor(zone: ZoneConfig, private readonly rule: SceneChangeRuleConfig, private readonly reference: Thumb) {
+  constructor(
+    zone: ZoneConfig,
+    private readonly rule: SceneChangeRuleConfig,
+    private readonly reference: Thumb,
+  ) {
     this.pixels = zonePixels(zone);
   }
 

@@ -13,20 +13,39 @@ import { greyThumb, type Thumb } from './scene.js';
  */
 export const viewSchema = z
   .strictObject({
-    id: z.string().min(1).max(64).default('config')
-      .describe('Names the view in errors and logs: a PTZ preset\'s name; `config` for the camera\'s own zones.'),
-    zones: z.array(zoneSchema).default([]).describe('Zones and their rules, as in a camera\'s zones.'),
-    motionMasks: z.array(polygonSchema).default([]).describe('Areas where motion is ignored, as in a camera\'s motion.masks.'),
+    id: z
+      .string()
+      .min(1)
+      .max(64)
+      .default('config')
+      .describe("Names the view in errors and logs: a PTZ preset's name; `config` for the camera's own zones."),
+    zones: z.array(zoneSchema).default([]).describe("Zones and their rules, as in a camera's zones."),
+    motionMasks: z.array(polygonSchema).default([]).describe("Areas where motion is ignored, as in a camera's motion.masks."),
   })
   // Runs even when parts are invalid, as the config's cross-checks do, so every problem shows in one pass; hence
   // written for a partly parsed view.
-  .superRefine((view: unknown, ctx) => {
-    const zones = listAt(view, 'zones');
-    checkUnique(zones, (zone) => zone.id, (zi) => ['zones', zi, 'id'], 'zone id', ctx);
-    zones.forEach((zone, zi) => {
-      checkUnique(listAt(zone, 'rules'), (rule) => rule.id ?? rule.type, (ri) => ['zones', zi, 'rules', ri, 'id'], 'rule id', ctx);
-    });
-  }, { when: () => true });
+  .superRefine(
+    (view: unknown, ctx) => {
+      const zones = listAt(view, 'zones');
+      checkUnique(
+        zones,
+        (zone) => zone.id,
+        (zi) => ['zones', zi, 'id'],
+        'zone id',
+        ctx,
+      );
+      zones.forEach((zone, zi) => {
+        checkUnique(
+          listAt(zone, 'rules'),
+          (rule) => rule.id ?? rule.type,
+          (ri) => ['zones', zi, 'rules', ri, 'id'],
+          'rule id',
+          ctx,
+        );
+      });
+    },
+    { when: () => true },
+  );
 
 function listAt(parent: unknown, key: string): unknown[] {
   const list = typeof parent === 'object' && parent !== null ? (parent as Record<string, unknown>)[key] : undefined;
@@ -60,12 +79,15 @@ export function parseView(raw: unknown, source: string, baseDir = '.'): CameraVi
   const result = viewSchema.safeParse(raw, { error: configMessage });
   if (!result.success) {
     // As the config file's: one issue per unknown key, at the key.
-    throw new ConfigError(source, result.error.issues.flatMap((iss): ConfigIssue[] => {
-      const path = iss.path.filter((k): k is string | number => typeof k !== 'symbol');
-      if (iss.code !== 'unrecognized_keys') return [{ path: formatPath(path), message: iss.message }];
-      const messages = iss.message.split(KEY_SEPARATOR);
-      return iss.keys.map((key, i) => ({ path: formatPath([...path, key]), message: messages[i] ?? 'unknown key' }));
-    }));
+    throw new ConfigError(
+      source,
+      result.error.issues.flatMap((iss): ConfigIssue[] => {
+        const path = iss.path.filter((k): k is string | number => typeof k !== 'symbol');
+        if (iss.code !== 'unrecognized_keys') return [{ path: formatPath(path), message: iss.message }];
+        const messages = iss.message.split(KEY_SEPARATOR);
+        return iss.keys.map((key, i) => ({ path: formatPath([...path, key]), message: messages[i] ?? 'unknown key' }));
+      }),
+    );
   }
   const view = result.data;
   return {
@@ -120,8 +142,10 @@ async function loadReference(camera: CameraConfig, view: CameraView, zone: ZoneC
   }
   const want = camera.detect.width / camera.detect.height;
   if (Math.abs(img.width / img.height - want) / want > ASPECT_TOLERANCE) {
-    throw new SceneReferenceError(`${where}: the reference ${rule.reference} is ${img.width}×${img.height}, not the camera's aspect ratio `
-      + `${camera.detect.width}:${camera.detect.height}; it must show the whole camera view; ${fix}`);
+    throw new SceneReferenceError(
+      `${where}: the reference ${rule.reference} is ${img.width}×${img.height}, not the camera's aspect ratio ` +
+        `${camera.detect.width}:${camera.detect.height}; it must show the whole camera view; ${fix}`,
+    );
   }
   return greyThumb(img);
 }

@@ -247,10 +247,15 @@ export class OutboxDrain {
   /** The event JSON, then its evidence image in parts that fit the broker's maximum packet size. */
   private messagesFor(row: OutgoingRow): Outgoing[] {
     // The row id is the event message's messageId; its evidence goes to {prefix}/{gw}/evidence/{messageId}.
-    const out: Outgoing[] = [{
-      seq: row.seq, topic: row.topic, payload: row.payload, bytes: row.bytes,
-      properties: { contentType: 'application/json', payloadFormatIndicator: true },
-    }];
+    const out: Outgoing[] = [
+      {
+        seq: row.seq,
+        topic: row.topic,
+        payload: row.payload,
+        bytes: row.bytes,
+        properties: { contentType: 'application/json', payloadFormatIndicator: true },
+      },
+    ];
     if (row.evidenceState !== 'kept' || !row.evidencePath) return out;
     let image: Buffer;
     try {
@@ -262,19 +267,29 @@ export class OutboxDrain {
     const topic = this.opts.topics.evidence(row.id);
     const room = this.maxPacketSize === null ? image.length : this.maxPacketSize - PACKET_OVERHEAD - Buffer.byteLength(topic);
     if (room <= 0) {
-      this.log.error({ maxPacketSize: this.maxPacketSize, event: row.id }, `the broker's maximum packet size (${this.maxPacketSize}) leaves no room for evidence; raise max_packet_size on the broker`);
+      this.log.error(
+        { maxPacketSize: this.maxPacketSize, event: row.id },
+        `the broker's maximum packet size (${this.maxPacketSize}) leaves no room for evidence; raise max_packet_size on the broker`,
+      );
       return out;
     }
     const parts = Math.max(1, Math.ceil(image.length / room));
     for (let i = 0; i < parts; i++) {
       const chunk = image.subarray(i * room, Math.min(image.length, (i + 1) * room));
       out.push({
-        seq: row.seq, topic, payload: chunk, bytes: chunk.length,
+        seq: row.seq,
+        topic,
+        payload: chunk,
+        bytes: chunk.length,
         properties: {
           contentType: 'image/jpeg',
           userProperties: {
-            messageId: row.id, seq: String(row.seq), sha256: row.evidenceSha256 ?? '', bytes: String(image.length),
-            part: String(i + 1), parts: String(parts),
+            messageId: row.id,
+            seq: String(row.seq),
+            sha256: row.evidenceSha256 ?? '',
+            bytes: String(image.length),
+            part: String(i + 1),
+            parts: String(parts),
           },
         },
       });

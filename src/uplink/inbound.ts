@@ -58,7 +58,11 @@ export class Subscriptions {
   private generation = 0;
 
   /** `onAccepted` hears of every message that passed its schema, before its handler runs (the agent's bus). */
-  constructor(topics: GatewayTopics, log: Logger, private readonly onAccepted?: (topic: string, filter: string, payload: unknown) => void) {
+  constructor(
+    topics: GatewayTopics,
+    log: Logger,
+    private readonly onAccepted?: (topic: string, filter: string, payload: unknown) => void,
+  ) {
     this.topics = topics;
     this.log = log;
   }
@@ -68,8 +72,10 @@ export class Subscriptions {
     const problem = topicFilterProblem(filter);
     if (problem) throw new Error(`uplink: cannot subscribe to ${filter}: ${problem}`);
     if (!this.topics.owns(filter)) {
-      throw new Error(`uplink: cannot subscribe to ${filter}: only topics under ${this.topics.base}/ are this gateway's; ` +
-        'messages for it must be sent there');
+      throw new Error(
+        `uplink: cannot subscribe to ${filter}: only topics under ${this.topics.base}/ are this gateway's; ` +
+          'messages for it must be sent there',
+      );
     }
     const sub: Subscription = { filter, schema, handler: handler as InboundHandler<never> };
     const isNew = !this.list.some((s) => s.filter === filter);

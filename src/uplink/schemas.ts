@@ -12,7 +12,8 @@ const sources: Record<string, { schema: z.ZodType; title: string; description: s
   'availability.schema.json': {
     schema: availabilityPayloadSchema,
     title: 'edgepatrol availability message',
-    description: 'Payload of {prefix}/{gatewayId}/availability (QoS 1, retained; the last will sets offline). Generated from src/uplink/contract.ts.',
+    description:
+      'Payload of {prefix}/{gatewayId}/availability (QoS 1, retained; the last will sets offline). Generated from src/uplink/contract.ts.',
   },
   'health.schema.json': {
     schema: healthPayloadSchema,
@@ -32,14 +33,21 @@ const sources: Record<string, { schema: z.ZodType; title: string; description: s
   'evidence-properties.schema.json': {
     schema: evidencePropertiesSchema,
     title: 'edgepatrol evidence user properties',
-    description: 'MQTT 5 user properties of each message on {prefix}/{gatewayId}/evidence/{messageId}; the payload is the JPEG or one part of it, content type image/jpeg. Generated from src/uplink/contract.ts.',
+    description:
+      'MQTT 5 user properties of each message on {prefix}/{gatewayId}/evidence/{messageId}; the payload is the JPEG or one part of it, ' +
+      'content type image/jpeg. Generated from src/uplink/contract.ts.',
   },
 };
 
 export function contractSchemaFiles(): Record<string, string> {
   const files: Record<string, string> = {};
   for (const [name, { schema, title, description }] of Object.entries(sources)) {
-    const json = { ...z.toJSONSchema(schema, { target: 'draft-2020-12' }), $id: `https://edgepatrol.dev/schemas/${name}`, title, description };
+    const json = {
+      ...z.toJSONSchema(schema, { target: 'draft-2020-12' }),
+      $id: `https://edgepatrol.dev/schemas/${name}`,
+      title,
+      description,
+    };
     files[name] = JSON.stringify(json, null, 2) + '\n';
   }
   return files;

@@ -101,7 +101,9 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       retryMs: opts.retryMs ?? 5_000,
       onAcked: (seq) => this.emitSafe('acked', seq),
     });
-    this.subscriptions = new Subscriptions(this.topics, this.log, (topic, filter, payload) => this.emit('received', topic, filter, payload));
+    this.subscriptions = new Subscriptions(this.topics, this.log, (topic, filter, payload) =>
+      this.emit('received', topic, filter, payload),
+    );
     if (opts.outbox.delivery === 'service') this.subscribe(this.topics.ack, ackPayloadSchema, ({ ids }) => this.onServiceAck(ids));
   }
 
@@ -126,14 +128,17 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     const { url, tls } = this.opts;
     const clientId = this.opts.clientId ?? `edgepatrol-${this.opts.gatewayId}`;
     const will: AvailabilityPayload = { state: 'offline', version: this.opts.version };
-    const client = mqtt.connect(url, sessionOptions({
-      clientId,
-      username: this.opts.username,
-      password: this.opts.password,
-      tls,
-      sessionExpirySeconds: this.opts.sessionExpirySeconds ?? DEFAULT_SESSION_EXPIRY_SECONDS,
-      will: { topic: this.topics.availability, payload: JSON.stringify(will) },
-    }));
+    const client = mqtt.connect(
+      url,
+      sessionOptions({
+        clientId,
+        username: this.opts.username,
+        password: this.opts.password,
+        tls,
+        sessionExpirySeconds: this.opts.sessionExpirySeconds ?? DEFAULT_SESSION_EXPIRY_SECONDS,
+        will: { topic: this.topics.availability, payload: JSON.stringify(will) },
+      }),
+    );
     this.client = client;
     client.on('connect', (connack) => this.onConnect(client, connack));
     client.on('close', () => this.onClose(client));
@@ -161,7 +166,9 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     const client = this.client;
     if (!client || !this.connected || this.stopping) return false;
     client.publish(this.topics.health, JSON.stringify(payload), {
-      qos: 0, retain: true, properties: { contentType: 'application/json', payloadFormatIndicator: true },
+      qos: 0,
+      retain: true,
+      properties: { contentType: 'application/json', payloadFormatIndicator: true },
     });
     return true;
   }
@@ -182,10 +189,14 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     let offlineAcked = false;
     if (this.connected) {
       const since = new Date().toISOString();
-      client.publish(this.topics.availability, JSON.stringify({ state: 'offline', version: this.opts.version, since } satisfies AvailabilityPayload),
-        { qos: 1, retain: true }, (err) => {
+      client.publish(
+        this.topics.availability,
+        JSON.stringify({ state: 'offline', version: this.opts.version, since } satisfies AvailabilityPayload),
+        { qos: 1, retain: true },
+        (err) => {
           offlineAcked = !err;
-        });
+        },
+      );
       await waitUntil(() => !this.connected || (offlineAcked && this.drain.pending === 0), timeoutMs);
     }
     // A graceful DISCONNECT makes the broker discard the last will; when PUBACKs are missing, the socket is
@@ -209,14 +220,20 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     this.reconnectAttempts = 0;
     this.drain.attach(client, connack);
     const since = new Date().toISOString();
-    client.publish(this.topics.availability, JSON.stringify({ state: 'online', version: this.opts.version, since } satisfies AvailabilityPayload),
-      { qos: 1, retain: true }, (err) => {
+    client.publish(
+      this.topics.availability,
+      JSON.stringify({ state: 'online', version: this.opts.version, since } satisfies AvailabilityPayload),
+      { qos: 1, retain: true },
+      (err) => {
         if (err) this.log.warn({ err: errorText(err) }, 'availability online not acknowledged');
-      });
+      },
+    );
     this.subscriptions.attach(client);
     const { window, maxPacketSize } = this.drain.status();
-    this.log.info({ broker: safeUrl(this.opts.url), window, maxPacketSize,
-      sessionPresent: connack.sessionPresent, ...this.opts.outbox.stats() }, 'mqtt connected; draining outbox');
+    this.log.info(
+      { broker: safeUrl(this.opts.url), window, maxPacketSize, sessionPresent: connack.sessionPresent, ...this.opts.outbox.stats() },
+      'mqtt connected; draining outbox',
+    );
     this.emitSafe('connected');
     this.drain.pump();
   }

@@ -23,10 +23,16 @@ export type CpuPlan = { ok: true; inference: number[]; others: number[] } | { ok
  * for everything else. Not split when that would leave nothing for the rest (decoding needs a core too).
  */
 export function planCpus(allowed: readonly number[], inferenceThreads: number): CpuPlan {
-  if (!Number.isInteger(inferenceThreads) || inferenceThreads < 1) throw new RangeError(`inferenceThreads must be a positive integer, got ${inferenceThreads}`);
+  if (!Number.isInteger(inferenceThreads) || inferenceThreads < 1)
+    throw new RangeError(`inferenceThreads must be a positive integer, got ${inferenceThreads}`);
   const cpus = [...new Set(allowed)].sort((a, b) => a - b);
   if (cpus.length <= inferenceThreads) {
-    return { ok: false, reason: `${cpus.length} CPU${cpus.length === 1 ? '' : 's'} for ${inferenceThreads} inference thread${inferenceThreads === 1 ? '' : 's'} leaves none for decoding` };
+    return {
+      ok: false,
+      reason:
+        `${cpus.length} CPU${cpus.length === 1 ? '' : 's'} for ${inferenceThreads} inference ` +
+        `thread${inferenceThreads === 1 ? '' : 's'} leaves none for decoding`,
+    };
   }
   return { ok: true, inference: cpus.slice(-inferenceThreads), others: cpus.slice(0, -inferenceThreads) };
 }

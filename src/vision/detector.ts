@@ -74,7 +74,9 @@ class WorkerDetector implements Detector {
     let settleReady: { resolve: () => void; reject: (e: Error) => void } | undefined;
     const conn: Connection = {
       worker,
-      ready: new Promise<void>((resolve, reject) => { settleReady = { resolve, reject }; }),
+      ready: new Promise<void>((resolve, reject) => {
+        settleReady = { resolve, reject };
+      }),
       failStart: (err) => settleReady!.reject(err),
       isReady: false,
       pending: new Map(),
@@ -90,7 +92,14 @@ class WorkerDetector implements Detector {
       switch (msg.type) {
         case 'ready':
           this.model = { name: msg.name, sha256: msg.sha256 };
-          this.pre ??= new Preprocessor(msg.inputWidth, msg.inputHeight, msg.preprocess, this.opts.resize ?? 'bilinear', true, msg.quantization);
+          this.pre ??= new Preprocessor(
+            msg.inputWidth,
+            msg.inputHeight,
+            msg.preprocess,
+            this.opts.resize ?? 'bilinear',
+            true,
+            msg.quantization,
+          );
           conn.isReady = true;
           settleReady!.resolve();
           return;
@@ -115,7 +124,9 @@ class WorkerDetector implements Detector {
         }
       }
     });
-    worker.on('error', (err) => { crash = err; });
+    worker.on('error', (err) => {
+      crash = err;
+    });
     worker.on('exit', (code) => {
       const what = crash ? `crashed: ${crash.message}` : `exited with code ${code}`;
       this.bury(conn, new Error(`the detector worker for model ${this.opts.model ?? '(default)'} ${what}`));
@@ -148,7 +159,12 @@ class WorkerDetector implements Detector {
     conn.watchdog = undefined;
     if (conn.pending.size === 0) return;
     conn.watchdog = setTimeout(() => {
-      this.bury(conn, new Error(`the detector worker for model ${this.model.name} answered no frame for ${this.timeoutMs / 1000} s; it was ended and is restarted`));
+      this.bury(
+        conn,
+        new Error(
+          `the detector worker for model ${this.model.name} answered no frame for ${this.timeoutMs / 1000} s; it was ended and is restarted`,
+        ),
+      );
     }, this.timeoutMs);
   }
 
@@ -180,12 +196,14 @@ class WorkerDetector implements Detector {
   }
 
   private send(conn: Connection, frame: Frame, timing: DetectTiming | undefined): Promise<Detection[]> {
-    if (conn.dead) return Promise.reject(new Error(`the detector worker for model ${this.model.name} is gone; the next frame starts a new one`));
+    if (conn.dead)
+      return Promise.reject(new Error(`the detector worker for model ${this.model.name} is gone; the next frame starts a new one`));
     const t0 = performance.now();
     const pre = this.pre!;
     const length = pre.output.length;
     const slot = this.takeSlot(pre.output);
-    if (slot === undefined) return Promise.reject(new Error(`detector for model ${this.model.name}: more than ${MAX_SLOTS} frames in flight`));
+    if (slot === undefined)
+      return Promise.reject(new Error(`detector for model ${this.model.name}: more than ${MAX_SLOTS} frames in flight`));
     const shared = this.slots[slot]!;
     try {
       // The slot itself, not a view of it: the preprocessor fills a letterbox border once per buffer it knows.
@@ -203,7 +221,16 @@ class WorkerDetector implements Detector {
       if (conn.pending.size === 1) this.arm(conn);
       const first = !conn.slotsSent.has(slot);
       conn.slotsSent.add(slot);
-      const msg: ToWorker = { type: 'detect', id, width, height, mapping, slot, length, ...(first && { shared: shared.buffer as SharedArrayBuffer }) };
+      const msg: ToWorker = {
+        type: 'detect',
+        id,
+        width,
+        height,
+        mapping,
+        slot,
+        length,
+        ...(first && { shared: shared.buffer as SharedArrayBuffer }),
+      };
       conn.worker.postMessage(msg);
     });
   }

@@ -5,7 +5,15 @@
 import * as ort from 'onnxruntime-node';
 import { createDecoder, type OutputDecoder } from './decoders.js';
 import {
-  expectedOutput, loadManifest, outputFits, readVerifiedModel, resolveModel, ModelError, type InputQuantization, type ModelSpec, type Preprocess,
+  expectedOutput,
+  loadManifest,
+  outputFits,
+  readVerifiedModel,
+  resolveModel,
+  ModelError,
+  type InputQuantization,
+  type ModelSpec,
+  type Preprocess,
   type ResolvedModel,
 } from './manifest.js';
 import { tuneMalloc } from './malloc.js';
@@ -91,7 +99,10 @@ export async function loadModelSession(model: ResolvedModel, threads = 1): Promi
       graphOptimizationLevel: 'all',
     });
   } catch (err) {
-    throw new ModelError(`onnxruntime cannot load model file ${model.path}: ${(err as Error).message}; rebuild it with scripts/setup.sh`, model.path);
+    throw new ModelError(
+      `onnxruntime cannot load model file ${model.path}: ${(err as Error).message}; rebuild it with scripts/setup.sh`,
+      model.path,
+    );
   }
   try {
     const { input, output, decoder } = model.spec;
@@ -109,7 +120,10 @@ export async function loadModelSession(model: ResolvedModel, threads = 1): Promi
       if (out.type !== 'float32') throw new Error(`output '${output.name}' is ${out.type}, expected float32`);
       dims = out.dims.map(Number);
     } catch (err) {
-      throw new ModelError(`model file ${model.path} failed its test inference on a ${width}x${height} input: ${(err as Error).message}`, model.path);
+      throw new ModelError(
+        `model file ${model.path} failed its test inference on a ${width}x${height} input: ${(err as Error).message}`,
+        model.path,
+      );
     }
     const expected = expectedOutput(decoder, width, height);
     if (!outputFits(expected.shape, dims) || dims.join() !== output.shape.join()) {
@@ -120,13 +134,19 @@ export async function loadModelSession(model: ResolvedModel, threads = 1): Promi
         model.path,
       );
     }
-    return { model, session, inputWidth: width, inputHeight: height, outputDims: dims, decode: createDecoder(decoder, width, height, dims) };
+    return {
+      model,
+      session,
+      inputWidth: width,
+      inputHeight: height,
+      outputDims: dims,
+      decode: createDecoder(decoder, width, height, dims),
+    };
   } catch (err) {
     await session.release();
     throw err;
   }
 }
-
 
 /** Filled by `detect` when given: where the time of one frame went, measured where the work ran. */
 export interface DetectTiming {
@@ -171,8 +191,12 @@ export async function openInferenceCore(opts: DetectorOptions = {}): Promise<Inf
   const { model, session, inputWidth, inputHeight, decode } = await openModelSession(opts);
   if (opts.preprocess && model.spec.input.quantization) {
     await session.release();
-    throw new ModelError(`model ${model.name} takes a uint8 input quantized for its own preprocessing, so another preprocessing would be clipped to ` +
-      `its range; compare preprocessings on a float-input model (its fp32 source: ${String((model.spec.quantization as { from?: string } | undefined)?.from ?? 'none recorded')})`, model.path);
+    throw new ModelError(
+      `model ${model.name} takes a uint8 input quantized for its own preprocessing, so another preprocessing would be clipped to ` +
+        `its range; compare preprocessings on a float-input model (its fp32 source: ` +
+        `${String((model.spec.quantization as { from?: string } | undefined)?.from ?? 'none recorded')})`,
+      model.path,
+    );
   }
   const scoreThreshold = opts.scoreThreshold ?? 0.35;
   const iouThreshold = opts.iouThreshold ?? 0.5;
@@ -207,8 +231,10 @@ export async function openInferenceCore(opts: DetectorOptions = {}): Promise<Inf
           classId,
           score: candidates.scores[i]!,
           box: [
-            clip((b[i * 4]! - padX) / scaleX, frame.width), clip((b[i * 4 + 1]! - padY) / scaleY, frame.height),
-            clip((b[i * 4 + 2]! - padX) / scaleX, frame.width), clip((b[i * 4 + 3]! - padY) / scaleY, frame.height),
+            clip((b[i * 4]! - padX) / scaleX, frame.width),
+            clip((b[i * 4 + 1]! - padY) / scaleY, frame.height),
+            clip((b[i * 4 + 2]! - padX) / scaleX, frame.width),
+            clip((b[i * 4 + 3]! - padY) / scaleY, frame.height),
           ],
         };
       });

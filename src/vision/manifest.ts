@@ -8,7 +8,10 @@ import { z } from 'zod';
 /** A model cannot be found, read, trusted or understood; the message names the file and what to do. */
 export class ModelError extends Error {
   override name = 'ModelError';
-  constructor(message: string, readonly file?: string) {
+  constructor(
+    message: string,
+    readonly file?: string,
+  ) {
     super(message);
   }
 }
@@ -64,12 +67,23 @@ export function expectedOutput(decoder: DecoderSpec, width: number, height: numb
     case 'nanodet': {
       const cells = decoder.strides.reduce((n, s) => n + Math.ceil(height / s) * Math.ceil(width / s), 0);
       const channels = decoder.numClasses + 4 * (decoder.regMax + 1);
-      return { shape: [1, cells, channels], text: `[1,${cells},${channels}] (NanoDet: input ${width}x${height}, strides ${decoder.strides.join('/')}, ${decoder.numClasses} classes + 4x${decoder.regMax + 1} bins)` };
+      return {
+        shape: [1, cells, channels],
+        text:
+          `[1,${cells},${channels}] (NanoDet: input ${width}x${height}, strides ${decoder.strides.join('/')}, ${decoder.numClasses} ` +
+          `classes + 4x${decoder.regMax + 1} bins)`,
+      };
     }
     case 'yolov5':
-      return { shape: [1, null, 5 + decoder.numClasses], text: `[1,N,${5 + decoder.numClasses}] (YOLOv5: N boxes of 4 coordinates, objectness and ${decoder.numClasses} class scores)` };
+      return {
+        shape: [1, null, 5 + decoder.numClasses],
+        text: `[1,N,${5 + decoder.numClasses}] (YOLOv5: N boxes of 4 coordinates, objectness and ${decoder.numClasses} class scores)`,
+      };
     case 'yolov8':
-      return { shape: [1, 4 + decoder.numClasses, null], text: `[1,${4 + decoder.numClasses},N] (YOLOv8/YOLO11: 4 coordinates and ${decoder.numClasses} class scores for each of N boxes)` };
+      return {
+        shape: [1, 4 + decoder.numClasses, null],
+        text: `[1,${4 + decoder.numClasses},N] (YOLOv8/YOLO11: 4 coordinates and ${decoder.numClasses} class scores for each of N boxes)`,
+      };
   }
 }
 
@@ -108,18 +122,27 @@ export const ModelSpecSchema = z
   .superRefine((m, ctx) => {
     const { decoder, classes, input, output } = m;
     if (classes.length !== decoder.numClasses) {
-      ctx.addIssue({ code: 'custom', path: ['classes'], message: `has ${classes.length} names but decoder.numClasses is ${decoder.numClasses}` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['classes'],
+        message: `has ${classes.length} names but decoder.numClasses is ${decoder.numClasses}`,
+      });
     }
     if ((input.type === 'uint8') !== (input.quantization !== undefined)) {
       ctx.addIssue({
-        code: 'custom', path: ['input', 'quantization'],
+        code: 'custom',
+        path: ['input', 'quantization'],
         message: input.type === 'uint8' ? 'is required for a uint8 input (its scale and zeroPoint)' : 'is only for an input of type uint8',
       });
     }
     const [, , height, width] = input.shape;
     const expected = expectedOutput(decoder, width, height);
     if (!outputFits(expected.shape, output.shape)) {
-      ctx.addIssue({ code: 'custom', path: ['output', 'shape'], message: `is [${output.shape.join(',')}] but the decoder needs ${expected.text}` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['output', 'shape'],
+        message: `is [${output.shape.join(',')}] but the decoder needs ${expected.text}`,
+      });
     }
   });
 export type ModelSpec = z.infer<typeof ModelSpecSchema>;

@@ -222,7 +222,10 @@ export type GateDecision = 'motion' | 'refresh' | 'skip';
 export class MotionGate {
   private lastDetectAt = Number.NEGATIVE_INFINITY;
 
-  constructor(private readonly motion: MotionDetector | null, private readonly opts: GateOptions) {}
+  constructor(
+    private readonly motion: MotionDetector | null,
+    private readonly opts: GateOptions,
+  ) {}
 
   decide(frame: Frame, objectsTracked: boolean): { decision: GateDecision; result?: MotionResult } {
     if (!this.motion) return { decision: 'motion' };

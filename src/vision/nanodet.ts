@@ -42,7 +42,13 @@ let passed = { cells: new Int32Array(0), best: new Int32Array(0), scores: new Fl
  * clipped to the input, in model input pixels. Scores are used as given (the model already applied sigmoid).
  * The scan for each cell's best class runs in C where the addon is built, unless `native` is false (tests).
  */
-export function decodeNanodet(output: Float32Array, layout: NanodetLayout, scoreThreshold: number, into: Candidates, native = true): Candidates {
+export function decodeNanodet(
+  output: Float32Array,
+  layout: NanodetLayout,
+  scoreThreshold: number,
+  into: Candidates,
+  native = true,
+): Candidates {
   const { inputWidth: iw, inputHeight: ih, strides, regMax, numClasses } = layout;
   const bins = regMax + 1;
   const stride = numClasses + 4 * bins;
@@ -63,7 +69,8 @@ export function decodeNanodet(output: Float32Array, layout: NanodetLayout, score
   };
   const vision = native ? nativeVision() : null;
   if (vision?.ok) {
-    if (passed.cells.length < cells) passed = { cells: new Int32Array(cells), best: new Int32Array(cells), scores: new Float32Array(cells) };
+    if (passed.cells.length < cells)
+      passed = { cells: new Int32Array(cells), best: new Int32Array(cells), scores: new Float32Array(cells) };
     const n = vision.addon.bestClasses(output, cells, stride, 0, numClasses, scoreThreshold, passed.cells, passed.best, passed.scores);
     // Cells come in order; walk the strides' grids alongside.
     let level = 0;

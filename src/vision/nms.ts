@@ -57,8 +57,14 @@ export class Candidates {
 
 /** Intersection over union of boxes i and j of a flat x1,y1,x2,y2 array. */
 export function iou(boxes: Float32Array, i: number, j: number): number {
-  const ax1 = boxes[i * 4]!, ay1 = boxes[i * 4 + 1]!, ax2 = boxes[i * 4 + 2]!, ay2 = boxes[i * 4 + 3]!;
-  const bx1 = boxes[j * 4]!, by1 = boxes[j * 4 + 1]!, bx2 = boxes[j * 4 + 2]!, by2 = boxes[j * 4 + 3]!;
+  const ax1 = boxes[i * 4]!,
+    ay1 = boxes[i * 4 + 1]!,
+    ax2 = boxes[i * 4 + 2]!,
+    ay2 = boxes[i * 4 + 3]!;
+  const bx1 = boxes[j * 4]!,
+    by1 = boxes[j * 4 + 1]!,
+    bx2 = boxes[j * 4 + 2]!,
+    by2 = boxes[j * 4 + 3]!;
   const iw = Math.min(ax2, bx2) - Math.max(ax1, bx1);
   const ih = Math.min(ay2, by2) - Math.max(ay1, by1);
   if (iw <= 0 || ih <= 0) return 0;

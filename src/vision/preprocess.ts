@@ -151,8 +151,22 @@ export class Preprocessor {
   private by1: Int32Array = new Int32Array(0);
   private bwy: Float32Array = new Float32Array(0);
   /** For YUV frames: the same tables in Y-plane pixels (unit 1) and in the chroma planes. */
-  private yuv: { x0: Int32Array; x1: Int32Array; wx: Float32Array; y0: Int32Array; y1: Int32Array; wy: Float32Array;
-    cx0: Int32Array; cx1: Int32Array; cwx: Float32Array; cy0: Int32Array; cy1: Int32Array; cwy: Float32Array } | undefined;
+  private yuv:
+    | {
+        x0: Int32Array;
+        x1: Int32Array;
+        wx: Float32Array;
+        y0: Int32Array;
+        y1: Int32Array;
+        wy: Float32Array;
+        cx0: Int32Array;
+        cx1: Int32Array;
+        cwx: Float32Array;
+        cy0: Int32Array;
+        cy1: Int32Array;
+        cwy: Float32Array;
+      }
+    | undefined;
   /** Output offset of each source channel's plane, for the native loop. */
   private planes = new Int32Array(3);
   private readonly addon: VisionAddon | null;
@@ -166,8 +180,14 @@ export class Preprocessor {
    * `native` false keeps the bilinear loop in JavaScript even where the addon is built (tests compare the two);
    * the area filter always runs in JavaScript. `quantized`: the model takes a uint8 input quantized so.
    */
-  constructor(readonly width: number, readonly height: number, preprocess: Preprocess, readonly filter: ResizeFilter = 'area', native = true,
-    readonly quantized?: InputQuantization) {
+  constructor(
+    readonly width: number,
+    readonly height: number,
+    preprocess: Preprocess,
+    readonly filter: ResizeFilter = 'area',
+    native = true,
+    readonly quantized?: InputQuantization,
+  ) {
     const addon = native && filter === 'bilinear' ? nativeVision() : null;
     this.addon = addon?.ok ? addon.addon : null;
     this.letterbox = preprocess.resize === 'letterbox';
@@ -212,7 +232,9 @@ export class Preprocessor {
       throw new RangeError(`frame of ${sw}x${sh} needs ${sw * sh * 3} bytes of RGB24, got ${data.length}`);
     }
     if (out.length !== this.output.length || out.constructor !== this.output.constructor) {
-      throw new RangeError(`input buffer is a ${out.constructor.name} of ${out.length}, the model takes a ${this.output.constructor.name} of ${this.output.length}`);
+      throw new RangeError(
+        `input buffer is a ${out.constructor.name} of ${out.length}, the model takes a ${this.output.constructor.name} of ${this.output.length}`,
+      );
     }
     if (sw !== this.srcWidth || sh !== this.srcHeight || !this.xTable || !this.yTable) this.resize(sw, sh);
     if (this.letterbox && out !== this.output && !this.bordered.has(out)) {
@@ -221,7 +243,10 @@ export class Preprocessor {
     }
     if (layout) {
       if (this.filter === 'bilinear') return this.runBilinearYuv(data, sw, sh, layout, out);
-      return this.run(toRgb({ width: sw, height: sh, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength), ts: 0, format: 'yuv420p' }), out);
+      return this.run(
+        toRgb({ width: sw, height: sh, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength), ts: 0, format: 'yuv420p' }),
+        out,
+      );
     }
     if (this.filter === 'bilinear') return this.runBilinear(data, sw, out);
     const dst = this.floatTarget(out);
@@ -263,8 +288,12 @@ export class Preprocessor {
     const p0 = this.planeOf[0]! * plane;
     const p1 = this.planeOf[1]! * plane;
     const p2 = this.planeOf[2]! * plane;
-    const g0 = this.gain[0]!, g1 = this.gain[1]!, g2 = this.gain[2]!;
-    const o0 = this.offset[0]!, o1 = this.offset[1]!, o2 = this.offset[2]!;
+    const g0 = this.gain[0]!,
+      g1 = this.gain[1]!,
+      g2 = this.gain[2]!;
+    const o0 = this.offset[0]!,
+      o1 = this.offset[1]!,
+      o2 = this.offset[2]!;
     for (let y = 0; y < dh; y++) {
       const wBase = y * yTaps;
       let src = yStart[y]! * rowLen;
@@ -306,12 +335,32 @@ export class Preprocessor {
     const p0 = this.planeOf[0]! * plane;
     const p1 = this.planeOf[1]! * plane;
     const p2 = this.planeOf[2]! * plane;
-    const g0 = this.gain[0]!, g1 = this.gain[1]!, g2 = this.gain[2]!;
-    const o0 = this.offset[0]!, o1 = this.offset[1]!, o2 = this.offset[2]!;
+    const g0 = this.gain[0]!,
+      g1 = this.gain[1]!,
+      g2 = this.gain[2]!;
+    const o0 = this.offset[0]!,
+      o1 = this.offset[1]!,
+      o2 = this.offset[2]!;
     const stride = sw * 3;
     if (this.addon) {
-      this.addon.bilinear(data, stride, out, this.width, padY * this.width + padX, this.planes, bx0, bx1, bwx, by0, by1, bwy, this.gain, this.offset,
-        this.quantized?.scale, this.quantized?.zeroPoint);
+      this.addon.bilinear(
+        data,
+        stride,
+        out,
+        this.width,
+        padY * this.width + padX,
+        this.planes,
+        bx0,
+        bx1,
+        bwx,
+        by0,
+        by1,
+        bwy,
+        this.gain,
+        this.offset,
+        this.quantized?.scale,
+        this.quantized?.zeroPoint,
+      );
       return out;
     }
     const dst = this.floatTarget(out);
@@ -345,12 +394,39 @@ export class Preprocessor {
     const t = (this.yuv ??= this.yuvTables(sw, sh));
     const planes = this.planes;
     if (this.addon) {
-      this.addon.bilinearI420(data, sw, sh, out, this.width, padY * this.width + padX, planes, t.x0, t.x1, t.wx, t.y0, t.y1, t.wy,
-        t.cx0, t.cx1, t.cwx, t.cy0, t.cy1, t.cwy, this.gain, this.offset, this.quantized?.scale, this.quantized?.zeroPoint);
+      this.addon.bilinearI420(
+        data,
+        sw,
+        sh,
+        out,
+        this.width,
+        padY * this.width + padX,
+        planes,
+        t.x0,
+        t.x1,
+        t.wx,
+        t.y0,
+        t.y1,
+        t.wy,
+        t.cx0,
+        t.cx1,
+        t.cwx,
+        t.cy0,
+        t.cy1,
+        t.cwy,
+        this.gain,
+        this.offset,
+        this.quantized?.scale,
+        this.quantized?.zeroPoint,
+      );
       return out;
     }
-    const g0 = this.gain[0]!, g1 = this.gain[1]!, g2 = this.gain[2]!;
-    const o0 = this.offset[0]!, o1 = this.offset[1]!, o2 = this.offset[2]!;
+    const g0 = this.gain[0]!,
+      g1 = this.gain[1]!,
+      g2 = this.gain[2]!;
+    const o0 = this.offset[0]!,
+      o1 = this.offset[1]!,
+      o2 = this.offset[2]!;
     const dst = this.floatTarget(out);
     const lerp2 = (at: number, stride: number, r0: number, r1: number, wr: number, c0: number, c1: number, wc: number): number => {
       const top = data[at + r0 * stride + c0]! + (data[at + r0 * stride + c1]! - data[at + r0 * stride + c0]!) * wc;

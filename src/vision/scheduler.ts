@@ -62,7 +62,8 @@ export class InferenceScheduler<T> {
     if (!Number.isInteger(opts.depth) || opts.depth < 1) throw new RangeError(`queue depth must be a whole number ≥ 1, got ${opts.depth}`);
     this.depth = opts.depth;
     this.concurrency = opts.concurrency ?? 1;
-    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new RangeError(`concurrency must be a whole number ≥ 1, got ${opts.concurrency}`);
+    if (!Number.isInteger(this.concurrency) || this.concurrency < 1)
+      throw new RangeError(`concurrency must be a whole number ≥ 1, got ${opts.concurrency}`);
     this.now = opts.now ?? (() => performance.now());
   }
 

@@ -116,11 +116,20 @@ function assignRows(cost: number[][], n: number, m: number): number[] {
       for (let j = 1; j <= m; j++) {
         if (used[j]) continue;
         const cur = cost[i0 - 1]![j - 1]! - u[i0]! - v[j]!;
-        if (cur < minv[j]!) { minv[j] = cur; way[j] = j0; }
-        if (minv[j]! < delta) { delta = minv[j]!; j1 = j; }
+        if (cur < minv[j]!) {
+          minv[j] = cur;
+          way[j] = j0;
+        }
+        if (minv[j]! < delta) {
+          delta = minv[j]!;
+          j1 = j;
+        }
       }
       for (let j = 0; j <= m; j++) {
-        if (used[j]) { u[p[j]!] = u[p[j]!]! + delta; v[j] = v[j]! - delta; } else minv[j] = minv[j]! - delta;
+        if (used[j]) {
+          u[p[j]!] = u[p[j]!]! + delta;
+          v[j] = v[j]! - delta;
+        } else minv[j] = minv[j]! - delta;
       }
       j0 = j1;
     } while (p[j0] !== 0);
@@ -208,7 +217,11 @@ export class Tracker {
     const matched = new Set<TrackState>();
     const used = new Set<number>();
     const apply = (candidates: TrackState[], detIdx: number[], threshold: number): void => {
-      for (const [ti, di] of match(candidates, detIdx.map((i) => detections[i]!), threshold)) {
+      for (const [ti, di] of match(
+        candidates,
+        detIdx.map((i) => detections[i]!),
+        threshold,
+      )) {
         const track = candidates[ti]!;
         this.observe(track, ts, detections[detIdx[di]!]!);
         matched.add(track);
@@ -216,15 +229,27 @@ export class Tracker {
       }
     };
     apply(this.tracks, high, this.iouThreshold);
-    apply(this.tracks.filter((t) => !matched.has(t) && t.missed === 0), low, this.lowIouThreshold);
+    apply(
+      this.tracks.filter((t) => !matched.has(t) && t.missed === 0),
+      low,
+      this.lowIouThreshold,
+    );
 
     for (const t of this.tracks) if (!matched.has(t)) t.missed++;
     this.tracks = this.tracks.filter((t) => !this.expired(t, ts));
     for (const i of high) if (!used.has(i)) this.tracks.push(this.start(ts, detections[i]!));
 
     return this.tracks.map((t) => ({
-      id: t.id, class: t.class, score: t.score, box: [...t.box], firstBox: [...t.firstBox], firstSeen: t.firstSeen,
-      lastSeen: t.lastSeen, missed: t.missed, stillSince: t.stillSince, stationary: t.stationary,
+      id: t.id,
+      class: t.class,
+      score: t.score,
+      box: [...t.box],
+      firstBox: [...t.firstBox],
+      firstSeen: t.firstSeen,
+      lastSeen: t.lastSeen,
+      missed: t.missed,
+      stillSince: t.stillSince,
+      stationary: t.stationary,
     }));
   }
 
@@ -236,8 +261,21 @@ export class Tracker {
   private start(ts: number, det: TrackInput): TrackState {
     const [cx, cy] = centre(det.box);
     return {
-      id: this.nextId++, class: det.class, score: det.score, box: [...det.box], firstBox: [...det.box], predicted: [...det.box],
-      firstSeen: ts, lastSeen: ts, missed: 0, vx: 0, vy: 0, anchorX: cx, anchorY: cy, stillSince: ts, stationary: false,
+      id: this.nextId++,
+      class: det.class,
+      score: det.score,
+      box: [...det.box],
+      firstBox: [...det.box],
+      predicted: [...det.box],
+      firstSeen: ts,
+      lastSeen: ts,
+      missed: 0,
+      vx: 0,
+      vy: 0,
+      anchorX: cx,
+      anchorY: cy,
+      stillSince: ts,
+      stationary: false,
     };
   }
 

@@ -26,8 +26,12 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     child.on('error', (err) => reject(new VideoError(`cannot start ${cmd}: ${err.message}; install Debian's ffmpeg (scripts/setup.sh)`)));
     child.on('close', (code) => resolveRun({ code, stdout, stderr }));
   });
@@ -36,9 +40,18 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout
 /** Width and height of the first video stream, from ffprobe (part of Debian's ffmpeg). */
 export async function probeVideo(file: string): Promise<VideoInfo> {
   const { code, stdout, stderr } = await run('ffprobe', [
-    '-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height:format=duration', '-of', 'json', file,
+    '-v',
+    'error',
+    '-select_streams',
+    'v:0',
+    '-show_entries',
+    'stream=width,height:format=duration',
+    '-of',
+    'json',
+    file,
   ]);
-  const info = code === 0 ? (JSON.parse(stdout) as { streams?: { width?: number; height?: number }[]; format?: { duration?: string } }) : undefined;
+  const info =
+    code === 0 ? (JSON.parse(stdout) as { streams?: { width?: number; height?: number }[]; format?: { duration?: string } }) : undefined;
   const stream = info?.streams?.[0];
   if (!stream?.width || !stream.height) {
     throw new VideoError(`${file} is not a readable video${stderr.trim() ? `: ${stderr.trim().split('\n').pop()}` : ' (no video stream)'}`);
@@ -71,7 +84,8 @@ export async function* readVideoFrames(file: string, opts: ReadVideoOptions): As
   const frameBytes = width * height * 3;
   const startTs = opts.startTs ?? Date.now();
   const start = opts.start ?? 0;
-  if (!(start >= 0) || (opts.end !== undefined && !(opts.end > start))) throw new RangeError(`need 0 <= start < end, got start ${start}, end ${opts.end}`);
+  if (!(start >= 0) || (opts.end !== undefined && !(opts.end > start)))
+    throw new RangeError(`need 0 <= start < end, got start ${start}, end ${opts.end}`);
   // -ss before -i seeks by decoding from the previous keyframe, so the first frame is the one at `start`.
   const args = ['-hide_banner', '-loglevel', 'error', '-nostdin', '-ss', String(start), '-i', file, '-an', '-sn'];
   if (opts.end !== undefined) args.push('-t', String(opts.end - start));
@@ -80,7 +94,9 @@ export async function* readVideoFrames(file: string, opts: ReadVideoOptions): As
   args.push('-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
   const child = spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-4000); });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr = (stderr + d).slice(-4000);
+  });
   const spawnError = new Promise<never>((_, reject) => {
     child.once('error', (err) => reject(new VideoError(`cannot start ffmpeg: ${err.message}; install Debian's ffmpeg (scripts/setup.sh)`)));
   });

@@ -22,11 +22,28 @@ export type ToWorker =
    * Slot `slot` holds `length` values of the model's input type: the preprocessed input; `width`/`height` are the frame's. `shared`
    * comes with the first use of a slot on this worker, which keeps it.
    */
-  | { type: 'detect'; id: number; width: number; height: number; mapping: InputMapping; slot: number; shared?: SharedArrayBuffer; length: number }
+  | {
+      type: 'detect';
+      id: number;
+      width: number;
+      height: number;
+      mapping: InputMapping;
+      slot: number;
+      shared?: SharedArrayBuffer;
+      length: number;
+    }
   | { type: 'close' };
 
 export type FromWorker =
-  | { type: 'ready'; name: string; sha256: string; inputWidth: number; inputHeight: number; preprocess: Preprocess; quantization: InputQuantization | undefined }
+  | {
+      type: 'ready';
+      name: string;
+      sha256: string;
+      inputWidth: number;
+      inputHeight: number;
+      preprocess: Preprocess;
+      quantization: InputQuantization | undefined;
+    }
   | { type: 'init-failed'; message: string; modelError: boolean; file?: string }
   | { type: 'result'; id: number; detections: Detection[]; timing: DetectTiming; slot: number }
   | { type: 'failed'; id: number; message: string; errorName: string; slot: number };
@@ -42,7 +59,12 @@ export async function serveDetector(port: MessagePort, init: WorkerInit): Promis
     core = await openInferenceCore(init);
   } catch (err) {
     const e = err as Error;
-    post({ type: 'init-failed', message: e.message, modelError: e instanceof ModelError, ...(e instanceof ModelError && e.file !== undefined && { file: e.file }) });
+    post({
+      type: 'init-failed',
+      message: e.message,
+      modelError: e instanceof ModelError,
+      ...(e instanceof ModelError && e.file !== undefined && { file: e.file }),
+    });
     port.close();
     return;
   }
@@ -62,16 +84,26 @@ export async function serveDetector(port: MessagePort, init: WorkerInit): Promis
     if (msg.shared) slots.set(msg.slot, msg.shared);
     const shared = slots.get(msg.slot);
     const timing: DetectTiming = { preprocessMs: 0, inferenceMs: 0, postMs: 0 };
-    chain = chain.then(() => {
-      if (!shared) throw new Error(`input slot ${msg.slot} was never sent to this worker`);
-      // The slot stays the main thread's to overwrite only once the answer below has been posted.
-      if (input.length !== msg.length) input = modelInput(quantized, msg.length);
-      input.set(modelInput(quantized, msg.length, shared));
-      return c.infer(input, msg, msg.mapping, timing);
-    }).then(
-      (detections) => post({ type: 'result', id: msg.id, detections, timing, slot: msg.slot }),
-      (err: Error) => post({ type: 'failed', id: msg.id, message: err.message, errorName: err.name, slot: msg.slot }),
-    );
+    chain = chain
+      .then(() => {
+        if (!shared) throw new Error(`input slot ${msg.slot} was never sent to this worker`);
+        // The slot stays the main thread's to overwrite only once the answer below has been posted.
+        if (input.length !== msg.length) input = modelInput(quantized, msg.length);
+        input.set(modelInput(quantized, msg.length, shared));
+        return c.infer(input, msg, msg.mapping, timing);
+      })
+      .then(
+        (detections) => post({ type: 'result', id: msg.id, detections, timing, slot: msg.slot }),
+        (err: Error) => post({ type: 'failed', id: msg.id, message: err.message, errorName: err.name, slot: msg.slot }),
+      );
   });
-  post({ type: 'ready', name: c.model.name, sha256: c.model.spec.sha256, inputWidth: c.inputWidth, inputHeight: c.inputHeight, preprocess: c.preprocess, quantization: c.quantization });
+  post({
+    type: 'ready',
+    name: c.model.name,
+    sha256: c.model.spec.sha256,
+    inputWidth: c.inputWidth,
+    inputHeight: c.inputHeight,
+    preprocess: c.preprocess,
+    quantization: c.quantization,
+  });
 }

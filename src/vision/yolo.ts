@@ -12,10 +12,17 @@ export interface YoloLayout {
  * already sigmoided by the export. One candidate per box (its best class), score = objectness × class score,
  * kept when it passes `scoreThreshold`; boxes clipped to the input. `into` is cleared first.
  */
-export function decodeYolov5(output: Float32Array, boxes: number, layout: YoloLayout, scoreThreshold: number, into: Candidates): Candidates {
+export function decodeYolov5(
+  output: Float32Array,
+  boxes: number,
+  layout: YoloLayout,
+  scoreThreshold: number,
+  into: Candidates,
+): Candidates {
   const { inputWidth: iw, inputHeight: ih, numClasses } = layout;
   const stride = 5 + numClasses;
-  if (output.length < boxes * stride) throw new RangeError(`YOLOv5 output has ${output.length} values, ${boxes} boxes x ${stride} need ${boxes * stride}`);
+  if (output.length < boxes * stride)
+    throw new RangeError(`YOLOv5 output has ${output.length} values, ${boxes} boxes x ${stride} need ${boxes * stride}`);
   into.clear();
   for (let n = 0; n < boxes; n++) {
     const base = n * stride;
@@ -42,10 +49,17 @@ export function decodeYolov5(output: Float32Array, boxes: number, layout: YoloLa
  * cx, cy, w, h in input pixels, rows 4… the class scores (already sigmoided, no objectness). One candidate
  * per box (its best class) when that score passes `scoreThreshold`; boxes clipped to the input.
  */
-export function decodeYolov8(output: Float32Array, boxes: number, layout: YoloLayout, scoreThreshold: number, into: Candidates): Candidates {
+export function decodeYolov8(
+  output: Float32Array,
+  boxes: number,
+  layout: YoloLayout,
+  scoreThreshold: number,
+  into: Candidates,
+): Candidates {
   const { inputWidth: iw, inputHeight: ih, numClasses } = layout;
   const need = boxes * (4 + numClasses);
-  if (output.length < need) throw new RangeError(`YOLOv8 output has ${output.length} values, ${4 + numClasses} rows x ${boxes} boxes need ${need}`);
+  if (output.length < need)
+    throw new RangeError(`YOLOv8 output has ${output.length} values, ${4 + numClasses} rows x ${boxes} boxes need ${need}`);
   into.clear();
   for (let n = 0; n < boxes; n++) {
     let best = -1;
@@ -63,7 +77,17 @@ export function decodeYolov8(output: Float32Array, boxes: number, layout: YoloLa
   return into;
 }
 
-function pushCentreBox(into: Candidates, cx: number, cy: number, w: number, h: number, iw: number, ih: number, score: number, classId: number): void {
+function pushCentreBox(
+  into: Candidates,
+  cx: number,
+  cy: number,
+  w: number,
+  h: number,
+  iw: number,
+  ih: number,
+  score: number,
+  classId: number,
+): void {
   const x1 = Math.max(0, cx - w / 2);
   const y1 = Math.max(0, cy - h / 2);
   const x2 = Math.min(iw, cx + w / 2);

@@ -25,7 +25,8 @@ export const clamp255 = (v: number): number => (v < 0 ? 0 : v > 255 ? 255 : v);
 /** Throws unless `data` holds a whole I420 frame of width×height. */
 export function checkI420(width: number, height: number, data: Uint8Array): I420Layout {
   const layout = i420Layout(width, height);
-  if (data.length < layout.bytes) throw new RangeError(`frame of ${width}x${height} needs ${layout.bytes} bytes of YUV 4:2:0, got ${data.length}`);
+  if (data.length < layout.bytes)
+    throw new RangeError(`frame of ${width}x${height} needs ${layout.bytes} bytes of YUV 4:2:0, got ${data.length}`);
   return layout;
 }
 

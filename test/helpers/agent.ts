@@ -24,12 +24,21 @@ export function clipCamera(id: string, extra: Record<string, unknown> = {}): Rec
     source: { file: clip, loop: true },
     detect: { fps: 2, width: 640, height: 480 },
     location: { lat: 22.5386, lon: 114.0286, address: 'test address', grid: 'FT-XMH-0101' },
-    zones: [{
-      id: 'walkway',
-      polygon: [[0, 0.33], [1, 0.33], [1, 1], [0, 1]],
-      // vtest.avi always has people in view: one long presence event, with an update every 3 s.
-      rules: [{ kind: 'presence', type: 'person_presence', classes: ['person'], minScore: 0.45, cooldownSeconds: 2, updateMinutes: 0.05 }],
-    }],
+    zones: [
+      {
+        id: 'walkway',
+        polygon: [
+          [0, 0.33],
+          [1, 0.33],
+          [1, 1],
+          [0, 1],
+        ],
+        // vtest.avi always has people in view: one long presence event, with an update every 3 s.
+        rules: [
+          { kind: 'presence', type: 'person_presence', classes: ['person'], minScore: 0.45, cooldownSeconds: 2, updateMinutes: 0.05 },
+        ],
+      },
+    ],
     ...extra,
   };
 }
@@ -62,7 +71,9 @@ export interface RunningAgent {
 }
 
 const running = new Set<ChildProcess>();
-process.once('exit', () => { for (const p of running) p.kill('SIGKILL'); });
+process.once('exit', () => {
+  for (const p of running) p.kill('SIGKILL');
+});
 
 export function runCli(args: string[]): RunningAgent {
   const proc = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -70,10 +81,19 @@ export function runCli(args: string[]): RunningAgent {
   let err = '';
   let out = '';
   const waiters = new Set<() => void>();
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); for (const w of waiters) w(); });
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  proc.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+    for (const w of waiters) w();
+  });
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
-    proc.on('exit', (code, signal) => { running.delete(proc); for (const w of waiters) w(); res({ code, signal }); });
+    proc.on('exit', (code, signal) => {
+      running.delete(proc);
+      for (const w of waiters) w();
+      res({ code, signal });
+    });
   });
   return {
     proc,
@@ -82,12 +102,22 @@ export function runCli(args: string[]): RunningAgent {
     waitForLog(pattern, timeoutMs = 60_000) {
       return new Promise((res, rej) => {
         const check = (): void => {
-          if (pattern.test(err)) { done(); res(); } else if (proc.exitCode !== null || proc.signalCode !== null) {
-            done(); rej(new Error(`agent exited before logging ${pattern}; stderr:\n${err.slice(-3000)}\nstdout:\n${out.slice(-1000)}`));
+          if (pattern.test(err)) {
+            done();
+            res();
+          } else if (proc.exitCode !== null || proc.signalCode !== null) {
+            done();
+            rej(new Error(`agent exited before logging ${pattern}; stderr:\n${err.slice(-3000)}\nstdout:\n${out.slice(-1000)}`));
           }
         };
-        const timer = setTimeout(() => { done(); rej(new Error(`no log line ${pattern} within ${timeoutMs} ms; stderr:\n${err.slice(-3000)}`)); }, timeoutMs);
-        const done = (): void => { clearTimeout(timer); waiters.delete(check); };
+        const timer = setTimeout(() => {
+          done();
+          rej(new Error(`no log line ${pattern} within ${timeoutMs} ms; stderr:\n${err.slice(-3000)}`));
+        }, timeoutMs);
+        const done = (): void => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
         waiters.add(check);
         check();
       });
@@ -100,7 +130,9 @@ export function runCli(args: string[]): RunningAgent {
 }
 
 /** Reads the outbox rows of a data folder (read-only; the agent may be running: WAL allows it). */
-export function outboxRows(dataDir: string): { seq: number; id: string; state: string; payload: string; evidence_path: string; evidence_sha256: string; camera_id: string }[] {
+export function outboxRows(
+  dataDir: string,
+): { seq: number; id: string; state: string; payload: string; evidence_path: string; evidence_sha256: string; camera_id: string }[] {
   const file = join(dataDir, 'outbox.db');
   if (!existsSync(file)) return [];
   const db = new Database(file, { readonly: true, fileMustExist: true });
@@ -131,7 +163,9 @@ export function ffmpegChildren(): number[] {
       const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       if (ppid === process.pid && (comm === 'ffmpeg' || comm === 'setpriv')) pids.push(Number(name));
-    } catch { /* exited meanwhile */ }
+    } catch {
+      /* exited meanwhile */
+    }
   }
   return pids;
 }

@@ -22,11 +22,14 @@ function ffmpeg(args: string[], expectedBytes: number, what: string): Promise<Bu
     const out: Buffer[] = [];
     let err = '';
     child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => { err = (err + b.toString('utf8')).slice(-2000); });
+    child.stderr.on('data', (b: Buffer) => {
+      err = (err + b.toString('utf8')).slice(-2000);
+    });
     child.once('error', (e) => reject(new Error(`${what}: cannot start ffmpeg: ${e.message}; run scripts/setup.sh`)));
     child.once('close', (code, signal) => {
       const data = Buffer.concat(out);
-      if (code !== 0) return reject(new Error(`${what}: ffmpeg failed (${signal ?? `exit ${code}`}): ${err.trim().split('\n').pop() ?? ''}`));
+      if (code !== 0)
+        return reject(new Error(`${what}: ffmpeg failed (${signal ?? `exit ${code}`}): ${err.trim().split('\n').pop() ?? ''}`));
       if (data.length !== expectedBytes) return reject(new Error(`${what}: ffmpeg gave ${data.length} bytes, expected ${expectedBytes}`));
       resolve(data);
     });
@@ -38,7 +41,15 @@ export async function readFrames(file: string, opts: ReadFramesOptions): Promise
   const frameBytes = bytesOf(format, opts.width, opts.height);
   // The frame sources' own resize (zscale for YUV), except odd YUV sizes (layout tests), which zscale refuses.
   const odd = format === 'yuv420p' && (opts.width % 2 !== 0 || opts.height % 2 !== 0);
-  const output = ['-vf', odd ? `scale=${opts.width}:${opts.height}` : scaleFilter({ ...opts, pixelFormat: format }), '-f', 'rawvideo', '-pix_fmt', format, 'pipe:1'];
+  const output = [
+    '-vf',
+    odd ? `scale=${opts.width}:${opts.height}` : scaleFilter({ ...opts, pixelFormat: format }),
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    format,
+    'pipe:1',
+  ];
   const base = ['-hide_banner', '-loglevel', 'error', '-nostdin'];
   if (opts.times) {
     const frames: Buffer[] = [];
@@ -48,6 +59,10 @@ export async function readFrames(file: string, opts: ReadFramesOptions): Promise
     return frames;
   }
   const count = opts.count ?? 1;
-  const all = await ffmpeg([...base, '-i', file, '-frames:v', String(count), ...output], frameBytes * count, `${file}, first ${count} frames`);
+  const all = await ffmpeg(
+    [...base, '-i', file, '-frames:v', String(count), ...output],
+    frameBytes * count,
+    `${file}, first ${count} frames`,
+  );
   return Array.from({ length: count }, (_, i) => all.subarray(i * frameBytes, (i + 1) * frameBytes));
 }

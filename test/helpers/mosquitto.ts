@@ -106,9 +106,13 @@ function configText(port: number, dir: string, opts: MosquittoOptions): string {
   ];
   if (opts.tls) {
     const requireCertificate = opts.tls.requireCertificate ?? true;
-    lines.push(`cafile ${opts.tls.cafile}`, `certfile ${opts.tls.certfile}`, `keyfile ${opts.tls.keyfile}`,
+    lines.push(
+      `cafile ${opts.tls.cafile}`,
+      `certfile ${opts.tls.certfile}`,
+      `keyfile ${opts.tls.keyfile}`,
       `require_certificate ${requireCertificate}`,
-      `use_identity_as_username ${opts.tls.useIdentityAsUsername ?? requireCertificate}`);
+      `use_identity_as_username ${opts.tls.useIdentityAsUsername ?? requireCertificate}`,
+    );
   }
   lines.push(...(opts.extraConfig ?? []));
   return lines.join('\n') + '\n';
@@ -136,8 +140,12 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     output = '';
     const proc = spawn(mosquittoBin, ['-c', confFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
-    proc.stdout.setEncoding('utf8').on('data', (s: string) => { output += s; });
-    proc.stderr.setEncoding('utf8').on('data', (s: string) => { output += s; });
+    proc.stdout.setEncoding('utf8').on('data', (s: string) => {
+      output += s;
+    });
+    proc.stderr.setEncoding('utf8').on('data', (s: string) => {
+      output += s;
+    });
     let exitInfo: string | undefined;
     exited = new Promise((resolve) => {
       // 'close', not 'exit': by then stdout/stderr are drained, so an error message carries all of the output.
@@ -155,16 +163,20 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     const deadline = Date.now() + startTimeoutMs;
     for (;;) {
       if (exitInfo) {
-        throw new Error(`mosquitto (${mosquittoBin} -c ${confFile}) exited during start with ${exitInfo} on port ${port}; ` +
-          `its output:\n${output.trim() || '(none)'}`);
+        throw new Error(
+          `mosquitto (${mosquittoBin} -c ${confFile}) exited during start with ${exitInfo} on port ${port}; ` +
+            `its output:\n${output.trim() || '(none)'}`,
+        );
       }
       // Both: "running" proves the listener is ours, not another process that grabbed the port.
-      if (/ running\b/.test(output) && await canConnect(port)) return;
+      if (/ running\b/.test(output) && (await canConnect(port))) return;
       if (Date.now() > deadline) {
         proc.kill('SIGKILL');
         await exited;
-        throw new Error(`mosquitto did not accept connections on 127.0.0.1:${port} within ${startTimeoutMs} ms; ` +
-          `its output:\n${output.trim() || '(none)'}`);
+        throw new Error(
+          `mosquitto did not accept connections on 127.0.0.1:${port} within ${startTimeoutMs} ms; ` +
+            `its output:\n${output.trim() || '(none)'}`,
+        );
       }
       await sleep(25);
     }
@@ -239,8 +251,11 @@ export interface Collector {
  * a persistent session (fixed client id, no clean start, 5 min expiry), so with a persistent broker it also
  * receives what was published while it was reconnecting after a broker restart.
  */
-export async function collect(url: string, topicFilter: string,
-  opts: { session?: string; clientOptions?: IClientOptions } = {}): Promise<Collector> {
+export async function collect(
+  url: string,
+  topicFilter: string,
+  opts: { session?: string; clientOptions?: IClientOptions } = {},
+): Promise<Collector> {
   const messages: Received[] = [];
   const waiters = new Set<() => void>();
   const client = await mqtt.connectAsync(url, {
@@ -253,7 +268,13 @@ export async function collect(url: string, topicFilter: string,
     ...opts.clientOptions,
   });
   client.on('message', (topic, payload, packet) => {
-    messages.push({ topic, payload: payload.toString('utf8'), raw: Buffer.from(payload), retain: packet.retain, properties: packet.properties });
+    messages.push({
+      topic,
+      payload: payload.toString('utf8'),
+      raw: Buffer.from(payload),
+      retain: packet.retain,
+      properties: packet.properties,
+    });
     for (const wake of waiters) wake();
   });
   await client.subscribeAsync(topicFilter, { qos: 1 });
@@ -270,8 +291,12 @@ export async function collect(url: string, topicFilter: string,
         };
         const timer = setTimeout(() => {
           finish();
-          reject(new Error(`collect(${topicFilter}): condition not met after ${timeoutMs} ms; ${messages.length} ` +
-            `message(s) received, last: ${JSON.stringify(messages.slice(-3).map((m) => [m.topic, m.payload.slice(0, 300)]))}`));
+          reject(
+            new Error(
+              `collect(${topicFilter}): condition not met after ${timeoutMs} ms; ${messages.length} ` +
+                `message(s) received, last: ${JSON.stringify(messages.slice(-3).map((m) => [m.topic, m.payload.slice(0, 300)]))}`,
+            ),
+          );
         }, timeoutMs);
         const finish = (): void => {
           clearTimeout(timer);

@@ -46,9 +46,35 @@ export function h264Clip(file: string): string {
   } catch {
     mkdirSync(dirname(out), { recursive: true });
     const tmp = `${out}.${process.pid}.tmp.mkv`;
-    const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-i', file, '-an',
-      '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-g', '10', '-bf', '0',
-      '-f', 'matroska', tmp], { encoding: 'utf8' });
+    const r = spawnSync(
+      'ffmpeg',
+      [
+        '-hide_banner',
+        '-loglevel',
+        'error',
+        '-nostdin',
+        '-y',
+        '-i',
+        file,
+        '-an',
+        '-c:v',
+        'libx264',
+        '-preset',
+        'veryfast',
+        '-profile:v',
+        'baseline',
+        '-pix_fmt',
+        'yuv420p',
+        '-g',
+        '10',
+        '-bf',
+        '0',
+        '-f',
+        'matroska',
+        tmp,
+      ],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new Error(`transcoding ${file} for the RTSP server failed: ${r.stderr || r.error?.message}`);
     renameSync(tmp, out);
     return out;
@@ -62,7 +88,9 @@ export async function startRtspServer(opts: RtspServerOptions): Promise<RtspServ
   const port = child.port;
   const server: RtspServer = {
     port,
-    get pid() { return child.process.pid ?? -1; },
+    get pid() {
+      return child.process.pid ?? -1;
+    },
     url: (mount) => `rtsp://127.0.0.1:${port}/${mount}`,
     stop: () => kill(child.process),
     async restart() {
@@ -75,10 +103,13 @@ export async function startRtspServer(opts: RtspServerOptions): Promise<RtspServ
 
 async function launch(port: number, clip: string, mounts: string[]): Promise<{ process: ServerChild; port: number }> {
   // stdin stays an open pipe that is never written: the server quits at its EOF, i.e. when this process dies.
-  const proc: ServerChild = spawn('/usr/bin/python3', [join(here, 'rtsp-server.py'), '--port', String(port), '--file', clip, ...mounts],
-    { stdio: ['pipe', 'pipe', 'pipe'] });
+  const proc: ServerChild = spawn('/usr/bin/python3', [join(here, 'rtsp-server.py'), '--port', String(port), '--file', clip, ...mounts], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let stderr = '';
-  proc.stderr.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
+  proc.stderr.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
   const bound = await new Promise<number>((resolve, reject) => {
     let stdout = '';
     const onExit = (code: number | null, signal: string | null): void =>
