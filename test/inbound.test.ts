@@ -8,6 +8,7 @@ import { gatewayTopics, senderTopics, topicFilterProblem, topicMatches } from '.
 import { createLogger } from '../src/log.js';
 import { Outbox } from '../src/outbox/index.js';
 import { Uplink, type UplinkOptions } from '../src/uplink/index.js';
+import { until } from './helpers/agent.js';
 import { brokerFor, tempDirFor } from './helpers/mosquitto.js';
 
 const prefix = 'ep';
@@ -98,14 +99,6 @@ function rig(tt: Test, url: string) {
 
 function connected(uplink: Uplink): Promise<unknown> {
   return once(uplink, 'connected', { signal: AbortSignal.timeout(20_000) });
-}
-
-async function until(what: string, done: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** The central side: a plain MQTT 5 client that sends work down to the gateway. */

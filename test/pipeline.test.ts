@@ -3,7 +3,7 @@
 // server is noticed within stallSeconds + 1 s and streaming resumes within 5 s of its return; a still scene
 // barely runs the detector; `edgepatrol status` shows it all; no ffmpeg outlives the agent.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -15,6 +15,7 @@ import { defaultComponents } from '../src/components/index.js';
 import type { CameraStatus } from '../src/agent/stats.js';
 import { loadConfig } from '../src/config/index.js';
 import { createLogger } from '../src/log.js';
+import { ffmpegChildren } from './helpers/agent.js';
 import { startMosquitto } from './helpers/mosquitto.js';
 import { defaultClip, startRtspServer } from './helpers/rtsp.js';
 
@@ -47,23 +48,6 @@ function statusCli(args: string[]): Promise<{ code: number | null; stdout: strin
     stderr += d.toString();
   });
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-}
-
-/** Pids of this process's children that are ffmpeg or setpriv (FrameSource and grabFrame spawn through setpriv). */
-function ffmpegChildren(): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === process.pid && (comm === 'ffmpeg' || comm === 'setpriv')) pids.push(Number(name));
-    } catch {
-      /* exited meanwhile */
-    }
-  }
-  return pids;
 }
 
 // A still scene: one frame of the real clip (people standing in it) looped as a video.
