@@ -10,7 +10,7 @@
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { compareModels } from '../src/cli/model.js';
+import { compareModels } from '../src/cli/model-quality.js';
 import { buildInt8, int8Entry, readCalibrationRecord } from '../src/model/int8.js';
 import { readManifestFile, writeManifestEntry } from '../src/model/manifest-file.js';
 import { readModel } from '../src/model/onnx.js';
