@@ -4,7 +4,8 @@
  * The `detect` path is timed twice: in its worker thread (`openDetector`, what the agent uses) and on the
  * calling thread (`openInlineDetector`), with the turns this thread's event loop made meanwhile.
  * `--compare-preprocess` instead counts detections with the upstream BGR mean/std and the RGB/255
- * preprocessing on those frames (the measurement behind the manifest's `preprocess`, docs/decisions.md).
+ * preprocessing on those frames (the measurement behind the manifest's `preprocess`,
+ * docs/decisions/0007-nanodet-bgr-preprocessing.md).
  * `--compare-resize` times the `area` and `bilinear` resize and compares their detections (IoU ≥ 0.5, same class).
  *
  *   node dist/bench/detect.js [--video FILE] [--frames 20] [--rounds 3] [--threads 2] [--compare-preprocess|--compare-resize]

@@ -190,7 +190,7 @@ function clipAt(fps: number): string {
  * once ffmpeg's -re has caught up the paused time the agent's window is timed. Each agent
  * window is compared with the raw windows just before and after it. Restarting the agent and a new raw session
  * for every round, as the first version of this bench did, put 18–24 s between a measurement and its reference,
- * and raw alone moved by ±30 % within that on this shared VM (docs/decisions.md, "The ratio in short turns").
+ * and raw alone moved by ±30 % within that on this shared VM (docs/decisions/0024-how-the-ratio-is-measured.md).
  */
 async function ratio(): Promise<void> {
   const seconds = Number(values.seconds ?? 4);

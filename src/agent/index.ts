@@ -161,7 +161,8 @@ export class Agent {
       depth: config.model.queueDepth,
       // Three in flight: frames are preprocessed on this thread while the worker runs the model, and the worker
       // keeps one input in reserve, so a pause of this thread (a garbage collection, a burst of pipe reads) does
-      // not leave it idle (docs/decisions.md). It answers in call order: each camera's rules see time order.
+      // not leave it idle (docs/decisions/0017-detector-in-a-worker-thread.md). It answers in call order: each
+      // camera's rules see time order.
       concurrency: 3,
       run: (cameraId, frame) => this.cameras.get(cameraId)!.detect(frame),
       onError: (cameraId, err) => log.error({ camera: cameraId, err }, `camera ${cameraId}: detection failed`),

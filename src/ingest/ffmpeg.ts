@@ -36,9 +36,10 @@ const rtspTimeoutUs = 5_000_000;
  * counted in slots of 1/fps s and rounded to the nearest, lands in a later slot than the last kept frame's.
  * ffmpeg's `fps` filter picks the same frames when the camera is faster than `fps`, but fills the slots of a
  * slower camera with copies of the previous frame, and the detector then ran again on the same picture (a 10 fps
- * camera detected at 30 fps: two calls in three wasted, docs/decisions.md). Rounding rather than flooring keeps
- * every frame of a camera at exactly `fps` whose timestamps jitter around the slot edges. A frame without a
- * timestamp passes. It runs before `scale`, so frames it drops are never scaled or converted.
+ * camera detected at 30 fps: two calls in three wasted, docs/decisions/0025-select-filter-instead-of-fps.md).
+ * Rounding rather than flooring keeps every frame of a camera at exactly `fps` whose timestamps jitter around the
+ * slot edges. A frame without a timestamp passes. It runs before `scale`, so frames it drops are never scaled or
+ * converted.
  */
 export function rateFilter(fps: number): string {
   return `select='isnan(t)+isnan(prev_selected_t)+gt(round(t*${fps}),round(prev_selected_t*${fps}))'`;
@@ -48,7 +49,7 @@ export function rateFilter(fps: number): string {
  * The resize to the detect size. For YUV, zimg's (zscale): it also brings a full-range camera (yuvj420p, most
  * MJPEG and some H.264 cameras) to limited range, which ffmpeg 5.1's swscale leaves as it is between YUV formats
  * (measured: Y 0–252 stayed 0–252 with out_range=tv), and it took 0.38 CPU s where swscale took 0.66 to scale
- * 200 frames of 1280×720 to 640×360 (docs/decisions.md, "Frames stay YUV"). It needs even sizes (the config
+ * 200 frames of 1280×720 to 640×360 (docs/decisions/0029-frames-stay-yuv.md). It needs even sizes (the config
  * checks). For RGB, swscale converts by the frame's own range.
  */
 export function scaleFilter(out: Pick<OutputFormat, 'width' | 'height' | 'pixelFormat'>): string {
@@ -76,7 +77,7 @@ export function ffmpegArgs(input: Input, out: OutputFormat, loop: boolean): stri
     // ffmpeg would otherwise read keyboard commands from stdin; the supervisor controls it with signals only.
     '-nostdin',
     // One decoding thread: the cameras' ffmpegs already run side by side on the cores, and frame threads cost
-    // 22 % more CPU and 6 MB more RSS per camera on a 640×360 stream (docs/decisions.md).
+    // 22 % more CPU and 6 MB more RSS per camera on a 640×360 stream (docs/decisions/0025-select-filter-instead-of-fps.md).
     '-threads',
     '1',
     ...inputArgs,

@@ -10,18 +10,19 @@ import type { Frame } from '../common/frame.js';
 
 /**
  * Frame buffers kept for reuse per camera. Allocating one per frame (1.3 MB at 768×576) made V8 run a full
- * mark-compact several times a second for the external memory alone (docs/decisions.md). The list only ever holds
- * buffers that were in use at once a moment before (a frame being read, two waiting, the queue's and the
- * detector's), so it costs memory only where a camera's frames pile up: at 79 fps offered to one camera, 2 idle
- * buffers still left 33 full collections in 22 s, 4 left 16 and 6 left 6; at 2 fps it never holds more than 2–3.
+ * mark-compact several times a second for the external memory alone
+ * (docs/decisions/0023-reused-frame-buffers-shared-inputs.md). The list only ever holds buffers that were in use
+ * at once a moment before (a frame being read, two waiting, the queue's and the detector's), so it costs memory
+ * only where a camera's frames pile up: at 79 fps offered to one camera, 2 idle buffers still left 33 full
+ * collections in 22 s, 4 left 16 and 6 left 6; at 2 fps it never holds more than 2–3.
  */
 const FRAME_POOL = 6;
 
 /**
  * Frames that completed within one turn of the event loop and are all delivered. Two, not one: ffmpeg sometimes
  * writes two frames back to back (catching up after network jitter), and with one slot the first was dropped
- * even at 2 fps (0–2 per camera a minute with 16 cameras, docs/decisions.md). More than two only happens when
- * the loop itself is behind, and then the newest are the ones worth detecting.
+ * even at 2 fps (0–2 per camera a minute with 16 cameras, docs/decisions/0014-one-shared-inference-queue.md).
+ * More than two only happens when the loop itself is behind, and then the newest are the ones worth detecting.
  */
 const PENDING_FRAMES = 2;
 
@@ -133,8 +134,8 @@ export interface InPlaceRead {
  * `onread`), or undefined when this Node's child stdout has no pipe handle to re-wrap (the caller then copies
  * 'data' chunks). The stream path allocated a 64 KiB buffer per read and copied it into the frame: at 80 frames/s
  * of 768×576 that was 100 MB/s of short-lived buffers, and V8's helper threads spent 25 % of a core on them
- * against 13 % with this (docs/decisions.md). child_process creates the pipe before we can pass `onread`, hence
- * the hand-over of its handle, which Node keeps as `_handle`.
+ * against 13 % with this (docs/decisions/0022-ffmpeg-output-read-in-place.md). child_process creates the pipe
+ * before we can pass `onread`, hence the hand-over of its handle, which Node keeps as `_handle`.
  */
 export function readStraightIntoFrames(stdout: Readable, onread: InPlaceRead): Socket | undefined {
   const owner = stdout as unknown as { _handle?: { useUserBuffer?: unknown } | null };

@@ -75,7 +75,7 @@ const stopGraceMs = 2000;
  * size and rate. Any ffmpeg exit is a disconnect (on server loss it exits 0); a last-frame watchdog kills
  * a silent one; restarts back off exponentially with jitter. ffmpeg is started through
  * `setpriv --pdeathsig KILL` so that it dies with this process even when this process is SIGKILLed
- * (docs/decisions.md, "ffmpeg dies with the agent").
+ * (docs/decisions/0005-ffmpeg-dies-with-the-agent.md).
  *
  * Each 'frame' carries a fresh buffer the listener may keep. Listeners that fall behind do not build a
  * queue here: completed frames wait in two slots (frame-assembler.ts) until the event loop is free, and a newer one

@@ -20,7 +20,8 @@ export interface CalibrationRecord {
   quantizeHeadConvs: boolean;
   /**
    * The model takes its input as uint8, quantized by the caller's preprocessing, instead of float32 quantized by
-   * its first node (a quarter of the bytes per frame; docs/decisions.md). Records written before it lack it.
+   * its first node (a quarter of the bytes per frame; docs/decisions/0030-int8-uint8-input.md). Records written
+   * before it lack it.
    */
   uint8Input?: boolean;
   /** Conv weight bits (default 8, what records written before the field meant). */

@@ -204,7 +204,7 @@ export function planQuantization(model: onnx.IModelProto, opts: QuantizeOptions 
 /**
  * Conv weight precision. 7 bits keep every sum of two u8×s8 products inside int16 (2 × 255 × 63 = 32130), so
  * x86 CPUs without VNNI, whose kernels add such pairs with int16 saturation (pmaddubsw), compute exactly what VNNI
- * and arm64 compute; with 8 bits they clip (docs/decisions.md, "INT8 that gives the same detections on every CPU").
+ * and arm64 compute; with 8 bits they clip (docs/decisions/0034-int8-7-bit-weights.md).
  */
 export type WeightBits = 7 | 8;
 

@@ -93,7 +93,7 @@ export const migrations: readonly string[] = [
   `,
   // Version 3: the acknowledged-up-to watermark and state counts kept in `usage`. With delivery: broker, the
   // uplink records a run of PUBACKs that arrived in seq order as one `acks` row ("every unacknowledged row up to
-  // seq N is acked") instead of rewriting each row (docs/decisions.md, "Outbox drain, third pass"). The rows
+  // seq N is acked") instead of rewriting each row (docs/decisions/0019-outbox-drain-watermark.md). The rows
   // keep their stored state; the table is renamed to event_rows and `events` becomes a view that shows every
   // row's effective state, so readers of the file (the sqlite3 shell, tests) see what the outbox means.
   `

@@ -44,7 +44,8 @@ export class RowStore {
    * this transaction only). It survives a crash of the agent (the WAL is in the OS's cache) and becomes durable
    * with the next fsynced commit or checkpoint; a power cut may undo the newest ones, which only means those
    * events are sent again — duplicates, never loss. Adds and evictions stay synchronous=FULL.
-   * Measured by bench/outbox.ts: the drain rate is bound by these commits (docs/decisions.md).
+   * Measured by bench/outbox.ts: the drain rate is bound by these commits
+   * (docs/decisions/0012-outbox-state-commits-without-fsync.md).
    */
   stateTransaction<T>(fn: () => T): T {
     this.db.pragma('synchronous = NORMAL');

@@ -192,7 +192,8 @@ export class OutboxDrain {
    * pump() once the PUBACKs that arrived together have all been handled. mqtt.js handles one incoming packet
    * per process.nextTick and each publish corks the socket only until the next tick, so a publish made inside
    * a PUBACK callback costs its own write system call; refilling the window after the burst sends the freed
-   * slots' messages in one write (measured in docs/decisions.md: the drain spent more in writev than in SQLite).
+   * slots' messages in one write (the drain spent more in writev than in SQLite: bench/RESULTS.md,
+   * "Issue 6, 2026-11-29: outbox drain, third pass (watermark)").
    */
   private pumpSoon(): void {
     this.pumpImmediate ??= setImmediate(() => {

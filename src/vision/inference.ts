@@ -36,7 +36,7 @@ export interface DetectorOptions {
   maxDetections?: number;
   /** Overrides the manifest's preprocessing (used to measure alternatives, see bench/detect.ts). */
   preprocess?: Preprocess;
-  /** How frames are resampled to the model input; default `bilinear` (docs/decisions.md: measured against `area`). */
+  /** How frames are resampled to the model input; default `bilinear` (docs/decisions/0018-bilinear-resize.md: measured against `area`). */
   resize?: ResizeFilter;
   /** A worker that answers nothing for this long while frames wait is ended and restarted, ms; default 60,000. */
   timeoutMs?: number;

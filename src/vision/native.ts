@@ -69,7 +69,7 @@ export interface VisionAddon {
 /**
  * The addon, once per thread, or why not: the bilinear resize took 2–3 ms of the agent's main thread per
  * 768×576 frame in JavaScript, the class scan of a NanoDet output 0.3–0.5 ms of the detector's worker
- * (docs/decisions.md, "Preprocessing in C"). EDGEPATROL_NATIVE_VISION=off keeps both in JavaScript; the two
+ * (docs/decisions/0026-preprocessing-in-c.md). EDGEPATROL_NATIVE_VISION=off keeps both in JavaScript; the two
  * paths give the same results to within float rounding (test/vision.test.ts).
  */
 export function nativeVision(): Addon<VisionAddon> {

@@ -118,7 +118,8 @@ export function quantizeInput(src: Float32Array, q: InputQuantization, dst: Uint
  * How the frame is resampled to the model input. `area` averages every source pixel an output pixel covers
  * (two separable passes through a float buffer); `bilinear` blends the 2×2 source pixels nearest each output
  * pixel's centre in one pass, reading about a third of the pixels a 768×576 → 416×416 area resize reads.
- * bench/detect.ts `--compare-resize` measures both (time and detections); docs/decisions.md has the figures.
+ * bench/detect.ts `--compare-resize` measures both (time and detections); the figures are in bench/RESULTS.md,
+ * "Issue 4, 2026-11-29: detector in a worker thread, bilinear resize".
  */
 export type ResizeFilter = 'area' | 'bilinear';
 

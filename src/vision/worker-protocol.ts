@@ -5,7 +5,8 @@
  * Inputs travel in a few SharedArrayBuffer slots that both threads keep: the main thread writes a slot, the
  * worker copies it into its own input buffer (onnxruntime-node refuses shared memory) and frees the slot with
  * the result. Transferred ArrayBuffers, used before, arrived in each thread as new external memory at every
- * frame, and V8 answered with a full garbage collection of the main thread about every 200 ms (docs/decisions.md).
+ * frame, and V8 answered with a full garbage collection of the main thread about every 200 ms
+ * (docs/decisions/0023-reused-frame-buffers-shared-inputs.md).
  */
 import type { MessagePort } from 'node:worker_threads';
 import { pinThisThread } from './affinity.js';

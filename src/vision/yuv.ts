@@ -5,8 +5,8 @@ export { frameBytes, i420Layout, type I420Layout } from '../common/frame.js';
 
 /**
  * YUV 4:2:0 frames (I420, limited range, BT.601), the layout the cameras' frame sources deliver
- * (docs/decisions.md, "Frames stay YUV"). The detector's preprocessing reads them directly (preprocess.ts); only a
- * frame that becomes evidence is converted to RGB, here.
+ * (docs/decisions/0029-frames-stay-yuv.md). The detector's preprocessing reads them directly (preprocess.ts);
+ * only a frame that becomes evidence is converted to RGB, here.
  */
 
 /**
