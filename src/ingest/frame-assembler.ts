@@ -13,8 +13,8 @@ import type { Frame } from '../common/frame.js';
  * mark-compact several times a second for the external memory alone
  * (docs/decisions/0023-reused-frame-buffers-shared-inputs.md). The list only ever holds buffers that were in use
  * at once a moment before (a frame being read, two waiting, the queue's and the detector's), so it costs memory
- * only where a camera's frames pile up: at 79 fps offered to one camera, 2 idle buffers still left 33 full
- * collections in 22 s, 4 left 16 and 6 left 6; at 2 fps it never holds more than 2–3.
+ * only where a camera's frames pile up: at 79 fps offered to one camera, with the shared input slots, 2 idle
+ * buffers still left 30 full collections, 3 left 36, 4 left 16 and 6 left 6; at 2 fps it never holds more than 2–3.
  */
 const FRAME_POOL = 6;
 
@@ -133,8 +133,8 @@ export interface InPlaceRead {
  * ffmpeg's stdout re-wrapped as a socket whose reads land straight in the frame being assembled (net.Socket's
  * `onread`), or undefined when this Node's child stdout has no pipe handle to re-wrap (the caller then copies
  * 'data' chunks). The stream path allocated a 64 KiB buffer per read and copied it into the frame: at 80 frames/s
- * of 768×576 that was 100 MB/s of short-lived buffers, and V8's helper threads spent 25 % of a core on them
- * against 13 % with this (docs/decisions/0022-ffmpeg-output-read-in-place.md). child_process creates the pipe
+ * of 768×576 that was 100 MB/s of short-lived buffers, and V8's helper threads spent about 22 % of a core on them
+ * against about 14 % with this (docs/decisions/0022-ffmpeg-output-read-in-place.md). child_process creates the pipe
  * before we can pass `onread`, hence the hand-over of its handle, which Node keeps as `_handle`.
  */
 export function readStraightIntoFrames(stdout: Readable, onread: InPlaceRead): Socket | undefined {

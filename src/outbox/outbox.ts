@@ -191,8 +191,8 @@ export class Outbox {
   /** The uplink's read: `pending(limit, afterSeq)` with only the columns a publish needs. */
   outgoing(limit: number, afterSeq = 0): OutgoingRow[] {
     // Rows come as arrays (the statement is raw) and are made objects here: better-sqlite3's own row objects
-    // cost 4.6 µs a row against 3.5 µs as arrays, and this read is the drain's largest cost
-    // (docs/decisions/0019-outbox-drain-watermark.md).
+    // cost 4.6 µs a row against 3.5 µs as arrays, and this read is the drain's largest SQLite
+    // cost (docs/decisions/0019-outbox-drain-watermark.md, 0020).
     const rows = this.store.st.outgoing.all(afterSeq, limit) as OutgoingColumns[];
     return rows.map(([seq, id, topic, payload, bytes, evidencePath, evidenceSha256, evidenceState, attempts]) => ({
       seq,

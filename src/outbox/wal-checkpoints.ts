@@ -19,7 +19,7 @@ const INLINE_CHECKPOINT_PAGES = 1000;
 const BACKSTOP_CHECKPOINT_PAGES = 4_000;
 const CHECKPOINT_INTERVAL_MS = 200;
 
-/** Moves WAL checkpoints to a worker thread (docs/decisions/0019-outbox-drain-watermark.md: they were the largest stall of the drain). */
+/** Moves WAL checkpoints to a worker thread (docs/decisions/0019-outbox-drain-watermark.md: inside commits they stalled the drain). */
 export class BackgroundCheckpointer {
   private worker: Worker | undefined;
 
