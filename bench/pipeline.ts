@@ -72,7 +72,7 @@ const threads = Number(values.threads);
 const work = mkdtempSync(join(tmpdir(), 'edgepatrol-bench-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const out = (line: string) => process.stdout.write(line + '\n');
+const out = (line: string) => process.stdout.write(`${line}\n`);
 
 function ffmpeg(args: string[]): void {
   const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', ...args], { encoding: 'utf8' });

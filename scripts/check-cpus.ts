@@ -380,7 +380,7 @@ async function main(argv: string[]): Promise<number> {
 
   // Each kind's lines go out as soon as it is done (an emulated kind takes minutes); the summary waits for all.
   const out = (line: unknown): void => {
-    process.stdout.write(JSON.stringify(line) + '\n');
+    process.stdout.write(`${JSON.stringify(line)}\n`);
   };
   let failed = false;
   let below = false;

@@ -34,7 +34,7 @@ async function main(): Promise<number> {
     process.stderr.write('usage: cpu-detect --models-dir DIR --model NAME [--model NAME…] [--threshold S] IMAGE…\n');
     return 2;
   }
-  process.stdout.write(JSON.stringify({ cpu: { arch: process.arch, features: cpuFeatures() } }) + '\n');
+  process.stdout.write(`${JSON.stringify({ cpu: { arch: process.arch, features: cpuFeatures() } })}\n`);
   const images = [];
   for (const file of positionals) {
     try {
@@ -58,7 +58,7 @@ async function main(): Promise<number> {
         const t0 = performance.now();
         const dets = await detector.detect({ width: img.width, height: img.height, data: img.data, ts: 0 });
         process.stdout.write(
-          JSON.stringify({
+          `${JSON.stringify({
             model: detector.model.name,
             sha256: detector.model.sha256,
             image: img.file,
@@ -71,7 +71,7 @@ async function main(): Promise<number> {
               score: round(d.score, 5),
               box: d.box.map((v) => round(v, 2)),
             })),
-          }) + '\n',
+          })}\n`,
         );
       }
     } finally {

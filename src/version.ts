@@ -9,7 +9,7 @@ function findRoot(): string {
     const candidate = join(dir, 'package.json');
     if (existsSync(candidate) && (JSON.parse(readFileSync(candidate, 'utf8')) as { name?: string }).name === 'edgepatrol') return dir;
     const up = dirname(dir);
-    if (up === dir) throw new Error('edgepatrol: cannot find the project root (package.json) above ' + fileURLToPath(import.meta.url));
+    if (up === dir) throw new Error(`edgepatrol: cannot find the project root (package.json) above ${fileURLToPath(import.meta.url)}`);
     dir = up;
   }
 }

@@ -263,7 +263,7 @@ t.test('model compare --json: the figures the text prints, with class names', as
 t.test('model add and quantize --json describe what they installed; model list --json then shows it', async (t) => {
   const manifest = loadManifest(modelsDir);
   const [name, spec] = Object.entries(manifest.models).find(([, s]) => s.precision === 'fp32' && s.decoder.kind === 'nanodet')!;
-  const dir = t.testdir({ 'labels.txt': spec.classes.join('\n') + '\n' });
+  const dir = t.testdir({ 'labels.txt': `${spec.classes.join('\n')}\n` });
   copyFileSync(resolve(modelsDir, spec.file), join(dir, 'fp.onnx'));
   const added = await run(
     modelCommand,

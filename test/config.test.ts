@@ -155,6 +155,7 @@ cameras:
 
 t.test('URL schemes, ids, lat/lon pairing, mqtt auth and tls consistency', async (t) => {
   const base = YAML.parse(minimal);
+  // biome-ignore lint/suspicious/noExplicitAny: the edits reach anywhere into a parsed YAML document
   const variant = (edit: (c: any) => void): ConfigIssue[] => {
     const c = structuredClone(base);
     edit(c);
@@ -458,7 +459,7 @@ t.test('docs/config.schema.json is up to date and docs/config.md names every key
   };
   walk(configJsonSchema());
   const doc = readFileSync(join(root, 'docs/config.md'), 'utf8');
-  for (const key of keys) t.match(doc, new RegExp('`[^`\\s]*\\b' + key + '\\b[^`\\s]*`'), `docs/config.md documents \`${key}\``);
+  for (const key of keys) t.match(doc, new RegExp(`\`[^\`\\s]*\\b${key}\\b[^\`\\s]*\``), `docs/config.md documents \`${key}\``);
 });
 
 t.test('the examples in docs/config.md are what the code does', async (t) => {
@@ -468,7 +469,7 @@ t.test('the examples in docs/config.md are what the code does', async (t) => {
   const bad = blocks[badIndex]!.body;
   const printed = blocks[badIndex + 1]!.body;
   const err = t.throws(() => parseConfig(bad, '/etc/edgepatrol/gateway.yaml')) as unknown as ConfigError;
-  t.equal(formatConfigError(err) + '\n', printed, 'the printed problems match the example file');
+  t.equal(`${formatConfigError(err)}\n`, printed, 'the printed problems match the example file');
   const example = blocks.filter((b) => b.lang === 'yaml').at(-1)!.body;
   t.equal(parseConfig(example, join(root, 'docs/gateway.yaml')).cameras[0]!.id, 'cam-01', 'the closing example is valid');
 });

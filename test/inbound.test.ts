@@ -309,8 +309,7 @@ t.test("only the gateway's own topics can be subscribed", async (t) => {
   const uplink = r.uplink();
   for (const filter of ['ep/gw-2/task/+', 'ep/+/task/+', 'ep/#', 'other/gw-1/task/+', '$share/g/ep/gw-1/task/+', 'ep/gw-1']) {
     t.throws(() => uplink.subscribe(filter, taskSchema, () => {}), {
-      message:
-        `uplink: cannot subscribe to ${filter}: only topics under ep/gw-1/ are this gateway's; ` + 'messages for it must be sent there',
+      message: `uplink: cannot subscribe to ${filter}: only topics under ep/gw-1/ are this gateway's; messages for it must be sent there`,
     });
   }
   t.throws(() => uplink.subscribe('ep/gw-1/task/t#', taskSchema, () => {}), {

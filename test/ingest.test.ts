@@ -137,7 +137,7 @@ t.test('pure parts: input kinds, arguments, reasons, backoff', async (tt) => {
   ]);
 
   const tail = new StderrTail(200);
-  tail.push(Buffer.from('x'.repeat(500) + '\n[rtsp @ 0x55ecca7bc980] method DESCRIBE failed: 401 Unauthorized\n'));
+  tail.push(Buffer.from(`${'x'.repeat(500)}\n[rtsp @ 0x55ecca7bc980] method DESCRIBE failed: 401 Unauthorized\n`));
   tail.push(Buffer.from('rtsp://admin:pa:ss@10.0.0.5:554/Streaming/101: Server returned 401 Unauthorized (authorization failed)\n'));
   tt.equal(tail.reason(rtsp), 'Server returned 401 Unauthorized (authorization failed)');
   const other = new StderrTail();

@@ -145,5 +145,5 @@ export function eventJsonSchema(): Record<string, unknown> {
 
 /** The exact text of docs/schemas/event.schema.json. */
 export function renderEventJsonSchema(): string {
-  return JSON.stringify(eventJsonSchema(), null, 2) + '\n';
+  return `${JSON.stringify(eventJsonSchema(), null, 2)}\n`;
 }

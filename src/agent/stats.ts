@@ -103,7 +103,7 @@ export class StatsWindow {
 export function writeStatus(dataDir: string, status: AgentStatus): void {
   const file = join(dataDir, STATUS_FILE);
   const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(status, null, 2) + '\n', { mode: 0o640 });
+  writeFileSync(tmp, `${JSON.stringify(status, null, 2)}\n`, { mode: 0o640 });
   renameSync(tmp, file);
 }
 

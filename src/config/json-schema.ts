@@ -18,5 +18,5 @@ export function configJsonSchema(): Record<string, unknown> {
 
 /** The exact text of docs/config.schema.json. */
 export function renderConfigJsonSchema(): string {
-  return JSON.stringify(configJsonSchema(), null, 2) + '\n';
+  return `${JSON.stringify(configJsonSchema(), null, 2)}\n`;
 }

@@ -67,7 +67,7 @@ export async function calibrate(model: onnx.IModelProto, tensors: readonly strin
         if (measured.includes(inputName)) visit(inputName, input);
         for (const t of fetch) {
           const v = result[t];
-          if (!v || v.type !== 'float32') throw new Error(`calibration: tensor ${t} is not a float32 output of the model`);
+          if (v?.type !== 'float32') throw new Error(`calibration: tensor ${t} is not a float32 output of the model`);
           visit(t, v.data as Float32Array);
         }
         frames++;

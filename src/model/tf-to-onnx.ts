@@ -59,7 +59,7 @@ class Converter implements ConvertedGraph {
   private readonly emitted = new Map<string, string>();
 
   constructor(
-    private readonly graph: TfGraph,
+    graph: TfGraph,
     private readonly g: GraphBuilder,
     inputs: Record<string, string>,
   ) {

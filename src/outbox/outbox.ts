@@ -247,7 +247,7 @@ export class Outbox {
   markEvidenceMissing(seq: number): void {
     const { store } = this;
     const row = store.st.bySeq.get(seq) as OutboxRow | undefined;
-    if (!row || row.evidenceState !== 'kept') return;
+    if (row?.evidenceState !== 'kept') return;
     store.transaction(() => {
       store.st.dropEvidence.run(seq);
       store.st.countDrop.run('evidence', 'missing', row.priority, 1, row.evidenceBytes);

@@ -48,7 +48,7 @@ export function contractSchemaFiles(): Record<string, string> {
       title,
       description,
     };
-    files[name] = JSON.stringify(json, null, 2) + '\n';
+    files[name] = `${JSON.stringify(json, null, 2)}\n`;
   }
   return files;
 }

@@ -218,7 +218,7 @@ export async function openInferenceCore(opts: DetectorOptions = {}): Promise<Inf
       const result = await session.run(feed);
       const t2 = performance.now();
       const out = result[output.name];
-      if (!out || out.type !== 'float32') throw new Error(`model ${model.name}: output '${output.name}' missing or not float32`);
+      if (out?.type !== 'float32') throw new Error(`model ${model.name}: output '${output.name}' missing or not float32`);
       decode(out.data as Float32Array, scoreThreshold, candidates);
       const kept = nms(candidates, iouThreshold, maxDetections);
       const { scaleX, scaleY, padX, padY } = mapping;

@@ -20,6 +20,7 @@ export const KGV = ((1.402 * 0.299) / 0.587) * (255 / 224);
 export const KBU = 1.772 * (255 / 224);
 
 /** A converted channel value held to 0–255. */
+// biome-ignore lint/complexity/useMathMinMax: two comparisons, no call: this runs three times per pixel of an evidence frame
 export const clamp255 = (v: number): number => (v < 0 ? 0 : v > 255 ? 255 : v);
 
 /** Throws unless `data` holds a whole I420 frame of width×height. */

@@ -115,7 +115,7 @@ function configText(port: number, dir: string, opts: MosquittoOptions): string {
     );
   }
   lines.push(...(opts.extraConfig ?? []));
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosquitto> {
