@@ -197,11 +197,12 @@ t.test('subscriptions are applied again after a broker restart that lost the ses
   uplink.start();
   await connected(uplink);
   await subscribed(() => seen.length, b.url, t);
-  const down = once(uplink, 'disconnected', { signal: AbortSignal.timeout(20_000) });
+  // Listen before the restart: the uplink may be back while restart() still waits for the broker (as uplink.test's
+  // restart test does), so the reconnect is awaited from the disconnect on.
+  const back = once(uplink, 'disconnected', { signal: AbortSignal.timeout(30_000) }).then(() => connected(uplink));
   // No persistence: the restarted broker knows nothing of the gateway's session or its subscriptions.
   await b.restart();
-  await down;
-  await connected(uplink);
+  await back;
   const service = await central(t, b.url);
   const before = seen.length;
   await until('a task after the restart', () => {
