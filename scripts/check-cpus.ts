@@ -1,7 +1,3 @@
-// scripts/check-cpus.sh: the detector on a few images as each CPU kind runs it, INT8 against its FP32 source.
-// Each kind runs scripts/cpu-detect.ts in its own process: natively, under qemu-x86_64 -cpu Haswell, or in the
-// arm64 tree (scripts/arm64.sh) under qemu-aarch64. The FP32 detections of the same kind are the reference.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { extname, join, resolve } from 'node:path';
@@ -10,6 +6,7 @@ import { compareDetections, type Agreement, type Box, type FrameDetections } fro
 import { IMAGE_EXTENSIONS } from '../src/model/frames.js';
 import { loadManifest, resolveModel } from '../src/vision/index.js';
 import { projectRoot } from '../src/version.js';
+import { runCommand, stderrTail } from '../src/common/run.js';
 
 const help = `usage: bash scripts/check-cpus.sh [options] [image…]
 
@@ -152,29 +149,11 @@ export function parseOptions(argv: string[]): Options | 'help' {
 }
 
 /** Runs a command (never through a shell); resolves with its stdout, rejects naming the command and its stderr's tail. */
-function run(cmd: string, args: string[], opts: { cwd?: string; inheritStderr?: boolean } = {}): Promise<string> {
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd ?? projectRoot, stdio: ['ignore', 'pipe', opts.inheritStderr ? 'inherit' : 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-    });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-    });
-    child.on('error', (e) => reject(new Error(`cannot start ${cmd}: ${e.message}`)));
-    child.on('close', (code, signal) => {
-      if (code === 0) resolveRun(out);
-      else
-        reject(
-          new Error(
-            `${[cmd, ...args].join(' ')} ` +
-              `${signal ? `was killed by ${signal}` : `exited with ${code}`}${err ? `:\n${err.trim().split('\n').slice(-8).join('\n')}` : ''}`,
-          ),
-        );
-    });
-  });
+async function run(cmd: string, args: string[], opts: { cwd?: string; inheritStderr?: boolean } = {}): Promise<string> {
+  const r = await runCommand(cmd, args, { cwd: opts.cwd ?? projectRoot, ...(opts.inheritStderr && { inheritStderr: true }) });
+  if (r.code === 0) return r.stdout;
+  const detail = r.stderr ? `:\n${stderrTail(r, 8)}` : '';
+  throw new Error(`${[cmd, ...args].join(' ')} ${r.signal ? `was killed by ${r.signal}` : `exited with ${r.code}`}${detail}`);
 }
 
 /** The held-out vtest frames as PNG files in .cache/check-cpus (extracted once with ffmpeg). */

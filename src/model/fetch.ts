@@ -1,24 +1,20 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { runCommand, stderrTail, type CommandResult } from '../common/run.js';
 
 /** Runs a program with an argument vector (never through a shell); rejects naming `step` on failure. */
-export function run(step: string, cmd: string, args: string[], cwd?: string): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', (e) => reject(new Error(`${step}: cannot run ${cmd}: ${e.message}`)));
-    child.on('close', (code, signal) => {
-      if (code === 0) return resolvePromise(Buffer.concat(out).toString('utf8'));
-      const detail = Buffer.concat(err).toString('utf8').trim().split('\n').slice(-5).join('\n');
-      reject(new Error(`${step}: ${cmd} ${args.join(' ')} failed (${signal ?? `exit ${code}`})${detail ? `:\n${detail}` : ''}`));
-    });
-  });
+export async function run(step: string, cmd: string, args: string[], cwd?: string): Promise<string> {
+  let r: CommandResult;
+  try {
+    r = await runCommand(cmd, args, cwd === undefined ? {} : { cwd });
+  } catch (err) {
+    throw new Error(`${step}: ${(err as Error).message}`);
+  }
+  if (r.code === 0) return r.stdout;
+  const detail = stderrTail(r, 5);
+  throw new Error(`${step}: ${cmd} ${args.join(' ')} failed (${r.signal ?? `exit ${r.code}`})${detail ? `:\n${detail}` : ''}`);
 }
 
 export async function hashFile(file: string, algorithm: 'sha256' | 'sha512', encoding: 'hex' | 'base64' = 'hex'): Promise<string> {

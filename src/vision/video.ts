@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type { RgbFrame } from './types.js';
+import { runCommand, type CommandResult } from '../common/run.js';
 
 /** A frame sampled from a video file, with its position in the sampled sequence and in the video. */
 export interface VideoFrame extends RgbFrame {
@@ -21,20 +22,12 @@ export class VideoError extends Error {
   override name = 'VideoError';
 }
 
-function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    child.on('error', (err) => reject(new VideoError(`cannot start ${cmd}: ${err.message}; install Debian's ffmpeg (scripts/setup.sh)`)));
-    child.on('close', (code) => resolveRun({ code, stdout, stderr }));
-  });
+async function run(cmd: string, args: string[]): Promise<CommandResult> {
+  try {
+    return await runCommand(cmd, args, { startHint: "install Debian's ffmpeg (scripts/setup.sh)" });
+  } catch (err) {
+    throw new VideoError((err as Error).message);
+  }
 }
 
 /** Width and height of the first video stream, from ffprobe (part of Debian's ffmpeg). */
