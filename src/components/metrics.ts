@@ -133,7 +133,7 @@ function register(ctx: ComponentContext, registry: Registry): void {
 
   const inference = new Histogram({
     name: 'edgepatrol_inference_seconds',
-    help: "The detector worker's time per frame: preprocess, inference and postprocess.",
+    help: "The detector worker's time per frame (preprocess, inference, postprocess), from when the metrics server started.",
     labelNames: ['camera'],
     buckets: INFERENCE_BUCKETS,
     registers,
@@ -143,7 +143,7 @@ function register(ctx: ComponentContext, registry: Registry): void {
   });
   const events = new Counter({
     name: 'edgepatrol_events_total',
-    help: 'Event messages stored in the outbox since the agent started, by camera, event type and state (started, updated, ended, instant).',
+    help: 'Event messages stored in the outbox since the agent started, by camera, type and state (started, updated, ended, instant).',
     labelNames: ['camera', 'type', 'state'],
     registers,
   });
