@@ -41,6 +41,7 @@ class Probe implements Component {
   ctx: ComponentContext | undefined;
   readonly seen: { [K in keyof AgentEvents]: AgentEvents[K][] } = {
     'camera.state': [],
+    'frame.detected': [],
     'rule.hit': [],
     'event.stored': [],
     'cameras.sampled': [],

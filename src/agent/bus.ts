@@ -10,6 +10,11 @@ import type { CameraStatus } from './stats.js';
 export interface AgentEvents {
   /** A camera's frame source changed state (or its reason): connecting, streaming, stalled, backoff, failed, ended. */
   'camera.state': { cameraId: string; state: StreamState; reason?: string; since: number };
+  /**
+   * The detector ran on a frame of the camera; `ms` is the worker's own time on it (preprocess, inference,
+   * postprocess), as counted in CameraCounters.inferenceMs. Emitted only while someone listens (metrics).
+   */
+  'frame.detected': { cameraId: string; ms: number };
   /** A rule produced a message of a violation on a detected frame; its event is stored next (or fails to be). */
   'rule.hit': { cameraId: string; hit: RuleHit };
   /** An event message committed to the outbox: it will be published. */

@@ -132,8 +132,10 @@ export class CameraPipeline {
       throw err;
     }
     // The worker's own time on this frame: wall time here would also count the frame ahead of it in the worker.
-    this.counters.inferenceMs += timing.preprocessMs + timing.inferenceMs + timing.postMs;
+    const ms = timing.preprocessMs + timing.inferenceMs + timing.postMs;
+    this.counters.inferenceMs += ms;
     this.counters.detected++;
+    if (bus.listening('frame.detected')) bus.emit('frame.detected', { cameraId: this.id, ms });
     if (frame.ts < this.viewSince || this.pauseReason !== undefined) return this.source.recycle(frame.data);
     const hits = this.rules.evaluate(frame.ts, frame.width, frame.height, detections, frame);
     this.objectsTracked = this.rules.hasTracks();

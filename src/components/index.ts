@@ -1,9 +1,11 @@
 import type { Component } from '../agent/index.js';
 import { HealthPublisher } from './health.js';
+import { MetricsServer } from './metrics.js';
 import { EvidenceRetention } from './retention.js';
 import { StatusFile } from './status.js';
 
 export { HealthPublisher } from './health.js';
+export { MetricsServer } from './metrics.js';
 export { EvidenceRetention, PRUNE_INTERVAL_MS } from './retention.js';
 export { StatusFile } from './status.js';
 
@@ -12,5 +14,5 @@ export { StatusFile } from './status.js';
  * of this folder implementing Component (src/agent/component.ts), added here.
  */
 export function defaultComponents(): Component[] {
-  return [new StatusFile(), new HealthPublisher(), new EvidenceRetention()];
+  return [new StatusFile(), new HealthPublisher(), new EvidenceRetention(), new MetricsServer()];
 }

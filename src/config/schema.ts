@@ -177,6 +177,27 @@ const healthSchema = z.strictObject({
     .describe('How often the retained health message ({prefix}/{gateway.id}/health) is published.'),
 });
 
+/**
+ * "host:port" for a listening socket: an IPv4 address, a host name or a bracketed IPv6 address, and a port
+ * 1..65535 (0, "any free port", would leave Prometheus nowhere to scrape).
+ */
+const listenAddress = z.string().superRefine((text, ctx) => {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[2]) : 0;
+  if (!m || port < 1 || port > 65535) {
+    ctx.addIssue({ code: 'custom', message: `expected host:port with a port 1..65535, e.g. 127.0.0.1:9464 or [::1]:9464; got '${text}'` });
+  }
+});
+
+const metricsSchema = z.strictObject({
+  listen: listenAddress
+    .optional()
+    .describe(
+      'host:port where GET /metrics serves Prometheus metrics (edgepatrol_*), e.g. 127.0.0.1:9464; absent (the default): no ' +
+        'metrics server. Not authenticated: bind to localhost or a management network.',
+    ),
+});
+
 const modelSchema = z.strictObject({
   name: z.string().min(1).optional().describe("Model name from models/manifest.json (default: the manifest's default model)."),
   threads: wholeNumber()
@@ -621,6 +642,7 @@ export const configSchema = z
     evidence: evidenceSchema.prefault({}).describe('Evidence images.'),
     outbox: outboxSchema.prefault({}).describe('The durable event store on this gateway.'),
     health: healthSchema.prefault({}).describe('The health message.'),
+    metrics: metricsSchema.prefault({}).describe('Prometheus metrics over HTTP (off unless listen is set).'),
     cameras: z.array(cameraSchema).min(1, { error: 'list at least one camera' }).describe('The cameras this gateway watches.'),
   })
   .superRefine(crossChecks, { when: () => true })
@@ -635,6 +657,7 @@ export type Config = z.output<typeof configSchema>;
 export type GatewayConfig = Config['gateway'];
 export type MqttConfig = Config['mqtt'];
 export type ModelConfig = Config['model'];
+export type MetricsConfig = Config['metrics'];
 export type CameraConfig = Config['cameras'][number];
 export type SourceConfig = CameraConfig['source'];
 export type LocationConfig = NonNullable<CameraConfig['location']>;
