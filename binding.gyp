@@ -12,6 +12,10 @@
     {
       "target_name": "sched",
       "sources": ["native/sched.c"]
+    },
+    {
+      "target_name": "notify",
+      "sources": ["native/notify.c"]
     }
   ]
 }

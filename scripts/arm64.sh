@@ -87,12 +87,15 @@ app_tree() {
     say "cross-compiling better-sqlite3 for arm64 (about a minute: SQLite is one big C file)"
     (cd "$sqlite" && cross_gyp)
   fi
-  local stale=0 addon
-  for addon in malloc_tune vision sched; do
+  local stale=0 addon addons
+  # The targets of binding.gyp, so a new addon is cross-compiled (and checked) without a change here.
+  mapfile -t addons < <(grep -o '"target_name": *"[^"]*"' "$app/binding.gyp" | sed 's/.*"\([^"]*\)"$/\1/')
+  ((${#addons[@]})) || die "no target_name in $app/binding.gyp: cannot tell which addons to cross-compile"
+  for addon in "${addons[@]}"; do
     if ! is_arm64 "$app/build/Release/$addon.node" || [[ $app/native/$addon.c -nt $app/build/Release/$addon.node || $app/binding.gyp -nt $app/build/Release/$addon.node ]]; then stale=1; fi
   done
   if ((stale)); then
-    say "cross-compiling the project's addons (malloc_tune, vision, sched) for arm64"
+    say "cross-compiling the project's addons (${addons[*]}) for arm64"
     (cd "$app" && cross_gyp)
   fi
   [[ -f $root/dist/src/cli/main.js ]] || die "$root/dist is missing: build the project first (bash scripts/setup.sh)"

@@ -75,8 +75,9 @@ process.once('exit', () => {
   for (const p of running) p.kill('SIGKILL');
 });
 
-export function runCli(args: string[]): RunningAgent {
-  const proc = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs bin/edgepatrol.js with `args`; `env` adds to (or, with undefined values, removes from) this process's environment. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): RunningAgent {
+  const proc = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   running.add(proc);
   let err = '';
   let out = '';
