@@ -26,7 +26,23 @@ export function createLogger(opts: { level?: string; name?: string; destination?
     redact: { paths: redactPaths, censor: '[redacted]' },
     base: { pid: process.pid },
   };
-  return opts.destination ? pino(options, opts.destination) : pino(options, pino.destination(2));
+  // Redaction by path misses credentials inside strings (a message, an error text, ffmpeg's stderr quoting the
+  // camera URL): every line is scrubbed once more on its way out.
+  const out = opts.destination ?? pino.destination(2);
+  return pino(options, { write: (line: string) => out.write(scrubSecrets(line)) });
+}
+
+/**
+ * Removes credentials from any text: user:password@ of every URL (kept as ***@), and the values of query
+ * parameters that carry secrets (password, token, key, secret, signature, ...). Used on every log line.
+ */
+export function scrubSecrets(text: string): string {
+  return text
+    .replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s"'<>]*@/gi, '$1***@')
+    .replace(
+      /([?&;](?:password|passwd|pwd|pass|token|access_token|auth|authorization|key|apikey|api_key|secret|signature|sig|credential|credentials)=)[^&;#\s"'<>]*/gi,
+      '$1***',
+    );
 }
 
 /** Strips user:password@ from a URL so it can be shown to a person or logged. */

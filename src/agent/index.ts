@@ -56,6 +56,8 @@ export class Agent {
   private readonly running: { component: Component; bus: ScopedBus }[] = [];
   private windowTimer: NodeJS.Timeout | undefined;
   private stopped: Promise<void> | undefined;
+  /** What stop() is waiting for right now (see stopPending()). */
+  private stopPhase = 'not stopping';
   private readonly startedAt = Date.now();
   private readonly dataDir: string;
 
@@ -252,9 +254,15 @@ export class Agent {
     return (this.stopped ??= this.close());
   }
 
+  /** What a running stop() is waiting for, e.g. "uplink (offline message and PUBACKs)"; run logs it when its deadline passes. */
+  stopPending(): string {
+    return this.stopPhase;
+  }
+
   private async close(): Promise<void> {
     const { log } = this.opts;
     for (const { component, bus } of this.running.reverse()) {
+      this.stopPhase = `component ${component.name}`;
       try {
         await component.stop();
       } catch (err) {
@@ -266,15 +274,23 @@ export class Agent {
     this.running.length = 0;
     clearInterval(this.windowTimer);
     const cameras = [...this.cameras.values()];
+    this.stopPhase = 'frame sources';
     await Promise.all(cameras.map((c) => c.stop()));
+    this.stopPhase = 'in-flight inference';
     await this.scheduler?.close();
+    this.stopPhase = 'event writes';
     await Promise.all(cameras.map((c) => c.drained()));
     // Open violations end with endReason agent_stopped, so the platform is not left waiting for an update.
+    this.stopPhase = 'ending open events';
     for (const c of cameras) await c.endOpenEvents();
+    this.stopPhase = 'uplink (availability offline and PUBACKs)';
     await this.uplink?.stop();
+    this.stopPhase = 'closing the outbox';
     this.outbox?.close();
+    this.stopPhase = 'closing the detectors';
     for (const d of this.detectors.values()) await d.close();
     this.cpus.release();
+    this.stopPhase = 'stopped';
     log.info('agent stopped');
   }
 }

@@ -16,7 +16,20 @@ export type Command = (argv: string[], io: CommandIo) => Promise<number>;
  * scripts tell them apart by stderr, and every command's --help has documented 1 as "bad usage or a failure"
  * since the first release.
  */
-export const EXIT = { ok: 0, usage: 1, failed: 1, config: 2, model: 3, broker: 4 } as const;
+export const EXIT = {
+  ok: 0,
+  usage: 1,
+  failed: 1,
+  config: 2,
+  model: 3,
+  broker: 4,
+  /** run: the clean stop did not finish within its deadline. */
+  stopDeadline: 5,
+  /** run: a second SIGINT while stopping (the shell's 128 + signal number). */
+  sigint: 130,
+  /** run: a second SIGTERM while stopping (128 + 15). */
+  sigterm: 143,
+} as const;
 
 /**
  * What every `--json` prints: one document on one line of stdout, so `| jq` and `JSON.parse` read it whole
