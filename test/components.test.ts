@@ -46,6 +46,8 @@ class Probe implements Component {
     'event.stored': [],
     'cameras.sampled': [],
     'message.received': [],
+    'config.reloading': [],
+    'config.reloaded': [],
   };
   /** Whether the outbox still answered when stop() ran. */
   outboxOpenAtStop = false;

@@ -57,7 +57,7 @@ t.test('a minimal config gets every default', async (t) => {
     reconnect: { initialMs: 1000, maxMs: 60000 },
   });
   t.same(cfg.model, { threads: 1, scoreThreshold: 0.35, queueDepth: 3, pinCores: true });
-  t.same(cfg.evidence, { jpegQuality: 80, maxBytes: 2_000_000_000, maxAgeDays: 30 });
+  t.same(cfg.evidence, { jpegQuality: 80, maxBytes: 2_000_000_000, maxAgeDays: 30, minFreeBytes: 268_435_456 });
   const cam = cfg.cameras[0]!;
   t.equal(cam.name, 'cam-01');
   t.same(cam.source, { file: '/srv/gw/clip.avi', loop: false }, 'relative file resolved against the config folder');

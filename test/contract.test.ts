@@ -142,6 +142,20 @@ t.test(
           outbox: g.outbox,
           uplink: g.uplink.status(),
           cameras: [{ id: 'cam-1', state: 'streaming', framesIn: 10, events: 3 }],
+          config: {
+            reloads: { applied: 1, refused: 1 },
+            lastReload: {
+              at: new Date().toISOString(),
+              result: 'refused',
+              error: 'gw.yaml: 1 config problem: cameras[0].detect.fps: expected a number',
+              added: [],
+              removed: [],
+              restarted: [],
+              unchanged: ['cam-1'],
+              needsRestart: [],
+              durationMs: 3,
+            },
+          },
         }),
       ),
     );

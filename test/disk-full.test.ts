@@ -103,6 +103,8 @@ if (process.getuid?.() !== 0) {
         `
 gateway: { id: gw-df, dataDir: ${dataDir} }
 mqtt: { url: mqtt://127.0.0.1, prefix: ept }
+# No free-space floor: this test is about the disk filling to its last byte (test/disk-floor.test.ts has the floor).
+evidence: { minFreeBytes: 0 }
 cameras:
   - id: cam-1
     name: Fire lane

@@ -93,7 +93,7 @@ t.test('the addon: a datagram to a path and to an abstract socket; a missing soc
 });
 
 t.test(
-  'the agent under NOTIFY_SOCKET: READY=1 with STATUS, watchdog pings while frames move, none while they hang, STOPPING=1',
+  'the agent under NOTIFY_SOCKET: READY=1 with STATUS, watchdog pings while frames move, none while they hang, RELOADING=1, STOPPING=1',
   async (t) => {
     const broker = await startMosquitto();
     t.teardown(() => broker.stop());
@@ -145,6 +145,28 @@ t.test(
     // within its stall period) or its frames move again, so the pings resume.
     await until('pings resume after the stall watchdog acted', () => texts('WATCHDOG=1').some((p) => p.at > stalledAt + 100), 30_000, 50);
     t.pass('pings resume once the stall watchdog has restarted ffmpeg');
+
+    // A reload (ExecReload sends SIGHUP): RELOADING=1 with MONOTONIC_USEC, then READY=1 with the outcome.
+    const beforeReload = received().length;
+    agent.proc.kill('SIGHUP');
+    await until(
+      'READY=1 after the reload',
+      () =>
+        received()
+          .slice(beforeReload)
+          .some((d) => d.text.startsWith('READY=1')),
+      20_000,
+      50,
+    );
+    const reload = received()
+      .slice(beforeReload)
+      .filter((d) => !d.text.startsWith('WATCHDOG=1'));
+    t.match(reload[0]?.text, /^RELOADING=1\nMONOTONIC_USEC=\d+\nSTATUS=reloading the config$/, 'RELOADING=1 first');
+    t.match(
+      reload[1]?.text,
+      /^READY=1\nSTATUS=config reloaded; [01]\/1 cameras streaming( \(cam-a \w+\))?, outbox pending \d+$/,
+      'then READY=1 with the outcome',
+    );
 
     const before = received().length;
     const exit = await agent.stop('SIGTERM');

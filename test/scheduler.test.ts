@@ -122,3 +122,32 @@ t.test('concurrency 2: two items in flight at most, still round-robin, idle() wa
   t.match(q.stats('a'), { done: 3, dropped: 0, queued: 0 });
   t.throws(() => new InferenceScheduler({ depth: 1, concurrency: 0, run: g.run }), /concurrency/);
 });
+
+t.test('removeLane: its queued items go to onDrop, it settles once its running item has, other lanes go on', async (t) => {
+  const g = gated();
+  const dropped: string[] = [];
+  const q = new InferenceScheduler<number>({ depth: 3, run: g.run, onDrop: (lane, item) => dropped.push(`${lane}${item}`) });
+  for (let i = 0; i < 3; i++) {
+    q.push('a', i);
+    q.push('b', i);
+  }
+  t.same(g.order, ['a0'], 'a0 runs (concurrency 1)');
+  let removed = false;
+  const removal = q.removeLane('a').then(() => {
+    removed = true;
+  });
+  await new Promise((r) => setImmediate(r));
+  t.same(dropped, ['a1', 'a2'], "a's waiting items were handed to onDrop");
+  t.notOk(removed, 'not settled while a0 still runs');
+  await g.step();
+  await removal;
+  t.ok(removed, 'settled once a0 finished');
+  t.same(q.stats('a'), { queued: 0, pushed: 0, dropped: 0, done: 0, failed: 0, waitMs: 0, runMs: 0 }, 'the lane and its stats are gone');
+  while (g.order.length < 4) await g.step();
+  t.same(g.order, ['a0', 'b0', 'b1', 'b2'], 'lane b ran all of its items');
+  q.push('a', 9);
+  await g.step();
+  await g.step();
+  t.same(g.order.at(-1), 'a9', 'a push to the removed id starts a new lane');
+  await q.close();
+});

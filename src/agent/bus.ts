@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { StreamState } from '../ingest/index.js';
 import type { RuleHit } from '../rules/index.js';
+import type { ReloadResult } from './reload.js';
 import type { CameraStatus } from './stats.js';
 
 /**
@@ -23,6 +24,10 @@ export interface AgentEvents {
   'cameras.sampled': { at: number; cameras: CameraStatus[] };
   /** A message arrived on a topic subscribed with uplink.subscribe and passed its schema (`payload`: parsed). */
   'message.received': { topic: string; filter: string; payload: unknown };
+  /** A reload (SIGHUP) began: the new config is being read and checked; cameras may restart next. */
+  'config.reloading': { at: number };
+  /** A reload ended: applied (with what changed) or refused (the running config stays). */
+  'config.reloaded': ReloadResult;
 }
 
 export type Listener<P> = (payload: P) => void | Promise<void>;

@@ -288,11 +288,12 @@ export class CameraPipeline {
   }
 
   /**
-   * After drained(): ends the camera's open violations (endReason agent_stopped), with evidence drawn on the
-   * last frame its detector saw, so the platform is not left waiting for an update.
+   * After drained(): ends the camera's open violations (endReason agent_stopped, or config_changed when a reload
+   * replaces or removes the camera), with evidence drawn on the last frame its detector saw, so the platform is not
+   * left waiting for an update.
    */
-  async endOpenEvents(): Promise<void> {
+  async endOpenEvents(reason: 'agent_stopped' | 'config_changed' = 'agent_stopped'): Promise<void> {
     const { recorder, detector } = this.opts;
-    await recorder.recordStop(this.viewConfig, this.rules, this.lastFrame && toRgb(this.lastFrame), detector.model);
+    await recorder.recordStop(this.viewConfig, this.rules, this.lastFrame && toRgb(this.lastFrame), detector.model, reason);
   }
 }

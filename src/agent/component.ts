@@ -25,6 +25,7 @@ export interface Component {
  * throws an Error naming it.
  */
 export interface Cameras {
+  /** The running cameras' ids (a reload may add or remove some). */
   readonly ids: readonly string[];
   /** Per-camera state, rates over the last status window, and running totals (Agent.cameraStatus()). */
   status(): CameraStatus[];
@@ -37,7 +38,8 @@ export interface Cameras {
 
 /** What a component gets from the core. */
 export interface ComponentContext {
-  config: Config;
+  /** The running config: after a reload (`config.reloaded` on the bus) its cameras are the new ones. */
+  readonly config: Config;
   /** A child logger with `component: <name>`. */
   log: Logger;
   /** The agent's event bus; listeners added here carry the component's name and go when it stops. */

@@ -60,7 +60,8 @@ export const eventPayloadSchema = z
         'ended only: cleared (the rule stopped holding for endSeconds), schedule (its window closed), ' +
           'agent_stopped (the agent stopped cleanly while the rule held; after the restart a new event starts once the rule holds again for its full time), ' +
           'view_changed (the camera turned to another view, e.g. a PTZ preset, whose zones are not the ones the violation was in), ' +
-          "camera_paused (the camera's rules were paused without a new view); the last three mean no longer watched, not cleared",
+          "camera_paused (the camera's rules were paused without a new view), " +
+          "config_changed (a reload changed the camera's settings or removed it, and its rules restarted); the last four mean no longer watched, not cleared",
       ),
     dwellSeconds: z.number().min(0).describe('how long the violation has lasted: (endedAt or detectedAt) - startedAt'),
     objects: z

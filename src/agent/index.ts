@@ -13,10 +13,12 @@ import { CameraPipeline } from './camera.js';
 import type { Component, ComponentContext } from './component.js';
 import { CpuPinning } from './cpus.js';
 import { EventRecorder } from './recorder.js';
+import { diffConfig, reloadSummary, type ReloadResult } from './reload.js';
 import { STATUS_INTERVAL_MS, type CameraStatus } from './stats.js';
 
 export type { AgentEvents, EventBus, Listener, ScopedBus } from './bus.js';
 export type { Cameras, Component, ComponentContext } from './component.js';
+export { diffConfig, reloadSummary, type ConfigDiff, type ReloadResult } from './reload.js';
 
 export interface AgentOptions {
   config: Config;
@@ -60,9 +62,14 @@ export class Agent {
   private stopPhase = 'not stopping';
   private readonly startedAt = Date.now();
   private readonly dataDir: string;
+  /** The running config: opts.config, with the cameras of the last applied reload. */
+  private current: Config;
+  /** Reloads run one at a time, in the order asked for. */
+  private reloads: Promise<unknown> = Promise.resolve();
 
   private constructor(private readonly opts: AgentOptions) {
     this.dataDir = resolve(opts.config.gateway.dataDir);
+    this.current = opts.config;
     this.bus = new EventBus(opts.log);
     this.cpus = new CpuPinning(opts.log);
   }
@@ -84,7 +91,7 @@ export class Agent {
 
   private async open(): Promise<void> {
     await this.openCore();
-    for (const cam of this.opts.config.cameras) await this.openCamera(cam);
+    for (const cam of this.current.cameras) (await this.openCamera(cam)).start();
     for (const component of this.opts.components) await this.startComponent(component);
     const models = [...this.detectors.values()].map((d) => d.model.name);
     const components = this.running.map((r) => r.component.name);
@@ -98,21 +105,7 @@ export class Agent {
     const models = new Set(config.cameras.map((c) => c.model ?? config.model.name));
     if (config.model.pinCores) this.cpus.plan(config.model.threads * models.size);
     const cpus = this.cpus.inference;
-    for (const name of models) {
-      const detector = await openDetector({
-        model: name,
-        modelsDir: this.opts.modelsDir,
-        threads: config.model.threads,
-        scoreThreshold: config.model.scoreThreshold,
-        onWorkerExit: (err) =>
-          log.error(
-            { model: name, err: err.message },
-            `${err.message}; frames in flight were lost, a new worker starts with the next frame`,
-          ),
-        ...(cpus && { cpus }),
-      });
-      this.detectors.set(name ?? '', detector);
-    }
+    for (const name of models) await this.openModel(name, cpus);
     // Before any ffmpeg starts: the processes the main thread spawns inherit its CPUs.
     this.cpus.pinOthers();
     // Applied by the first model session; only its absence is news.
@@ -175,25 +168,53 @@ export class Agent {
     this.windowTimer.unref();
   }
 
-  private async openCamera(cam: CameraConfig): Promise<void> {
-    const { config, log, frameFormat } = this.opts;
-    const pipe = await CameraPipeline.open({
+  /** Opens the detector session of model `name` (undefined: the manifest's default) once; cameras share it. */
+  private async openModel(name: string | undefined, cpus = this.cpus.inference): Promise<Detector> {
+    const key = name ?? '';
+    const open = this.detectors.get(key);
+    if (open) return open;
+    const { config, log } = this.opts;
+    const detector = await openDetector({
+      model: name,
+      modelsDir: this.opts.modelsDir,
+      threads: config.model.threads,
+      scoreThreshold: config.model.scoreThreshold,
+      onWorkerExit: (err) =>
+        log.error({ model: name, err: err.message }, `${err.message}; frames in flight were lost, a new worker starts with the next frame`),
+      ...(cpus && { cpus }),
+    });
+    this.detectors.set(key, detector);
+    return detector;
+  }
+
+  /** Sets up camera `cam` (its rules, scene references, frame source) and adds it; start() lets its frames flow. */
+  private async openCamera(cam: CameraConfig): Promise<CameraPipeline> {
+    const pipe = await this.buildCamera(cam);
+    this.cameras.set(cam.id, pipe);
+    return pipe;
+  }
+
+  /** The pipeline of camera `cam`, not added or started: a bad view or scene reference throws here. */
+  private async buildCamera(cam: CameraConfig): Promise<CameraPipeline> {
+    const { log, frameFormat } = this.opts;
+    return CameraPipeline.open({
       config: cam,
-      detector: this.detectors.get(cam.model ?? config.model.name ?? '')!,
+      detector: await this.openModel(cam.model ?? this.current.model.name),
       scheduler: this.scheduler!,
       recorder: this.recorder!,
       bus: this.bus,
       log,
       ...(frameFormat && { frameFormat }),
     });
-    this.cameras.set(cam.id, pipe);
-    pipe.start();
   }
 
   private async startComponent(component: Component): Promise<void> {
     const bus = this.bus.scoped(component.name);
+    const agent = this;
     const ctx: ComponentContext = {
-      config: this.opts.config,
+      get config() {
+        return agent.current;
+      },
       log: this.opts.log.child({ component: component.name }),
       bus,
       outbox: this.outbox!,
@@ -202,7 +223,9 @@ export class Agent {
       version,
       startedAt: this.startedAt,
       cameras: {
-        ids: [...this.cameras.keys()],
+        get ids() {
+          return [...agent.cameras.keys()];
+        },
         status: () => this.cameraStatus(),
         setView: (id, view) => this.camera(id).setView(view),
         pause: (id, reason) => this.camera(id).pause(reason),
@@ -237,6 +260,96 @@ export class Agent {
     return pipe;
   }
 
+  /**
+   * Reloads the config (SIGHUP): `load` reads and checks the new one; a load that throws refuses the reload and
+   * the running config stays. Otherwise the cameras that are new or changed are set up first (one that cannot be,
+   * e.g. a missing scene reference, refuses the whole reload, the running cameras untouched); then the changed and
+   * removed ones stop, their open events ending with `config_changed`, and the new ones start. Unchanged cameras
+   * run on, open events and all. Other sections that changed are reported in `needsRestart` and keep their
+   * running values. Every outcome is logged and sent on the bus (`config.reloaded`: health, metrics, systemd).
+   * Reloads run one at a time.
+   */
+  reload(load: () => Config | Promise<Config>): Promise<ReloadResult> {
+    const run = this.reloads.then(() => this.applyReload(load));
+    this.reloads = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyReload(load: () => Config | Promise<Config>): Promise<ReloadResult> {
+    const { log } = this.opts;
+    const started = Date.now();
+    const result: ReloadResult = {
+      at: new Date(started).toISOString(),
+      result: 'refused',
+      added: [],
+      removed: [],
+      restarted: [],
+      unchanged: [...this.cameras.keys()],
+      needsRestart: [],
+      durationMs: 0,
+    };
+    const finish = (): ReloadResult => {
+      result.durationMs = Date.now() - started;
+      const level = result.result === 'refused' ? 'error' : result.needsRestart.length ? 'warn' : 'info';
+      log[level]({ reload: result }, reloadSummary(result));
+      if (this.bus.listening('config.reloaded')) this.bus.emit('config.reloaded', result);
+      return result;
+    };
+    if (this.bus.listening('config.reloading')) this.bus.emit('config.reloading', { at: started });
+    if (this.stopped) {
+      result.error = 'the agent is stopping';
+      return finish();
+    }
+    let next: Config;
+    try {
+      next = await load();
+    } catch (err) {
+      result.error = (err as Error).message;
+      return finish();
+    }
+    const diff = diffConfig(this.current, next);
+    const built = new Map<string, CameraPipeline>();
+    for (const cam of [...diff.changed, ...diff.added]) {
+      try {
+        built.set(cam.id, await this.buildCamera(cam));
+      } catch (err) {
+        result.error = `camera ${cam.id}: ${(err as Error).message}`;
+        return finish();
+      }
+    }
+    this.stopPhase = 'reload: stopping changed and removed cameras';
+    await Promise.all([...diff.removed, ...diff.changed.map((c) => c.id)].map((id) => this.closeCamera(id, 'config_changed')));
+    // In the new config's order, which status and health list them in.
+    const running = new Map(this.cameras);
+    this.cameras.clear();
+    for (const cam of next.cameras) this.cameras.set(cam.id, built.get(cam.id) ?? running.get(cam.id)!);
+    this.current = { ...this.current, cameras: next.cameras };
+    for (const pipe of built.values()) pipe.start();
+    this.stopPhase = 'not stopping';
+    Object.assign(result, {
+      result: 'applied',
+      added: diff.added.map((c) => c.id),
+      removed: diff.removed,
+      restarted: diff.changed.map((c) => c.id),
+      unchanged: diff.unchanged,
+      needsRestart: diff.needsRestart,
+    });
+    return finish();
+  }
+
+  /**
+   * Stops one camera for good (a reload changed or removed it): no new frames, its queued frames dropped, running
+   * detections and event writes finished, open events ended with `reason`; then it leaves the agent.
+   */
+  private async closeCamera(id: string, reason: 'config_changed'): Promise<void> {
+    const pipe = this.camera(id);
+    await pipe.stop();
+    await this.scheduler?.removeLane(id);
+    await pipe.drained();
+    await pipe.endOpenEvents(reason);
+    this.cameras.delete(id);
+  }
+
   /** Per-camera state and rates over the last status interval (`edgepatrol status`, health). */
   cameraStatus(): CameraStatus[] {
     return [...this.cameras.values()].map((c) => c.status());
@@ -261,6 +374,10 @@ export class Agent {
 
   private async close(): Promise<void> {
     const { log } = this.opts;
+    // A reload in progress finishes first (a later one sees `stopped` and is refused): cameras are not swapped
+    // under the stop.
+    this.stopPhase = 'a config reload';
+    await this.reloads;
     for (const { component, bus } of this.running.reverse()) {
       this.stopPhase = `component ${component.name}`;
       try {

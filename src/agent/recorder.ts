@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
@@ -33,8 +33,21 @@ export interface RecorderOptions {
 /** On a full disk, room freed beyond the image itself: the outbox row and its WAL pages must fit too. */
 const DISK_MARGIN_BYTES = 512 * 1024;
 
-/** An evidence image as stored, or (dropped) described but not on disk because the disk was full. */
-type Stored = StoredEvidence & { dropped?: true };
+/**
+ * An evidence image as stored, or (dropped) described but not on disk: the disk was full, or its free space was
+ * below evidence.minFreeBytes.
+ */
+type Stored = StoredEvidence & { dropped?: 'disk_full' | 'disk_floor' };
+
+/** Free bytes on the file system of `dir` for an unprivileged writer; null when it cannot be read. */
+function freeBytes(dir: string): number | null {
+  try {
+    const s = statfsSync(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return null;
+  }
+}
 
 function noSpace(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
@@ -46,7 +59,14 @@ function noSpace(err: unknown): boolean {
  * (annotated, clean, and for scene_change the reference), then the outbox row, then a nudge to the uplink.
  * Every message is its own outbox row (`messageId`); the violation's `id` is shared by all its messages.
  */
+/** What the payload says of an image that is not on disk: where it would be, its hash and size. */
+function described(name: string, ts: number, jpeg: Buffer): StoredEvidence {
+  return { file: evidencePath(name, ts), sha256: createHash('sha256').update(jpeg).digest('hex'), bytes: jpeg.length };
+}
+
 export class EventRecorder {
+  /** Whether the last evidence write found the disk below evidence.minFreeBytes (logged when it changes). */
+  private belowFloor = false;
   /** Decoded scene_change references by file, resized to the frame they are shown beside. */
   private readonly references = new Map<string, Promise<Canvas>>();
 
@@ -103,9 +123,10 @@ export class EventRecorder {
           cameraId: cam.id,
           type: hit.eventType,
           topic: gatewayTopics(config.mqtt.prefix, config.gateway.id).event(hit.eventType),
-          // A full disk leaves the event without its image: the row says so and the drop is counted with it.
+          // A full disk (or one below its floor) leaves the event without its image: the row says so and the drop
+          // is counted with it.
           ...(annotatedDropped
-            ? { evidenceDropped: { reason: 'disk_full' as const, bytes: evidence.annotated.bytes } }
+            ? { evidenceDropped: { reason: annotatedDropped, bytes: evidence.annotated.bytes } }
             : {
                 evidencePath: evidence.annotated.file,
                 evidenceSha256: evidence.annotated.sha256,
@@ -141,8 +162,9 @@ export class EventRecorder {
     rules: CameraRules,
     frame: RgbFrame | undefined,
     model: { name: string; sha256: string },
+    reason: 'agent_stopped' | 'config_changed' = 'agent_stopped',
   ): Promise<number> {
-    const hits = rules.close((this.opts.now ?? Date.now)());
+    const hits = rules.close((this.opts.now ?? Date.now)(), reason);
     if (hits.length === 0) return 0;
     if (!frame) {
       this.opts.log.warn(
@@ -164,7 +186,7 @@ export class EventRecorder {
     frame: RgbFrame,
     hit: RuleHit,
     messageId: string,
-  ): Promise<{ evidence: EventPayload['evidence']; annotatedDropped: boolean }> {
+  ): Promise<{ evidence: EventPayload['evidence']; annotatedDropped: Stored['dropped'] }> {
     const { config } = this.opts;
     const quality = config.evidence.jpegQuality;
     const title = `${cam.name} | ${hit.eventType} | ${formatLocal(frame.ts, cam.timezone ?? config.gateway.timezone)}`;
@@ -205,14 +227,14 @@ export class EventRecorder {
           clean: image(store('clean', clean), frame),
           reference: image(store('reference', ref), reference),
         },
-        annotatedDropped: stored.dropped === true,
+        annotatedDropped: stored.dropped,
       };
     }
     const [annotated, clean] = await Promise.all([annotateEvidence(frame, { ...drawing, quality }), encodeJpeg(frame, quality)]);
     const stored = store('annotated', annotated);
     return {
       evidence: { annotated: image(stored, frame), clean: image(store('clean', clean), frame) },
-      annotatedDropped: stored.dropped === true,
+      annotatedDropped: stored.dropped,
     };
   }
 
@@ -223,7 +245,26 @@ export class EventRecorder {
    * evicted image is, but not on disk. Events before images, as the outbox does for SQLITE_FULL.
    */
   private store(cam: CameraConfig, name: string, ts: number, jpeg: Buffer): Stored {
-    const { dataDir, outbox, log } = this.opts;
+    const { dataDir, outbox, log, config } = this.opts;
+    const floor = config.evidence.minFreeBytes;
+    if (floor > 0) {
+      const free = freeBytes(dataDir);
+      const below = free !== null && free - jpeg.length < floor;
+      if (below !== this.belowFloor) {
+        this.belowFloor = below;
+        if (below)
+          log.error(
+            { camera: cam.id, dataDir, freeBytes: free, floorBytes: floor },
+            `disk under ${dataDir} below its floor (${free} bytes free, evidence.minFreeBytes ${floor}): evidence images are not written, events are kept; free space on that disk`,
+          );
+        else
+          log.warn(
+            { dataDir, freeBytes: free, floorBytes: floor },
+            `disk under ${dataDir} above its floor again: evidence images are written`,
+          );
+      }
+      if (below) return { ...described(name, ts, jpeg), dropped: 'disk_floor' };
+    }
     try {
       return storeEvidence(dataDir, name, ts, jpeg);
     } catch (err) {
@@ -247,7 +288,7 @@ export class EventRecorder {
       { camera: cam.id, dataDir, image: name, bytes: jpeg.length },
       `disk full under ${dataDir}: camera ${cam.id}: evidence image ${name} not stored, the event is kept without it; free space on that disk`,
     );
-    return { file: evidencePath(name, ts), sha256: createHash('sha256').update(jpeg).digest('hex'), bytes: jpeg.length, dropped: true };
+    return { ...described(name, ts, jpeg), dropped: 'disk_full' };
   }
 
   /**

@@ -18,7 +18,9 @@ const help = `usage: edgepatrol run --config <file> [--mqtt-url URL] [--models-d
 Runs the agent: every camera of the config through the detector and its rules; events are stored in
 {gateway.dataDir}/outbox.db and published to the broker. Stops cleanly on SIGINT/SIGTERM: stops the cameras,
 finishes in-flight inference and event writes, publishes availability offline, all within 10 s. A second
-SIGINT/SIGTERM exits at once; events already stored stay stored.
+SIGINT/SIGTERM exits at once; events already stored stay stored. SIGHUP re-reads the config: cameras whose
+settings changed (or that were added or removed) restart, the others carry on with their open events; an invalid
+config is refused, logged and reported in health, and the running one stays (docs/config.md "Reload").
   --config      the gateway's YAML config (see docs/config.md)
   --mqtt-url    overrides mqtt.url of the config (e.g. for a local test broker)
   --models-dir  folder with manifest.json and the model files (default: the project's models/)
@@ -42,6 +44,14 @@ function parse(argv: string[]) {
   return { ...values, help: false as const, config: values.config };
 }
 
+/** The config as run uses it: the file, checked, with --mqtt-url applied and checked against the models' classes. */
+function readConfig(args: { config: string; 'mqtt-url'?: string; 'models-dir'?: string }): Config {
+  let config = loadConfig(args.config);
+  if (args['mqtt-url']) config = { ...config, mqtt: { ...config.mqtt, url: args['mqtt-url'] } };
+  checkConfigAgainstModels(args.config, config, loadManifest(args['models-dir']));
+  return config;
+}
+
 export async function runCommand(argv: string[], io: CommandIo = process): Promise<number> {
   let args: ReturnType<typeof parse>;
   let config: Config;
@@ -51,24 +61,39 @@ export async function runCommand(argv: string[], io: CommandIo = process): Promi
       io.stdout.write(help);
       return EXIT.ok;
     }
-    config = loadConfig(args.config);
-    if (args['mqtt-url']) config = { ...config, mqtt: { ...config.mqtt, url: args['mqtt-url'] } };
-    checkConfigAgainstModels(args.config, config, loadManifest(args['models-dir']));
+    config = readConfig(args);
   } catch (err) {
     return reportError(io, 'run', err, help);
   }
 
   const log = createLogger({ level: args['log-level'] });
-  let agent: Agent;
+  // SIGHUP: reload (systemctl reload edgepatrol). The agent logs and publishes the outcome; a refused reload
+  // leaves everything running as it was. One that arrives while the agent starts runs once it has started (Node's
+  // default for SIGHUP would end the process).
+  let agent: Agent | undefined;
+  let hupWhileStarting = false;
+  const hangup = (): void => {
+    if (!agent) {
+      hupWhileStarting = true;
+      log.info('SIGHUP while starting: reloading once the agent runs');
+      return;
+    }
+    log.info({ config: args.config }, `SIGHUP: reloading ${args.config}`);
+    void agent.reload(() => readConfig(args));
+  };
+  process.on('SIGHUP', hangup);
+  let started: Agent;
   try {
-    agent = await Agent.start({ config, log, modelsDir: args['models-dir'], components: defaultComponents() });
+    started = agent = await Agent.start({ config, log, modelsDir: args['models-dir'], components: defaultComponents() });
   } catch (err) {
+    process.off('SIGHUP', hangup);
     return reportError(io, 'run', err, help);
   }
+  if (hupWhileStarting) hangup();
   // A second signal: the operator (or systemd's final kill) does not want to wait. Every event the outbox
   // has committed is on disk already (synchronous FULL), so exiting here loses only what was not stored yet.
   const again = (sig: NodeJS.Signals): void => {
-    log.warn({ signal: sig, pending: agent.stopPending() }, `second ${sig} while stopping: exiting at once`);
+    log.warn({ signal: sig, pending: started.stopPending() }, `second ${sig} while stopping: exiting at once`);
     process.exit(sig === 'SIGINT' ? EXIT.sigint : EXIT.sigterm);
   };
   const signal = await new Promise<NodeJS.Signals>((resolveStop) => {
@@ -76,6 +101,9 @@ export async function runCommand(argv: string[], io: CommandIo = process): Promi
       // Swapped synchronously, so a second signal right behind the first never meets Node's default handler.
       process.off('SIGINT', first);
       process.off('SIGTERM', first);
+      process.off('SIGHUP', hangup);
+      // Ignored while stopping (not Node's default, which would end the process at once).
+      process.on('SIGHUP', () => log.warn('SIGHUP while stopping: no reload'));
       process.on('SIGINT', again);
       process.on('SIGTERM', again);
       resolveStop(sig);
@@ -89,8 +117,8 @@ export async function runCommand(argv: string[], io: CommandIo = process): Promi
     setTimeout(
       () => {
         log.error(
-          { deadlineMs: STOP_DEADLINE_MS, pending: what === 'stop' ? agent.stopPending() : what },
-          `stop deadline of ${STOP_DEADLINE_MS / 1000} s passed; still pending: ${what === 'stop' ? agent.stopPending() : what}; exiting`,
+          { deadlineMs: STOP_DEADLINE_MS, pending: what === 'stop' ? started.stopPending() : what },
+          `stop deadline of ${STOP_DEADLINE_MS / 1000} s passed; still pending: ${what === 'stop' ? started.stopPending() : what}; exiting`,
         );
         process.exit(EXIT.stopDeadline);
       },
@@ -98,7 +126,7 @@ export async function runCommand(argv: string[], io: CommandIo = process): Promi
     );
   const timer = deadline('stop');
   try {
-    await agent.stop();
+    await started.stop();
   } finally {
     clearTimeout(timer);
   }

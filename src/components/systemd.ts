@@ -117,7 +117,7 @@ export class SystemdNotify implements Component {
       lastError = Math.min(result, 0);
     };
 
-    const { cameras, outbox, config, log } = ctx;
+    const { cameras, outbox, log, bus } = ctx;
     const pending = (): number | string => {
       try {
         return outbox.stats().pending;
@@ -126,11 +126,23 @@ export class SystemdNotify implements Component {
       }
     };
     this.send(`READY=1\nSTATUS=${statusLine(cameras.status(), pending())}`);
+    // A reload (SIGHUP, ExecReload): RELOADING=1 (with MONOTONIC_USEC, which systemd 253+ wants beside it) while the
+    // config is read and cameras restart, then READY=1 again, whether it was applied or refused.
+    bus.on('config.reloading', () => {
+      const usec = process.hrtime.bigint() / 1000n;
+      this.send?.(`RELOADING=1\nMONOTONIC_USEC=${usec}\nSTATUS=reloading the config`);
+    });
+    bus.on('config.reloaded', (r) => {
+      const what = r.result === 'applied' ? 'config reloaded' : 'config reload refused';
+      this.send?.(`READY=1\nSTATUS=${what}; ${statusLine(cameras.status(), pending())}`);
+    });
 
     const intervalMs = watchdogIntervalMs(log);
     if (intervalMs === undefined) return;
-    const limits = new Map(config.cameras.map((c) => [c.id, { stallMs: c.stallSeconds * 1000, frameMs: 1000 / c.detect.fps }]));
-    const slow = config.cameras.filter((c) => c.stallSeconds * 1000 >= intervalMs).map((c) => c.id);
+    // Read at each check: a reload may add cameras or change their rates.
+    const limitsNow = () =>
+      new Map(ctx.config.cameras.map((c) => [c.id, { stallMs: c.stallSeconds * 1000, frameMs: 1000 / c.detect.fps }]));
+    const slow = ctx.config.cameras.filter((c) => c.stallSeconds * 1000 >= intervalMs).map((c) => c.id);
     if (slow.length) {
       // Then a stopped camera misses checks before its own stall watchdog restarts it, and systemd restarts the agent.
       log.warn(
@@ -139,7 +151,7 @@ export class SystemdNotify implements Component {
       );
     }
     const marks: FrameMarks = new Map();
-    frameProblems(cameras.status(), limits, marks, Date.now(), intervalMs);
+    frameProblems(cameras.status(), limitsNow(), marks, Date.now(), intervalMs);
     const check = (dueAt: number): void => {
       const now = Date.now();
       // The timer's own lateness is the event loop's: a long synchronous task held it. The ping still goes now
@@ -147,7 +159,7 @@ export class SystemdNotify implements Component {
       if (now - dueAt > LATE_MS) log.warn({ lateMs: now - dueAt }, `event loop blocked: the watchdog check ran ${now - dueAt} ms late`);
       try {
         const list = cameras.status();
-        const problems = frameProblems(list, limits, marks, now, intervalMs);
+        const problems = frameProblems(list, limitsNow(), marks, now, intervalMs);
         let outboxPending: number | undefined;
         try {
           outboxPending = outbox.stats().pending;

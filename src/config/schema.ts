@@ -238,6 +238,12 @@ const evidenceSchema = z.strictObject({
     .positive()
     .default(30)
     .describe('Evidence images older than this many days are deleted (never those of undelivered events).'),
+  minFreeBytes: wholeNumber()
+    .min(0)
+    .default(256 * 1024 * 1024)
+    .describe(
+      "Free space floor of the data folder's disk, in bytes: below it evidence images are not written (events are still stored and sent, each image counted as a disk_floor drop; health says so). 0 turns it off.",
+    ),
 });
 
 const sourceSchema = z

@@ -9,6 +9,8 @@ export interface HealthInputs {
   uplink: UplinkStatus;
   /** Per-camera state and counters, as the agent keeps them. */
   cameras: HealthPayload['cameras'];
+  /** The reloads of the config so far. */
+  config: HealthPayload['config'];
 }
 
 export interface HealthSamplerOptions {
@@ -23,6 +25,8 @@ export interface HealthSamplerOptions {
    * agent has pinned its threads (model.pinCores), so the agent passes the count it had before.
    */
   cores?: number;
+  /** evidence.minFreeBytes: below it the recorder writes no evidence (0: no floor). */
+  diskFloorBytes?: number;
 }
 
 /**
@@ -56,7 +60,7 @@ export class HealthSampler {
       cpu: { cores: this.cores, load1: Math.round((loadavg()[0] ?? 0) * 100) / 100, processPercent },
       mem: { totalBytes: totalmem(), availableBytes: availableMemory(), processRssBytes: process.memoryUsage.rss() },
       tempCelsius: hottestZone(this.opts.thermalDir ?? '/sys/class/thermal'),
-      disk: diskOf(this.opts.dataDir),
+      disk: diskOf(this.opts.dataDir, this.opts.diskFloorBytes ?? 0),
       outbox: {
         pending: o.pending,
         sent: o.sent,
@@ -70,6 +74,7 @@ export class HealthSampler {
         drops: inputs.outbox.drops().map(({ what, reason, priority, count }) => ({ what, reason, priority, count })),
       },
       uplink: { connected: inputs.uplink.connected, inFlight: inputs.uplink.inFlight, reconnectAttempts: inputs.uplink.reconnectAttempts },
+      config: inputs.config,
       cameras: inputs.cameras,
     };
   }
@@ -106,10 +111,11 @@ export function hottestZone(dir: string): number | null {
   return hottest;
 }
 
-function diskOf(path: string): HealthPayload['disk'] {
+function diskOf(path: string, floorBytes: number): HealthPayload['disk'] {
   try {
     const s = statfsSync(path);
-    return { path, totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
+    const freeBytes = s.bavail * s.bsize;
+    return { path, totalBytes: s.blocks * s.bsize, freeBytes, floorBytes, evidencePaused: floorBytes > 0 && freeBytes < floorBytes };
   } catch {
     return null;
   }

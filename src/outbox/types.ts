@@ -21,7 +21,7 @@ export type Delivery = 'broker' | 'service';
  * full: the byte cap; ttl: older than its priority's time-to-live; disk_full: SQLite or the file system said
  * ENOSPC; missing: the evidence file was gone when it was to be published.
  */
-export type DropReason = 'full' | 'ttl' | 'disk_full' | 'missing';
+export type DropReason = 'full' | 'ttl' | 'disk_full' | 'disk_floor' | 'missing';
 
 /** One stored event, as the uplink reads it. Times are ms since the Unix epoch. */
 export interface OutboxRow {

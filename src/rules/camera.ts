@@ -247,12 +247,13 @@ export class CameraRules {
   }
 
   /**
-   * Ends every open violation because the agent stops (`ended` with endReason `agent_stopped`, `endedAt` the last
+   * Ends every open violation because the agent stops (`ended` with endReason `agent_stopped`, or `config_changed` when a
+   * reload restarts or removes the camera; `endedAt` the last
    * frame the rule held); the rules are not used after it. `ts` is the time of the stop. The messages describe the
    * last evaluated frame, which their evidence shows: the objects detected in it, the others unseen.
    */
-  close(ts: number): RuleHit[] {
-    return this.end(ts, 'agent_stopped');
+  close(ts: number, reason: Extract<EndReason, 'agent_stopped' | 'config_changed'> = 'agent_stopped'): RuleHit[] {
+    return this.end(ts, reason);
   }
 
   /** Ends every open violation of the current view for `reason`, as seen on the last evaluated frame. */

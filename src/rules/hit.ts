@@ -36,10 +36,11 @@ export type EventState = 'started' | 'updated' | 'ended' | 'instant';
  * Why a violation ended: `cleared` the rule stopped holding for `endSeconds`; `schedule` its window closed;
  * `agent_stopped` the agent stopped cleanly while it still held (after a restart the rule must hold again, for its
  * full dwell, before a new event starts); `view_changed` the camera turned to another view (a PTZ preset), whose
- * zones are not the ones the violation was in; `camera_paused` the camera's rules were paused without a new view.
- * The last three say "no longer watched", not "cleared".
+ * zones are not the ones the violation was in; `camera_paused` the camera's rules were paused without a new view;
+ * `config_changed` a reload (SIGHUP) changed the camera's settings or removed the camera, so its rules restarted.
+ * The last four say "no longer watched", not "cleared".
  */
-export const END_REASONS = ['cleared', 'schedule', 'agent_stopped', 'view_changed', 'camera_paused'] as const;
+export const END_REASONS = ['cleared', 'schedule', 'agent_stopped', 'view_changed', 'camera_paused', 'config_changed'] as const;
 export type EndReason = (typeof END_REASONS)[number];
 
 /** One message of a violation: the agent turns it into an event message with evidence. Times are ms since the epoch. */

@@ -30,7 +30,15 @@ export const healthPayloadSchema = z
     mem: z.object({ totalBytes: bytes, availableBytes: bytes, processRssBytes: bytes }).strict(),
     tempCelsius: z.number().nullable().describe('hottest thermal zone, null where none is readable'),
     disk: z
-      .object({ path: z.string(), totalBytes: bytes, freeBytes: bytes })
+      .object({
+        path: z.string(),
+        totalBytes: bytes,
+        freeBytes: bytes,
+        floorBytes: bytes.describe('evidence.minFreeBytes; 0 when there is no floor'),
+        evidencePaused: z
+          .boolean()
+          .describe('free space is below the floor: evidence images are not written, events are still stored and sent (disk_floor drops)'),
+      })
       .strict()
       .nullable()
       .describe('the file system of the data folder'),
@@ -51,6 +59,30 @@ export const healthPayloadSchema = z
     uplink: z
       .object({ connected: z.boolean(), inFlight: z.number().int().nonnegative(), reconnectAttempts: z.number().int().nonnegative() })
       .strict(),
+    config: z
+      .object({
+        reloads: z
+          .object({ applied: z.number().int().nonnegative(), refused: z.number().int().nonnegative() })
+          .strict()
+          .describe('config reloads (SIGHUP) since the agent started'),
+        lastReload: z
+          .object({
+            at: z.iso.datetime(),
+            result: z.enum(['applied', 'refused']),
+            error: z.string().optional().describe('refused: why; the running config stayed'),
+            added: z.array(z.string()),
+            removed: z.array(z.string()),
+            restarted: z.array(z.string()).describe('cameras whose settings changed: restarted, open events ended with config_changed'),
+            unchanged: z.array(z.string()),
+            needsRestart: z.array(z.string()).describe('config sections that changed but apply only when the agent restarts'),
+            durationMs: z.number().int().nonnegative(),
+          })
+          .strict()
+          .nullable()
+          .describe('the last reload, null before the first'),
+      })
+      .strict()
+      .describe('the running config: its reloads'),
     cameras: z
       .array(z.object({ id: z.string(), state: z.string() }).catchall(z.union([z.number(), z.string()])))
       .describe("per camera: state and the agent's counters (frames in, detected, skipped, events, …)"),

@@ -45,6 +45,10 @@ interface Lane<T> {
   id: string;
   items: { item: T; at: number }[];
   stats: LaneStats;
+  /** Items of this lane running now. */
+  running: number;
+  /** Called when `running` falls to zero (removeLane waits on them). */
+  drained: (() => void)[];
 }
 
 export class InferenceScheduler<T> {
@@ -70,7 +74,13 @@ export class InferenceScheduler<T> {
   /** Adds a lane (a camera); pushing to an unknown lane adds it too. */
   addLane(id: string): void {
     if (this.byId.has(id)) return;
-    const lane: Lane<T> = { id, items: [], stats: { queued: 0, pushed: 0, dropped: 0, done: 0, failed: 0, waitMs: 0, runMs: 0 } };
+    const lane: Lane<T> = {
+      id,
+      items: [],
+      stats: { queued: 0, pushed: 0, dropped: 0, done: 0, failed: 0, waitMs: 0, runMs: 0 },
+      running: 0,
+      drained: [],
+    };
     this.lanes.push(lane);
     this.byId.set(id, lane);
   }
@@ -100,6 +110,23 @@ export class InferenceScheduler<T> {
   async idle(): Promise<void> {
     if (this.active === 0) return;
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Takes a lane out (a camera a reload restarts or removes): its queued items go to onDrop (not counted: the lane
+   * and its stats go), and the returned promise settles once its running items have. Items pushed to `id`
+   * afterwards start a new lane. Other lanes carry on untouched.
+   */
+  async removeLane(id: string): Promise<void> {
+    const lane = this.byId.get(id);
+    if (!lane) return;
+    this.byId.delete(id);
+    const at = this.lanes.indexOf(lane);
+    this.lanes.splice(at, 1);
+    if (this.next > at) this.next--;
+    if (this.lanes.length === 0 || this.next >= this.lanes.length) this.next = 0;
+    for (const { item } of lane.items.splice(0)) this.opts.onDrop?.(id, item);
+    if (lane.running > 0) await new Promise<void>((resolve) => lane.drained.push(resolve));
   }
 
   /** Refuses new items, discards queued ones (not counted as dropped) and waits for the running ones. */
@@ -135,6 +162,7 @@ export class InferenceScheduler<T> {
   private async runJob({ lane, item, at }: { lane: Lane<T>; item: T; at: number }): Promise<void> {
     const start = this.now();
     lane.stats.waitMs += start - at;
+    lane.running++;
     try {
       await this.opts.run(lane.id, item);
     } catch (err) {
@@ -143,6 +171,7 @@ export class InferenceScheduler<T> {
     }
     lane.stats.done++;
     lane.stats.runMs += this.now() - start;
+    if (--lane.running === 0) for (const wake of lane.drained.splice(0)) wake();
     this.active--;
     this.pump();
   }
