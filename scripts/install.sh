@@ -117,7 +117,7 @@ if ((uninstall)); then
   rm -f -- "$unit"
   rm -rf -- "$opt"
   say "removed $opt and $unit"
-  if have_systemctl; then systemctl daemon-reload || true; fi
+  if have_systemctl && [[ -d /run/systemd/system ]]; then systemctl daemon-reload || true; fi
   if ((purge)); then
     rm -rf -- "$etc" "$data"
     say "purged $etc and $data"
@@ -238,7 +238,9 @@ if ((real)); then chown "$user:$user" -- "$data"; fi
 install -d -m 0755 -- "$(dirname "$unit")"
 install -m 0644 -- "$src/systemd/edgepatrol.service" "$unit"
 if have_systemctl; then
-  systemctl daemon-reload
+  # Without a running systemd (an image being built in a chroot or container) there is no manager to reload;
+  # `systemctl enable` still works offline: it only creates the symlink.
+  if [[ -d /run/systemd/system ]]; then systemctl daemon-reload; else say 'systemd is not running here: no daemon-reload'; fi
   systemctl enable edgepatrol.service >/dev/null 2>&1
   say 'edgepatrol.service enabled (starts at boot); not started yet'
 elif ((real)); then
