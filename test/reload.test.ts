@@ -3,6 +3,7 @@
 // config is refused, logged and reported in health while everything runs on.
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { stringify } from 'yaml';
 import { collect, startMosquitto, type Received } from './helpers/mosquitto.js';
 import { clipCamera, gatewayConfig, runCli, tempDir, writeConfig } from './helpers/agent.js';
@@ -51,7 +52,13 @@ t.test('SIGHUP: the changed camera restarts, the unchanged one carries on, an in
   t.teardown(() => sub.close());
   const dir = tempDir('reload');
   const cameras = [clipCamera('cam-a'), clipCamera('cam-b')];
-  const first = gatewayConfig(dir, broker.url, cameras);
+  const port = await new Promise<number>((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+  const first = { ...gatewayConfig(dir, broker.url, cameras), metrics: { listen: `127.0.0.1:${port}` } };
   const file = writeConfig(dir, first);
   const agent = runCli(['run', '--config', file]);
   t.teardown(() => agent.stop('SIGKILL'));
@@ -116,6 +123,10 @@ t.test('SIGHUP: the changed camera restarts, the unchanged one carries on, an in
     ['cam-a', 'cam-b'],
     'both cameras still run',
   );
+
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  t.match(metrics, /^edgepatrol_config_reloads_total\{result="applied"\} 1$/m, 'metrics: one reload applied');
+  t.match(metrics, /^edgepatrol_config_reloads_total\{result="refused"\} 1$/m, 'metrics: one refused');
 
   const exit = await agent.stop('SIGTERM');
   t.same(exit, { code: 0, signal: null }, 'a clean exit afterwards');

@@ -150,6 +150,18 @@ function register(ctx: ComponentContext, registry: Registry): void {
   bus.on('event.stored', ({ cameraId, type, state }) => {
     events.inc({ camera: cameraId, type, state });
   });
+  const reloads = new Counter({
+    name: 'edgepatrol_config_reloads_total',
+    help: 'Config reloads (SIGHUP) since the agent started, by result: applied, refused (the running config stayed).',
+    labelNames: ['result'],
+    registers,
+  });
+  // Both series from the start, so a rate or an alert on refusals has a zero to compare with.
+  reloads.inc({ result: 'applied' }, 0);
+  reloads.inc({ result: 'refused' }, 0);
+  bus.on('config.reloaded', ({ result }) => {
+    reloads.inc({ result });
+  });
 
   new Gauge({
     name: 'edgepatrol_outbox_pending',
