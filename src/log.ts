@@ -45,7 +45,10 @@ export function scrubSecrets(text: string): string {
     );
 }
 
-/** Strips user:password@ from a URL so it can be shown to a person or logged. */
+/**
+ * A URL fit to show a person or log: user:password@ and secret query parameters (?token=, &password=, …) are
+ * replaced by ***, as scrubSecrets does to every log line.
+ */
 export function safeUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, '$1***@');
+  return scrubSecrets(url);
 }

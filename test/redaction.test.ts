@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { collect, startMosquitto } from './helpers/mosquitto.js';
 import { clipCamera, gatewayConfig, runCli, tempDir, writeConfig } from './helpers/agent.js';
-import { createLogger, scrubSecrets } from '../src/log.js';
+import { createLogger, safeUrl, scrubSecrets } from '../src/log.js';
 
 async function freePort(): Promise<number> {
   return new Promise((res) => {
@@ -72,4 +72,14 @@ t.test('createLogger scrubs credentials in messages, error texts and any field',
   for (const s of ['p4ss', 's3cret', 'abc', 'k3y', 'zz9', 'kk1', 'pw1', '---BEGIN', 'a:b@']) t.notMatch(out, s, `${s} is gone`);
   t.match(out, 'rtsp://***@10.0.0.2/s?token=***&channel=1', 'the rest of the URL stays');
   t.equal(scrubSecrets('tcp://127.0.0.1:1883'), 'tcp://127.0.0.1:1883', 'a URL without credentials is unchanged');
+});
+
+t.test('safeUrl: what a command shows of a URL has neither user:password nor a secret query parameter', async (t) => {
+  t.equal(safeUrl('rtsp://admin:s3cret@192.0.2.10:554/stream1'), 'rtsp://***@192.0.2.10:554/stream1');
+  t.equal(
+    safeUrl('rtsps://192.0.2.10/live?channel=1&token=abc.def&subtype=0'),
+    'rtsps://192.0.2.10/live?channel=1&token=***&subtype=0',
+    'a token in the query goes, the other parameters stay',
+  );
+  t.equal(safeUrl('http://192.0.2.10/onvif/device_service'), 'http://192.0.2.10/onvif/device_service', 'nothing to hide: unchanged');
 });
