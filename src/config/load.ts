@@ -243,16 +243,24 @@ function hasCredentials(url: unknown): boolean {
   }
 }
 
-/** Config paths of the secrets written in the file itself. */
-function secretsIn(raw: unknown): string[] {
+/**
+ * Config paths of the secrets written in the file itself (passwords, URLs with credentials). A file holding any
+ * must be private to its owner: loadConfig refuses it otherwise, and the editor (edit.ts) writes it mode 600.
+ */
+export function secretsIn(raw: unknown): string[] {
   const found: string[] = [];
   const root = raw as { mqtt?: { url?: unknown; password?: unknown }; cameras?: unknown } | null;
   if (root?.mqtt?.password !== undefined) found.push('mqtt.password');
   if (hasCredentials(root?.mqtt?.url)) found.push('mqtt.url');
   if (Array.isArray(root?.cameras)) {
-    root.cameras.forEach((cam: { source?: { url?: unknown } } | null, i) => {
-      if (hasCredentials(cam?.source?.url)) found.push(`cameras[${i}].source.url`);
-    });
+    root.cameras.forEach(
+      (cam: { source?: { url?: unknown; detectUrl?: unknown }; onvif?: { url?: unknown; password?: unknown } } | null, i) => {
+        if (hasCredentials(cam?.source?.url)) found.push(`cameras[${i}].source.url`);
+        if (hasCredentials(cam?.source?.detectUrl)) found.push(`cameras[${i}].source.detectUrl`);
+        if (cam?.onvif?.password !== undefined) found.push(`cameras[${i}].onvif.password`);
+        if (hasCredentials(cam?.onvif?.url)) found.push(`cameras[${i}].onvif.url`);
+      },
+    );
   }
   return found;
 }
