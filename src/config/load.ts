@@ -168,6 +168,13 @@ function zodIssues(error: z.ZodError, doc: Document, lines: LineCounter): Config
   return out.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
 }
 
+function withAbsoluteReferences<Z extends Config['cameras'][number]['zones'][number]>(zones: Z[], abs: (p: string) => string): Z[] {
+  return zones.map((zone) => ({
+    ...zone,
+    rules: zone.rules.map((rule) => (rule.kind === 'scene_change' ? { ...rule, reference: abs(rule.reference) } : rule)),
+  }));
+}
+
 /** Makes every path in the config absolute, relative paths counting from the config file's folder. */
 function resolvePaths(config: Config, baseDir: string): Config {
   const abs = (p: string): string => resolve(baseDir, p);
@@ -189,10 +196,8 @@ function resolvePaths(config: Config, baseDir: string): Config {
     cameras: config.cameras.map((cam) => ({
       ...cam,
       source: cam.source.file === undefined ? cam.source : { file: abs(cam.source.file), loop: cam.source.loop },
-      zones: cam.zones.map((zone) => ({
-        ...zone,
-        rules: zone.rules.map((rule) => (rule.kind === 'scene_change' ? { ...rule, reference: abs(rule.reference) } : rule)),
-      })),
+      zones: withAbsoluteReferences(cam.zones, abs),
+      ...(cam.presets && { presets: cam.presets.map((p) => ({ ...p, zones: withAbsoluteReferences(p.zones, abs) })) }),
     })),
   };
 }
