@@ -1,12 +1,12 @@
 import { loadConfig, type CameraConfig } from '../config/index.js';
 import { rtspAddress } from '../ingest/reachability.js';
-import { EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
+import { DEFAULT_CONFIG, EXIT, parseCommandArgs, reportError, writeJson, type CommandIo } from './io.js';
 
-const help = `usage: edgepatrol camera list --config <file> [--json]
+const help = `usage: edgepatrol camera list [--config <file>] [--json]
 
 Lists the cameras of the config: id, name, source (rtsp host:port, or the video file), detect size and rate,
 how many zones and PTZ presets, and the ONVIF host. Never prints a user name or password.
-  --config FILE     the gateway's YAML config (see docs/config.md)
+  --config FILE     the gateway's YAML config (default ${DEFAULT_CONFIG}; see docs/config.md)
   --json            one JSON document: {"config","cameras":[{"id","name","source":{"kind":"rtsp","host","port"} or
                     {"kind":"file","path"},"detect":{"width","height","fps"},"zones","presets","onvif":host or null}]}
 exit codes: 0 done, 1 bad usage, 2 invalid config
@@ -77,10 +77,10 @@ export async function cameraListCommand(argv: string[], io: CommandIo = process)
       io.stdout.write(help);
       return EXIT.ok;
     }
-    if (!values.config) throw new UsageError('--config <file> is required');
-    const config = loadConfig(values.config);
+    const file = values.config ?? DEFAULT_CONFIG;
+    const config = loadConfig(file);
     const rows = config.cameras.map(summary);
-    if (values.json) writeJson(io, { config: values.config, cameras: rows });
+    if (values.json) writeJson(io, { config: file, cameras: rows });
     else io.stdout.write(table(rows));
     return EXIT.ok;
   } catch (err) {

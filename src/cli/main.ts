@@ -28,6 +28,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "write a zone's outline into the config and draw a preview (zones set)",
     load: async () => (await import('./zones.js')).zonesCommand,
   },
+  doctor: {
+    summary: 'check ffmpeg, models, broker, disk, clock, cameras and outbox, each with a fix when not ok',
+    load: async () => (await import('./doctor.js')).doctorCommand,
+  },
   rules: {
     summary: "replay a video through a camera's rules and print the events (rules test)",
     load: async () => (await import('./rules.js')).rulesCommand,
