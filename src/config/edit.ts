@@ -62,7 +62,7 @@ function afterNode(text: string, node: Node): number {
 }
 
 /** Makes point lists and short number lists flow style (`[[0.1, 0.2], …]`), as people write polygons. */
-function render(value: unknown, style: 'block' | 'flow'): string {
+function render(value: unknown, style: 'block' | 'flow', padding = false): string {
   const doc = new Document(value);
   visit(doc, {
     Seq(_, seq) {
@@ -72,14 +72,14 @@ function render(value: unknown, style: 'block' | 'flow'): string {
       if (style === 'flow') map.flow = true;
     },
   });
-  return doc.toString({ lineWidth: 0, flowCollectionPadding: false }).replace(/\n$/, '');
+  return doc.toString({ lineWidth: 0, flowCollectionPadding: padding }).replace(/\n$/, '');
 }
 
 /** `text` with `item` appended to the sequence `seq` (block or flow) in the text. */
 function appendToSeq(text: string, seq: YAMLSeq, item: unknown): string {
   if (seq.flow) {
     const close = text.lastIndexOf(']', seq.range![1] - 1);
-    return spliceFlow(text, seq.range![0] + 1, close, render(item, 'flow'));
+    return spliceFlow(text, seq.range![0] + 1, close, render(item, 'flow', padded(text, seq)));
   }
   const last = seq.items.at(-1) as Node;
   const first = seq.items[0] as Node;
@@ -106,7 +106,7 @@ function spliceFlow(text: string, open: number, close: number, entry: string): s
 function addToMap(text: string, map: YAMLMap, key: string, value: unknown): string {
   if (map.flow) {
     const close = text.lastIndexOf('}', map.range![1] - 1);
-    return spliceFlow(text, map.range![0] + 1, close, `${key}: ${render(value, 'flow')}`);
+    return spliceFlow(text, map.range![0] + 1, close, `${key}: ${render(value, 'flow', padded(text, map))}`);
   }
   const first = map.items[0]!.key as Node;
   const indent = ' '.repeat(first.range![0] - lineStart(text, first.range![0]));
@@ -122,9 +122,16 @@ function addToMap(text: string, map: YAMLMap, key: string, value: unknown): stri
   return `${text.slice(0, at)}\n${body}${text.slice(at)}`;
 }
 
-/** `text` with the value node `node` replaced by `value` written flow style. */
+/** Whether the flow collections in `node`'s text are written `{ a: 1 }` rather than `{a: 1}`, to write new ones alike. */
+function padded(text: string, node: Node): boolean {
+  return /[[{] /.test(text.slice(node.range![0], node.range![1]));
+}
+
+/** `text` with the value node `node` replaced by `value` written flow style (the lines after it kept). */
 function replaceNode(text: string, node: Node, value: unknown): string {
-  return text.slice(0, node.range![0]) + render(value, 'flow') + text.slice(node.range![1]);
+  let end = node.range![1];
+  while (end > node.range![0] && /\s/.test(text[end - 1]!)) end--;
+  return text.slice(0, node.range![0]) + render(value, 'flow', padded(text, node)) + text.slice(end);
 }
 
 function cameraNode(loaded: Loaded, cameraId: string): { index: number; map: YAMLMap } {
