@@ -15,7 +15,8 @@ Writes the zone's outline into the config file, then grabs a frame from the came
 beside the config, <camera>-<zone>.jpg (<camera>-<preset>-<zone>.jpg with --preset), with all the camera's
 zones drawn and this one highlighted (magenta). Prints both paths.
 Points are fractions of the frame, as in the config's polygons: 0,0 is the top-left corner, 1,1 the
-bottom-right; at least 3, listed in order around the outline so that no two edges cross.
+bottom-right; at least 3, listed in order around the outline so that no two edges cross. Errors number the
+points from 0, as the config's messages do.
 An existing zone keeps its rules and masks, only its outline changes; a new zone is added with no rules.
 Everything else in the file (comments, order, formatting) stays as it was; the file is checked before it is
 written and replaced atomically (mode 600 when it holds a password).
@@ -40,7 +41,7 @@ type Polygon = [number, number][];
 
 /**
  * Parses "x,y x,y …" into a polygon checked by the config's own polygon schema (same messages); a problem is a
- * UsageError naming the camera, zone and point.
+ * UsageError naming the camera, zone and point (numbered from 0, as the schema's self-crossing message does).
  */
 export function parsePoints(text: string, where: string): Polygon {
   const words = text.trim().split(/\s+/).filter(Boolean);
@@ -48,14 +49,14 @@ export function parsePoints(text: string, where: string): Polygon {
     const parts = word.split(',');
     const [x, y] = parts.map((p) => (p.trim() === '' ? Number.NaN : Number(p)));
     if (parts.length !== 2 || !Number.isFinite(x) || !Number.isFinite(y))
-      throw new UsageError(`${where}: point ${i + 1} '${word}' is not x,y (two numbers between 0 and 1, e.g. 0.25,0.6)`);
+      throw new UsageError(`${where}: point ${i} '${word}' is not x,y (two numbers between 0 and 1, e.g. 0.25,0.6)`);
     return [x!, y!];
   });
   const result = polygonSchema.safeParse(points, { error: configMessage });
   if (result.success) return result.data as Polygon;
   const issue = result.error.issues[0]!;
   const index = issue.path[0];
-  const point = typeof index === 'number' ? `point ${index + 1} (${words[index]}): ` : '';
+  const point = typeof index === 'number' ? `point ${index} (${words[index]}): ` : '';
   throw new UsageError(`${where}: ${point}${issue.message}`);
 }
 
