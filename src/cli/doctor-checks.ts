@@ -109,9 +109,16 @@ function brokerFailure(url: string, err: Error & { code?: unknown }, tls: boolea
       `${url} refused the connection (${err.message})`,
       'check mqtt.username and mqtt.password, or the client certificate in mqtt.tls.cert and mqtt.tls.key',
     );
+  // OpenSSL's alerts come as "<hex>:error:<hex>:SSL routines:<function>:<reason>:<source file>:…": the reason is what helps.
+  const reason = /SSL routines:[^:]*:([^:]+)/.exec(err.message)?.[1] ?? err.message;
+  if (/CERTIFICATE_REQUIRED/.test(code) || /certificate required/i.test(reason))
+    return fail(
+      `TLS to ${url} failed: the broker asks for a client certificate (${reason})`,
+      'set mqtt.tls.cert and mqtt.tls.key to the PEM files of the certificate issued to this gateway',
+    );
   if (/CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|ERR_SSL/.test(code) || /certificate|tls|ssl/i.test(err.message))
     return fail(
-      `TLS to ${url} failed: ${err.message}${code ? ` (${code})` : ''}`,
+      `TLS to ${url} failed: ${reason}${code ? ` (${code})` : ''}`,
       tls
         ? "check that mqtt.tls.ca is the CA that signed the broker's certificate and that the url's host is the name in it"
         : 'check the url: use mqtts:// only for a TLS listener',
