@@ -299,3 +299,35 @@ t.test('ConfigEditError is what an unusable file gives', async (t) => {
   t.throws(() => addCamera(file, { id: 'x' }), { name: 'ConfigEditError', message: new RegExp(`^${file} is not valid YAML`) });
   t.ok(new ConfigEditError('x') instanceof Error);
 });
+
+t.test('the reference example (examples/gateway.yaml): each change is only its own lines', async (t) => {
+  const dir = tempDirFor(t, 'config-edit-example');
+  const file = join(dir, 'gateway.yaml');
+  const original = readFileSync(join(import.meta.dirname, '..', 'examples', 'gateway.yaml'), 'utf8');
+  writeFileSync(file, original);
+  const tri: [number, number][] = [
+    [0.1, 0.1],
+    [0.5, 0.1],
+    [0.5, 0.5],
+  ];
+  setZone(file, 'cam-01', 'walkway', tri);
+  setZone(file, 'cam-02', 'bus-lane', tri);
+  addCamera(file, { id: 'cam-03', source: { url: 'rtsp://192.0.2.23/stream1' } });
+  const before = original.split('\n');
+  const after = read(file).split('\n');
+  const changed = after.filter((line) => !before.includes(line));
+  t.same(
+    changed,
+    [
+      '        polygon: [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]',
+      '      - id: bus-lane',
+      '        polygon: [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]',
+      '  - id: cam-03',
+      '      url: rtsp://192.0.2.23/stream1',
+    ],
+    'the new lines (and a `    source:` line, which the file has already)',
+  );
+  t.equal(before.filter((line) => !after.includes(line)).length, 1, "one line gone: walkway's old polygon");
+  t.equal(after.length, before.length + 5);
+  t.equal(modeOf(file), 0o600, 'the example holds passwords: 600');
+});
