@@ -44,6 +44,7 @@ const withSub: Record<string, string[]> = {
   outbox: ['outbox', 'stats'],
   camera: ['camera', 'snapshot'],
   rules: ['rules', 'test'],
+  zones: ['zones', 'set'],
 };
 
 t.test(
@@ -52,7 +53,11 @@ t.test(
     const top = await edgepatrol('--help');
     t.same([top.code, top.err], [0, '']);
     const commands = commandsOf(top.out);
-    t.same(commands.toSorted(), ['camera', 'detect', 'model', 'outbox', 'rules', 'run', 'status', 'tail'], 'the commands the usage lists');
+    t.same(
+      commands.toSorted(),
+      ['camera', 'detect', 'doctor', 'model', 'outbox', 'rules', 'run', 'status', 'tail', 'zones'],
+      'the commands the usage lists',
+    );
     const documented = documentedExitCodes();
     t.same([...documented.keys()].toSorted(), commands.toSorted(), 'docs/cli.md lists the exit codes of every command');
 

@@ -1,123 +1,39 @@
-import { writeFile } from 'node:fs/promises';
-import { grabFrame } from '../ingest/index.js';
-import { drawAnnotations, ZONE_COLOR } from '../evidence/annotate.js';
-import { drawLabel, styleFor } from '../evidence/draw.js';
-import { encodeJpeg } from '../common/jpeg.js';
-import type { Canvas } from '../evidence/draw.js';
-import type { CameraConfig } from '../config/index.js';
-import { formatLocal } from '../common/time.js';
-import { cameraFromConfig } from './rules.js';
-import { EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
+import { EXIT, reportError, UsageError, type Command, type CommandIo } from './io.js';
 
-const help = `usage: edgepatrol camera snapshot <camera> --config <file> [--annotate out.jpg] [--out clean.jpg]
+/** The sub-commands of `camera`, one file each; a new one is one entry here and a line in the usage below. */
+const SUBCOMMANDS: Record<string, () => Promise<Command>> = {
+  snapshot: async () => (await import('./camera-snapshot.js')).cameraSnapshotCommand,
+  list: async () => (await import('./camera-list.js')).cameraListCommand,
+};
 
-Grabs one current frame from the camera's stream (or its video file) and writes it:
-  --annotate FILE   with every zone (yellow, with its id), mask (grey) and line_cross line (blue, the arrow
-                    points forward) drawn on it, to check them against the scene
-  --out FILE        untouched, e.g. as the reference image of a scene_change rule
-  --config FILE     the gateway's YAML config (see docs/config.md)
-  --timeout S       give up after S seconds (default 10)
-  --json            instead of the "wrote" lines, one JSON document: {"camera","width","height","ts","out","annotate",
-                    "zones":[ids]}; out and annotate are the files written (null if not asked for)
-  --models-dir DIR  folder with manifest.json, to check the rules' classes (default: the project's models/)
-exit codes: 0 written, 1 bad usage or no frame, 2 invalid config, 3 model manifest missing or refused
+const help = `usage: edgepatrol camera <sub-command> [options]
+
+  snapshot <camera>   grab a frame and draw its zones, masks and lines (--annotate FILE, --out FILE)
+  list                the cameras of a config: source, detect size and rate, zones, presets, ONVIF host
+
+edgepatrol camera <sub-command> --help shows its options.
+exit codes: 0 done, 1 bad usage, no frame or a failure, 2 invalid config, 3 model manifest missing or refused
 `;
 
-/** How errors name the command: with its sub-command once that is given. */
-const commandName = (argv: string[]): string => (argv[0] === 'snapshot' ? 'camera snapshot' : 'camera');
-
-const options = {
-  config: { type: 'string', short: 'c' },
-  annotate: { type: 'string' },
-  out: { type: 'string' },
-  timeout: { type: 'string' },
-  json: { type: 'boolean' },
-  'models-dir': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
-
-function parse(argv: string[]) {
-  const { values, positionals } = parseCommandArgs(argv, options, { positionals: true });
-  if (values.help) return { help: true as const };
-  const [sub, camera, ...extra] = positionals;
-  if (sub !== 'snapshot') throw new UsageError(sub ? `unknown sub-command 'camera ${sub}'` : 'a sub-command is required: camera snapshot');
-  if (!camera || extra.length) throw new UsageError('exactly one camera id expected');
-  if (!values.config) throw new UsageError('--config <file> is required');
-  if (!values.annotate && !values.out) throw new UsageError('nothing to write: give --annotate FILE and/or --out FILE');
-  const timeout = values.timeout === undefined ? 10 : Number(values.timeout);
-  if (!(timeout > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got '${values.timeout}'`);
-  return {
-    help: false as const,
-    camera,
-    config: values.config,
-    annotate: values.annotate,
-    out: values.out,
-    timeoutMs: timeout * 1000,
-    json: values.json ?? false,
-    modelsDir: values['models-dir'],
-  };
-}
-
-/** Draws every zone, mask and line of the camera, each zone labelled with its id and rules. */
-export function drawCameraLayout(img: Canvas, camera: CameraConfig, ts: number): void {
-  for (const zone of camera.zones) {
-    const lines = zone.rules.flatMap((r) => (r.kind === 'line_cross' ? [r.line] : []));
-    drawAnnotations(img, { title: '', zone: zone.polygon, masks: zone.masks, objects: [] });
-    for (const l of lines) drawAnnotations(img, { title: '', line: l, objects: [] });
-    // The zone's label sits at its top-left-most point, as a box label would.
-    const corner = [...zone.polygon].sort((a, b) => a[0] + a[1] - (b[0] + b[1]))[0]!;
-    const label = `${zone.id}: ${zone.rules.map((r) => `${r.id} (${r.kind})`).join(', ') || 'no rules'}`;
-    drawLabel(img, corner[0] * img.width, corner[1] * img.height, label, {
-      color: [0, 0, 0],
-      background: ZONE_COLOR,
-      scale: styleFor(img).scale,
-    });
-  }
-  // The caption last, so no zone label covers it.
-  drawAnnotations(img, { title: `${camera.name} | ${formatLocal(ts, camera.timezone)}`, objects: [] });
-}
-
+/**
+ * `edgepatrol camera <sub-command>`: the sub-command is the first argument that names one, so options may come
+ * before it (`camera --config gw.yaml snapshot gate-3 …`, as the command has always accepted).
+ */
 export async function cameraCommand(argv: string[], io: CommandIo = process): Promise<number> {
-  let opts: ReturnType<typeof parse>;
-  try {
-    opts = parse(argv);
-  } catch (err) {
-    return reportError(io, commandName(argv), err, help);
-  }
-  if (opts.help) {
-    io.stdout.write(help);
-    return EXIT.ok;
-  }
-  try {
-    const { camera } = cameraFromConfig(opts.config, opts.camera, opts.modelsDir);
-    const url = camera.source.file ?? camera.source.url;
-    const frame = await grabFrame({ cameraId: camera.id, url, timeoutMs: opts.timeoutMs });
-    if (opts.out) {
-      await writeFile(opts.out, await encodeJpeg(frame, 92));
-      if (!opts.json) io.stdout.write(`wrote ${opts.out} (${frame.width}×${frame.height})\n`);
+  const at = argv.findIndex((a) => Object.hasOwn(SUBCOMMANDS, a));
+  if (at === -1) {
+    if (argv.includes('--help') || argv.includes('-h')) {
+      io.stdout.write(help);
+      return EXIT.ok;
     }
-    if (opts.annotate) {
-      const img: Canvas = { width: frame.width, height: frame.height, data: Buffer.from(frame.data) };
-      drawCameraLayout(img, camera, frame.ts);
-      await writeFile(opts.annotate, await encodeJpeg(img, 90));
-      if (!opts.json)
-        io.stdout.write(
-          `wrote ${opts.annotate} (${frame.width}×${frame.height}, ${camera.zones.length} zone${camera.zones.length === 1 ? '' : 's'})\n`,
-        );
-    }
-    if (opts.json) {
-      writeJson(io, {
-        camera: camera.id,
-        width: frame.width,
-        height: frame.height,
-        ts: new Date(frame.ts).toISOString(),
-        out: opts.out ?? null,
-        annotate: opts.annotate ?? null,
-        zones: camera.zones.map((z) => z.id),
-      });
-    }
-    return EXIT.ok;
-  } catch (err) {
-    return reportError(io, commandName(argv), err, help);
+    const stray = argv.find((a) => !a.startsWith('-'));
+    const message = stray
+      ? `unknown sub-command 'camera ${stray}'`
+      : `a sub-command is required: ${Object.keys(SUBCOMMANDS)
+          .map((s) => `camera ${s}`)
+          .join(', ')}`;
+    return reportError(io, 'camera', new UsageError(message), help);
   }
+  const command = await SUBCOMMANDS[argv[at]!]!();
+  return command([...argv.slice(0, at), ...argv.slice(at + 1)], io);
 }

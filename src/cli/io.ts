@@ -25,6 +25,10 @@ export const EXIT = {
   broker: 4,
   /** run: the clean stop did not finish within its deadline. */
   stopDeadline: 5,
+  /** zones set: the zone is written, but no frame could be grabbed for its preview. */
+  noPreview: 6,
+  /** doctor: at least one check failed. */
+  checkFailed: 7,
   /** run: a second SIGINT while stopping (the shell's 128 + signal number). */
   sigint: 130,
   /** run: a second SIGTERM while stopping (128 + 15). */
@@ -38,6 +42,9 @@ export const EXIT = {
 export function writeJson(io: CommandIo, value: unknown): void {
   io.stdout.write(`${JSON.stringify(value)}\n`);
 }
+
+/** Where the installer puts the config (scripts/install.sh); the commands that edit or check it default to it. */
+export const DEFAULT_CONFIG = '/etc/edgepatrol/gateway.yaml';
 
 /** A mistake in the command line: reported with the command's usage, exit code `EXIT.usage`. */
 export class UsageError extends Error {}

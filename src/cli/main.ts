@@ -21,8 +21,16 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     load: async () => (await import('./model.js')).modelCommand,
   },
   camera: {
-    summary: 'grab a frame and draw its zones, masks and lines (camera snapshot)',
+    summary: 'list the cameras, grab a frame and draw its zones, masks and lines (camera list, snapshot)',
     load: async () => (await import('./camera.js')).cameraCommand,
+  },
+  zones: {
+    summary: "write a zone's outline into the config and draw a preview (zones set)",
+    load: async () => (await import('./zones.js')).zonesCommand,
+  },
+  doctor: {
+    summary: 'check ffmpeg, models, broker, disk, clock, cameras and outbox, each with a fix when not ok',
+    load: async () => (await import('./doctor.js')).doctorCommand,
   },
   rules: {
     summary: "replay a video through a camera's rules and print the events (rules test)",

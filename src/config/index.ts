@@ -1,5 +1,7 @@
 export {
   configSchema,
+  polygonSchema,
+  viewSchema,
   type Config,
   type ConfigInput,
   type GatewayConfig,
@@ -9,6 +11,8 @@ export {
   type SourceConfig,
   type LocationConfig,
   type ZoneConfig,
+  type OnvifConfig,
+  type PresetConfig,
   type RuleConfig,
   type PresenceRuleConfig,
   type DwellRuleConfig,
@@ -19,6 +23,7 @@ export {
   type ObjectRuleConfig,
   type ScheduleWindow,
 } from './schema.js';
-export { loadConfig, parseConfig, ConfigError, formatConfigError, formatPath, type ConfigIssue } from './load.js';
+export { loadConfig, parseConfig, secretsIn, ConfigError, formatConfigError, formatPath, type ConfigIssue } from './load.js';
 export { checkClasses } from './classes.js';
 export { configJsonSchema, renderConfigJsonSchema } from './json-schema.js';
+export { addCamera, setZone, writeFileAtomic, ConfigEditError, type SetZoneOptions } from './edit.js';

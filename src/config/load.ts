@@ -168,6 +168,13 @@ function zodIssues(error: z.ZodError, doc: Document, lines: LineCounter): Config
   return out.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
 }
 
+function withAbsoluteReferences<Z extends Config['cameras'][number]['zones'][number]>(zones: Z[], abs: (p: string) => string): Z[] {
+  return zones.map((zone) => ({
+    ...zone,
+    rules: zone.rules.map((rule) => (rule.kind === 'scene_change' ? { ...rule, reference: abs(rule.reference) } : rule)),
+  }));
+}
+
 /** Makes every path in the config absolute, relative paths counting from the config file's folder. */
 function resolvePaths(config: Config, baseDir: string): Config {
   const abs = (p: string): string => resolve(baseDir, p);
@@ -189,10 +196,8 @@ function resolvePaths(config: Config, baseDir: string): Config {
     cameras: config.cameras.map((cam) => ({
       ...cam,
       source: cam.source.file === undefined ? cam.source : { file: abs(cam.source.file), loop: cam.source.loop },
-      zones: cam.zones.map((zone) => ({
-        ...zone,
-        rules: zone.rules.map((rule) => (rule.kind === 'scene_change' ? { ...rule, reference: abs(rule.reference) } : rule)),
-      })),
+      zones: withAbsoluteReferences(cam.zones, abs),
+      ...(cam.presets && { presets: cam.presets.map((p) => ({ ...p, zones: withAbsoluteReferences(p.zones, abs) })) }),
     })),
   };
 }
@@ -243,16 +248,24 @@ function hasCredentials(url: unknown): boolean {
   }
 }
 
-/** Config paths of the secrets written in the file itself. */
-function secretsIn(raw: unknown): string[] {
+/**
+ * Config paths of the secrets written in the file itself (passwords, URLs with credentials). A file holding any
+ * must be private to its owner: loadConfig refuses it otherwise, and the editor (edit.ts) writes it mode 600.
+ */
+export function secretsIn(raw: unknown): string[] {
   const found: string[] = [];
   const root = raw as { mqtt?: { url?: unknown; password?: unknown }; cameras?: unknown } | null;
   if (root?.mqtt?.password !== undefined) found.push('mqtt.password');
   if (hasCredentials(root?.mqtt?.url)) found.push('mqtt.url');
   if (Array.isArray(root?.cameras)) {
-    root.cameras.forEach((cam: { source?: { url?: unknown } } | null, i) => {
-      if (hasCredentials(cam?.source?.url)) found.push(`cameras[${i}].source.url`);
-    });
+    root.cameras.forEach(
+      (cam: { source?: { url?: unknown; detectUrl?: unknown }; onvif?: { url?: unknown; password?: unknown } } | null, i) => {
+        if (hasCredentials(cam?.source?.url)) found.push(`cameras[${i}].source.url`);
+        if (hasCredentials(cam?.source?.detectUrl)) found.push(`cameras[${i}].source.detectUrl`);
+        if (cam?.onvif?.password !== undefined) found.push(`cameras[${i}].onvif.password`);
+        if (hasCredentials(cam?.onvif?.url)) found.push(`cameras[${i}].onvif.url`);
+      },
+    );
   }
   return found;
 }

@@ -525,6 +525,89 @@ export const zoneSchema = z.strictObject({
   rules: z.array(ruleSchema).default([]).describe('What turns objects in this zone into events.'),
 });
 
+/** Checks inside one view (a camera's own zones, or a preset's): zone ids unique, rule ids unique per zone. */
+function viewChecks(view: unknown, ctx: Ctx): void {
+  const zones = listAt(view, 'zones');
+  checkUnique(
+    zones,
+    (zone) => zone.id,
+    (zi) => ['zones', zi, 'id'],
+    'zone id',
+    ctx,
+  );
+  zones.forEach((zone, zi) => {
+    checkUnique(
+      listAt(zone, 'rules'),
+      (rule) => rule.id ?? rule.type,
+      (ri) => ['zones', zi, 'rules', ri, 'id'],
+      'rule id',
+      ctx,
+    );
+  });
+}
+
+function listAt(parent: unknown, key: string): unknown[] {
+  return isRecord(parent) ? asList(parent[key]) : [];
+}
+
+const viewFields = {
+  zones: z.array(zoneSchema).default([]).describe("Zones and their rules, as in a camera's zones."),
+  motionMasks: z.array(polygonSchema).default([]).describe("Areas where motion is ignored, as in a camera's motion.masks."),
+};
+
+/**
+ * A view: what depends on where the camera looks (its zones with their rules, its motion masks), written as a
+ * camera's `zones` and `motion.masks` are and checked by the same pieces with the same messages. A PTZ preset
+ * carries one; src/rules/view.ts turns it into what the rules run on.
+ */
+export const viewSchema = z
+  .strictObject({
+    id: z
+      .string()
+      .min(1)
+      .max(64)
+      .default('config')
+      .describe("Names the view in errors and logs: a PTZ preset's name; `config` for the camera's own zones."),
+    ...viewFields,
+  })
+  // Runs even when parts are invalid, as the config's cross-checks do, so every problem shows in one pass.
+  .superRefine(viewChecks, { when: () => true });
+
+const presetSchema = z
+  .strictObject({
+    id: identifier('preset id').describe('Preset id, unique per camera; names the view in events, errors and logs.'),
+    token: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("The camera's ONVIF PTZ preset token (default: the id); what the camera is told to move to."),
+    ...viewFields,
+  })
+  .superRefine(viewChecks, { when: () => true });
+
+const onvifSchema = z
+  .strictObject({
+    url: urlWithScheme(['http', 'https'], 'http://192.0.2.10/onvif/device_service').describe(
+      "The camera's ONVIF device service: http(s)://host[:port]/onvif/device_service.",
+    ),
+    user: z.string().min(1).optional().describe('ONVIF user name.'),
+    password: z.string().optional().describe('ONVIF password. A config file holding it must have mode 600.'),
+    profile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Token of the media profile whose stream is used for detection (default: as source.url/detectUrl say).'),
+    evidenceProfile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Token of the media profile grabbed for evidence images (default: as source.url says).'),
+  })
+  .superRefine((onvif, ctx) => {
+    if (onvif.password !== undefined && onvif.user === undefined)
+      ctx.addIssue({ code: 'custom', path: ['user'], message: 'password is set but user is not; set both or neither' });
+  });
+
 const cameraSchema = z
   .strictObject({
     id: identifier('camera id').describe('Unique camera id. [A-Za-z0-9_-]+'),
@@ -551,6 +634,11 @@ const cameraSchema = z
       .describe(
         'Renames detector classes for this camera before tracking and rules, e.g. { motorcycle: ebike_candidate, bicycle: ebike_candidate }.',
       ),
+    onvif: onvifSchema.optional().describe('ONVIF control of the camera (PTZ presets, media profiles).'),
+    presets: z
+      .array(presetSchema)
+      .optional()
+      .describe('PTZ presets, each with its own view (zones, rules, motion masks) used while the camera is at it; needs onvif.'),
   })
   .transform((cam) => ({ ...cam, name: cam.name ?? cam.id }));
 
@@ -619,6 +707,20 @@ function crossChecks(root: unknown, ctx: Ctx): void {
         ctx,
       );
     });
+    if (cam.presets === undefined) return;
+    checkUnique(
+      asList(cam.presets),
+      (p) => p.id,
+      (pi) => ['cameras', ci, 'presets', pi, 'id'],
+      'preset id',
+      ctx,
+    );
+    if (cam.onvif === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['cameras', ci, 'presets'],
+        message: 'presets need onvif (the camera is moved to a preset over ONVIF); add onvif: { url, user, password } or remove presets',
+      });
   });
 
   const mqtt = root.mqtt;
@@ -668,6 +770,8 @@ export type CameraConfig = Config['cameras'][number];
 export type SourceConfig = CameraConfig['source'];
 export type LocationConfig = NonNullable<CameraConfig['location']>;
 export type ZoneConfig = CameraConfig['zones'][number];
+export type OnvifConfig = NonNullable<CameraConfig['onvif']>;
+export type PresetConfig = NonNullable<CameraConfig['presets']>[number];
 export type RuleConfig = ZoneConfig['rules'][number];
 export type PresenceRuleConfig = Extract<RuleConfig, { kind: 'presence' }>;
 export type DwellRuleConfig = Extract<RuleConfig, { kind: 'dwell' }>;

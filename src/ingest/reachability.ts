@@ -37,6 +37,26 @@ export async function unreadableFile(path: string): Promise<string | undefined> 
 }
 
 /**
+ * One TCP connect to host:port, closed at once: undefined when it was accepted, else why not (refused, timed out,
+ * the resolver's error).
+ */
+export function probeTcp(host: string, port: number, timeoutMs = PROBE_TIMEOUT_MS): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (why: string | undefined): void => {
+      clearTimeout(timeout);
+      socket.destroy();
+      resolve(why);
+    };
+    const timeout = setTimeout(() => done(`no answer within ${timeoutMs} ms`), timeoutMs);
+    socket.once('connect', () => done(undefined));
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      done(err.code === 'ECONNREFUSED' ? 'connection refused' : (err.code ?? err.message)),
+    );
+  });
+}
+
+/**
  * Checks every PROBE_INTERVAL_MS whether the camera's RTSP port accepts TCP connections (no ffmpeg, a few
  * syscalls), and calls `back` once it accepts after having refused or timed out. A camera that accepts
  * connections but fails otherwise (401, 404) never turns from unreachable to reachable, so `back` is not called.
@@ -53,21 +73,13 @@ export function probeUntilBack(url: string, wanted: () => boolean, back: () => v
   let wasDown = false;
   const probe = (): void => {
     timer = setTimeout(() => {
-      const socket = connect({ host: target.host, port: target.port });
-      let settled = false;
-      const done = (up: boolean): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timeout);
-        socket.destroy();
+      void probeTcp(target.host, target.port).then((why) => {
         if (!wanted()) return;
+        const up = why === undefined;
         if (up && wasDown) return back();
         wasDown ||= !up;
         probe();
-      };
-      const timeout = setTimeout(() => done(false), PROBE_TIMEOUT_MS);
-      socket.once('connect', () => done(true));
-      socket.once('error', () => done(false));
+      });
     }, PROBE_INTERVAL_MS);
   };
   probe();

@@ -1,56 +1,17 @@
 import { resolve } from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { CameraConfig, RuleConfig, SceneChangeRuleConfig, ZoneConfig } from '../config/index.js';
 import { ConfigError, configMessage, formatPath, KEY_SEPARATOR, type ConfigIssue } from '../config/load.js';
-import { checkUnique, polygonSchema, zoneSchema } from '../config/schema.js';
+import { viewSchema } from '../config/schema.js';
 import { decodeImage } from '../common/jpeg.js';
 import { greyThumb, type Thumb } from './scene.js';
 
 /**
- * A view: what depends on where the camera looks. Its zones (with their rules, presets applied) and motion masks
- * are written as a camera's `zones` and `motion.masks` are, and checked by the same schema pieces with the same
- * messages; a PTZ preset will carry one. The camera's own config is the view `config` (configView).
+ * A view: what depends on where the camera looks. Its schema (src/config/schema.ts, `viewSchema`) checks it with
+ * the config's own pieces and messages; a camera's PTZ preset carries one. The camera's own config is the view
+ * `config` (configView).
  */
-export const viewSchema = z
-  .strictObject({
-    id: z
-      .string()
-      .min(1)
-      .max(64)
-      .default('config')
-      .describe("Names the view in errors and logs: a PTZ preset's name; `config` for the camera's own zones."),
-    zones: z.array(zoneSchema).default([]).describe("Zones and their rules, as in a camera's zones."),
-    motionMasks: z.array(polygonSchema).default([]).describe("Areas where motion is ignored, as in a camera's motion.masks."),
-  })
-  // Runs even when parts are invalid, as the config's cross-checks do, so every problem shows in one pass; hence
-  // written for a partly parsed view.
-  .superRefine(
-    (view: unknown, ctx) => {
-      const zones = listAt(view, 'zones');
-      checkUnique(
-        zones,
-        (zone) => zone.id,
-        (zi) => ['zones', zi, 'id'],
-        'zone id',
-        ctx,
-      );
-      zones.forEach((zone, zi) => {
-        checkUnique(
-          listAt(zone, 'rules'),
-          (rule) => rule.id ?? rule.type,
-          (ri) => ['zones', zi, 'rules', ri, 'id'],
-          'rule id',
-          ctx,
-        );
-      });
-    },
-    { when: () => true },
-  );
-
-function listAt(parent: unknown, key: string): unknown[] {
-  const list = typeof parent === 'object' && parent !== null ? (parent as Record<string, unknown>)[key] : undefined;
-  return Array.isArray(list) ? list : [];
-}
+export { viewSchema };
 
 /** A validated view: defaults filled in, presets applied, rule ids set. */
 export type CameraView = z.output<typeof viewSchema>;

@@ -1,0 +1,260 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, closeSync, copyFileSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { v7 as uuidv7 } from 'uuid';
+import { Outbox } from '../src/outbox/index.js';
+import { cli, clip, gatewayConfig, root, writeConfig } from './helpers/agent.js';
+import { brokerFor, tempDirFor } from './helpers/mosquitto.js';
+import { startRtspServer } from './helpers/rtsp.js';
+
+/** bin/edgepatrol.js as a technician runs it. */
+function edgepatrol(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    proc.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    proc.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    proc.on('error', reject);
+    proc.on('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+interface Check {
+  check: string;
+  camera: string | null;
+  status: 'ok' | 'warn' | 'fail';
+  detail: string;
+  fix: string | null;
+}
+
+interface Report {
+  config: string;
+  checks: Check[];
+  ok: number;
+  warn: number;
+  fail: number;
+}
+
+async function doctor(config: string, ...args: string[]): Promise<{ code: number | null; report: Report; err: string }> {
+  const r = await edgepatrol('doctor', '--config', config, '--json', '--timeout', '3', ...args);
+  let report: Report;
+  try {
+    report = JSON.parse(r.out) as Report;
+  } catch {
+    throw new Error(`doctor --json printed no JSON (exit ${r.code}): ${r.out} ${r.err}`);
+  }
+  return { code: r.code, report, err: r.err };
+}
+
+function find(report: Report, check: string, camera: string | null = null): Check {
+  const found = report.checks.find((c) => c.check === check && c.camera === camera);
+  if (!found) throw new Error(`no check ${check}${camera === null ? '' : ` of camera ${camera}`} in ${JSON.stringify(report)}`);
+  return found;
+}
+
+const rtsp = await startRtspServer({ mounts: ['gate'] });
+t.teardown(() => rtsp.stop());
+
+/** A gateway with an RTSP camera, a file camera and a PTZ camera with onvif; extra config merged in. */
+function setup(t: Tap.Test, mqttUrl: string, extra: Record<string, unknown> = {}): { dir: string; config: string; dataDir: string } {
+  const dir = tempDirFor(t, 'doctor');
+  const base = gatewayConfig(dir, mqttUrl, [
+    { id: 'gate', source: { url: rtsp.url('gate') } },
+    { id: 'bench', source: { file: clip } },
+    { id: 'ptz', source: { url: rtsp.url('gate') }, onvif: { url: 'http://127.0.0.1:1/onvif/device_service', user: 'u', password: 'p' } },
+  ]);
+  const config = writeConfig(dir, { ...base, outbox: { maxBytes: 1_000_000 }, ...extra });
+  return { dir, config, dataDir: join(dir, 'data') };
+}
+
+/** A real outbox with two events waiting and one acked. */
+function fillOutbox(dataDir: string): string {
+  mkdirSync(dataDir, { recursive: true });
+  const file = join(dataDir, 'outbox.db');
+  const outbox = Outbox.open(file, { maxBytes: 1_000_000 });
+  for (let i = 0; i < 3; i++) {
+    const id = uuidv7();
+    outbox.add({ id, cameraId: 'gate', type: 'presence', topic: 'ept/gw-test-01/event/presence' }, (seq) => ({
+      id,
+      seq,
+      pad: 'x'.repeat(3000),
+    }));
+  }
+  outbox.markAcked(1, 1);
+  outbox.close();
+  return file;
+}
+
+t.test('all ok against a real broker, RTSP server, model and outbox; the onvif check is a warning; exit 0', async (t) => {
+  const broker = await brokerFor(t);
+  const { config, dataDir } = setup(t, broker.url);
+  const missing = await doctor(config);
+  t.match(find(missing.report, 'outbox'), { status: 'ok', detail: /^not created yet/ }, 'no outbox yet: ok');
+
+  fillOutbox(dataDir);
+  const { code, report, err } = await doctor(config);
+  t.equal(code, 0, err);
+  t.equal(report.fail, 0, JSON.stringify(report.checks.filter((c) => c.status === 'fail')));
+  for (const [check, camera, detail] of [
+    ['ffmpeg', null, /^ffmpeg \S+ with select, zscale, scale$/],
+    ['models', null, /^nanodet-m-int8: sha256 matches .*manifest\.json$/],
+    ['broker', null, new RegExp(`^connected to ${broker.url.replace(/\./g, '\\.')} in \\d+ ms$`)],
+    ['disk', null, /MiB free where the outbox and evidence live/],
+    ['outbox', null, /outbox\.db: 2 events waiting to be sent, the oldest \d+ s old$/],
+    ['reachable', 'gate', `RTSP 127.0.0.1:${rtsp.port} accepts connections`],
+    ['reachable', 'bench', `file ${clip} is readable`],
+    ['reachable', 'ptz', `RTSP 127.0.0.1:${rtsp.port} accepts connections`],
+  ] as const) {
+    t.match(find(report, check, camera), { status: 'ok', detail, fix: null }, `${check} ${camera ?? ''}: ok`);
+  }
+  t.match(find(report, 'onvif', 'ptz'), { status: 'warn', detail: 'not checked yet', fix: /\S/ });
+  t.notOk(
+    report.checks.some((c) => c.check === 'onvif' && c.camera !== 'ptz'),
+    'the onvif check only for the camera with onvif',
+  );
+  t.ok(['ok', 'warn'].includes(find(report, 'clock').status), 'the clock: synchronized, or unknown in a container');
+  t.equal(report.checks.length, 10, '6 of the gateway, 3 cameras reachable, 1 onvif');
+
+  const text = await edgepatrol('doctor', '--config', config);
+  t.equal(text.code, 0);
+  t.match(text.out, /^ok {4}ffmpeg +ffmpeg /m);
+  t.match(text.out, /^warn {2}camera ptz onvif +not checked yet\n +fix: /m);
+  t.match(text.out, /\n\d+ ok, \d+ warn, 0 fail\n$/);
+});
+
+t.test('broker down, camera port closed, corrupted outbox, a model with the wrong hash: each fails with a fix; exit 7', async (t) => {
+  const broker = await brokerFor(t);
+  const url = broker.url;
+  await broker.stop();
+  const dir = tempDirFor(t, 'doctor-fail');
+  // Port 1 is privileged and closed: the camera's connection is refused.
+  const dead = { id: 'dead', source: { url: 'rtsp://user:pw@127.0.0.1:1/stream1' } };
+  const config = writeConfig(dir, { ...gatewayConfig(dir, url, [dead]), outbox: { maxBytes: 1_000_000 } });
+  const dataDir = join(dir, 'data');
+
+  const outbox = fillOutbox(dataDir);
+  // Damage a page in the middle of the file, as a bad SD card would: the header stays readable.
+  const size = statSync(outbox).size;
+  const fd = openSync(outbox, 'r+');
+  writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, Math.floor(size / 4096 / 2) * 4096);
+  closeSync(fd);
+
+  const models = join(dir, 'models');
+  mkdirSync(models);
+  const manifest = JSON.parse(readFileSync(join(root, 'models', 'manifest.json'), 'utf8')) as {
+    default: string;
+    models: Record<string, { file: string }>;
+  };
+  copyFileSync(join(root, 'models', 'manifest.json'), join(models, 'manifest.json'));
+  const modelFile = manifest.models[manifest.default]!.file;
+  const bytes = readFileSync(join(root, 'models', modelFile));
+  bytes[bytes.length - 10]! ^= 0xff;
+  writeFileSync(join(models, modelFile), bytes);
+
+  const { code, report } = await doctor(config, '--models-dir', models);
+  t.equal(code, 7, 'at least one check failed');
+  t.match(find(report, 'broker'), { status: 'fail', detail: `${url}: connection refused`, fix: /broker runs/ });
+  t.match(find(report, 'reachable', 'dead'), {
+    status: 'fail',
+    detail: 'RTSP 127.0.0.1:1: connection refused',
+    fix: /camera dead is powered and on the network/,
+  });
+  t.match(find(report, 'outbox'), { status: 'fail', detail: /outbox\.db/, fix: /move .*outbox\.db.* aside/ });
+  t.match(find(report, 'models'), { status: 'fail', detail: /does not match its manifest: sha256 expected/, fix: /scripts\/setup\.sh/ });
+  t.equal(report.fail, 4);
+  t.notMatch(JSON.stringify(report), ':pw@', 'no camera password in the report');
+
+  const text = await edgepatrol('doctor', '--config', config, '--models-dir', models, '--timeout', '3');
+  t.equal(text.code, 7);
+  t.match(text.out, /^FAIL {2}broker +mqtt:\/\/127\.0\.0\.1:\d+: connection refused\n +fix: check that the broker runs/m);
+  t.match(text.out, /, 4 fail\n$/);
+});
+
+/** A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */
+function makePki(dir: string, name: string) {
+  const p = (file: string) => join(dir, `${name}-${file}`);
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ecKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl('req', '-x509', ...ecKey, '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '2', '-subj', `/CN=${name} test CA`);
+  writeFileSync(p('server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  writeFileSync(p('client.ext'), 'extendedKeyUsage=clientAuth\n');
+  for (const [who, cn] of [
+    ['server', 'localhost'],
+    ['client', 'gw-test-01'],
+  ] as const) {
+    openssl('req', ...ecKey, '-keyout', p(`${who}.key`), '-out', p(`${who}.csr`), '-subj', `/CN=${cn}`);
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      p(`${who}.csr`),
+      '-CA',
+      p('ca.crt'),
+      '-CAkey',
+      p('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      p(`${who}.crt`),
+      '-days',
+      '2',
+      '-extfile',
+      p(`${who}.ext`),
+    );
+    chmodSync(p(`${who}.key`), 0o600);
+  }
+  return {
+    ca: p('ca.crt'),
+    serverCert: p('server.crt'),
+    serverKey: p('server.key'),
+    clientCert: p('client.crt'),
+    clientKey: p('client.key'),
+  };
+}
+
+t.test('TLS with client certificates: ok with the right CA, a TLS failure naming the CA with another', async (t) => {
+  const dir = tempDirFor(t, 'doctor-pki');
+  const pki = makePki(dir, 'site');
+  const other = makePki(dir, 'other');
+  const broker = await brokerFor(t, { tls: { cafile: pki.ca, certfile: pki.serverCert, keyfile: pki.serverKey } });
+  const tls = { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey };
+
+  const good = setup(t, broker.url, { mqtt: { url: broker.url, prefix: 'ept', tls } });
+  const ok = await doctor(good.config);
+  t.match(find(ok.report, 'broker'), { status: 'ok', detail: /^connected to mqtts:\/\/127\.0\.0\.1:\d+ over TLS in \d+ ms$/ });
+  t.equal(ok.code, 0);
+
+  const wrongCa = setup(t, broker.url, { mqtt: { url: broker.url, prefix: 'ept', tls: { ...tls, ca: other.ca } } });
+  const bad = await doctor(wrongCa.config);
+  t.equal(bad.code, 7);
+  t.match(find(bad.report, 'broker'), {
+    status: 'fail',
+    detail: /^TLS to mqtts:\/\/127\.0\.0\.1:\d+ failed: .*(certificate|self.signed)/i,
+    fix: /mqtt\.tls\.ca is the CA that signed the broker's certificate/,
+  });
+
+  const noCert = setup(t, broker.url, { mqtt: { url: broker.url, prefix: 'ept', tls: { ca: pki.ca } } });
+  const refused = await doctor(noCert.config);
+  t.equal(refused.code, 7);
+  t.match(find(refused.report, 'broker'), {
+    status: 'fail',
+    detail: /^TLS to mqtts:\/\/127\.0\.0\.1:\d+ failed: the broker asks for a client certificate/,
+    fix: /mqtt\.tls\.cert and mqtt\.tls\.key/,
+  });
+});
+
+t.test('an invalid config exits 2 before any check; a bad --timeout is a usage error', async (t) => {
+  const dir = tempDirFor(t, 'doctor-bad');
+  const config = join(dir, 'gateway.yaml');
+  writeFileSync(config, 'gateway: { id: gw-1 }\nmqtt: { url: mqtt://127.0.0.1 }\ncameras: []\n');
+  const r = await edgepatrol('doctor', '--config', config, '--json');
+  t.same([r.code, r.out], [2, '']);
+  t.match(r.err, `config ${config} has 1 problem`);
+  const usage = await edgepatrol('doctor', '--timeout', '0');
+  t.same([usage.code, usage.err.split('\n')[0]], [1, "edgepatrol doctor: --timeout must be a positive number of seconds, got '0'"]);
+});
