@@ -1,5 +1,4 @@
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -22,7 +21,7 @@ export interface RtspServer {
   /** stop(), then the same mounts on the same port, each playing the clip it last played. */
   restart(): Promise<void>;
   /**
-   * The mount plays `clip` (an h264Clip() result of the same size and encoding as before) from its start; clients
+   * The mount plays `clip` (H.264 in Matroska like h264Clip()'s, of the same size and encoding as before) from its start; clients
    * stay connected. Resolves once the server has switched.
    */
   switch(mount: string, clip: string): Promise<void>;
@@ -45,32 +44,14 @@ interface Launched {
   answers: Array<(line: string) => void>;
 }
 
-export interface ClipOptions {
-  /** An ffmpeg -vf filter chain applied before encoding (e.g. a crop and a scale). */
-  filter?: string;
-  /** Only the first N seconds of the source. */
-  seconds?: number;
-}
-
-const cacheDir = join(repoRoot, '.cache', 'rtsp');
-
 /**
  * The clip as H.264 baseline (key frame every 10 frames, no B-frames) in Matroska, made once by ffmpeg and
- * cached under .cache/rtsp/ keyed by the source's name, size and mtime (and a hash of `opts` when given). Written
- * to a temporary name first, so test files running in parallel never read a half-written cache entry. A clip
- * that is already such a cache entry is returned as it is.
+ * cached under .cache/rtsp/ keyed by the source's name, size and mtime. Written to a temporary name first,
+ * so test files running in parallel never read a half-written cache entry.
  */
-export function h264Clip(file: string, opts: ClipOptions = {}): string {
-  if (dirname(file) === cacheDir && file.endsWith('.h264.mkv')) return file;
+export function h264Clip(file: string): string {
   const st = statSync(file);
-  const variant =
-    opts.filter === undefined && opts.seconds === undefined
-      ? ''
-      : `-${createHash('sha1')
-          .update(JSON.stringify([opts.filter ?? '', opts.seconds ?? 0]))
-          .digest('hex')
-          .slice(0, 12)}`;
-  const out = join(cacheDir, `${basename(file)}-${st.size}-${Math.floor(st.mtimeMs)}${variant}.h264.mkv`);
+  const out = join(repoRoot, '.cache', 'rtsp', `${basename(file)}-${st.size}-${Math.floor(st.mtimeMs)}.h264.mkv`);
   try {
     statSync(out);
     return out;
@@ -85,10 +66,8 @@ export function h264Clip(file: string, opts: ClipOptions = {}): string {
         'error',
         '-nostdin',
         '-y',
-        ...(opts.seconds === undefined ? [] : ['-t', String(opts.seconds)]),
         '-i',
         file,
-        ...(opts.filter === undefined ? [] : ['-vf', opts.filter]),
         '-an',
         '-c:v',
         'libx264',
