@@ -40,19 +40,23 @@ class Reader:
 
     def __init__(self, path, appsrc):
         self.appsrc = appsrc
-        self.pipeline = Gst.parse_launch(
+        self.caps = None
+        self.pipeline = self.build(path)
+
+    def build(self, path):
+        pipeline = Gst.parse_launch(
             "filesrc name=file ! parsebin ! h264parse config-interval=-1 "
             "! video/x-h264,stream-format=byte-stream,alignment=au "
             "! appsink name=sink sync=true emit-signals=true max-buffers=4"
         )
-        self.pipeline.get_by_name("file").set_property("location", path)
-        sink = self.pipeline.get_by_name("sink")
+        pipeline.get_by_name("file").set_property("location", path)
+        sink = pipeline.get_by_name("sink")
         sink.connect("new-sample", self.on_sample)
-        bus = self.pipeline.get_bus()
+        bus = pipeline.get_bus()
         bus.add_signal_watch()
         bus.connect("message::eos", self.on_eos)
         bus.connect("message::error", self.on_error)
-        self.caps = None
+        return pipeline
 
     def start(self):
         self.pipeline.set_state(Gst.State.PLAYING)
@@ -62,10 +66,13 @@ class Reader:
         self.pipeline.set_state(Gst.State.NULL)
 
     def switch(self, path):
-        """Plays another file from its start; the appsrc, and so every client, carries on."""
-        self.pipeline.set_state(Gst.State.NULL)
-        self.pipeline.get_by_name("file").set_property("location", path)
-        self.pipeline.set_state(Gst.State.PLAYING)
+        """Plays another file from its start; the appsrc, and so every client, carries on.
+
+        A new reader pipeline, not the old one restarted: parsebin links its source pad only once, so a
+        restarted pipeline stops with `not-linked`."""
+        self.stop()
+        self.pipeline = self.build(path)
+        self.start()
 
     def on_sample(self, sink):
         sample = sink.emit("pull-sample")
