@@ -255,6 +255,21 @@ t.test('wrong credentials, WS-Security-only against a digest camera, replays', a
   });
   t.equal(viaDigest.status, 200);
 
+  const shortNonces = await sim(t, { auth: 'digest', digestNonceLifetimeMs: 300 });
+  const early = await fetch(shortNonces.xaddr, { method: 'POST', body: '' });
+  await early.arrayBuffer();
+  const oldChallenge = early.headers.get('www-authenticate') ?? '';
+  await new Promise((r) => setTimeout(r, 400));
+  const stale = await post(shortNonces.xaddr, envelope(body), {
+    Authorization: await digestAuthorization(shortNonces.xaddr, 'POST', USER, PASSWORD, 1, oldChallenge),
+  });
+  t.equal(stale.status, 401);
+  t.match(stale.headers.get('www-authenticate') ?? '', /, stale=true$/, 'an expired nonce with the right password: stale=true');
+  const fresh = await post(shortNonces.xaddr, envelope(body), {
+    Authorization: await digestAuthorization(shortNonces.xaddr, 'POST', USER, PASSWORD, 1, stale.headers.get('www-authenticate') ?? ''),
+  });
+  t.equal(fresh.status, 200, 'the new nonce passes');
+
   const wsseCam = await sim(t, { auth: 'wsse' });
   const digestAgainstWsse = await post(wsseCam.xaddr, envelope(body), {
     Authorization: await digestAuthorization(wsseCam.xaddr, 'POST', USER, PASSWORD, 1, challenge),
