@@ -516,6 +516,17 @@ t.test('the RTSP picture changes with the preset; clients stay connected', async
   const gaps = viewer.frames.slice(1).map((f, i) => f.at - viewer.frames[i]!.at);
   t.ok(Math.max(...gaps) < 1500, `frames kept coming through the switches (largest gap ${Math.max(...gaps)} ms)`);
   t.same(cam.state.pictureErrors, []);
+
+  // A restarted server keeps playing the clip the mount was last switched to.
+  const atThird = viewer.frames.at(-1)!.data;
+  viewer.proc.kill('SIGKILL');
+  await rtsp.restart();
+  const again = watch(rtsp.url('cam1'));
+  t.teardown(() => again.proc.kill('SIGKILL'));
+  const end = Date.now() + 15_000;
+  while (again.frames.length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  const afterRestart = meanAbsDiff(atThird, again.frames.at(-1)!.data);
+  t.ok(afterRestart < change3 / 2, `after restart() the mount still shows preset 3 (diff ${afterRestart.toFixed(1)})`);
 });
 
 // Multicast does not reach loopback in the default namespace here: the camera and the prober run in a network
