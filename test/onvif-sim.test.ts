@@ -339,6 +339,15 @@ t.test('PTZ: GotoPreset moves for a while, then rests at the preset; faults', as
   const noProfile = await post(ptz, envelope(`<GetPresets xmlns="${PTZ}"><ProfileToken>Nope</ProfileToken></GetPresets>`));
   t.same(faultCodes(noProfile), ['Sender', 'InvalidArgVal', 'NoProfile']);
 
+  await post(ptz, envelope(`<GotoPreset xmlns="${PTZ}"><ProfileToken>MainStream</ProfileToken><PresetToken>1</PresetToken></GotoPreset>`));
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal((await post(ptz, envelope(`<Stop xmlns="${PTZ}"><ProfileToken>MainStream</ProfileToken></Stop>`))).status, 200);
+  const halted = (await statuses(cam, () => true)).at(-1);
+  const haltedPan = Number(halted.Position.PanTilt['@x']);
+  t.equal(halted.MoveStatus.PanTilt, 'IDLE', 'Stop ends the move');
+  t.ok(haltedPan < 0.8 && haltedPan > -0.8, `and leaves the head on the way (pan ${haltedPan})`);
+  t.equal(cam.state.preset, null);
+
   const home = await post(ptz, envelope(`<GotoHomePosition xmlns="${PTZ}"><ProfileToken>MainStream</ProfileToken></GotoHomePosition>`));
   t.equal(home.status, 200);
   const back = await statuses(cam, (s) => s.MoveStatus.PanTilt === 'IDLE');
@@ -532,14 +541,16 @@ t.test('the RTSP picture changes with the preset; clients stay connected', async
 // Multicast does not reach loopback in the default namespace here: the camera and the prober run in a network
 // namespace of their own with only lo, multicast on and 224.0.0.0/4 routed to it (shared/notes/infra-facts.md).
 const netns = `onvifsim${process.pid}`;
-const ipOk = spawnSync('ip', ['netns', 'add', netns]).status === 0;
+const ipOk = spawnSync('ip', ['netns', 'list']).status === 0 && process.getuid?.() === 0;
 t.test(
   'WS-Discovery: multicast and unicast Probes in a network namespace',
-  { skip: ipOk ? false : '`ip netns add` is not available (needs root and iproute2)' },
+  { skip: ipOk ? false : '`ip netns` is not available (needs root and iproute2)' },
   async (t) => {
     t.teardown(() => {
       spawnSync('ip', ['netns', 'delete', netns]);
     });
+    const added = spawnSync('ip', ['netns', 'add', netns], { encoding: 'utf8' });
+    t.equal(added.status, 0, `ip netns add ${netns} ${added.stderr}`);
     for (const args of [
       ['link', 'set', 'lo', 'up'],
       ['link', 'set', 'lo', 'multicast', 'on'],
