@@ -164,6 +164,7 @@ t.test('every operation answers with WS-Security and with HTTP Digest', async (t
       'media',
       `<GetStreamUri xmlns="${MEDIA}"><StreamSetup><Stream xmlns="http://www.onvif.org/ver10/schema">RTP-Unicast</Stream><Transport xmlns="http://www.onvif.org/ver10/schema"><Protocol>RTSP</Protocol></Transport></StreamSetup><ProfileToken>MainStream</ProfileToken></GetStreamUri>`,
     ],
+    ['GetVideoSources', 'media', `<GetVideoSources xmlns="${MEDIA}"/>`],
     ['GetSnapshotUri', 'media', `<GetSnapshotUri xmlns="${MEDIA}"><ProfileToken>SubStream</ProfileToken></GetSnapshotUri>`],
     ['GetPresets', 'ptz', `<GetPresets xmlns="${PTZ}"><ProfileToken>MainStream</ProfileToken></GetPresets>`],
     ['GetStatus', 'ptz', `<GetStatus xmlns="${PTZ}"><ProfileToken>MainStream</ProfileToken></GetStatus>`],
