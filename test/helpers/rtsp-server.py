@@ -13,9 +13,14 @@ flushing seek at end of file, and hands each access unit, with its timestamps cl
 in the RTSP media pipeline that stamps it with its own running time. Timestamps therefore grow forever.
 
 The server exits when its stdin reaches end of file, so it never outlives the test that started it,
-even if that test is killed.
+even if that test is killed. Lines on stdin are commands:
+    SWITCH <mount> <file>   the mount plays <file> (an H.264 clip like --file) from now on; connected
+                            clients stay connected and see the new picture. Answered on stdout with
+                            `SWITCHED <mount>` or `ERROR <mount> <why>`.
+The new file must have the same encoding and size as the old one, or clients' decoders see new caps.
 """
 import argparse
+import os
 import sys
 
 import gi
@@ -35,19 +40,23 @@ class Reader:
 
     def __init__(self, path, appsrc):
         self.appsrc = appsrc
-        self.pipeline = Gst.parse_launch(
+        self.caps = None
+        self.pipeline = self.build(path)
+
+    def build(self, path):
+        pipeline = Gst.parse_launch(
             "filesrc name=file ! parsebin ! h264parse config-interval=-1 "
             "! video/x-h264,stream-format=byte-stream,alignment=au "
             "! appsink name=sink sync=true emit-signals=true max-buffers=4"
         )
-        self.pipeline.get_by_name("file").set_property("location", path)
-        sink = self.pipeline.get_by_name("sink")
+        pipeline.get_by_name("file").set_property("location", path)
+        sink = pipeline.get_by_name("sink")
         sink.connect("new-sample", self.on_sample)
-        bus = self.pipeline.get_bus()
+        bus = pipeline.get_bus()
         bus.add_signal_watch()
         bus.connect("message::eos", self.on_eos)
         bus.connect("message::error", self.on_error)
-        self.caps_set = False
+        return pipeline
 
     def start(self):
         self.pipeline.set_state(Gst.State.PLAYING)
@@ -56,11 +65,21 @@ class Reader:
         self.pipeline.get_bus().remove_signal_watch()
         self.pipeline.set_state(Gst.State.NULL)
 
+    def switch(self, path):
+        """Plays another file from its start; the appsrc, and so every client, carries on.
+
+        A new reader pipeline, not the old one restarted: parsebin links its source pad only once, so a
+        restarted pipeline stops with `not-linked`."""
+        self.stop()
+        self.pipeline = self.build(path)
+        self.start()
+
     def on_sample(self, sink):
         sample = sink.emit("pull-sample")
-        if not self.caps_set:
-            self.appsrc.set_property("caps", sample.get_caps())
-            self.caps_set = True
+        caps = sample.get_caps()
+        if self.caps is None or not caps.is_equal(self.caps):
+            self.appsrc.set_property("caps", caps)
+            self.caps = caps
         buf = sample.get_buffer().copy()
         # appsrc's do-timestamp only stamps buffers that carry no timestamp of their own.
         buf.pts = Gst.CLOCK_TIME_NONE
@@ -80,6 +99,7 @@ class LoopingFactory(GstRtspServer.RTSPMediaFactory):
     def __init__(self, path):
         super().__init__()
         self.path = path
+        self.readers = set()
         self.set_launch(MEDIA_LAUNCH)
         # One media (and one reader) per mount, whatever the number of clients.
         self.set_shared(True)
@@ -87,8 +107,50 @@ class LoopingFactory(GstRtspServer.RTSPMediaFactory):
 
     def on_media_configure(self, _factory, media):
         reader = Reader(self.path, media.get_element().get_by_name("src"))
-        media.connect("unprepared", lambda _m: reader.stop())
+        self.readers.add(reader)
+        media.connect("unprepared", lambda _m: (self.readers.discard(reader), reader.stop()))
         reader.start()
+
+    def switch(self, path):
+        self.path = path
+        for reader in self.readers:
+            reader.switch(path)
+
+
+class Commands:
+    """Reads command lines from stdin; its end of file stops the main loop."""
+
+    def __init__(self, loop, factories):
+        self.loop = loop
+        self.factories = factories
+        self.pending = b""
+        GLib.io_add_watch(sys.stdin.fileno(), GLib.PRIORITY_DEFAULT, GLib.IO_IN | GLib.IO_HUP | GLib.IO_ERR, self.on_input)
+
+    def on_input(self, fd, _condition):
+        data = os.read(fd, 65536)
+        if not data:
+            self.loop.quit()
+            return False
+        self.pending += data
+        *lines, self.pending = self.pending.split(b"\n")
+        for line in lines:
+            self.run(line.decode("utf-8", "replace").strip())
+        return True
+
+    def run(self, line):
+        parts = line.split(" ", 2)
+        if len(parts) != 3 or parts[0] != "SWITCH":
+            print(f"ERROR - unknown command: {line}", flush=True)
+            return
+        _, mount, path = parts
+        factory = self.factories.get(mount)
+        if factory is None:
+            print(f"ERROR {mount} no such mount", flush=True)
+        elif not os.path.isfile(path):
+            print(f"ERROR {mount} no such file: {path}", flush=True)
+        else:
+            factory.switch(path)
+            print(f"SWITCHED {mount}", flush=True)
 
 
 def main():
@@ -102,15 +164,15 @@ def main():
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
-    for mount in args.mounts:
-        server.get_mount_points().add_factory("/" + mount, LoopingFactory(args.file))
+    factories = {mount: LoopingFactory(args.file) for mount in args.mounts}
+    for mount, factory in factories.items():
+        server.get_mount_points().add_factory("/" + mount, factory)
     if server.attach(None) == 0:
         print(f"cannot listen on port {args.port}", file=sys.stderr, flush=True)
         sys.exit(1)
 
     loop = GLib.MainLoop()
-    GLib.io_add_watch(sys.stdin.fileno(), GLib.PRIORITY_DEFAULT, GLib.IO_IN | GLib.IO_HUP | GLib.IO_ERR,
-                      lambda *_: (loop.quit(), False)[1])
+    Commands(loop, factories)
     print(f"READY port={server.get_bound_port()}", flush=True)
     loop.run()
 

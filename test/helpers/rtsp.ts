@@ -18,8 +18,13 @@ export interface RtspServer {
   url(mount: string): string;
   /** Kills the server like a crash (SIGKILL) and waits until it has exited. */
   stop(): Promise<void>;
-  /** stop(), then the same mounts on the same port. */
+  /** stop(), then the same mounts on the same port, each playing the clip it last played. */
   restart(): Promise<void>;
+  /**
+   * The mount plays `clip` (H.264 in Matroska like h264Clip()'s, of the same size and encoding as before) from its start; clients
+   * stay connected. Resolves once the server has switched.
+   */
+  switch(mount: string, clip: string): Promise<void>;
 }
 
 export interface RtspServerOptions {
@@ -31,6 +36,13 @@ export interface RtspServerOptions {
 }
 
 type ServerChild = ChildProcessByStdio<Writable, Readable, Readable>;
+
+interface Launched {
+  process: ServerChild;
+  port: number;
+  /** Waiting switch() calls, answered in order by the server's SWITCHED/ERROR lines. */
+  answers: Array<(line: string) => void>;
+}
 
 /**
  * The clip as H.264 baseline (key frame every 10 frames, no B-frames) in Matroska, made once by ffmpeg and
@@ -86,6 +98,15 @@ export async function startRtspServer(opts: RtspServerOptions): Promise<RtspServ
   const clip = h264Clip(opts.file ?? defaultClip);
   let child = await launch(opts.port ?? 0, clip, opts.mounts);
   const port = child.port;
+  const playing = new Map<string, string>();
+  const send = (to: Launched, mount: string, file: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      to.answers.push((line) => {
+        if (line.startsWith('SWITCHED ')) resolve();
+        else reject(new Error(`RTSP server cannot switch mount ${mount} to ${file}: ${line}`));
+      });
+      to.process.stdin.write(`SWITCH ${mount} ${file}\n`);
+    });
   const server: RtspServer = {
     port,
     get pid() {
@@ -96,12 +117,20 @@ export async function startRtspServer(opts: RtspServerOptions): Promise<RtspServ
     async restart() {
       await kill(child.process);
       child = await launch(port, clip, opts.mounts);
+      for (const [mount, file] of playing) await send(child, mount, file);
+    },
+    async switch(mount, file) {
+      if (!opts.mounts.includes(mount)) throw new Error(`RTSP server has no mount ${mount} (mounts: ${opts.mounts.join(', ')})`);
+      if (/[\n\r]/.test(file)) throw new Error(`RTSP clip path must be one line: ${JSON.stringify(file)}`);
+      if (child.process.exitCode !== null || child.process.signalCode !== null) throw new Error('RTSP server is not running');
+      await send(child, mount, file);
+      playing.set(mount, file);
     },
   };
   return server;
 }
 
-async function launch(port: number, clip: string, mounts: string[]): Promise<{ process: ServerChild; port: number }> {
+async function launch(port: number, clip: string, mounts: string[]): Promise<Launched> {
   // stdin stays an open pipe that is never written: the server quits at its EOF, i.e. when this process dies.
   const proc: ServerChild = spawn('/usr/bin/python3', [join(here, 'rtsp-server.py'), '--port', String(port), '--file', clip, ...mounts], {
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -109,6 +138,18 @@ async function launch(port: number, clip: string, mounts: string[]): Promise<{ p
   let stderr = '';
   proc.stderr.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
+  });
+  // A switch() racing the server's death must not crash the test with EPIPE: the exit handler below answers it.
+  proc.stdin.on('error', () => {});
+  const answers: Launched['answers'] = [];
+  let rest = '';
+  proc.stdout.on('data', (d: Buffer) => {
+    const lines = (rest + d.toString()).split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines) if (line.startsWith('SWITCHED ') || line.startsWith('ERROR ')) answers.shift()?.(line);
+  });
+  proc.once('exit', (code, signal) => {
+    for (const answer of answers.splice(0)) answer(`exited (${code ?? signal})`);
   });
   const bound = await new Promise<number>((resolve, reject) => {
     let stdout = '';
@@ -131,7 +172,7 @@ async function launch(port: number, clip: string, mounts: string[]): Promise<{ p
     });
     proc.once('exit', onExit);
   });
-  return { process: proc, port: bound };
+  return { process: proc, port: bound, answers };
 }
 
 function kill(proc: ServerChild): Promise<void> {
