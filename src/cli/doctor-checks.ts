@@ -205,6 +205,12 @@ const diskCheck: GatewayCheck = {
     const detail = `${(free / MiB).toFixed(0)} MiB free where the outbox and evidence live (${folder})`;
     const fix = `free space on that disk, or lower outbox.maxBytes and evidence.maxBytes in ${ctx.configFile}`;
     if (free < DISK_FAIL_BYTES) return fail(`${detail}; below ${DISK_FAIL_BYTES / MiB} MiB`, fix);
+    const floor = ctx.config.evidence.minFreeBytes;
+    if (free < floor)
+      return fail(
+        `${detail}; below evidence.minFreeBytes (${(floor / MiB).toFixed(0)} MiB): the agent writes no evidence images, only events`,
+        fix,
+      );
     if (free < want) return warn(`${detail}; less than outbox.maxBytes (${(want / MiB).toFixed(0)} MiB)`, fix);
     return ok(detail);
   },
