@@ -17,7 +17,9 @@ export function isoSeconds(d: Date): string {
  */
 export function usernameToken(user: string, password: string, created: Date, nonce: Buffer = randomBytes(16)): string {
   const c = isoSeconds(created);
-  const digest = createHash('sha1').update(Buffer.concat([nonce, Buffer.from(c, 'utf8'), Buffer.from(password, 'utf8')])).digest('base64');
+  const digest = createHash('sha1')
+    .update(Buffer.concat([nonce, Buffer.from(c, 'utf8'), Buffer.from(password, 'utf8')]))
+    .digest('base64');
   return (
     `<wsse:Security s:mustUnderstand="1" xmlns:wsse="${WSSE}" xmlns:wsu="${WSU}"><wsse:UsernameToken>` +
     `<wsse:Username>${escapeXml(user)}</wsse:Username><wsse:Password Type="${PASSWORD_DIGEST}">${digest}</wsse:Password>` +
@@ -111,7 +113,14 @@ export class DigestSession {
     const ha2 = h(`${method}:${uri}`);
     const response = qop ? h(`${ha1}:${p.nonce}:${nc}:${cnonce}:${qop}:${ha2}`) : h(`${ha1}:${p.nonce}:${ha2}`);
     const q = (v: string): string => `"${v.replace(/["\\]/g, '\\$&')}"`;
-    const parts = [`username=${q(user)}`, `realm=${q(p.realm ?? '')}`, `nonce=${q(p.nonce!)}`, `uri=${q(uri)}`, `algorithm=${algName}`, `response=${q(response)}`];
+    const parts = [
+      `username=${q(user)}`,
+      `realm=${q(p.realm ?? '')}`,
+      `nonce=${q(p.nonce!)}`,
+      `uri=${q(uri)}`,
+      `algorithm=${algName}`,
+      `response=${q(response)}`,
+    ];
     if (qop) parts.push(`qop=${qop}`, `nc=${nc}`, `cnonce=${q(cnonce)}`);
     if (p.opaque !== undefined) parts.push(`opaque=${q(p.opaque)}`);
     return `Digest ${parts.join(', ')}`;

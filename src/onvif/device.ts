@@ -136,8 +136,16 @@ export class OnvifDevice {
     const sdt = child(r, 'SystemDateAndTime');
     const dt = path(sdt, 'UTCDateTime') ?? path(sdt, 'LocalDateTime');
     const n = (...p: string[]): number => Number(textAt(dt, ...p));
-    const [y, mo, d, h, mi, s] = [n('Date', 'Year'), n('Date', 'Month'), n('Date', 'Day'), n('Time', 'Hour'), n('Time', 'Minute'), n('Time', 'Second')];
-    const valid = [y, mo, d, h, mi, s].every(Number.isInteger) && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 && s <= 60;
+    const [y, mo, d, h, mi, s] = [
+      n('Date', 'Year'),
+      n('Date', 'Month'),
+      n('Date', 'Day'),
+      n('Time', 'Hour'),
+      n('Time', 'Minute'),
+      n('Time', 'Second'),
+    ];
+    const valid =
+      [y, mo, d, h, mi, s].every(Number.isInteger) && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 && s <= 60;
     if (!valid) throw this.malformed('GetSystemDateAndTime has no valid date and time');
     const utc = new Date(Date.UTC(y, mo - 1, d, h, mi, s));
     this.offsetMs = utc.getTime() - Math.round((before + after) / 2);
@@ -157,7 +165,12 @@ export class OnvifDevice {
 
   /** GetCapabilities (ver10, what old cameras know). */
   async getCapabilities(): Promise<ServiceAddresses> {
-    const r = await this.call(this.url, NS.tds, 'GetCapabilities', '<tds:GetCapabilities><tds:Category>All</tds:Category></tds:GetCapabilities>');
+    const r = await this.call(
+      this.url,
+      NS.tds,
+      'GetCapabilities',
+      '<tds:GetCapabilities><tds:Category>All</tds:Category></tds:GetCapabilities>',
+    );
     const caps = child(r, 'Capabilities');
     const x = (...p: string[]): string | undefined => this.rebase(textAt(caps, ...p, 'XAddr'));
     return {
@@ -171,9 +184,20 @@ export class OnvifDevice {
 
   /** GetServices (newer, required since Profile S 2.x); the namespace of each service says what it is. */
   async getServices(): Promise<ServiceAddresses> {
-    const r = await this.call(this.url, NS.tds, 'GetServices', '<tds:GetServices><tds:IncludeCapability>false</tds:IncludeCapability></tds:GetServices>');
+    const r = await this.call(
+      this.url,
+      NS.tds,
+      'GetServices',
+      '<tds:GetServices><tds:IncludeCapability>false</tds:IncludeCapability></tds:GetServices>',
+    );
     const out: ServiceAddresses = { device: this.url.href };
-    const names: Record<string, keyof ServiceAddresses> = { [NS.tds]: 'device', [NS.trt]: 'media', [NS.tr2]: 'media2', [NS.tptz]: 'ptz', [NS.tev]: 'events' };
+    const names: Record<string, keyof ServiceAddresses> = {
+      [NS.tds]: 'device',
+      [NS.trt]: 'media',
+      [NS.tr2]: 'media2',
+      [NS.tptz]: 'ptz',
+      [NS.tev]: 'events',
+    };
     for (const s of childrenNamed(r, 'Service')) {
       const key = names[textAt(s, 'Namespace') ?? ''];
       const addr = this.rebase(textAt(s, 'XAddr'));
@@ -258,7 +282,12 @@ export class OnvifDevice {
   }
 
   async gotoHomePosition(profileToken: string, opts: { speed?: number } = {}): Promise<void> {
-    await this.call(await this.ptzUrl(), NS.tptz, 'GotoHomePosition', `<tptz:GotoHomePosition>${profile(profileToken)}${speed(opts.speed)}</tptz:GotoHomePosition>`);
+    await this.call(
+      await this.ptzUrl(),
+      NS.tptz,
+      'GotoHomePosition',
+      `<tptz:GotoHomePosition>${profile(profileToken)}${speed(opts.speed)}</tptz:GotoHomePosition>`,
+    );
   }
 
   async getStatus(profileToken: string): Promise<PtzStatus> {
@@ -360,7 +389,11 @@ export class OnvifDevice {
   }
 
   private malformed(why: string): OnvifError {
-    return new OnvifError('malformed', this.camera, `camera ${this.camera} sent a malformed answer (${why}); check the camera's firmware or ONVIF settings`);
+    return new OnvifError(
+      'malformed',
+      this.camera,
+      `camera ${this.camera} sent a malformed answer (${why}); check the camera's firmware or ONVIF settings`,
+    );
   }
 
   /**
@@ -378,8 +411,14 @@ export class OnvifDevice {
       const headers: Record<string, string> = { 'Content-Type': `application/soap+xml; charset=utf-8; action="${ns}/${op}"` };
       let header = '';
       if (mode === 'wsse') header = usernameToken(this.user!, this.password!, new Date(Date.now() + (this.offsetMs ?? 0)));
-      if (mode === 'digest' && this.digest) headers.Authorization = this.digest.authorization(this.user!, this.password!, 'POST', url.pathname + url.search);
-      const answer = await post(url, envelope(body, header), { camera: this.camera, timeoutMs: this.timeoutMs, maxBytes: this.maxBytes, headers });
+      const sentDigest = mode === 'digest' && this.digest !== undefined;
+      if (sentDigest) headers.Authorization = this.digest.authorization(this.user!, this.password!, 'POST', url.pathname + url.search);
+      const answer = await post(url, envelope(body, header), {
+        camera: this.camera,
+        timeoutMs: this.timeoutMs,
+        maxBytes: this.maxBytes,
+        headers,
+      });
 
       if (answer.status === 401) {
         const challenge = pickDigest(parseChallenges(answer.challenges));
@@ -387,11 +426,15 @@ export class OnvifDevice {
         if (!challenge) {
           const basic = parseChallenges(answer.challenges).some((c) => c.scheme === 'basic');
           throw basic && url.protocol === 'http:'
-            ? new OnvifError('unsupported', this.camera, `camera ${this.camera} offers only Basic authentication over plain HTTP, which would send the password in clear; enable Digest or WS-Security on the camera`)
+            ? new OnvifError(
+                'unsupported',
+                this.camera,
+                `camera ${this.camera} offers only Basic authentication over plain HTTP, which would send the password in clear; enable Digest or WS-Security on the camera`,
+              )
             : this.authError(op, 'it answered 401 without a usable Digest challenge');
         }
         const stale = challenge.params.stale?.toLowerCase() === 'true';
-        if (mode === 'digest' && !(stale && !staleRetried)) throw this.authError(op, 'it rejected HTTP Digest');
+        if (sentDigest && !(stale && !staleRetried)) throw this.authError(op, 'it rejected HTTP Digest');
         if (stale) staleRetried = true;
         this.digest = new DigestSession(challenge);
         mode = 'digest';
@@ -423,7 +466,11 @@ export class OnvifDevice {
         throw this.faultError(op, fault);
       }
       if (answer.status >= 300) {
-        throw new OnvifError('malformed', this.camera, `camera ${this.camera} answered ${op} with HTTP ${answer.status} and no SOAP fault; check the address is its ONVIF service`);
+        throw new OnvifError(
+          'malformed',
+          this.camera,
+          `camera ${this.camera} answered ${op} with HTTP ${answer.status} and no SOAP fault; check the address is its ONVIF service`,
+        );
       }
       const resp = soap.children.find((c) => c.name === `${op}Response`);
       if (!resp) throw this.malformed(`no ${op}Response in the body`);
@@ -438,14 +485,20 @@ export class OnvifDevice {
   }
 
   private authError(op: string, why: string, fault?: SoapFault): OnvifError {
-    return new OnvifError('auth', this.camera, `authentication failed for camera ${this.camera} on ${op}: ${why} (check --user/--password-file)`, fault);
+    return new OnvifError(
+      'auth',
+      this.camera,
+      `authentication failed for camera ${this.camera} on ${op}: ${why} (check --user/--password-file)`,
+      fault,
+    );
   }
 
   private faultError(op: string, fault: SoapFault): OnvifError {
     const kind = isUnsupportedFault(fault) ? 'unsupported' : 'fault';
     const what = [fault.code, ...fault.subcodes].filter(Boolean).join('/');
     const reason = fault.reason ? `: ${fault.reason.slice(0, 200)}` : '';
-    const todo = kind === 'unsupported' ? 'the camera does not support it' : 'check the request against the camera (profile and preset tokens)';
+    const todo =
+      kind === 'unsupported' ? 'the camera does not support it' : 'check the request against the camera (profile and preset tokens)';
     return new OnvifError(kind, this.camera, `camera ${this.camera} refused ${op} (${what}${reason}); ${todo}`, fault);
   }
 }
@@ -456,12 +509,21 @@ function parseAddress(address: string): URL {
   try {
     u = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(a) ? a : `http://${a}`);
   } catch {
-    throw new OnvifError('unreachable', address, `"${address}" is not a camera address; give host[:port] or http://host[:port]/onvif/device_service`);
+    throw new OnvifError(
+      'unreachable',
+      address,
+      `"${address}" is not a camera address; give host[:port] or http://host[:port]/onvif/device_service`,
+    );
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw new OnvifError('unreachable', address, `"${address}" is not an ONVIF address (http or https only); give host[:port] or http://host[:port]/onvif/device_service`);
+    throw new OnvifError(
+      'unreachable',
+      address,
+      `"${address}" is not an ONVIF address (http or https only); give host[:port] or http://host[:port]/onvif/device_service`,
+    );
   }
-  if (u.username || u.password) throw new OnvifError('unreachable', u.host, 'give the camera user and password as options, not inside the address');
+  if (u.username || u.password)
+    throw new OnvifError('unreachable', u.host, 'give the camera user and password as options, not inside the address');
   if (u.pathname === '/' || u.pathname === '') u.pathname = DEFAULT_PATH;
   return u;
 }

@@ -112,7 +112,11 @@ export function interfaceAddress(iface: string): string {
   const addr = all[iface]?.find((a) => a.family === 'IPv4');
   if (!addr) {
     const names = Object.keys(all).join(', ');
-    throw new OnvifError('unreachable', `discovery on ${iface}`, `network interface "${iface}" has no IPv4 address or does not exist (available: ${names}); pass another --interface`);
+    throw new OnvifError(
+      'unreachable',
+      `discovery on ${iface}`,
+      `network interface "${iface}" has no IPv4 address or does not exist (available: ${names}); pass another --interface`,
+    );
   }
   return addr.address;
 }
@@ -157,7 +161,13 @@ export async function discover(opts: DiscoverOptions = {}): Promise<DiscoveredCa
     await new Promise((r) => setTimeout(r, timeoutMs));
   } catch (err) {
     if (err instanceof OnvifError) throw err;
-    throw new OnvifError('unreachable', where, `${where} failed: ${(err as Error).message}; check the interface and that multicast is allowed`, undefined, { cause: err });
+    throw new OnvifError(
+      'unreachable',
+      where,
+      `${where} failed: ${(err as Error).message}; check the interface and that multicast is allowed`,
+      undefined,
+      { cause: err },
+    );
   } finally {
     socket.close();
   }

@@ -34,7 +34,11 @@ export function post(url: URL, body: string, opts: PostOptions): Promise<HttpAns
       else resolve(answer!);
     };
     const tooBig = (): OnvifError =>
-      new OnvifError('malformed', camera, `camera ${camera} sent an answer larger than ${maxBytes} bytes; aborted (check the address points at an ONVIF service)`);
+      new OnvifError(
+        'malformed',
+        camera,
+        `camera ${camera} sent an answer larger than ${maxBytes} bytes; aborted (check the address points at an ONVIF service)`,
+      );
     const payload = Buffer.from(body, 'utf8');
     const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(
       url,
@@ -49,8 +53,14 @@ export function post(url: URL, body: string, opts: PostOptions): Promise<HttpAns
           if (size > maxBytes) return finish(tooBig());
           chunks.push(c);
         });
-        res.on('error', (e) => finish(new OnvifError('unreachable', camera, `camera ${camera} dropped the connection mid-answer (${e.message}); check the network`)));
-        res.on('aborted', () => finish(new OnvifError('malformed', camera, `camera ${camera} sent a truncated answer; check the network and the camera`)));
+        res.on('error', (e) =>
+          finish(
+            new OnvifError('unreachable', camera, `camera ${camera} dropped the connection mid-answer (${e.message}); check the network`),
+          ),
+        );
+        res.on('aborted', () =>
+          finish(new OnvifError('malformed', camera, `camera ${camera} sent a truncated answer; check the network and the camera`)),
+        );
         res.on('end', () => {
           const challenges: string[] = [];
           for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
@@ -66,12 +76,28 @@ export function post(url: URL, body: string, opts: PostOptions): Promise<HttpAns
       },
     );
     const timer = setTimeout(
-      () => finish(new OnvifError('timeout', camera, `camera ${camera} did not answer within ${seconds(timeoutMs)} (check the address and that ONVIF is enabled)`)),
+      () =>
+        finish(
+          new OnvifError(
+            'timeout',
+            camera,
+            `camera ${camera} did not answer within ${seconds(timeoutMs)} (check the address and that ONVIF is enabled)`,
+          ),
+        ),
       timeoutMs,
     );
     req.on('error', (e: NodeJS.ErrnoException) => {
-      const why = e.code === 'ECONNREFUSED' ? 'refused the connection' : e.code === 'ENOTFOUND' ? 'has a name that does not resolve' : `cannot be reached (${e.code ?? e.message})`;
-      finish(new OnvifError('unreachable', camera, `camera ${camera} ${why}; check the address, port and that ONVIF is enabled`, undefined, { cause: e }));
+      const why =
+        e.code === 'ECONNREFUSED'
+          ? 'refused the connection'
+          : e.code === 'ENOTFOUND'
+            ? 'has a name that does not resolve'
+            : `cannot be reached (${e.code ?? e.message})`;
+      finish(
+        new OnvifError('unreachable', camera, `camera ${camera} ${why}; check the address, port and that ONVIF is enabled`, undefined, {
+          cause: e,
+        }),
+      );
     });
     req.end(payload);
   });

@@ -65,15 +65,19 @@ export function decodeFault(fault: XmlElement): SoapFault {
 export function isAuthFault(f: SoapFault): boolean {
   const words = [f.code, ...f.subcodes];
   return (
-    words.some((w) => /^(NotAuthorized|FailedAuthentication|InvalidSecurity|InvalidSecurityToken|FailedCheck|SecurityTokenUnavailable|MessageExpired|Unauthorized)$/i.test(w)) ||
-    /not ?authori[sz]ed|authentication fail|unauthori[sz]ed|sender not authori/i.test(f.reason)
+    words.some((w) =>
+      /^(NotAuthorized|FailedAuthentication|InvalidSecurity|InvalidSecurityToken|FailedCheck|SecurityTokenUnavailable|MessageExpired|Unauthorized)$/i.test(
+        w,
+      ),
+    ) || /not ?authori[sz]ed|authentication fail|unauthori[sz]ed|sender not authori/i.test(f.reason)
   );
 }
 
 /** True for faults meaning "this camera does not have that operation". */
 export function isUnsupportedFault(f: SoapFault): boolean {
   return (
-    [f.code, ...f.subcodes].some((w) => /^(ActionNotSupported|NoSuchService|NotSupported|OperationProhibited|ServiceNotSupported)$/i.test(w)) ||
-    /not (supported|implemented)|action not supported|unknown (method|action|operation)/i.test(f.reason)
+    [f.code, ...f.subcodes].some((w) =>
+      /^(ActionNotSupported|NoSuchService|NotSupported|OperationProhibited|ServiceNotSupported)$/i.test(w),
+    ) || /not (supported|implemented)|action not supported|unknown (method|action|operation)/i.test(f.reason)
   );
 }

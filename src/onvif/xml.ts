@@ -63,15 +63,26 @@ type Ordered = Record<string, unknown>;
  */
 export function parseXml(text: string, camera: string, what = 'answer'): XmlElement {
   const bad = (why: string, cause?: unknown): OnvifError =>
-    new OnvifError('malformed', camera, `camera ${camera} sent a malformed ${what} (${why}); check the camera's firmware or ONVIF settings`, undefined, {
-      cause,
-    });
+    new OnvifError(
+      'malformed',
+      camera,
+      `camera ${camera} sent a malformed ${what} (${why}); check the camera's firmware or ONVIF settings`,
+      undefined,
+      {
+        cause,
+      },
+    );
   if (/<!DOCTYPE|<!ENTITY/i.test(text)) throw bad('it declares a DOCTYPE or entities, which ONVIF never uses; refused');
   let doc: unknown;
   try {
     doc = parser.parse(text, true);
   } catch (err) {
-    throw bad(`not XML: ${String((err as Error).message ?? err).split('\n')[0]!.slice(0, 120)}`, err);
+    throw bad(
+      `not XML: ${String((err as Error).message ?? err)
+        .split('\n')[0]!
+        .slice(0, 120)}`,
+      err,
+    );
   }
   const roots = (doc as Ordered[]).filter((n) => !('#text' in n));
   if (roots.length !== 1) throw bad(roots.length === 0 ? 'no XML element' : 'more than one root element');
