@@ -412,7 +412,7 @@ export class OnvifDevice {
       let header = '';
       if (mode === 'wsse') header = usernameToken(this.user!, this.password!, new Date(Date.now() + (this.offsetMs ?? 0)));
       const sentDigest = mode === 'digest' && this.digest !== undefined;
-      if (sentDigest) headers.Authorization = this.digest.authorization(this.user!, this.password!, 'POST', url.pathname + url.search);
+      if (sentDigest) headers.Authorization = this.digest!.authorization(this.user!, this.password!, 'POST', url.pathname + url.search);
       const answer = await post(url, envelope(body, header), {
         camera: this.camera,
         timeoutMs: this.timeoutMs,

@@ -104,7 +104,7 @@ export function mutate(good: string, rnd: () => number, kind?: MutationKind): Mu
     }
     case 'swap-text':
       return body(
-        good.replace(/>([^<]{1,80})</g, (m, t: string) =>
+        good.replace(/>([^<]{1,80})</g, (m) =>
           rnd() < 0.3 ? `>${['', '-1', 'NaN', '99999999999999999999', '<', '&amp;&amp;', '\u0000', 'é'][at(8)]}<` : m,
         ),
       );
