@@ -53,14 +53,16 @@ export function post(url: URL, body: string, opts: PostOptions): Promise<HttpAns
           if (size > maxBytes) return finish(tooBig());
           chunks.push(c);
         });
-        res.on('error', (e) =>
+        const truncated = (): void =>
           finish(
-            new OnvifError('unreachable', camera, `camera ${camera} dropped the connection mid-answer (${e.message}); check the network`),
-          ),
-        );
-        res.on('aborted', () =>
-          finish(new OnvifError('malformed', camera, `camera ${camera} sent a truncated answer; check the network and the camera`)),
-        );
+            new OnvifError(
+              'malformed',
+              camera,
+              `camera ${camera} sent a truncated answer (the connection closed after ${size} bytes); check the network and the camera`,
+            ),
+          );
+        res.on('error', truncated);
+        res.on('aborted', truncated);
         res.on('end', () => {
           const challenges: string[] = [];
           for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
@@ -88,11 +90,13 @@ export function post(url: URL, body: string, opts: PostOptions): Promise<HttpAns
     );
     req.on('error', (e: NodeJS.ErrnoException) => {
       const why =
-        e.code === 'ECONNREFUSED'
-          ? 'refused the connection'
-          : e.code === 'ENOTFOUND'
-            ? 'has a name that does not resolve'
-            : `cannot be reached (${e.code ?? e.message})`;
+        e.code === 'ECONNRESET' || e.message === 'socket hang up'
+          ? 'closed the connection without answering'
+          : e.code === 'ECONNREFUSED'
+            ? 'refused the connection'
+            : e.code === 'ENOTFOUND'
+              ? 'has a name that does not resolve'
+              : `cannot be reached (${e.code ?? e.message})`;
       finish(
         new OnvifError('unreachable', camera, `camera ${camera} ${why}; check the address, port and that ONVIF is enabled`, undefined, {
           cause: e,

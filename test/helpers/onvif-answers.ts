@@ -73,7 +73,8 @@ export interface AnswerCamera {
 const ACTION = /<(?:[\w.-]+:)?Body\b[^>]*>\s*<(?:[\w.-]+:)?([A-Za-z]+)/;
 const UNPROTECTED = new Set(['GetSystemDateAndTime']);
 
-function render(text: string, b: CameraBehaviour, port: number): string {
+/** A fixture's text with its {{NAME}} placeholders filled from the behaviour (clock, port, values). */
+export function render(text: string, b: CameraBehaviour, port: number): string {
   const now = (b.clock ?? (() => new Date()))();
   const values: Record<string, string | number> = {
     PORT: port,
@@ -187,8 +188,8 @@ export async function startAnswerCamera(behaviour: CameraBehaviour): Promise<Ans
     if ('truncateAt' in reply) {
       const buf = Buffer.from(reply.body);
       res.writeHead(200, { 'Content-Type': 'application/soap+xml', 'Content-Length': String(buf.length) });
-      res.write(buf.subarray(0, reply.truncateAt));
-      req.socket.destroy();
+      // Flushed, then the connection closed: the client sees fewer bytes than Content-Length promised.
+      res.write(buf.subarray(0, reply.truncateAt), () => req.socket.end());
       return;
     }
     const isFault = /:Fault>|<Fault>/.test(reply.body) && !/Response>/.test(reply.body);
