@@ -95,10 +95,10 @@ export function render(text: string, b: CameraBehaviour, port: number): string {
 }
 
 function checkWsse(body: string, b: CameraBehaviour): { present: boolean; ok: boolean; created?: string } {
-  const user = /<(?:\w+:)?Username>([^<]*)</.exec(body)?.[1];
+  const user = /<(?:\w+:)?Username\b[^>]*>([^<]*)</.exec(body)?.[1];
   const digest = /<(?:\w+:)?Password[^>]*>([^<]*)</.exec(body)?.[1];
   const nonce = /<(?:\w+:)?Nonce[^>]*>([^<]*)</.exec(body)?.[1];
-  const created = /<(?:\w+:)?Created>([^<]*)</.exec(body)?.[1];
+  const created = /<(?:\w+:)?Created\b[^>]*>([^<]*)</.exec(body)?.[1];
   if (user === undefined) return { present: false, ok: false };
   if (digest === undefined || nonce === undefined || created === undefined) return { present: true, ok: false, created };
   const expect = createHash('sha1')
