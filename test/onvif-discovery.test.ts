@@ -76,7 +76,7 @@ t.test('multicast probe from interface lo inside a network namespace', async (t)
   try {
     await run('ip', ['netns', 'add', ns]);
   } catch (err) {
-    t.skip(`cannot create a network namespace (needs root): ${(err as Error).message.split('\n')[0]}`);
+    t.plan(0, `cannot create a network namespace (needs root): ${(err as Error).message.split('\n')[0]}`);
     return;
   }
   t.teardown(() => run('ip', ['netns', 'delete', ns]).then(() => undefined));
