@@ -264,7 +264,21 @@ async function quirk(
   run: (url: string) => Promise<unknown>,
   ok: (v: unknown) => boolean,
 ): Promise<string> {
-  const cam = await startAnswerCamera({ user: USER, password: PASSWORD, ...b, answers: { ...ptzCameraAnswers(), ...b.answers } });
+  // Only the NAT quirk advertises unreachable service addresses; the others isolate their own quirk.
+  const reachable = (file: string) => () => ({
+    body: fixture(file)
+      .replace(/\{\{PORT\}\}/g, String(cam.port))
+      .replace(/10\.0\.0\.64|192\.168\.1\.100/g, '127.0.0.1'),
+  });
+  const direct = name.startsWith('nat')
+    ? {}
+    : { GetCapabilities: reachable('GetCapabilities.nat.xml'), GetServices: reachable('GetServices.hanwha.xml') };
+  const cam = await startAnswerCamera({
+    user: USER,
+    password: PASSWORD,
+    ...b,
+    answers: { ...ptzCameraAnswers(), ...direct, ...b.answers },
+  });
   try {
     const r = await within(
       Promise.resolve().then(() => run(cam.url)),

@@ -70,6 +70,20 @@ t.test('re-reads the clock and retries once when the camera clock jumped (reboot
   );
 });
 
+t.test('a camera that protects even GetSystemDateAndTime is asked again with credentials', async (t) => {
+  const cam = await camera(t, { protectClock: true });
+  const dev = new OnvifDevice({ address: cam.url, user: USER, password: PASSWORD });
+  t.equal((await dev.getDeviceInformation()).manufacturer, 'AXIS');
+  t.same(
+    cam.requests.map((r) => [r.action, r.auth, r.verified]),
+    [
+      ['GetSystemDateAndTime', 'none', false],
+      ['GetSystemDateAndTime', 'wsse', true],
+      ['GetDeviceInformation', 'wsse', true],
+    ],
+  );
+});
+
 t.test('a wrong password is an auth error naming the camera, without the password', async (t) => {
   const cam = await camera(t);
   const dev = new OnvifDevice({ address: cam.url, user: USER, password: 'wrong-pass-771' });

@@ -131,7 +131,15 @@ export class OnvifDevice {
   /** Reads the camera's clock without authentication and keeps its offset from ours for signing. */
   async getSystemDateAndTime(): Promise<{ utc: Date; offsetMs: number }> {
     const before = Date.now();
-    const r = await this.call(this.url, NS.tds, 'GetSystemDateAndTime', '<tds:GetSystemDateAndTime/>', false);
+    let r: XmlElement;
+    try {
+      r = await this.call(this.url, NS.tds, 'GetSystemDateAndTime', '<tds:GetSystemDateAndTime/>', false);
+    } catch (err) {
+      // A few stacks protect even the clock: ask again signed with our own time, which is all we have.
+      if (!(err instanceof OnvifError) || err.kind !== 'auth' || !this.user) throw err;
+      this.offsetMs ??= 0;
+      r = await this.call(this.url, NS.tds, 'GetSystemDateAndTime', '<tds:GetSystemDateAndTime/>');
+    }
     const after = Date.now();
     const sdt = child(r, 'SystemDateAndTime');
     const dt = path(sdt, 'UTCDateTime') ?? path(sdt, 'LocalDateTime');

@@ -43,6 +43,8 @@ export interface CameraBehaviour {
   maxSkewSeconds?: number;
   /** action → fixture file name, raw reply, or a function of the request path. Unlisted actions get ActionNotSupported. */
   answers: Record<string, Reply | ((ctx: { path: string; body: string }) => Reply)>;
+  /** GetSystemDateAndTime needs authentication too (a few stacks do that). */
+  protectClock?: boolean;
   /** Extra template values ({{NAME}} in fixtures). */
   values?: Record<string, string | number>;
 }
@@ -214,7 +216,7 @@ export async function startAnswerCamera(behaviour: CameraBehaviour): Promise<Ans
       body,
     };
     requests.push(rec);
-    if (!UNPROTECTED.has(action) && mode !== 'none') {
+    if ((behaviour.protectClock || !UNPROTECTED.has(action)) && mode !== 'none') {
       const w = checkWsse(body, behaviour);
       const d = checkDigest(req);
       if (w.present) {
