@@ -270,7 +270,7 @@ async function quirk(
       .replace(/\{\{PORT\}\}/g, String(cam.port))
       .replace(/10\.0\.0\.64|192\.168\.1\.100/g, '127.0.0.1'),
   });
-  const direct = name.startsWith('nat')
+  const direct: CameraBehaviour['answers'] = name.startsWith('nat')
     ? {}
     : { GetCapabilities: reachable('GetCapabilities.nat.xml'), GetServices: reachable('GetServices.hanwha.xml') };
   const cam = await startAnswerCamera({
