@@ -126,7 +126,9 @@ function onvifLib(): Client {
     },
     stream: async (url, a, opts) => {
       const cam = await connect(url, a, opts);
-      const profileToken = cam.profiles?.[0]?.$?.token;
+      // Profiles read explicitly: connect() also tries Media2 and GetVideoSources, which the answer camera lacks.
+      const profiles = await cb<{ $: { token: string } }[]>((d) => cam.getProfiles(d));
+      const profileToken = profiles[0]?.$.token;
       return (await cb<{ uri: string }>((d) => cam.getStreamUri({ protocol: 'RTSP', profileToken }, d))).uri;
     },
     faultText: async (url) => {
