@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 export const LAYERS: Record<string, number> = {
   common: 0,
   config: 1,
+  onvif: 2,
   ingest: 2,
   outbox: 2,
   evidence: 2,
