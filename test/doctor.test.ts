@@ -7,6 +7,7 @@ import { Outbox } from '../src/outbox/index.js';
 import { cli, clip, gatewayConfig, root, writeConfig } from './helpers/agent.js';
 import { brokerFor, tempDirFor } from './helpers/mosquitto.js';
 import { startRtspServer } from './helpers/rtsp.js';
+import { startOnvifSim } from './fixtures/onvif-sim/server.js';
 
 /** bin/edgepatrol.js as a technician runs it. */
 function edgepatrol(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
@@ -60,14 +61,31 @@ function find(report: Report, check: string, camera: string | null = null): Chec
 
 const rtsp = await startRtspServer({ mounts: ['gate'] });
 t.teardown(() => rtsp.stop());
+// A PTZ camera that speaks real ONVIF (SOAP over HTTP with WS-Security), its clock 2 hours behind.
+const sim = await startOnvifSim({
+  user: 'tech',
+  password: 'ladder-42',
+  discovery: false,
+  clockSkewSeconds: -7200,
+  streamUrl: rtsp.url('gate'),
+});
+t.teardown(() => sim.stop());
 
 /** A gateway with an RTSP camera, a file camera and a PTZ camera with onvif; extra config merged in. */
-function setup(t: Tap.Test, mqttUrl: string, extra: Record<string, unknown> = {}): { dir: string; config: string; dataDir: string } {
+function setup(
+  t: Tap.Test,
+  mqttUrl: string,
+  extra: Record<string, unknown> = {},
+  opts: { wrongOnvifPassword?: boolean } = {},
+): { dir: string; config: string; dataDir: string } {
   const dir = tempDirFor(t, 'doctor');
   const base = gatewayConfig(dir, mqttUrl, [
     { id: 'gate', source: { url: rtsp.url('gate') } },
     { id: 'bench', source: { file: clip } },
-    { id: 'ptz', source: { url: rtsp.url('gate') }, onvif: { url: 'http://127.0.0.1:1/onvif/device_service', user: 'u', password: 'p' } },
+    { id: 'ptz', source: { url: rtsp.url('gate') }, onvif: { url: sim.xaddr, user: 'tech', password: 'ladder-42' } },
+    ...(opts.wrongOnvifPassword
+      ? [{ id: 'ptz-wrong', source: { url: rtsp.url('gate') }, onvif: { url: sim.xaddr, user: 'tech', password: 'not-it' } }]
+      : []),
   ]);
   const config = writeConfig(dir, { ...base, outbox: { maxBytes: 1_000_000 }, ...extra });
   return { dir, config, dataDir: join(dir, 'data') };
@@ -91,16 +109,26 @@ function fillOutbox(dataDir: string): string {
   return file;
 }
 
-t.test('all ok against a real broker, RTSP server, model and outbox; the onvif check is a warning; exit 0', async (t) => {
+t.test('all ok against a real broker, RTSP server, model, outbox and ONVIF camera; a wrong ONVIF password fails; exit 7', async (t) => {
   const broker = await brokerFor(t);
-  const { config, dataDir } = setup(t, broker.url);
+  const { config, dataDir } = setup(t, broker.url, {}, { wrongOnvifPassword: true });
   const missing = await doctor(config);
   t.match(find(missing.report, 'outbox'), { status: 'ok', detail: /^not created yet/ }, 'no outbox yet: ok');
 
   fillOutbox(dataDir);
   const { code, report, err } = await doctor(config);
-  t.equal(code, 0, err);
-  t.equal(report.fail, 0, JSON.stringify(report.checks.filter((c) => c.status === 'fail')));
+  t.equal(code, 7, `the wrong ONVIF password fails the run: ${err}`);
+  t.same(
+    report.checks.filter((c) => c.status === 'fail').map((c) => `${c.check} ${c.camera}`),
+    ['onvif ptz-wrong'],
+    'the only failure is the camera with the wrong password',
+  );
+  t.match(find(report, 'onvif', 'ptz-wrong'), {
+    status: 'fail',
+    detail: /authentication failed for camera 127\.0\.0\.1:\d+/,
+    fix: /check onvif\.user and onvif\.password of camera ptz-wrong/,
+  });
+  t.notMatch(JSON.stringify(report), /ladder-42|not-it/, 'no password in the report');
   for (const [check, camera, detail] of [
     ['ffmpeg', null, /^ffmpeg \S+ with select, zscale, scale$/],
     ['models', null, /^nanodet-m-int8: sha256 matches .*manifest\.json$/],
@@ -113,19 +141,23 @@ t.test('all ok against a real broker, RTSP server, model and outbox; the onvif c
   ] as const) {
     t.match(find(report, check, camera), { status: 'ok', detail, fix: null }, `${check} ${camera ?? ''}: ok`);
   }
-  t.match(find(report, 'onvif', 'ptz'), { status: 'warn', detail: 'not checked yet', fix: /\S/ });
+  t.match(
+    find(report, 'onvif', 'ptz'),
+    { status: 'warn', detail: /logged in \((WS-Security|HTTP digest)\), clock -7200\.\d s$/, fix: /set the camera's clock/ },
+    "logged in, signing in the camera's own time; its clock 2 hours off is a warning",
+  );
   t.notOk(
-    report.checks.some((c) => c.check === 'onvif' && c.camera !== 'ptz'),
-    'the onvif check only for the camera with onvif',
+    report.checks.some((c) => c.check === 'onvif' && !c.camera?.startsWith('ptz')),
+    'the onvif check only for the cameras with onvif',
   );
   t.ok(['ok', 'warn'].includes(find(report, 'clock').status), 'the clock: synchronized, or unknown in a container');
-  t.equal(report.checks.length, 10, '6 of the gateway, 3 cameras reachable, 1 onvif');
+  t.equal(report.checks.length, 12, '6 of the gateway, 4 cameras reachable, 2 onvif');
 
   const text = await edgepatrol('doctor', '--config', config);
-  t.equal(text.code, 0);
+  t.equal(text.code, 7);
   t.match(text.out, /^ok {4}ffmpeg +ffmpeg /m);
-  t.match(text.out, /^warn {2}camera ptz onvif +not checked yet\n +fix: /m);
-  t.match(text.out, /\n\d+ ok, \d+ warn, 0 fail\n$/);
+  t.match(text.out, /^FAIL {2}camera ptz-wrong onvif +authentication failed for camera [^\n]+\n +fix: check onvif\.user/m);
+  t.match(text.out, /\n\d+ ok, \d+ warn, 1 fail\n$/);
 });
 
 t.test('broker down, camera port closed, corrupted outbox, a model with the wrong hash: each fails with a fix; exit 7', async (t) => {

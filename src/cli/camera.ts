@@ -4,15 +4,24 @@ import { EXIT, reportError, UsageError, type Command, type CommandIo } from './i
 const SUBCOMMANDS: Record<string, () => Promise<Command>> = {
   snapshot: async () => (await import('./camera-snapshot.js')).cameraSnapshotCommand,
   list: async () => (await import('./camera-list.js')).cameraListCommand,
+  add: async () => (await import('./camera-add.js')).cameraAddCommand,
+  test: async () => (await import('./camera-test.js')).cameraTestCommand,
+  presets: async () => (await import('./camera-presets.js')).cameraPresetsCommand,
+  goto: async () => (await import('./camera-goto.js')).cameraGotoCommand,
 };
 
 const help = `usage: edgepatrol camera <sub-command> [options]
 
   snapshot <camera>   grab a frame and draw its zones, masks and lines (--annotate FILE, --out FILE)
   list                the cameras of a config: source, detect size and rate, zones, presets, ONVIF host
+  add <host[:port]>   ask an ONVIF camera for its streams and add it to the config (--user, --password-file)
+  test <camera>       ONVIF login, time to the first frame, frame rate, the detector on one frame
+  presets <camera>    the PTZ presets the camera has stored, and which have zones in the config
+  goto <camera> <p>   turn a PTZ camera to preset p (or home) and wait until it is there
 
 edgepatrol camera <sub-command> --help shows its options.
-exit codes: 0 done, 1 bad usage, no frame or a failure, 2 invalid config, 3 model manifest missing or refused
+exit codes: 0 done, 1 bad usage, no frame or a failure, 2 invalid config, 3 model manifest missing or refused,
+            8 the camera refused the ONVIF login, 9 the camera did not answer
 `;
 
 /**

@@ -11,6 +11,7 @@ import mqtt from 'mqtt';
 import type { CameraConfig, Config } from '../config/index.js';
 import { probeTcp, rtspAddress, unreadableFile } from '../ingest/reachability.js';
 import { safeUrl } from '../log.js';
+import { OnvifDevice, OnvifError } from '../onvif/index.js';
 import { loadManifest, readVerifiedModel, resolveModel } from '../vision/index.js';
 import { cameraModelName } from './model-check.js';
 
@@ -299,8 +300,31 @@ const reachableCheck: CameraCheck = {
 const onvifCheck: CameraCheck = {
   name: 'onvif',
   applies: (camera) => camera.onvif !== undefined,
-  async run() {
-    return warn('not checked yet', 'nothing to do now: this edgepatrol does not talk ONVIF yet');
+  async run(camera, ctx) {
+    const onvif = camera.onvif!;
+    const device = new OnvifDevice({ address: onvif.url, user: onvif.user, password: onvif.password, timeoutMs: ctx.timeoutMs });
+    try {
+      const { offsetMs } = await device.getSystemDateAndTime();
+      const info = await device.getDeviceInformation();
+      const who = [info.manufacturer, info.model].filter(Boolean).join(' ') || 'camera';
+      const clock = `clock ${offsetMs >= 0 ? '+' : ''}${(offsetMs / 1000).toFixed(1)} s`;
+      const detail = `${who} at ${device.camera}, logged in (${device.authMode === 'digest' ? 'HTTP digest' : 'WS-Security'}), ${clock}`;
+      if (Math.abs(offsetMs) > 60_000)
+        return warn(
+          detail,
+          "set the camera's clock (NTP in its web page): requests are signed in its time, but its overlay and logs are off",
+        );
+      return ok(detail);
+    } catch (err) {
+      if (!(err instanceof OnvifError)) throw err;
+      const fix =
+        err.kind === 'auth'
+          ? `check onvif.user and onvif.password of camera ${camera.id} in ${ctx.configFile} (the camera's web page shows its ONVIF users)`
+          : err.kind === 'timeout' || err.kind === 'unreachable'
+            ? `check onvif.url of camera ${camera.id} in ${ctx.configFile}, the cable, and that ONVIF is enabled on the camera`
+            : `the camera answered but not as ONVIF expects: check onvif.url of camera ${camera.id} (it should end in /onvif/device_service)`;
+      return fail(err.message, fix);
+    }
   },
 };
 

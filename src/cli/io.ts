@@ -29,6 +29,10 @@ export const EXIT = {
   noPreview: 6,
   /** doctor: at least one check failed. */
   checkFailed: 7,
+  /** camera add/test/presets/goto, discover: the camera refused the user name or password. */
+  cameraAuth: 8,
+  /** camera add/test/presets/goto, discover: the camera (or any camera) did not answer in time, or refused the connection. */
+  cameraUnreachable: 9,
   /** run: a second SIGINT while stopping (the shell's 128 + signal number). */
   sigint: 130,
   /** run: a second SIGTERM while stopping (128 + 15). */

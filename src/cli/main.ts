@@ -20,8 +20,12 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'manage detector models (list, verify, add, quantize, compare, bench)',
     load: async () => (await import('./model.js')).modelCommand,
   },
+  discover: {
+    summary: 'find ONVIF cameras on the local network: address, port, maker, model, serial',
+    load: async () => (await import('./discover.js')).discoverCommand,
+  },
   camera: {
-    summary: 'list the cameras, grab a frame and draw its zones, masks and lines (camera list, snapshot)',
+    summary: 'add an ONVIF camera, test it, list and move to its presets; list cameras, snapshot (camera add, …)',
     load: async () => (await import('./camera.js')).cameraCommand,
   },
   zones: {
