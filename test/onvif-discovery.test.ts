@@ -43,6 +43,11 @@ t.test('ProbeMatches: several XAddrs, URL-decoded scopes, default namespaces, ga
     model: 'HI3518E',
     port: 8899,
   });
+  const badAddr = fill(fixture('ProbeMatches.noname.xml')).replace(
+    'http://127.0.0.1:8899/onvif/device_service',
+    'http://[zz/x http://127.0.0.1:8899/ok',
+  );
+  t.same(parseProbeMatches(badAddr, '127.0.0.1')[0]?.xaddrs, ['http://127.0.0.1:8899/ok'], 'an XAddr that is not a URL is dropped');
   for (const junk of ['', '<a', '<!DOCTYPE x [<!ENTITY e "e">]><x/>', '<Envelope/>', fixture('GetDeviceInformation.axis.xml')]) {
     t.same(parseProbeMatches(junk, '127.0.0.1'), [], `ignored: ${junk.slice(0, 30)}`);
   }
