@@ -191,6 +191,12 @@ t.test('profiles, stream and snapshot URIs from Hikvision- and Dahua-style answe
   t.match(cam.requests.at(-1)!.body, /<trt:ProfileToken>Profile_2<\/trt:ProfileToken>/);
   t.match(cam.requests.at(-1)!.body, /RTP-Unicast.*RTSP/);
   t.equal(await dev.getSnapshotUri('Profile_1'), 'http://127.0.0.1/images/snapshot.jpg?chn=0&token=abc');
+  cam.behaviour.answers.GetStreamUri = 'GetStreamUri.noname-cdata.xml';
+  t.equal(
+    await dev.getStreamUri('Profile_1'),
+    'rtsp://127.0.0.1:554/user=admin_password=_channel=1_stream=1.sdp?real_stream&x=1',
+    'CDATA, comments and unknown elements of a no-name stack',
+  );
   cam.behaviour.answers.GetProfiles = 'GetProfiles.dahua.xml';
   const dahua = await dev.getProfiles();
   t.same(

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { discover, OnvifError, parseProbeMatches } from '../src/onvif/index.js';
 import { fixture } from './helpers/onvif-answers.js';
+import { MUTATIONS, mutate, prng } from './helpers/onvif-mutate.js';
 import { startResponder } from './helpers/onvif-responder.js';
 
 const run = promisify(execFile);
@@ -43,9 +44,29 @@ t.test('ProbeMatches: several XAddrs, URL-decoded scopes, default namespaces, ga
     model: 'HI3518E',
     port: 8899,
   });
+  const badAddr = fill(fixture('ProbeMatches.noname.xml')).replace(
+    'http://127.0.0.1:8899/onvif/device_service',
+    'http://[zz/x http://127.0.0.1:8899/ok',
+  );
+  t.same(parseProbeMatches(badAddr, '127.0.0.1')[0]?.xaddrs, ['http://127.0.0.1:8899/ok'], 'an XAddr that is not a URL is dropped');
   for (const junk of ['', '<a', '<!DOCTYPE x [<!ENTITY e "e">]><x/>', '<Envelope/>', fixture('GetDeviceInformation.axis.xml')]) {
     t.same(parseProbeMatches(junk, '127.0.0.1'), [], `ignored: ${junk.slice(0, 30)}`);
   }
+});
+
+t.test('200 mutated ProbeMatches never throw and never expand an entity', async (t) => {
+  const rnd = prng(16);
+  const good = fixture('ProbeMatches.several-xaddrs.xml').replace(/\{\{\w+\}\}/g, '8000');
+  let found = 0;
+  for (let i = 0; i < 200; i++) {
+    const kind = MUTATIONS[i % MUTATIONS.length]!;
+    const reply = mutate(good, rnd, kind).reply;
+    const text = typeof reply === 'object' && 'body' in reply && typeof reply.body === 'string' ? reply.body : good.slice(0, i);
+    const out = parseProbeMatches(text.slice(0, 2 * 1024 * 1024), '127.0.0.1');
+    found += out.length;
+    if (/root:|(lol){20}/.test(JSON.stringify(out))) t.fail(`case ${i} (${kind}) expanded an entity`);
+  }
+  t.ok(found > 0 && found < 200, `some mutations still parse (${found}), most do not`);
 });
 
 t.test('unicast probe to one host: answers collected until the timeout, deduplicated by EndpointReference', async (t) => {

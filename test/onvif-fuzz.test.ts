@@ -57,7 +57,7 @@ t.test(`${N} mutated answers: results or OnvifErrors within the timeout, no cras
     let guard: NodeJS.Timeout | undefined;
     // A call may make up to four requests (clock, services, the op, a retry), each with its own deadline.
     const hang = new Promise<'hang'>((r) => {
-      guard = setTimeout(() => r('hang'), 4 * TIMEOUT_MS + 2000);
+      guard = setTimeout(() => r('hang'), 4 * TIMEOUT_MS + 3000);
     });
     const outcome = await Promise.race([
       run(dev, c.op).then(
@@ -85,7 +85,7 @@ t.test(`${N} mutated answers: results or OnvifErrors within the timeout, no cras
         t.fail(`case ${c.index} (${c.op}, ${c.kind}) expanded an entity`);
       }
     }
-    if (ms > 4 * TIMEOUT_MS + 500) counts.slow!++;
+    if (ms > 4 * TIMEOUT_MS + 1500) counts.slow!++; // 1.5 s of slack: a shared 2-core machine schedules late
   };
   const queue = [...cases];
   await Promise.all(

@@ -3,7 +3,7 @@ import { createSocket } from 'node:dgram';
 import { isIPv4 } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { OnvifError } from './errors.js';
-import { childrenNamed, parseXml, path, textAt } from './xml.js';
+import { childrenNamed, parseXml, path, textAt, type XmlElement } from './xml.js';
 
 /** WS-Discovery 1.0 (April 2005), the version ONVIF uses. */
 const WSD = 'http://schemas.xmlsoap.org/ws/2005/04/discovery';
@@ -63,38 +63,46 @@ export function parseProbeMatches(text: string, from: string): DiscoveredCamera[
   const matches = path(root, 'Body', 'ProbeMatches');
   if (!matches || matches.ns !== WSD) return [];
   return childrenNamed(matches, 'ProbeMatch').flatMap((m) => {
-    const endpoint = textAt(m, 'EndpointReference', 'Address');
-    const xaddrs = (textAt(m, 'XAddrs') ?? '').split(/\s+/).filter((x) => /^https?:\/\//i.test(x));
-    if (!endpoint) return [];
-    const scopes = (textAt(m, 'Scopes') ?? '').split(/\s+/).filter(Boolean);
-    const scope = (...kinds: string[]): string | undefined => {
-      for (const s of scopes) {
-        const m2 = /^onvif:\/\/www\.onvif\.org\/([^/]+)\/(.+)$/i.exec(s);
-        if (m2 && kinds.includes(m2[1]!.toLowerCase())) return decode(m2[2]!);
-      }
-      return undefined;
-    };
-    const hardware = scope('hardware');
-    const portOf = (x: string | undefined): number | undefined => {
-      if (!x) return undefined;
-      const u = new URL(x);
-      return Number(u.port) || (u.protocol === 'https:' ? 443 : 80);
-    };
-    return [
-      {
-        endpoint,
-        address: from,
-        xaddrs,
-        port: portOf(xaddrs.find((x) => new URL(x).hostname === from) ?? xaddrs[0]),
-        name: scope('name'),
-        manufacturer: scope('mfr', 'manufacturer'),
-        model: hardware,
-        location: scope('location'),
-        types: (textAt(m, 'Types') ?? '').split(/\s+/).filter(Boolean),
-        scopes,
-      },
-    ];
+    try {
+      return probeMatch(m, from);
+    } catch {
+      return []; // one broken match must not cost the others, nor throw in the socket's handler
+    }
   });
+}
+
+function probeMatch(m: XmlElement, from: string): DiscoveredCamera[] {
+  const endpoint = textAt(m, 'EndpointReference', 'Address');
+  const xaddrs = (textAt(m, 'XAddrs') ?? '').split(/\s+/).filter((x) => /^https?:\/\//i.test(x) && URL.canParse(x));
+  if (!endpoint) return [];
+  const scopes = (textAt(m, 'Scopes') ?? '').split(/\s+/).filter(Boolean);
+  const scope = (...kinds: string[]): string | undefined => {
+    for (const s of scopes) {
+      const m2 = /^onvif:\/\/www\.onvif\.org\/([^/]+)\/(.+)$/i.exec(s);
+      if (m2 && kinds.includes(m2[1]!.toLowerCase())) return decode(m2[2]!);
+    }
+    return undefined;
+  };
+  const hardware = scope('hardware');
+  const portOf = (x: string | undefined): number | undefined => {
+    if (!x) return undefined;
+    const u = new URL(x);
+    return Number(u.port) || (u.protocol === 'https:' ? 443 : 80);
+  };
+  return [
+    {
+      endpoint,
+      address: from,
+      xaddrs,
+      port: portOf(xaddrs.find((x) => new URL(x).hostname === from) ?? xaddrs[0]),
+      name: scope('name'),
+      manufacturer: scope('mfr', 'manufacturer'),
+      model: hardware,
+      location: scope('location'),
+      types: (textAt(m, 'Types') ?? '').split(/\s+/).filter(Boolean),
+      scopes,
+    },
+  ];
 }
 
 function decode(s: string): string {

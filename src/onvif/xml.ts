@@ -33,6 +33,8 @@ const parser = new XMLParser({
   ignoreDeclaration: true,
   ignorePiTags: true,
   commentPropName: false,
+  // CDATA apart from text: its content is literal, an & in it is not an entity reference.
+  cdataPropName: '#cdata',
   maxNestedTags: MAX_DEPTH + 1,
 });
 
@@ -120,6 +122,7 @@ function convert(node: Ordered, scope: Map<string, string>, depth: number): XmlE
     const texts: string[] = [];
     for (const c of content as Ordered[]) {
       if ('#text' in c) texts.push(decodeEntities(String(c['#text'])));
+      else if ('#cdata' in c) texts.push(((c['#cdata'] ?? []) as Ordered[]).map((x) => String(x['#text'] ?? '')).join(''));
       else if (Object.keys(c).some((k) => k !== ':@')) el.children.push(convert(c, inner, depth + 1));
     }
     el.text = texts.join('').trim();
