@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { parse } from 'yaml';
 import { loadConfig } from '../src/config/index.js';
 import { decodeImage } from '../src/common/jpeg.js';
 import { cli, gatewayConfig, root, writeConfig } from './helpers/agent.js';
@@ -167,6 +168,7 @@ t.test('--preset: the zone goes into the preset (created), the preview is named 
     camera: 'ptz',
     zone: 'crossing',
     preset: 'north',
+    rule: null,
     polygon: [
       [0.2, 0.2],
       [0.6, 0.2],
@@ -243,3 +245,73 @@ t.test('camera list: sources as host:port, never a user or password', async (t) 
   t.match(text.out.split('\n')[1], new RegExp(`^gate +North gate +rtsp 127\\.0\\.0\\.1:${server.port} +640×480 @ 2 fps +1 +0 +-$`));
   t.notMatch(text.out, PASSWORD);
 });
+
+t.test(
+  '--rule: a new zone gets a rule from a governance preset; an existing zone gets it added once; a wrong name is refused',
+  async (t) => {
+    const { config } = setup(t);
+    const rules = (zone: string): unknown => {
+      const cam = (parse(readFileSync(config, 'utf8')) as { cameras: { id: string; zones: { id: string; rules?: unknown }[] }[] })
+        .cameras[0]!;
+      return cam.zones.find((z) => z.id === zone)?.rules;
+    };
+    const r = await edgepatrol(
+      'zones',
+      'set',
+      'gate',
+      'stalls',
+      '0.5,0.5 0.9,0.5 0.9,0.9 0.5,0.9',
+      '--rule',
+      'street_vending',
+      '--config',
+      config,
+    );
+    t.equal(r.code, 0, r.err);
+    t.match(r.out, /^wrote zone stalls of camera gate with a street_vending rule to /);
+    t.same(rules('stalls'), [{ preset: 'street_vending' }], 'the new zone has the rule');
+
+    const again = await edgepatrol(
+      'zones',
+      'set',
+      'gate',
+      'stalls',
+      '0.5,0.4 0.9,0.4 0.9,0.9 0.5,0.9',
+      '--rule',
+      'street_vending',
+      '--config',
+      config,
+    );
+    t.equal(again.code, 0, again.err);
+    t.same(rules('stalls'), [{ preset: 'street_vending' }], 'not added twice');
+
+    const kerb = await edgepatrol(
+      'zones',
+      'set',
+      'gate',
+      'kerb',
+      '0.05,0.6 0.4,0.6 0.4,0.95 0.05,0.95',
+      '--rule',
+      'illegal_dumping',
+      '--config',
+      config,
+    );
+    t.equal(kerb.code, 0, kerb.err);
+    t.match(rules('kerb'), [{ kind: 'presence', type: 'loitering' }, { preset: 'illegal_dumping' }], 'appended after the rule it had');
+
+    const before = readFileSync(config, 'utf8');
+    const bad = await edgepatrol(
+      'zones',
+      'set',
+      'gate',
+      'stalls',
+      '0.5,0.5 0.9,0.5 0.9,0.9',
+      '--rule',
+      'street-vending',
+      '--config',
+      config,
+    );
+    t.equal(bad.code, 1);
+    t.match(bad.err, /camera gate, zone stalls: --rule 'street-vending' is not a rule preset; one of .*street_vending/);
+    t.equal(readFileSync(config, 'utf8'), before, 'the file is unchanged');
+  },
+);

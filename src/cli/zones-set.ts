@@ -1,7 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { configMessage } from '../config/load.js';
-import { polygonSchema, setZone, type CameraConfig } from '../config/index.js';
+import { addZoneRule, polygonSchema, setZone, type CameraConfig } from '../config/index.js';
+import { PRESET_NAMES, type PresetName } from '../config/presets.js';
 import { encodeJpeg } from '../common/jpeg.js';
 import type { Canvas } from '../evidence/draw.js';
 import { grabFrame } from '../ingest/index.js';
@@ -9,7 +10,7 @@ import { cameraWithView } from '../rules/index.js';
 import { drawCameraLayout } from './camera-snapshot.js';
 import { DEFAULT_CONFIG, EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
 
-const help = `usage: edgepatrol zones set <camera> <zone> "x,y x,y x,y …" [--preset P] [--config FILE] [--json]
+const help = `usage: edgepatrol zones set <camera> <zone> "x,y x,y x,y …" [--rule NAME] [--preset P] [--config FILE] [--json]
 
 Writes the zone's outline into the config file, then grabs a frame from the camera and writes a preview JPEG
 beside the config, <camera>-<zone>.jpg (<camera>-<preset>-<zone>.jpg with --preset), with all the camera's
@@ -20,17 +21,20 @@ points from 0, as the config's messages do.
 An existing zone keeps its rules and masks, only its outline changes; a new zone is added with no rules.
 Everything else in the file (comments, order, formatting) stays as it was; the file is checked before it is
 written and replaced atomically (mode 600 when it holds a password).
+  --rule NAME       also give the zone a rule from a governance preset (unless it has one of that preset already):
+                    ${PRESET_NAMES.join(', ')} (docs/rules.md); edit the config to tune it
   --preset P        the zone of PTZ preset P's view (the preset is added to the camera if it is new). The camera
                     is not moved to the preset yet: the preview shows where it looks now
   --config FILE     the gateway's YAML config (default ${DEFAULT_CONFIG})
   --timeout S       give up grabbing the preview frame after S seconds (default 10)
-  --json            one JSON document: {"config","camera","zone","preset","polygon":[[x,y],…],"preview",
+  --json            one JSON document: {"config","camera","zone","preset","rule","polygon":[[x,y],…],"preview",
                     "previewSkipped"}; preview is the JPEG written, or null and previewSkipped says why
 exit codes: 0 done, 1 bad usage or a failure, 2 invalid config, 6 zone written but no preview (no frame)
 `;
 
 const options = {
   config: { type: 'string', short: 'c' },
+  rule: { type: 'string' },
   preset: { type: 'string' },
   timeout: { type: 'string' },
   json: { type: 'boolean' },
@@ -76,10 +80,18 @@ function parse(argv: string[]) {
     zone,
     polygon: parsePoints(points, where),
     preset: values.preset,
+    rule: checkRule(values.rule, where),
     config: values.config ?? DEFAULT_CONFIG,
     timeoutMs: timeout * 1000,
     json: values.json ?? false,
   };
+}
+
+/** A --rule value: one of the governance presets (docs/rules.md), or a UsageError listing them. */
+function checkRule(rule: string | undefined, where: string): PresetName | undefined {
+  if (rule === undefined) return undefined;
+  if ((PRESET_NAMES as readonly string[]).includes(rule)) return rule as PresetName;
+  throw new UsageError(`${where}: --rule '${rule}' is not a rule preset; one of ${PRESET_NAMES.join(', ')} (docs/rules.md)`);
 }
 
 /** The camera as it looks at `preset` (its view's zones), or as configured. */
@@ -101,10 +113,11 @@ export async function zonesSetCommand(argv: string[], io: CommandIo = process): 
     return EXIT.ok;
   }
   try {
-    const config = setZone(opts.config, opts.camera, opts.zone, opts.polygon, { preset: opts.preset });
+    let config = setZone(opts.config, opts.camera, opts.zone, opts.polygon, { preset: opts.preset });
+    if (opts.rule) config = addZoneRule(opts.config, opts.camera, opts.zone, opts.rule, { preset: opts.preset });
     const camera = cameraAt(config.cameras.find((c) => c.id === opts.camera)!, opts.preset);
     const what = `zone ${opts.zone} of camera ${opts.camera}${opts.preset === undefined ? '' : ` at preset ${opts.preset}`}`;
-    if (!opts.json) io.stdout.write(`wrote ${what} to ${opts.config}\n`);
+    if (!opts.json) io.stdout.write(`wrote ${what}${opts.rule ? ` with a ${opts.rule} rule` : ''} to ${opts.config}\n`);
 
     const name = [opts.camera, opts.preset, opts.zone].filter((p) => p !== undefined).join('-');
     const preview = join(dirname(opts.config), `${name}.jpg`);
@@ -129,6 +142,7 @@ export async function zonesSetCommand(argv: string[], io: CommandIo = process): 
         camera: opts.camera,
         zone: opts.zone,
         preset: opts.preset ?? null,
+        rule: opts.rule ?? null,
         polygon: opts.polygon,
         preview: skipped === null ? preview : null,
         previewSkipped: skipped,

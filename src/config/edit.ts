@@ -111,12 +111,15 @@ function addToMap(text: string, map: YAMLMap, key: string, value: unknown): stri
   const first = map.items[0]!.key as Node;
   const indent = ' '.repeat(first.range![0] - lineStart(text, first.range![0]));
   const rendered = render(value, 'block');
-  const body = !rendered.includes('\n')
-    ? `${indent}${key}: ${rendered}`
-    : `${indent}${key}:\n${rendered
-        .split('\n')
-        .map((line) => `${indent}  ${line}`)
-        .join('\n')}`;
+  // A list or mapping goes under its key even when it renders on one line ("- preset: x" after "rules:" would not parse).
+  const scalar = value === null || typeof value !== 'object';
+  const body =
+    scalar && !rendered.includes('\n')
+      ? `${indent}${key}: ${rendered}`
+      : `${indent}${key}:\n${rendered
+          .split('\n')
+          .map((line) => `${indent}  ${line}`)
+          .join('\n')}`;
   const last = map.items.at(-1)!;
   const at = afterNode(text, (last.value ?? last.key) as Node);
   return `${text.slice(0, at)}\n${body}${text.slice(at)}`;
@@ -294,5 +297,48 @@ export function setZone(file: string, cameraId: string, zoneId: string, polygon:
       holderData.zones = [zone];
     } else throw new ConfigEditError(`the zones of camera ${cameraId} in ${file} are not a list; fix them first`);
   }
+  return commit(loaded, text, expected);
+}
+
+/**
+ * Adds a rule made from governance preset `rulePreset` (docs/rules.md, e.g. street_vending) to zone `zoneId` of camera
+ * `cameraId` (of PTZ preset `opts.preset`'s view), unless the zone already has a rule of that preset. The zone must
+ * exist (setZone first). Returns the new config, or the unchanged one when the rule was there.
+ */
+export function addZoneRule(file: string, cameraId: string, zoneId: string, rulePreset: string, opts: SetZoneOptions = {}): Config {
+  const loaded = load(file);
+  const { index, map: camMap } = cameraNode(loaded, cameraId);
+  const expected = structuredClone(loaded.data);
+  const camData = (expected.cameras as Json[])[index]!;
+  let holder: YAMLMap = camMap;
+  let holderData: Json = camData;
+  if (opts.preset !== undefined) {
+    const presets = camMap.get('presets', true);
+    const presetsData = Array.isArray(camData.presets) ? (camData.presets as Json[]) : [];
+    const pi = presetsData.findIndex((p) => isRecord(p) && p.id === opts.preset);
+    const node = isSeq(presets) ? presets.items[pi] : undefined;
+    if (pi === -1 || !isMap(node))
+      throw new ConfigEditError(`camera ${cameraId} in ${file} has no preset '${opts.preset}'; set a zone of it first`);
+    holder = node;
+    holderData = presetsData[pi]!;
+  }
+  const zones = holder.get('zones', true);
+  const zonesData = Array.isArray(holderData.zones) ? (holderData.zones as Json[]) : [];
+  const zi = zonesData.findIndex((z) => isRecord(z) && z.id === zoneId);
+  const zoneNode = isSeq(zones) ? zones.items[zi] : undefined;
+  if (zi === -1 || !isMap(zoneNode)) throw new ConfigEditError(`camera ${cameraId} in ${file} has no zone '${zoneId}'; set it first`);
+  const zoneData = zonesData[zi]!;
+  const rulesData = Array.isArray(zoneData.rules) ? (zoneData.rules as Json[]) : undefined;
+  if (rulesData?.some((r) => isRecord(r) && r.preset === rulePreset)) return parseConfig(loaded.text, file);
+  const rule = { preset: rulePreset };
+  const rules = zoneNode.get('rules', true);
+  let text: string;
+  if (rulesData && isSeq(rules) && (rules.items.length || rules.flow)) {
+    text = appendToSeq(loaded.text, rules, rule);
+    rulesData.push(rule);
+  } else if (rules === undefined) {
+    text = addToMap(loaded.text, zoneNode, 'rules', [rule]);
+    zoneData.rules = [rule];
+  } else throw new ConfigEditError(`the rules of zone '${zoneId}' of camera ${cameraId} in ${file} are not a list; fix them first`);
   return commit(loaded, text, expected);
 }

@@ -26,4 +26,4 @@ export {
 export { loadConfig, parseConfig, secretsIn, ConfigError, formatConfigError, formatPath, type ConfigIssue } from './load.js';
 export { checkClasses } from './classes.js';
 export { configJsonSchema, renderConfigJsonSchema } from './json-schema.js';
-export { addCamera, setZone, writeFileAtomic, ConfigEditError, type SetZoneOptions } from './edit.js';
+export { addCamera, addZoneRule, setZone, writeFileAtomic, ConfigEditError, type SetZoneOptions } from './edit.js';
