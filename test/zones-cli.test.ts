@@ -298,6 +298,38 @@ t.test(
     t.equal(kerb.code, 0, kerb.err);
     t.match(rules('kerb'), [{ kind: 'presence', type: 'loitering' }, { preset: 'illegal_dumping' }], 'appended after the rule it had');
 
+    const land = await edgepatrol(
+      'zones',
+      'set',
+      'gate',
+      'land',
+      '0,0 1,0 1,0.3',
+      '--rule',
+      'reserve_land_intrusion:presence',
+      '--config',
+      config,
+      '--json',
+    );
+    t.equal(land.code, 0, land.err);
+    t.match(JSON.parse(land.out), { rule: 'reserve_land_intrusion:presence' });
+    t.same(rules('land'), [{ preset: 'reserve_land_intrusion', kind: 'presence' }], 'NAME:KIND picks another kind the preset supports');
+    t.match(loadConfig(config).cameras[0]!.zones.find((z) => z.id === 'land')!.rules[0], {
+      kind: 'presence',
+      type: 'reserve_land_intrusion',
+    });
+    const wrongKind = await edgepatrol(
+      'zones',
+      'set',
+      'gate',
+      'land',
+      '0,0 1,0 1,0.3',
+      '--rule',
+      'fire_lane_parking:line_cross',
+      '--config',
+      config,
+    );
+    t.equal(wrongKind.code, 1);
+    t.match(wrongKind.err, /preset fire_lane_parking works with kind dwell, not 'line_cross'/);
     const before = readFileSync(config, 'utf8');
     const bad = await edgepatrol(
       'zones',

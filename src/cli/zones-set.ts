@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { configMessage } from '../config/load.js';
 import { addZoneRule, polygonSchema, setZone, type CameraConfig } from '../config/index.js';
-import { PRESET_NAMES, type PresetName } from '../config/presets.js';
+import { isPresetName, PRESET_NAMES, PRESETS, type PresetName, type RuleKind } from '../config/presets.js';
 import { encodeJpeg } from '../common/jpeg.js';
 import type { Canvas } from '../evidence/draw.js';
 import { grabFrame } from '../ingest/index.js';
@@ -10,7 +10,7 @@ import { cameraWithView } from '../rules/index.js';
 import { drawCameraLayout } from './camera-snapshot.js';
 import { DEFAULT_CONFIG, EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
 
-const help = `usage: edgepatrol zones set <camera> <zone> "x,y x,y x,y …" [--rule NAME] [--preset P] [--config FILE] [--json]
+const help = `usage: edgepatrol zones set <camera> <zone> "x,y x,y x,y …" [--rule NAME[:KIND]] [--preset P] [--config FILE] [--json]
 
 Writes the zone's outline into the config file, then grabs a frame from the camera and writes a preview JPEG
 beside the config, <camera>-<zone>.jpg (<camera>-<preset>-<zone>.jpg with --preset), with all the camera's
@@ -21,8 +21,9 @@ points from 0, as the config's messages do.
 An existing zone keeps its rules and masks, only its outline changes; a new zone is added with no rules.
 Everything else in the file (comments, order, formatting) stays as it was; the file is checked before it is
 written and replaced atomically (mode 600 when it holds a password).
-  --rule NAME       also give the zone a rule from a governance preset (unless it has one of that preset already):
-                    ${PRESET_NAMES.join(', ')} (docs/rules.md); edit the config to tune it
+  --rule NAME[:KIND]  also give the zone a rule from a governance preset (unless it has one of that preset already):
+                    ${PRESET_NAMES.join(', ')} (docs/rules.md), of the preset's own kind or KIND (e.g.
+                    reserve_land_intrusion:presence reports anyone at once, to check a camera); edit the config to tune it
   --preset P        the zone of PTZ preset P's view (the preset is added to the camera if it is new). The camera
                     is not moved to the preset yet: the preview shows where it looks now
   --config FILE     the gateway's YAML config (default ${DEFAULT_CONFIG})
@@ -87,12 +88,22 @@ function parse(argv: string[]) {
   };
 }
 
-/** A --rule value: one of the governance presets (docs/rules.md), or a UsageError listing them. */
-function checkRule(rule: string | undefined, where: string): PresetName | undefined {
+/**
+ * A --rule value, NAME or NAME:KIND: one of the governance presets (docs/rules.md), optionally with one of the rule
+ * kinds it supports; or a UsageError listing them.
+ */
+function checkRule(rule: string | undefined, where: string): { preset: PresetName; kind?: RuleKind } | undefined {
   if (rule === undefined) return undefined;
-  if ((PRESET_NAMES as readonly string[]).includes(rule)) return rule as PresetName;
-  throw new UsageError(`${where}: --rule '${rule}' is not a rule preset; one of ${PRESET_NAMES.join(', ')} (docs/rules.md)`);
+  const [name, kind, ...rest] = rule.split(':');
+  if (!isPresetName(name) || rest.length)
+    throw new UsageError(`${where}: --rule '${rule}' is not a rule preset; one of ${PRESET_NAMES.join(', ')} (docs/rules.md)`);
+  if (kind === undefined) return { preset: name };
+  const kinds = Object.keys(PRESETS[name].defaults);
+  if (!kinds.includes(kind)) throw new UsageError(`${where}: preset ${name} works with kind ${kinds.join(' or ')}, not '${kind}'`);
+  return { preset: name, kind: kind as RuleKind };
 }
+
+const ruleName = (r: { preset: string; kind?: string }): string => (r.kind ? `${r.preset}:${r.kind}` : r.preset);
 
 /** The camera as it looks at `preset` (its view's zones), or as configured. */
 function cameraAt(camera: CameraConfig, preset: string | undefined): CameraConfig {
@@ -114,10 +125,11 @@ export async function zonesSetCommand(argv: string[], io: CommandIo = process): 
   }
   try {
     let config = setZone(opts.config, opts.camera, opts.zone, opts.polygon, { preset: opts.preset });
-    if (opts.rule) config = addZoneRule(opts.config, opts.camera, opts.zone, opts.rule, { preset: opts.preset });
+    if (opts.rule)
+      config = addZoneRule(opts.config, opts.camera, opts.zone, opts.rule.preset, { preset: opts.preset, kind: opts.rule.kind });
     const camera = cameraAt(config.cameras.find((c) => c.id === opts.camera)!, opts.preset);
     const what = `zone ${opts.zone} of camera ${opts.camera}${opts.preset === undefined ? '' : ` at preset ${opts.preset}`}`;
-    if (!opts.json) io.stdout.write(`wrote ${what}${opts.rule ? ` with a ${opts.rule} rule` : ''} to ${opts.config}\n`);
+    if (!opts.json) io.stdout.write(`wrote ${what}${opts.rule ? ` with a ${ruleName(opts.rule)} rule` : ''} to ${opts.config}\n`);
 
     const name = [opts.camera, opts.preset, opts.zone].filter((p) => p !== undefined).join('-');
     const preview = join(dirname(opts.config), `${name}.jpg`);
@@ -142,7 +154,7 @@ export async function zonesSetCommand(argv: string[], io: CommandIo = process): 
         camera: opts.camera,
         zone: opts.zone,
         preset: opts.preset ?? null,
-        rule: opts.rule ?? null,
+        rule: opts.rule ? ruleName(opts.rule) : null,
         polygon: opts.polygon,
         preview: skipped === null ? preview : null,
         previewSkipped: skipped,

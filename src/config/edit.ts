@@ -302,10 +302,17 @@ export function setZone(file: string, cameraId: string, zoneId: string, polygon:
 
 /**
  * Adds a rule made from governance preset `rulePreset` (docs/rules.md, e.g. street_vending) to zone `zoneId` of camera
- * `cameraId` (of PTZ preset `opts.preset`'s view), unless the zone already has a rule of that preset. The zone must
+ * `cameraId` (of PTZ preset `opts.preset`'s view), of the preset's kind or `opts.kind`, unless the zone already has
+ * such a rule. The zone must
  * exist (setZone first). Returns the new config, or the unchanged one when the rule was there.
  */
-export function addZoneRule(file: string, cameraId: string, zoneId: string, rulePreset: string, opts: SetZoneOptions = {}): Config {
+export function addZoneRule(
+  file: string,
+  cameraId: string,
+  zoneId: string,
+  rulePreset: string,
+  opts: SetZoneOptions & { kind?: string } = {},
+): Config {
   const loaded = load(file);
   const { index, map: camMap } = cameraNode(loaded, cameraId);
   const expected = structuredClone(loaded.data);
@@ -329,8 +336,9 @@ export function addZoneRule(file: string, cameraId: string, zoneId: string, rule
   if (zi === -1 || !isMap(zoneNode)) throw new ConfigEditError(`camera ${cameraId} in ${file} has no zone '${zoneId}'; set it first`);
   const zoneData = zonesData[zi]!;
   const rulesData = Array.isArray(zoneData.rules) ? (zoneData.rules as Json[]) : undefined;
-  if (rulesData?.some((r) => isRecord(r) && r.preset === rulePreset)) return parseConfig(loaded.text, file);
-  const rule = { preset: rulePreset };
+  if (rulesData?.some((r) => isRecord(r) && r.preset === rulePreset && (opts.kind === undefined || r.kind === opts.kind)))
+    return parseConfig(loaded.text, file);
+  const rule = opts.kind === undefined ? { preset: rulePreset } : { preset: rulePreset, kind: opts.kind };
   const rules = zoneNode.get('rules', true);
   let text: string;
   if (rulesData && isSeq(rules) && (rules.items.length || rules.flow)) {
