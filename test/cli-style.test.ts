@@ -55,7 +55,7 @@ t.test(
     const commands = commandsOf(top.out);
     t.same(
       commands.toSorted(),
-      ['camera', 'detect', 'doctor', 'model', 'outbox', 'rules', 'run', 'status', 'tail', 'zones'],
+      ['camera', 'detect', 'discover', 'doctor', 'model', 'outbox', 'rules', 'run', 'status', 'tail', 'zones'],
       'the commands the usage lists',
     );
     const documented = documentedExitCodes();

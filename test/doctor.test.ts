@@ -283,7 +283,7 @@ t.test('TLS with client certificates: ok with the right CA, a TLS failure naming
 t.test('an invalid config exits 2 before any check; a bad --timeout is a usage error', async (t) => {
   const dir = tempDirFor(t, 'doctor-bad');
   const config = join(dir, 'gateway.yaml');
-  writeFileSync(config, 'gateway: { id: gw-1 }\nmqtt: { url: mqtt://127.0.0.1 }\ncameras: []\n');
+  writeFileSync(config, 'gateway: { id: gw-1 }\nmqtt: { url: 127.0.0.1 }\ncameras: []\n');
   const r = await edgepatrol('doctor', '--config', config, '--json');
   t.same([r.code, r.out], [2, '']);
   t.match(r.err, `config ${config} has 1 problem`);

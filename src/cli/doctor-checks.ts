@@ -93,7 +93,11 @@ const modelsCheck: GatewayCheck = {
     const fix = 'run scripts/setup.sh to rebuild the models, or restore the models folder from the release';
     try {
       const manifest = loadManifest(ctx.modelsDir);
-      const names = [...new Set(ctx.config.cameras.map((cam) => resolveModel(manifest, cameraModelName(ctx.config, cam)).name))];
+      // With no cameras yet, the model they will get: model.name, else the manifest's default.
+      const wanted = ctx.config.cameras.length
+        ? ctx.config.cameras.map((cam) => cameraModelName(ctx.config, cam))
+        : [ctx.config.model.name];
+      const names = [...new Set(wanted.map((name) => resolveModel(manifest, name).name))];
       for (const name of names) await readVerifiedModel(resolveModel(manifest, name));
       return ok(`${names.join(', ')}: sha256 matches ${manifest.file}`);
     } catch (err) {
@@ -290,7 +294,7 @@ const reachableCheck: CameraCheck = {
           `RTSP ${where}: ${why}`,
           `check that camera ${camera.id} is powered and on the network, and the host and port of its url in ${ctx.configFile}`,
         );
-      found.push(where);
+      if (!found.includes(where)) found.push(where);
     }
     return ok(`RTSP ${found.join(', ')} accepts connections`);
   },

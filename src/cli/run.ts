@@ -90,6 +90,11 @@ export async function runCommand(argv: string[], io: CommandIo = process): Promi
     return reportError(io, 'run', err, help);
   }
   if (hupWhileStarting) hangup();
+  if (config.cameras.length === 0)
+    log.warn(
+      { config: args.config },
+      `no cameras in ${args.config}: the agent runs (availability, health) but watches nothing; add one with \`edgepatrol camera add\`, then reload (SIGHUP, systemctl reload edgepatrol)`,
+    );
   // A second signal: the operator (or systemd's final kill) does not want to wait. Every event the outbox
   // has committed is on disk already (synchronous FULL), so exiting here loses only what was not stored yet.
   const again = (sig: NodeJS.Signals): void => {

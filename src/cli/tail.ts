@@ -220,7 +220,8 @@ export async function runTail(
         finish(EXIT.broker);
         return;
       }
-      io.err(`edgepatrol tail: ${safeUrl(args.url)}: ${err.message}\n`);
+      // Once tail is ending (--count reached, a signal), the closing connection's errors are not news.
+      if (!done) io.err(`edgepatrol tail: ${safeUrl(args.url)}: ${err.message}\n`);
     });
     client.on('message', (topic, payload, packet) => {
       if (args.check) {

@@ -751,7 +751,11 @@ export const configSchema = z
     outbox: outboxSchema.prefault({}).describe('The durable event store on this gateway.'),
     health: healthSchema.prefault({}).describe('The health message.'),
     metrics: metricsSchema.prefault({}).describe('Prometheus metrics over HTTP (off unless listen is set).'),
-    cameras: z.array(cameraSchema).min(1, { error: 'list at least one camera' }).describe('The cameras this gateway watches.'),
+    cameras: z
+      .array(cameraSchema)
+      .describe(
+        'The cameras this gateway watches. Empty on a gateway being provisioned: the agent then runs (availability, health) and watches nothing until cameras are added (edgepatrol camera add) and it is reloaded.',
+      ),
   })
   .superRefine(crossChecks, { when: () => true })
   .transform((cfg) => ({
