@@ -241,3 +241,42 @@ t.test('camera test, presets, goto: a frame, a rate, the detector; presets liste
   t.equal(noCam.code, 1);
   t.match(noCam.err, /no camera 'gate-9' in .*gateway\.yaml \(cameras: dome\)/);
 });
+
+t.test('camera add and test against another stack: other prefixes, HTTP Digest only, no PTZ, a clock in 1970', async (t) => {
+  const other = await startOnvifSim({
+    user: 'operator',
+    password: PASSWORD,
+    auth: 'digest',
+    flavor: 'alt-prefixes',
+    ptz: false,
+    clockSkewSeconds: -Math.floor(Date.now() / 1000) + 86_400,
+    streamUrl: rtsp.url('dome'),
+    discovery: false,
+  });
+  t.teardown(() => other.stop());
+  const add = await edgepatrol(
+    'camera',
+    'add',
+    `127.0.0.1:${other.port}`,
+    '--user',
+    'operator',
+    '--password-file',
+    pwFile,
+    '--id',
+    'fixed',
+    '--config',
+    config,
+    '--json',
+  );
+  t.equal(add.code, 0, add.err);
+  t.match(JSON.parse(add.out), { auth: 'digest', camera: { ptz: false } }, 'logged in with HTTP Digest; no PTZ');
+  t.ok(JSON.parse(add.out).clockOffsetSeconds < -1e9, 'a camera clock in 1970 is no obstacle');
+
+  const test = await edgepatrol('camera', 'test', 'fixed', '--config', config, '--seconds', '1', '--json');
+  t.equal(test.code, 0, test.err);
+  t.match(JSON.parse(test.out), { onvif: { auth: 'digest' }, width: Number });
+
+  const presets = await edgepatrol('camera', 'presets', 'fixed', '--config', config);
+  t.equal(presets.code, 1);
+  t.match(presets.err, /camera 'fixed' \(127\.0\.0\.1:\d+\) has no media profile with PTZ: it cannot be moved/);
+});
