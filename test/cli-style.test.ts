@@ -1,26 +1,8 @@
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { cli, root } from './helpers/agent.js';
+import { root, edgepatrol } from './helpers/agent.js';
 import { brokerFor, tempDirFor } from './helpers/mosquitto.js';
-
-/** bin/edgepatrol.js as a technician runs it. */
-function edgepatrol(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    proc.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    proc.on('error', reject);
-    proc.on('close', (code) => resolve({ code, out, err }));
-  });
-}
 
 const commandsOf = (usage: string): string[] => [...usage.matchAll(/^ {2}(\w+) {2,}/gm)].map((m) => m[1]!);
 const squash = (s: string): string => s.replace(/\s+/g, ' ').trim();

@@ -1,30 +1,13 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, closeSync, copyFileSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { makePki } from './helpers/pki.js';
 import t from 'tap';
 import { v7 as uuidv7 } from 'uuid';
 import { Outbox } from '../src/outbox/index.js';
-import { cli, clip, gatewayConfig, root, writeConfig } from './helpers/agent.js';
+import { clip, gatewayConfig, root, writeConfig, edgepatrol } from './helpers/agent.js';
 import { brokerFor, tempDirFor } from './helpers/mosquitto.js';
 import { startRtspServer } from './helpers/rtsp.js';
 import { startOnvifSim } from './fixtures/onvif-sim/server.js';
-
-/** bin/edgepatrol.js as a technician runs it. */
-function edgepatrol(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    proc.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    proc.on('error', reject);
-    proc.on('close', (code) => resolve({ code, out, err }));
-  });
-}
 
 interface Check {
   check: string;
@@ -207,47 +190,6 @@ t.test('broker down, camera port closed, corrupted outbox, a model with the wron
   t.match(text.out, /^FAIL {2}broker +mqtt:\/\/127\.0\.0\.1:\d+: connection refused\n +fix: check that the broker runs/m);
   t.match(text.out, /, 4 fail\n$/);
 });
-
-/** A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */
-function makePki(dir: string, name: string) {
-  const p = (file: string) => join(dir, `${name}-${file}`);
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const ecKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl('req', '-x509', ...ecKey, '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '2', '-subj', `/CN=${name} test CA`);
-  writeFileSync(p('server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  writeFileSync(p('client.ext'), 'extendedKeyUsage=clientAuth\n');
-  for (const [who, cn] of [
-    ['server', 'localhost'],
-    ['client', 'gw-test-01'],
-  ] as const) {
-    openssl('req', ...ecKey, '-keyout', p(`${who}.key`), '-out', p(`${who}.csr`), '-subj', `/CN=${cn}`);
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      p(`${who}.csr`),
-      '-CA',
-      p('ca.crt'),
-      '-CAkey',
-      p('ca.key'),
-      '-CAcreateserial',
-      '-out',
-      p(`${who}.crt`),
-      '-days',
-      '2',
-      '-extfile',
-      p(`${who}.ext`),
-    );
-    chmodSync(p(`${who}.key`), 0o600);
-  }
-  return {
-    ca: p('ca.crt'),
-    serverCert: p('server.crt'),
-    serverKey: p('server.key'),
-    clientCert: p('client.crt'),
-    clientKey: p('client.key'),
-  };
-}
 
 t.test('TLS with client certificates: ok with the right CA, a TLS failure naming the CA with another', async (t) => {
   const dir = tempDirFor(t, 'doctor-pki');

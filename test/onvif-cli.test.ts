@@ -1,33 +1,13 @@
-// The ONVIF commands as a technician runs them (issue 16): bin/edgepatrol.js as a process against the ONVIF
-// simulator (real SOAP, WS-Security and HTTP Digest, WS-Discovery over UDP), the RTSP test server and the real model.
-import { spawn } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { parse } from 'yaml';
-import { cli, root } from './helpers/agent.js';
+import { edgepatrol } from './helpers/agent.js';
 import { tempDirFor } from './helpers/mosquitto.js';
 import { startRtspServer } from './helpers/rtsp.js';
 import { startOnvifSim } from './fixtures/onvif-sim/server.js';
-
-function edgepatrol(...args: string[]): Promise<{ code: number | null; out: string; err: string; ms: number }> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    proc.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    proc.on('error', reject);
-    proc.on('close', (code) => resolve({ code, out, err, ms: Date.now() - started }));
-  });
-}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {

@@ -1,11 +1,12 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
+import { makePki } from './helpers/pki.js';
 import t, { type Test } from 'tap';
 import { v7 as uuidv7 } from 'uuid';
 import { createLogger } from '../src/log.js';
@@ -401,7 +402,7 @@ function tests(): void {
 
   t.test('mutual TLS: client certificate required by the broker', async (t) => {
     const dir = tempDir(t);
-    const pki = makePki(dir);
+    const pki = makePki(dir, 'edgepatrol', gatewayId);
     const b = await broker(t, { tls: { cafile: pki.ca, certfile: pki.serverCert, keyfile: pki.serverKey } });
     const tlsClient = { ca: pki.caPem(), cert: pki.clientPem().cert, key: pki.clientPem().key };
     const sub = await collect(b.url, `${prefix}/${gatewayId}/#`, { clientOptions: tlsClient });
@@ -420,47 +421,4 @@ function tests(): void {
     checkDelivery(t, sub.messages, r.added);
     await until('acks', () => unacked(r.outbox) === 0);
   });
-}
-
-/** A CA, a server certificate for localhost/127.0.0.1 and a client certificate for gw-1, made with openssl. */
-function makePki(dir: string) {
-  const p = (name: string) => join(dir, name);
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const ecKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl('req', '-x509', ...ecKey, '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '2', '-subj', '/CN=edgepatrol test CA');
-  writeFileSync(p('server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  writeFileSync(p('client.ext'), 'extendedKeyUsage=clientAuth\n');
-  for (const [name, cn] of [
-    ['server', 'localhost'],
-    ['client', gatewayId],
-  ] as const) {
-    openssl('req', ...ecKey, '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`), '-subj', `/CN=${cn}`);
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      p(`${name}.csr`),
-      '-CA',
-      p('ca.crt'),
-      '-CAkey',
-      p('ca.key'),
-      '-CAcreateserial',
-      '-out',
-      p(`${name}.crt`),
-      '-days',
-      '2',
-      '-extfile',
-      p(`${name}.ext`),
-    );
-  }
-  const read = (name: string) => readFileSync(p(name));
-  return {
-    ca: p('ca.crt'),
-    serverCert: p('server.crt'),
-    serverKey: p('server.key'),
-    clientCert: p('client.crt'),
-    clientKey: p('client.key'),
-    caPem: () => read('ca.crt'),
-    clientPem: () => ({ cert: read('client.crt'), key: read('client.key') }),
-  };
 }

@@ -1,30 +1,12 @@
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { parse } from 'yaml';
 import { loadConfig } from '../src/config/index.js';
 import { decodeImage } from '../src/common/jpeg.js';
-import { cli, gatewayConfig, root, writeConfig } from './helpers/agent.js';
+import { gatewayConfig, writeConfig, edgepatrol } from './helpers/agent.js';
 import { tempDirFor } from './helpers/mosquitto.js';
 import { startRtspServer } from './helpers/rtsp.js';
-
-/** bin/edgepatrol.js as a technician runs it. */
-function edgepatrol(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    proc.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    proc.on('error', reject);
-    proc.on('close', (code) => resolve({ code, out, err }));
-  });
-}
 
 const PASSWORD = 'Sup3r-s3cret';
 const ONVIF_PASSWORD = 'onvif-Pa55';

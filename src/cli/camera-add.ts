@@ -2,7 +2,15 @@ import { addCamera } from '../config/index.js';
 import { chooseStreams, OnvifDevice, type Profile } from '../onvif/index.js';
 import { safeUrl } from '../log.js';
 import { DEFAULT_CONFIG, EXIT, parseCommandArgs, UsageError, writeJson, type CommandIo } from './io.js';
-import { progress, readableByOthers, readPasswordFile, reportCameraError, withCredentials } from './onvif-common.js';
+import {
+  positionalArgs,
+  progress,
+  readableByOthers,
+  readPasswordFile,
+  reportCameraError,
+  secondsOption,
+  withCredentials,
+} from './onvif-common.js';
 
 const help = `usage: edgepatrol camera add <host[:port]> --user <u> --password-file <f> [--id ID] [--name NAME]
                            [--config FILE] [--timeout S] [--json]
@@ -67,13 +75,12 @@ export async function cameraAddCommand(argv: string[], io: CommandIo = process):
       return EXIT.ok;
     }
     json = Boolean(values.json);
-    const [address, ...rest] = positionals;
-    if (!address) throw new UsageError('the camera address is required: edgepatrol camera add <host[:port]> --user U --password-file F');
-    if (rest.length) throw new UsageError(`unexpected argument '${rest[0]}'`);
+    const [address] = positionalArgs(positionals, 1, '<host[:port]>: edgepatrol camera add <host[:port]> --user U --password-file F') as [
+      string,
+    ];
     if (!values.user) throw new UsageError('--user is required (the camera’s ONVIF user)');
     if (!values['password-file']) throw new UsageError('--password-file is required (a file with the password on its first line)');
-    const timeout = values.timeout === undefined ? 5 : Number(values.timeout);
-    if (!(timeout > 0)) throw new UsageError(`--timeout must be a number of seconds above 0, got '${values.timeout}'`);
+    const timeout = secondsOption(values.timeout, '--timeout', 5);
     const file = values.config ?? DEFAULT_CONFIG;
     const password = readPasswordFile(values['password-file']);
     const say = progress(io, json);

@@ -1,7 +1,7 @@
 import { loadConfig } from '../config/index.js';
 import type { OnvifDevice } from '../onvif/index.js';
 import { DEFAULT_CONFIG, EXIT, parseCommandArgs, UsageError, writeJson, type CommandIo } from './io.js';
-import { cameraById, deviceOf, progress, ptzProfile, reportCameraError } from './onvif-common.js';
+import { cameraById, deviceOf, positionalArgs, progress, ptzProfile, reportCameraError, secondsOption } from './onvif-common.js';
 
 const help = `usage: edgepatrol camera goto <camera> <preset|home> [--config FILE] [--timeout S] [--no-wait] [--json]
 
@@ -36,11 +36,11 @@ export async function cameraGotoCommand(argv: string[], io: CommandIo = process)
       io.stdout.write(help);
       return EXIT.ok;
     }
-    const [id, wanted, ...rest] = positionals;
-    if (!id || !wanted) throw new UsageError('the camera id and a preset are required: edgepatrol camera goto <camera> <preset|home>');
-    if (rest.length) throw new UsageError(`unexpected argument '${rest[0]}'`);
-    const timeout = values.timeout === undefined ? 5 : Number(values.timeout);
-    if (!(timeout > 0)) throw new UsageError(`--timeout must be a number of seconds above 0, got '${values.timeout}'`);
+    const [id, wanted] = positionalArgs(positionals, 2, '<camera> <preset|home>: edgepatrol camera goto <camera> <preset|home>') as [
+      string,
+      string,
+    ];
+    const timeout = secondsOption(values.timeout, '--timeout', 5);
     const file = values.config ?? DEFAULT_CONFIG;
     const camera = cameraById(loadConfig(file).cameras, id, file);
     const device = deviceOf(camera, file, timeout * 1000);

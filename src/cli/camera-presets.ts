@@ -1,6 +1,6 @@
 import { loadConfig } from '../config/index.js';
-import { DEFAULT_CONFIG, EXIT, parseCommandArgs, UsageError, writeJson, type CommandIo } from './io.js';
-import { cameraById, deviceOf, ptzProfile, reportCameraError } from './onvif-common.js';
+import { DEFAULT_CONFIG, EXIT, parseCommandArgs, writeJson, type CommandIo } from './io.js';
+import { cameraById, deviceOf, positionalArgs, ptzProfile, reportCameraError, secondsOption } from './onvif-common.js';
 
 const help = `usage: edgepatrol camera presets <camera> [--config FILE] [--timeout S] [--json]
 
@@ -32,11 +32,8 @@ export async function cameraPresetsCommand(argv: string[], io: CommandIo = proce
       io.stdout.write(help);
       return EXIT.ok;
     }
-    const [id, ...rest] = positionals;
-    if (!id) throw new UsageError('the camera id is required: edgepatrol camera presets <camera>');
-    if (rest.length) throw new UsageError(`unexpected argument '${rest[0]}'`);
-    const timeout = values.timeout === undefined ? 5 : Number(values.timeout);
-    if (!(timeout > 0)) throw new UsageError(`--timeout must be a number of seconds above 0, got '${values.timeout}'`);
+    const [id] = positionalArgs(positionals, 1, '<camera>: edgepatrol camera presets <camera>') as [string];
+    const timeout = secondsOption(values.timeout, '--timeout', 5);
     const file = values.config ?? DEFAULT_CONFIG;
     const camera = cameraById(loadConfig(file).cameras, id, file);
     const device = deviceOf(camera, file, timeout * 1000);

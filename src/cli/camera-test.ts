@@ -3,8 +3,8 @@ import { loadConfig, type CameraConfig } from '../config/index.js';
 import { grabFrame } from '../ingest/index.js';
 import { safeUrl } from '../log.js';
 import { openDetector, type Detector } from '../vision/index.js';
-import { DEFAULT_CONFIG, EXIT, parseCommandArgs, UsageError, writeJson, type CommandIo } from './io.js';
-import { cameraById, deviceOf, progress, reportCameraError } from './onvif-common.js';
+import { DEFAULT_CONFIG, EXIT, parseCommandArgs, writeJson, type CommandIo } from './io.js';
+import { cameraById, deviceOf, positionalArgs, progress, reportCameraError, secondsOption } from './onvif-common.js';
 
 const help = `usage: edgepatrol camera test <camera> [--config FILE] [--seconds S] [--timeout S] [--models-dir DIR] [--json]
 
@@ -85,13 +85,9 @@ export async function cameraTestCommand(argv: string[], io: CommandIo = process)
       io.stdout.write(help);
       return EXIT.ok;
     }
-    const [id, ...rest] = positionals;
-    if (!id) throw new UsageError('the camera id is required: edgepatrol camera test <camera>');
-    if (rest.length) throw new UsageError(`unexpected argument '${rest[0]}'`);
-    const seconds = values.seconds === undefined ? 3 : Number(values.seconds);
-    if (!(seconds > 0 && seconds <= 60)) throw new UsageError(`--seconds must be a number of seconds in 0..60, got '${values.seconds}'`);
-    const timeout = values.timeout === undefined ? 10 : Number(values.timeout);
-    if (!(timeout > 0)) throw new UsageError(`--timeout must be a number of seconds above 0, got '${values.timeout}'`);
+    const [id] = positionalArgs(positionals, 1, '<camera>: edgepatrol camera test <camera>') as [string];
+    const seconds = secondsOption(values.seconds, '--seconds', 3, 60);
+    const timeout = secondsOption(values.timeout, '--timeout', 10);
     const file = values.config ?? DEFAULT_CONFIG;
     const config = loadConfig(file);
     const camera = cameraById(config.cameras, id, file);

@@ -1,6 +1,6 @@
 import { discover, OnvifDevice, type DiscoveredCamera } from '../onvif/index.js';
 import { EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
-import { progress, readPasswordFile } from './onvif-common.js';
+import { progress, readPasswordFile, secondsOption } from './onvif-common.js';
 
 const help = `usage: edgepatrol discover [--interface IF] [--timeout S] [--host H] [--user U --password-file F] [--json]
 
@@ -68,8 +68,7 @@ export async function discoverCommand(argv: string[], io: CommandIo = process): 
       io.stdout.write(help);
       return EXIT.ok;
     }
-    const timeout = values.timeout === undefined ? 3 : Number(values.timeout);
-    if (!(timeout > 0 && timeout <= 60)) throw new UsageError(`--timeout must be a number of seconds in 0..60, got '${values.timeout}'`);
+    const timeout = secondsOption(values.timeout, '--timeout', 3, 60);
     const port = values.port === undefined ? undefined : Number(values.port);
     if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536))
       throw new UsageError(`--port must be a port number 1..65535, got '${values.port}'`);

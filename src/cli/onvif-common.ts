@@ -93,3 +93,19 @@ export async function ptzProfile(device: OnvifDevice, camera: CameraConfig): Pro
     );
   return chosen.token;
 }
+
+/** The positional arguments of a command, all required: `usage` names them ("<camera> <preset|home>"). */
+export function positionalArgs(positionals: string[], count: number, usage: string): string[] {
+  if (positionals.length < count) throw new UsageError(`expected ${usage}`);
+  if (positionals.length > count) throw new UsageError(`unexpected argument '${positionals[count]}'`);
+  return positionals;
+}
+
+/** A --seconds-like option: `dflt` when absent; above 0 and at most `max`, else a UsageError naming the option. */
+export function secondsOption(value: string | undefined, name: string, dflt: number, max = Number.POSITIVE_INFINITY): number {
+  if (value === undefined) return dflt;
+  const n = Number(value);
+  if (!(n > 0 && n <= max))
+    throw new UsageError(`${name} must be a number of seconds above 0${Number.isFinite(max) ? ` and at most ${max}` : ''}, got '${value}'`);
+  return n;
+}

@@ -65,6 +65,8 @@ export interface RunningAgent {
   proc: ChildProcess;
   /** Everything the agent wrote to stderr so far (its pino log and error messages). */
   stderr(): string;
+  /** Everything it wrote to stdout so far. */
+  stdout(): string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   waitForLog(pattern: RegExp, timeoutMs?: number): Promise<void>;
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -99,6 +101,7 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): RunningAgen
   return {
     proc,
     stderr: () => err,
+    stdout: () => out,
     exited,
     waitForLog(pattern, timeoutMs = 60_000) {
       return new Promise((res, rej) => {
@@ -128,6 +131,27 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): RunningAgen
       return exited;
     },
   };
+}
+
+/**
+ * bin/edgepatrol.js as a technician runs it, to the end: its exit code, stdout, stderr, and how long it took (ms,
+ * node's start included).
+ */
+export function edgepatrol(...args: string[]): Promise<{ code: number | null; out: string; err: string; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    proc.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    proc.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    proc.on('error', reject);
+    proc.on('close', (code) => resolve({ code, out, err, ms: Date.now() - started }));
+  });
 }
 
 /** Reads the outbox rows of a data folder (read-only; the agent may be running: WAL allows it). */

@@ -44,6 +44,25 @@ interface Launched {
   answers: Array<(line: string) => void>;
 }
 
+/** ffmpeg output options of every clip the server plays: no audio, H.264 baseline, a key frame every 10 frames, no B-frames, Matroska. */
+export const H264_ARGS = [
+  '-an',
+  '-c:v',
+  'libx264',
+  '-preset',
+  'veryfast',
+  '-profile:v',
+  'baseline',
+  '-pix_fmt',
+  'yuv420p',
+  '-g',
+  '10',
+  '-bf',
+  '0',
+  '-f',
+  'matroska',
+];
+
 /**
  * The clip as H.264 baseline (key frame every 10 frames, no B-frames) in Matroska, made once by ffmpeg and
  * cached under .cache/rtsp/ keyed by the source's name, size and mtime. Written to a temporary name first,
@@ -58,35 +77,9 @@ export function h264Clip(file: string): string {
   } catch {
     mkdirSync(dirname(out), { recursive: true });
     const tmp = `${out}.${process.pid}.tmp.mkv`;
-    const r = spawnSync(
-      'ffmpeg',
-      [
-        '-hide_banner',
-        '-loglevel',
-        'error',
-        '-nostdin',
-        '-y',
-        '-i',
-        file,
-        '-an',
-        '-c:v',
-        'libx264',
-        '-preset',
-        'veryfast',
-        '-profile:v',
-        'baseline',
-        '-pix_fmt',
-        'yuv420p',
-        '-g',
-        '10',
-        '-bf',
-        '0',
-        '-f',
-        'matroska',
-        tmp,
-      ],
-      { encoding: 'utf8' },
-    );
+    const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-i', file, ...H264_ARGS, tmp], {
+      encoding: 'utf8',
+    });
     if (r.status !== 0) throw new Error(`transcoding ${file} for the RTSP server failed: ${r.stderr || r.error?.message}`);
     renameSync(tmp, out);
     return out;
