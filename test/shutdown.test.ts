@@ -64,7 +64,9 @@ t.test('a second SIGTERM exits at once with 143; every committed event stays in 
   const exit = await agent.exited;
   const took = Date.now() - at;
   t.equal(exit.code, 143, 'exit code 143 (documented in docs/cli.md)');
-  t.ok(took < 1_500, `exited ${took} ms after the second SIGTERM`);
+  // "At once": well before the 10 s stop deadline would have ended it. Not a tight bound: a loaded CI machine took
+  // 2.9 s to deliver the signal and run the handler.
+  t.ok(took < 5_000, `exited ${took} ms after the second SIGTERM`);
   t.match(agent.stderr(), /second SIGTERM while stopping: exiting at once/, 'one line says so');
 
   const received = events(sub.messages).map((m) => (JSON.parse(m.payload) as { messageId: string }).messageId);
