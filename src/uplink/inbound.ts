@@ -11,6 +11,24 @@ import { errorText } from './session.js';
  */
 export type InboundHandler<T> = (payload: T, topic: string, properties: IPublishPacket['properties']) => void | Promise<void>;
 
+/** A message a subscription refused: not JSON, or failing its schema. */
+export interface RefusedMessage {
+  topic: string;
+  /** Why, as logged: `not JSON (…)` or the first schema problem. */
+  problem: string;
+  /** The parsed payload when it was JSON (it failed the schema); undefined when it was not JSON. */
+  json: unknown;
+  properties: IPublishPacket['properties'];
+}
+
+export interface SubscribeOptions {
+  /**
+   * Hears of each message the subscription refused, after it is logged and counted: for a subscriber that owes
+   * the sender an answer either way (requests). Its throw is logged like a handler's.
+   */
+  onRefused?: (message: RefusedMessage) => void;
+}
+
 export interface InboundCounts {
   /** Messages handed to a subscription (one per matching subscription). */
   received: number;
@@ -27,6 +45,7 @@ interface Subscription {
   filter: string;
   schema: z.ZodType;
   handler: InboundHandler<never>;
+  onRefused: SubscribeOptions['onRefused'];
 }
 
 /** Longest schema problem quoted in a log line. */
@@ -68,7 +87,7 @@ export class Subscriptions {
   }
 
   /** Throws, naming the filter, when it is not a valid filter under the gateway's own topics. */
-  add<T>(filter: string, schema: z.ZodType<T>, handler: InboundHandler<T>): () => void {
+  add<T>(filter: string, schema: z.ZodType<T>, handler: InboundHandler<T>, opts: SubscribeOptions = {}): () => void {
     const problem = topicFilterProblem(filter);
     if (problem) throw new Error(`uplink: cannot subscribe to ${filter}: ${problem}`);
     if (!this.topics.owns(filter)) {
@@ -77,7 +96,7 @@ export class Subscriptions {
           'messages for it must be sent there',
       );
     }
-    const sub: Subscription = { filter, schema, handler: handler as InboundHandler<never> };
+    const sub: Subscription = { filter, schema, handler: handler as InboundHandler<never>, onRefused: opts.onRefused };
     const isNew = !this.list.some((s) => s.filter === filter);
     this.list.push(sub);
     this.dropped.delete(filter);
@@ -133,12 +152,12 @@ export class Subscriptions {
     for (const sub of subs) {
       this.count(sub.filter, 'received');
       if (notJson !== undefined) {
-        this.reject(sub.filter, topic, `ignored a message on ${topic}: not JSON (${notJson})`);
+        this.refuse(sub, topic, `not JSON (${notJson})`, undefined, properties);
         continue;
       }
       const parsed = sub.schema.safeParse(json);
       if (!parsed.success) {
-        this.reject(sub.filter, topic, `ignored a message on ${topic}: ${firstProblem(parsed.error)}`);
+        this.refuse(sub, topic, firstProblem(parsed.error), json, properties);
         continue;
       }
       this.onAccepted?.(topic, sub.filter, parsed.data);
@@ -154,6 +173,16 @@ export class Subscriptions {
       if (done instanceof Promise) done.catch(failed);
     } catch (err) {
       failed(err);
+    }
+  }
+
+  private refuse(sub: Subscription, topic: string, problem: string, json: unknown, properties: IPublishPacket['properties']): void {
+    this.reject(sub.filter, topic, `ignored a message on ${topic}: ${problem}`);
+    if (!sub.onRefused) return;
+    try {
+      sub.onRefused({ topic, problem, json, properties });
+    } catch (err) {
+      this.log.warn({ topic, filter: sub.filter }, `the refusal handler of ${sub.filter} failed on ${topic}: ${errorText(err)}`);
     }
   }
 
