@@ -144,7 +144,7 @@ export class RequestsServer implements Component {
   private replyTopic(verb: string, responseTopic: string | undefined): string {
     const topics = this.topics!;
     const own = `${topics.base}/response/`;
-    if (responseTopic && responseTopic.startsWith(own) && TOPIC_PREFIX.test(responseTopic)) return responseTopic;
+    if (responseTopic?.startsWith(own) && TOPIC_PREFIX.test(responseTopic)) return responseTopic;
     return TOPIC_PREFIX.test(verb) ? `${own}${verb}` : `${own}unknown`;
   }
 
