@@ -73,7 +73,7 @@ t.test('requests to the running agent', async (t) => {
   const parsed = (m: Received): Answer => ({ ...m, body: JSON.parse(m.payload) as Answer['body'] });
   /** Publishes a request with a fresh correlation id and resolves with its one answer. */
   async function ask(verb: string, payload: unknown, props: IClientPublishOptions['properties'] = {}, client: MqttClient = central) {
-    const id = Buffer.from(`req-${next++}`);
+    const id = props.correlationData ?? Buffer.from(`req-${next++}`);
     const text = typeof payload === 'string' ? payload : JSON.stringify(payload);
     await client.publishAsync(`${base}/request/${verb}`, text, { qos: 1, properties: { correlationData: id, ...props } });
     const got = await answers.waitFor((ms) => ms.some((m) => m.properties?.correlationData?.equals(id)), 20_000);

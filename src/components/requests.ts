@@ -134,7 +134,8 @@ export class RequestsServer implements Component {
       payloadFormatIndicator: true,
       ...(properties?.correlationData && { correlationData: properties.correlationData }),
     });
-    if (!delivered) ctx.log.debug({ verb, topic: target }, `the answer to ${verb} was not delivered (offline, or refused by the broker)`);
+    if (delivered) ctx.log.debug({ verb, status, topic: target, ms: Date.now() - t0 }, `answered a request ${verb}: ${status}`);
+    else ctx.log.debug({ verb, topic: target }, `the answer to ${verb} was not delivered (offline, or refused by the broker)`);
   }
 
   /**
