@@ -8,9 +8,13 @@ import mqtt, { type IClientPublishOptions, type MqttClient } from 'mqtt';
 import t from 'tap';
 import { contractProblem } from '../src/cli/tail.js';
 import { decodeImage } from '../src/common/jpeg.js';
-import { REQUEST_VERBS, responseSchemaFor } from '../src/uplink/index.js';
+import { gatewayTopics } from '../src/common/topics.js';
+import { redact } from '../src/components/index.js';
+import { createLogger } from '../src/log.js';
+import { Outbox } from '../src/outbox/index.js';
+import { REQUEST_VERBS, responseSchemaFor, Uplink } from '../src/uplink/index.js';
 import { clip, clipCamera, gatewayConfig, runCli, tempDir, until, writeConfig } from './helpers/agent.js';
-import { collect, startMosquitto, type Received } from './helpers/mosquitto.js';
+import { collect, startMosquitto, tempDirFor, type Received } from './helpers/mosquitto.js';
 import { docSchemaProblems } from './helpers/schemas.js';
 
 const base = 'ept/gw-test-01';
@@ -41,6 +45,45 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Answer extends Received {
   body: { status: 'ok' | 'error'; data?: unknown; error?: { code: string; message: string }; transaction?: unknown };
 }
+
+t.test('request topics take two-level verbs; redaction; direct publishes stay on the gateway', async (t) => {
+  const topics = gatewayTopics('ep', 'gw-1');
+  t.equal(topics.request('camera/snapshot'), 'ep/gw-1/request/camera/snapshot');
+  t.equal(topics.response('config/get'), 'ep/gw-1/response/config/get');
+  t.equal(topics.verbOf('ep/gw-1/request/camera/list'), 'camera/list');
+  t.equal(topics.verbOf('ep/gw-1/response/camera/list'), null);
+  t.throws(() => topics.request('a/b/c'), { message: /request verb "a\/b\/c" has more than two levels/ });
+  t.throws(() => topics.request('camera/+'), { message: /request verb "\+" cannot be a topic level/ });
+  t.throws(() => topics.response('camera/'), { message: /request verb "" cannot be a topic level/ });
+
+  const safe = redact({
+    mqtt: { url: 'mqtts://u:p4ss@b:8883', username: 'edge', password: 'pw1', tls: { key: '/etc/k.pem' } },
+    cameras: [{ source: { url: 'rtsp://a:b@h/x?token=t0k' }, onvif: { password: 'pw2' }, presets: [{ id: 'g', token: 'preset-1' }] }],
+    n: 3,
+    on: true,
+  });
+  t.same(safe, {
+    mqtt: { url: 'mqtts://***@b:8883', username: 'edge', password: '***', tls: { key: '/etc/k.pem' } },
+    cameras: [{ source: { url: 'rtsp://***@h/x?token=***' }, onvif: { password: '***' }, presets: [{ id: 'g', token: 'preset-1' }] }],
+    n: 3,
+    on: true,
+  });
+
+  const outbox = Outbox.open(join(tempDirFor(t, 'requests'), 'outbox.db'));
+  t.teardown(() => outbox.close());
+  const uplink = new Uplink({
+    url: 'mqtt://127.0.0.1:1',
+    prefix: 'ep',
+    gatewayId: 'gw-1',
+    outbox,
+    log: createLogger({ level: 'silent' }),
+    version: '0',
+  });
+  for (const topic of ['ep/gw-2/response/x', 'ep/gw-1', 'ep/gw-1/response/#', 'ep/gw-1/response/+/x']) {
+    t.throws(() => uplink.publishDirect(topic, '{}'), { message: /cannot publish on/ }, `${topic} is refused`);
+  }
+  t.equal(await uplink.publishDirect('ep/gw-1/response/x', '{}'), false, 'not connected: nothing sent');
+});
 
 t.test('requests to the running agent', async (t) => {
   const broker = await startMosquitto();
