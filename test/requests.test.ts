@@ -362,3 +362,29 @@ t.test('requests to the running agent', async (t) => {
   for (const s of secrets) t.notOk(log.includes(s), `the log does not contain ${s}`);
   t.match(log, /requests answered, by verb and status/);
 });
+
+t.test("a snapshot larger than the broker's maximum packet size is answered unavailable, and the gateway stays connected", async (t) => {
+  const broker = await startMosquitto({ extraConfig: ['max_packet_size 20000'] });
+  t.teardown(() => broker.stop());
+  const dir = tempDir('requests-small');
+  const agent = runCli(['run', '--config', writeConfig(dir, gatewayConfig(dir, broker.url, [clipCamera('cam-1')]))]);
+  t.teardown(() => agent.stop('SIGKILL'));
+  await agent.waitForLog(/mqtt connected/, 90_000);
+  const answers = await collect(broker.url, `${base}/response/#`);
+  t.teardown(() => answers.close());
+  await until(
+    'an answer',
+    () => {
+      void answers.client.publishAsync(`${base}/request/camera/snapshot`, '{"camera":"cam-1","transaction":"big"}', { qos: 1 });
+      return answers.messages.length > 0;
+    },
+    30_000,
+    1_000,
+  );
+  const body = JSON.parse(answers.messages[0]!.payload);
+  t.match(body, { status: 'error', error: { code: 'unavailable', message: /maximum packet size/ }, transaction: 'big' });
+  await answers.client.publishAsync(`${base}/request/outbox/stats`, '{"transaction":"after"}', { qos: 1 });
+  await answers.waitFor((ms) => ms.some((m) => JSON.parse(m.payload).transaction === 'after'));
+  t.notMatch(agent.stderr(), /mqtt connection lost/, 'the oversized answer was never sent');
+  t.equal((await agent.stop('SIGTERM')).code, 0);
+});

@@ -122,13 +122,20 @@ export class RequestsServer implements Component {
       const message = scrubSecrets(known ? err.message : `${(err as Error).message}; see the gateway log`).slice(0, MAX_MESSAGE_CHARS);
       body = { status: 'error', error: { code: known ? err.code : 'internal', message } };
     }
+    const target = this.replyTopic(verb, properties?.responseTopic);
+    let payload = JSON.stringify(transaction === undefined ? body : { ...body, transaction });
+    const room = ctx.uplink.directRoom(target, properties?.correlationData);
+    if (room !== null && Buffer.byteLength(payload) > room) {
+      // A snapshot above the broker's Maximum Packet Size: say so rather than leave the caller waiting.
+      const message = `the answer is ${Buffer.byteLength(payload)} bytes, more than the broker's maximum packet size allows (${room})`;
+      body = { status: 'error', error: { code: 'unavailable', message } };
+      payload = JSON.stringify(transaction === undefined ? body : { ...body, transaction });
+    }
     const status = body.status === 'ok' ? 'ok' : body.error.code;
     const label = verbLabel(verb);
     const key = `${label} ${status}`;
     this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
     ctx.bus.emit('request.answered', { verb: label, status, ms: Date.now() - t0 });
-    const target = this.replyTopic(verb, properties?.responseTopic);
-    const payload = JSON.stringify(transaction === undefined ? body : { ...body, transaction });
     const delivered = await ctx.uplink.publishDirect(target, payload, {
       contentType: 'application/json',
       payloadFormatIndicator: true,
