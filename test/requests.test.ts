@@ -1,9 +1,11 @@
 // Issue 17, requests: the real agent on the real clip answers request/{verb} over a real Mosquitto, as a central
 // client (mqtt.js, MQTT 5 and 3.1.1) sees it; then 1,000 seeded fuzzed requests, after which it still streams.
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import mqtt, { type IClientPublishOptions, type MqttClient } from 'mqtt';
 import t from 'tap';
 import { contractProblem } from '../src/cli/tail.js';
@@ -233,6 +235,17 @@ t.test('requests to the running agent', async (t) => {
       foreign.messages.map((m) => m.topic),
       [],
       'nothing was published outside the gateway',
+    );
+
+    // README's example: mosquitto_rr sets the Response Topic to -e and waits for the answer there.
+    const rr = await promisify(execFile)('mosquitto_rr', [
+      ...['-h', '127.0.0.1', '-p', String(broker.port), '-W', '10'],
+      ...['-t', `${base}/request/camera/list`, '-e', `${base}/response/camera/list`, '-m', '{}'],
+    ]);
+    t.match(
+      JSON.parse(rr.stdout),
+      { status: 'ok', data: { cameras: [{ id: 'cam-1' }, { id: 'cam-locked' }] } },
+      'mosquitto_rr gets the answer',
     );
 
     // An MQTT 3.1.1 client has no properties: the transaction is its only way to match an answer.
