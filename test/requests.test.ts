@@ -71,6 +71,20 @@ t.test('request topics take two-level verbs; redaction; direct publishes stay on
     on: true,
   });
 
+  const check = (topic: string, body: unknown) => contractProblem(topic, Buffer.from(JSON.stringify(body)), undefined);
+  t.match(
+    check('ep/gw-1/response/camera/list', { status: 'ok', data: {} }),
+    /cameras/,
+    "tail --check: an ok answer without its verb's data",
+  );
+  t.match(check('ep/gw-1/response/camera/list', { status: 'error', error: { code: 'oops', message: 'm' } }), /code/, 'an unknown code');
+  t.equal(
+    check('ep/gw-1/response/client-9/x', { status: 'error', error: { code: 'busy', message: 'm' } }),
+    null,
+    'any answer shape on a Response Topic',
+  );
+  t.not(check('ep/gw-1/response/client-9/x', { status: 'maybe' }), null);
+
   const outbox = Outbox.open(join(tempDirFor(t, 'requests'), 'outbox.db'));
   t.teardown(() => outbox.close());
   const uplink = new Uplink({

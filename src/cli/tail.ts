@@ -34,7 +34,8 @@ summary line).
   --ack            acknowledge each event and alert on {prefix}/{gatewayId}/ack, as the task service does for
                    gateways configured with mqtt.delivery: service
   --save-evidence  reassemble evidence images (split ones too), check their sha256 and write <dir>/<messageId>.jpg
-  --check          validate every message against its schema (docs/schemas); exit 1 at the end if one failed
+  --check          validate every message against its schema (docs/schemas), answers to requests included;
+                   exit 1 at the end if one failed
   --count          exit after N event messages
   --timeout        exit 1 if --count is not reached within S seconds
   --json           JSON lines instead of text, one per message, nothing else on stdout:

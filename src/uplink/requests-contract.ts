@@ -135,7 +135,8 @@ function okResponse<T extends z.ZodType>(data: T) {
 /** The answer on …/response/{verb}: an error, or ok with that verb's data. Unknown verbs are answered with errors only. */
 export function responseSchemaFor(verb: string): z.ZodType {
   const data = (responseDataSchemas as Record<string, z.ZodType>)[verb];
-  return data ? z.union([okResponse(data), errorResponseSchema]) : errorResponseSchema;
+  // Discriminated, so a problem is reported inside the branch its status names rather than as "invalid input".
+  return data ? z.discriminatedUnion('status', [okResponse(data), errorResponseSchema]) : errorResponseSchema;
 }
 
 /** Any answer, for docs/schemas/response.schema.json. */
