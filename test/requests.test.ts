@@ -388,6 +388,7 @@ t.test('requests to the running agent', async (t) => {
   t.notMatch(log, /uncaught|unhandled|"level":(50|60)/i, 'the log shows no uncaught error');
   for (const s of secrets) t.notOk(log.includes(s), `the log does not contain ${s}`);
   t.match(log, /requests answered, by verb and status/);
+  t.notMatch(log, /ignored a message on ept\/gw-test-01\/request/, 'refused requests are answered, not logged at warn');
 });
 
 t.test("a snapshot larger than the broker's maximum packet size is answered unavailable, and the gateway stays connected", async (t) => {

@@ -84,7 +84,11 @@ export class RequestsServer implements Component {
       topics.requests,
       z.record(z.string(), z.unknown()),
       (payload, topic, properties) => this.track(this.answer(topic, payload, undefined, properties)),
-      { onRefused: (m) => this.track(this.answer(m.topic, m.json, `the payload is ${m.problem}`, m.properties)) },
+      // Each refusal is answered bad_request: the sender hears of it, the log need not at warn (a flood would fill it).
+      {
+        onRefused: (m) => this.track(this.answer(m.topic, m.json, `the payload is ${m.problem}`, m.properties)),
+        refusedLogLevel: 'debug',
+      },
     );
   }
 

@@ -27,6 +27,8 @@ export interface SubscribeOptions {
    * the sender an answer either way (requests). Its throw is logged like a handler's.
    */
   onRefused?: (message: RefusedMessage) => void;
+  /** Level of the log line of a refused message (default warn); debug when the sender hears of it anyway. */
+  refusedLogLevel?: 'warn' | 'debug';
 }
 
 export interface InboundCounts {
@@ -46,6 +48,7 @@ interface Subscription {
   schema: z.ZodType;
   handler: InboundHandler<never>;
   onRefused: SubscribeOptions['onRefused'];
+  refusedLogLevel: NonNullable<SubscribeOptions['refusedLogLevel']>;
 }
 
 /** Longest schema problem quoted in a log line. */
@@ -96,7 +99,13 @@ export class Subscriptions {
           'messages for it must be sent there',
       );
     }
-    const sub: Subscription = { filter, schema, handler: handler as InboundHandler<never>, onRefused: opts.onRefused };
+    const sub: Subscription = {
+      filter,
+      schema,
+      handler: handler as InboundHandler<never>,
+      onRefused: opts.onRefused,
+      refusedLogLevel: opts.refusedLogLevel ?? 'warn',
+    };
     const isNew = !this.list.some((s) => s.filter === filter);
     this.list.push(sub);
     this.dropped.delete(filter);
@@ -177,7 +186,7 @@ export class Subscriptions {
   }
 
   private refuse(sub: Subscription, topic: string, problem: string, json: unknown, properties: IPublishPacket['properties']): void {
-    this.reject(sub.filter, topic, `ignored a message on ${topic}: ${problem}`);
+    this.reject(sub.filter, topic, `ignored a message on ${topic}: ${problem}`, sub.refusedLogLevel);
     if (!sub.onRefused) return;
     try {
       sub.onRefused({ topic, problem, json, properties });
@@ -186,9 +195,9 @@ export class Subscriptions {
     }
   }
 
-  private reject(filter: string, topic: string, text: string): void {
+  private reject(filter: string, topic: string, text: string, level: 'warn' | 'debug' = 'warn'): void {
     this.count(filter, 'rejected');
-    this.log.warn({ topic, filter }, text);
+    this.log[level]({ topic, filter }, text);
   }
 
   private count(filter: string, what: keyof InboundCounts): void {
