@@ -48,6 +48,7 @@ class Probe implements Component {
     'message.received': [],
     'config.reloading': [],
     'config.reloaded': [],
+    'request.answered': [],
   };
   /** Whether the outbox still answered when stop() ran. */
   outboxOpenAtStop = false;

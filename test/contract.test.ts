@@ -112,7 +112,16 @@ t.test("docs/schemas are generated from the code's schemas and the AsyncAPI docu
   t.match(asyncapi, /^asyncapi: 3\.0\.0$/m);
   for (const name of [...Object.keys(files), 'event.schema.json'])
     t.match(asyncapi, `./schemas/${name}`, `asyncapi.yaml references ${name}`);
-  for (const channel of ['availability', 'health', 'event/{type}', 'alert/{kind}', 'evidence/{messageId}', 'ack']) {
+  for (const channel of [
+    'availability',
+    'health',
+    'event/{type}',
+    'alert/{kind}',
+    'evidence/{messageId}',
+    'ack',
+    'request/{verb}',
+    'response/{verb}',
+  ]) {
     t.match(asyncapi, `'{prefix}/{gatewayId}/${channel}'`, `channel ${channel}`);
   }
 });

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { StreamState } from '../ingest/index.js';
 import type { RuleHit } from '../rules/index.js';
+import type { RequestErrorCode } from '../uplink/index.js';
 import type { ReloadResult } from './reload.js';
 import type { CameraStatus } from './stats.js';
 
@@ -24,6 +25,11 @@ export interface AgentEvents {
   'cameras.sampled': { at: number; cameras: CameraStatus[] };
   /** A message arrived on a topic subscribed with uplink.subscribe and passed its schema (`payload`: parsed). */
   'message.received': { topic: string; filter: string; payload: unknown };
+  /**
+   * A request on {prefix}/{gw}/request/{verb} was answered (src/components/requests.ts): `verb` is one the gateway
+   * knows or `other`, so a flood of made-up verbs cannot grow the metrics' label sets; `status` is ok or the error code.
+   */
+  'request.answered': { verb: string; status: 'ok' | RequestErrorCode; ms: number };
   /** A reload (SIGHUP) began: the new config is being read and checked; cameras may restart next. */
   'config.reloading': { at: number };
   /** A reload ended: applied (with what changed) or refused (the running config stays). */

@@ -48,6 +48,8 @@ export interface ComponentContext {
   uplink: Uplink;
   /** gateway.dataDir, resolved. */
   dataDir: string;
+  /** The folder of models/manifest.json the detectors were opened from, resolved. */
+  modelsDir: string;
   version: string;
   /** When the agent started (ms since the epoch). */
   startedAt: number;

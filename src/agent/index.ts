@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, CameraConfig } from '../config/index.js';
-import { nativeVision, openDetector, tuneMalloc, type Detector } from '../vision/index.js';
+import { defaultModelsDir, nativeVision, openDetector, tuneMalloc, type Detector } from '../vision/index.js';
 import { InferenceScheduler } from '../vision/scheduler.js';
 import type { Frame } from '../vision/types.js';
 import { Outbox } from '../outbox/index.js';
@@ -220,6 +220,7 @@ export class Agent {
       outbox: this.outbox!,
       uplink: this.uplink!,
       dataDir: this.dataDir,
+      modelsDir: resolve(this.opts.modelsDir ?? defaultModelsDir()),
       version,
       startedAt: this.startedAt,
       cameras: {

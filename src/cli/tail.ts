@@ -8,7 +8,15 @@ import { eventPayloadSchema } from '../agent/event.js';
 import { healthPayloadSchema } from '../health/index.js';
 import { safeUrl } from '../log.js';
 import { alertPayloadSchema } from '../outbox/index.js';
-import { ACK_SCHEMA_ID, availabilityPayloadSchema, evidencePropertiesSchema, type AckPayload } from '../uplink/index.js';
+import {
+  ACK_SCHEMA_ID,
+  availabilityPayloadSchema,
+  REQUEST_VERBS,
+  evidencePropertiesSchema,
+  responsePayloadSchema,
+  responseSchemaFor,
+  type AckPayload,
+} from '../uplink/index.js';
 import { EXIT, parseCommandArgs, reportError, UsageError, type CommandIo } from './io.js';
 
 const help = `usage: edgepatrol tail [--url mqtt://host:port] [--prefix edgepatrol] [--topic filter] [--share group]
@@ -26,7 +34,8 @@ summary line).
   --ack            acknowledge each event and alert on {prefix}/{gatewayId}/ack, as the task service does for
                    gateways configured with mqtt.delivery: service
   --save-evidence  reassemble evidence images (split ones too), check their sha256 and write <dir>/<messageId>.jpg
-  --check          validate every message against its schema (docs/schemas); exit 1 at the end if one failed
+  --check          validate every message against its schema (docs/schemas), answers to requests included;
+                   exit 1 at the end if one failed
   --count          exit after N event messages
   --timeout        exit 1 if --count is not reached within S seconds
   --json           JSON lines instead of text, one per message, nothing else on stdout:
@@ -68,6 +77,10 @@ const payloadSchemas: [RegExp, z.ZodType][] = [
   [/\/health$/, healthPayloadSchema],
 ];
 
+function verbResponseSchema(verb: string): z.ZodType {
+  return (REQUEST_VERBS as readonly string[]).includes(verb) ? responseSchemaFor(verb) : responsePayloadSchema;
+}
+
 /** What is wrong with a message by the contract, or null when it conforms. Exported for the contract tests. */
 export function contractProblem(topic: string, payload: Buffer, properties: IPublishPacket['properties']): string | null {
   if (/\/evidence\/[^/]+$/.test(topic)) {
@@ -77,7 +90,9 @@ export function contractProblem(topic: string, payload: Buffer, properties: IPub
     if (!topic.endsWith(`/${parsed.data.messageId}`)) return `messageId ${parsed.data.messageId} is not the topic's last level`;
     return null;
   }
-  const schema = payloadSchemas.find(([re]) => re.test(topic))?.[1];
+  // A request's own Response Topic (…/response/client-7/x) names no verb: any answer's shape goes there.
+  const verb = /\/response\/(.+)$/.exec(topic)?.[1];
+  const schema = verb !== undefined ? verbResponseSchema(verb) : payloadSchemas.find(([re]) => re.test(topic))?.[1];
   if (!schema) return null;
   let json: unknown;
   try {

@@ -24,6 +24,14 @@ function level(value: string, what: string): string {
   return value;
 }
 
+/** A request verb is one or two topic levels, `noun/action` (`camera/snapshot`) or one word. */
+function verbLevels(verb: string): string {
+  const levels = verb.split('/');
+  if (levels.length > 2) throw new Error(`topics: request verb ${JSON.stringify(verb)} has more than two levels`);
+  for (const l of levels) level(l, 'request verb');
+  return verb;
+}
+
 export interface GatewayTopics {
   /** `{prefix}/{gatewayId}`: every topic below is under it. */
   readonly base: string;
@@ -45,12 +53,14 @@ export interface GatewayTopics {
   taskState(taskId: string): string;
   /** Filter for every task sent down, `…/task/+` (the state topics one level deeper do not match). */
   readonly tasks: string;
-  /** Down: a request, `…/request/{verb}`. */
+  /** Down: a request, `…/request/{verb}`; a verb is one or two levels (`camera/snapshot`). */
   request(verb: string): string;
   /** Filter for every request, `…/request/#`. */
   readonly requests: string;
-  /** Up: the answer to a request, `…/response/{verb}`. */
+  /** Up: the answer to a request, `…/response/{verb}`; a verb is one or two levels. */
   response(verb: string): string;
+  /** The verb of a topic under `…/request/` (whatever its levels), or null for any other topic. */
+  verbOf(topic: string): string | null;
   /** Whether a topic or filter lies under this gateway's own `{prefix}/{gatewayId}/`. */
   owns(topicOrFilter: string): boolean;
 }
@@ -70,9 +80,10 @@ export function gatewayTopics(prefix: string, gatewayId: string): GatewayTopics 
     task: (taskId) => `${base}/task/${level(taskId, 'task id')}`,
     taskState: (taskId) => `${base}/task/${level(taskId, 'task id')}/state`,
     tasks: `${base}/task/+`,
-    request: (verb) => `${base}/request/${level(verb, 'request verb')}`,
+    request: (verb) => `${base}/request/${verbLevels(verb)}`,
     requests: `${base}/request/#`,
-    response: (verb) => `${base}/response/${level(verb, 'request verb')}`,
+    response: (verb) => `${base}/response/${verbLevels(verb)}`,
+    verbOf: (topic) => (topic.startsWith(`${base}/request/`) ? topic.slice(base.length + '/request/'.length) : null),
     owns: (topicOrFilter) => topicOrFilter.startsWith(`${base}/`) && topicOrFilter.length > base.length + 1,
   };
 }

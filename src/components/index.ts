@@ -1,21 +1,24 @@
 import type { Component } from '../agent/index.js';
 import { HealthPublisher } from './health.js';
 import { MetricsServer } from './metrics.js';
+import { RequestsServer } from './requests.js';
 import { EvidenceRetention } from './retention.js';
 import { StatusFile } from './status.js';
 import { SystemdNotify } from './systemd.js';
 
 export { HealthPublisher } from './health.js';
 export { MetricsServer } from './metrics.js';
+export { MAX_SNAPSHOT_BYTES, redact, RequestError, REQUESTS_PER_SECOND, RequestsServer } from './requests.js';
 export { EvidenceRetention, PRUNE_INTERVAL_MS } from './retention.js';
 export { StatusFile } from './status.js';
 export { frameProblems, notifyAddon, statusLine, SystemdNotify } from './systemd.js';
 
 /**
  * The components `edgepatrol run` starts, in start order (they stop in reverse). A new capability is a file
- * of this folder implementing Component (src/agent/component.ts), added here. SystemdNotify is last: its READY=1
+ * of this folder implementing Component (src/agent/component.ts), added here. RequestsServer comes after MetricsServer,
+ * whose counter of answers listens from its start. SystemdNotify is last: its READY=1
  * tells systemd the whole agent runs, and its STOPPING=1 comes first on stop.
  */
 export function defaultComponents(): Component[] {
-  return [new StatusFile(), new HealthPublisher(), new EvidenceRetention(), new MetricsServer(), new SystemdNotify()];
+  return [new StatusFile(), new HealthPublisher(), new EvidenceRetention(), new MetricsServer(), new RequestsServer(), new SystemdNotify()];
 }

@@ -163,6 +163,16 @@ function register(ctx: ComponentContext, registry: Registry): void {
     reloads.inc({ result });
   });
 
+  const requests = new Counter({
+    name: 'edgepatrol_requests_total',
+    help: 'Requests on {prefix}/{gw}/request/{verb} answered since the agent started, by verb (other: unknown ones) and status (ok or the error code).',
+    labelNames: ['verb', 'status'],
+    registers,
+  });
+  bus.on('request.answered', ({ verb, status }) => {
+    requests.inc({ verb, status });
+  });
+
   new Gauge({
     name: 'edgepatrol_outbox_pending',
     help: 'Outbox rows not yet handed to MQTT.',

@@ -32,7 +32,7 @@ interface Outgoing {
 const ACK_FLUSH_MS = 20;
 
 /** Room left in a packet for its header, topic and properties; the user properties of an evidence part stay under 300 bytes. */
-const PACKET_OVERHEAD = 400;
+export const PACKET_OVERHEAD = 400;
 
 /**
  * The publishing half of the uplink: reads the outbox in seq order and keeps a window of its messages in flight

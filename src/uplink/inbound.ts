@@ -11,6 +11,26 @@ import { errorText } from './session.js';
  */
 export type InboundHandler<T> = (payload: T, topic: string, properties: IPublishPacket['properties']) => void | Promise<void>;
 
+/** A message a subscription refused: not JSON, or failing its schema. */
+export interface RefusedMessage {
+  topic: string;
+  /** Why, as logged: `not JSON (…)` or the first schema problem. */
+  problem: string;
+  /** The parsed payload when it was JSON (it failed the schema); undefined when it was not JSON. */
+  json: unknown;
+  properties: IPublishPacket['properties'];
+}
+
+export interface SubscribeOptions {
+  /**
+   * Hears of each message the subscription refused, after it is logged and counted: for a subscriber that owes
+   * the sender an answer either way (requests). Its throw is logged like a handler's.
+   */
+  onRefused?: (message: RefusedMessage) => void;
+  /** Level of the log line of a refused message (default warn); debug when the sender hears of it anyway. */
+  refusedLogLevel?: 'warn' | 'debug';
+}
+
 export interface InboundCounts {
   /** Messages handed to a subscription (one per matching subscription). */
   received: number;
@@ -27,6 +47,8 @@ interface Subscription {
   filter: string;
   schema: z.ZodType;
   handler: InboundHandler<never>;
+  onRefused: SubscribeOptions['onRefused'];
+  refusedLogLevel: NonNullable<SubscribeOptions['refusedLogLevel']>;
 }
 
 /** Longest schema problem quoted in a log line. */
@@ -68,7 +90,7 @@ export class Subscriptions {
   }
 
   /** Throws, naming the filter, when it is not a valid filter under the gateway's own topics. */
-  add<T>(filter: string, schema: z.ZodType<T>, handler: InboundHandler<T>): () => void {
+  add<T>(filter: string, schema: z.ZodType<T>, handler: InboundHandler<T>, opts: SubscribeOptions = {}): () => void {
     const problem = topicFilterProblem(filter);
     if (problem) throw new Error(`uplink: cannot subscribe to ${filter}: ${problem}`);
     if (!this.topics.owns(filter)) {
@@ -77,7 +99,13 @@ export class Subscriptions {
           'messages for it must be sent there',
       );
     }
-    const sub: Subscription = { filter, schema, handler: handler as InboundHandler<never> };
+    const sub: Subscription = {
+      filter,
+      schema,
+      handler: handler as InboundHandler<never>,
+      onRefused: opts.onRefused,
+      refusedLogLevel: opts.refusedLogLevel ?? 'warn',
+    };
     const isNew = !this.list.some((s) => s.filter === filter);
     this.list.push(sub);
     this.dropped.delete(filter);
@@ -133,12 +161,12 @@ export class Subscriptions {
     for (const sub of subs) {
       this.count(sub.filter, 'received');
       if (notJson !== undefined) {
-        this.reject(sub.filter, topic, `ignored a message on ${topic}: not JSON (${notJson})`);
+        this.refuse(sub, topic, `not JSON (${notJson})`, undefined, properties);
         continue;
       }
       const parsed = sub.schema.safeParse(json);
       if (!parsed.success) {
-        this.reject(sub.filter, topic, `ignored a message on ${topic}: ${firstProblem(parsed.error)}`);
+        this.refuse(sub, topic, firstProblem(parsed.error), json, properties);
         continue;
       }
       this.onAccepted?.(topic, sub.filter, parsed.data);
@@ -157,9 +185,19 @@ export class Subscriptions {
     }
   }
 
-  private reject(filter: string, topic: string, text: string): void {
+  private refuse(sub: Subscription, topic: string, problem: string, json: unknown, properties: IPublishPacket['properties']): void {
+    this.reject(sub.filter, topic, `ignored a message on ${topic}: ${problem}`, sub.refusedLogLevel);
+    if (!sub.onRefused) return;
+    try {
+      sub.onRefused({ topic, problem, json, properties });
+    } catch (err) {
+      this.log.warn({ topic, filter: sub.filter }, `the refusal handler of ${sub.filter} failed on ${topic}: ${errorText(err)}`);
+    }
+  }
+
+  private reject(filter: string, topic: string, text: string, level: 'warn' | 'debug' = 'warn'): void {
     this.count(filter, 'rejected');
-    this.log.warn({ topic, filter }, text);
+    this.log[level]({ topic, filter }, text);
   }
 
   private count(filter: string, what: keyof InboundCounts): void {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { healthPayloadSchema, HEALTH_SCHEMA_ID } from './health-payload.js';
 import { ALERT_SCHEMA_ID, alertPayloadSchema } from '../outbox/index.js';
 import { ACK_SCHEMA_ID, ackPayloadSchema, availabilityPayloadSchema, evidencePropertiesSchema } from './contract.js';
+import { requestPayloadSchema, responsePayloadSchema } from './requests-contract.js';
 
 /**
  * The JSON Schemas in docs/schemas/ besides event.schema.json (rendered from src/agent/event.ts), each generated
@@ -36,6 +37,20 @@ const sources: Record<string, { schema: z.ZodType; title: string; description: s
     description:
       'MQTT 5 user properties of each message on {prefix}/{gatewayId}/evidence/{messageId}; the payload is the JPEG or one part of it, ' +
       'content type image/jpeg. Generated from src/uplink/contract.ts.',
+  },
+  'request.schema.json': {
+    schema: requestPayloadSchema,
+    title: 'edgepatrol request',
+    description:
+      'Payload sent down on {prefix}/{gatewayId}/request/{verb} (QoS 1): {} or {"transaction"} for config/get, camera/list, ' +
+      'outbox/stats and model/list; {"camera", "transaction"?} for camera/snapshot. Unknown fields are refused. Generated from src/uplink/requests-contract.ts.',
+  },
+  'response.schema.json': {
+    schema: responsePayloadSchema,
+    title: 'edgepatrol response',
+    description:
+      "Payload of the answer on {prefix}/{gatewayId}/response/{verb}, or on the request's Response Topic when it is under " +
+      '{prefix}/{gatewayId}/response/ (QoS 1, not retained, not stored: answers reach whoever is online). Generated from src/uplink/requests-contract.ts.',
   },
 };
 

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import mqtt, { type IConnackPacket, type MqttClient } from 'mqtt';
+import mqtt, { type IClientPublishOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { backoffDelay, type BackoffOptions } from '../common/backoff.js';
@@ -7,8 +7,8 @@ import { gatewayTopics, type GatewayTopics } from '../common/topics.js';
 import { safeUrl } from '../log.js';
 import type { Outbox } from '../outbox/index.js';
 import { ackPayloadSchema, type AvailabilityPayload } from './contract.js';
-import { OutboxDrain } from './drain.js';
-import { Subscriptions, type InboundHandler, type InboundStatus } from './inbound.js';
+import { OutboxDrain, PACKET_OVERHEAD } from './drain.js';
+import { Subscriptions, type InboundHandler, type InboundStatus, type SubscribeOptions } from './inbound.js';
 import { DEFAULT_SESSION_EXPIRY_SECONDS, errorText, sessionOptions, type UplinkTls } from './session.js';
 
 export interface UplinkOptions {
@@ -116,10 +116,47 @@ export class Uplink extends EventEmitter<UplinkEvents> {
    * Subscribes to `filter`, a topic or filter under this gateway's own {prefix}/{gatewayId}/ (anything else throws),
    * now if connected and again on every connect. Each message that matches is parsed as JSON and checked against
    * `schema` before `handler` sees it; one that fails, or whose handler throws, is logged, counted in
-   * status().inbound and otherwise ignored. Returns the function that unsubscribes.
+   * status().inbound and otherwise ignored (opts.onRefused hears of the refused ones). Returns the function that
+   * unsubscribes.
    */
-  subscribe<T>(filter: string, schema: z.ZodType<T>, handler: InboundHandler<T>): () => void {
-    return this.subscriptions.add(filter, schema, handler);
+  subscribe<T>(filter: string, schema: z.ZodType<T>, handler: InboundHandler<T>, opts?: SubscribeOptions): () => void {
+    return this.subscriptions.add(filter, schema, handler, opts);
+  }
+
+  /**
+   * Publishes `payload` once, QoS 1, not retained, with MQTT 5 `properties` (a response's correlation data), on a
+   * topic under this gateway's own {prefix}/{gatewayId}/ (anything else throws). Not through the outbox: nothing is
+   * stored or re-sent, so it suits answers for whoever is online now. Resolves true on the broker's PUBACK, false
+   * when not connected (nothing was sent) or the broker refused it or the connection closed first. A message that
+   * does not fit the broker's Maximum Packet Size is not sent either (the broker would drop the connection for it):
+   * check directRoom() first.
+   */
+  publishDirect(topic: string, payload: string | Buffer, properties: IClientPublishOptions['properties'] = {}): Promise<boolean> {
+    if (!this.topics.owns(topic) || /[+#]/.test(topic)) {
+      throw new Error(`uplink: cannot publish on ${topic}: only topics without wildcards under ${this.topics.base}/ are this gateway's`);
+    }
+    const client = this.client;
+    if (!client || !this.connected || this.stopping) return Promise.resolve(false);
+    const room = this.directRoom(topic, properties?.correlationData);
+    if (room !== null && Buffer.byteLength(payload) > room) {
+      this.log.warn({ topic, bytes: Buffer.byteLength(payload), room }, `not sent: larger than the broker's maximum packet size allows`);
+      return Promise.resolve(false);
+    }
+    return new Promise((resolve) => {
+      client.publish(topic, payload, { qos: 1, retain: false, properties }, (err) => {
+        if (err) this.log.debug({ topic, err: errorText(err) }, 'a direct publish was not acknowledged');
+        resolve(!err);
+      });
+    });
+  }
+
+  /**
+   * Payload bytes a direct publish on `topic` (with `correlationData`) may carry on this connection; null when the
+   * broker set no limit.
+   */
+  directRoom(topic: string, correlationData?: Buffer): number | null {
+    const max = this.drain.status().maxPacketSize;
+    return max === null ? null : max - PACKET_OVERHEAD - Buffer.byteLength(topic) - (correlationData?.length ?? 0);
   }
 
   /** Connects and keeps reconnecting until stop(). Throws at once if a TLS file cannot be read. */

@@ -10,7 +10,10 @@ import { root } from './agent.js';
 const ajv = new Ajv2020.default({ strict: false, allErrors: true, validateFormats: false });
 const cache = new Map<string, ReturnType<typeof ajv.compile>>();
 
-export function docSchemaProblems(name: 'event' | 'health' | 'availability' | 'alert' | 'ack', payload: unknown): string | null {
+export function docSchemaProblems(
+  name: 'event' | 'health' | 'availability' | 'alert' | 'ack' | 'request' | 'response',
+  payload: unknown,
+): string | null {
   let validate = cache.get(name);
   if (!validate) {
     validate = ajv.compile(JSON.parse(readFileSync(join(root, 'docs', 'schemas', `${name}.schema.json`), 'utf8')) as object);

@@ -1,0 +1,143 @@
+import { z } from 'zod';
+
+/**
+ * Requests sent down on {prefix}/{gatewayId}/request/{verb} and their answers on …/response/{verb} (or the
+ * request's MQTT 5 Response Topic), as Zigbee2MQTT does: `{status: "ok", data}` or `{status: "error", error}`,
+ * with the caller's `transaction` echoed. The component that answers is src/components/requests.ts; these
+ * schemas are the TypeScript types, its checks, `tail --check`'s and the JSON Schemas in docs/schemas/.
+ */
+
+/** The verbs the gateway answers. task/list and task/cancel come with the task inbox. */
+export const REQUEST_VERBS = ['config/get', 'camera/list', 'camera/snapshot', 'outbox/stats', 'model/list'] as const;
+export type RequestVerb = (typeof REQUEST_VERBS)[number];
+
+export const REQUEST_ERROR_CODES = ['bad_request', 'unknown_verb', 'not_found', 'unavailable', 'busy', 'internal'] as const;
+export type RequestErrorCode = (typeof REQUEST_ERROR_CODES)[number];
+
+export const transactionSchema = z
+  .union([z.string().max(256), z.number()])
+  .describe("the caller's id of the request, echoed in the answer (for MQTT 3 clients, which have no Correlation Data)");
+
+/** Payload of a verb that takes no argument; `{}` or `{"transaction": …}`. */
+export const noArgumentsRequestSchema = z.strictObject({ transaction: transactionSchema.optional() });
+
+export const cameraSnapshotRequestSchema = z.strictObject({
+  camera: z.string().min(1).max(128).describe('the camera id, as in camera/list'),
+  transaction: transactionSchema.optional(),
+});
+
+/** The payload schema of each verb: unknown fields are refused (bad_request). */
+export const requestSchemas = {
+  'config/get': noArgumentsRequestSchema,
+  'camera/list': noArgumentsRequestSchema,
+  'camera/snapshot': cameraSnapshotRequestSchema,
+  'outbox/stats': noArgumentsRequestSchema,
+  'model/list': noArgumentsRequestSchema,
+} as const satisfies Record<RequestVerb, z.ZodType>;
+
+/** Every request payload, for docs/schemas/request.schema.json. */
+export const requestPayloadSchema = z.union([noArgumentsRequestSchema, cameraSnapshotRequestSchema]);
+
+const configData = z
+  .record(z.string(), z.unknown())
+  .describe('the running config with defaults filled in; every password, credential in a URL and secret query value is "***"');
+
+const cameraSource = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('rtsp'),
+    host: z.string().describe('host:port of the main stream, without credentials'),
+    detectHost: z.string().optional().describe('host:port of the sub-stream the detector decodes, when there is one'),
+  }),
+  z.strictObject({ kind: z.literal('file'), file: z.string().describe('the video file (bench, demo, tests)') }),
+]);
+
+const cameraEntry = z.strictObject({
+  id: z.string(),
+  name: z.string(),
+  state: z.enum(['connecting', 'streaming', 'stalled', 'backoff', 'failed', 'ended']),
+  reason: z.string().optional(),
+  since: z.string().describe('when the camera entered its state (ISO time)'),
+  view: z.string().optional().describe("the view the camera's rules run on, when not the config's own (a PTZ preset)"),
+  paused: z.string().optional().describe("why the camera's rules are paused; absent while they run"),
+  decodeFps: z.number(),
+  detectFps: z.number(),
+  skippedFps: z.number(),
+  motionRatio: z.number(),
+  inferenceMs: z.number(),
+  framesIn: z.number().int().describe('frames decoded since the camera started'),
+  events: z.number().int().describe('events stored since the camera started'),
+  source: cameraSource,
+  onvif: z.strictObject({ host: z.string().describe('host:port of the ONVIF device service') }).nullable(),
+  presets: z.array(z.string()).describe('ids of the PTZ presets in the config'),
+});
+
+const cameraListData = z.strictObject({ cameras: z.array(cameraEntry) });
+
+const snapshotData = z.strictObject({
+  camera: z.string(),
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+  at: z.iso.datetime().describe('when the frame was grabbed'),
+  contentType: z.literal('image/jpeg'),
+  jpegBase64: z.string().describe('the JPEG, base64; at most 2 MiB before encoding to base64'),
+});
+
+const outboxStatsData = z.strictObject({
+  pending: z.number().int(),
+  sent: z.number().int(),
+  acked: z.number().int(),
+  confirmed: z.number().int(),
+  oldestPendingTs: z.number().nullable().describe('created_at (ms since the epoch) of the oldest row not yet delivered'),
+  lastSeq: z.number().int(),
+  bytes: z.number().int(),
+  maxBytes: z.number().int().nullable(),
+  dropped: z.strictObject({ events: z.number().int(), evidence: z.number().int() }),
+});
+
+const modelListData = z.strictObject({
+  default: z.string().describe("the manifest's default model"),
+  models: z.array(
+    z.strictObject({
+      name: z.string(),
+      precision: z.string(),
+      sha256: z.string(),
+      input: z.strictObject({ width: z.number().int(), height: z.number().int() }),
+      cameras: z.array(z.string()).describe('the running config cameras that use it'),
+    }),
+  ),
+});
+
+/** What `data` holds in an ok answer, per verb. */
+export const responseDataSchemas = {
+  'config/get': configData,
+  'camera/list': cameraListData,
+  'camera/snapshot': snapshotData,
+  'outbox/stats': outboxStatsData,
+  'model/list': modelListData,
+} as const satisfies Record<RequestVerb, z.ZodType>;
+
+export type ResponseData<V extends RequestVerb> = z.infer<(typeof responseDataSchemas)[V]>;
+
+export const errorResponseSchema = z.strictObject({
+  status: z.literal('error'),
+  error: z.strictObject({
+    code: z.enum(REQUEST_ERROR_CODES),
+    message: z.string().describe('what went wrong and what to do, for a person'),
+  }),
+  transaction: transactionSchema.optional(),
+});
+export type ErrorResponse = z.infer<typeof errorResponseSchema>;
+
+function okResponse<T extends z.ZodType>(data: T) {
+  return z.strictObject({ status: z.literal('ok'), data, transaction: transactionSchema.optional() });
+}
+
+/** The answer on …/response/{verb}: an error, or ok with that verb's data. Unknown verbs are answered with errors only. */
+export function responseSchemaFor(verb: string): z.ZodType {
+  const data = (responseDataSchemas as Record<string, z.ZodType>)[verb];
+  // Discriminated, so a problem is reported inside the branch its status names rather than as "invalid input".
+  return data ? z.discriminatedUnion('status', [okResponse(data), errorResponseSchema]) : errorResponseSchema;
+}
+
+/** Any answer, for docs/schemas/response.schema.json. */
+export const responsePayloadSchema = z.union([...REQUEST_VERBS.map((v) => okResponse(responseDataSchemas[v])), errorResponseSchema]);
