@@ -4,11 +4,13 @@ import { MetricsServer } from './metrics.js';
 import { EvidenceRetention } from './retention.js';
 import { StatusFile } from './status.js';
 import { SystemdNotify } from './systemd.js';
+import { Tasks } from './tasks.js';
 
 export { HealthPublisher } from './health.js';
 export { MetricsServer } from './metrics.js';
 export { EvidenceRetention, PRUNE_INTERVAL_MS } from './retention.js';
 export { StatusFile } from './status.js';
+export { Tasks } from './tasks.js';
 export { frameProblems, notifyAddon, statusLine, SystemdNotify } from './systemd.js';
 
 /**
@@ -17,5 +19,5 @@ export { frameProblems, notifyAddon, statusLine, SystemdNotify } from './systemd
  * tells systemd the whole agent runs, and its STOPPING=1 comes first on stop.
  */
 export function defaultComponents(): Component[] {
-  return [new StatusFile(), new HealthPublisher(), new EvidenceRetention(), new MetricsServer(), new SystemdNotify()];
+  return [new StatusFile(), new HealthPublisher(), new EvidenceRetention(), new MetricsServer(), new Tasks(), new SystemdNotify()];
 }
