@@ -8,6 +8,7 @@ import { eventPayloadSchema } from '../agent/event.js';
 import { healthPayloadSchema } from '../health/index.js';
 import { safeUrl } from '../log.js';
 import { alertPayloadSchema } from '../outbox/index.js';
+import { taskStatePayloadSchema } from '../tasks/index.js';
 import { ACK_SCHEMA_ID, availabilityPayloadSchema, evidencePropertiesSchema, type AckPayload } from '../uplink/index.js';
 import { EXIT, parseCommandArgs, reportError, UsageError, type CommandIo } from './io.js';
 
@@ -66,6 +67,7 @@ const payloadSchemas: [RegExp, z.ZodType][] = [
   [/\/alert\/[^/]+$/, alertPayloadSchema],
   [/\/availability$/, availabilityPayloadSchema],
   [/\/health$/, healthPayloadSchema],
+  [/\/task\/[^/]+\/state$/, taskStatePayloadSchema],
 ];
 
 /** What is wrong with a message by the contract, or null when it conforms. Exported for the contract tests. */
