@@ -91,13 +91,13 @@ async function send(gatewayId: string, file: string, v: { url: string; prefix: s
   try {
     client = await mqtt.connectAsync(v.url, { protocolVersion: 5, connectTimeout: 5000, reconnectPeriod: 0 });
   } catch (err) {
-    io.stderr.write(`edgepatrol task: cannot connect to ${v.url}: ${(err as Error).message}; check --url and that the broker runs\n`);
+    io.stderr.write(`edgepatrol task send: cannot connect to ${v.url}: ${(err as Error).message}; check --url and that the broker runs\n`);
     return EXIT.broker;
   }
   try {
     return await new Promise<number>((done, fail) => {
       const timer = setTimeout(() => {
-        io.stderr.write(`edgepatrol task: no final state of task ${id} within ${timeoutS} s; is gateway ${gatewayId} connected?\n`);
+        io.stderr.write(`edgepatrol task send: no final state of task ${id} within ${timeoutS} s; is gateway ${gatewayId} connected?\n`);
         done(EXIT.taskTimeout);
       }, timeoutS * 1000);
       client.on('message', (topic, payload) => {
@@ -106,7 +106,7 @@ async function send(gatewayId: string, file: string, v: { url: string; prefix: s
         try {
           state = taskStatePayloadSchema.parse(JSON.parse(payload.toString('utf8')));
         } catch (err) {
-          io.stderr.write(`edgepatrol task: ignored a state that breaks the contract: ${(err as Error).message.slice(0, 300)}\n`);
+          io.stderr.write(`edgepatrol task send: ignored a state that breaks the contract: ${(err as Error).message.slice(0, 300)}\n`);
           return;
         }
         if (v.json) writeJson(io, state);
@@ -119,7 +119,7 @@ async function send(gatewayId: string, file: string, v: { url: string; prefix: s
         .subscribeAsync(topics.taskState(id), { qos: 1 })
         .then(() => client.publishAsync(topics.task(id), JSON.stringify(task), { qos: 1 }))
         .then(() => {
-          if (!v.json) io.stderr.write(`edgepatrol task: sent task ${id} (${String(task.kind)}) to ${topics.task(id)}\n`);
+          if (!v.json) io.stderr.write(`edgepatrol task send: sent task ${id} (${String(task.kind)}) to ${topics.task(id)}\n`);
         })
         .catch((err: unknown) => {
           clearTimeout(timer);
@@ -168,6 +168,7 @@ function list(configFile: string, limit: number, json: boolean, io: CommandIo): 
 }
 
 export async function taskCommand(argv: string[], io: CommandIo): Promise<number> {
+  const name = argv[0] === 'send' || argv[0] === 'list' ? `task ${argv[0]}` : 'task';
   try {
     const { values: v, positionals } = parseCommandArgs(argv, options, { positionals: true });
     if (v.help) {
@@ -187,6 +188,6 @@ export async function taskCommand(argv: string[], io: CommandIo): Promise<number
     }
     throw new UsageError(verb === undefined ? 'expected send or list' : `unknown sub-command 'task ${verb}': expected send or list`);
   } catch (err) {
-    return reportError(io, 'task', err, help);
+    return reportError(io, name, err, help);
   }
 }

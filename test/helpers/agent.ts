@@ -65,6 +65,8 @@ export interface RunningAgent {
   proc: ChildProcess;
   /** Everything the agent wrote to stderr so far (its pino log and error messages). */
   stderr(): string;
+  /** Everything it wrote to stdout so far. */
+  stdout(): string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   waitForLog(pattern: RegExp, timeoutMs?: number): Promise<void>;
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -99,6 +101,7 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): RunningAgen
   return {
     proc,
     stderr: () => err,
+    stdout: () => out,
     exited,
     waitForLog(pattern, timeoutMs = 60_000) {
       return new Promise((res, rej) => {
