@@ -58,9 +58,17 @@ t.test('task inbox against a real agent, broker and SQLite file', async (t) => {
   let agent: RunningAgent = runCli(['run', '--config', config]);
   t.teardown(() => agent.stop('SIGKILL'));
   await agent.waitForLog(/agent started/, 60_000);
+  // The tasks component subscribes once the core runs; its SUBACK follows within a moment.
+  await new Promise((r) => setTimeout(r, 1000));
 
-  const states = (id: string): TaskStatePayload[] =>
-    sub.messages.filter((m) => m.topic === `${base}/task/${id}/state`).map((m) => taskStatePayloadSchema.parse(JSON.parse(m.payload)));
+  /** A task's states as delivered: at least once, so a state sent again after a crash is known by its seq and dropped. */
+  const states = (id: string): TaskStatePayload[] => {
+    const seen = new Set<number>();
+    return sub.messages
+      .filter((m) => m.topic === `${base}/task/${id}/state`)
+      .map((m) => taskStatePayloadSchema.parse(JSON.parse(m.payload)))
+      .filter((s) => !seen.has(s.seq) && seen.add(s.seq));
+  };
   const names = (id: string): string[] => states(id).map((s) => (s.reason ? `${s.state}:${s.reason}` : s.state));
   const waitState = (id: string, state: string, ms = 30_000) =>
     sub.waitFor(() => names(id).some((n) => n === state || n.startsWith(`${state}:`)), ms).then(() => states(id));
@@ -168,6 +176,8 @@ t.test('task inbox against a real agent, broker and SQLite file', async (t) => {
     await waitState('kill-1', 'failed', 60_000);
     t.same(names('kill-1'), ['accepted', 'running', 'failed:interrupted']);
     t.same(states('kill-1').map((s) => s.seq), [1, 2, 3]);
+    const raw = sub.messages.filter((m) => m.topic === `${base}/task/kill-1/state`).map((m) => (JSON.parse(m.payload) as { seq: number }).seq);
+    t.ok(raw.every((seq, i) => i === 0 || seq >= raw[i - 1]! || seq === 1), `a state may come again after the crash, never a later one before an earlier: ${raw}`);
   });
 
   await t.test('task send prints the states and exits 0; task list reads the inbox', async (t) => {
