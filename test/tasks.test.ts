@@ -84,7 +84,11 @@ t.test('task inbox against a real agent, broker and SQLite file', async (t) => {
     await publish('snap-1', task('snap-1', { kind: 'snapshot', camera: 'cam1' }));
     const got = await waitState('snap-1', 'succeeded');
     t.same(names('snap-1'), ['accepted', 'running', 'succeeded']);
-    t.same(got.map((s) => s.seq), [1, 2, 3], 'seq rises per task');
+    t.same(
+      got.map((s) => s.seq),
+      [1, 2, 3],
+      'seq rises per task',
+    );
     const result = got[2]!.result as { file: string; sha256: string; width: number; height: number };
     const jpeg = readFileSync(join(dataDir, result.file));
     t.equal(jpeg.subarray(0, 2).toString('hex'), 'ffd8', 'a JPEG');
@@ -164,7 +168,10 @@ t.test('task inbox against a real agent, broker and SQLite file', async (t) => {
     await new Promise((r) => setTimeout(r, 7000));
     await broker.restart();
     await waitState('out-1', 'failed', 60_000);
-    t.same(states('out-1').map((s) => s.seq), [1, 2, 3]);
+    t.same(
+      states('out-1').map((s) => s.seq),
+      [1, 2, 3],
+    );
     t.same(names('out-1'), ['accepted', 'running', 'failed:capture_failed']);
   });
 
@@ -175,9 +182,17 @@ t.test('task inbox against a real agent, broker and SQLite file', async (t) => {
     agent = runCli(['run', '--config', config]);
     await waitState('kill-1', 'failed', 60_000);
     t.same(names('kill-1'), ['accepted', 'running', 'failed:interrupted']);
-    t.same(states('kill-1').map((s) => s.seq), [1, 2, 3]);
-    const raw = sub.messages.filter((m) => m.topic === `${base}/task/kill-1/state`).map((m) => (JSON.parse(m.payload) as { seq: number }).seq);
-    t.ok(raw.every((seq, i) => i === 0 || seq >= raw[i - 1]! || seq === 1), `a state may come again after the crash, never a later one before an earlier: ${raw}`);
+    t.same(
+      states('kill-1').map((s) => s.seq),
+      [1, 2, 3],
+    );
+    const raw = sub.messages
+      .filter((m) => m.topic === `${base}/task/kill-1/state`)
+      .map((m) => (JSON.parse(m.payload) as { seq: number }).seq);
+    t.ok(
+      raw.every((seq, i) => i === 0 || seq >= raw[i - 1]! || seq === 1),
+      `a state may come again after the crash, never a later one before an earlier: ${raw}`,
+    );
   });
 
   await t.test('task send prints the states and exits 0; task list reads the inbox', async (t) => {
@@ -191,9 +206,19 @@ t.test('task inbox against a real agent, broker and SQLite file', async (t) => {
     t.equal((await unsigned.exited).code, 10, 'a rejected task: exit 10');
     const list = runCli(['task', 'list', '--config', config, '--json', '--limit', '1000']);
     t.equal((await list.exited).code, 0, list.stderr());
-    const rows = list.stdout().trim().split('\n').map((l: string) => JSON.parse(l) as { id: string; state: string; reason: string | null });
-    t.match(rows.find((r) => r.id === 'kill-1'), { state: 'failed', reason: 'interrupted' });
-    t.match(rows.find((r) => r.id === 'cli-1'), { state: 'succeeded' });
+    const rows = list
+      .stdout()
+      .trim()
+      .split('\n')
+      .map((l: string) => JSON.parse(l) as { id: string; state: string; reason: string | null });
+    t.match(
+      rows.find((r) => r.id === 'kill-1'),
+      { state: 'failed', reason: 'interrupted' },
+    );
+    t.match(
+      rows.find((r) => r.id === 'cli-1'),
+      { state: 'succeeded' },
+    );
   });
 
   await t.test('1,000 fuzzed tasks: each rejected or counted, the agent keeps streaming and loses no event', async (t) => {
@@ -202,7 +227,14 @@ t.test('task inbox against a real agent, broker and SQLite file', async (t) => {
     const rand = prng(17);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
     const garbage = (): unknown =>
-      pick([() => null, () => 42, () => 'text', () => [1, 2], () => ({ a: { b: [null] } }), () => 'x'.repeat(Math.floor(rand() * 200_000))])();
+      pick([
+        () => null,
+        () => 42,
+        () => 'text',
+        () => [1, 2],
+        () => ({ a: { b: [null] } }),
+        () => 'x'.repeat(Math.floor(rand() * 200_000)),
+      ])();
     let json = 0;
     let notJson = 0;
     const ids: string[] = [];
@@ -241,7 +273,11 @@ t.test('task inbox against a real agent, broker and SQLite file', async (t) => {
       ids.every((id) => names(id).length === 1),
       'one state each',
     );
-    await until('the non-JSON messages are logged', () => (agent.stderr().match(/task\/fz-\d+: not JSON/g) ?? []).length >= notJson, 10_000);
+    await until(
+      'the non-JSON messages are logged',
+      () => (agent.stderr().match(/task\/fz-\d+: not JSON/g) ?? []).length >= notJson,
+      10_000,
+    );
     t.equal(agent.proc.exitCode, null, 'the agent is still up');
     await until(
       'cam1 keeps streaming',

@@ -82,7 +82,12 @@ function stateLine(s: TaskStatePayload): string {
   return `${parts.join(' ')}\n`;
 }
 
-async function send(gatewayId: string, file: string, v: { url: string; prefix: string; key?: string; timeout: string; json: boolean }, io: CommandIo) {
+async function send(
+  gatewayId: string,
+  file: string,
+  v: { url: string; prefix: string; key?: string; timeout: string; json: boolean },
+  io: CommandIo,
+) {
   const timeoutS = positiveNumber(v.timeout, '--timeout');
   const topics = gatewayTopics(v.prefix, gatewayId);
   const task = readTask(file, v.key);

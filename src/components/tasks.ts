@@ -79,7 +79,10 @@ export class Tasks implements Component {
     for (const row of ctx.outbox.tasks.open()) {
       if (row.state === 'running' && !RESUMABLE.has(row.kind ?? '')) {
         this.move(row, 'failed', { state: 'failed', reason: 'interrupted', detail: 'the agent stopped while the task ran' });
-        ctx.log.warn({ task: row.id, kind: row.kind }, `task ${row.id} (${row.kind}) was running when the agent stopped; failed it as interrupted`);
+        ctx.log.warn(
+          { task: row.id, kind: row.kind },
+          `task ${row.id} (${row.kind}) was running when the agent stopped; failed it as interrupted`,
+        );
       } else if (row.state === 'accepted' && row.cameraId !== null) {
         this.enqueue(row.cameraId, row.id);
       }
@@ -109,11 +112,16 @@ export class Tasks implements Component {
     const task = parsed.data;
     record.kind = task.kind;
     record.version = task.version ?? 1;
-    if (task.id !== id) return this.reject(record, 'bad_task', `id ${JSON.stringify(task.id)} is not the topic's task id ${JSON.stringify(id)}`);
+    if (task.id !== id)
+      return this.reject(record, 'bad_task', `id ${JSON.stringify(task.id)} is not the topic's task id ${JSON.stringify(id)}`);
     const refused = this.trustProblem(task, json as Record<string, unknown>);
     if (refused) return this.reject(record, refused.reason, refused.detail);
     if (task.expiresAt !== undefined && Date.parse(task.expiresAt) <= this.now()) {
-      this.insert(record, 'expired', { state: 'expired', reason: 'expired', detail: `expiresAt ${task.expiresAt} had passed when it arrived` });
+      this.insert(record, 'expired', {
+        state: 'expired',
+        reason: 'expired',
+        detail: `expiresAt ${task.expiresAt} had passed when it arrived`,
+      });
       return;
     }
     if (task.kind === 'patrol' || task.kind === 'verify' || task.kind === 'config') {
@@ -136,7 +144,11 @@ export class Tasks implements Component {
         ctx.log.debug({ task: row.id }, `task ${row.id} delivered again; it is already ${row.state}`);
         return;
       }
-      this.move(row, row.state, { state: 'rejected', reason: 'replay', detail: `task ${row.id} was sent again after it ended (${row.state}); not run again` });
+      this.move(row, row.state, {
+        state: 'rejected',
+        reason: 'replay',
+        detail: `task ${row.id} was sent again after it ended (${row.state}); not run again`,
+      });
       return;
     }
     const version = task?.version ?? 1;
@@ -145,7 +157,12 @@ export class Tasks implements Component {
       if (!refused) {
         const cameraId = 'camera' in task ? task.camera : null;
         if (cameraId === row.cameraId) {
-          ctx.outbox.tasks.replace({ id: row.id, kind: task.kind, cameraId, payload: canon, version }, 'accepted', null, this.message(row.id, { state: 'accepted' }));
+          ctx.outbox.tasks.replace(
+            { id: row.id, kind: task.kind, cameraId, payload: canon, version },
+            'accepted',
+            null,
+            this.message(row.id, { state: 'accepted' }),
+          );
           ctx.log.info({ task: row.id, version }, `task ${row.id} replaced by its version ${version} while queued`);
           return;
         }
@@ -167,7 +184,10 @@ export class Tasks implements Component {
     }
     const skew = Math.abs(Date.parse(task.issuedAt) - this.now());
     if (skew > clockSkewSeconds * 1000) {
-      return { reason: 'stale', detail: `issuedAt ${task.issuedAt} is ${Math.round(skew / 1000)} s from the gateway's clock (at most ${clockSkewSeconds} s)` };
+      return {
+        reason: 'stale',
+        detail: `issuedAt ${task.issuedAt} is ${Math.round(skew / 1000)} s from the gateway's clock (at most ${clockSkewSeconds} s)`,
+      };
     }
     return null;
   }
@@ -184,7 +204,11 @@ export class Tasks implements Component {
       this.move(target, 'canceled', { state: 'canceled', reason: 'canceled', detail: `canceled by task ${record.id}` });
       this.move(self, 'succeeded', { state: 'succeeded', result: { target: targetId } });
     } else {
-      this.move(self, 'failed', { state: 'failed', reason: 'not_cancelable', detail: `task ${targetId} is ${target.state}; only a queued task can be canceled` });
+      this.move(self, 'failed', {
+        state: 'failed',
+        reason: 'not_cancelable',
+        detail: `task ${targetId} is ${target.state}; only a queued task can be canceled`,
+      });
     }
   }
 
@@ -215,7 +239,11 @@ export class Tasks implements Component {
     try {
       const task = taskSchema.parse(JSON.parse(row.payload));
       if (task.expiresAt !== undefined && Date.parse(task.expiresAt) <= this.now()) {
-        this.move(row, 'expired', { state: 'expired', reason: 'expired', detail: `expiresAt ${task.expiresAt} passed while it was queued` });
+        this.move(row, 'expired', {
+          state: 'expired',
+          reason: 'expired',
+          detail: `expiresAt ${task.expiresAt} passed while it was queued`,
+        });
         return;
       }
       this.move(row, 'running', { state: 'running' });
@@ -226,7 +254,8 @@ export class Tasks implements Component {
       const text = (err as Error).message;
       ctx.log.warn({ task: id, err: text }, `task ${id} failed: ${text}`);
       const now = ctx.outbox.tasks.get(id);
-      if (now && !finalStates.has(now.state)) this.move(now, 'failed', { state: 'failed', reason: 'capture_failed', detail: text.slice(0, DETAIL_CHARS) });
+      if (now && !finalStates.has(now.state))
+        this.move(now, 'failed', { state: 'failed', reason: 'capture_failed', detail: text.slice(0, DETAIL_CHARS) });
     }
   }
 

@@ -197,7 +197,11 @@ const tasksSchema = z
   })
   .superRefine((tasks, ctx) => {
     if (tasks.requireSignature === true && tasks.publicKey === undefined)
-      ctx.addIssue({ code: 'custom', path: ['requireSignature'], message: 'requireSignature is true but no publicKey is set; set tasks.publicKey' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['requireSignature'],
+        message: 'requireSignature is true but no publicKey is set; set tasks.publicKey',
+      });
   })
   .transform((tasks) => ({ ...tasks, requireSignature: tasks.requireSignature ?? tasks.publicKey !== undefined }));
 

@@ -136,11 +136,8 @@ export class TaskInbox {
     return store.afterWrite(() =>
       store.transaction(() => {
         const { seq, at } = change();
-        insertRow(
-          store,
-          { id: uuidv7(), cameraId: TASK_STREAM, type: 'task_state', topic: message.topic, priority: 'high' },
-          0,
-          () => message.build(seq, at),
+        insertRow(store, { id: uuidv7(), cameraId: TASK_STREAM, type: 'task_state', topic: message.topic, priority: 'high' }, 0, () =>
+          message.build(seq, at),
         );
         return seq;
       }),

@@ -21,7 +21,9 @@ const cameraId = z.string().min(1).max(64).describe('a camera id of the gateway 
 const common = {
   schema: z.literal(TASK_SCHEMA_ID),
   id: taskIdSchema.describe("the task's id; must equal the last level of the topic it is published on"),
-  issuedAt: z.iso.datetime({ offset: true }).describe("when the service issued the task; more than tasks.clockSkewSeconds from the gateway's clock: rejected stale"),
+  issuedAt: z.iso
+    .datetime({ offset: true })
+    .describe("when the service issued the task; more than tasks.clockSkewSeconds from the gateway's clock: rejected stale"),
   expiresAt: z.iso
     .datetime({ offset: true })
     .optional()
@@ -37,7 +39,9 @@ const common = {
     .string()
     .max(200)
     .optional()
-    .describe("base64 Ed25519 signature over the canonical JSON of the task without this field (required when the gateway's tasks.requireSignature)"),
+    .describe(
+      "base64 Ed25519 signature over the canonical JSON of the task without this field (required when the gateway's tasks.requireSignature)",
+    ),
 };
 
 export const snapshotTaskSchema = z.strictObject({
@@ -110,7 +114,10 @@ export const taskStatePayloadSchema = z
     reason: z.enum(taskReasons).optional().describe('why: with rejected, failed, expired and canceled'),
     detail: z.string().max(500).optional().describe('a person-readable explanation, e.g. the schema problem of a bad_task'),
     progress: z.number().min(0).max(1).optional().describe('with progress: the fraction done'),
-    result: z.record(z.string(), z.unknown()).optional().describe('with succeeded: what the task produced (snapshot: file, sha256, width, height)'),
+    result: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe('with succeeded: what the task produced (snapshot: file, sha256, width, height)'),
   })
   .superRefine((s, ctx) => {
     if ((s.state === 'rejected' || s.state === 'failed') && s.reason === undefined)
