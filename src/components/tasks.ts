@@ -292,12 +292,13 @@ export class Tasks implements Component {
   private message(taskId: string, outcome: Outcome): StateMessage {
     return {
       topic: this.topics!.taskState(taskId),
-      build: (seq, at): TaskStatePayload => ({
+      build: (seq, at, gatewaySeq): TaskStatePayload => ({
         schema: TASK_STATE_SCHEMA_ID,
         taskId,
         state: outcome.state,
         at: new Date(at).toISOString(),
         seq,
+        gatewaySeq,
         ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
         ...(outcome.detail === undefined ? {} : { detail: outcome.detail }),
         ...(outcome.result === undefined ? {} : { result: outcome.result }),

@@ -41,10 +41,13 @@ export interface TaskRecord {
   version: number;
 }
 
-/** What is published with a state: built from the task's next state seq and the time of the change. */
+/**
+ * What is published with a state: built from the task's next state seq, the time of the change and the row's
+ * per-gateway seq (shared with events and alerts, so a subscriber of all three sees no gap in it).
+ */
 export interface StateMessage {
   topic: string;
-  build: (seq: number, at: number) => Payload;
+  build: (seq: number, at: number, gatewaySeq: number) => Payload;
 }
 
 const columns = `id, kind, camera_id AS cameraId, payload, version, state, reason, checkpoint, state_seq AS stateSeq,
@@ -136,8 +139,11 @@ export class TaskInbox {
     return store.afterWrite(() =>
       store.transaction(() => {
         const { seq, at } = change();
-        insertRow(store, { id: uuidv7(), cameraId: TASK_STREAM, type: 'task_state', topic: message.topic, priority: 'high' }, 0, () =>
-          message.build(seq, at),
+        insertRow(
+          store,
+          { id: uuidv7(), cameraId: TASK_STREAM, type: 'task_state', topic: message.topic, priority: 'high' },
+          0,
+          (_e, gatewaySeq) => message.build(seq, at, gatewaySeq),
         );
         return seq;
       }),

@@ -110,7 +110,16 @@ export const taskStatePayloadSchema = z
     taskId: taskIdSchema,
     state: z.enum(taskStates),
     at: z.iso.datetime().describe('when the gateway entered this state'),
-    seq: z.number().int().min(1).describe('1, 2, 3, … per task: states of one task in the order they happened'),
+    seq: z
+      .number()
+      .int()
+      .min(1)
+      .describe('1, 2, 3, … per task: states of one task in the order they happened; de-duplicate by (taskId, seq)'),
+    gatewaySeq: z
+      .number()
+      .int()
+      .min(1)
+      .describe("the gateway's own seq, the sequence events and alerts carry as seq: task states take numbers of it too"),
     reason: z.enum(taskReasons).optional().describe('why: with rejected, failed, expired and canceled'),
     detail: z.string().max(500).optional().describe('a person-readable explanation, e.g. the schema problem of a bad_task'),
     progress: z.number().min(0).max(1).optional().describe('with progress: the fraction done'),
