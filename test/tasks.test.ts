@@ -179,6 +179,8 @@ t.test('task inbox against a real agent, broker and SQLite file', async (t) => {
     await publish('kill-1', task('kill-1', { kind: 'snapshot', camera: 'slow' }));
     await waitState('kill-1', 'running');
     await agent.stop('SIGKILL');
+    // Sent while the agent is down: it waits in the agent's persistent session and runs after the restart.
+    await publish('off-1', task('off-1', { kind: 'snapshot', camera: 'cam1' }));
     agent = runCli(['run', '--config', config]);
     await waitState('kill-1', 'failed', 60_000);
     t.same(names('kill-1'), ['accepted', 'running', 'failed:interrupted']);
@@ -193,6 +195,8 @@ t.test('task inbox against a real agent, broker and SQLite file', async (t) => {
       raw.every((seq, i) => i === 0 || seq >= raw[i - 1]! || seq === 1),
       `a state may come again after the crash, never a later one before an earlier: ${raw}`,
     );
+    await waitState('off-1', 'succeeded', 60_000);
+    t.same(names('off-1'), ['accepted', 'running', 'succeeded'], 'a task sent while the agent was down is not lost');
   });
 
   await t.test('task send prints the states and exits 0; task list reads the inbox', async (t) => {
