@@ -3,6 +3,10 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import t from 'tap';
 import { v7 as uuidv7 } from 'uuid';
+import { z } from 'zod';
+import { gatewayTopics } from '../src/common/topics.js';
+import { createLogger } from '../src/log.js';
+import { Subscriptions } from '../src/uplink/inbound.js';
 import { canonicalJson, parsePrivateKey, parsePublicKey, signTask, verifyTask } from '../src/common/signing.js';
 import { parseConfig } from '../src/config/load.js';
 import { migrations } from '../src/outbox/migrations.js';
@@ -133,4 +137,27 @@ t.test('a version 3 outbox migrates to 4 (the inbox) without losing a row', asyn
     stateMessage('t', 'rejected'),
   );
   t.equal(outbox.tasks.get('t')?.reason, 'bad_task');
+});
+
+t.test('messages the persistent session delivers before their subscription exists wait for it until ready()', async (t) => {
+  const topics = gatewayTopics('ep', 'gw');
+  const subs = new Subscriptions(topics, createLogger({ level: 'silent' }));
+  const got: string[] = [];
+  subs.route(topics.task('early'), Buffer.from('{"n":1}'), undefined);
+  subs.route('ep/other-gw/task/x', Buffer.from('{}'), undefined);
+  subs.add(topics.tasks, z.unknown(), (_p, topic) => {
+    got.push(topic);
+  });
+  t.same(got, [topics.task('early')], 'the held task is handed over when the tasks filter is subscribed');
+  subs.route(topics.request('x'), Buffer.from('{}'), undefined);
+  subs.ready();
+  subs.add(topics.requests, z.unknown(), (_p, topic) => {
+    got.push(topic);
+  });
+  subs.route(topics.task('late'), Buffer.from('{}'), undefined);
+  t.same(
+    got,
+    [topics.task('early'), topics.task('late')],
+    'after ready() nothing is held: a message without a subscription then is dropped',
+  );
 });
