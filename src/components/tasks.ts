@@ -253,9 +253,17 @@ export class Tasks implements Component {
     } catch (err) {
       const text = (err as Error).message;
       ctx.log.warn({ task: id, err: text }, `task ${id} failed: ${text}`);
-      const now = ctx.outbox.tasks.get(id);
-      if (now && !finalStates.has(now.state))
-        this.move(now, 'failed', { state: 'failed', reason: 'capture_failed', detail: text.slice(0, DETAIL_CHARS) });
+      try {
+        const now = ctx.outbox.tasks.get(id);
+        if (now && !finalStates.has(now.state))
+          this.move(now, 'failed', { state: 'failed', reason: 'capture_failed', detail: text.slice(0, DETAIL_CHARS) });
+      } catch (err2) {
+        // The outbox itself failed (full disk, closed): the row stays running and the next start fails it as interrupted.
+        ctx.log.error(
+          { task: id, err: (err2 as Error).message },
+          `task ${id}: cannot record its failure; the next start reports it interrupted`,
+        );
+      }
     }
   }
 
