@@ -21,6 +21,7 @@ export const LAYERS: Record<string, number> = {
   evidence: 2,
   vision: 3,
   uplink: 3,
+  tasks: 1,
   rules: 4,
   model: 4,
   health: 5,

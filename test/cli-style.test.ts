@@ -27,6 +27,7 @@ const withSub: Record<string, string[]> = {
   camera: ['camera', 'snapshot'],
   rules: ['rules', 'test'],
   zones: ['zones', 'set'],
+  task: ['task', 'list'],
 };
 
 t.test(
@@ -37,7 +38,7 @@ t.test(
     const commands = commandsOf(top.out);
     t.same(
       commands.toSorted(),
-      ['camera', 'detect', 'discover', 'doctor', 'model', 'outbox', 'rules', 'run', 'status', 'tail', 'zones'],
+      ['camera', 'detect', 'discover', 'doctor', 'model', 'outbox', 'rules', 'run', 'status', 'tail', 'task', 'zones'],
       'the commands the usage lists',
     );
     const documented = documentedExitCodes();

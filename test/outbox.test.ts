@@ -180,7 +180,7 @@ function tests(): void {
     const raw = new Database(file, { readonly: true });
     t.teardown(() => raw.close());
     t.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
-    t.equal(raw.pragma('user_version', { simple: true }), 3);
+    t.equal(raw.pragma('user_version', { simple: true }), 4);
     t.end();
   });
 

@@ -93,6 +93,7 @@ export class Agent {
     await this.openCore();
     for (const cam of this.current.cameras) (await this.openCamera(cam)).start();
     for (const component of this.opts.components) await this.startComponent(component);
+    this.uplink?.inboundReady();
     const models = [...this.detectors.values()].map((d) => d.model.name);
     const components = this.running.map((r) => r.component.name);
     this.opts.log.info({ cameras: this.cameras.size, models, components, dataDir: this.dataDir }, 'agent started');

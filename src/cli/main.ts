@@ -12,6 +12,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'reference subscriber: print (and ack) what gateways publish',
     load: async () => (await import('./tail.js')).tailCommand,
   },
+  task: {
+    summary: 'send a task to a gateway and follow its states; list the task inbox (task send, task list)',
+    load: async () => (await import('./task.js')).taskCommand,
+  },
   outbox: {
     summary: 'inspect and replay the local event store (stats, ls, show, replay)',
     load: async () => (await import('./outbox.js')).outboxCommand,

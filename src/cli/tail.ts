@@ -8,6 +8,7 @@ import { eventPayloadSchema } from '../agent/event.js';
 import { healthPayloadSchema } from '../health/index.js';
 import { safeUrl } from '../log.js';
 import { alertPayloadSchema } from '../outbox/index.js';
+import { taskStatePayloadSchema } from '../tasks/index.js';
 import {
   ACK_SCHEMA_ID,
   availabilityPayloadSchema,
@@ -75,6 +76,7 @@ const payloadSchemas: [RegExp, z.ZodType][] = [
   [/\/alert\/[^/]+$/, alertPayloadSchema],
   [/\/availability$/, availabilityPayloadSchema],
   [/\/health$/, healthPayloadSchema],
+  [/\/task\/[^/]+\/state$/, taskStatePayloadSchema],
 ];
 
 function verbResponseSchema(verb: string): z.ZodType {

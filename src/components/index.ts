@@ -5,12 +5,14 @@ import { RequestsServer } from './requests.js';
 import { EvidenceRetention } from './retention.js';
 import { StatusFile } from './status.js';
 import { SystemdNotify } from './systemd.js';
+import { Tasks } from './tasks.js';
 
 export { HealthPublisher } from './health.js';
 export { MetricsServer } from './metrics.js';
 export { MAX_SNAPSHOT_BYTES, redact, RequestError, REQUESTS_PER_SECOND, RequestsServer } from './requests.js';
 export { EvidenceRetention, PRUNE_INTERVAL_MS } from './retention.js';
 export { StatusFile } from './status.js';
+export { Tasks } from './tasks.js';
 export { frameProblems, notifyAddon, statusLine, SystemdNotify } from './systemd.js';
 
 /**
@@ -20,5 +22,13 @@ export { frameProblems, notifyAddon, statusLine, SystemdNotify } from './systemd
  * tells systemd the whole agent runs, and its STOPPING=1 comes first on stop.
  */
 export function defaultComponents(): Component[] {
-  return [new StatusFile(), new HealthPublisher(), new EvidenceRetention(), new MetricsServer(), new RequestsServer(), new SystemdNotify()];
+  return [
+    new StatusFile(),
+    new HealthPublisher(),
+    new EvidenceRetention(),
+    new MetricsServer(),
+    new RequestsServer(),
+    new Tasks(),
+    new SystemdNotify(),
+  ];
 }

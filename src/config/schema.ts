@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { polygonProblem } from '../common/geometry.js';
 import { TOPIC_PREFIX, TOPIC_PREFIX_RULE } from '../common/topics.js';
+import { parsePublicKey } from '../common/signing.js';
 import { applyPreset, PRESET_NAMES } from './presets.js';
 
 /**
@@ -168,6 +169,41 @@ const outboxSchema = z.strictObject({
     .default(60)
     .describe('delivery: service — an acked event the task service has not confirmed within this many seconds is sent again.'),
 });
+
+const tasksSchema = z
+  .strictObject({
+    publicKey: z
+      .string()
+      .superRefine((text, ctx) => {
+        try {
+          parsePublicKey(text);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        }
+      })
+      .optional()
+      .describe(
+        "Ed25519 public key of the task service: PEM ('-----BEGIN PUBLIC KEY-----…') or the base64 of the raw 32 bytes. Tasks must then be signed (docs/decisions/0047-task-inbox.md).",
+      ),
+    requireSignature: z
+      .boolean()
+      .optional()
+      .describe('Reject tasks without a valid signature (default: true when publicKey is set, false when it is not).'),
+    clockSkewSeconds: z
+      .number()
+      .min(1)
+      .default(600)
+      .describe("A task whose issuedAt is further than this from the gateway's clock is rejected as stale."),
+  })
+  .superRefine((tasks, ctx) => {
+    if (tasks.requireSignature === true && tasks.publicKey === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['requireSignature'],
+        message: 'requireSignature is true but no publicKey is set; set tasks.publicKey',
+      });
+  })
+  .transform((tasks) => ({ ...tasks, requireSignature: tasks.requireSignature ?? tasks.publicKey !== undefined }));
 
 const healthSchema = z.strictObject({
   intervalSeconds: z
@@ -751,6 +787,7 @@ export const configSchema = z
     outbox: outboxSchema.prefault({}).describe('The durable event store on this gateway.'),
     health: healthSchema.prefault({}).describe('The health message.'),
     metrics: metricsSchema.prefault({}).describe('Prometheus metrics over HTTP (off unless listen is set).'),
+    tasks: tasksSchema.prefault({}).describe('Tasks the task service sends down ({prefix}/{gateway.id}/task/{taskId}): who may send them.'),
     cameras: z
       .array(cameraSchema)
       .describe(
@@ -770,6 +807,7 @@ export type GatewayConfig = Config['gateway'];
 export type MqttConfig = Config['mqtt'];
 export type ModelConfig = Config['model'];
 export type MetricsConfig = Config['metrics'];
+export type TasksConfig = Config['tasks'];
 export type CameraConfig = Config['cameras'][number];
 export type SourceConfig = CameraConfig['source'];
 export type LocationConfig = NonNullable<CameraConfig['location']>;

@@ -19,3 +19,5 @@ export type {
 } from './types.js';
 export { ALERT_SCHEMA_ID, alertKinds, alertPayloadSchema } from './alert.js';
 export type { AlertKind, AlertPayload } from './alert.js';
+export { listTasks, TASK_STREAM, TaskInbox } from './tasks.js';
+export type { InboxState, StateMessage, TaskRecord, TaskRow } from './tasks.js';

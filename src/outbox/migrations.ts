@@ -177,4 +177,23 @@ export const migrations: readonly string[] = [
     confirmed_at
     FROM event_rows;
   `,
+  // Version 4: the task inbox (docs/decisions/0047-task-inbox.md): every task the gateway was sent, by id, with
+  // its state and the seq of the last state it published (the states themselves are event_rows on the state topic).
+  `
+  CREATE TABLE tasks (
+    id          TEXT    PRIMARY KEY,
+    kind        TEXT,                        -- null: the payload could not be read as a task
+    camera_id   TEXT,                        -- the camera it runs on; null for kinds that use none
+    payload     TEXT    NOT NULL,            -- the task JSON as received
+    version     INTEGER NOT NULL DEFAULT 1,
+    state       TEXT    NOT NULL CHECK (state IN ('accepted', 'rejected', 'running', 'succeeded', 'failed', 'expired', 'canceled')),
+    reason      TEXT,
+    checkpoint  TEXT,                        -- JSON a resumable kind saves while running
+    state_seq   INTEGER NOT NULL DEFAULT 0,  -- seq of the last state published for the task
+    received_at INTEGER NOT NULL,            -- ms since the Unix epoch
+    updated_at  INTEGER NOT NULL
+  );
+  -- At start the agent reads the tasks that were queued or running, in the order they came.
+  CREATE INDEX tasks_open ON tasks (received_at) WHERE state IN ('accepted', 'running');
+  `,
 ];

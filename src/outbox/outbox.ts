@@ -17,6 +17,7 @@ import { moveAside, prepareFile } from './file.js';
 import { migrations } from './migrations.js';
 import type { OutgoingColumns } from './statements.js';
 import { RowStore } from './store.js';
+import { TaskInbox } from './tasks.js';
 import type {
   AckClaim,
   Delivery,
@@ -46,6 +47,8 @@ import { lowerWatermark, readWatermark } from './watermark.js';
 export class Outbox {
   readonly file: string;
   readonly delivery: Delivery;
+  /** The task inbox kept in the same file (tasks.ts): a state change and its state message commit together. */
+  readonly tasks: TaskInbox;
   private readonly store: RowStore;
   private readonly alerts: Alerts;
   private readonly opts: OutboxOptions;
@@ -57,6 +60,7 @@ export class Outbox {
     this.store = new RowStore(db, file, opts);
     this.delivery = this.store.delivery;
     this.alerts = new Alerts(this.store, opts.alerts);
+    this.tasks = new TaskInbox(this.store);
   }
 
   /**

@@ -51,6 +51,9 @@ interface Subscription {
   refusedLogLevel: NonNullable<SubscribeOptions['refusedLogLevel']>;
 }
 
+/** Most messages held for subscriptions not made yet (see Subscriptions.ready). */
+const MAX_HELD = 1000;
+
 /** Longest schema problem quoted in a log line. */
 const PROBLEM_CHARS = 200;
 
@@ -78,6 +81,12 @@ export class Subscriptions {
   private client: MqttClient | undefined;
   /** Bumped on every connect and close: a SUBACK error from an old connection is not news. */
   private generation = 0;
+  /**
+   * Until ready(): messages no subscription wanted. The persistent session delivers what was sent while the
+   * gateway was offline right after the connect, before the components that subscribe have started; those
+   * messages wait here for them instead of being dropped. null once ready.
+   */
+  private held: { topic: string; payload: Buffer; properties: IPublishPacket['properties'] }[] | null = [];
 
   /** `onAccepted` hears of every message that passed its schema, before its handler runs (the agent's bus). */
   constructor(
@@ -111,7 +120,22 @@ export class Subscriptions {
     this.dropped.delete(filter);
     if (!this.counts.has(filter)) this.counts.set(filter, { received: 0, rejected: 0 });
     if (isNew && this.client) this.subscribe(this.client, filter);
+    const waiting = this.held?.filter((m) => topicMatches(filter, m.topic)) ?? [];
+    if (waiting.length > 0) {
+      this.held = this.held!.filter((m) => !waiting.includes(m));
+      for (const m of waiting) this.route(m.topic, m.payload, m.properties);
+    }
     return () => this.remove(sub);
+  }
+
+  /**
+   * Every subscriber has subscribed (the agent calls this once its components run): messages held for a
+   * subscription that did not come are dropped, and from now on a message no subscription wants is dropped at once.
+   */
+  ready(): void {
+    if (this.held?.length)
+      this.log.warn({ count: this.held.length }, `dropped ${this.held.length} message(s) no subscription wanted at start`);
+    this.held = null;
   }
 
   private remove(sub: Subscription): void {
@@ -147,6 +171,10 @@ export class Subscriptions {
   route(topic: string, payload: Buffer, properties: IPublishPacket['properties']): void {
     const subs = this.list.filter((s) => topicMatches(s.filter, topic));
     if (subs.length === 0) {
+      if (this.held && this.held.length < MAX_HELD && this.topics.owns(topic)) {
+        this.held.push({ topic, payload, properties });
+        return;
+      }
       // A subscription of the session dropped while offline, until the next connect unsubscribes it.
       this.log.debug({ topic }, 'ignored a message no subscription wants');
       return;

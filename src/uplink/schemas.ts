@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { healthPayloadSchema, HEALTH_SCHEMA_ID } from './health-payload.js';
 import { ALERT_SCHEMA_ID, alertPayloadSchema } from '../outbox/index.js';
+import { TASK_SCHEMA_ID, TASK_STATE_SCHEMA_ID, taskSchema, taskStatePayloadSchema } from '../tasks/index.js';
 import { ACK_SCHEMA_ID, ackPayloadSchema, availabilityPayloadSchema, evidencePropertiesSchema } from './contract.js';
 import { requestPayloadSchema, responsePayloadSchema } from './requests-contract.js';
 
@@ -30,6 +31,16 @@ const sources: Record<string, { schema: z.ZodType; title: string; description: s
     schema: ackPayloadSchema,
     title: 'edgepatrol service ack',
     description: `Payload the task service publishes on {prefix}/{gatewayId}/ack (QoS 1), schema ${ACK_SCHEMA_ID}. Generated from src/uplink/contract.ts.`,
+  },
+  'task.schema.json': {
+    schema: taskSchema,
+    title: 'edgepatrol task',
+    description: `Payload the task service publishes on {prefix}/{gatewayId}/task/{taskId} (QoS 1), schema ${TASK_SCHEMA_ID}. Generated from src/tasks/schema.ts.`,
+  },
+  'task-state.schema.json': {
+    schema: taskStatePayloadSchema,
+    title: 'edgepatrol task state',
+    description: `Payload of {prefix}/{gatewayId}/task/{taskId}/state (QoS 1, through the outbox), schema ${TASK_STATE_SCHEMA_ID}. Generated from src/tasks/schema.ts.`,
   },
   'evidence-properties.schema.json': {
     schema: evidencePropertiesSchema,

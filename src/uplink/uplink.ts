@@ -159,6 +159,14 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     return max === null ? null : max - PACKET_OVERHEAD - Buffer.byteLength(topic) - (correlationData?.length ?? 0);
   }
 
+  /**
+   * Every subscriber has subscribed: messages that arrived before their subscription existed (the persistent
+   * session's backlog at start) have been handed over, and the rest are dropped (Subscriptions.ready).
+   */
+  inboundReady(): void {
+    this.subscriptions.ready();
+  }
+
   /** Connects and keeps reconnecting until stop(). Throws at once if a TLS file cannot be read. */
   start(): void {
     if (this.client || this.stopping) throw new Error('uplink: start() called twice; create a new Uplink instead');

@@ -1,0 +1,316 @@
+import { createHash, type KeyObject } from 'node:crypto';
+import { z } from 'zod';
+import type { Component, ComponentContext } from '../agent/index.js';
+import { encodeJpeg } from '../common/jpeg.js';
+import { canonicalJson, parsePublicKey, verifyTask } from '../common/signing.js';
+import { gatewayTopics, type GatewayTopics } from '../common/topics.js';
+import { storeEvidence } from '../evidence/store.js';
+import { grabFrame } from '../ingest/index.js';
+import type { InboxState, StateMessage, TaskRecord, TaskRow } from '../outbox/index.js';
+import {
+  finalStates,
+  TASK_STATE_SCHEMA_ID,
+  taskSchema,
+  type Task,
+  type TaskReason,
+  type TaskStateName,
+  type TaskStatePayload,
+} from '../tasks/index.js';
+
+/** Largest task payload stored as text; a longer one (always rejected) is stored as its sha256. */
+const MAX_STORED = 64 * 1024;
+/** Longest schema problem put in a state's detail. */
+const DETAIL_CHARS = 500;
+/**
+ * Kinds that may resume after a restart: none yet. A snapshot is quick and the service can send it again; a
+ * config change is not applied by a task yet; patrol and verify (later) will resume from their checkpoint.
+ */
+const RESUMABLE: ReadonlySet<string> = new Set();
+
+interface Outcome {
+  state: TaskStateName;
+  reason?: TaskReason;
+  detail?: string;
+  result?: Record<string, unknown>;
+}
+
+function stored(canon: string): string {
+  return canon.length <= MAX_STORED ? canon : `sha256:${createHash('sha256').update(canon).digest('hex')}`;
+}
+
+function problemText(error: z.ZodError): string {
+  const text = error.issues
+    .slice(0, 3)
+    .map((i) => (i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message))
+    .join('; ');
+  return text.length > DETAIL_CHARS ? `${text.slice(0, DETAIL_CHARS - 1)}…` : text;
+}
+
+function kindOf(json: unknown): string | null {
+  if (typeof json !== 'object' || json === null) return null;
+  const kind = (json as Record<string, unknown>).kind;
+  return typeof kind === 'string' && kind.length <= 32 ? kind : null;
+}
+
+/**
+ * The task inbox's runner (docs/decisions/0047-task-inbox.md): takes tasks from {prefix}/{gw}/task/{taskId},
+ * checks them (schema, topic id, signature, issuedAt window, expiry, duplicates), stores them in the outbox's
+ * tasks table and publishes every state through the outbox. Tasks run one at a time per camera, in arrival order.
+ */
+export class Tasks implements Component {
+  readonly name = 'tasks';
+  private ctx: ComponentContext | undefined;
+  private topics: GatewayTopics | undefined;
+  private key: KeyObject | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private readonly queues = new Map<string, string[]>();
+  private readonly running = new Map<string, Promise<void>>();
+  private stopping = false;
+
+  /** `now`: the clock (default Date.now). */
+  constructor(private readonly now: () => number = Date.now) {}
+
+  start(ctx: ComponentContext): void {
+    this.ctx = ctx;
+    this.stopping = false;
+    this.topics = gatewayTopics(ctx.config.mqtt.prefix, ctx.config.gateway.id);
+    const { publicKey } = ctx.config.tasks;
+    this.key = publicKey === undefined ? undefined : parsePublicKey(publicKey);
+    for (const row of ctx.outbox.tasks.open()) {
+      if (row.state === 'running' && !RESUMABLE.has(row.kind ?? '')) {
+        this.move(row, 'failed', { state: 'failed', reason: 'interrupted', detail: 'the agent stopped while the task ran' });
+        ctx.log.warn(
+          { task: row.id, kind: row.kind },
+          `task ${row.id} (${row.kind}) was running when the agent stopped; failed it as interrupted`,
+        );
+      } else if (row.state === 'accepted' && row.cameraId !== null) {
+        this.enqueue(row.cameraId, row.id);
+      }
+    }
+    this.unsubscribe = ctx.uplink.subscribe(this.topics.tasks, z.unknown(), (json, topic) => this.receive(json, topic));
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    this.queues.clear();
+    await Promise.allSettled([...this.running.values()]);
+  }
+
+  /** Synchronous up to the first write, so the task is stored before the broker gets its PUBACK. */
+  private receive(json: unknown, topic: string): void {
+    const ctx = this.ctx!;
+    const id = topic.slice(this.topics!.base.length + '/task/'.length);
+    const canon = stored(canonicalJson(json));
+    const existing = ctx.outbox.tasks.get(id);
+    const parsed = taskSchema.safeParse(json);
+    if (existing) return this.again(existing, canon, parsed.success ? parsed.data : undefined, json);
+
+    const record: TaskRecord = { id, kind: kindOf(json), cameraId: null, payload: canon, version: 1 };
+    if (!parsed.success) return this.reject(record, 'bad_task', problemText(parsed.error));
+    const task = parsed.data;
+    record.kind = task.kind;
+    record.version = task.version ?? 1;
+    if (task.id !== id)
+      return this.reject(record, 'bad_task', `id ${JSON.stringify(task.id)} is not the topic's task id ${JSON.stringify(id)}`);
+    const refused = this.trustProblem(task, json as Record<string, unknown>);
+    if (refused) return this.reject(record, refused.reason, refused.detail);
+    if (task.expiresAt !== undefined && Date.parse(task.expiresAt) <= this.now()) {
+      this.insert(record, 'expired', {
+        state: 'expired',
+        reason: 'expired',
+        detail: `expiresAt ${task.expiresAt} had passed when it arrived`,
+      });
+      return;
+    }
+    if (task.kind === 'patrol' || task.kind === 'verify' || task.kind === 'config') {
+      return this.reject(record, 'not_supported_yet', `this gateway does not run ${task.kind} tasks yet`);
+    }
+    if (task.kind === 'cancel') return this.cancel(record, task.target);
+    if (!ctx.config.cameras.some((c) => c.id === task.camera)) {
+      return this.reject(record, 'unknown_camera', `no camera ${task.camera} on this gateway`);
+    }
+    record.cameraId = task.camera;
+    this.insert(record, 'accepted', { state: 'accepted' });
+    this.enqueue(task.camera, id);
+  }
+
+  /** A task id seen before: a redelivery, a replay, a newer version or a clash. */
+  private again(row: TaskRow, canon: string, task: Task | undefined, json: unknown): void {
+    const ctx = this.ctx!;
+    if (row.payload === canon) {
+      if (!finalStates.has(row.state)) {
+        ctx.log.debug({ task: row.id }, `task ${row.id} delivered again; it is already ${row.state}`);
+        return;
+      }
+      this.move(row, row.state, {
+        state: 'rejected',
+        reason: 'replay',
+        detail: `task ${row.id} was sent again after it ended (${row.state}); not run again`,
+      });
+      return;
+    }
+    const version = task?.version ?? 1;
+    if (task && task.id === row.id && row.state === 'accepted' && version > row.version && task.kind === row.kind) {
+      const refused = this.trustProblem(task, json as Record<string, unknown>);
+      if (!refused) {
+        const cameraId = 'camera' in task ? task.camera : null;
+        if (cameraId === row.cameraId) {
+          ctx.outbox.tasks.replace(
+            { id: row.id, kind: task.kind, cameraId, payload: canon, version },
+            'accepted',
+            null,
+            this.message(row.id, { state: 'accepted' }),
+          );
+          ctx.log.info({ task: row.id, version }, `task ${row.id} replaced by its version ${version} while queued`);
+          return;
+        }
+      }
+    }
+    this.move(row, row.state, {
+      state: 'rejected',
+      reason: 'duplicate_id',
+      detail: `another task with id ${row.id} is already ${row.state}; this one (a different payload) is not run`,
+    });
+  }
+
+  private trustProblem(task: Task, json: Record<string, unknown>): { reason: TaskReason; detail: string } | null {
+    const { requireSignature, clockSkewSeconds } = this.ctx!.config.tasks;
+    if (task.signature === undefined) {
+      if (requireSignature) return { reason: 'unsigned', detail: 'this gateway takes signed tasks only (tasks.requireSignature)' };
+    } else if (this.key !== undefined && !verifyTask(json, this.key)) {
+      return { reason: 'bad_signature', detail: "the signature does not verify with the gateway's tasks.publicKey" };
+    }
+    const skew = Math.abs(Date.parse(task.issuedAt) - this.now());
+    if (skew > clockSkewSeconds * 1000) {
+      return {
+        reason: 'stale',
+        detail: `issuedAt ${task.issuedAt} is ${Math.round(skew / 1000)} s from the gateway's clock (at most ${clockSkewSeconds} s)`,
+      };
+    }
+    return null;
+  }
+
+  private cancel(record: TaskRecord, targetId: string): void {
+    const inbox = this.ctx!.outbox.tasks;
+    this.insert(record, 'running', { state: 'accepted' });
+    const self = inbox.get(record.id)!;
+    this.move(self, 'running', { state: 'running' });
+    const target = inbox.get(targetId);
+    if (!target) {
+      this.move(self, 'failed', { state: 'failed', reason: 'unknown_target', detail: `no task ${targetId} on this gateway` });
+    } else if (target.state === 'accepted') {
+      this.move(target, 'canceled', { state: 'canceled', reason: 'canceled', detail: `canceled by task ${record.id}` });
+      this.move(self, 'succeeded', { state: 'succeeded', result: { target: targetId } });
+    } else {
+      this.move(self, 'failed', {
+        state: 'failed',
+        reason: 'not_cancelable',
+        detail: `task ${targetId} is ${target.state}; only a queued task can be canceled`,
+      });
+    }
+  }
+
+  private enqueue(cameraId: string, id: string): void {
+    const queue = this.queues.get(cameraId) ?? [];
+    queue.push(id);
+    this.queues.set(cameraId, queue);
+    this.pump(cameraId);
+  }
+
+  /** Starts the next queued task of the camera unless one runs. */
+  private pump(cameraId: string): void {
+    if (this.stopping || this.running.has(cameraId)) return;
+    const queue = this.queues.get(cameraId);
+    const id = queue?.shift();
+    if (id === undefined) return;
+    const run = this.runOne(id).finally(() => {
+      this.running.delete(cameraId);
+      this.pump(cameraId);
+    });
+    this.running.set(cameraId, run);
+  }
+
+  private async runOne(id: string): Promise<void> {
+    const ctx = this.ctx!;
+    const row = ctx.outbox.tasks.get(id);
+    if (row?.state !== 'accepted') return;
+    try {
+      const task = taskSchema.parse(JSON.parse(row.payload));
+      if (task.expiresAt !== undefined && Date.parse(task.expiresAt) <= this.now()) {
+        this.move(row, 'expired', {
+          state: 'expired',
+          reason: 'expired',
+          detail: `expiresAt ${task.expiresAt} passed while it was queued`,
+        });
+        return;
+      }
+      this.move(row, 'running', { state: 'running' });
+      if (task.kind !== 'snapshot') throw new Error(`kind ${task.kind} cannot be queued`);
+      const result = await this.snapshot(task.camera, id);
+      this.move(row, 'succeeded', { state: 'succeeded', result });
+    } catch (err) {
+      const text = (err as Error).message;
+      ctx.log.warn({ task: id, err: text }, `task ${id} failed: ${text}`);
+      try {
+        const now = ctx.outbox.tasks.get(id);
+        if (now && !finalStates.has(now.state))
+          this.move(now, 'failed', { state: 'failed', reason: 'capture_failed', detail: text.slice(0, DETAIL_CHARS) });
+      } catch (err2) {
+        // The outbox itself failed (full disk, closed): the row stays running and the next start fails it as interrupted.
+        ctx.log.error(
+          { task: id, err: (err2 as Error).message },
+          `task ${id}: cannot record its failure; the next start reports it interrupted`,
+        );
+      }
+    }
+  }
+
+  /** One frame of the camera's main stream, stored as a JPEG under {dataDir}/evidence with its sha256. */
+  private async snapshot(cameraId: string, taskId: string): Promise<Record<string, unknown>> {
+    const { config, dataDir } = this.ctx!;
+    const camera = config.cameras.find((c) => c.id === cameraId);
+    if (!camera) throw new Error(`camera ${cameraId} is no longer in the config`);
+    const url = camera.source.url ?? camera.source.file;
+    if (url === undefined) throw new Error(`camera ${cameraId} has no stream to grab`);
+    const frame = await grabFrame({ cameraId, url });
+    const jpeg = await encodeJpeg(frame, config.evidence.jpegQuality);
+    const ts = this.now();
+    const saved = storeEvidence(dataDir, `task-${taskId}`, ts, jpeg);
+    return { camera: cameraId, file: saved.file, sha256: saved.sha256, bytes: saved.bytes, width: frame.width, height: frame.height };
+  }
+
+  private reject(record: TaskRecord, reason: TaskReason, detail: string): void {
+    this.ctx!.log.warn({ task: record.id, kind: record.kind, reason }, `task ${record.id} rejected (${reason}): ${detail}`);
+    this.insert(record, 'rejected', { state: 'rejected', reason, detail });
+  }
+
+  private insert(record: TaskRecord, state: InboxState, outcome: Outcome): void {
+    this.ctx!.outbox.tasks.insert(record, state, outcome.reason ?? null, this.message(record.id, outcome));
+  }
+
+  /** Stores the row's new state and publishes `outcome` (a replay or clash publishes a state the row keeps not). */
+  private move(row: TaskRow, state: InboxState, outcome: Outcome): void {
+    const reason = state === row.state ? row.reason : (outcome.reason ?? null);
+    this.ctx!.outbox.tasks.move(row.id, state, reason, this.message(row.id, outcome));
+    row.state = state;
+  }
+
+  private message(taskId: string, outcome: Outcome): StateMessage {
+    return {
+      topic: this.topics!.taskState(taskId),
+      build: (seq, at, gatewaySeq): TaskStatePayload => ({
+        schema: TASK_STATE_SCHEMA_ID,
+        taskId,
+        state: outcome.state,
+        at: new Date(at).toISOString(),
+        seq,
+        gatewaySeq,
+        ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
+        ...(outcome.detail === undefined ? {} : { detail: outcome.detail }),
+        ...(outcome.result === undefined ? {} : { result: outcome.result }),
+      }),
+    };
+  }
+}
