@@ -41,7 +41,23 @@ class Reader:
     def __init__(self, path, appsrc):
         self.appsrc = appsrc
         self.caps = None
+        self.started = False
+        self.stopped = False
         self.pipeline = self.build(path)
+        # Reading starts when the appsrc first asks for data, i.e. once the media pipeline runs: caps set on an
+        # appsrc that is not started yet are flushed with its queue when it starts, and buffers without caps never
+        # reach the payloader (a loaded machine, where the media pipeline starts late, showed it: no frames at all).
+        appsrc.connect("need-data", self.on_need_data)
+
+    def on_need_data(self, _src, _length):
+        if not self.started:
+            self.started = True
+            GLib.idle_add(self.start_once)
+
+    def start_once(self):
+        if not self.stopped:
+            self.start()
+        return False
 
     def build(self, path):
         pipeline = Gst.parse_launch(
@@ -62,6 +78,7 @@ class Reader:
         self.pipeline.set_state(Gst.State.PLAYING)
 
     def stop(self):
+        self.stopped = True
         self.pipeline.get_bus().remove_signal_watch()
         self.pipeline.set_state(Gst.State.NULL)
 
@@ -71,8 +88,10 @@ class Reader:
         A new reader pipeline, not the old one restarted: parsebin links its source pad only once, so a
         restarted pipeline stops with `not-linked`."""
         self.stop()
+        self.stopped = False
         self.pipeline = self.build(path)
-        self.start()
+        if self.started:
+            self.start()
 
     def on_sample(self, sink):
         sample = sink.emit("pull-sample")
@@ -101,15 +120,16 @@ class LoopingFactory(GstRtspServer.RTSPMediaFactory):
         self.path = path
         self.readers = set()
         self.set_launch(MEDIA_LAUNCH)
-        # One media (and one reader) per mount, whatever the number of clients.
-        self.set_shared(True)
+        # One media (and one reader) per client: a shared media that is being torn down as its last client leaves
+        # is handed to the next client that connects at that moment ("media was not prepared"), which then gets no
+        # stream. A reader only demuxes and parses, so one per client costs little.
+        self.set_shared(False)
         self.connect("media-configure", self.on_media_configure)
 
     def on_media_configure(self, _factory, media):
         reader = Reader(self.path, media.get_element().get_by_name("src"))
         self.readers.add(reader)
         media.connect("unprepared", lambda _m: (self.readers.discard(reader), reader.stop()))
-        reader.start()
 
     def switch(self, path):
         self.path = path

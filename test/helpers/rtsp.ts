@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -129,8 +129,11 @@ async function launch(port: number, clip: string, mounts: string[]): Promise<Lau
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stderr = '';
+  // RTSP_SERVER_LOG=DIR keeps each server's whole stderr (GST_DEBUG=2 for GStreamer's warnings) for a failure's post-mortem.
+  const log = process.env.RTSP_SERVER_LOG ? createWriteStream(join(process.env.RTSP_SERVER_LOG, `rtsp-server-${proc.pid}.log`)) : undefined;
   proc.stderr.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
+    log?.write(d);
   });
   // A switch() racing the server's death must not crash the test with EPIPE: the exit handler below answers it.
   proc.stdin.on('error', () => {});
