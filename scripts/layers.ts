@@ -26,8 +26,9 @@ export const LAYERS: Record<string, number> = {
   model: 4,
   health: 5,
   agent: 6,
-  components: 7,
-  cli: 8,
+  ptz: 7,
+  components: 8,
+  cli: 9,
 };
 
 export interface ImportEdge {

@@ -139,7 +139,7 @@ t.test('task inbox against a real agent, broker and SQLite file', async (t) => {
     await publish('exp-1', task('exp-1', { kind: 'snapshot', camera: 'cam1', expiresAt: new Date(Date.now() - 1000).toISOString() }));
     await publish('bad-1', task('bad-1', { kind: 'snapshot' }));
     await publish('bad-2', task('other-id', { kind: 'snapshot', camera: 'cam1' }));
-    await publish('pat-1', task('pat-1', { kind: 'patrol', camera: 'cam1', presets: ['a'] }));
+    await publish('pat-1', task('pat-1', { kind: 'patrol', camera: 'cam1', stops: [{ preset: 'a' }] }));
     await publish('uns-1', task('uns-1', { kind: 'snapshot', camera: 'cam1' }, null));
     await publish('sig-1', task('sig-1', { kind: 'snapshot', camera: 'cam1' }, other));
     const tampered = { ...task('sig-2', { kind: 'snapshot', camera: 'cam1' }), camera: 'slow' };
@@ -149,7 +149,7 @@ t.test('task inbox against a real agent, broker and SQLite file', async (t) => {
       'exp-1': 'expired:expired',
       'bad-1': 'rejected:bad_task',
       'bad-2': 'rejected:bad_task',
-      'pat-1': 'rejected:not_supported_yet',
+      'pat-1': 'rejected:not_ptz',
       'uns-1': 'rejected:unsigned',
       'sig-1': 'rejected:bad_signature',
       'sig-2': 'rejected:bad_signature',

@@ -54,6 +54,8 @@ export class CameraPipeline {
   /** Frames captured before this (a view change, a pause, a resume) belong to another view: they are not evaluated. */
   private viewSince = 0;
   private pauseReason: PauseReason | undefined;
+  /** Readers of every frame the stream delivers (tapFrames). */
+  private readonly taps = new Set<(frame: Frame) => void>();
 
   static async open(opts: CameraPipelineOptions): Promise<CameraPipeline> {
     return new CameraPipeline(opts, await CameraRules.open(opts.config));
@@ -103,6 +105,13 @@ export class CameraPipeline {
     });
     this.source.on('frame', (frame: Frame) => {
       this.counters.framesIn++;
+      for (const tap of this.taps) {
+        try {
+          tap(frame);
+        } catch (err) {
+          log.warn({ camera: id, err: (err as Error).message }, `camera ${id}: a frame reader failed: ${(err as Error).message}`);
+        }
+      }
       if (this.pauseReason !== undefined) return this.source.recycle(frame.data);
       const { decision } = this.gate.decide(frame, this.objectsTracked);
       if (decision === 'motion') this.counters.motionFrames++;
@@ -153,6 +162,25 @@ export class CameraPipeline {
         }
       });
     }
+  }
+
+  /**
+   * Calls `read` with every frame the stream delivers, paused or not, before the frame path sees it (e.g. whether
+   * the picture is still after a PTZ move). The frame's buffer is only valid during the call: copy what you keep.
+   * Returns the function that stops it.
+   */
+  tapFrames(read: (frame: Frame) => void): () => void {
+    this.taps.add(read);
+    return () => this.taps.delete(read);
+  }
+
+  /** The id of the view the rules run on (`config`: the camera's own) and why it is paused, if it is. */
+  get viewState(): { view: string; paused?: PauseReason; open: Array<{ eventId: string; zoneId: string; ruleId: string }> } {
+    return {
+      view: this.rules.view.id,
+      ...(this.pauseReason !== undefined && { paused: this.pauseReason }),
+      open: this.rules.openEvents(),
+    };
   }
 
   /**

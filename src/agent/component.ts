@@ -3,6 +3,7 @@ import type { Config } from '../config/index.js';
 import type { Outbox } from '../outbox/index.js';
 import type { PauseReason, ViewInput } from '../rules/index.js';
 import type { Uplink } from '../uplink/index.js';
+import type { Frame } from '../vision/types.js';
 import type { ScopedBus } from './bus.js';
 import type { CameraStatus } from './stats.js';
 
@@ -34,6 +35,10 @@ export interface Cameras {
   /** Stops evaluating the camera until resume (CameraPipeline.pause); open events end with `reason`. */
   pause(cameraId: string, reason: PauseReason): Promise<void>;
   resume(cameraId: string): void;
+  /** Every frame the camera's stream delivers (CameraPipeline.tapFrames); valid only during the call. */
+  tapFrames(cameraId: string, read: (frame: Frame) => void): () => void;
+  /** The camera's view id, pause reason and open violations (CameraPipeline.viewState). */
+  viewState(cameraId: string): { view: string; paused?: PauseReason; open: Array<{ eventId: string; zoneId: string; ruleId: string }> };
 }
 
 /** What a component gets from the core. */

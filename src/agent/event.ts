@@ -47,6 +47,10 @@ export const eventPayloadSchema = z
       .regex(/^[a-z][a-z0-9_]*$/)
       .describe('governance type, e.g. fire_lane_parking; also the last topic level'),
     preset: z.string().optional().describe('the preset the rule was built from, when it was'),
+    view: z
+      .string()
+      .optional()
+      .describe("the PTZ preset (its id in the camera's config) the camera was looking from; absent for the camera's own view"),
     camera: z.object({ id: z.string(), name: z.string().optional() }).strict(),
     zone: z.string(),
     rule: z.object({ id: z.string(), kind: z.enum(RULE_KINDS) }).strict(),

@@ -232,6 +232,8 @@ export class Agent {
         setView: (id, view) => this.camera(id).setView(view),
         pause: (id, reason) => this.camera(id).pause(reason),
         resume: (id) => this.camera(id).resume(),
+        tapFrames: (id, read) => this.camera(id).tapFrames(read),
+        viewState: (id) => this.camera(id).viewState,
       },
       allowedCpus: this.cpus.allowed,
     };

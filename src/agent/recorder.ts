@@ -92,6 +92,7 @@ export class EventRecorder {
         gatewayId: config.gateway.id,
         type: hit.eventType,
         ...(hit.preset !== undefined && { preset: hit.preset }),
+        ...(hit.view !== undefined && { view: hit.view }),
         camera: { id: cam.id, name: cam.name },
         zone: hit.zoneId,
         rule: { id: hit.ruleId, kind: hit.rule },

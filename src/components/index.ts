@@ -6,6 +6,8 @@ import { EvidenceRetention } from './retention.js';
 import { StatusFile } from './status.js';
 import { SystemdNotify } from './systemd.js';
 import { Tasks } from './tasks.js';
+import { Patrols } from './patrols.js';
+import { PtzHub } from '../ptz/index.js';
 
 export { HealthPublisher } from './health.js';
 export { MetricsServer } from './metrics.js';
@@ -13,22 +15,26 @@ export { MAX_SNAPSHOT_BYTES, redact, RequestError, REQUESTS_PER_SECOND, Requests
 export { EvidenceRetention, PRUNE_INTERVAL_MS } from './retention.js';
 export { StatusFile } from './status.js';
 export { Tasks } from './tasks.js';
+export { Patrols } from './patrols.js';
 export { frameProblems, notifyAddon, statusLine, SystemdNotify } from './systemd.js';
 
 /**
  * The components `edgepatrol run` starts, in start order (they stop in reverse). A new capability is a file
  * of this folder implementing Component (src/agent/component.ts), added here. RequestsServer comes after MetricsServer,
- * whose counter of answers listens from its start. SystemdNotify is last: its READY=1
+ * whose counter of answers listens from its start. Patrols come before Tasks, which share their PTZ movers. SystemdNotify is last: its READY=1
  * tells systemd the whole agent runs, and its STOPPING=1 comes first on stop.
  */
 export function defaultComponents(): Component[] {
+  // The PTZ cameras' movers, shared: a verification task takes a dome from a scheduled round through its lease.
+  const ptz = new PtzHub();
   return [
     new StatusFile(),
     new HealthPublisher(),
     new EvidenceRetention(),
     new MetricsServer(),
     new RequestsServer(),
-    new Tasks(),
+    new Patrols(ptz),
+    new Tasks(ptz),
     new SystemdNotify(),
   ];
 }

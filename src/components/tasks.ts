@@ -7,6 +7,8 @@ import { gatewayTopics, type GatewayTopics } from '../common/topics.js';
 import { storeEvidence } from '../evidence/store.js';
 import { grabFrame } from '../ingest/index.js';
 import type { InboxState, StateMessage, TaskRecord, TaskRow } from '../outbox/index.js';
+import { PtzError, PtzHub, runRound, runVerify } from '../ptz/index.js';
+import { patrolRound, ptzTaskProblem, queueOf, verifyTarget, type PatrolTask, type VerifyTask } from './ptz-tasks.js';
 import {
   finalStates,
   TASK_STATE_SCHEMA_ID,
@@ -31,6 +33,7 @@ interface Outcome {
   state: TaskStateName;
   reason?: TaskReason;
   detail?: string;
+  progress?: number;
   result?: Record<string, unknown>;
 }
 
@@ -65,10 +68,15 @@ export class Tasks implements Component {
   private unsubscribe: (() => void) | undefined;
   private readonly queues = new Map<string, string[]>();
   private readonly running = new Map<string, Promise<void>>();
+  /** Running tasks' abort controllers: stop() aborts them (a patrol in its dwell must not hold up shutdown). */
+  private readonly aborts = new Map<string, AbortController>();
   private stopping = false;
 
-  /** `now`: the clock (default Date.now). */
-  constructor(private readonly now: () => number = Date.now) {}
+  /** `ptz`: the PTZ cameras' movers, shared with the patrol schedules; `now`: the clock (default Date.now). */
+  constructor(
+    private readonly ptz: PtzHub = new PtzHub(),
+    private readonly now: () => number = Date.now,
+  ) {}
 
   start(ctx: ComponentContext): void {
     this.ctx = ctx;
@@ -84,9 +92,10 @@ export class Tasks implements Component {
           `task ${row.id} (${row.kind}) was running when the agent stopped; failed it as interrupted`,
         );
       } else if (row.state === 'accepted' && row.cameraId !== null) {
-        this.enqueue(row.cameraId, row.id);
+        this.enqueue(queueOf(row.kind, row.cameraId), row.id);
       }
     }
+    this.ptz.start(ctx.config.cameras, ctx.cameras, ctx.log);
     this.unsubscribe = ctx.uplink.subscribe(this.topics.tasks, z.unknown(), (json, topic) => this.receive(json, topic));
   }
 
@@ -95,7 +104,9 @@ export class Tasks implements Component {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     this.queues.clear();
+    for (const c of this.aborts.values()) c.abort(new PtzError('stopped', 'the agent is stopping'));
     await Promise.allSettled([...this.running.values()]);
+    this.ptz.stop();
   }
 
   /** Synchronous up to the first write, so the task is stored before the broker gets its PUBACK. */
@@ -124,16 +135,17 @@ export class Tasks implements Component {
       });
       return;
     }
-    if (task.kind === 'patrol' || task.kind === 'verify' || task.kind === 'config') {
+    if (task.kind === 'config') {
       return this.reject(record, 'not_supported_yet', `this gateway does not run ${task.kind} tasks yet`);
     }
     if (task.kind === 'cancel') return this.cancel(record, task.target);
-    if (!ctx.config.cameras.some((c) => c.id === task.camera)) {
-      return this.reject(record, 'unknown_camera', `no camera ${task.camera} on this gateway`);
-    }
+    const camera = ctx.config.cameras.find((c) => c.id === task.camera);
+    if (!camera) return this.reject(record, 'unknown_camera', `no camera ${task.camera} on this gateway`);
+    const problem = task.kind === 'patrol' || task.kind === 'verify' ? ptzTaskProblem(task, camera, ctx.outbox) : null;
+    if (problem) return this.reject(record, problem.reason, problem.detail);
     record.cameraId = task.camera;
     this.insert(record, 'accepted', { state: 'accepted' });
-    this.enqueue(task.camera, id);
+    this.enqueue(queueOf(task.kind, task.camera), id);
   }
 
   /** A task id seen before: a redelivery, a replay, a newer version or a clash. */
@@ -247,16 +259,24 @@ export class Tasks implements Component {
         return;
       }
       this.move(row, 'running', { state: 'running' });
-      if (task.kind !== 'snapshot') throw new Error(`kind ${task.kind} cannot be queued`);
-      const result = await this.snapshot(task.camera, id);
+      const controller = new AbortController();
+      this.aborts.set(id, controller);
+      let result: Record<string, unknown>;
+      if (task.kind === 'snapshot') result = await this.snapshot(task.camera, id);
+      else if (task.kind === 'patrol') result = await this.patrol(task, row, controller.signal);
+      else if (task.kind === 'verify') result = await this.verify(task, id, controller.signal);
+      else throw new Error(`kind ${task.kind} cannot be queued`);
       this.move(row, 'succeeded', { state: 'succeeded', result });
     } catch (err) {
       const text = (err as Error).message;
       ctx.log.warn({ task: id, err: text }, `task ${id} failed: ${text}`);
       try {
         const now = ctx.outbox.tasks.get(id);
+        const reason: TaskReason =
+          err instanceof PtzError ? (err.reason === 'stopped' || err.reason === 'busy' ? 'interrupted' : err.reason) : 'capture_failed';
+        const partial = (err as { partial?: Record<string, unknown> }).partial;
         if (now && !finalStates.has(now.state))
-          this.move(now, 'failed', { state: 'failed', reason: 'capture_failed', detail: text.slice(0, DETAIL_CHARS) });
+          this.move(now, 'failed', { state: 'failed', reason, detail: text.slice(0, DETAIL_CHARS), ...(partial && { result: partial }) });
       } catch (err2) {
         // The outbox itself failed (full disk, closed): the row stays running and the next start fails it as interrupted.
         ctx.log.error(
@@ -264,7 +284,69 @@ export class Tasks implements Component {
           `task ${id}: cannot record its failure; the next start reports it interrupted`,
         );
       }
+    } finally {
+      this.aborts.delete(id);
     }
+  }
+
+  /** A patrol round: the config's (round) or the task's own stops; a progress state after each stop. */
+  private async patrol(task: PatrolTask, row: TaskRow, signal: AbortSignal): Promise<Record<string, unknown>> {
+    const ctx = this.ctx!;
+    const camera = ctx.config.cameras.find((c) => c.id === task.camera);
+    const round = camera && patrolRound(task, camera);
+    if (!round) throw new Error(`camera ${task.camera} or its round ${task.round} is no longer in the config`);
+    const ptz = await this.ptz.get(task.camera);
+    if (!ptz) throw new PtzError('camera_unreachable', `camera ${task.camera} cannot be moved (no PTZ control)`);
+    const lease = await ptz.acquire('patrol', task.id, { wait: true, signal });
+    try {
+      const result = await runRound({
+        ptz,
+        lease,
+        round,
+        bus: ctx.bus,
+        dataDir: ctx.dataDir,
+        jpegQuality: ctx.config.evidence.jpegQuality,
+        log: ctx.log,
+        evidenceName: `task-${task.id}`,
+        signal,
+        onStop: (i, stop) => {
+          if (stop.error === undefined && i < round.stops.length - 1)
+            this.move(row, 'running', { state: 'progress', progress: (i + 1) / round.stops.length, result: { stop: i + 1, ...stop } });
+        },
+      });
+      return { ...result };
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** Verify after disposal: the event's (or the task's) view, zone and rule, evaluated again. */
+  private async verify(task: VerifyTask, taskId: string, signal: AbortSignal): Promise<Record<string, unknown>> {
+    const ctx = this.ctx!;
+    const camera = ctx.config.cameras.find((c) => c.id === task.camera);
+    if (!camera) throw new Error(`camera ${task.camera} is no longer in the config`);
+    const target = verifyTarget(task, ctx.outbox);
+    if ('reason' in target) throw new Error(target.detail);
+    const zone = (target.preset === undefined ? camera.zones : camera.presets?.find((p) => p.id === target.preset)?.zones)?.find(
+      (z) => z.id === target.zone,
+    );
+    const rule = zone?.rules.find((r) => r.id === target.rule);
+    const ruleSeconds = rule && 'seconds' in rule && typeof rule.seconds === 'number' ? rule.seconds : 0;
+    const seconds = task.seconds ?? Math.min(600, Math.max(20, ruleSeconds + 15));
+    const result = await runVerify({
+      target,
+      seconds,
+      camera,
+      cameras: ctx.cameras,
+      ptz: await this.ptz.get(task.camera),
+      bus: ctx.bus,
+      dataDir: ctx.dataDir,
+      jpegQuality: ctx.config.evidence.jpegQuality,
+      log: ctx.log,
+      evidenceName: `verify-${taskId}`,
+      signal,
+    });
+    return { ...result };
   }
 
   /** One frame of the camera's main stream, stored as a JPEG under {dataDir}/evidence with its sha256. */
@@ -309,6 +391,7 @@ export class Tasks implements Component {
         gatewaySeq,
         ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
         ...(outcome.detail === undefined ? {} : { detail: outcome.detail }),
+        ...(outcome.progress === undefined ? {} : { progress: Math.round(outcome.progress * 1000) / 1000 }),
         ...(outcome.result === undefined ? {} : { result: outcome.result }),
       }),
     };

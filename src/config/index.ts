@@ -13,6 +13,8 @@ export {
   type ZoneConfig,
   type OnvifConfig,
   type PresetConfig,
+  type PtzConfig,
+  type PatrolConfig,
   type RuleConfig,
   type PresenceRuleConfig,
   type DwellRuleConfig,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { polygonProblem } from '../common/geometry.js';
 import { TOPIC_PREFIX, TOPIC_PREFIX_RULE } from '../common/topics.js';
 import { parsePublicKey } from '../common/signing.js';
+import { Cron } from 'croner';
 import { applyPreset, PRESET_NAMES } from './presets.js';
 
 /**
@@ -621,6 +622,94 @@ const presetSchema = z
   })
   .superRefine(viewChecks, { when: () => true });
 
+const ptzSchema = z.strictObject({
+  profile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Token of the media profile the camera is moved through (default: onvif.profile, else the first profile with PTZ).'),
+  moveTimeoutSeconds: z
+    .number()
+    .positive()
+    .max(120)
+    .default(20)
+    .describe('A move that has not arrived (MoveStatus IDLE, or Position at the preset) after this long has failed.'),
+  settleSeconds: z
+    .number()
+    .min(0)
+    .max(60)
+    .default(1.5)
+    .describe('Least time between the move command and detection: cameras report IDLE a moment before they start moving.'),
+  tolerance: z
+    .number()
+    .positive()
+    .max(0.5)
+    .default(0.02)
+    .describe("Largest difference per axis (ONVIF's -1..1 space) between a preset and the camera's position counted as there."),
+  stableDifference: z
+    .number()
+    .positive()
+    .max(100)
+    .default(6)
+    .describe('After arrival, the picture counts as stable once two frames in a row differ by less than this (mean grey level, 0-255).'),
+  stableTimeoutSeconds: z
+    .number()
+    .positive()
+    .max(60)
+    .default(8)
+    .describe('Longest wait for a stable picture after arrival; a view that never steadies is evaluated anyway (logged).'),
+  maxMovesPerHour: z
+    .number()
+    .int()
+    .positive()
+    .max(3600)
+    .default(120)
+    .describe(
+      'Moves (presets and home) in any hour, to spare the motors; a patrol or verify that would exceed it fails moves_capped. Going home is never refused.',
+    ),
+  driftCheckSeconds: z
+    .number()
+    .positive()
+    .max(600)
+    .default(5)
+    .describe(
+      "How often the camera's position is read while it should stand still: a position the agent did not set means a person is steering it.",
+    ),
+  manualHoldSeconds: z
+    .number()
+    .min(0)
+    .max(86_400)
+    .default(300)
+    .describe('After manual control is noticed, patrols and verifications leave the camera alone this long.'),
+});
+
+const patrolSchema = z.strictObject({
+  id: identifier('patrol id').describe('Names the round in tasks (round), logs and `edgepatrol patrol run --round`.'),
+  schedule: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      "When the round runs by itself: a cron expression (5 fields, the camera's time zone), e.g. '*/30 7-22 * * *'. Absent: only when asked (a patrol task, patrol run).",
+    ),
+  stops: z
+    .array(
+      z.strictObject({
+        preset: identifier('preset id').describe('A preset of this camera (cameras[].presets[].id).'),
+        dwellSeconds: z
+          .number()
+          .positive()
+          .max(3600)
+          .default(30)
+          .describe(
+            "How long the preset's rules run once the picture is stable; at least the longest dwell of its rules to see a violation start.",
+          ),
+      }),
+    )
+    .min(1, { error: 'a patrol needs at least one stop' })
+    .describe('The presets visited, in order; the camera goes home after the last.'),
+});
+
 const onvifSchema = z
   .strictObject({
     url: urlWithScheme(['http', 'https'], 'http://192.0.2.10/onvif/device_service').describe(
@@ -675,6 +764,11 @@ const cameraSchema = z
       .array(presetSchema)
       .optional()
       .describe('PTZ presets, each with its own view (zones, rules, motion masks) used while the camera is at it; needs onvif.'),
+    ptz: ptzSchema.prefault({}).describe('How the camera is moved to its presets (patrols, verification): arrival, settling, move caps.'),
+    patrols: z
+      .array(patrolSchema)
+      .optional()
+      .describe("Patrol rounds over the camera's presets, by schedule or on request; needs presets."),
   })
   .transform((cam) => ({ ...cam, name: cam.name ?? cam.id }));
 
@@ -742,6 +836,30 @@ function crossChecks(root: unknown, ctx: Ctx): void {
         'rule id',
         ctx,
       );
+    });
+    const presetIds = new Set(asList(cam.presets).flatMap((pr) => (isRecord(pr) && typeof pr.id === 'string' ? [pr.id] : [])));
+    checkUnique(
+      asList(cam.patrols),
+      (p) => p.id,
+      (pi) => ['cameras', ci, 'patrols', pi, 'id'],
+      'patrol id',
+      ctx,
+    );
+    asList(cam.patrols).forEach((round, pi) => {
+      if (!isRecord(round)) return;
+      if (typeof round.schedule === 'string') {
+        const problem = cronProblem(round.schedule);
+        if (problem)
+          ctx.addIssue({ code: 'custom', path: ['cameras', ci, 'patrols', pi, 'schedule'], message: `not a cron expression: ${problem}` });
+      }
+      asList(round.stops).forEach((stop, si) => {
+        if (isRecord(stop) && typeof stop.preset === 'string' && !presetIds.has(stop.preset))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['cameras', ci, 'patrols', pi, 'stops', si, 'preset'],
+            message: `no preset ${stop.preset} on this camera; its presets: ${[...presetIds].join(', ') || 'none (add presets first)'}`,
+          });
+      });
     });
     if (cam.presets === undefined) return;
     checkUnique(
@@ -814,6 +932,8 @@ export type LocationConfig = NonNullable<CameraConfig['location']>;
 export type ZoneConfig = CameraConfig['zones'][number];
 export type OnvifConfig = NonNullable<CameraConfig['onvif']>;
 export type PresetConfig = NonNullable<CameraConfig['presets']>[number];
+export type PtzConfig = CameraConfig['ptz'];
+export type PatrolConfig = NonNullable<CameraConfig['patrols']>[number];
 export type RuleConfig = ZoneConfig['rules'][number];
 export type PresenceRuleConfig = Extract<RuleConfig, { kind: 'presence' }>;
 export type DwellRuleConfig = Extract<RuleConfig, { kind: 'dwell' }>;
@@ -826,3 +946,13 @@ export type ObjectRuleConfig = Exclude<RuleConfig, { kind: 'scene_change' }>;
 export type ScheduleWindow = NonNullable<RuleConfig['schedule']>[number];
 /** What a person writes: defaults and derived values may be left out. */
 export type ConfigInput = z.input<typeof configSchema>;
+
+/** Why `expr` is not a cron expression croner accepts (5 or 6 fields), or null. */
+function cronProblem(expr: string): string | null {
+  try {
+    new Cron(expr, { paused: true }).stop();
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}

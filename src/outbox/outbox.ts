@@ -304,6 +304,11 @@ export class Outbox {
     return (seq === undefined ? this.store.st.byId.get(idOrSeq) : this.store.st.bySeq.get(seq)) as OutboxRow | undefined;
   }
 
+  /** The newest message of the event with this id (the payload's `id`, not a message id), if it is still stored. */
+  eventMessage(eventId: string): OutboxRow | undefined {
+    return this.store.st.byEventId.get(eventId) as OutboxRow | undefined;
+  }
+
   /** Rows in seq order, for the CLI. */
   list(opts: { afterSeq?: number; sinceMs?: number; state?: OutboxState; limit?: number } = {}): OutboxRow[] {
     const state = opts.state ?? null;

@@ -88,6 +88,8 @@ export function prepareStatements(db: Database.Database, delivery: Delivery) {
     oldestUnsent: p(`SELECT created_at AS at FROM event_rows WHERE state IN ('pending', 'sent') AND seq > ${W} ORDER BY seq LIMIT 1`),
     oldestUnconfirmed: p(`SELECT min(created_at) AS at FROM event_rows WHERE state = 'acked'`),
     byId: p(`SELECT ${rowColumns} FROM events WHERE id = ?`),
+    // An event's messages share its id in the payload (one row per message: started, updated, ended); the newest first.
+    byEventId: p(`SELECT ${rowColumns} FROM events WHERE json_extract(payload, '$.id') = ? ORDER BY seq DESC LIMIT 1`),
     bySeq: p(`SELECT ${rowColumns} FROM events WHERE seq = ?`),
     list: p(`SELECT ${rowColumns} FROM events WHERE seq > ? AND created_at >= ? AND (? IS NULL OR state = ?) ORDER BY seq LIMIT ?`),
     firstSince: p('SELECT min(seq) AS seq FROM event_rows WHERE created_at >= ?'),

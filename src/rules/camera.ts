@@ -92,6 +92,14 @@ export class CameraRules {
     return this.current.view;
   }
 
+  /** The violations open now: event id, zone and rule. */
+  openEvents(): Array<{ eventId: string; zoneId: string; ruleId: string }> {
+    return this.current.lifecycles.flatMap((life) => {
+      const eventId = life.openEvent;
+      return eventId === undefined ? [] : [{ eventId, ...life.where }];
+    });
+  }
+
   /** Whether the rules are paused (evaluate sees nothing) until resume(). */
   get paused(): boolean {
     return this.isPaused;
@@ -142,7 +150,7 @@ export class CameraRules {
     const lifecycles: Lifecycle[] = [];
     for (const zone of view.zones) {
       for (const rule of zone.rules) {
-        const life = new Lifecycle(zone, rule, this.newId);
+        const life = new Lifecycle(zone, rule, this.newId, view.id === 'config' ? undefined : view.id);
         lifecycles.push(life);
         evaluators.push(this.evaluator(view, references, zone, rule, life));
       }

@@ -50,6 +50,8 @@ export interface RuleHit {
   state: EventState;
   eventType: string;
   preset?: string;
+  /** The view the camera was at: a PTZ preset's id; absent for the camera's own view. */
+  view?: string;
   rule: RuleKind;
   ruleId: string;
   zoneId: string;

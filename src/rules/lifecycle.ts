@@ -22,7 +22,19 @@ export class Lifecycle {
     private readonly zone: ZoneConfig,
     private readonly rule: RuleConfig,
     private readonly newId: () => string,
+    /** The view (PTZ preset id) the rule belongs to; undefined for the camera's own view. */
+    private readonly view?: string,
   ) {}
+
+  /** The open violation's event id, if one is open. */
+  get openEvent(): string | undefined {
+    return this.active?.eventId;
+  }
+
+  /** The zone and rule this lifecycle is of. */
+  get where(): { zoneId: string; ruleId: string } {
+    return { zoneId: this.zone.id, ruleId: this.rule.id };
+  }
 
   /** Feeds one frame's observation and live tracks; returns the message this frame makes, if any. */
   step(ts: number, tracks: readonly Track[], obs: Observation, scheduled: boolean, extra: Extra = {}): RuleHit | null {
@@ -86,6 +98,7 @@ export class Lifecycle {
       state,
       eventType: this.rule.type,
       ...(this.rule.preset !== undefined && { preset: this.rule.preset }),
+      ...(this.view !== undefined && { view: this.view }),
       rule: this.rule.kind,
       ruleId: this.rule.id,
       zoneId: this.zone.id,

@@ -62,9 +62,55 @@ export const configTaskSchema = z.strictObject({
   config: z.record(z.string(), z.unknown()).describe('a whole gateway config (not applied yet: rejected not_supported_yet)'),
 });
 
-/** Patrol rounds and verify need PTZ leases and are not run yet: their fields beyond `camera` are open. */
-export const patrolTaskSchema = z.looseObject({ ...common, kind: z.literal('patrol'), camera: cameraId });
-export const verifyTaskSchema = z.looseObject({ ...common, kind: z.literal('verify'), camera: cameraId });
+const stepId = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_-]+$/, { error: "only letters, digits, '_' and '-'" });
+
+export const patrolTaskSchema = z
+  .strictObject({
+    ...common,
+    kind: z.literal('patrol'),
+    camera: cameraId.describe('a PTZ camera of the gateway (one with onvif and presets)'),
+    round: stepId.optional().describe("one of the camera's patrols in the gateway config (cameras[].patrols[].id)"),
+    stops: z
+      .array(
+        z.strictObject({
+          preset: stepId.describe('a preset id of the camera (cameras[].presets[].id)'),
+          dwellSeconds: z.number().positive().max(3600).default(30).describe('how long its rules run once the picture is still'),
+        }),
+      )
+      .min(1)
+      .max(64)
+      .optional()
+      .describe('the stops of a round not in the config, in order'),
+  })
+  .superRefine((t, ctx) => {
+    if ((t.round === undefined) === (t.stops === undefined))
+      ctx.addIssue({ code: 'custom', path: ['round'], message: 'give round (a patrol of the config) or stops, not both and not neither' });
+  });
+
+export const verifyTaskSchema = z
+  .strictObject({
+    ...common,
+    kind: z.literal('verify'),
+    camera: cameraId,
+    eventId: z.string().min(1).max(64).optional().describe('the event to verify: its camera view (preset), zone and rule are looked up'),
+    preset: stepId.optional().describe("without eventId: the PTZ preset to look from (absent: the camera's own view)"),
+    zone: stepId.optional().describe('without eventId: the zone'),
+    rule: stepId.optional().describe('without eventId: the rule id in the zone'),
+    seconds: z
+      .number()
+      .min(5)
+      .max(600)
+      .optional()
+      .describe("how long the rule is evaluated once the view is still (default: the rule's own seconds + 15, at least 20)"),
+  })
+  .superRefine((t, ctx) => {
+    if (t.eventId === undefined && (t.zone === undefined || t.rule === undefined))
+      ctx.addIssue({ code: 'custom', path: ['eventId'], message: 'give eventId, or zone and rule (and preset for a PTZ view)' });
+  });
 
 export const taskSchema = z.discriminatedUnion('kind', [
   snapshotTaskSchema,
@@ -101,6 +147,15 @@ export const taskReasons = [
   'interrupted',
   'capture_failed',
   'internal',
+  'not_ptz',
+  'unknown_round',
+  'unknown_preset',
+  'unknown_event',
+  'preempted',
+  'manual_control',
+  'moves_capped',
+  'not_arrived',
+  'camera_unreachable',
 ] as const;
 export type TaskReason = (typeof taskReasons)[number];
 
@@ -126,7 +181,9 @@ export const taskStatePayloadSchema = z
     result: z
       .record(z.string(), z.unknown())
       .optional()
-      .describe('with succeeded: what the task produced (snapshot: file, sha256, width, height)'),
+      .describe(
+        'with succeeded: what the task produced (snapshot: file, sha256, width, height; patrol: its stops; verify: verdict, evidence); with progress: the stop just done',
+      ),
   })
   .superRefine((s, ctx) => {
     if ((s.state === 'rejected' || s.state === 'failed') && s.reason === undefined)
