@@ -72,7 +72,7 @@ const HOUR = 3_600_000;
  * arrival by MoveStatus, Position or time, then a still picture before the preset's view runs; detection is paused
  * while the camera moves. It watches the camera's position while it should stand still: a position it did not set
  * means a person is steering the camera, and patrols and verifications leave it alone for ptz.manualHoldSeconds
- * (docs/decisions/0048-ptz-patrols-and-verify.md).
+ * (docs/decisions/0049-ptz-patrols-and-verify.md).
  */
 export class PtzCamera {
   readonly id: string;
