@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { eventPayloadSchema } from '../src/agent/event.js';
+import { readStatus } from '../src/agent/stats.js';
+import { stringify } from 'yaml';
 import { contractProblem } from '../src/cli/tail.js';
 import { OnvifDevice } from '../src/onvif/index.js';
 import { taskStatePayloadSchema, type TaskStatePayload } from '../src/tasks/index.js';
@@ -219,6 +221,11 @@ t.test('PTZ patrol rounds and verification against the ONVIF simulator, the RTSP
     await send('round-4', { kind: 'patrol', camera: 'dome', round: 'round1' });
     const refused = await finalOf('round-4', 30_000);
     t.equal(`${refused.state}:${refused.reason}`, 'failed:manual_control', 'the next round leaves the camera alone too');
+    // Away from home with nobody holding it: the camera's own rules pause (they would judge the wrong scene).
+    const end = Date.now() + 15_000;
+    const dome = () => readStatus(dataDir).cameras.find((c) => c.id === 'dome');
+    while (dome()?.paused !== 'view_changed' && Date.now() < end) await new Promise((r) => setTimeout(r, 250));
+    t.equal(dome()?.paused, 'view_changed', 'rules paused while the dome is away from home');
   });
 
   await t.test('SIGKILL in the middle of a patrol: after the restart it is failed interrupted and the camera goes home', async (t) => {
@@ -237,6 +244,40 @@ t.test('PTZ patrol rounds and verification against the ONVIF simulator, the RTSP
     t.equal(`${last.state}:${last.reason}`, 'failed:interrupted');
     await agent.waitForLog(/camera dome: at home/, 30_000);
     t.same(sim.state.position, { pan: 0, tilt: 0, zoom: 0 }, 'sent home at the start');
+  });
+
+  await t.test('a scheduled round runs by itself; the hourly move cap stops the next one (SIGHUP reload)', async (t) => {
+    const cam = (cfg.cameras as Array<Record<string, unknown>>)[0]!;
+    const scheduled = {
+      ...cfg,
+      cameras: [
+        {
+          ...cam,
+          ptz: { ...(cam.ptz as object), maxMovesPerHour: 4 },
+          patrols: [
+            {
+              id: 'round1',
+              schedule: '*/15 * * * * *',
+              stops: [
+                { preset: 'centre', dwellSeconds: 2 },
+                { preset: 'left', dwellSeconds: 2 },
+              ],
+            },
+          ],
+        },
+      ],
+    };
+    writeFileSync(config, stringify(scheduled), { mode: 0o600 });
+    const done = /patrol round1 done: 2 stops/;
+    const capped = /patrol round1 skipped or cut short \(moves_capped\)/;
+    agent.proc.kill('SIGHUP');
+    await agent.waitForLog(/config reloaded: restarted dome/, 30_000);
+    await agent.waitForLog(done, 60_000);
+    t.pass('the round ran on its schedule');
+    // Home at the mover start, centre, left, home: 4 moves; the next round is refused before it moves.
+    await agent.waitForLog(capped, 40_000);
+    t.match(agent.stderr(), /4 moves in the last hour reach ptz\.maxMovesPerHour \(4\); not moving to preset centre/, 'the cap says why');
+    t.same(sim.state.position, { pan: 0, tilt: 0, zoom: 0 }, 'the capped round did not move the camera off home');
   });
 
   await t.test('bad patrol and verify tasks are rejected with a reason', async (t) => {

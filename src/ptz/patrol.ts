@@ -96,8 +96,10 @@ export async function runRound(o: RoundOptions): Promise<RoundResult> {
   // The agent stopping leaves it too: it goes home at the next start.
   const leaveIt =
     failure instanceof PtzError && (failure.reason === 'manual_control' || failure.reason === 'preempted' || failure.reason === 'stopped');
+  // A round capped before its first move never left home.
+  const neverLeft = stops.every((s) => !s.arrived) && failure instanceof PtzError && failure.reason === 'moves_capped';
   let home = false;
-  if (!leaveIt) {
+  if (!leaveIt && !neverLeft) {
     try {
       await lease.home();
       home = true;
