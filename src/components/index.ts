@@ -9,10 +9,12 @@ import { Tasks } from './tasks.js';
 
 export { HealthPublisher } from './health.js';
 export { MetricsServer } from './metrics.js';
-export { MAX_SNAPSHOT_BYTES, redact, RequestError, REQUESTS_PER_SECOND, RequestsServer } from './requests.js';
+export { redact } from '../config/index.js';
+export { MAX_SNAPSHOT_BYTES, RequestError, REQUESTS_PER_SECOND, RequestsServer, type TaskCanceler } from './requests.js';
 export { EvidenceRetention, PRUNE_INTERVAL_MS } from './retention.js';
 export { StatusFile } from './status.js';
-export { Tasks } from './tasks.js';
+export { Tasks, type CancelResult } from './tasks.js';
+export { runConfigTask, type ConfigOutcome } from './config-task.js';
 export { frameProblems, notifyAddon, statusLine, SystemdNotify } from './systemd.js';
 
 /**
@@ -22,13 +24,14 @@ export { frameProblems, notifyAddon, statusLine, SystemdNotify } from './systemd
  * tells systemd the whole agent runs, and its STOPPING=1 comes first on stop.
  */
 export function defaultComponents(): Component[] {
+  const tasks = new Tasks();
   return [
     new StatusFile(),
     new HealthPublisher(),
     new EvidenceRetention(),
     new MetricsServer(),
-    new RequestsServer(),
-    new Tasks(),
+    new RequestsServer(tasks),
+    tasks,
     new SystemdNotify(),
   ];
 }

@@ -7,6 +7,7 @@ import { gatewayTopics, type GatewayTopics } from '../common/topics.js';
 import { storeEvidence } from '../evidence/store.js';
 import { grabFrame } from '../ingest/index.js';
 import type { InboxState, StateMessage, TaskRecord, TaskRow } from '../outbox/index.js';
+import { runConfigTask, type ConfigOutcome } from './config-task.js';
 import {
   finalStates,
   TASK_STATE_SCHEMA_ID,
@@ -23,9 +24,18 @@ const MAX_STORED = 64 * 1024;
 const DETAIL_CHARS = 500;
 /**
  * Kinds that may resume after a restart: none yet. A snapshot is quick and the service can send it again; a
- * config change is not applied by a task yet; patrol and verify (later) will resume from their checkpoint.
+ * config task is held in memory only; patrol and verify (later) will resume from their checkpoint.
  */
 const RESUMABLE: ReadonlySet<string> = new Set();
+/** The queue config tasks run in, one at a time: they have no camera, and no camera's tasks wait for them. */
+const CONFIG_QUEUE = '_config';
+
+type ConfigTask = Extract<Task, { kind: 'config' }>;
+
+/** What a cancel did to its target (a cancel task and the request task/cancel report it). */
+export type CancelResult =
+  | { ok: true; state: 'canceled' }
+  | { ok: false; reason: 'unknown_target' | 'not_cancelable'; detail: string; state?: InboxState };
 
 interface Outcome {
   state: TaskStateName;
@@ -34,8 +44,12 @@ interface Outcome {
   result?: Record<string, unknown>;
 }
 
-function stored(canon: string): string {
-  return canon.length <= MAX_STORED ? canon : `sha256:${createHash('sha256').update(canon).digest('hex')}`;
+/**
+ * A config task is stored as its sha256 too, whatever its size: the config may hold secrets, which stay out of the
+ * inbox (the task waits in memory; after a restart it fails interrupted and the centre sends it again).
+ */
+function stored(canon: string, kind: string | null): string {
+  return canon.length <= MAX_STORED && kind !== 'config' ? canon : `sha256:${createHash('sha256').update(canon).digest('hex')}`;
 }
 
 function problemText(error: z.ZodError): string {
@@ -65,6 +79,10 @@ export class Tasks implements Component {
   private unsubscribe: (() => void) | undefined;
   private readonly queues = new Map<string, string[]>();
   private readonly running = new Map<string, Promise<void>>();
+  /** Queued config tasks, kept here only (see stored()). */
+  private readonly configs = new Map<string, ConfigTask>();
+  /** Ends a config task's wait for its cameras when the agent stops. */
+  private abort = new AbortController();
   private stopping = false;
 
   /** `now`: the clock (default Date.now). */
@@ -73,6 +91,7 @@ export class Tasks implements Component {
   start(ctx: ComponentContext): void {
     this.ctx = ctx;
     this.stopping = false;
+    this.abort = new AbortController();
     this.topics = gatewayTopics(ctx.config.mqtt.prefix, ctx.config.gateway.id);
     const { publicKey } = ctx.config.tasks;
     this.key = publicKey === undefined ? undefined : parsePublicKey(publicKey);
@@ -83,6 +102,12 @@ export class Tasks implements Component {
           { task: row.id, kind: row.kind },
           `task ${row.id} (${row.kind}) was running when the agent stopped; failed it as interrupted`,
         );
+      } else if (row.state === 'accepted' && row.kind === 'config') {
+        this.move(row, 'failed', {
+          state: 'failed',
+          reason: 'interrupted',
+          detail: 'the agent stopped before the config task ran; its config is kept in memory only (it may hold secrets): send it again',
+        });
       } else if (row.state === 'accepted' && row.cameraId !== null) {
         this.enqueue(row.cameraId, row.id);
       }
@@ -95,6 +120,8 @@ export class Tasks implements Component {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     this.queues.clear();
+    this.configs.clear();
+    this.abort.abort();
     await Promise.allSettled([...this.running.values()]);
   }
 
@@ -102,7 +129,7 @@ export class Tasks implements Component {
   private receive(json: unknown, topic: string): void {
     const ctx = this.ctx!;
     const id = topic.slice(this.topics!.base.length + '/task/'.length);
-    const canon = stored(canonicalJson(json));
+    const canon = stored(canonicalJson(json), kindOf(json));
     const existing = ctx.outbox.tasks.get(id);
     const parsed = taskSchema.safeParse(json);
     if (existing) return this.again(existing, canon, parsed.success ? parsed.data : undefined, json);
@@ -124,7 +151,8 @@ export class Tasks implements Component {
       });
       return;
     }
-    if (task.kind === 'patrol' || task.kind === 'verify' || task.kind === 'config') {
+    if (task.kind === 'config') return this.acceptConfig(record, task);
+    if (task.kind === 'patrol' || task.kind === 'verify') {
       return this.reject(record, 'not_supported_yet', `this gateway does not run ${task.kind} tasks yet`);
     }
     if (task.kind === 'cancel') return this.cancel(record, task.target);
@@ -197,18 +225,77 @@ export class Tasks implements Component {
     this.insert(record, 'running', { state: 'accepted' });
     const self = inbox.get(record.id)!;
     this.move(self, 'running', { state: 'running' });
-    const target = inbox.get(targetId);
-    if (!target) {
-      this.move(self, 'failed', { state: 'failed', reason: 'unknown_target', detail: `no task ${targetId} on this gateway` });
-    } else if (target.state === 'accepted') {
-      this.move(target, 'canceled', { state: 'canceled', reason: 'canceled', detail: `canceled by task ${record.id}` });
-      this.move(self, 'succeeded', { state: 'succeeded', result: { target: targetId } });
-    } else {
-      this.move(self, 'failed', {
-        state: 'failed',
+    const done = this.cancelQueued(targetId, `task ${record.id}`);
+    if (done.ok) this.move(self, 'succeeded', { state: 'succeeded', result: { target: targetId } });
+    else this.move(self, 'failed', { state: 'failed', reason: done.reason, detail: done.detail });
+  }
+
+  /**
+   * Cancels task `targetId` if it is queued: it ends `canceled`, its detail naming `by` (a cancel task, the request
+   * task/cancel). A running or finished task cannot be canceled; an unknown id is said so.
+   */
+  cancelQueued(targetId: string, by: string): CancelResult {
+    const target = this.ctx!.outbox.tasks.get(targetId);
+    if (!target) return { ok: false, reason: 'unknown_target', detail: `no task ${targetId} on this gateway` };
+    if (target.state !== 'accepted') {
+      return {
+        ok: false,
         reason: 'not_cancelable',
         detail: `task ${targetId} is ${target.state}; only a queued task can be canceled`,
-      });
+        state: target.state,
+      };
+    }
+    this.move(target, 'canceled', { state: 'canceled', reason: 'canceled', detail: `canceled by ${by}` });
+    this.configs.delete(targetId);
+    return { ok: true, state: 'canceled' };
+  }
+
+  /** A config task: queued in memory (never with its config in the inbox) and run in the config queue. */
+  private acceptConfig(record: TaskRecord, task: ConfigTask): void {
+    if (this.ctx!.configFile === undefined) {
+      return this.reject(record, 'not_supported_yet', 'this agent was started without a config file, so it has none to replace');
+    }
+    this.insert(record, 'accepted', { state: 'accepted' });
+    this.configs.set(record.id, task);
+    this.enqueue(CONFIG_QUEUE, record.id);
+  }
+
+  private async runConfig(row: TaskRow): Promise<void> {
+    const ctx = this.ctx!;
+    const task = this.configs.get(row.id);
+    this.configs.delete(row.id);
+    if (row.state !== 'accepted' || !task) return;
+    try {
+      if (task.expiresAt !== undefined && Date.parse(task.expiresAt) <= this.now()) {
+        this.move(row, 'expired', {
+          state: 'expired',
+          reason: 'expired',
+          detail: `expiresAt ${task.expiresAt} passed while it was queued`,
+        });
+        return;
+      }
+      this.move(row, 'running', { state: 'running' });
+      let outcome: ConfigOutcome | null;
+      try {
+        outcome = await runConfigTask(ctx, row.id, task.config, this.abort.signal);
+      } catch (err) {
+        outcome = { state: 'failed', reason: 'internal', detail: (err as Error).message.slice(0, DETAIL_CHARS) };
+      }
+      if (outcome === null) {
+        ctx.log.warn(
+          { task: row.id },
+          `config task ${row.id}: the agent stops before its cameras streamed; the config file stays as it was`,
+        );
+        return;
+      }
+      if (outcome.state === 'failed')
+        ctx.log.warn({ task: row.id, reason: outcome.reason }, `config task ${row.id} failed (${outcome.reason}): ${outcome.detail}`);
+      this.move(row, outcome.state, outcome);
+    } catch (err) {
+      ctx.log.error(
+        { task: row.id, err: (err as Error).message },
+        `config task ${row.id}: cannot record its state; the next start reports it interrupted`,
+      );
     }
   }
 
@@ -235,6 +322,7 @@ export class Tasks implements Component {
   private async runOne(id: string): Promise<void> {
     const ctx = this.ctx!;
     const row = ctx.outbox.tasks.get(id);
+    if (row?.kind === 'config') return this.runConfig(row);
     if (row?.state !== 'accepted') return;
     try {
       const task = taskSchema.parse(JSON.parse(row.payload));

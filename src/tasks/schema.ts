@@ -59,7 +59,11 @@ export const cancelTaskSchema = z.strictObject({
 export const configTaskSchema = z.strictObject({
   ...common,
   kind: z.literal('config'),
-  config: z.record(z.string(), z.unknown()).describe('a whole gateway config (not applied yet: rejected not_supported_yet)'),
+  config: z
+    .record(z.string(), z.unknown())
+    .describe(
+      "a whole gateway config, as the config file holds it (docs/config.md): checked as at start, applied as a reload, rolled back when a camera it adds or changes does not stream within tasks.configTimeoutSeconds, then written to the gateway's config file. A value config/get shows as *** keeps the running value",
+    ),
 });
 
 /** Patrol rounds and verify need PTZ leases and are not run yet: their fields beyond `camera` are open. */
@@ -100,6 +104,8 @@ export const taskReasons = [
   'canceled',
   'interrupted',
   'capture_failed',
+  'invalid_config',
+  'rolled_back',
   'internal',
 ] as const;
 export type TaskReason = (typeof taskReasons)[number];
@@ -126,7 +132,9 @@ export const taskStatePayloadSchema = z
     result: z
       .record(z.string(), z.unknown())
       .optional()
-      .describe('with succeeded: what the task produced (snapshot: file, sha256, width, height)'),
+      .describe(
+        'with succeeded: what the task produced (snapshot: camera, file, sha256, bytes, width, height; config: added, removed, changed, unchanged, needsRestart)',
+      ),
   })
   .superRefine((s, ctx) => {
     if ((s.state === 'rejected' || s.state === 'failed') && s.reason === undefined)
