@@ -13,6 +13,22 @@ import { docSchemaProblems } from './helpers/schemas.js';
 
 const base = 'ept/gw-test-01';
 
+/** A gateway config as the tests edit it: the cameras' zones and detect settings, the rest as it is. */
+interface Cfg {
+  cameras: {
+    id: string;
+    state?: string;
+    zones?: { id: string; [k: string]: unknown }[];
+    detect?: Record<string, unknown>;
+    [k: string]: unknown;
+  }[];
+  [k: string]: unknown;
+}
+/** What the tests read of the answers' data (the schemas check the rest). */
+interface Data extends Cfg {
+  tasks: { id: string; kind: string; state: string; reason: string | null }[];
+}
+
 async function freePort(): Promise<number> {
   return new Promise((res) => {
     const s = createServer().listen(0, '127.0.0.1', () => {
@@ -85,7 +101,7 @@ t.test('config tasks, task/list and task/cancel against a real agent, broker and
     await answers.client.publishAsync(`${base}/request/${verb}`, JSON.stringify({ ...payload, transaction }), { qos: 1 });
     const got = await answers.waitFor((ms) => ms.some((m) => JSON.parse(m.payload).transaction === transaction), 20_000);
     const m = got.find((x) => JSON.parse(x.payload).transaction === transaction)!;
-    const body = JSON.parse(m.payload) as { status: string; data?: any; error?: { code: string; message: string }; transaction?: string };
+    const body = JSON.parse(m.payload) as { status: string; data: Data; error?: { code: string; message: string }; transaction?: string };
     t.equal(docSchemaProblems('response', body), null, `${verb}: matches docs/schemas/response.schema.json`);
     t.ok(responseSchemaFor(verb).safeParse(body).success, `${verb}: matches its verb's schema`);
     t.equal(contractProblem(m.topic, m.raw, m.properties), null, `${verb}: tail --check finds nothing`);
@@ -106,13 +122,12 @@ t.test('config tasks, task/list and task/cancel against a real agent, broker and
       .stderr()
       .split('\n')
       .filter((l) => l.includes('config reloaded')).length;
-  const zoneIds = (config: any, cam: string): string[] =>
-    config.cameras.find((c: { id: string }) => c.id === cam).zones.map((z: { id: string }) => z.id);
+  const zoneIds = (config: Cfg, cam: string): string[] => config.cameras.find((c) => c.id === cam)!.zones!.map((z) => z.id);
 
   await t.test('a config that adds a zone to cam1: cam1 restarts, cam2 runs on, the file is replaced (0600)', async (t) => {
     // As the centre would: read the running config, edit it, send it back.
     const running = (await ask('config/get', {})).data;
-    running.cameras[0].zones.push({
+    running.cameras[0]!.zones!.push({
       id: 'gate',
       polygon: [
         [0, 0],
@@ -144,9 +159,9 @@ t.test('config tasks, task/list and task/cancel against a real agent, broker and
   await t.test('an invalid config: failed invalid_config naming the problem; nothing changes', async (t) => {
     const before = readFileSync(file, 'utf8');
     const count = reloads();
-    const bad = structuredClone(cfg) as any;
-    bad.cameras[1].zones[0].polygon = [[0, 0]];
-    bad.cameras[1].detect.fsp = 3;
+    const bad = structuredClone(cfg) as unknown as Cfg;
+    bad.cameras[1]!.zones![0]!.polygon = [[0, 0]];
+    bad.cameras[1]!.detect!.fsp = 3;
     await send('cfg-bad', bad);
     const end = await final('cfg-bad');
     t.same(names('cfg-bad'), ['accepted', 'running', 'failed:invalid_config']);

@@ -1,4 +1,5 @@
 import { basename } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { stringify } from 'yaml';
 import type { ComponentContext, ConfigFile } from '../agent/index.js';
 import { ConfigError, keepRedacted, redactedLeft, StagedConfig, type Config } from '../config/index.js';
@@ -133,6 +134,11 @@ export async function runConfigTask(
     return null;
   }
   if (down.length > 0) return rollBack(`not streaming ${timeout} s after the reload: camera ${down.join(', camera ')}`);
+  if (!isDeepStrictEqual(ctx.config.cameras, next.cameras)) {
+    // Another reload (SIGHUP) ran meanwhile: the file is left to match what it loaded.
+    staged.discard();
+    return failed('rolled_back', `another reload replaced the cameras while the task waited for them; ${basename(file.path)} is unchanged`);
+  }
   try {
     staged.commit();
   } catch (err) {
