@@ -1,10 +1,11 @@
 // Issue 17, item 4 (config) and the requests task/list and task/cancel: a real agent process on the real clip, a
 // real Mosquitto and the config file on disk. The centre's side is mqtt.js, as an integrator's client would be.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import t from 'tap';
 import { contractProblem } from '../src/cli/tail.js';
-import { keepRedacted, parseConfig, redact, redactedLeft } from '../src/config/index.js';
+import { keepRedacted, parseConfig, redact, redactedLeft, StagedConfig } from '../src/config/index.js';
 import { taskStatePayloadSchema, type TaskStatePayload } from '../src/tasks/index.js';
 import { responseSchemaFor } from '../src/uplink/index.js';
 import { clipCamera, gatewayConfig, runCli, until, writeConfig } from './helpers/agent.js';
@@ -63,6 +64,26 @@ t.test('a config read with config/get and sent back keeps the secrets it showed 
   t.equal(kept.cameras[1]!.source.url, 'rtsp://***@10.0.0.9/main', 'a changed URL is not given the old credentials');
   t.same(redactedLeft(kept), ['cameras[1].source.url', 'cameras[2].source.url', 'cameras[2].onvif.password']);
   t.same(redactedLeft({ cameras: [{ name: 'gate ***' }] }), [], 'a *** that is no redaction is left alone');
+});
+
+t.test('a staged config: private, committed over the file with the old one kept, or discarded; leftovers removed', async (t) => {
+  const dir = tempDirFor(t, 'staged');
+  const file = join(dir, 'gateway.yaml');
+  writeFileSync(file, 'old: 1\n', { mode: 0o640 });
+  const one = StagedConfig.write(file, 'new: 2\n');
+  t.equal(statSync(one.path).mode & 0o777, 0o600, 'written private');
+  t.equal(readFileSync(file, 'utf8'), 'old: 1\n', 'the file is untouched until commit');
+  one.commit();
+  t.equal(readFileSync(file, 'utf8'), 'new: 2\n');
+  t.equal(readFileSync(`${file}.previous`, 'utf8'), 'old: 1\n');
+  t.equal(statSync(`${file}.previous`).mode & 0o777, 0o600, 'the old file, which may hold secrets, kept private');
+  StagedConfig.write(file, 'other: 3\n').discard();
+  t.equal(readFileSync(file, 'utf8'), 'new: 2\n', 'a discarded text changes nothing');
+  StagedConfig.write(file, 'crashed: 4\n');
+  writeFileSync(join(dir, 'gateway.yaml.previous.0badc0de.tmp'), 'x');
+  writeFileSync(join(dir, '.other.yaml.0badc0de.new'), 'x');
+  StagedConfig.removeLeftovers(file);
+  t.same(readdirSync(dir).sort(), ['.other.yaml.0badc0de.new', 'gateway.yaml', 'gateway.yaml.previous'], "only this file's leftovers go");
 });
 
 t.test('config tasks, task/list and task/cancel against a real agent, broker and config file', async (t) => {
@@ -243,6 +264,7 @@ t.test('config tasks, task/list and task/cancel against a real agent, broker and
   await t.test('the inbox keeps a config task as its sha256: secrets stay out of the outbox file', async (t) => {
     const { code } = await agent.stop();
     t.equal(code, 0, 'the agent stops cleanly');
+    t.same(readdirSync(dir).sort(), ['data', 'gateway.yaml', 'gateway.yaml.previous'], 'no staged file left beside the config');
     for (const name of ['outbox.db', 'outbox.db-wal']) {
       const bytes = existsSync(`${dir}/data/${name}`) ? readFileSync(`${dir}/data/${name}`) : Buffer.alloc(0);
       t.notOk(bytes.includes('deadPw'), `the camera password is not in ${name}`);

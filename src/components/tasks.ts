@@ -2,6 +2,7 @@ import { createHash, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import type { Component, ComponentContext } from '../agent/index.js';
 import { encodeJpeg } from '../common/jpeg.js';
+import { StagedConfig } from '../config/index.js';
 import { canonicalJson, parsePublicKey, verifyTask } from '../common/signing.js';
 import { gatewayTopics, type GatewayTopics } from '../common/topics.js';
 import { storeEvidence } from '../evidence/store.js';
@@ -92,6 +93,7 @@ export class Tasks implements Component {
     this.ctx = ctx;
     this.stopping = false;
     this.abort = new AbortController();
+    if (ctx.configFile) StagedConfig.removeLeftovers(ctx.configFile.path);
     this.topics = gatewayTopics(ctx.config.mqtt.prefix, ctx.config.gateway.id);
     const { publicKey } = ctx.config.tasks;
     this.key = publicKey === undefined ? undefined : parsePublicKey(publicKey);
@@ -191,6 +193,7 @@ export class Tasks implements Component {
             null,
             this.message(row.id, { state: 'accepted' }),
           );
+          if (task.kind === 'config') this.configs.set(row.id, task);
           ctx.log.info({ task: row.id, version }, `task ${row.id} replaced by its version ${version} while queued`);
           return;
         }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** Writes `text` to a new file `path` (mode 0600: a config may hold secrets) and fsyncs it. */
@@ -11,6 +11,10 @@ function writeNew(path: string, text: string | Buffer): void {
   } finally {
     closeSync(fd);
   }
+}
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function removeQuietly(path: string): void {
@@ -60,6 +64,19 @@ export class StagedConfig {
       throw new Error(`cannot write ${path} beside the config file: ${(err as Error).message}`, { cause: err });
     }
     return new StagedConfig(file, path);
+  }
+
+  /** Removes the staged texts and copies of `file` an agent that stopped mid-task left behind (they may hold secrets). */
+  static removeLeftovers(file: string): void {
+    const base = basename(file);
+    let names: string[];
+    try {
+      names = readdirSync(dirname(file));
+    } catch {
+      return;
+    }
+    const staged = new RegExp(`^${escape(`.${base}.`)}[0-9a-f]{8}\\.new$|^${escape(`${base}.previous.`)}[0-9a-f]{8}\\.tmp$`);
+    for (const name of names) if (staged.test(name)) removeQuietly(join(dirname(file), name));
   }
 
   /** Keeps the current file as `<file>.previous` (0600), then puts the new text in its place. */
