@@ -13,7 +13,7 @@ function writeNew(path: string, text: string | Buffer): void {
   }
 }
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
@@ -75,7 +75,7 @@ export class StagedConfig {
     } catch {
       return;
     }
-    const staged = new RegExp(`^${escape(`.${base}.`)}[0-9a-f]{8}\\.new$|^${escape(`${base}.previous.`)}[0-9a-f]{8}\\.tmp$`);
+    const staged = new RegExp(`^${escapeRegExp(`.${base}.`)}[0-9a-f]{8}\\.new$|^${escapeRegExp(`${base}.previous.`)}[0-9a-f]{8}\\.tmp$`);
     for (const name of names) if (staged.test(name)) removeQuietly(join(dirname(file), name));
   }
 
