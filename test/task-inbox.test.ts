@@ -50,7 +50,7 @@ t.test('Ed25519: sign and verify a task; any change, another key or a malformed 
 
 t.test('config: tasks.requireSignature follows tasks.publicKey unless set; a bad key is named', async (t) => {
   const base = 'gateway: { id: gw-1, dataDir: /tmp/x }\nmqtt: { url: "mqtt://127.0.0.1:1883" }\ncameras: []\n';
-  t.same(parseConfig(base, 'a.yaml').tasks, { requireSignature: false, clockSkewSeconds: 600 });
+  t.same(parseConfig(base, 'a.yaml').tasks, { requireSignature: false, clockSkewSeconds: 600, configTimeoutSeconds: 30 });
   const raw = Buffer.from(generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }).x!, 'base64url').toString('base64');
   t.equal(parseConfig(`${base}tasks: { publicKey: "${raw}" }\n`, 'a.yaml').tasks.requireSignature, true);
   t.equal(parseConfig(`${base}tasks: { publicKey: "${raw}", requireSignature: false }\n`, 'a.yaml').tasks.requireSignature, false);

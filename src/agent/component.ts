@@ -5,6 +5,7 @@ import type { PauseReason, ViewInput } from '../rules/index.js';
 import type { Uplink } from '../uplink/index.js';
 import type { Frame } from '../vision/types.js';
 import type { ScopedBus } from './bus.js';
+import type { ReloadResult } from './reload.js';
 import type { CameraStatus } from './stats.js';
 
 /**
@@ -41,6 +42,17 @@ export interface Cameras {
   viewState(cameraId: string): { view: string; paused?: PauseReason; open: Array<{ eventId: string; zoneId: string; ruleId: string }> };
 }
 
+/** The config file the agent runs from, for a component that replaces it (the config task). */
+export interface ConfigFile {
+  /** The file, absolute. */
+  readonly path: string;
+  /**
+   * Reads and checks a config file as the agent's own file is checked at start and on SIGHUP (schema, file mode,
+   * TLS files, the models' classes, the command line's overrides); throws ConfigError listing the problems.
+   */
+  read(file: string): Config;
+}
+
 /** What a component gets from the core. */
 export interface ComponentContext {
   /** The running config: after a reload (`config.reloaded` on the bus) its cameras are the new ones. */
@@ -59,6 +71,10 @@ export interface ComponentContext {
   /** When the agent started (ms since the epoch). */
   startedAt: number;
   cameras: Cameras;
+  /** Agent.reload: applies the config `load` returns as SIGHUP does, one reload at a time. */
+  reload(load: () => Config | Promise<Config>): Promise<ReloadResult>;
+  /** The config file the agent was started from; undefined when it was given a config object only (tests, benches). */
+  configFile: ConfigFile | undefined;
   /**
    * The CPUs the process had before the agent pinned its threads (model.pinCores); undefined when they were
    * not read. The process's own CPU count is too low once it is pinned.

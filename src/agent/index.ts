@@ -10,14 +10,14 @@ import { Uplink } from '../uplink/index.js';
 import { version } from '../version.js';
 import { EventBus, type ScopedBus } from './bus.js';
 import { CameraPipeline } from './camera.js';
-import type { Component, ComponentContext } from './component.js';
+import type { Component, ComponentContext, ConfigFile } from './component.js';
 import { CpuPinning } from './cpus.js';
 import { EventRecorder } from './recorder.js';
 import { diffConfig, reloadSummary, type ReloadResult } from './reload.js';
 import { STATUS_INTERVAL_MS, type CameraStatus } from './stats.js';
 
 export type { AgentEvents, EventBus, Listener, ScopedBus } from './bus.js';
-export type { Cameras, Component, ComponentContext } from './component.js';
+export type { Cameras, Component, ComponentContext, ConfigFile } from './component.js';
 export { diffConfig, reloadSummary, type ConfigDiff, type ReloadResult } from './reload.js';
 
 export interface AgentOptions {
@@ -36,6 +36,8 @@ export interface AgentOptions {
    * are not detected) or rgb24, which bench/pipeline.ts `ratio --format rgb24` measures against it.
    */
   frameFormat?: 'rgb24' | 'yuv420p';
+  /** The file `config` was read from and how to check another like it (what a config task replaces). */
+  configFile?: ConfigFile;
 }
 
 /**
@@ -235,6 +237,8 @@ export class Agent {
         tapFrames: (id, read) => this.camera(id).tapFrames(read),
         viewState: (id) => this.camera(id).viewState,
       },
+      reload: (load) => this.reload(load),
+      configFile: this.opts.configFile,
       allowedCpus: this.cpus.allowed,
     };
     try {

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { loadConfig, type Config } from '../config/index.js';
 import { loadManifest } from '../vision/index.js';
 import { checkConfigAgainstModels } from './model-check.js';
@@ -84,7 +85,15 @@ export async function runCommand(argv: string[], io: CommandIo = process): Promi
   process.on('SIGHUP', hangup);
   let started: Agent;
   try {
-    started = agent = await Agent.start({ config, log, modelsDir: args['models-dir'], components: defaultComponents() });
+    // A config task checks its config as this file is checked, and replaces this file once the config runs.
+    const configFile = { path: resolve(args.config), read: (file: string) => readConfig({ ...args, config: file }) };
+    started = agent = await Agent.start({
+      config,
+      log,
+      modelsDir: args['models-dir'],
+      components: defaultComponents(),
+      configFile,
+    });
   } catch (err) {
     process.off('SIGHUP', hangup);
     return reportError(io, 'run', err, help);

@@ -11,11 +11,13 @@ import { PtzHub } from '../ptz/index.js';
 
 export { HealthPublisher } from './health.js';
 export { MetricsServer } from './metrics.js';
-export { MAX_SNAPSHOT_BYTES, redact, RequestError, REQUESTS_PER_SECOND, RequestsServer } from './requests.js';
+export { redact } from '../config/index.js';
+export { MAX_SNAPSHOT_BYTES, RequestError, REQUESTS_PER_SECOND, RequestsServer, type TaskCanceler } from './requests.js';
 export { EvidenceRetention, PRUNE_INTERVAL_MS } from './retention.js';
 export { StatusFile } from './status.js';
-export { Tasks } from './tasks.js';
+export { Tasks, type CancelResult } from './tasks.js';
 export { Patrols } from './patrols.js';
+export { runConfigTask, type ConfigOutcome } from './config-task.js';
 export { frameProblems, notifyAddon, statusLine, SystemdNotify } from './systemd.js';
 
 /**
@@ -27,14 +29,15 @@ export { frameProblems, notifyAddon, statusLine, SystemdNotify } from './systemd
 export function defaultComponents(): Component[] {
   // The PTZ cameras' movers, shared: a verification task takes a dome from a scheduled round through its lease.
   const ptz = new PtzHub();
+  const tasks = new Tasks(ptz);
   return [
     new StatusFile(),
     new HealthPublisher(),
     new EvidenceRetention(),
     new MetricsServer(),
-    new RequestsServer(),
+    new RequestsServer(tasks),
     new Patrols(ptz),
-    new Tasks(ptz),
+    tasks,
     new SystemdNotify(),
   ];
 }

@@ -3,8 +3,9 @@ import { z } from 'zod';
 import type { Component, ComponentContext } from '../agent/index.js';
 import { encodeJpeg } from '../common/jpeg.js';
 import { gatewayTopics, TOPIC_PREFIX, type GatewayTopics } from '../common/topics.js';
-import type { CameraConfig, Config } from '../config/index.js';
+import { redact, type CameraConfig, type Config } from '../config/index.js';
 import { grabFrame } from '../ingest/index.js';
+import type { InboxState } from '../outbox/index.js';
 import { scrubSecrets } from '../log.js';
 import {
   REQUEST_VERBS,
@@ -51,6 +52,17 @@ class RateLimit {
   }
 }
 
+/**
+ * What task/cancel cancels through: the task runner's own cancel (Tasks.cancelQueued), so a request cancels exactly
+ * as a cancel task does.
+ */
+export interface TaskCanceler {
+  cancelQueued(
+    id: string,
+    by: string,
+  ): { ok: true; state: 'canceled' } | { ok: false; reason: 'unknown_target' | 'not_cancelable'; detail: string };
+}
+
 type Verbs = { [V in RequestVerb]: (payload: z.infer<(typeof requestSchemas)[V]>) => Promise<ResponseData<V>> | ResponseData<V> };
 
 /** Verbs of the answers' bus event and metrics: the known ones, and `other` for anything else. */
@@ -74,6 +86,9 @@ export class RequestsServer implements Component {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly grabs = new Map<string, Promise<ResponseData<'camera/snapshot'>>>();
   private readonly counts = new Map<string, number>();
+
+  /** `tasks`: the runner task/cancel goes through; without one, task/cancel is answered unavailable. */
+  constructor(private readonly tasks?: TaskCanceler) {}
 
   start(ctx: ComponentContext): void {
     this.ctx = ctx;
@@ -187,7 +202,16 @@ export class RequestsServer implements Component {
       'camera/snapshot': ({ camera }) => this.snapshot(camera),
       'outbox/stats': () => ctx.outbox.stats(),
       'model/list': () => modelList(ctx),
+      'task/list': ({ state, limit }) => taskList(ctx, state, limit),
+      'task/cancel': ({ id }) => this.cancelTask(id),
     };
+  }
+
+  private cancelTask(id: string): ResponseData<'task/cancel'> {
+    if (!this.tasks) throw new RequestError('unavailable', 'this agent runs no tasks');
+    const done = this.tasks.cancelQueued(id, 'the request task/cancel');
+    if (!done.ok) throw new RequestError(done.reason, done.detail);
+    return { id, state: done.state };
   }
 
   private snapshot(cameraId: string): Promise<ResponseData<'camera/snapshot'>> {
@@ -234,20 +258,6 @@ async function takeSnapshot(cam: CameraConfig, quality: number): Promise<Respons
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Keys whose string values are secrets wherever they sit in the config. */
-const SECRET_KEY = /passw(or)?d$|secret|api_?key/i;
-
-/**
- * A copy of `value` safe to send: values of secret-named keys become "***", and every other string loses the
- * credentials and secret query values of the URLs in it (as log lines do). TLS key paths stay: a path is not a key.
- */
-export function redact(value: unknown, key = ''): unknown {
-  if (typeof value === 'string') return SECRET_KEY.test(key) ? '***' : scrubSecrets(value);
-  if (Array.isArray(value)) return value.map((v) => redact(v));
-  if (isRecord(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, k)]));
-  return value;
 }
 
 /** host:port of a URL, with the scheme's default port when it has none; never its credentials. */
@@ -297,6 +307,22 @@ function cameraList(ctx: ComponentContext): ResponseData<'camera/list'> {
     ];
   });
   return { cameras };
+}
+
+function taskList(ctx: ComponentContext, state: InboxState | undefined, limit = 100): ResponseData<'task/list'> {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  return {
+    tasks: ctx.outbox.tasks.list(limit, state).map((row) => ({
+      id: row.id,
+      kind: row.kind,
+      camera: row.cameraId,
+      state: row.state,
+      reason: row.reason as ResponseData<'task/list'>['tasks'][number]['reason'],
+      version: row.version,
+      receivedAt: iso(row.receivedAt),
+      updatedAt: iso(row.updatedAt),
+    })),
+  };
 }
 
 function modelList(ctx: ComponentContext): ResponseData<'model/list'> {

@@ -2,6 +2,7 @@ import { createHash, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import type { Component, ComponentContext } from '../agent/index.js';
 import { encodeJpeg } from '../common/jpeg.js';
+import { StagedConfig } from '../config/index.js';
 import { canonicalJson, parsePublicKey, verifyTask } from '../common/signing.js';
 import { gatewayTopics, type GatewayTopics } from '../common/topics.js';
 import { storeEvidence } from '../evidence/store.js';
@@ -9,6 +10,7 @@ import { grabFrame } from '../ingest/index.js';
 import type { InboxState, StateMessage, TaskRecord, TaskRow } from '../outbox/index.js';
 import { PtzError, PtzHub, runRound, runVerify } from '../ptz/index.js';
 import { patrolRound, ptzTaskProblem, queueOf, verifyTarget, type PatrolTask, type VerifyTask } from './ptz-tasks.js';
+import { runConfigTask, type ConfigOutcome } from './config-task.js';
 import {
   finalStates,
   TASK_STATE_SCHEMA_ID,
@@ -25,9 +27,18 @@ const MAX_STORED = 64 * 1024;
 const DETAIL_CHARS = 500;
 /**
  * Kinds that may resume after a restart: none yet. A snapshot is quick and the service can send it again; a
- * config change is not applied by a task yet; patrol and verify (later) will resume from their checkpoint.
+ * config task is held in memory only; patrol and verify (later) will resume from their checkpoint.
  */
 const RESUMABLE: ReadonlySet<string> = new Set();
+/** The queue config tasks run in, one at a time: they have no camera, and no camera's tasks wait for them. */
+const CONFIG_QUEUE = '_config';
+
+type ConfigTask = Extract<Task, { kind: 'config' }>;
+
+/** What a cancel did to its target (a cancel task and the request task/cancel report it). */
+export type CancelResult =
+  | { ok: true; state: 'canceled' }
+  | { ok: false; reason: 'unknown_target' | 'not_cancelable'; detail: string; state?: InboxState };
 
 interface Outcome {
   state: TaskStateName;
@@ -37,8 +48,12 @@ interface Outcome {
   result?: Record<string, unknown>;
 }
 
-function stored(canon: string): string {
-  return canon.length <= MAX_STORED ? canon : `sha256:${createHash('sha256').update(canon).digest('hex')}`;
+/**
+ * A config task is stored as its sha256 too, whatever its size: the config may hold secrets, which stay out of the
+ * inbox (the task waits in memory; after a restart it fails interrupted and the centre sends it again).
+ */
+function stored(canon: string, kind: string | null): string {
+  return canon.length <= MAX_STORED && kind !== 'config' ? canon : `sha256:${createHash('sha256').update(canon).digest('hex')}`;
 }
 
 function problemText(error: z.ZodError): string {
@@ -70,6 +85,10 @@ export class Tasks implements Component {
   private readonly running = new Map<string, Promise<void>>();
   /** Running tasks' abort controllers: stop() aborts them (a patrol in its dwell must not hold up shutdown). */
   private readonly aborts = new Map<string, AbortController>();
+  /** Queued config tasks, kept here only (see stored()). */
+  private readonly configs = new Map<string, ConfigTask>();
+  /** Ends a config task's wait for its cameras when the agent stops. */
+  private abort = new AbortController();
   private stopping = false;
 
   /** `ptz`: the PTZ cameras' movers, shared with the patrol schedules; `now`: the clock (default Date.now). */
@@ -81,6 +100,8 @@ export class Tasks implements Component {
   start(ctx: ComponentContext): void {
     this.ctx = ctx;
     this.stopping = false;
+    this.abort = new AbortController();
+    if (ctx.configFile) StagedConfig.removeLeftovers(ctx.configFile.path);
     this.topics = gatewayTopics(ctx.config.mqtt.prefix, ctx.config.gateway.id);
     const { publicKey } = ctx.config.tasks;
     this.key = publicKey === undefined ? undefined : parsePublicKey(publicKey);
@@ -91,6 +112,12 @@ export class Tasks implements Component {
           { task: row.id, kind: row.kind },
           `task ${row.id} (${row.kind}) was running when the agent stopped; failed it as interrupted`,
         );
+      } else if (row.state === 'accepted' && row.kind === 'config') {
+        this.move(row, 'failed', {
+          state: 'failed',
+          reason: 'interrupted',
+          detail: 'the agent stopped before the config task ran; its config is kept in memory only (it may hold secrets): send it again',
+        });
       } else if (row.state === 'accepted' && row.cameraId !== null) {
         this.enqueue(queueOf(row.kind, row.cameraId), row.id);
       }
@@ -105,6 +132,8 @@ export class Tasks implements Component {
     this.unsubscribe = undefined;
     this.queues.clear();
     for (const c of this.aborts.values()) c.abort(new PtzError('stopped', 'the agent is stopping'));
+    this.configs.clear();
+    this.abort.abort();
     await Promise.allSettled([...this.running.values()]);
     this.ptz.stop();
   }
@@ -113,7 +142,7 @@ export class Tasks implements Component {
   private receive(json: unknown, topic: string): void {
     const ctx = this.ctx!;
     const id = topic.slice(this.topics!.base.length + '/task/'.length);
-    const canon = stored(canonicalJson(json));
+    const canon = stored(canonicalJson(json), kindOf(json));
     const existing = ctx.outbox.tasks.get(id);
     const parsed = taskSchema.safeParse(json);
     if (existing) return this.again(existing, canon, parsed.success ? parsed.data : undefined, json);
@@ -135,9 +164,7 @@ export class Tasks implements Component {
       });
       return;
     }
-    if (task.kind === 'config') {
-      return this.reject(record, 'not_supported_yet', `this gateway does not run ${task.kind} tasks yet`);
-    }
+    if (task.kind === 'config') return this.acceptConfig(record, task);
     if (task.kind === 'cancel') return this.cancel(record, task.target);
     const camera = ctx.config.cameras.find((c) => c.id === task.camera);
     if (!camera) return this.reject(record, 'unknown_camera', `no camera ${task.camera} on this gateway`);
@@ -175,6 +202,7 @@ export class Tasks implements Component {
             null,
             this.message(row.id, { state: 'accepted' }),
           );
+          if (task.kind === 'config') this.configs.set(row.id, task);
           ctx.log.info({ task: row.id, version }, `task ${row.id} replaced by its version ${version} while queued`);
           return;
         }
@@ -209,18 +237,77 @@ export class Tasks implements Component {
     this.insert(record, 'running', { state: 'accepted' });
     const self = inbox.get(record.id)!;
     this.move(self, 'running', { state: 'running' });
-    const target = inbox.get(targetId);
-    if (!target) {
-      this.move(self, 'failed', { state: 'failed', reason: 'unknown_target', detail: `no task ${targetId} on this gateway` });
-    } else if (target.state === 'accepted') {
-      this.move(target, 'canceled', { state: 'canceled', reason: 'canceled', detail: `canceled by task ${record.id}` });
-      this.move(self, 'succeeded', { state: 'succeeded', result: { target: targetId } });
-    } else {
-      this.move(self, 'failed', {
-        state: 'failed',
+    const done = this.cancelQueued(targetId, `task ${record.id}`);
+    if (done.ok) this.move(self, 'succeeded', { state: 'succeeded', result: { target: targetId } });
+    else this.move(self, 'failed', { state: 'failed', reason: done.reason, detail: done.detail });
+  }
+
+  /**
+   * Cancels task `targetId` if it is queued: it ends `canceled`, its detail naming `by` (a cancel task, the request
+   * task/cancel). A running or finished task cannot be canceled; an unknown id is said so.
+   */
+  cancelQueued(targetId: string, by: string): CancelResult {
+    const target = this.ctx!.outbox.tasks.get(targetId);
+    if (!target) return { ok: false, reason: 'unknown_target', detail: `no task ${targetId} on this gateway` };
+    if (target.state !== 'accepted') {
+      return {
+        ok: false,
         reason: 'not_cancelable',
         detail: `task ${targetId} is ${target.state}; only a queued task can be canceled`,
-      });
+        state: target.state,
+      };
+    }
+    this.move(target, 'canceled', { state: 'canceled', reason: 'canceled', detail: `canceled by ${by}` });
+    this.configs.delete(targetId);
+    return { ok: true, state: 'canceled' };
+  }
+
+  /** A config task: queued in memory (never with its config in the inbox) and run in the config queue. */
+  private acceptConfig(record: TaskRecord, task: ConfigTask): void {
+    if (this.ctx!.configFile === undefined) {
+      return this.reject(record, 'not_supported_yet', 'this agent was started without a config file, so it has none to replace');
+    }
+    this.insert(record, 'accepted', { state: 'accepted' });
+    this.configs.set(record.id, task);
+    this.enqueue(CONFIG_QUEUE, record.id);
+  }
+
+  private async runConfig(row: TaskRow): Promise<void> {
+    const ctx = this.ctx!;
+    const task = this.configs.get(row.id);
+    this.configs.delete(row.id);
+    if (row.state !== 'accepted' || !task) return;
+    try {
+      if (task.expiresAt !== undefined && Date.parse(task.expiresAt) <= this.now()) {
+        this.move(row, 'expired', {
+          state: 'expired',
+          reason: 'expired',
+          detail: `expiresAt ${task.expiresAt} passed while it was queued`,
+        });
+        return;
+      }
+      this.move(row, 'running', { state: 'running' });
+      let outcome: ConfigOutcome | null;
+      try {
+        outcome = await runConfigTask(ctx, row.id, task.config, this.abort.signal);
+      } catch (err) {
+        outcome = { state: 'failed', reason: 'internal', detail: (err as Error).message.slice(0, DETAIL_CHARS) };
+      }
+      if (outcome === null) {
+        ctx.log.warn(
+          { task: row.id },
+          `config task ${row.id}: the agent stops before its cameras streamed; the config file stays as it was`,
+        );
+        return;
+      }
+      if (outcome.state === 'failed')
+        ctx.log.warn({ task: row.id, reason: outcome.reason }, `config task ${row.id} failed (${outcome.reason}): ${outcome.detail}`);
+      this.move(row, outcome.state, outcome);
+    } catch (err) {
+      ctx.log.error(
+        { task: row.id, err: (err as Error).message },
+        `config task ${row.id}: cannot record its state; the next start reports it interrupted`,
+      );
     }
   }
 
@@ -247,6 +334,7 @@ export class Tasks implements Component {
   private async runOne(id: string): Promise<void> {
     const ctx = this.ctx!;
     const row = ctx.outbox.tasks.get(id);
+    if (row?.kind === 'config') return this.runConfig(row);
     if (row?.state !== 'accepted') return;
     try {
       const task = taskSchema.parse(JSON.parse(row.payload));

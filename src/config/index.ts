@@ -29,3 +29,5 @@ export { loadConfig, parseConfig, secretsIn, ConfigError, formatConfigError, for
 export { checkClasses } from './classes.js';
 export { configJsonSchema, renderConfigJsonSchema } from './json-schema.js';
 export { addCamera, addZoneRule, setZone, writeFileAtomic, ConfigEditError, type SetZoneOptions } from './edit.js';
+export { keepRedacted, redact, redactedLeft } from './redact.js';
+export { StagedConfig } from './replace.js';

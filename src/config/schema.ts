@@ -195,6 +195,14 @@ const tasksSchema = z
       .min(1)
       .default(600)
       .describe("A task whose issuedAt is further than this from the gateway's clock is rejected as stale."),
+    configTimeoutSeconds: z
+      .number()
+      .min(1)
+      .max(600)
+      .default(30)
+      .describe(
+        'A config task rolls back when a camera it adds or changes is not streaming within this many seconds (docs/decisions/0048-config-task.md).',
+      ),
   })
   .superRefine((tasks, ctx) => {
     if (tasks.requireSignature === true && tasks.publicKey === undefined)

@@ -59,6 +59,7 @@ function statements(db: Database.Database) {
     get: p(`SELECT ${columns} FROM tasks WHERE id = ?`),
     open: p(`SELECT ${columns} FROM tasks WHERE state IN ('accepted', 'running') ORDER BY received_at, rowid`),
     list: p(`SELECT ${columns} FROM tasks ORDER BY received_at DESC, rowid DESC LIMIT ?`),
+    listIn: p(`SELECT ${columns} FROM tasks WHERE state = ? ORDER BY received_at DESC, rowid DESC LIMIT ?`),
     insert: p(`INSERT INTO tasks (id, kind, camera_id, payload, version, state, reason, state_seq, received_at, updated_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`),
     replace: p(`UPDATE tasks SET kind = ?, camera_id = ?, payload = ?, version = ?, state = ?, reason = ?,
@@ -90,9 +91,9 @@ export class TaskInbox {
     return this.st.open.all() as TaskRow[];
   }
 
-  /** The newest `limit` tasks, newest first. */
-  list(limit = 100): TaskRow[] {
-    return this.st.list.all(limit) as TaskRow[];
+  /** The newest `limit` tasks (of those in `state`, when given), newest first. */
+  list(limit = 100, state?: InboxState): TaskRow[] {
+    return (state === undefined ? this.st.list.all(limit) : this.st.listIn.all(state, limit)) as TaskRow[];
   }
 
   counts(): Partial<Record<InboxState, number>> {

@@ -59,7 +59,11 @@ export const cancelTaskSchema = z.strictObject({
 export const configTaskSchema = z.strictObject({
   ...common,
   kind: z.literal('config'),
-  config: z.record(z.string(), z.unknown()).describe('a whole gateway config (not applied yet: rejected not_supported_yet)'),
+  config: z
+    .record(z.string(), z.unknown())
+    .describe(
+      "a whole gateway config, as the config file holds it (docs/config.md): checked as at start, applied as a reload, rolled back when a camera it adds or changes does not stream within tasks.configTimeoutSeconds, then written to the gateway's config file. A value config/get shows as *** keeps the running value",
+    ),
 });
 
 const stepId = z
@@ -146,6 +150,8 @@ export const taskReasons = [
   'canceled',
   'interrupted',
   'capture_failed',
+  'invalid_config',
+  'rolled_back',
   'internal',
   'not_ptz',
   'unknown_round',
@@ -182,7 +188,7 @@ export const taskStatePayloadSchema = z
       .record(z.string(), z.unknown())
       .optional()
       .describe(
-        'with succeeded: what the task produced (snapshot: file, sha256, width, height; patrol: its stops; verify: verdict, evidence); with progress: the stop just done',
+        'with succeeded: what the task produced (snapshot: camera, file, sha256, bytes, width, height; config: added, removed, changed, unchanged, needsRestart; patrol: its stops; verify: verdict, evidence); with progress: the stop just done; with a patrol failed: the stops done so far',
       ),
   })
   .superRefine((s, ctx) => {

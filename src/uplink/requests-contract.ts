@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { taskIdSchema, taskReasons } from '../tasks/index.js';
 
 /**
  * Requests sent down on {prefix}/{gatewayId}/request/{verb} and their answers on …/response/{verb} (or the
@@ -7,11 +8,28 @@ import { z } from 'zod';
  * schemas are the TypeScript types, its checks, `tail --check`'s and the JSON Schemas in docs/schemas/.
  */
 
-/** The verbs the gateway answers. task/list and task/cancel come with the task inbox. */
-export const REQUEST_VERBS = ['config/get', 'camera/list', 'camera/snapshot', 'outbox/stats', 'model/list'] as const;
+/** The verbs the gateway answers. */
+export const REQUEST_VERBS = [
+  'config/get',
+  'camera/list',
+  'camera/snapshot',
+  'outbox/stats',
+  'model/list',
+  'task/list',
+  'task/cancel',
+] as const;
 export type RequestVerb = (typeof REQUEST_VERBS)[number];
 
-export const REQUEST_ERROR_CODES = ['bad_request', 'unknown_verb', 'not_found', 'unavailable', 'busy', 'internal'] as const;
+export const REQUEST_ERROR_CODES = [
+  'bad_request',
+  'unknown_verb',
+  'not_found',
+  'unavailable',
+  'busy',
+  'unknown_target',
+  'not_cancelable',
+  'internal',
+] as const;
 export type RequestErrorCode = (typeof REQUEST_ERROR_CODES)[number];
 
 export const transactionSchema = z
@@ -26,6 +44,22 @@ export const cameraSnapshotRequestSchema = z.strictObject({
   transaction: transactionSchema.optional(),
 });
 
+/** The states a task holds in the inbox (`progress` is published, never held). */
+export const INBOX_STATES = ['accepted', 'rejected', 'running', 'succeeded', 'failed', 'expired', 'canceled'] as const;
+/** Most tasks task/list answers with. */
+export const MAX_TASK_LIST = 1000;
+
+export const taskListRequestSchema = z.strictObject({
+  state: z.enum(INBOX_STATES).optional().describe('only the tasks in this state'),
+  limit: z.number().int().min(1).max(MAX_TASK_LIST).optional().describe('the newest this many (default 100)'),
+  transaction: transactionSchema.optional(),
+});
+
+export const taskCancelRequestSchema = z.strictObject({
+  id: taskIdSchema.describe('the queued task to cancel, as a cancel task would'),
+  transaction: transactionSchema.optional(),
+});
+
 /** The payload schema of each verb: unknown fields are refused (bad_request). */
 export const requestSchemas = {
   'config/get': noArgumentsRequestSchema,
@@ -33,10 +67,17 @@ export const requestSchemas = {
   'camera/snapshot': cameraSnapshotRequestSchema,
   'outbox/stats': noArgumentsRequestSchema,
   'model/list': noArgumentsRequestSchema,
+  'task/list': taskListRequestSchema,
+  'task/cancel': taskCancelRequestSchema,
 } as const satisfies Record<RequestVerb, z.ZodType>;
 
 /** Every request payload, for docs/schemas/request.schema.json. */
-export const requestPayloadSchema = z.union([noArgumentsRequestSchema, cameraSnapshotRequestSchema]);
+export const requestPayloadSchema = z.union([
+  noArgumentsRequestSchema,
+  cameraSnapshotRequestSchema,
+  taskListRequestSchema,
+  taskCancelRequestSchema,
+]);
 
 const configData = z
   .record(z.string(), z.unknown())
@@ -107,6 +148,31 @@ const modelListData = z.strictObject({
   ),
 });
 
+const taskListData = z.strictObject({
+  tasks: z
+    .array(
+      z.strictObject({
+        id: z.string(),
+        kind: z
+          .string()
+          .nullable()
+          .describe('patrol, verify, snapshot, config or cancel; a rejected bad_task keeps the kind it named, or null'),
+        camera: z.string().nullable().describe('the camera it runs on; null for cancel and config tasks and rejected ones'),
+        state: z.enum(INBOX_STATES),
+        reason: z.enum(taskReasons).nullable().describe('why it is in its state, for rejected, failed, expired and canceled'),
+        version: z.number().int(),
+        receivedAt: z.iso.datetime(),
+        updatedAt: z.iso.datetime(),
+      }),
+    )
+    .describe('newest first'),
+});
+
+const taskCancelData = z.strictObject({
+  id: z.string(),
+  state: z.literal('canceled').describe("the task's new state (its canceled state goes out on its state topic too)"),
+});
+
 /** What `data` holds in an ok answer, per verb. */
 export const responseDataSchemas = {
   'config/get': configData,
@@ -114,6 +180,8 @@ export const responseDataSchemas = {
   'camera/snapshot': snapshotData,
   'outbox/stats': outboxStatsData,
   'model/list': modelListData,
+  'task/list': taskListData,
+  'task/cancel': taskCancelData,
 } as const satisfies Record<RequestVerb, z.ZodType>;
 
 export type ResponseData<V extends RequestVerb> = z.infer<(typeof responseDataSchemas)[V]>;
