@@ -244,6 +244,17 @@ t.test('PTZ patrol rounds and verification against the ONVIF simulator, the RTSP
     t.equal(`${last.state}:${last.reason}`, 'failed:interrupted');
     await agent.waitForLog(/camera dome: at home/, 30_000);
     t.same(sim.state.position, { pan: 0, tilt: 0, zoom: 0 }, 'sent home at the start');
+
+    // A running round can be canceled: it stops at once, says what it did, and the camera goes home.
+    const before = count(atLeft);
+    await send('round-6', { kind: 'patrol', camera: 'dome', stops: [{ preset: 'left', dwellSeconds: 120 }] });
+    await waitNew(atLeft, before);
+    await send('cancel-6', { kind: 'cancel', target: 'round-6' });
+    const canceled = await finalOf('round-6', 30_000);
+    t.equal(`${canceled.state}:${canceled.reason}`, 'canceled:canceled', JSON.stringify(canceled));
+    t.match(canceled.result, { stops: [{ preset: 'left' }], home: true }, 'the stop it made, and home');
+    t.equal((await finalOf('cancel-6')).state, 'succeeded');
+    t.same(sim.state.position, { pan: 0, tilt: 0, zoom: 0 }, 'home after the cancel');
   });
 
   await t.test('a scheduled round runs by itself; the hourly move cap stops the next one (SIGHUP reload)', async (t) => {

@@ -60,7 +60,7 @@ export interface TaskCanceler {
   cancelQueued(
     id: string,
     by: string,
-  ): { ok: true; state: 'canceled' } | { ok: false; reason: 'unknown_target' | 'not_cancelable'; detail: string };
+  ): { ok: true; state: 'canceled' | 'canceling' } | { ok: false; reason: 'unknown_target' | 'not_cancelable'; detail: string };
 }
 
 type Verbs = { [V in RequestVerb]: (payload: z.infer<(typeof requestSchemas)[V]>) => Promise<ResponseData<V>> | ResponseData<V> };

@@ -37,8 +37,17 @@ type ConfigTask = Extract<Task, { kind: 'config' }>;
 
 /** What a cancel did to its target (a cancel task and the request task/cancel report it). */
 export type CancelResult =
-  | { ok: true; state: 'canceled' }
+  /** canceling: a running patrol or verify was told to stop; its canceled state follows once it has. */
+  | { ok: true; state: 'canceled' | 'canceling' }
   | { ok: false; reason: 'unknown_target' | 'not_cancelable'; detail: string; state?: InboxState };
+
+/** Why a running patrol or verify stopped: a cancel task or the request task/cancel. */
+class TaskCanceled extends Error {
+  constructor(by: string) {
+    super(`canceled by ${by}`);
+    this.name = 'TaskCanceled';
+  }
+}
 
 interface Outcome {
   state: TaskStateName;
@@ -244,16 +253,23 @@ export class Tasks implements Component {
 
   /**
    * Cancels task `targetId` if it is queued: it ends `canceled`, its detail naming `by` (a cancel task, the request
-   * task/cancel). A running or finished task cannot be canceled; an unknown id is said so.
+   * task/cancel). A running patrol or verify is stopped (the round's camera goes home) and ends `canceled` with
+   * what it did so far. Other running tasks (a snapshot, a config) and finished ones cannot be canceled; an unknown
+   * id is said so.
    */
   cancelQueued(targetId: string, by: string): CancelResult {
     const target = this.ctx!.outbox.tasks.get(targetId);
     if (!target) return { ok: false, reason: 'unknown_target', detail: `no task ${targetId} on this gateway` };
+    const running = this.aborts.get(targetId);
+    if (target.state === 'running' && running && (target.kind === 'patrol' || target.kind === 'verify')) {
+      running.abort(new TaskCanceled(by));
+      return { ok: true, state: 'canceling' };
+    }
     if (target.state !== 'accepted') {
       return {
         ok: false,
         reason: 'not_cancelable',
-        detail: `task ${targetId} is ${target.state}; only a queued task can be canceled`,
+        detail: `task ${targetId} is ${target.state}; only a queued task, or a running patrol or verify, can be canceled`,
         state: target.state,
       };
     }
@@ -363,8 +379,12 @@ export class Tasks implements Component {
         const reason: TaskReason =
           err instanceof PtzError ? (err.reason === 'stopped' || err.reason === 'busy' ? 'interrupted' : err.reason) : 'capture_failed';
         const partial = (err as { partial?: Record<string, unknown> }).partial;
-        if (now && !finalStates.has(now.state))
-          this.move(now, 'failed', { state: 'failed', reason, detail: text.slice(0, DETAIL_CHARS), ...(partial && { result: partial }) });
+        const detail = text.slice(0, DETAIL_CHARS);
+        if (now && !finalStates.has(now.state)) {
+          if (err instanceof TaskCanceled)
+            this.move(now, 'canceled', { state: 'canceled', reason: 'canceled', detail, ...(partial && { result: partial }) });
+          else this.move(now, 'failed', { state: 'failed', reason, detail, ...(partial && { result: partial }) });
+        }
       } catch (err2) {
         // The outbox itself failed (full disk, closed): the row stays running and the next start fails it as interrupted.
         ctx.log.error(

@@ -170,7 +170,11 @@ const taskListData = z.strictObject({
 
 const taskCancelData = z.strictObject({
   id: z.string(),
-  state: z.literal('canceled').describe("the task's new state (its canceled state goes out on its state topic too)"),
+  state: z
+    .enum(['canceled', 'canceling'])
+    .describe(
+      "canceled: the queued task's new state (it goes out on its state topic too); canceling: a running patrol or verify was told to stop, its canceled state follows on its state topic",
+    ),
 });
 
 /** What `data` holds in an ok answer, per verb. */
