@@ -3,6 +3,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { eventPayloadSchema } from '../src/agent/event.js';
+import { chooseRound, summaryLine } from '../src/cli/patrol.js';
+import type { CameraConfig } from '../src/config/index.js';
 import { taskStatePayloadSchema } from '../src/tasks/index.js';
 import { startOnvifSim } from './fixtures/onvif-sim/server.js';
 import { edgepatrol, gatewayConfig, runCli, writeConfig, type RunningAgent } from './helpers/agent.js';
@@ -24,6 +26,41 @@ const zone = (id: string, type: string) => ({
   rules: [
     { id: 'people', kind: 'presence', type, classes: ['person'], minScore: 0.4, cooldownSeconds: 1, endSeconds: 2, updateMinutes: 10 },
   ],
+});
+
+t.test('the round asked for, and the summary of a round that did not succeed (pure)', async (t) => {
+  const camera = {
+    id: 'dome',
+    presets: [{ id: 'centre' }, { id: 'left' }],
+    patrols: [{ id: 'r1', stops: [{ preset: 'left', dwellSeconds: 5 }] }],
+  } as unknown as CameraConfig;
+  t.same(chooseRound(camera, 'gw.yaml'), { id: 'r1', stops: [{ preset: 'left', dwellSeconds: 5 }], label: 'round r1 of dome' });
+  t.same(chooseRound(camera, 'gw.yaml', undefined, 'centre:12, left').stops, [
+    { preset: 'centre', dwellSeconds: 12 },
+    { preset: 'left', dwellSeconds: 30 },
+  ]);
+  t.throws(() => chooseRound(camera, 'gw.yaml', undefined, 'centre:0'), /the dwell of centre must be seconds above 0/);
+  t.throws(() => chooseRound(camera, 'gw.yaml', undefined, 'centre left:5'), /'centre left:5' is not preset:seconds/);
+  const failed = {
+    schema: 'edgepatrol.task-state/1' as const,
+    taskId: 't1',
+    state: 'failed' as const,
+    at: new Date().toISOString(),
+    seq: 4,
+    gatewaySeq: 9,
+    reason: 'preempted' as const,
+    detail: 'a verification took the camera',
+    result: {
+      stops: [
+        { preset: 'centre', events: ['e1', 'e2'] },
+        { preset: 'left', events: [], error: 'preempted' },
+      ],
+    },
+  };
+  t.equal(
+    summaryLine('round r1 of dome', 3, failed, 41.4),
+    'round r1 of dome failed (preempted) after 1 of 3 stops and 41 s, 2 events: a verification took the camera',
+  );
 });
 
 t.test('edgepatrol patrol run against the ONVIF simulator, the RTSP server, Mosquitto and a real agent', async (t) => {
