@@ -28,6 +28,7 @@ const withSub: Record<string, string[]> = {
   rules: ['rules', 'test'],
   zones: ['zones', 'set'],
   task: ['task', 'list'],
+  patrol: ['patrol', 'run'],
 };
 
 t.test(
@@ -38,7 +39,7 @@ t.test(
     const commands = commandsOf(top.out);
     t.same(
       commands.toSorted(),
-      ['camera', 'detect', 'discover', 'doctor', 'model', 'outbox', 'rules', 'run', 'status', 'tail', 'task', 'zones'],
+      ['camera', 'detect', 'discover', 'doctor', 'model', 'outbox', 'patrol', 'rules', 'run', 'status', 'tail', 'task', 'zones'],
       'the commands the usage lists',
     );
     const documented = documentedExitCodes();

@@ -4,15 +4,16 @@
  * A check only reads: it never changes the config, the outbox or the broker's sessions.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, statfsSync } from 'node:fs';
+import { existsSync, statfsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
-import mqtt from 'mqtt';
+import mqtt, { type IClientOptions } from 'mqtt';
 import type { CameraConfig, Config } from '../config/index.js';
 import { probeTcp, rtspAddress, unreadableFile } from '../ingest/reachability.js';
 import { safeUrl } from '../log.js';
 import { OnvifDevice, OnvifError } from '../onvif/index.js';
 import { loadManifest, readVerifiedModel, resolveModel } from '../vision/index.js';
+import { brokerProblem, configBrokerOptions } from './broker.js';
 import { cameraModelName } from './model-check.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
@@ -106,65 +107,23 @@ const modelsCheck: GatewayCheck = {
   },
 };
 
-/** What a failed connection to the broker means, and what to do about it. */
-function brokerFailure(url: string, err: Error & { code?: unknown }, tls: boolean): CheckResult {
-  const code = typeof err.code === 'string' ? err.code : '';
-  if (typeof err.code === 'number')
-    return fail(
-      `${url} refused the connection (${err.message})`,
-      'check mqtt.username and mqtt.password, or the client certificate in mqtt.tls.cert and mqtt.tls.key',
-    );
-  // OpenSSL's alerts come as "<hex>:error:<hex>:SSL routines:<function>:<reason>:<source file>:…": the reason is what helps.
-  const reason = /SSL routines:[^:]*:([^:]+)/.exec(err.message)?.[1] ?? err.message;
-  if (/CERTIFICATE_REQUIRED/.test(code) || /certificate required/i.test(reason))
-    return fail(
-      `TLS to ${url} failed: the broker asks for a client certificate (${reason})`,
-      'set mqtt.tls.cert and mqtt.tls.key to the PEM files of the certificate issued to this gateway',
-    );
-  if (/CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|ERR_SSL/.test(code) || /certificate|tls|ssl/i.test(err.message))
-    return fail(
-      `TLS to ${url} failed: ${reason}${code ? ` (${code})` : ''}`,
-      tls
-        ? "check that mqtt.tls.ca is the CA that signed the broker's certificate and that the url's host is the name in it"
-        : 'check the url: use mqtts:// only for a TLS listener',
-    );
-  if (code === 'ECONNREFUSED') return fail(`${url}: connection refused`, "check that the broker runs and the url's host and port");
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
-    return fail(`${url}: host not found (${code})`, "check the url's host name and the gateway's DNS");
-  return fail(`${url}: ${err.message}`, "check the url's host and port, and the network between gateway and broker");
-}
-
 const brokerCheck: GatewayCheck = {
   name: 'broker',
   run(ctx) {
     const m = ctx.config.mqtt;
     const url = safeUrl(m.url);
     const tls = m.tls;
-    let pem: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+    let options: IClientOptions;
     try {
-      pem = {
-        ...(tls?.ca && { ca: readFileSync(tls.ca) }),
-        ...(tls?.cert && { cert: readFileSync(tls.cert) }),
-        ...(tls?.key && { key: readFileSync(tls.key) }),
-      };
+      options = configBrokerOptions(m, 'doctor', ctx.timeoutMs);
     } catch (err) {
-      return Promise.resolve(fail(`cannot read a TLS file: ${(err as Error).message}`, 'check the paths under mqtt.tls'));
+      return Promise.resolve(fail((err as Error).message, 'check the paths under mqtt.tls'));
     }
     return new Promise((resolve) => {
       const started = Date.now();
       // Its own client id and a clean session: the agent's persistent session (and a running agent's
       // connection, which a second client with its id would take over) stay untouched.
-      const client = mqtt.connect(m.url, {
-        protocolVersion: 5,
-        clientId: `${m.clientId}-doctor-${process.pid}`,
-        clean: true,
-        username: m.username,
-        password: m.password,
-        connectTimeout: ctx.timeoutMs,
-        reconnectPeriod: 0,
-        ...pem,
-        ...(tls && { rejectUnauthorized: tls.rejectUnauthorized }),
-      });
+      const client = mqtt.connect(m.url, options);
       let settled = false;
       const done = (result: CheckResult): void => {
         if (settled) return;
@@ -179,7 +138,10 @@ const brokerCheck: GatewayCheck = {
         ctx.timeoutMs,
       );
       client.on('connect', () => done(ok(`connected to ${url}${tls ? ' over TLS' : ''} in ${Date.now() - started} ms`)));
-      client.on('error', (err) => done(brokerFailure(url, err as Error & { code?: unknown }, tls !== undefined)));
+      client.on('error', (err) => {
+        const problem = brokerProblem(url, err as Error & { code?: unknown }, tls !== undefined);
+        done(fail(problem.detail, problem.fix));
+      });
       client.on('close', () =>
         done(fail(`${url} closed the connection before accepting it`, "check the url's port is the broker's MQTT listener")),
       );

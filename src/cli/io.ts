@@ -33,11 +33,11 @@ export const EXIT = {
   cameraAuth: 8,
   /** camera add/test/presets/goto, discover: the camera (or any camera) did not answer in time, or refused the connection. */
   cameraUnreachable: 9,
-  /** task send: the task ended rejected, failed, expired or canceled (the state is printed). */
+  /** task send, patrol run: the task ended rejected, failed, expired or canceled (the state is printed). */
   taskNotSucceeded: 10,
-  /** task send: no final state within --timeout. */
+  /** task send, patrol run: no final state within --timeout. */
   taskTimeout: 11,
-  /** run: a second SIGINT while stopping (the shell's 128 + signal number). */
+  /** run: a second SIGINT while stopping; patrol run: stopped watching (the shell's 128 + signal number). */
   sigint: 130,
   /** run: a second SIGTERM while stopping (128 + 15). */
   sigterm: 143,

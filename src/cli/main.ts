@@ -16,6 +16,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'send a task to a gateway and follow its states; list the task inbox (task send, task list)',
     load: async () => (await import('./task.js')).taskCommand,
   },
+  patrol: {
+    summary: 'run one patrol round of a PTZ camera on the agent and watch it: states, stops, events (patrol run)',
+    load: async () => (await import('./patrol.js')).patrolCommand,
+  },
   outbox: {
     summary: 'inspect and replay the local event store (stats, ls, show, replay)',
     load: async () => (await import('./outbox.js')).outboxCommand,

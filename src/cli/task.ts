@@ -1,14 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import mqtt from 'mqtt';
-import { v7 as uuidv7 } from 'uuid';
-import { parsePrivateKey, signTask } from '../common/signing.js';
+import type { MqttClient } from 'mqtt';
 import { gatewayTopics } from '../common/topics.js';
 import { loadConfig } from '../config/index.js';
 import { listTasks } from '../outbox/index.js';
-import { finalStates, TASK_SCHEMA_ID, taskSchema, taskStatePayloadSchema, type TaskStatePayload } from '../tasks/index.js';
+import { connectBroker } from './broker.js';
 import { DEFAULT_CONFIG, EXIT, parseCommandArgs, reportError, UsageError, writeJson, type CommandIo } from './io.js';
+import { completeTask, followTask, stateLine } from './task-client.js';
 
 const help = `usage: edgepatrol task send <gateway-id> <task.json> [options]
        edgepatrol task list [--config FILE] [--json]
@@ -56,30 +55,7 @@ export function readTask(file: string, keyFile: string | undefined): Record<stri
     throw new Error(`cannot read task ${file}: ${(err as Error).message}`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`task ${file} must hold one JSON object`);
-  let task: Record<string, unknown> = { schema: TASK_SCHEMA_ID, id: uuidv7(), issuedAt: new Date().toISOString(), ...json };
-  if (keyFile !== undefined) {
-    let key;
-    try {
-      key = parsePrivateKey(readFileSync(keyFile, 'utf8'));
-    } catch (err) {
-      throw new Error(`cannot use key ${keyFile}: ${(err as Error).message}`);
-    }
-    task = signTask(task, key);
-  }
-  const parsed = taskSchema.safeParse(task);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new Error(`task ${file} does not match ${TASK_SCHEMA_ID}: ${problems}`);
-  }
-  return task;
-}
-
-function stateLine(s: TaskStatePayload): string {
-  const parts = [`${s.taskId} #${s.seq} ${s.state}`];
-  if (s.reason) parts.push(`(${s.reason})`);
-  if (s.detail) parts.push(`— ${s.detail}`);
-  if (s.result) parts.push(JSON.stringify(s.result));
-  return `${parts.join(' ')}\n`;
+  return completeTask(json as Record<string, unknown>, keyFile, `task ${file}`);
 }
 
 async function send(
@@ -92,45 +68,25 @@ async function send(
   const topics = gatewayTopics(v.prefix, gatewayId);
   const task = readTask(file, v.key);
   const id = task.id as string;
-  let client: mqtt.MqttClient;
+  let client: MqttClient;
   try {
-    client = await mqtt.connectAsync(v.url, { protocolVersion: 5, connectTimeout: 5000, reconnectPeriod: 0 });
+    client = await connectBroker(v.url, { connectTimeout: 5000 });
   } catch (err) {
     io.stderr.write(`edgepatrol task send: cannot connect to ${v.url}: ${(err as Error).message}; check --url and that the broker runs\n`);
     return EXIT.broker;
   }
   try {
-    return await new Promise<number>((done, fail) => {
-      const timer = setTimeout(() => {
-        io.stderr.write(`edgepatrol task send: no final state of task ${id} within ${timeoutS} s; is gateway ${gatewayId} connected?\n`);
-        done(EXIT.taskTimeout);
-      }, timeoutS * 1000);
-      client.on('message', (topic, payload) => {
-        if (topic !== topics.taskState(id)) return;
-        let state: TaskStatePayload;
-        try {
-          state = taskStatePayloadSchema.parse(JSON.parse(payload.toString('utf8')));
-        } catch (err) {
-          io.stderr.write(`edgepatrol task send: ignored a state that breaks the contract: ${(err as Error).message.slice(0, 300)}\n`);
-          return;
-        }
-        if (v.json) writeJson(io, state);
-        else io.stdout.write(stateLine(state));
-        if (!finalStates.has(state.state)) return;
-        clearTimeout(timer);
-        done(state.state === 'succeeded' ? EXIT.ok : EXIT.taskNotSucceeded);
-      });
-      client
-        .subscribeAsync(topics.taskState(id), { qos: 1 })
-        .then(() => client.publishAsync(topics.task(id), JSON.stringify(task), { qos: 1 }))
-        .then(() => {
-          if (!v.json) io.stderr.write(`edgepatrol task send: sent task ${id} (${String(task.kind)}) to ${topics.task(id)}\n`);
-        })
-        .catch((err: unknown) => {
-          clearTimeout(timer);
-          fail(err);
-        });
+    const followed = await followTask(client, topics, task, {
+      timeoutMs: timeoutS * 1000,
+      onState: (state) => (v.json ? writeJson(io, state) : io.stdout.write(stateLine(state))),
+      onInvalid: (problem) => io.stderr.write(`edgepatrol task send: ignored a state that breaks the contract: ${problem}\n`),
+      onSent: () => {
+        if (!v.json) io.stderr.write(`edgepatrol task send: sent task ${id} (${String(task.kind)}) to ${topics.task(id)}\n`);
+      },
     });
+    if (followed.end === 'final') return followed.state.state === 'succeeded' ? EXIT.ok : EXIT.taskNotSucceeded;
+    io.stderr.write(`edgepatrol task send: no final state of task ${id} within ${timeoutS} s; is gateway ${gatewayId} connected?\n`);
+    return EXIT.taskTimeout;
   } finally {
     await client.endAsync();
   }
