@@ -198,6 +198,19 @@ t.test('PTZ patrol rounds and verification against the ONVIF simulator, the RTSP
     t.equal(r2.verdict, 'resolved', JSON.stringify(second));
     t.ok(r2.detections > 0 && r2.frames > 0, `the rule ran (${r2.detections} detections on ${r2.frames} frames)`);
     t.same(sim.state.position, { pan: 0, tilt: 0, zoom: 0 }, 'home again after verifying');
+
+    await send('snap-left', { kind: 'snapshot', camera: 'dome', preset: 'left' });
+    const snap = await finalOf('snap-left');
+    const r3 = snap.result as { preset: string; file: string; sha256: string; arrived: { by: string } };
+    t.equal(snap.state, 'succeeded', JSON.stringify(snap));
+    t.match(r3, { preset: 'left', arrived: { by: 'move-status' } }, 'a snapshot from a preset');
+    t.equal(
+      createHash('sha256')
+        .update(readFileSync(join(dataDir, r3.file)))
+        .digest('hex'),
+      r3.sha256,
+    );
+    t.same(sim.state.position, { pan: 0, tilt: 0, zoom: 0 }, 'home after the snapshot');
   });
 
   await t.test('a verification takes the camera from a patrol (preempted); manual control stops a patrol', async (t) => {
@@ -300,6 +313,7 @@ t.test('PTZ patrol rounds and verification against the ONVIF simulator, the RTSP
       ['bad-5', { kind: 'verify', camera: 'dome', zone: 'centre-path', rule: 'people', preset: 'roof' }, 'rejected:unknown_preset'],
       ['bad-6', { kind: 'verify', camera: 'dome', zone: 'nowhere', rule: 'people', preset: 'centre' }, 'rejected:bad_task'],
       ['bad-7', { kind: 'verify', camera: 'dome', seconds: 1, zone: 'centre-path', rule: 'people' }, 'rejected:bad_task'],
+      ['bad-8', { kind: 'snapshot', camera: 'dome', preset: 'roof' }, 'rejected:unknown_preset'],
     ];
     for (const [id, fields] of cases) await send(id, fields);
     for (const [id, , want] of cases) {

@@ -1,18 +1,21 @@
 import type { CameraConfig } from '../config/index.js';
 import type { Outbox } from '../outbox/index.js';
 import { isPtzCamera, type RoundStop, type VerifyTarget } from '../ptz/index.js';
-import type { patrolTaskSchema, TaskReason, verifyTaskSchema } from '../tasks/index.js';
+import type { patrolTaskSchema, snapshotTaskSchema, TaskReason, verifyTaskSchema } from '../tasks/index.js';
 import type { z } from 'zod';
 
 export type PatrolTask = z.output<typeof patrolTaskSchema>;
 export type VerifyTask = z.output<typeof verifyTaskSchema>;
+export type SnapshotTask = z.output<typeof snapshotTaskSchema>;
 
 /**
  * The queue a task waits in: one per camera, and a second one for verifications, so that a verification is not
  * stuck behind a patrol of the same camera: it takes the camera from the patrol through the PTZ lease instead.
+ * A snapshot from a preset waits with the verifications (it takes the camera as they do). `payload`: the task's JSON.
  */
-export function queueOf(kind: string | null, cameraId: string): string {
-  return kind === 'verify' ? `${cameraId}/verify` : cameraId;
+export function queueOf(kind: string | null, cameraId: string, payload: unknown): string {
+  const atPreset = kind === 'snapshot' && typeof payload === 'object' && payload !== null && 'preset' in payload;
+  return kind === 'verify' || atPreset ? `${cameraId}/verify` : cameraId;
 }
 
 /** The round a patrol task asks for: the camera's configured one, or the task's own stops. */
@@ -28,8 +31,15 @@ interface Problem {
 }
 
 /** Why a patrol or verify task cannot run on this camera (checked when it arrives), or null. */
-export function ptzTaskProblem(task: PatrolTask | VerifyTask, camera: CameraConfig, outbox: Outbox): Problem | null {
+export function ptzTaskProblem(task: PatrolTask | VerifyTask | SnapshotTask, camera: CameraConfig, outbox: Outbox): Problem | null {
   const presets = (camera.presets ?? []).map((p) => p.id);
+  if (task.kind === 'snapshot') {
+    if (!isPtzCamera(camera))
+      return { reason: 'not_ptz', detail: `camera ${camera.id} has no onvif and presets: it cannot look from preset ${task.preset}` };
+    if (task.preset !== undefined && !presets.includes(task.preset))
+      return { reason: 'unknown_preset', detail: `camera ${camera.id} has no preset ${task.preset} (its presets: ${presets.join(', ')})` };
+    return null;
+  }
   if (task.kind === 'patrol') {
     if (!isPtzCamera(camera)) return { reason: 'not_ptz', detail: `camera ${camera.id} has no onvif and presets: it cannot patrol` };
     if (task.round !== undefined && !camera.patrols?.some((p) => p.id === task.round)) {

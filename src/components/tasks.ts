@@ -128,7 +128,7 @@ export class Tasks implements Component {
           detail: 'the agent stopped before the config task ran; its config is kept in memory only (it may hold secrets): send it again',
         });
       } else if (row.state === 'accepted' && row.cameraId !== null) {
-        this.enqueue(queueOf(row.kind, row.cameraId), row.id);
+        this.enqueue(queueOf(row.kind, row.cameraId, parseOrNull(row.payload)), row.id);
       }
     }
     this.ptz.start(ctx.config.cameras, ctx.cameras, ctx.log);
@@ -177,11 +177,14 @@ export class Tasks implements Component {
     if (task.kind === 'cancel') return this.cancel(record, task.target);
     const camera = ctx.config.cameras.find((c) => c.id === task.camera);
     if (!camera) return this.reject(record, 'unknown_camera', `no camera ${task.camera} on this gateway`);
-    const problem = task.kind === 'patrol' || task.kind === 'verify' ? ptzTaskProblem(task, camera, ctx.outbox) : null;
+    const problem =
+      task.kind === 'patrol' || task.kind === 'verify' || (task.kind === 'snapshot' && task.preset !== undefined)
+        ? ptzTaskProblem(task, camera, ctx.outbox)
+        : null;
     if (problem) return this.reject(record, problem.reason, problem.detail);
     record.cameraId = task.camera;
     this.insert(record, 'accepted', { state: 'accepted' });
-    this.enqueue(queueOf(task.kind, task.camera), id);
+    this.enqueue(queueOf(task.kind, task.camera, task), id);
   }
 
   /** A task id seen before: a redelivery, a replay, a newer version or a clash. */
@@ -366,7 +369,9 @@ export class Tasks implements Component {
       const controller = new AbortController();
       this.aborts.set(id, controller);
       let result: Record<string, unknown>;
-      if (task.kind === 'snapshot') result = await this.snapshot(task.camera, id);
+      if (task.kind === 'snapshot' && task.preset !== undefined)
+        result = await this.presetSnapshot(task.camera, task.preset, id, controller.signal);
+      else if (task.kind === 'snapshot') result = await this.snapshot(task.camera, id);
       else if (task.kind === 'patrol') result = await this.patrol(task, row, controller.signal);
       else if (task.kind === 'verify') result = await this.verify(task, id, controller.signal);
       else throw new Error(`kind ${task.kind} cannot be queued`);
@@ -471,6 +476,24 @@ export class Tasks implements Component {
     return { camera: cameraId, file: saved.file, sha256: saved.sha256, bytes: saved.bytes, width: frame.width, height: frame.height };
   }
 
+  /** A snapshot from a preset: the camera is taken as a verification takes it, moved, grabbed, sent home. */
+  private async presetSnapshot(cameraId: string, preset: string, taskId: string, signal: AbortSignal): Promise<Record<string, unknown>> {
+    const ptz = await this.ptz.get(cameraId);
+    if (!ptz) throw new PtzError('camera_unreachable', `camera ${cameraId} cannot be moved (no PTZ control)`);
+    const lease = await ptz.acquire('verify', taskId, { wait: true, signal });
+    try {
+      const arrived = await lease.goto(preset);
+      return { ...(await this.snapshot(cameraId, taskId)), preset, arrived };
+    } finally {
+      try {
+        if (!(lease.signal.reason instanceof PtzError) && !signal.aborted) await lease.home();
+      } catch (err) {
+        this.ctx!.log.warn({ camera: cameraId, err: (err as Error).message }, `camera ${cameraId}: could not go home after the snapshot`);
+      }
+      lease.release();
+    }
+  }
+
   private reject(record: TaskRecord, reason: TaskReason, detail: string): void {
     this.ctx!.log.warn({ task: record.id, kind: record.kind, reason }, `task ${record.id} rejected (${reason}): ${detail}`);
     this.insert(record, 'rejected', { state: 'rejected', reason, detail });
@@ -503,5 +526,14 @@ export class Tasks implements Component {
         ...(outcome.result === undefined ? {} : { result: outcome.result }),
       }),
     };
+  }
+}
+
+/** A stored payload's JSON, or null (a payload kept as its sha256). */
+function parseOrNull(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
   }
 }

@@ -44,10 +44,19 @@ const common = {
     ),
 };
 
+const stepId = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_-]+$/, { error: "only letters, digits, '_' and '-'" });
+
 export const snapshotTaskSchema = z.strictObject({
   ...common,
   kind: z.literal('snapshot'),
   camera: cameraId.describe('the camera whose main stream is grabbed'),
+  preset: stepId
+    .optional()
+    .describe('a PTZ camera is moved to this preset first (taking it from a patrol, as verify does) and sent home after'),
 });
 
 export const cancelTaskSchema = z.strictObject({
@@ -65,12 +74,6 @@ export const configTaskSchema = z.strictObject({
       "a whole gateway config, as the config file holds it (docs/config.md): checked as at start, applied as a reload, rolled back when a camera it adds or changes does not stream within tasks.configTimeoutSeconds, then written to the gateway's config file. A value config/get shows as *** keeps the running value",
     ),
 });
-
-const stepId = z
-  .string()
-  .min(1)
-  .max(64)
-  .regex(/^[A-Za-z0-9_-]+$/, { error: "only letters, digits, '_' and '-'" });
 
 export const patrolTaskSchema = z
   .strictObject({
