@@ -72,6 +72,13 @@ t.test('PTZ patrol rounds and verification against the ONVIF simulator, the RTSP
         },
       ],
     },
+    // A fixed camera whose stream never comes: a verification there cannot conclude.
+    {
+      id: 'dead',
+      source: { url: 'rtsp://127.0.0.1:9/none' },
+      detect: { fps: 2, width: 320, height: 240 },
+      zones: [zone('gate', 'gate_presence')],
+    },
   ]);
   const config = writeConfig(dir, cfg);
 
@@ -199,6 +206,10 @@ t.test('PTZ patrol rounds and verification against the ONVIF simulator, the RTSP
     t.ok(r2.detections > 0 && r2.frames > 0, `the rule ran (${r2.detections} detections on ${r2.frames} frames)`);
     t.same(sim.state.position, { pan: 0, tilt: 0, zoom: 0 }, 'home again after verifying');
 
+    await send('verify-dead', { kind: 'verify', camera: 'dead', zone: 'gate', rule: 'people', seconds: 5 });
+    const dead = await finalOf('verify-dead');
+    t.match(dead.result, { verdict: 'inconclusive', why: 'stream_down', frames: 0 }, 'no stream: inconclusive, stream_down');
+
     await send('snap-left', { kind: 'snapshot', camera: 'dome', preset: 'left' });
     const snap = await finalOf('snap-left');
     const r3 = snap.result as { preset: string; file: string; sha256: string; arrived: { by: string } };
@@ -295,7 +306,7 @@ t.test('PTZ patrol rounds and verification against the ONVIF simulator, the RTSP
     const done = /patrol round1 done: 2 stops/;
     const capped = /patrol round1 skipped or cut short \(moves_capped\)/;
     agent.proc.kill('SIGHUP');
-    await agent.waitForLog(/config reloaded: restarted dome/, 30_000);
+    await agent.waitForLog(/config reloaded: removed dead, restarted dome/, 30_000);
     await agent.waitForLog(done, 60_000);
     t.pass('the round ran on its schedule');
     // Home at the mover start, centre, left, home: 4 moves; the next round is refused before it moves.
