@@ -66,6 +66,11 @@ interface Holder {
 }
 
 const HOUR = 3_600_000;
+/**
+ * Frame pairs in a row that must differ by less than ptz.stableDifference: one pair is not enough, a picture still
+ * sweeping can repeat itself for a moment (a pan reversing, a scan back and forth).
+ */
+const STILL_PAIRS = 3;
 
 /**
  * One PTZ camera's mover: a lease per camera (one user at a time, verify before patrol), moves capped per hour,
@@ -303,12 +308,13 @@ export class PtzCamera {
     }
   }
 
-  /** Waits until two frames in a row differ by less than ptz.stableDifference (mean grey), or the stable timeout. */
+  /** Waits until STILL_PAIRS frame pairs in a row differ by less than ptz.stableDifference (mean grey), or the stable timeout. */
   private waitStill(signal: AbortSignal | undefined): Promise<{ stable: boolean; ms: number }> {
     const start = this.now();
     const limit = this.ptz.stableTimeoutSeconds * 1000;
     return new Promise((resolve, reject) => {
       let last: Thumb | undefined;
+      let pairs = 0;
       const finish = (stable: boolean): void => {
         stop();
         clearTimeout(timer);
@@ -322,8 +328,9 @@ export class PtzCamera {
       };
       const stop = this.opts.cameras.tapFrames(this.id, (frame: Frame) => {
         const thumb = greyThumb(frame);
-        if (last && meanDifference(last, thumb) < this.ptz.stableDifference) finish(true);
+        pairs = last && meanDifference(last, thumb) < this.ptz.stableDifference ? pairs + 1 : 0;
         last = thumb;
+        if (pairs >= STILL_PAIRS) finish(true);
       });
       const timer = setTimeout(() => {
         this.opts.log.warn(
