@@ -659,7 +659,9 @@ const ptzSchema = z.strictObject({
     .positive()
     .max(100)
     .default(6)
-    .describe('After arrival, the picture counts as still once three frame pairs in a row each differ by less than this (mean grey level, 0-255).'),
+    .describe(
+      'After arrival, the picture counts as still once three frame pairs in a row each differ by less than this (mean grey level, 0-255).',
+    ),
   stableTimeoutSeconds: z
     .number()
     .positive()
