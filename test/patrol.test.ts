@@ -250,6 +250,18 @@ t.test('PTZ patrol rounds and verification against the ONVIF simulator, the RTSP
     const dome = () => readStatus(dataDir).cameras.find((c) => c.id === 'dome');
     while (dome()?.paused !== 'view_changed' && Date.now() < end) await new Promise((r) => setTimeout(r, 250));
     t.equal(dome()?.paused, 'view_changed', 'rules paused while the dome is away from home');
+
+    // The request camera/list shows the hold, so the centre knows why its tasks fail.
+    const asked = sub.messages.length;
+    await sub.client.publishAsync(`${base}/request/camera/list`, JSON.stringify({ transaction: 'ptz-1' }), { qos: 1 });
+    await sub.waitFor(() => sub.messages.slice(asked).some((m) => m.topic === `${base}/response/camera/list`), 15_000);
+    const answer = JSON.parse(sub.messages.slice(asked).find((m) => m.topic === `${base}/response/camera/list`)!.payload) as {
+      data: { cameras: Array<{ id: string; ptz?: { manualUntil?: string; movesLastHour: number } }> };
+    };
+    const ptz = answer.data.cameras.find((c) => c.id === 'dome')?.ptz;
+    t.ok(ptz?.manualUntil && Date.parse(ptz.manualUntil) > Date.now(), `camera/list shows the manual hold (${ptz?.manualUntil})`);
+    t.ok((ptz?.movesLastHour ?? 0) >= 8, `and the moves of the last hour (${ptz?.movesLastHour})`);
+    t.equal(answer.data.cameras.find((c) => c.id === 'dead')?.ptz, undefined, 'a fixed camera has no ptz state');
   });
 
   await t.test('SIGKILL in the middle of a patrol: after the restart it is failed interrupted and the camera goes home', async (t) => {

@@ -61,6 +61,8 @@ export interface TaskCanceler {
     id: string,
     by: string,
   ): { ok: true; state: 'canceled' | 'canceling' } | { ok: false; reason: 'unknown_target' | 'not_cancelable'; detail: string };
+  /** A PTZ camera's lease holder, manual hold and moves in the last hour; undefined for other cameras. */
+  ptzState?(cameraId: string): ResponseData<'camera/list'>['cameras'][number]['ptz'];
 }
 
 type Verbs = { [V in RequestVerb]: (payload: z.infer<(typeof requestSchemas)[V]>) => Promise<ResponseData<V>> | ResponseData<V> };
@@ -198,7 +200,7 @@ export class RequestsServer implements Component {
     const ctx = this.ctx!;
     return {
       'config/get': () => redact(ctx.config) as Record<string, unknown>,
-      'camera/list': () => cameraList(ctx),
+      'camera/list': () => cameraList(ctx, this.tasks),
       'camera/snapshot': ({ camera }) => this.snapshot(camera),
       'outbox/stats': () => ctx.outbox.stats(),
       'model/list': () => modelList(ctx),
@@ -270,7 +272,7 @@ function hostPort(url: string, defaults: Record<string, number>): string {
 const RTSP_PORTS = { rtsp: 554, rtsps: 322 };
 const HTTP_PORTS = { http: 80, https: 443 };
 
-function cameraList(ctx: ComponentContext): ResponseData<'camera/list'> {
+function cameraList(ctx: ComponentContext, tasks: TaskCanceler | undefined): ResponseData<'camera/list'> {
   const configs = new Map(ctx.config.cameras.map((c) => [c.id, c]));
   const cameras = ctx.cameras.status().flatMap((s) => {
     const cam = configs.get(s.id);
@@ -303,10 +305,16 @@ function cameraList(ctx: ComponentContext): ResponseData<'camera/list'> {
         source,
         onvif: cam.onvif ? { host: hostPort(cam.onvif.url, HTTP_PORTS) } : null,
         presets: (cam.presets ?? []).map((p) => p.id),
+        ...ptzOf(tasks, s.id),
       },
     ];
   });
   return { cameras };
+}
+
+function ptzOf(tasks: TaskCanceler | undefined, cameraId: string): { ptz?: ResponseData<'camera/list'>['cameras'][number]['ptz'] } {
+  const ptz = tasks?.ptzState?.(cameraId);
+  return ptz === undefined ? {} : { ptz };
 }
 
 function taskList(ctx: ComponentContext, state: InboxState | undefined, limit = 100): ResponseData<'task/list'> {

@@ -8,7 +8,7 @@ import { gatewayTopics, type GatewayTopics } from '../common/topics.js';
 import { storeEvidence } from '../evidence/store.js';
 import { grabFrame } from '../ingest/index.js';
 import type { InboxState, StateMessage, TaskRecord, TaskRow } from '../outbox/index.js';
-import { PtzError, PtzHub, runRound, runVerify } from '../ptz/index.js';
+import { PtzError, PtzHub, runRound, runVerify, type PtzCamera } from '../ptz/index.js';
 import { patrolRound, ptzTaskProblem, queueOf, verifyTarget, type PatrolTask, type VerifyTask } from './ptz-tasks.js';
 import { runConfigTask, type ConfigOutcome } from './config-task.js';
 import {
@@ -474,6 +474,11 @@ export class Tasks implements Component {
     const ts = this.now();
     const saved = storeEvidence(dataDir, `task-${taskId}`, ts, jpeg);
     return { camera: cameraId, file: saved.file, sha256: saved.sha256, bytes: saved.bytes, width: frame.width, height: frame.height };
+  }
+
+  /** A PTZ camera's lease holder, manual hold and moves in the last hour (camera/list). */
+  ptzState(cameraId: string): PtzCamera['state'] | undefined {
+    return this.ptz.stateOf(cameraId);
   }
 
   /** A snapshot from a preset: the camera is taken as a verification takes it, moved, grabbed, sent home. */

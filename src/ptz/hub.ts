@@ -43,6 +43,11 @@ export class PtzHub {
     return m.ptz;
   }
 
+  /** The mover's state (lease holder, manual hold, moves in the last hour), once it exists; undefined otherwise. */
+  stateOf(cameraId: string): PtzCamera['state'] | undefined {
+    return this.movers.get(cameraId)?.ptz.state;
+  }
+
   /** After a reload: changed and removed cameras' movers stop (their rounds abort); changed and added ones start. */
   reloaded(result: ReloadResult, config: readonly CameraConfig[]): void {
     if (!this.cameras || !this.log) return;

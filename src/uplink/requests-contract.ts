@@ -110,6 +110,20 @@ const cameraEntry = z.strictObject({
   source: cameraSource,
   onvif: z.strictObject({ host: z.string().describe('host:port of the ONVIF device service') }).nullable(),
   presets: z.array(z.string()).describe('ids of the PTZ presets in the config'),
+  ptz: z
+    .strictObject({
+      holder: z
+        .strictObject({ kind: z.enum(['verify', 'patrol']), id: z.string() })
+        .optional()
+        .describe('who has the camera now: a verification or a patrol (task id, or `schedule <round>`)'),
+      manualUntil: z
+        .string()
+        .optional()
+        .describe('a person steered the camera: patrols and verifications leave it alone until then (ISO time)'),
+      movesLastHour: z.number().int().describe('moves in the last hour (ptz.maxMovesPerHour caps them)'),
+    })
+    .optional()
+    .describe('a PTZ camera the agent moves (1.5.0)'),
 });
 
 const cameraListData = z.strictObject({ cameras: z.array(cameraEntry) });
