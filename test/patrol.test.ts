@@ -206,6 +206,13 @@ t.test('PTZ patrol rounds and verification against the ONVIF simulator, the RTSP
     t.ok(r2.detections > 0 && r2.frames > 0, `the rule ran (${r2.detections} detections on ${r2.frames} frames)`);
     t.same(sim.state.position, { pan: 0, tilt: 0, zoom: 0 }, 'home again after verifying');
 
+    // A covered lens: the check cannot tell, and says why.
+    await sim.setCovered(true);
+    await send('verify-covered', { kind: 'verify', camera: 'dome', eventId: centreEvent, seconds: 6 });
+    const covered = await finalOf('verify-covered');
+    await sim.setCovered(false);
+    t.match(covered.result, { verdict: 'inconclusive', why: 'view_blocked' }, 'a covered lens: inconclusive, view_blocked');
+
     await send('verify-dead', { kind: 'verify', camera: 'dead', zone: 'gate', rule: 'people', seconds: 5 });
     const dead = await finalOf('verify-dead');
     t.match(dead.result, { verdict: 'inconclusive', why: 'stream_down', frames: 0 }, 'no stream: inconclusive, stream_down');
