@@ -2,6 +2,7 @@ import { Cron } from 'croner';
 import type { Component, ComponentContext } from '../agent/index.js';
 import type { CameraConfig, PatrolConfig } from '../config/index.js';
 import { PtzError, type PtzHub, runRound } from '../ptz/index.js';
+import { ptzContext } from './ptz-tasks.js';
 
 /**
  * Patrol rounds on their schedules (cameras[].patrols[].schedule, cron in the camera's time zone). A round whose
@@ -78,10 +79,7 @@ export class Patrols implements Component {
           ptz,
           lease,
           round,
-          bus: ctx.bus,
-          dataDir: ctx.dataDir,
-          jpegQuality: ctx.config.evidence.jpegQuality,
-          log: ctx.log,
+          ...ptzContext(ctx),
           evidenceName: `patrol-${cam.id}-${round.id}`,
           signal: this.controller.signal,
         });

@@ -1,3 +1,4 @@
+import type { ComponentContext } from '../agent/index.js';
 import type { CameraConfig } from '../config/index.js';
 import type { Outbox } from '../outbox/index.js';
 import { isPtzCamera, type RoundStop, type VerifyTarget } from '../ptz/index.js';
@@ -96,4 +97,14 @@ export function verifyTarget(task: VerifyTask, outbox: Outbox): VerifyTarget | P
     ...(event.view !== undefined && { preset: event.view }),
     ...(row.evidenceSha256 !== null && { originalSha256: row.evidenceSha256 }),
   };
+}
+
+/** What a patrol round or a verification needs of a component's context: its bus and where evidence goes. */
+export function ptzContext(ctx: ComponentContext): {
+  bus: ComponentContext['bus'];
+  dataDir: string;
+  jpegQuality: number;
+  log: ComponentContext['log'];
+} {
+  return { bus: ctx.bus, dataDir: ctx.dataDir, jpegQuality: ctx.config.evidence.jpegQuality, log: ctx.log };
 }

@@ -9,7 +9,7 @@ import { storeEvidence } from '../evidence/store.js';
 import { grabFrame } from '../ingest/index.js';
 import type { InboxState, StateMessage, TaskRecord, TaskRow } from '../outbox/index.js';
 import { PtzError, PtzHub, runRound, runVerify, type PtzCamera } from '../ptz/index.js';
-import { patrolRound, ptzTaskProblem, queueOf, verifyTarget, type PatrolTask, type VerifyTask } from './ptz-tasks.js';
+import { patrolRound, ptzContext, ptzTaskProblem, queueOf, verifyTarget, type PatrolTask, type VerifyTask } from './ptz-tasks.js';
 import { runConfigTask, type ConfigOutcome } from './config-task.js';
 import {
   finalStates,
@@ -297,14 +297,7 @@ export class Tasks implements Component {
     this.configs.delete(row.id);
     if (row.state !== 'accepted' || !task) return;
     try {
-      if (task.expiresAt !== undefined && Date.parse(task.expiresAt) <= this.now()) {
-        this.move(row, 'expired', {
-          state: 'expired',
-          reason: 'expired',
-          detail: `expiresAt ${task.expiresAt} passed while it was queued`,
-        });
-        return;
-      }
+      if (this.expiredInQueue(row, task.expiresAt)) return;
       this.move(row, 'running', { state: 'running' });
       let outcome: ConfigOutcome | null;
       try {
@@ -357,14 +350,7 @@ export class Tasks implements Component {
     if (row?.state !== 'accepted') return;
     try {
       const task = taskSchema.parse(JSON.parse(row.payload));
-      if (task.expiresAt !== undefined && Date.parse(task.expiresAt) <= this.now()) {
-        this.move(row, 'expired', {
-          state: 'expired',
-          reason: 'expired',
-          detail: `expiresAt ${task.expiresAt} passed while it was queued`,
-        });
-        return;
-      }
+      if (this.expiredInQueue(row, task.expiresAt)) return;
       this.move(row, 'running', { state: 'running' });
       const controller = new AbortController();
       this.aborts.set(id, controller);
@@ -416,10 +402,7 @@ export class Tasks implements Component {
         ptz,
         lease,
         round,
-        bus: ctx.bus,
-        dataDir: ctx.dataDir,
-        jpegQuality: ctx.config.evidence.jpegQuality,
-        log: ctx.log,
+        ...ptzContext(ctx),
         evidenceName: `task-${task.id}`,
         signal,
         onStop: (i, stop) => {
@@ -452,10 +435,7 @@ export class Tasks implements Component {
       camera,
       cameras: ctx.cameras,
       ptz: await this.ptz.get(task.camera),
-      bus: ctx.bus,
-      dataDir: ctx.dataDir,
-      jpegQuality: ctx.config.evidence.jpegQuality,
-      log: ctx.log,
+      ...ptzContext(ctx),
       evidenceName: `verify-${taskId}`,
       signal,
     });
@@ -474,6 +454,13 @@ export class Tasks implements Component {
     const ts = this.now();
     const saved = storeEvidence(dataDir, `task-${taskId}`, ts, jpeg);
     return { camera: cameraId, file: saved.file, sha256: saved.sha256, bytes: saved.bytes, width: frame.width, height: frame.height };
+  }
+
+  /** A queued task whose expiresAt has passed when its turn comes ends expired (true); otherwise false. */
+  private expiredInQueue(row: TaskRow, expiresAt: string | undefined): boolean {
+    if (expiresAt === undefined || Date.parse(expiresAt) > this.now()) return false;
+    this.move(row, 'expired', { state: 'expired', reason: 'expired', detail: `expiresAt ${expiresAt} passed while it was queued` });
+    return true;
   }
 
   /** A PTZ camera's lease holder, manual hold and moves in the last hour (camera/list). */

@@ -4,7 +4,7 @@ import type { CameraConfig, PresetConfig } from '../config/index.js';
 import { OnvifDevice, type PtzVector } from '../onvif/index.js';
 import { configView, greyThumb, type Thumb, type ViewInput } from '../rules/index.js';
 import type { Frame, RgbFrame } from '../vision/types.js';
-import { toRgb } from '../vision/yuv.js';
+import { keepRgb } from './evidence.js';
 
 /** Who may hold a camera: a verification outranks a patrol; a person steering it by hand outranks both. */
 export type LeaseKind = 'verify' | 'patrol';
@@ -203,8 +203,7 @@ export class PtzCamera {
       const stop = this.opts.cameras.tapFrames(this.id, (frame) => {
         stop();
         clearTimeout(timer);
-        const rgb = toRgb(frame);
-        resolve({ ...rgb, data: rgb.data === frame.data ? Buffer.from(rgb.data) : rgb.data });
+        resolve(keepRgb(frame));
       });
       const timer = setTimeout(() => {
         stop();

@@ -1,8 +1,6 @@
-import type { Logger } from 'pino';
 import type { ScopedBus } from '../agent/index.js';
-import { encodeJpeg } from '../common/jpeg.js';
-import { storeEvidence } from '../evidence/store.js';
 import { PtzError, type Arrived, type Lease, type PtzCamera } from './camera.js';
+import { keepJpeg, type EvidenceOptions } from './evidence.js';
 
 export interface RoundStop {
   preset: string;
@@ -33,14 +31,11 @@ export interface RoundResult {
   home: boolean;
 }
 
-export interface RoundOptions {
+export interface RoundOptions extends EvidenceOptions {
   ptz: PtzCamera;
   lease: Lease;
   round: { id: string; stops: readonly RoundStop[] };
   bus: ScopedBus;
-  dataDir: string;
-  jpegQuality: number;
-  log: Logger;
   /** Names the stops' evidence files: `{evidenceName}-{preset}`. */
   evidenceName: string;
   /** Aborts the round as the lease's signal does (the task is canceled, the agent stops). */
@@ -113,10 +108,7 @@ export async function runRound(o: RoundOptions): Promise<RoundResult> {
 
 async function keepFrame(o: RoundOptions, preset: string): Promise<StopResult['evidence']> {
   try {
-    const frame = await o.ptz.nextFrame();
-    const jpeg = await encodeJpeg(frame, o.jpegQuality);
-    const saved = storeEvidence(o.dataDir, `${o.evidenceName}-${preset}`, Date.now(), jpeg);
-    return { file: saved.file, sha256: saved.sha256, bytes: saved.bytes };
+    return await keepJpeg(o, o.ptz.id, `${o.evidenceName}-${preset}`, await o.ptz.nextFrame());
   } catch (err) {
     o.log.warn({ camera: o.ptz.id, preset, err: (err as Error).message }, `camera ${o.ptz.id}: no evidence at ${preset}`);
     return undefined;

@@ -1,12 +1,9 @@
-import type { Logger } from 'pino';
 import type { Cameras, ScopedBus } from '../agent/index.js';
-import { encodeJpeg } from '../common/jpeg.js';
 import type { CameraConfig } from '../config/index.js';
-import { storeEvidence } from '../evidence/store.js';
 import { greyThumb } from '../rules/index.js';
 import type { RgbFrame } from '../vision/types.js';
-import { toRgb } from '../vision/yuv.js';
 import { greySpread, PtzError, type Arrived, type PtzCamera } from './camera.js';
+import { keepJpeg, keepRgb, type EvidenceOptions } from './evidence.js';
 import { sleep } from './patrol.js';
 
 /** What is verified: one rule of one zone, at a preset (PTZ) or in the camera's own view. */
@@ -43,7 +40,7 @@ export interface VerifyResult {
   evidence?: { file: string; sha256: string; bytes: number };
 }
 
-export interface VerifyOptions {
+export interface VerifyOptions extends EvidenceOptions {
   target: VerifyTarget;
   seconds: number;
   camera: CameraConfig;
@@ -51,9 +48,6 @@ export interface VerifyOptions {
   /** The camera's mover when it is a PTZ camera. */
   ptz?: PtzCamera;
   bus: ScopedBus;
-  dataDir: string;
-  jpegQuality: number;
-  log: Logger;
   /** Names the fresh evidence file. */
   evidenceName: string;
   signal?: AbortSignal;
@@ -107,8 +101,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyResult> {
       frames++;
       if (greySpread(greyThumb(frame)) < BLOCKED_SPREAD) blocked++;
       if (frames % 5 === 1 || !last) {
-        const rgb = toRgb(frame);
-        last = { ...rgb, data: rgb.data === frame.data ? Buffer.from(rgb.data) : rgb.data };
+        last = keepRgb(frame);
       }
     });
     const offDetected = o.bus.on('frame.detected', (e) => {
@@ -130,7 +123,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyResult> {
     }
     const open = cameras.viewState(target.camera).open.find((e) => e.zoneId === target.zone && e.ruleId === target.rule);
     seen ??= open?.eventId;
-    const evidence = last ? await keep(o, last) : undefined;
+    const evidence = last ? await keepJpeg(o, target.camera, o.evidenceName, last) : undefined;
     const counts = { frames, detections, ...(arrived && { arrived }), ...(evidence && { evidence }) };
     if (seen !== undefined)
       return {
@@ -181,16 +174,5 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyResult> {
       }
       lease.release();
     }
-  }
-}
-
-async function keep(o: VerifyOptions, frame: RgbFrame): Promise<VerifyResult['evidence']> {
-  try {
-    const jpeg = await encodeJpeg(frame, o.jpegQuality);
-    const saved = storeEvidence(o.dataDir, o.evidenceName, Date.now(), jpeg);
-    return { file: saved.file, sha256: saved.sha256, bytes: saved.bytes };
-  } catch (err) {
-    o.log.warn({ camera: o.target.camera, err: (err as Error).message }, `camera ${o.target.camera}: verify evidence not kept`);
-    return undefined;
   }
 }
